@@ -1,0 +1,46 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck contracts-check docker-lint unit bench clean postgres
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[azure,postgres,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cwi demo
+
+# Start the machine's PostgreSQL when it is installed but not running (the DB tests need it).
+postgres:
+	@if command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n 1) main start; \
+		for i in 1 2 3 4 5 6 7 8 9 10; do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+contracts-check: $(STAMP)
+	$(BIN)/lint-imports
+
+docker-lint: $(STAMP)
+	$(BIN)/hadolint Dockerfile
+
+test: lint typecheck contracts-check docker-lint postgres
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/cwi bench --events 5000
+	$(BIN)/cwi bench --events 3000 --latency-ms 100 --concurrency 64
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

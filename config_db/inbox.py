@@ -1,0 +1,28 @@
+"""The inbox: envelope ids whose processing finished, so a redelivery has no effect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Insert, Select, bindparam, insert, select
+
+from config_db.models import InboxEntry, table_of, utcnow
+
+inbox = table_of(InboxEntry)
+
+Q_FINISHED: Select[Any] = select(inbox.c.outcome).where(
+    inbox.c.client_id == bindparam("client_id"), inbox.c.message_id == bindparam("message_id")
+)
+S_MARK_FINISHED: Insert = insert(inbox)
+
+
+def finished_outcome(db: Connection, client_id: str, message_id: str) -> str | None:
+    """The outcome recorded when this envelope finished, or None if it never did."""
+    outcome: str | None = db.execute(Q_FINISHED, {"client_id": client_id, "message_id": message_id}).scalar()
+    return outcome
+
+
+def mark_finished(db: Connection, client_id: str, message_id: str, outcome: str) -> None:
+    if finished_outcome(db, client_id, message_id) is None:
+        row = {"client_id": client_id, "message_id": message_id, "outcome": outcome, "finished_at": utcnow()}
+        db.execute(S_MARK_FINISHED, row)

@@ -1,0 +1,171 @@
+"""The configuration database's tables (SQLAlchemy 2 typed models).
+
+Portable across SQLite, PostgreSQL and SQL Server: every indexed string has a length, JSON is
+stored through SQLAlchemy's JSON type, and bus timestamps are epoch milliseconds so that lock and
+visibility comparisons are plain integer comparisons on every dialect.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UnicodeText,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Stores naive UTC, returns aware UTC: the same on every dialect."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Client(Base):
+    __tablename__ = "clients"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ProviderConnection(Base):
+    """A client's connection to its ERP. One per client; ``credentials`` is Fernet ciphertext."""
+
+    __tablename__ = "provider_connections"
+
+    client_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    base_url: Mapped[str] = mapped_column(String(1024))
+    settings: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    credentials: Mapped[str] = mapped_column(Text, default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SyncLogEntry(Base):
+    """Append-only journal of everything the worker did, per message and per record."""
+
+    __tablename__ = "sync_log"
+    __table_args__ = (
+        Index("ix_sync_log_message", "message_id"),
+        Index("ix_sync_log_client_at", "client_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    message_id: Mapped[str | None] = mapped_column(String(128))
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(16))
+    entity: Mapped[str | None] = mapped_column(String(32))
+    cw_id: Mapped[str | None] = mapped_column(String(255))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str | None] = mapped_column(String(64))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(UnicodeText)
+
+
+class RecordLink(Base):
+    """The last state we wrote for a CW record in an ERP: its external id, version and hash.
+
+    The sync log is the history; this is the index the pipeline and echo suppression read.
+    """
+
+    __tablename__ = "record_links"
+    __table_args__ = (Index("ix_record_links_external", "client_id", "provider", "entity", "external_id"),)
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cw_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    version: Mapped[str | None] = mapped_column(String(64))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class InboxEntry(Base):
+    """Envelope ids whose processing finished: a redelivery of one is completed without effect."""
+
+    __tablename__ = "inbox"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(32))
+    finished_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class BusMessage(Base):
+    """The local bus: one row per message, in the active queue or dead-lettered.
+
+    Times are epoch milliseconds. A completed message is deleted. ``session_id`` (the client id)
+    orders a client's messages: one at a time, in ``seq`` order.
+    """
+
+    __tablename__ = "bus_messages"
+    __table_args__ = (
+        Index("ix_bus_ready", "queue", "state", "visible_at", "seq"),
+        Index("ix_bus_session", "queue", "session_id", "state", "seq"),
+        # "is any message of this session locked?" is a seek instead of a walk of the session.
+        Index("ix_bus_session_lock", "queue", "session_id", "locked_until"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(128), unique=True)
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(UnicodeText)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    enqueued_at: Mapped[int] = mapped_column(BigInteger)
+    visible_at: Mapped[int] = mapped_column(BigInteger)
+    locked_until: Mapped[int | None] = mapped_column(BigInteger)
+    lock_token: Mapped[str | None] = mapped_column(String(36))
+    delivery_count: Mapped[int] = mapped_column(Integer, default=0)
+    dead_letter_reason: Mapped[str | None] = mapped_column(String(64))
+    dead_letter_description: Mapped[str | None] = mapped_column(UnicodeText)
+    dead_lettered_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+TABLES = Base.metadata.sorted_tables
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a model (``__table__`` is typed too loosely for insert/update)."""
+    return cast(Table, model.__table__)

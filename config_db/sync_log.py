@@ -1,0 +1,136 @@
+"""The synchronization log (append-only history) and the record links (last state written).
+
+The statements on the message path are built once, with bind parameters: building a SQLAlchemy
+statement costs far more than running it on SQLite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Insert, Select, Update, bindparam, insert, select, update
+
+from config_db.models import RecordLink, SyncLogEntry, table_of, utcnow
+
+log = table_of(SyncLogEntry)
+links = table_of(RecordLink)
+
+#: sync-log actions that close a message's ``pending`` intent.
+OUTCOMES = frozenset({"created", "updated", "deleted", "unchanged", "failed", "echo_ignored", "inbound"})
+#: the actions that open or close an intent; ``retry`` and ``duplicate`` rows leave it as it was.
+INTENT_ACTIONS = frozenset({"pending"} | OUTCOMES)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    direction: str  # outbound | inbound | operator
+    action: str  # pending | created | updated | deleted | unchanged | duplicate | failed | retry | ...
+    message_id: str | None = None
+    client_id: str | None = None
+    provider: str | None = None
+    entity: str | None = None
+    cw_id: str | None = None
+    external_id: str | None = None
+    version: str | None = None
+    content_hash: str | None = None
+    detail: str | None = None
+    at: dt.datetime = field(default_factory=utcnow)
+
+    def row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    external_id: str | None
+    version: str | None
+    content_hash: str | None
+    deleted: bool
+
+
+_LINK_KEY = ("client_id", "provider", "entity", "cw_id")
+
+S_RECORD: Insert = insert(log)
+
+Q_LAST_ACTION: Select[Any] = (
+    select(log.c.action)
+    .where(
+        log.c.message_id == bindparam("message_id"),
+        log.c.client_id == bindparam("client_id"),
+        log.c.action.in_(sorted(INTENT_ACTIONS)),
+    )
+    .order_by(log.c.id.desc())
+    .limit(1)
+)
+
+Q_LINK: Select[Any] = select(
+    links.c.external_id, links.c.version, links.c.content_hash, links.c.deleted
+).where(*(links.c[k] == bindparam(f"k_{k}") for k in _LINK_KEY))
+
+S_INSERT_LINK: Insert = insert(links)
+
+S_UPDATE_LINK: Update = (
+    update(links)
+    .where(*(links.c[k] == bindparam(f"k_{k}") for k in _LINK_KEY))
+    .values(
+        external_id=bindparam("external_id"),
+        version=bindparam("version"),
+        content_hash=bindparam("content_hash"),
+        deleted=bindparam("deleted"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+
+
+def q_entries(client_id: str | None = None, message_id: str | None = None, limit: int = 100) -> Select[Any]:
+    query = select(log).order_by(log.c.id.desc()).limit(limit)
+    if client_id is not None:
+        query = query.where(log.c.client_id == client_id)
+    if message_id is not None:
+        query = query.where(log.c.message_id == message_id)
+    return query
+
+
+def record(db: Connection, entry: Entry) -> None:
+    db.execute(S_RECORD, entry.row())
+
+
+def has_open_intent(db: Connection, client_id: str, message_id: str) -> bool:
+    """True when this message journalled a ``pending`` intent and no outcome after it.
+
+    That is the trace of a crash between push and settle, or of a timeout: the write may have
+    reached the ERP.
+    """
+    action = db.execute(Q_LAST_ACTION, {"client_id": client_id, "message_id": message_id}).scalar()
+    return action == "pending"
+
+
+def _key(client_id: str, provider: str, entity: str, cw_id: str) -> dict[str, str]:
+    return {"k_client_id": client_id, "k_provider": provider, "k_entity": entity, "k_cw_id": cw_id}
+
+
+def get_link(db: Connection, client_id: str, provider: str, entity: str, cw_id: str) -> Link | None:
+    row = db.execute(Q_LINK, _key(client_id, provider, entity, cw_id)).first()
+    return None if row is None else Link(row.external_id, row.version, row.content_hash, bool(row.deleted))
+
+
+def save_link(db: Connection, client_id: str, provider: str, entity: str, cw_id: str, link: Link) -> None:
+    values = {
+        "external_id": link.external_id,
+        "version": link.version,
+        "content_hash": link.content_hash,
+        "deleted": link.deleted,
+        "updated_at": utcnow(),
+    }
+    if db.execute(S_UPDATE_LINK, {**_key(client_id, provider, entity, cw_id), **values}).rowcount == 0:
+        key = {"client_id": client_id, "provider": provider, "entity": entity, "cw_id": cw_id}
+        db.execute(S_INSERT_LINK, {**key, **values})
+
+
+def entries(
+    db: Connection, *, client_id: str | None = None, message_id: str | None = None, limit: int = 100
+) -> list[dict[str, object]]:
+    """Newest first."""
+    return [dict(row._mapping) for row in db.execute(q_entries(client_id, message_id, limit))]

@@ -1,0 +1,183 @@
+"""The envelope every bus message carries, and its parsing with field-naming errors."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from contracts.records import Customer, CWRecord, Invoice, Project, Supplier
+
+
+class Entity(StrEnum):
+    customer = "customer"
+    supplier = "supplier"
+    project = "project"
+    invoice = "invoice"
+
+
+class Action(StrEnum):
+    created = "created"
+    updated = "updated"
+    deleted = "deleted"
+
+
+class Source(StrEnum):
+    frontend = "frontend"
+    """Emitted by the CW frontend."""
+    webhook = "webhook"
+    """Published by our webhook listener for a change made in the ERP."""
+    replay = "replay"
+    """Re-sent by an operator from the dead-letter queue."""
+    operator = "operator"
+    """Published by an operator by hand (``cwi send``)."""
+
+
+ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+EnvelopeId = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class Envelope(BaseModel):
+    """``{"id", "client_id", "type": "<entity>.<action>", "source", "occurred_at", "data"}``.
+
+    ``data`` is the CW record. It may be omitted only for ``*.deleted`` events, which then name the
+    record with ``record_id``.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    id: EnvelopeId
+    client_id: ClientId
+    type: str
+    source: Source
+    occurred_at: AwareDatetime
+    record_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    data: CWRecord | None = None
+
+    @model_validator(mode="after")
+    def _record_present(self) -> Envelope:
+        if self.data is None:
+            if self.action is not Action.deleted:
+                raise ValueError(f"data is required for {self.type} events")
+            if self.record_id is None:
+                raise ValueError("record_id is required when data is omitted")
+        elif self.record_id is not None and self.record_id != self.data.id:
+            raise ValueError(f"record_id {self.record_id!r} differs from data.id {self.data.id!r}")
+        return self
+
+    @property
+    def entity(self) -> Entity:
+        return Entity(self.type.partition(".")[0])
+
+    @property
+    def action(self) -> Action:
+        return Action(self.type.partition(".")[2])
+
+    @property
+    def cw_id(self) -> str:
+        if self.data is not None:
+            return self.data.id
+        assert self.record_id is not None  # guaranteed by _record_present
+        return self.record_id
+
+
+def _types(entity: str) -> Any:
+    return Literal[f"{entity}.created", f"{entity}.updated", f"{entity}.deleted"]
+
+
+class CustomerEnvelope(Envelope):
+    type: _types("customer")  # type: ignore[valid-type]
+    data: Customer | None = None
+
+
+class SupplierEnvelope(Envelope):
+    type: _types("supplier")  # type: ignore[valid-type]
+    data: Supplier | None = None
+
+
+class ProjectEnvelope(Envelope):
+    type: _types("project")  # type: ignore[valid-type]
+    data: Project | None = None
+
+
+class InvoiceEnvelope(Envelope):
+    type: _types("invoice")  # type: ignore[valid-type]
+    data: Invoice | None = None
+
+
+def _entity_tag(value: Any) -> str | None:
+    raw = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if not isinstance(raw, str):
+        return None
+    entity = raw.partition(".")[0]
+    return entity if entity in Entity.__members__ else None
+
+
+_TYPE_ERROR = (
+    "type must be '<entity>.<action>' with entity one of customer, supplier, project, invoice "
+    "and action one of created, updated, deleted"
+)
+
+_ENVELOPE = TypeAdapter[Envelope](
+    Annotated[
+        Annotated[CustomerEnvelope, Tag("customer")]
+        | Annotated[SupplierEnvelope, Tag("supplier")]
+        | Annotated[ProjectEnvelope, Tag("project")]
+        | Annotated[InvoiceEnvelope, Tag("invoice")],
+        Discriminator(_entity_tag, custom_error_type="invalid_type", custom_error_message=_TYPE_ERROR),
+    ]
+)
+
+
+class InvalidEnvelopeError(ValueError):
+    """A body that is not a valid envelope; ``problems`` names each bad field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    parts = list(loc)
+    if parts and parts[0] in Entity.__members__:
+        parts = parts[1:]  # the union's tag, not a field
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not str(part).startswith(("function-", "tagged-union")):
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One ``"field.path: message"`` line per error."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        path = _field_path(tuple(err["loc"]))
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{path}: {message}" if path else message)
+    return problems
+
+
+def parse_envelope(body: bytes | str) -> Envelope:
+    """Parse and validate one JSON envelope; raise InvalidEnvelopeError naming each bad field."""
+    try:
+        return _ENVELOPE.validate_json(body)
+    except ValidationError as exc:
+        raise InvalidEnvelopeError(describe_errors(exc)) from None
+
+
+def envelope_json_schema() -> dict[str, Any]:
+    return _ENVELOPE.json_schema()

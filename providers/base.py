@@ -1,0 +1,126 @@
+"""The provider protocol: what the worker asks of every ERP integration.
+
+A provider never touches the database or the bus. It receives its connection as a plain
+``ConnectionSpec`` and a shared ``aiohttp.ClientSession``, and returns results or raises the typed
+errors of ``providers.errors``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import aiohttp
+
+from contracts import Action, CWRecord, Entity
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSpec:
+    """One client's connection to its ERP, credentials already decrypted."""
+
+    client_id: str
+    kind: str
+    base_url: str
+    settings: Mapping[str, str] = field(default_factory=dict)
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def setting(self, name: str, default: str | None = None) -> str | None:
+        return self.settings.get(name, default)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundChange:
+    """One CW change to apply in the ERP.
+
+    ``known_external_id`` is what the sync log last recorded for this record (None when we never
+    wrote it). ``recovering`` is True when an earlier attempt of the same message journalled its
+    intent but no outcome: the write may have reached the ERP, so look the record up by its
+    natural key before creating anything.
+    """
+
+    idempotency_key: str
+    entity: Entity
+    action: Action
+    cw_id: str
+    record: CWRecord | None
+    known_external_id: str | None = None
+    recovering: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    """What the ERP now holds, for the sync log and echo suppression.
+
+    ``outcome`` is one of created, updated, deleted, unchanged (already as we want it).
+    """
+
+    outcome: str
+    external_id: str | None
+    version: str | None = None
+    content_hash: str | None = None
+    author: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """An HTTP request a provider would send (``cwi preview``); secrets already redacted."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    json: Any = None
+
+
+class Provider(Protocol):
+    kind: ClassVar[str]
+
+    async def push(self, change: OutboundChange) -> PushResult:
+        """Apply the change in the ERP, exactly once in effect, or raise a typed error."""
+        ...
+
+    async def check(self) -> str:
+        """Prove the connection works (auth and one cheap read); return a one-line summary."""
+        ...
+
+    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
+        """The requests ``push`` would send for a new record, sending nothing."""
+        ...
+
+
+class ProviderFactory(Protocol):
+    def __call__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> Provider: ...
+
+
+def content_hash(payload: Any) -> str:
+    """Stable SHA-256 of a JSON-able payload (keys sorted), for echo suppression."""
+    encoded = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class InboundChange:
+    """One change an ERP reported through its webhook, as the worker's inbound path needs it."""
+
+    entity: Entity
+    action: Action
+    external_id: str
+    version: str | None = None
+    author: str | None = None
+    value: Mapping[str, Any] | None = None
+    event_id: str | None = None
+    cw_id: str | None = None
+
+
+class WebhookRejected(Exception):
+    """A webhook call that must not be trusted or cannot be read.
+
+    ``reason`` is one of: missing_signature, bad_signature, stale_timestamp, malformed.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

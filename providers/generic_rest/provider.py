@@ -1,0 +1,136 @@
+"""The generic REST provider: pushes CW records to an ERP that implements contracts/generic_rest.openapi.json.
+
+Records are addressed by their CW id, and ``PUT`` is an upsert, so a redelivered or recovering
+change needs no lookup first: sending it again is safe, and the ERP's Idempotency-Key handling
+keeps the repeat from counting as a second change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+import aiohttp
+
+from contracts import Action, CWRecord, Entity
+from providers.base import ConnectionSpec, OutboundChange, PreparedRequest, PushResult, content_hash
+from providers.errors import AuthenticationFailed, MappingError, ProviderRejected
+from providers.generic_rest.client import GenericRestClient, describe_error
+from providers.generic_rest.mapping import to_body
+from providers.http import HttpResponse, RequestRateCap
+
+CHECK_ID = "__cwi_connection_check__"
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class GenericRestProvider:
+    kind: ClassVar[str] = "generic_rest"
+
+    def __init__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> None:
+        self._spec = spec
+        self._client = GenericRestClient(
+            http,
+            spec.base_url,
+            token=spec.credentials.get("token", ""),
+            timeout_s=_timeout_s(spec),
+            rate_cap=RequestRateCap.from_settings(spec.settings),
+        )
+
+    async def push(self, change: OutboundChange) -> PushResult:
+        self._require_token()
+        try:
+            if change.action is Action.deleted:
+                return await self._delete(change)
+            return await self._put(change)
+        except AuthenticationFailed as exc:
+            raise self._refused(exc) from None
+
+    async def check(self) -> str:
+        self._require_token()
+        try:
+            resp = await self._client.request("GET", Entity.customer, CHECK_ID, f"cwi-check-{uuid.uuid4()}")
+        except AuthenticationFailed as exc:
+            raise self._refused(exc) from None
+        if resp.status not in (200, 404):
+            raise ProviderRejected(f"generic_rest at {self._client.base_url}: unexpected HTTP {resp.status}")
+        return f"generic_rest at {self._client.base_url}: authenticated"
+
+    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
+        if change.action is Action.deleted:
+            return [self._client.prepare("DELETE", change.entity, change.cw_id, change.idempotency_key)]
+        body = to_body(change.entity, self._record(change))
+        return [self._client.prepare("PUT", change.entity, change.cw_id, change.idempotency_key, body)]
+
+    async def _put(self, change: OutboundChange) -> PushResult:
+        body = to_body(change.entity, self._record(change))
+        resp = await self._client.request("PUT", change.entity, change.cw_id, change.idempotency_key, body)
+        if resp.status == 404:
+            detail = describe_error(resp) or _text(resp)
+            raise ProviderRejected(
+                f"generic_rest PUT {change.entity.value}/{change.cw_id}: HTTP 404: {detail}"
+            )
+        external_id, version = _write_result(resp, f"PUT {change.entity.value}/{change.cw_id}")
+        return PushResult(
+            outcome="created" if resp.status == 201 else "updated",
+            external_id=external_id,
+            version=version,
+            content_hash=content_hash(body),
+        )
+
+    async def _delete(self, change: OutboundChange) -> PushResult:
+        # 404 means it is already gone: the outcome we want, so it counts as deleted.
+        await self._client.request("DELETE", change.entity, change.cw_id, change.idempotency_key)
+        return PushResult(outcome="deleted", external_id=change.known_external_id)
+
+    def _record(self, change: OutboundChange) -> CWRecord:
+        if change.record is None:
+            raise MappingError(
+                f"{change.entity.value}.{change.action.value} for {change.cw_id!r} carries no record"
+            )
+        return change.record
+
+    def _require_token(self) -> None:
+        if not self._spec.credentials.get("token"):
+            client = self._spec.client_id
+            raise AuthenticationFailed(
+                f"connection for client {client} has no 'token' credential: {self._token_hint()}"
+            )
+
+    def _refused(self, exc: AuthenticationFailed) -> AuthenticationFailed:
+        client = self._spec.client_id
+        return AuthenticationFailed(
+            f"{exc} (the ERP refused the 'token' credential of client {client}: {self._token_hint()})"
+        )
+
+    def _token_hint(self) -> str:
+        return f"set it with `cwi connections set {self._spec.client_id} {self.kind} --credential token=…`"
+
+
+def _timeout_s(spec: ConnectionSpec) -> float:
+    raw = spec.setting("timeout_s")
+    if raw in (None, ""):
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise MappingError(f"setting timeout_s must be a positive number of seconds, not {raw!r}")
+    return value
+
+
+def _write_result(resp: HttpResponse, what: str) -> tuple[str, str]:
+    """``external_id`` and ``version`` of a PUT answer; a body without them breaks the interface."""
+    body = resp.json()
+    if isinstance(body, dict):
+        external_id, version = body.get("external_id"), body.get("version")
+        if isinstance(external_id, str) and external_id and type(version) is int:
+            return external_id, str(version)
+    raise ProviderRejected(
+        f"generic_rest {what}: HTTP {resp.status} answer lacks external_id/version "
+        f"(see contracts/generic_rest.openapi.json): {_text(resp)}"
+    )
+
+
+def _text(resp: HttpResponse) -> str:
+    return resp.text(200) or "(empty body)"

@@ -1,0 +1,66 @@
+"""Running the sandbox ERP: in-process for tests and the demo, or blocking for ``cwi sandbox``."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+from providers.generic_rest.sandbox.app import SANDBOX, Sandbox, create_app
+
+
+class SandboxServer:
+    """``async with SandboxServer(token="t") as sb: sb.base_url`` — listens on 127.0.0.1, a free port."""
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        latency_ms: float = 0,
+        fail_rate: float = 0,
+        seed: int | None = None,
+        db_path: str | None = None,
+    ) -> None:
+        self.app = create_app(
+            token=token, latency_ms=latency_ms, fail_rate=fail_rate, seed=seed, db_path=db_path
+        )
+        # A short grace on exit: a handler still sleeping out latency_ms must not hold up the tests.
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.25)
+        self.base_url = ""
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self.app[SANDBOX]
+
+    async def stats(self) -> dict[str, Any]:
+        """What ``GET /_sandbox/stats`` answers, without the HTTP round trip."""
+        return self.sandbox.stats.as_json()
+
+    async def __aenter__(self) -> Self:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._runner.cleanup()
+
+
+def run_sandbox(
+    host: str,
+    port: int,
+    *,
+    token: str,
+    latency_ms: float = 0,
+    fail_rate: float = 0,
+    db_path: str | None = None,
+    seed: int | None = None,
+) -> None:
+    """Serve the sandbox ERP until interrupted (``cwi sandbox --port N``)."""
+    app = create_app(token=token, latency_ms=latency_ms, fail_rate=fail_rate, seed=seed, db_path=db_path)
+    web.run_app(app, host=host, port=port, access_log=None)

@@ -1,0 +1,25 @@
+"""Provider kinds → factories. A new ERP is a new subpackage plus one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aiohttp
+
+from providers.base import ConnectionSpec, Provider, ProviderFactory
+from providers.errors import PermanentError
+from providers.generic_rest.provider import GenericRestProvider
+
+PROVIDERS: Mapping[str, ProviderFactory] = {
+    GenericRestProvider.kind: GenericRestProvider,
+}
+
+KINDS = ("generic_rest", "tripletex", "visma_net", "uni_economy")
+
+
+def build(spec: ConnectionSpec, http: aiohttp.ClientSession) -> Provider:
+    factory = PROVIDERS.get(spec.kind)
+    if factory is None:
+        known = ", ".join(sorted(PROVIDERS))
+        raise PermanentError(f"provider kind {spec.kind!r} is not available (known: {known})")
+    return factory(spec, http)

@@ -1,0 +1,130 @@
+"""The CLI as a subprocess: configure, send, run until idle, read status and the sync log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cli import SECRET_KEY, TOKEN, Cli, envelope, jsonl
+
+
+@pytest.fixture
+def cli(migrated_db_url: str) -> Cli:
+    return Cli(migrated_db_url)
+
+
+def test_send_run_status_synclog(cli: Cli, sandbox_url: str, tmp_path: Path) -> None:
+    cli.provision(sandbox_url, "acme")
+    events = [envelope(n) for n in range(5)]
+    events.append(envelope(1))  # the same envelope again: a duplicate
+    events.append(
+        envelope(9, data={"id": "acme-c9", "number": "9", "name": "Bad", "org_number": "123456789"})
+    )
+    events.append(envelope(10, client="nobody"))
+    path = tmp_path / "events.jsonl"
+    path.write_text(jsonl(events))
+    assert "published 8 message(s)" in cli.run("send", str(path)).stdout
+    assert cli.status()["active"] == 8
+
+    cli.run("run", "--until-idle")
+
+    status = cli.status()
+    assert (status["active"], status["scheduled"], status["locked"]) == (0, 0, 0)
+    assert status["dead_lettered"] == 2
+    assert status["dead_lettered_by_reason"] == {"ProviderRejected": 1, "UnknownClient": 1}
+    log = cli.synclog("--client", "acme")
+    required = {
+        "at",
+        "message_id",
+        "client_id",
+        "provider",
+        "direction",
+        "entity",
+        "cw_id",
+        "external_id",
+        "action",
+        "detail",
+    }
+    assert all(required <= set(entry) for entry in log)
+    created = [e for e in log if e["action"] == "created"]
+    assert sorted(e["cw_id"] for e in created) == [f"acme-c{n}" for n in range(5)]
+    assert [e["message_id"] for e in log if e["action"] == "duplicate"] == ["acme-e1"]
+    assert [e["action"] for e in cli.synclog("--message", "acme-e9")] == ["pending", "failed"]
+
+
+def test_send_is_all_or_nothing(cli: Cli, tmp_path: Path) -> None:
+    bad = envelope(2)
+    bad["data"]["name"] = ""
+    text = jsonl([envelope(1), bad, envelope(3, type="customer.exploded")])
+    result = cli.run("send", "-", input=text, check=False)
+    assert result.returncode == 2
+    assert "line 2: data.name:" in result.stderr
+    assert "line 3: type:" in result.stderr
+    assert cli.status()["active"] == 0
+
+    array = json.dumps([envelope(1), {**envelope(2), "source": "cron"}])
+    result = cli.run("send", "-", input=array, check=False)
+    assert result.returncode == 2 and "index 1: source:" in result.stderr
+
+
+def test_secrets_are_never_printed(cli: Cli, sandbox_url: str) -> None:
+    cli.provision(sandbox_url, "acme")
+    listed = cli.run("connections", "list").stdout + cli.run("connections", "list", "--json").stdout
+    assert TOKEN not in listed and "token" in listed
+    run = cli.run("connections", "test", "acme")
+    assert run.stdout.startswith("OK") and TOKEN not in run.stdout + run.stderr
+    assert SECRET_KEY not in run.stdout + run.stderr
+
+
+def test_connection_test_reports_why_it_fails(cli: Cli, sandbox_url: str) -> None:
+    cli.run("clients", "add", "acme")
+    cli.run(
+        "connections",
+        "set",
+        "acme",
+        "generic_rest",
+        "--base-url",
+        sandbox_url,
+        "--credential",
+        "token=not-the-token-7q2",
+    )
+    result = cli.run("connections", "test", "acme", check=False)
+    assert result.returncode == 1
+    assert "FAILED" in result.stderr and "not-the-token-7q2" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["connections", "set", "acme", "sap", "--base-url", "http://x"], "unknown provider 'sap'"),
+        (
+            ["connections", "set", "ghost", "generic_rest", "--base-url", "http://x"],
+            "client 'ghost' does not exist",
+        ),
+        (["connections", "set", "acme", "generic_rest", "--base-url", "ftp://x"], "must be an http(s) URL"),
+        (
+            ["connections", "set", "acme", "generic_rest", "--base-url", "http://x", "--setting", "novalue"],
+            "--setting expects key=value",
+        ),
+        (["send", "/no/such/file.json"], "no such file"),
+        (["connections", "test", "acme"], "has no connection"),
+    ],
+)
+def test_errors_are_one_clear_line(cli: Cli, args: list[str], message: str) -> None:
+    cli.run("clients", "add", "acme")
+    result = cli.run(*args, check=False)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_unmigrated_database_says_what_to_do(tmp_path: Path) -> None:
+    result = Cli(f"sqlite:///{tmp_path / 'fresh.db'}").run("status", check=False)
+    assert result.returncode == 1 and "cwi db upgrade" in result.stderr
+
+
+def test_contracts_schema_is_json_schema(tmp_path: Path) -> None:
+    schema = json.loads(Cli(f"sqlite:///{tmp_path / 'x.db'}").run("contracts", "schema").stdout)
+    assert "discriminator" in json.dumps(schema) or "oneOf" in json.dumps(schema)

@@ -1,0 +1,115 @@
+"""config_db on SQLite and PostgreSQL: clients, encrypted connections, sync log, inbox, migrations."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, select
+
+from config_db import clients, inbox, sync_log
+from config_db.database import make_engine
+from config_db.migrate import current_revision, head_revision, upgrade
+from config_db.models import Base, ProviderConnection
+from config_db.secrets import SecretBox, SecretKeyError
+
+
+def test_clients_and_connections_round_trip(engine: Engine) -> None:
+    box = SecretBox("k" * 32)
+    with engine.begin() as db:
+        clients.add_client(db, "acme", "Acme AS")
+        with pytest.raises(clients.ClientExistsError):
+            clients.add_client(db, "acme", "again")
+        stored = clients.StoredConnection(
+            "acme", "generic_rest", "http://erp", {"a": "1"}, box.encrypt({"token": "s3cret-token"}), True
+        )
+        clients.set_connection(db, stored)
+        clients.set_connection(db, dataclasses.replace(stored, base_url="http://erp2"))
+    with engine.connect() as db:
+        got = clients.get_connection(db, "acme")
+        assert got is not None and got.base_url == "http://erp2" and got.settings == {"a": "1"}
+        assert box.decrypt(got.credentials) == {"token": "s3cret-token"}
+        assert clients.list_clients(db) == [("acme", "Acme AS")]
+        raw = db.execute(select(ProviderConnection.credentials)).scalar_one()
+        assert "s3cret-token" not in raw  # encrypted at rest
+
+
+def test_connection_needs_an_existing_client(engine: Engine) -> None:
+    with engine.begin() as db, pytest.raises(clients.ClientNotFoundError):
+        clients.set_connection(
+            db, clients.StoredConnection("ghost", "generic_rest", "http://x", {}, "", True)
+        )
+
+
+def test_wrong_secret_key_is_a_clear_error() -> None:
+    token = SecretBox("right-key").encrypt({"token": "t"})
+    with pytest.raises(SecretKeyError, match="not the key they were stored with"):
+        SecretBox("wrong-key").decrypt(token)
+    with pytest.raises(SecretKeyError, match="CWI_SECRET_KEY is not set"):
+        SecretBox(None)
+
+
+def test_open_intent_is_closed_only_by_an_outcome(engine: Engine) -> None:
+    entry = sync_log.Entry(direction="outbound", action="pending", message_id="m1", client_id="acme")
+    with engine.begin() as db:
+        assert not sync_log.has_open_intent(db, "acme", "m1")
+        sync_log.record(db, entry)
+        assert sync_log.has_open_intent(db, "acme", "m1")
+        sync_log.record(
+            db, sync_log.Entry(direction="outbound", action="retry", message_id="m1", client_id="acme")
+        )
+        assert sync_log.has_open_intent(db, "acme", "m1"), "a transient failure leaves the write in doubt"
+        assert not sync_log.has_open_intent(db, "other", "m1")
+        sync_log.record(
+            db, sync_log.Entry(direction="outbound", action="created", message_id="m1", client_id="acme")
+        )
+        assert not sync_log.has_open_intent(db, "acme", "m1")
+        assert [e["action"] for e in sync_log.entries(db, message_id="m1")] == ["created", "retry", "pending"]
+
+
+def test_links_upsert(engine: Engine) -> None:
+    with engine.begin() as db:
+        assert sync_log.get_link(db, "acme", "generic_rest", "customer", "c1") is None
+        sync_log.save_link(
+            db, "acme", "generic_rest", "customer", "c1", sync_log.Link("X1", "1", "h1", False)
+        )
+        sync_log.save_link(
+            db, "acme", "generic_rest", "customer", "c1", sync_log.Link("X1", "2", "h2", False)
+        )
+        assert sync_log.get_link(db, "acme", "generic_rest", "customer", "c1") == sync_log.Link(
+            "X1", "2", "h2", False
+        )
+
+
+def test_inbox_records_once(engine: Engine) -> None:
+    with engine.begin() as db:
+        assert inbox.finished_outcome(db, "acme", "m1") is None
+        inbox.mark_finished(db, "acme", "m1", "created")
+        inbox.mark_finished(db, "acme", "m1", "updated")
+        assert inbox.finished_outcome(db, "acme", "m1") == "created"
+        assert inbox.finished_outcome(db, "globex", "m1") is None
+
+
+@pytest.mark.parametrize("dialect_db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_migrations_build_exactly_the_models(
+    dialect_db: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> None:
+    if dialect_db == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('mig') / 'm.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server")
+    engine = make_engine(url)
+    try:
+        Base.metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        assert diff == [], f"models and migrations differ: {diff}"
+        upgrade(engine)  # idempotent
+    finally:
+        engine.dispose()

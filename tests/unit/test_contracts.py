@@ -1,0 +1,135 @@
+"""The envelope and CW records: what is accepted, and errors that name the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from contracts import (
+    Action,
+    Entity,
+    InvalidEnvelopeError,
+    Invoice,
+    Source,
+    envelope_json_schema,
+    parse_envelope,
+)
+from contracts.reasons import DeadLetterReason, describe_reasons
+
+
+def _env(**over: Any) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "id": "e1",
+        "client_id": "acme",
+        "type": "invoice.created",
+        "source": "frontend",
+        "occurred_at": "2026-11-23T10:00:00Z",
+        "data": {
+            "id": "inv-1",
+            "number": "1001",
+            "customer_id": "cus-1",
+            "customer_number": "10001",
+            "invoice_date": "2026-11-20",
+            "due_date": "2026-12-04",
+            "currency": "NOK",
+            "lines": [{"description": "Work", "quantity": "2", "unit_price": "1250.50", "vat_rate": 25}],
+        },
+    }
+    env.update(over)
+    return env
+
+
+def _problems(env: dict[str, Any]) -> list[str]:
+    with pytest.raises(InvalidEnvelopeError) as info:
+        parse_envelope(json.dumps(env))
+    return info.value.problems
+
+
+def test_valid_invoice_envelope_parses_with_decimals() -> None:
+    env = parse_envelope(json.dumps(_env()))
+    assert (env.entity, env.action, env.source, env.cw_id) == (
+        Entity.invoice,
+        Action.created,
+        Source.frontend,
+        "inv-1",
+    )
+    assert isinstance(env.data, Invoice)
+    assert str(env.data.lines[0].unit_price) == "1250.50"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"type": "invoice.shipped"}, "type: "),
+        ({"type": "order.created"}, "type must be '<entity>.<action>'"),
+        ({"source": "cron"}, "source: "),
+        ({"occurred_at": "2026-11-23T10:00:00"}, "occurred_at: "),
+        ({"client_id": "bad client!"}, "client_id: "),
+        ({"extra": 1}, "extra: "),
+    ],
+)
+def test_envelope_errors_name_the_field(change: dict[str, Any], expected: str) -> None:
+    assert any(p.startswith(expected) for p in _problems(_env(**change)))
+
+
+def test_record_errors_name_the_nested_field() -> None:
+    env = _env()
+    env["data"]["currency"] = "XYZ"
+    env["data"]["lines"][0]["vat_rate"] = 125
+    problems = _problems(env)
+    assert "data.currency: 'XYZ' is not an ISO 4217 currency code (e.g. 'NOK')" in problems
+    assert any(p.startswith("data.lines[0].vat_rate:") for p in problems)
+
+
+def test_invoice_needs_a_line_and_due_after_issue() -> None:
+    env = _env()
+    env["data"]["lines"] = []
+    assert any(p.startswith("data.lines:") for p in _problems(env))
+    env = _env()
+    env["data"]["due_date"] = "2026-01-01"
+    assert any("due_date is before invoice_date" in p for p in _problems(env))
+
+
+def test_strict_types_are_not_coerced() -> None:
+    env = _env()
+    env["data"]["number"] = 1001
+    assert any(p.startswith("data.number:") for p in _problems(env))
+
+
+def test_country_must_be_iso_alpha2() -> None:
+    env = _env(
+        type="customer.created",
+        data={
+            "id": "c",
+            "number": "1",
+            "name": "A",
+            "address": {"street": "s", "postal_code": "1", "city": "c", "country": "Norway"},
+        },
+    )
+    assert any(p.startswith("data.address.country:") for p in _problems(env))
+
+
+def test_delete_may_name_the_record_without_data() -> None:
+    env = parse_envelope(json.dumps(_env(type="customer.deleted", data=None, record_id="cus-9")))
+    assert env.cw_id == "cus-9" and env.data is None
+    assert any("record_id is required" in p for p in _problems(_env(type="customer.deleted", data=None)))
+    assert any("data is required" in p for p in _problems(_env(type="customer.created", data=None)))
+
+
+def test_not_json_is_reported() -> None:
+    with pytest.raises(InvalidEnvelopeError, match="Invalid JSON"):
+        parse_envelope(b"{nope")
+
+
+def test_json_schema_describes_every_entity() -> None:
+    schema = json.dumps(envelope_json_schema())
+    for name in ("CustomerEnvelope", "SupplierEnvelope", "ProjectEnvelope", "InvoiceEnvelope", "InvoiceLine"):
+        assert name in schema
+
+
+def test_every_reason_is_documented() -> None:
+    described = describe_reasons()
+    assert set(described) == {r.value for r in DeadLetterReason}
+    assert all(text.strip() for text in described.values())

@@ -1,0 +1,64 @@
+"""Secrets never reach the log output; CWI_* settings parse and fail with the variable's name."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from worker.logging import SecretRedactor, configure, get_logger, redactor
+from worker.settings import SettingsError, load_settings
+
+
+def test_registered_secret_never_reaches_the_log_output() -> None:
+    out = io.StringIO()
+    configure(fmt="json", stream=out)
+    secret = "tok-9f8e7d6c5b4a"
+    redactor.register(secret)
+    log = get_logger(message_id="m1", client_id="acme", provider="generic_rest")
+    log.warning("push failed", error=f"401 for Bearer {secret}", outcome="failed")
+    log.info("auth", authorization=f"Bearer {secret}", nested={"client_secret": "x", "ok": [secret]})
+    text = out.getvalue()
+    assert secret not in text
+    first, second = (json.loads(line) for line in text.splitlines())
+    assert first["error"] == "401 for Bearer ***"
+    assert (first["message_id"], first["client_id"], first["provider"], first["outcome"]) == (
+        "m1",
+        "acme",
+        "generic_rest",
+        "failed",
+    )
+    assert second["authorization"] == "***"
+    assert second["nested"] == {"client_secret": "***", "ok": ["***"]}
+
+
+def test_short_values_are_not_registered() -> None:
+    r = SecretRedactor()
+    r.register("ab", None, "")
+    assert r.scrub("ab cd") == "ab cd"
+
+
+def test_settings_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CWI_RETRY_DELAYS", "5, 10,20")
+    monkeypatch.setenv("CWI_CONCURRENCY", "64")
+    s = load_settings()
+    assert s.retry_delays == (5.0, 10.0, 20.0)
+    assert (s.concurrency, s.max_delivery_count, s.lock_duration_s, s.bus) == (64, 10, 60.0, "local")
+    assert s.database_url == "sqlite:///cwi.db"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CWI_RETRY_DELAYS", "1,soon", "CWI_RETRY_DELAYS: must be comma-separated seconds"),
+        ("CWI_CONCURRENCY", "0", "CWI_CONCURRENCY: "),
+        ("CWI_BUS", "kafka", "CWI_BUS: "),
+    ],
+)
+def test_bad_settings_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=message):
+        load_settings()

@@ -1,0 +1,71 @@
+"""SQL Server cannot run here: the DDL and every query must at least compile for its dialect."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy.dialects import mssql, postgresql, sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from config_db import clients, inbox, sync_log
+from config_db.models import Base
+
+STATEMENTS = {
+    "q_client": clients.q_client("acme"),
+    "q_clients": clients.q_clients(),
+    "q_connection": clients.q_connection("acme"),
+    "q_connections": clients.q_connections(),
+    "s_insert_client": clients.s_insert_client("acme", "Acme"),
+    "s_insert_connection": clients.s_insert_connection(
+        clients.StoredConnection("acme", "generic_rest", "http://x", {"a": "b"}, "c", True)
+    ),
+    "s_update_connection": clients.s_update_connection(
+        clients.StoredConnection("acme", "generic_rest", "http://x", {"a": "b"}, "c", True)
+    ),
+    "s_delete_client": clients.s_delete_client("acme"),
+    "Q_FINISHED": inbox.Q_FINISHED,
+    "S_MARK_FINISHED": inbox.S_MARK_FINISHED.values(
+        client_id="a", message_id="m", outcome="created", finished_at=dt.datetime.now(dt.UTC)
+    ),
+    "S_RECORD": sync_log.S_RECORD.values(
+        sync_log.Entry(direction="outbound", action="pending", at=dt.datetime.now(dt.UTC)).row()
+    ),
+    "Q_LAST_ACTION": sync_log.Q_LAST_ACTION,
+    "Q_LINK": sync_log.Q_LINK,
+    "S_INSERT_LINK": sync_log.S_INSERT_LINK.values(client_id="a", provider="p", entity="customer", cw_id="c"),
+    "S_UPDATE_LINK": sync_log.S_UPDATE_LINK,
+    "q_entries": sync_log.q_entries("acme", "m", 10),
+}
+
+
+@pytest.mark.parametrize("table", Base.metadata.sorted_tables, ids=lambda t: t.name)
+def test_ddl_compiles_for_sql_server(table: object) -> None:
+    ddl = str(CreateTable(table).compile(dialect=mssql.dialect()))  # type: ignore[arg-type]
+    assert "CREATE TABLE" in ddl
+    for index in table.indexes:  # type: ignore[attr-defined]
+        assert "CREATE INDEX" in str(CreateIndex(index).compile(dialect=mssql.dialect()))
+
+
+def test_no_unbounded_string_is_indexed_on_sql_server() -> None:
+    # NVARCHAR(max) / VARCHAR(max) cannot be a key column on SQL Server.
+    for table in Base.metadata.sorted_tables:
+        keyed = {c.name for c in table.primary_key.columns}
+        for index in table.indexes:
+            keyed |= {c.name for c in index.columns}
+        for name in keyed:
+            compiled = table.c[name].type.compile(dialect=mssql.dialect())
+            assert "max" not in compiled.lower(), f"{table.name}.{name} is {compiled}"
+
+
+@pytest.mark.parametrize("name", sorted(STATEMENTS))
+@pytest.mark.parametrize(
+    "dialect", [mssql.dialect(), postgresql.dialect(), sqlite.dialect()], ids=lambda d: d.name
+)
+def test_queries_compile(name: str, dialect: object) -> None:
+    sql = str(STATEMENTS[name].compile(dialect=dialect))  # type: ignore[attr-defined]
+    assert sql.split()[0] in {"SELECT", "INSERT", "UPDATE", "DELETE"}
+
+
+def test_limit_becomes_top_on_sql_server() -> None:
+    assert "TOP" in str(sync_log.Q_LAST_ACTION.compile(dialect=mssql.dialect()))

@@ -1,0 +1,197 @@
+"""Pipeline decisions with a fake provider (the sync log is real: in-memory SQLite)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar
+
+import pytest
+
+from config_db import inbox, sync_log
+from config_db.database import make_engine
+from config_db.models import Base
+from contracts import DeadLetterReason
+from providers.base import OutboundChange, PreparedRequest, Provider, PushResult
+from providers.errors import PermanentError, ProviderRejected, TransientError
+from worker.buses.base import Delivery
+from worker.db import Database
+from worker.outcomes import Complete, DeadLetter, Retry
+from worker.pipeline import Pipeline
+from worker.retry import ATTEMPT_PROPERTY, RetryPolicy
+
+
+class FakeProvider:
+    kind: ClassVar[str] = "fake"
+
+    def __init__(self) -> None:
+        self.calls: list[OutboundChange] = []
+        self.script: list[Callable[[OutboundChange], PushResult]] = []
+
+    async def push(self, change: OutboundChange) -> PushResult:
+        self.calls.append(change)
+        if self.script:
+            return self.script.pop(0)(change)
+        return PushResult("created", f"X-{change.cw_id}", "1", "hash")
+
+    async def check(self) -> str:
+        return "fake"
+
+    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
+        return []
+
+
+class FakeDirectory:
+    def __init__(self, provider: FakeProvider) -> None:
+        self.provider = provider
+
+    async def provider_for(self, client_id: str) -> Provider:
+        if client_id == "ghost":
+            raise PermanentError("no connection for 'ghost'", reason=DeadLetterReason.UnknownClient)
+        return self.provider
+
+
+def raise_(exc: Exception) -> Callable[[OutboundChange], PushResult]:
+    def fn(_: OutboundChange) -> PushResult:
+        raise exc
+
+    return fn
+
+
+@pytest.fixture
+async def db() -> AsyncIterator[Database]:
+    database = Database(make_engine("sqlite://"))
+    Base.metadata.create_all(database.engine)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def provider() -> FakeProvider:
+    return FakeProvider()
+
+
+@pytest.fixture
+def pipeline(db: Database, provider: FakeProvider) -> Pipeline:
+    policy = RetryPolicy(delays=(60, 300), inprocess_attempts=3, base_wait_s=0.001)
+    return Pipeline(db, FakeDirectory(provider), policy)
+
+
+def delivery(env_id: str = "e1", client: str = "acme", attempt: int | None = None, **data: Any) -> Delivery:
+    body = {
+        "id": env_id,
+        "client_id": client,
+        "type": "customer.created",
+        "source": "frontend",
+        "occurred_at": "2026-11-23T10:00:00Z",
+        "data": {"id": "c1", "number": "1001", "name": "Acme AS", **data},
+    }
+    props = {} if attempt is None else {ATTEMPT_PROPERTY: attempt}
+    return Delivery(json.dumps(body).encode(), "t-" + env_id, 1, dt.datetime.now(dt.UTC), client, props, None)
+
+
+def actions(db: Database, env_id: str = "e1") -> list[str]:
+    return [e["action"] for e in reversed(db.run_sync(lambda c: sync_log.entries(c, message_id=env_id)))]  # type: ignore[misc]
+
+
+async def test_invalid_envelope_is_dead_lettered_naming_the_field(pipeline: Pipeline) -> None:
+    d = delivery(name=5)
+    outcome = await pipeline.handle(d)
+    assert isinstance(outcome, DeadLetter) and outcome.reason is DeadLetterReason.InvalidEnvelope
+    assert "data.name" in outcome.description
+
+
+async def test_unknown_client_is_dead_lettered(pipeline: Pipeline, provider: FakeProvider) -> None:
+    outcome = await pipeline.handle(delivery(client="ghost"))
+    assert outcome == DeadLetter(DeadLetterReason.UnknownClient, "no connection for 'ghost'")
+    assert provider.calls == []
+
+
+async def test_success_journals_intent_then_outcome_and_fills_the_inbox(
+    pipeline: Pipeline, db: Database, provider: FakeProvider
+) -> None:
+    assert await pipeline.handle(delivery()) == Complete("created")
+    assert actions(db) == ["pending", "created"]
+    assert db.run_sync(lambda c: inbox.finished_outcome(c, "acme", "e1")) == "created"
+    link = db.run_sync(lambda c: sync_log.get_link(c, "acme", "fake", "customer", "c1"))
+    assert link == sync_log.Link("X-c1", "1", "hash", False)
+    assert provider.calls[0].idempotency_key == "e1" and not provider.calls[0].recovering
+
+
+async def test_redelivered_finished_message_is_a_duplicate_without_a_push(
+    pipeline: Pipeline, provider: FakeProvider
+) -> None:
+    await pipeline.handle(delivery())
+    assert await pipeline.handle(delivery()) == Complete("duplicate")
+    assert len(provider.calls) == 1
+
+
+async def test_next_change_of_a_record_carries_its_external_id(
+    pipeline: Pipeline, provider: FakeProvider
+) -> None:
+    await pipeline.handle(delivery("e1"))
+    await pipeline.handle(delivery("e2", name="Acme Holding AS"))
+    assert provider.calls[1].known_external_id == "X-c1"
+
+
+async def test_crash_between_push_and_outcome_makes_the_next_attempt_recover(
+    pipeline: Pipeline, provider: FakeProvider, db: Database
+) -> None:
+    provider.script.append(raise_(RuntimeError("worker died mid-push")))
+    with pytest.raises(RuntimeError):
+        await pipeline.handle(delivery())
+    assert await pipeline.handle(delivery()) == Complete("created")
+    assert provider.calls[1].recovering is True
+    assert actions(db) == ["pending", "pending", "created"]
+
+
+async def test_transient_errors_are_retried_in_process(pipeline: Pipeline, provider: FakeProvider) -> None:
+    provider.script.append(raise_(TransientError("503")))
+    assert await pipeline.handle(delivery()) == Complete("created")
+    assert len(provider.calls) == 2
+
+
+async def test_persistent_transient_error_schedules_a_delayed_retry(
+    pipeline: Pipeline, provider: FakeProvider, db: Database
+) -> None:
+    provider.script.extend([raise_(TransientError("503"))] * 3)
+    outcome = await pipeline.handle(delivery())
+    assert outcome == Retry(60, 1, "503")
+    assert len(provider.calls) == 3
+    assert actions(db) == ["pending", "retry"]
+
+
+async def test_a_long_retry_after_is_not_slept_in_process(pipeline: Pipeline, provider: FakeProvider) -> None:
+    provider.script.append(raise_(TransientError("429", retry_after=120)))
+    outcome = await pipeline.handle(delivery())
+    assert isinstance(outcome, Retry) and outcome.delay_s == 120
+    assert len(provider.calls) == 1
+
+
+async def test_retries_exhausted_after_the_last_delay(pipeline: Pipeline, provider: FakeProvider) -> None:
+    provider.script.extend([raise_(TransientError("timeout"))] * 3)
+    outcome = await pipeline.handle(delivery(attempt=2))
+    assert isinstance(outcome, DeadLetter) and outcome.reason is DeadLetterReason.RetriesExhausted
+    assert "timeout" in outcome.description
+
+
+async def test_a_retried_message_recovers_because_the_write_is_in_doubt(
+    pipeline: Pipeline, provider: FakeProvider
+) -> None:
+    provider.script.extend([raise_(TransientError("timeout"))] * 3)
+    await pipeline.handle(delivery())
+    await pipeline.handle(delivery(attempt=1))
+    assert provider.calls[-1].recovering is True
+
+
+async def test_permanent_error_dead_letters_with_the_providers_text(
+    pipeline: Pipeline, provider: FakeProvider, db: Database
+) -> None:
+    provider.script.append(raise_(ProviderRejected("HTTP 422: org_number fails the mod-11 check")))
+    outcome = await pipeline.handle(delivery())
+    assert outcome == DeadLetter(
+        DeadLetterReason.ProviderRejected, "HTTP 422: org_number fails the mod-11 check"
+    )
+    assert actions(db) == ["pending", "failed"]
+    assert db.run_sync(lambda c: inbox.finished_outcome(c, "acme", "e1")) is None, "a replay must be possible"

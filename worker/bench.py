@@ -1,0 +1,131 @@
+"""``cwi bench``: the real pipeline over the local bus against the sandbox ERP in its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from config_db import clients
+from config_db.database import make_engine
+from config_db.migrate import upgrade
+from config_db.secrets import SecretBox
+from worker import fixtures as fx
+from worker.bootstrap import open_app
+from worker.buses.base import OutgoingMessage
+from worker.logging import configure
+from worker.settings import Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def sandbox_process(token: str, latency_ms: float) -> Iterator[str]:
+    """``cwi sandbox`` in a child process (its own core); yields its base URL."""
+    port = _free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "worker.cli.main",
+        "sandbox",
+        "--port",
+        str(port),
+        "--token",
+        token,
+        "--latency-ms",
+        str(latency_ms),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603 - our own CLI
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"the sandbox did not start: {err.strip()[-500:]}")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _messages(events: int, n_clients: int) -> list[OutgoingMessage]:
+    import random
+
+    rng = random.Random(1)
+    out = []
+    for i in range(events):
+        client_id = f"bench{i % n_clients}"
+        env = fx.envelope(client_id, "customer.created", fx.customer(client_id, i, rng), seq=i)
+        out.append(OutgoingMessage(body=json.dumps(env).encode(), message_id=env["id"], session_id=client_id))
+    return out
+
+
+async def _run(settings: Settings, base_url: str, token: str, events: int, n_clients: int) -> float:
+    box = SecretBox(settings.secret)
+    credentials = box.encrypt({"token": token})
+
+    def provision(db: Any) -> None:
+        for i in range(n_clients):
+            clients.add_client(db, f"bench{i}", f"Bench {i}")
+            clients.set_connection(
+                db, clients.StoredConnection(f"bench{i}", "generic_rest", base_url, {}, credentials, True)
+            )
+
+    async with open_app(settings, http=True) as app:
+        await app.db.run(provision)
+        await app.bus.publish(_messages(events, n_clients))
+        worker = app.worker()
+        started = time.perf_counter()
+        stats = await worker.run(until_idle=True)
+        seconds = time.perf_counter() - started
+    if stats.counts.get("created", 0) != events:
+        raise RuntimeError(f"benchmark run was not clean: {dict(stats.counts)}")
+    return seconds
+
+
+def run_bench(
+    *, events: int, concurrency: int, latency_ms: float, clients_n: int | None = None
+) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="cwi-bench-"))
+    n_clients = clients_n or max(64, concurrency * 2)
+    settings = Settings(
+        database_url=f"sqlite:///{workdir / 'bench.db'}",
+        secret_key=secrets.token_urlsafe(32),
+        concurrency=concurrency,
+    )
+    configure(fmt="json", level="WARNING", stream=open(os.devnull, "w"))  # noqa: SIM115
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    token = secrets.token_urlsafe(16)
+    with sandbox_process(token, latency_ms) as base_url:
+        seconds = asyncio.run(_run(settings, base_url, token, events, n_clients))
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "events": events,
+        "concurrency": concurrency,
+        "latency_ms": latency_ms,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(events / seconds, 1),
+        "rss_mb": round(rss_mb, 1),
+    }

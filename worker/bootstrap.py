@@ -1,0 +1,74 @@
+"""The composition root: the only place that builds the real database, bus, HTTP client and pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+from config_db.database import make_engine
+from worker.buses.base import Bus
+from worker.buses.local import LocalBus
+from worker.connections import ProviderDirectory
+from worker.db import Database
+from worker.pipeline import Pipeline
+from worker.retry import RetryPolicy
+from worker.runner import Worker
+from worker.settings import Settings
+
+
+@dataclass
+class App:
+    settings: Settings
+    db: Database
+    bus: Bus
+    http: aiohttp.ClientSession | None = None
+
+    def worker(self, *, concurrency: int | None = None) -> Worker:
+        assert self.http is not None, "open the app with http=True to run the worker"
+        providers = ProviderDirectory(
+            self.db, self.http, self.settings.secret, ttl_s=self.settings.connection_cache_s
+        )
+        policy = RetryPolicy(
+            delays=self.settings.retry_delays, inprocess_attempts=self.settings.inprocess_attempts
+        )
+        return Worker(
+            self.bus,
+            Pipeline(self.db, providers, policy),
+            concurrency=concurrency or self.settings.concurrency,
+            shutdown_grace_s=self.settings.shutdown_grace_s,
+        )
+
+
+def make_database(settings: Settings) -> Database:
+    return Database(make_engine(settings.database_url, pool_size=max(4, min(settings.concurrency, 32))))
+
+
+def make_bus(settings: Settings, db: Database) -> Bus:
+    if settings.bus == "local":
+        return LocalBus(
+            db,
+            queue=settings.queue,
+            lock_duration_s=settings.lock_duration_s,
+            max_delivery_count=settings.max_delivery_count,
+        )
+    raise NotImplementedError("CWI_BUS=azure is not available in this build yet; use CWI_BUS=local")
+
+
+@asynccontextmanager
+async def open_app(settings: Settings, *, http: bool = False) -> AsyncIterator[App]:
+    db = make_database(settings)
+    bus = make_bus(settings, db)
+    session = None
+    if http:
+        connector = aiohttp.TCPConnector(limit=max(100, settings.concurrency * 2), ttl_dns_cache=300)
+        session = aiohttp.ClientSession(connector=connector)
+    try:
+        yield App(settings, db, bus, session)
+    finally:
+        if session is not None:
+            await session.close()
+        await bus.close()
+        await db.close()

@@ -1,0 +1,89 @@
+"""The bus protocol: what the pipeline runner needs from the local bus and Azure Service Bus alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A message to publish. ``session_id`` orders a client's messages (the client id)."""
+
+    body: bytes
+    message_id: str
+    session_id: str | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    scheduled_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One received, locked message. ``lock`` is the adapter's own handle (token, SDK message)."""
+
+    body: bytes
+    message_id: str
+    delivery_count: int
+    enqueued_at: dt.datetime
+    session_id: str | None
+    properties: Mapping[str, Any]
+    lock: Any = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A dead-lettered message as operators see it."""
+
+    message_id: str
+    body: bytes
+    session_id: str | None
+    properties: Mapping[str, Any]
+    reason: str
+    description: str
+    delivery_count: int
+    enqueued_at: dt.datetime
+    dead_lettered_at: dt.datetime | None
+    sequence_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class BusStats:
+    active: int
+    scheduled: int
+    locked: int
+    dead_lettered: int
+    dead_lettered_by_reason: Mapping[str, int]
+
+
+class LockLostError(Exception):
+    """The message's lock expired or was taken over: it will be (or was) redelivered."""
+
+
+class Bus(Protocol):
+    """Peek-lock queue with Service Bus semantics."""
+
+    lock_duration_s: float
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None: ...
+
+    async def receive(self, max_count: int, wait_s: float) -> list[Delivery]:
+        """Up to ``max_count`` locked deliveries, waiting at most ``wait_s`` for the first."""
+        ...
+
+    async def complete(self, delivery: Delivery) -> None: ...
+
+    async def abandon(self, delivery: Delivery) -> None: ...
+
+    async def reschedule(self, delivery: Delivery, delay_s: float, properties: Mapping[str, Any]) -> None:
+        """Publish a copy visible after ``delay_s`` with ``properties`` and complete the original."""
+        ...
+
+    async def dead_letter(self, delivery: Delivery, reason: str, description: str) -> None: ...
+
+    async def renew_lock(self, delivery: Delivery) -> None: ...
+
+    async def stats(self) -> BusStats: ...
+
+    async def close(self) -> None: ...

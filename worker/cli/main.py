@@ -1,0 +1,41 @@
+"""``cwi``: the command line of the integration worker."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from worker.cli import admin, messages, tools
+from worker.cli.common import CliError, err_console
+
+app = typer.Typer(
+    name="cwi",
+    help="Contracting Works integration worker: keeps CW and each client's ERP in step.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(admin.db_app, name="db")
+app.add_typer(admin.clients_app, name="clients")
+app.add_typer(admin.connections_app, name="connections")
+app.add_typer(admin.contracts_app, name="contracts")
+app.command()(messages.send)
+app.command()(messages.run)
+app.command()(messages.status)
+app.command()(messages.synclog)
+app.command()(tools.sandbox)
+app.command()(tools.demo)
+app.command()(tools.bench)
+
+
+def main() -> None:
+    try:
+        app()
+    except CliError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(exc.code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Message commands: send, run, status, synclog."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from config_db import sync_log
+from worker.bootstrap import open_app
+from worker.cli.common import console, err_console, exit_with, fail, require_migrated, run_async, settings
+from worker.publishing import read_envelopes, to_message
+
+
+def send(
+    file: Annotated[str, typer.Argument(help="A JSON file (object, array or JSON lines), or - for stdin")],
+) -> None:
+    """Validate every envelope in FILE, then publish them all (or nothing, exit 2, if any is invalid)."""
+    if file == "-":
+        text = sys.stdin.read()
+    else:
+        path = Path(file)
+        if not path.is_file():
+            fail(f"no such file: {file}")
+        text = path.read_text(encoding="utf-8")
+    good, bad = read_envelopes(text)
+    if bad:
+        for record in bad:
+            err_console.print(f"invalid: {record}", markup=False, highlight=False)
+        err_console.print(f"{len(bad)} invalid record(s); nothing was published", markup=False)
+        exit_with(2)
+    if not good:
+        fail("no envelopes found in the input")
+    s = settings()
+    require_migrated(s)
+
+    async def publish() -> None:
+        async with open_app(s) as app:
+            await app.bus.publish([to_message(env, raw) for env, raw in good])
+
+    run_async(publish())
+    console.print(f"published {len(good)} message(s)")
+
+
+def run(
+    until_idle: Annotated[
+        bool, typer.Option(help="Exit when no message is ready and none is in flight")
+    ] = False,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Messages in flight (CWI_CONCURRENCY)")
+    ] = None,
+) -> None:
+    """Run the worker: receive, push to each client's ERP, settle. SIGINT/SIGTERM stop it gracefully."""
+    s = settings()
+    require_migrated(s)
+
+    async def main() -> None:
+        async with open_app(s, http=True) as app:
+            worker = app.worker(concurrency=concurrency)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, worker.stop)
+            stats = await worker.run(until_idle=until_idle)
+            summary = ", ".join(f"{k}={v}" for k, v in sorted(stats.counts.items())) or "nothing"
+            err_console.print(f"worker stopped after {stats.processed} message(s): {summary}", markup=False)
+
+    run_async(main())
+
+
+def status(json_out: Annotated[bool, typer.Option("--json", help="One JSON object")] = False) -> None:
+    """Message counts on the bus: active, scheduled, locked, dead-lettered (by reason)."""
+    s = settings()
+    require_migrated(s)
+
+    async def stats() -> dict[str, object]:
+        async with open_app(s) as app:
+            st = await app.bus.stats()
+        return {
+            "bus": s.bus,
+            "active": st.active,
+            "scheduled": st.scheduled,
+            "locked": st.locked,
+            "dead_lettered": st.dead_lettered,
+            "dead_lettered_by_reason": dict(st.dead_lettered_by_reason),
+        }
+
+    data = run_async(stats())
+    if json_out:
+        print(json.dumps(data))
+        return
+    table = Table("", "count")
+    for key in ("active", "scheduled", "locked", "dead_lettered"):
+        table.add_row(key, str(data[key]))
+    by_reason = data["dead_lettered_by_reason"]
+    assert isinstance(by_reason, dict)
+    for reason, count in sorted(by_reason.items()):
+        table.add_row(f"  {reason}", str(count))
+    console.print(table)
+
+
+def synclog(
+    client: Annotated[str | None, typer.Option(help="Only this client")] = None,
+    message: Annotated[str | None, typer.Option(help="Only this envelope id")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Newest N entries")] = 50,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON lines, one entry each")] = False,
+) -> None:
+    """The synchronization log, oldest first among the newest LIMIT entries."""
+    s = settings()
+    require_migrated(s)
+    from worker.bootstrap import make_database
+
+    rows = make_database(s).run_sync(
+        partial(sync_log.entries, client_id=client, message_id=message, limit=limit)
+    )
+    rows.reverse()
+    if json_out:
+        for row in rows:
+            row["at"] = row["at"].isoformat() if row["at"] is not None else None  # type: ignore[attr-defined]
+            print(json.dumps(row))
+        return
+    table = Table(
+        "at", "message", "client", "provider", "dir", "entity", "cw id", "external id", "action", "detail"
+    )
+    for row in rows:
+        at = row["at"]
+        table.add_row(
+            at.strftime("%H:%M:%S") if at else "",  # type: ignore[attr-defined]
+            *(str(row[k] or "") for k in ("message_id", "client_id", "provider", "direction", "entity")),
+            *(str(row[k] or "") for k in ("cw_id", "external_id", "action", "detail")),
+        )
+    console.print(table)

@@ -1,0 +1,51 @@
+"""Tool commands: sandbox, demo, bench."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from worker.cli.common import console, run_async
+
+
+def sandbox(
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8900,
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    token: Annotated[
+        str, typer.Option(help="Bearer token clients must send", envvar="CWI_SANDBOX_TOKEN")
+    ] = "sandbox",  # noqa: S107 - the sandbox's well-known default
+    latency_ms: Annotated[float, typer.Option(min=0, help="Delay before each answer")] = 0.0,
+    fail_rate: Annotated[float, typer.Option(min=0, max=1, help="Fraction of requests answered 503")] = 0.0,
+    db: Annotated[str | None, typer.Option(help="SQLite file to keep records in (default: memory)")] = None,
+) -> None:
+    """Run the sandbox ERP: the reference implementation of CW's generic REST interface."""
+    from providers.generic_rest.sandbox import run_sandbox
+
+    run_sandbox(host, port, token=token, latency_ms=latency_ms, fail_rate=fail_rate, db_path=db)
+
+
+def demo() -> None:
+    """Run the worker end to end on a temporary SQLite database against the sandbox ERP."""
+    from worker.demo import run_demo
+
+    raise typer.Exit(run_async(run_demo(console)))
+
+
+def bench(
+    events: Annotated[int, typer.Option(min=1, help="Events to process")] = 5000,
+    concurrency: Annotated[int, typer.Option(min=1, help="Messages in flight")] = 16,
+    latency_ms: Annotated[float, typer.Option(min=0, help="Sandbox ERP latency per request")] = 0.0,
+    clients: Annotated[
+        int | None, typer.Option(min=1, help="Distinct clients (default 2 x concurrency)")
+    ] = None,
+) -> None:
+    """Benchmark the real pipeline over the local bus; prints one JSON object."""
+    from worker.bench import run_bench
+
+    print(
+        json.dumps(
+            run_bench(events=events, concurrency=concurrency, latency_ms=latency_ms, clients_n=clients)
+        )
+    )

@@ -1,0 +1,86 @@
+"""structlog setup: JSON lines (console on a terminal), secrets redacted before anything is written."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+_SECRET_KEYS = re.compile(
+    r"(secret|token|password|passwd|credential|authorization|api_?key|private_key)", re.I
+)
+REDACTED = "***"
+
+
+class SecretRedactor:
+    """A structlog processor: masks secret-named keys and every known secret value in any string.
+
+    Credentials are registered as they are decrypted, so even a secret that ends up inside an
+    error message from an ERP is masked.
+    """
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+        self._pattern: re.Pattern[str] | None = None
+
+    def register(self, *values: str | None) -> None:
+        with self._lock:
+            new = {v for v in values if v and len(v) >= 4} - self._values
+            if new:
+                self._values |= new
+                alternatives = sorted(self._values, key=len, reverse=True)
+                self._pattern = re.compile("|".join(map(re.escape, alternatives)))
+
+    def scrub(self, text: str) -> str:
+        pattern = self._pattern
+        return text if pattern is None else pattern.sub(REDACTED, text)
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {k: REDACTED if _SECRET_KEYS.search(str(k)) else self._clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean(v) for v in value]
+        return value
+
+    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        for key, value in list(event.items()):
+            if _SECRET_KEYS.search(key):
+                event[key] = REDACTED
+            else:
+                event[key] = self._clean(value)
+        return event
+
+
+redactor = SecretRedactor()
+
+
+def configure(*, fmt: str = "auto", level: str = "INFO", stream: TextIO | None = None) -> None:
+    out = stream or sys.stderr
+    as_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    renderer: Any = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**bound: Any) -> Any:
+    """A lazy logger: it picks up the configuration in force when it logs, not when it was made."""
+    return structlog.get_logger("cwi", **bound)

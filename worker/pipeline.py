@@ -1,0 +1,147 @@
+"""The message pipeline: one delivery in, one Outcome out. Reads top to bottom like the design:
+
+parse → inbox → connection → provider → intent journal → push → outcome journal → (settle, by the runner)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Connection
+
+from config_db import inbox, sync_log
+from contracts import DeadLetterReason, Envelope, InvalidEnvelopeError, parse_envelope
+from providers.base import OutboundChange, Provider, PushResult
+from providers.errors import PermanentError, TransientError
+from worker.buses.base import Delivery
+from worker.db import Database
+from worker.logging import get_logger
+from worker.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
+from worker.retry import ATTEMPT_PROPERTY, RetryPolicy
+
+log = get_logger()
+
+
+class ProviderLookup(Protocol):
+    async def provider_for(self, client_id: str) -> Provider: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """What the sync log knows when a message starts: finished before? last write? open intent?"""
+
+    finished: str | None
+    link: sync_log.Link | None
+    recovering: bool
+
+
+def _entry(env: Envelope, provider: str, action: str, **fields: Any) -> sync_log.Entry:
+    return sync_log.Entry(
+        direction="outbound",
+        action=action,
+        message_id=env.id,
+        client_id=env.client_id,
+        provider=provider,
+        entity=env.entity.value,
+        cw_id=env.cw_id,
+        **fields,
+    )
+
+
+def _begin(env: Envelope, provider: str, db: Connection) -> _Start:
+    """Inbox check, last written state and intent journal, in one transaction."""
+    finished = inbox.finished_outcome(db, env.client_id, env.id)
+    if finished is not None:
+        sync_log.record(db, _entry(env, provider, "duplicate", detail=f"already {finished}"))
+        return _Start(finished, None, False)
+    recovering = sync_log.has_open_intent(db, env.client_id, env.id)
+    link = sync_log.get_link(db, env.client_id, provider, env.entity.value, env.cw_id)
+    detail = "recovering: an earlier attempt may have reached the ERP" if recovering else None
+    sync_log.record(db, _entry(env, provider, "pending", detail=detail))
+    return _Start(None, link, recovering)
+
+
+def _finish(env: Envelope, provider: str, result: PushResult, db: Connection) -> None:
+    """Outcome journal, record link and inbox, in one transaction."""
+    sync_log.record(
+        db,
+        _entry(
+            env,
+            provider,
+            result.outcome,
+            external_id=result.external_id,
+            version=result.version,
+            content_hash=result.content_hash,
+            detail=f"author {result.author}" if result.author else None,
+        ),
+    )
+    link = sync_log.Link(result.external_id, result.version, result.content_hash, result.outcome == "deleted")
+    sync_log.save_link(db, env.client_id, provider, env.entity.value, env.cw_id, link)
+    inbox.mark_finished(db, env.client_id, env.id, result.outcome)
+
+
+def _fail(env: Envelope, provider: str, action: str, detail: str, db: Connection) -> None:
+    sync_log.record(db, _entry(env, provider, action, detail=detail))
+
+
+class Pipeline:
+    def __init__(self, db: Database, providers: ProviderLookup, policy: RetryPolicy) -> None:
+        self.db = db
+        self.providers = providers
+        self.policy = policy
+
+    async def handle(self, delivery: Delivery) -> Outcome:
+        try:
+            env = parse_envelope(delivery.body)
+        except InvalidEnvelopeError as exc:
+            return DeadLetter(DeadLetterReason.InvalidEnvelope, str(exc))
+        bound = log.bind(message_id=env.id, client_id=env.client_id, type=env.type)
+        try:
+            provider = await self.providers.provider_for(env.client_id)
+        except PermanentError as exc:
+            return DeadLetter(exc.reason, str(exc))
+        kind = provider.kind
+        start = await self.db.batched(lambda db: _begin(env, kind, db))
+        if start.finished is not None:
+            bound.info("duplicate", provider=kind, outcome="duplicate")
+            return Complete("duplicate")
+        change = OutboundChange(
+            idempotency_key=env.id,
+            entity=env.entity,
+            action=env.action,
+            cw_id=env.cw_id,
+            record=env.data,
+            known_external_id=start.link.external_id if start.link else None,
+            recovering=start.recovering,
+        )
+        try:
+            result = await self.policy.call(lambda: provider.push(change))
+        except TransientError as exc:
+            return await self._transient(env, kind, delivery, exc)
+        except PermanentError as exc:
+            failure = DeadLetter(exc.reason, str(exc))
+            await self.db.batched(
+                lambda db: _fail(env, kind, "failed", f"{failure.reason}: {failure.description}", db)
+            )
+            return failure
+        await self.db.batched(lambda db: _finish(env, kind, result, db))
+        bound.info("pushed", provider=kind, outcome=result.outcome, external_id=result.external_id)
+        return Complete(result.outcome)
+
+    async def _transient(self, env: Envelope, kind: str, delivery: Delivery, exc: TransientError) -> Outcome:
+        attempt = int(delivery.properties.get(ATTEMPT_PROPERTY, 0))
+        delay = self.policy.next_delay(attempt, exc.retry_after)
+        # The pending intent stays open: a timeout may hide a write that reached the ERP, so the
+        # next attempt looks the record up before creating it.
+        if delay is None:
+            detail = f"RetriesExhausted after {attempt} delayed retries: {exc}"
+            await self.db.batched(lambda db: _fail(env, kind, "failed", detail, db))
+            return DeadLetter(
+                DeadLetterReason.RetriesExhausted, f"gave up after {attempt + 1} attempts: {exc}"
+            )
+        await self.db.batched(lambda db: _fail(env, kind, "retry", f"retry in {delay:g} s: {exc}", db))
+        return Retry(delay, attempt + 1, str(exc))
+
+
+__all__ = ["Abandon", "Complete", "DeadLetter", "Outcome", "Pipeline", "Retry"]

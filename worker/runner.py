@@ -1,0 +1,181 @@
+"""The worker loop: receive, run the pipeline concurrently, settle, renew locks, shut down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from worker.buses.base import Bus, Delivery, LockLostError
+from worker.logging import get_logger
+from worker.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
+from worker.pipeline import Pipeline
+from worker.retry import ATTEMPT_PROPERTY
+
+log = get_logger()
+
+
+@dataclass
+class RunStats:
+    """Counts by outcome: created, updated, …, duplicate, retry, abandoned, dead:<reason>."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def processed(self) -> int:
+        return sum(self.counts.values())
+
+    def dead_lettered(self) -> dict[str, int]:
+        return {k.removeprefix("dead:"): v for k, v in self.counts.items() if k.startswith("dead:")}
+
+
+class Worker:
+    def __init__(
+        self,
+        bus: Bus,
+        pipeline: Pipeline,
+        *,
+        concurrency: int = 16,
+        shutdown_grace_s: float = 30.0,
+        on_settled: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.pipeline = pipeline
+        self.concurrency = concurrency
+        self.shutdown_grace_s = shutdown_grace_s
+        self.on_settled = on_settled
+        self.stats = RunStats()
+        self._stopping = asyncio.Event()
+        self._inflight: dict[asyncio.Task[None], Delivery] = {}
+        self._locked_at: dict[int, float] = {}
+
+    def stop(self) -> None:
+        """Stop receiving; in-flight work gets ``shutdown_grace_s`` to finish (signal handlers call this)."""
+        self._stopping.set()
+
+    async def run(self, *, until_idle: bool = False) -> RunStats:
+        renewer = asyncio.create_task(self._renew_locks())
+        try:
+            await self._receive_loop(until_idle)
+        finally:
+            await self._drain()
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+        return self.stats
+
+    async def _receive_loop(self, until_idle: bool) -> None:
+        idle_wait = 0.02
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._inflight)
+            got = await self.bus.receive(free, 0) if free > 0 else []
+            for delivery in got:
+                self._start(delivery)
+            if got:
+                idle_wait = 0.02
+                if len(got) == free:
+                    await self._wait_for_slot(None)
+                continue
+            if not self._inflight:
+                if until_idle:
+                    return
+                await self._sleep(idle_wait)
+                idle_wait = min(idle_wait * 2, 1.0)
+            else:
+                await self._wait_for_slot(0.25)
+
+    def _start(self, delivery: Delivery) -> None:
+        task = asyncio.create_task(self._process(delivery))
+        self._inflight[task] = delivery
+        self._locked_at[id(delivery)] = time.monotonic()
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        delivery = self._inflight.pop(task, None)
+        if delivery is not None:
+            self._locked_at.pop(id(delivery), None)
+
+    async def _wait_for_slot(self, limit_s: float | None) -> None:
+        if self._inflight:
+            stop = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait([*self._inflight, stop], timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _process(self, delivery: Delivery) -> None:
+        try:
+            outcome = await self.pipeline.handle(delivery)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._settle(delivery, Abandon("shutdown")))
+            raise
+        except Exception as exc:
+            log.exception("handler failed", transport_message_id=delivery.message_id, outcome="abandoned")
+            outcome = Abandon(f"{exc.__class__.__name__}: {exc}")
+        await self._settle(delivery, outcome)
+
+    async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        try:
+            match outcome:
+                case Complete(result):
+                    await self.bus.complete(delivery)
+                    key = result
+                case Retry(delay_s, attempt, error):
+                    props = {**delivery.properties, ATTEMPT_PROPERTY: attempt}
+                    await self.bus.reschedule(delivery, delay_s, props)
+                    key = "retry"
+                    log.warning(
+                        "retry scheduled", delay_s=delay_s, attempt=attempt, error=error, outcome="retry"
+                    )
+                case DeadLetter(reason, description):
+                    await self.bus.dead_letter(delivery, reason.value, description)
+                    key = f"dead:{reason.value}"
+                    log.warning(
+                        "dead-lettered",
+                        transport_message_id=delivery.message_id,
+                        client_id=delivery.session_id,
+                        reason=reason.value,
+                        description=description,
+                        outcome="dead_lettered",
+                    )
+                case Abandon(error):
+                    await self.bus.abandon(delivery)
+                    key = "abandoned"
+        except LockLostError:
+            # Someone else owns the message now (or will): its redelivery meets the inbox.
+            log.warning(
+                "lock lost before settling", transport_message_id=delivery.message_id, outcome="lock_lost"
+            )
+            key = "lock_lost"
+        self.stats.counts[key] += 1
+        if self.on_settled is not None:
+            self.on_settled(outcome)
+
+    async def _renew_locks(self) -> None:
+        period = max(self.bus.lock_duration_s / 3, 0.05)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for delivery in list(self._inflight.values()):
+                if now - self._locked_at.get(id(delivery), now) >= self.bus.lock_duration_s / 2:
+                    try:
+                        await self.bus.renew_lock(delivery)
+                        self._locked_at[id(delivery)] = now
+                    except LockLostError:
+                        log.warning("lock lost during processing", transport_message_id=delivery.message_id)
+
+    async def _drain(self) -> None:
+        if not self._inflight:
+            return
+        tasks = list(self._inflight)
+        _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("abandoning in-flight messages at shutdown", count=len(pending))
+            await asyncio.wait(pending)
