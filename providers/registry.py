@@ -9,9 +9,15 @@ import aiohttp
 from providers.base import ConnectionSpec, Provider, ProviderFactory
 from providers.errors import PermanentError
 from providers.generic_rest.provider import GenericRestProvider
+from providers.tripletex.provider import TripletexProvider
+from providers.uni_economy.provider import UniEconomyProvider
+from providers.visma_net.provider import VismaNetProvider
 
 PROVIDERS: Mapping[str, ProviderFactory] = {
     GenericRestProvider.kind: GenericRestProvider,
+    TripletexProvider.kind: TripletexProvider,
+    VismaNetProvider.kind: VismaNetProvider,
+    UniEconomyProvider.kind: UniEconomyProvider,
 }
 
 KINDS = ("generic_rest", "tripletex", "visma_net", "uni_economy")

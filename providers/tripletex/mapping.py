@@ -1,0 +1,246 @@
+"""CW records → Tripletex request bodies, with the per-client settings they need.
+
+Reference ids (customer, country) are resolved by the provider and passed in; in a preview they are
+placeholder strings, which is why ``Ref`` admits ``str``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from contracts import Address, Customer, Invoice, InvoiceLine, Project, Supplier
+from providers.errors import MappingError, NotSupported
+
+Ref = int | str
+Payload = dict[str, Any]
+INVOICE_LOOKUP_WINDOW = dt.timedelta(days=366)
+"""Orders and invoices are searched this far either side of the CW invoice date."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    client_id: str
+    vat_types: Mapping[Decimal, int]
+    department_id: int | None
+    project_manager_id: int | None
+    api_employee_id: int | None
+    send_invoices: bool
+    currency: str
+
+    @classmethod
+    def parse(cls, client_id: str, raw: Mapping[str, str]) -> Settings:
+        advice = _Advice(client_id)
+        vat_types: dict[Decimal, int] = {}
+        for name, value in raw.items():
+            if name.startswith("vat_code."):
+                rate = _decimal(
+                    name.removeprefix("vat_code."), advice.fix(name, "the rate after 'vat_code.'")
+                )
+                vat_types[rate] = advice.integer(name, value)
+        return cls(
+            client_id=client_id,
+            vat_types=vat_types,
+            department_id=advice.optional_integer("department_id", raw),
+            project_manager_id=advice.optional_integer("project_manager_id", raw),
+            api_employee_id=advice.optional_integer("api_employee_id", raw),
+            send_invoices=advice.flag("send_invoices", raw),
+            currency=(raw.get("currency") or "NOK").upper(),
+        )
+
+    def vat_type(self, rate: Decimal) -> int:
+        found = self.vat_types.get(rate)
+        if found is None:
+            shown = f"{rate.normalize():f}"
+            raise MappingError(
+                f"no VAT code for {shown}% — add setting vat_code.{shown} "
+                f"(cwi connections set {self.client_id} tripletex --setting vat_code.{shown}=…), "
+                "the id of a Tripletex vatType (GET /ledger/vatType)"
+            )
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Advice:
+    client_id: str
+
+    def fix(self, name: str, what: str) -> str:
+        return (
+            f"setting {name}: {what} — fix it with "
+            f"`cwi connections set {self.client_id} tripletex --setting {name}=…`"
+        )
+
+    def integer(self, name: str, value: str) -> int:
+        if not value.strip().isdigit():
+            raise MappingError(self.fix(name, f"{value!r} is not a Tripletex id (a whole number)"))
+        return int(value)
+
+    def optional_integer(self, name: str, raw: Mapping[str, str]) -> int | None:
+        value = raw.get(name)
+        return None if value in (None, "") else self.integer(name, value)
+
+    def flag(self, name: str, raw: Mapping[str, str]) -> bool:
+        value = (raw.get(name) or "false").strip().lower()
+        if value not in ("true", "false"):
+            raise MappingError(self.fix(name, f"{value!r} must be true or false"))
+        return value == "true"
+
+
+def _decimal(text: str, problem: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise MappingError(problem) from None
+
+
+def _number(value: str, what: str) -> int:
+    """Tripletex customer and supplier numbers are integers; CW's are strings."""
+    if not value.isdigit():
+        raise MappingError(f"{what} {value!r} is not a whole number, and Tripletex numbers are integers")
+    return int(value)
+
+
+def _address(address: Address, country_ids: Mapping[str, Ref]) -> Payload:
+    return {
+        "addressLine1": address.street,
+        "postalCode": address.postal_code,
+        "city": address.city,
+        "country": {"id": country_ids[address.country]},
+    }
+
+
+def countries_of(record: Customer | Supplier) -> set[str]:
+    """ISO codes whose Tripletex country ids the mapping needs."""
+    return {record.address.country} if record.address else set()
+
+
+def customer_payload(customer: Customer, settings: Settings, country_ids: Mapping[str, Ref]) -> Payload:
+    # Empty strings, not omissions: PUT is a partial update, so a field cleared in CW must be sent.
+    body: Payload = {
+        "name": customer.name,
+        "customerNumber": _number(customer.number, "customer number"),
+        "organizationNumber": customer.org_number or "",
+        "email": customer.email or "",
+        "invoiceEmail": customer.email or "",
+        "phoneNumber": customer.phone or "",
+    }
+    if customer.address:
+        body["postalAddress"] = _address(customer.address, country_ids)
+    if settings.department_id is not None:
+        body["department"] = {"id": settings.department_id}
+    return body
+
+
+def supplier_payload(supplier: Supplier, country_ids: Mapping[str, Ref]) -> Payload:
+    body: Payload = {
+        "name": supplier.name,
+        "supplierNumber": _number(supplier.number, "supplier number"),
+        "organizationNumber": supplier.org_number or "",
+        "email": supplier.email or "",
+    }
+    if supplier.address:
+        body["postalAddress"] = _address(supplier.address, country_ids)
+    return body
+
+
+def project_customer_number(project: Project) -> str:
+    """The customer number to look the project's customer up by.
+
+    Older producers send only the customer's CW id; then the id is taken to be the customer number
+    (a lookup that finds nothing is a MappingError).
+    """
+    return project.customer_number or project.customer_id
+
+
+def project_payload(project: Project, settings: Settings, customer_id: Ref) -> Payload:
+    if settings.project_manager_id is None:
+        raise MappingError(
+            "Tripletex projects need a project manager — add setting project_manager_id "
+            f"(cwi connections set {settings.client_id} tripletex --setting project_manager_id=…), "
+            "the Tripletex employee id"
+        )
+    body: Payload = {
+        "name": project.name,
+        "number": project.number,
+        "projectManager": {"id": settings.project_manager_id},
+        "customer": {"id": customer_id},
+        "startDate": project.start_date.isoformat(),
+    }
+    if project.end_date:
+        body["endDate"] = project.end_date.isoformat()
+    if settings.department_id is not None:
+        body["department"] = {"id": settings.department_id}
+    return body
+
+
+def _order_line(line: InvoiceLine, settings: Settings) -> Payload:
+    # OrderLine has no account in the spec: Tripletex books revenue by product and VAT type, so
+    # line.account and a revenue_account setting have nowhere to go.
+    return {
+        "description": line.description,
+        "count": float(line.quantity),
+        "unitPriceExcludingVatCurrency": float(line.unit_price),
+        "vatType": {"id": settings.vat_type(line.vat_rate)},
+    }
+
+
+def order_payload(invoice: Invoice, settings: Settings, customer_id: Ref) -> Payload:
+    if invoice.currency != settings.currency:
+        # The spec marks Currency read-only at object level, so an order cannot name one.
+        raise NotSupported(
+            f"invoice {invoice.number} is in {invoice.currency}, but orders are written in the company "
+            f"currency {settings.currency} (setting currency); Tripletex's API takes no order currency"
+        )
+    body: Payload = {
+        "customer": {"id": customer_id},
+        "number": invoice.number,
+        "orderDate": invoice.invoice_date.isoformat(),
+        "deliveryDate": invoice.invoice_date.isoformat(),
+        "invoicesDueIn": (invoice.due_date - invoice.invoice_date).days,
+        "invoicesDueInType": "DAYS",
+        "orderLines": [_order_line(line, settings) for line in invoice.lines],
+    }
+    if invoice.reference:
+        body["reference"] = invoice.reference
+    if settings.department_id is not None:
+        body["department"] = {"id": settings.department_id}
+    return body
+
+
+def invoice_params(invoice: Invoice, settings: Settings) -> dict[str, str]:
+    """Query of ``PUT /order/{id}/:invoice``; sendToCustomer defaults to true there, so say false."""
+    return {
+        "invoiceDate": invoice.invoice_date.isoformat(),
+        "sendToCustomer": "true" if settings.send_invoices else "false",
+    }
+
+
+def lookup_window(invoice: Invoice) -> tuple[str, str]:
+    """``(from, to)`` for the date ranges Tripletex requires on order and invoice searches."""
+    start = invoice.invoice_date - INVOICE_LOOKUP_WINDOW
+    end = invoice.invoice_date + INVOICE_LOOKUP_WINDOW
+    return start.isoformat(), end.isoformat()
+
+
+def _line_key(line: Mapping[str, Any]) -> tuple[str, Decimal, Decimal, str]:
+    vat = line.get("vatType") or {}
+    return (
+        str(line.get("description") or ""),
+        Decimal(str(line.get("count") or 0)),
+        Decimal(str(line.get("unitPriceExcludingVatCurrency") or 0)),
+        str(vat.get("id")),
+    )
+
+
+def order_matches(order: Mapping[str, Any], payload: Payload) -> bool:
+    """Does an order already in Tripletex say what ``payload`` says (for an invoiced order)?"""
+    if (order.get("customer") or {}).get("id") != payload["customer"]["id"]:
+        return False
+    if order.get("orderDate") != payload["orderDate"]:
+        return False
+    ours = sorted(_line_key(line) for line in payload["orderLines"])
+    theirs = sorted(_line_key(line) for line in order.get("orderLines") or [] if isinstance(line, dict))
+    return ours == theirs

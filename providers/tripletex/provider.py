@@ -1,0 +1,277 @@
+"""Tripletex as a CW provider: upserts by natural key, invoices through an order, no duplicates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlencode
+
+import aiohttp
+
+from contracts import Action, Customer, CWRecord, Entity, Invoice, Project, Supplier
+from providers.base import ConnectionSpec, OutboundChange, PreparedRequest, PushResult, content_hash
+from providers.errors import MappingError, NotSupported, TransientError
+from providers.tripletex import mapping
+from providers.tripletex.client import KIND, TripletexClient, unwrap
+from providers.tripletex.mapping import Payload, Ref, Settings
+
+R = TypeVar("R", bound=CWRecord)
+ORDER_FIELDS = (
+    "id,version,number,orderDate,customer(id),"
+    "orderLines(description,count,unitPriceExcludingVatCurrency,vatType(id))"
+)
+MISSING_CUSTOMER_WAIT = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """Where an entity lives in Tripletex and which list filter finds it by its CW number."""
+
+    path: str
+    key_param: str
+
+
+_KINDS = {
+    Entity.customer: _Kind("/customer", "customerAccountNumber"),
+    Entity.supplier: _Kind("/supplier", "supplierNumber"),
+    Entity.project: _Kind("/project", "number"),
+}
+
+
+def _record(change: OutboundChange, cls: type[R]) -> R:
+    if not isinstance(change.record, cls):
+        raise MappingError(f"{change.entity}.{change.action} {change.cw_id} carries no {cls.__name__} record")
+    return change.record
+
+
+def _numeric_id(external_id: str | None) -> str | None:
+    return external_id if external_id and external_id.isdigit() else None
+
+
+class TripletexProvider:
+    kind: ClassVar[str] = KIND
+
+    def __init__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> None:
+        self.spec = spec
+        self._client = TripletexClient(spec, http)
+        self._country_ids: dict[str, int] = {}
+        self._employee_id: str | None = None
+
+    def _settings(self) -> Settings:
+        # Parsed per push, so a bad setting dead-letters the message instead of breaking construction.
+        return Settings.parse(self.spec.client_id, self.spec.settings)
+
+    async def push(self, change: OutboundChange) -> PushResult:
+        settings = self._settings()
+        if change.entity is Entity.invoice:
+            invoice = self._invoice_record(change)  # a delete is refused before any request
+            return await self._push_invoice(invoice, settings, await self._author(settings))
+        author = await self._author(settings)
+        kind = _KINDS[change.entity]
+        if change.action is Action.deleted:
+            return await self._delete(change, kind, author)
+        payload = await self._payload(change, settings)
+        found = await self._find(change, kind)
+        if found is None:
+            created = await self._client.value("POST", kind.path, json_body=payload)
+            return _result("created", created, payload, author)
+        updated = await self._put_versioned(kind.path, found, payload)
+        return _result("updated", updated, payload, author)
+
+    async def check(self) -> str:
+        me = await self._client.value(
+            "GET",
+            "/token/session/>whoAmI",
+            params={"fields": "employeeId,companyId,employee(firstName,lastName)"},
+        )
+        if me.get("employeeId") is not None:
+            self._employee_id = str(me["employeeId"])
+        person = me.get("employee") or {}
+        name = " ".join(str(person[k]) for k in ("firstName", "lastName") if person.get(k))
+        return (
+            f"tripletex at {self._client.base_url}: authenticated as employee {me.get('employeeId')}"
+            f"{f' ({name})' if name else ''} of company {me.get('companyId')}"
+        )
+
+    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
+        settings = self._settings()
+        base, headers = self._client.base_url, self._client.preview_headers()
+        if change.entity is Entity.invoice:
+            invoice = self._invoice_record(change)
+            payload = mapping.order_payload(invoice, settings, f"<id of customer {invoice.customer_number}>")
+            query = urlencode(mapping.invoice_params(invoice, settings))
+            return [
+                PreparedRequest("POST", f"{base}/order", headers, payload),
+                PreparedRequest("PUT", f"{base}/order/<id of the new order>/:invoice?{query}", headers),
+            ]
+        path = _KINDS[change.entity].path
+        if change.action is Action.deleted:
+            target = change.known_external_id or f"<id of {change.entity} {change.cw_id}>"
+            return [PreparedRequest("DELETE", f"{base}{path}/{target}", headers)]
+        countries = {code: f"<id of country {code}>" for code in _countries(change.record)}
+        customer = ""
+        if isinstance(change.record, Project):
+            customer = f"<id of customer {mapping.project_customer_number(change.record)}>"
+        payload = self._map(change, settings, countries, customer)
+        return [PreparedRequest("POST", f"{base}{path}", headers, payload)]
+
+    # -- customers, suppliers, projects -------------------------------------------------------
+
+    async def _payload(self, change: OutboundChange, settings: Settings) -> Payload:
+        countries = await self._countries(_countries(change.record))
+        customer: Ref = ""
+        if isinstance(change.record, Project):
+            customer = await self._require_customer(mapping.project_customer_number(change.record))
+        return self._map(change, settings, countries, customer)
+
+    def _map(
+        self, change: OutboundChange, settings: Settings, countries: Mapping[str, Ref], customer: Ref
+    ) -> Payload:
+        if change.entity is Entity.customer:
+            return mapping.customer_payload(_record(change, Customer), settings, countries)
+        if change.entity is Entity.supplier:
+            return mapping.supplier_payload(_record(change, Supplier), countries)
+        return mapping.project_payload(_record(change, Project), settings, customer)
+
+    async def _find(self, change: OutboundChange, kind: _Kind) -> dict[str, Any] | None:
+        """The Tripletex object to update: the known id if it still exists, else by CW number."""
+        known = _numeric_id(change.known_external_id)
+        if known is not None:
+            resp = await self._client.call(
+                "GET", f"{kind.path}/{known}", params={"fields": "id,version"}, allow=(404,)
+            )
+            if resp.status != 404:
+                found: dict[str, Any] = unwrap(resp, "value", f"GET {kind.path}/{known}")
+                return found
+        record = change.record
+        if record is None or isinstance(record, Invoice):
+            return None
+        number = record.number
+        matches = await self._client.values(kind.path, {kind.key_param: number, "fields": "id,version"})
+        return matches[0] if matches else None
+
+    async def _put_versioned(
+        self, path: str, found: dict[str, Any], payload: Payload, params: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """PUT with the version we read; on 409 (edited meanwhile) re-read once and retry."""
+        target = f"{path}/{found['id']}"
+        for attempt in range(2):
+            body = {**payload, "id": found["id"], "version": found.get("version")}
+            resp = await self._client.call("PUT", target, params=params, json_body=body, allow=(409,))
+            if resp.status != 409:
+                updated: dict[str, Any] = unwrap(resp, "value", f"PUT {target}")
+                return updated
+            if attempt == 0:
+                found = await self._client.value("GET", target, params={"fields": "id,version"})
+        raise TransientError(f"PUT {target}: edited in Tripletex while we wrote it, twice", retry_after=5.0)
+
+    async def _delete(self, change: OutboundChange, kind: _Kind, author: str | None) -> PushResult:
+        found = await self._find(change, kind)
+        if found is None:
+            return PushResult("unchanged", change.known_external_id, author=author)
+        target = f"{kind.path}/{found['id']}"
+        resp = await self._client.call("DELETE", target, allow=(404,))
+        return PushResult("unchanged" if resp.status == 404 else "deleted", str(found["id"]), author=author)
+
+    # -- invoices --------------------------------------------------------------------------------
+
+    def _invoice_record(self, change: OutboundChange) -> Invoice:
+        if change.action is Action.deleted:
+            raise NotSupported(
+                f"invoice {change.cw_id}: Tripletex invoices cannot be deleted, only credited, and credit "
+                "notes are out of scope for this integration; credit the invoice in Tripletex by hand"
+            )
+        return _record(change, Invoice)
+
+    async def _push_invoice(self, invoice: Invoice, settings: Settings, author: str | None) -> PushResult:
+        """Order by CW number, then invoice it; an order already invoiced is never invoiced again.
+
+        The lookup is by order number even when the sync log knows the invoice id: a charged
+        invoice cannot change, so what matters is whether its order matches.
+        """
+        payload = mapping.order_payload(
+            invoice, settings, await self._require_customer(invoice.customer_number)
+        )
+        start, end = mapping.lookup_window(invoice)
+        orders = await self._client.values(
+            "/order",
+            {"number": invoice.number, "orderDateFrom": start, "orderDateTo": end, "fields": ORDER_FIELDS},
+        )
+        if not orders:
+            order = await self._client.value("POST", "/order", json_body=payload)
+        else:
+            order = orders[0]
+            charged = await self._invoice_of(order, start, end)
+            if charged is not None:
+                if mapping.order_matches(order, payload):
+                    return _result("unchanged", charged, payload, author)
+                raise NotSupported(
+                    f"invoice {invoice.number} is already charged in Tripletex (invoice id {charged['id']}) "
+                    "and differs from CW; a charged invoice can only be credited, which this integration "
+                    "does not do"
+                )
+            if not mapping.order_matches(order, payload):
+                order = await self._put_versioned("/order", order, payload, {"updateLinesAndGroups": "true"})
+        params = mapping.invoice_params(invoice, settings)
+        charged = await self._client.value("PUT", f"/order/{order['id']}/:invoice", params=params)
+        return _result("created", charged, payload, author)
+
+    async def _invoice_of(self, order: dict[str, Any], start: str, end: str) -> dict[str, Any] | None:
+        """The charged invoice made from ``order``, if any (the spec offers no order filter)."""
+        params = {"invoiceDateFrom": start, "invoiceDateTo": end, "fields": "id,version,orders(id)"}
+        customer = (order.get("customer") or {}).get("id")
+        if customer is not None:
+            params["customerId"] = str(customer)
+        for candidate in await self._client.values("/invoice", params):
+            if any(o.get("id") == order["id"] for o in candidate.get("orders") or [] if isinstance(o, dict)):
+                return candidate
+        return None
+
+    # -- references and identity -----------------------------------------------------------------
+
+    async def _require_customer(self, number: str) -> int:
+        if not number.isdigit():
+            raise MappingError(
+                f"customer {number!r} cannot be a Tripletex customer number (those are whole numbers)"
+            )
+        found = await self._client.values("/customer", {"customerAccountNumber": number, "fields": "id"})
+        if not found:
+            # Usually the customer's own message is still on its way (or in retry): wait for it.
+            raise TransientError(
+                f"customer number {number} does not exist in Tripletex yet; push the customer first",
+                retry_after=MISSING_CUSTOMER_WAIT,
+            )
+        return int(found[0]["id"])
+
+    async def _countries(self, codes: set[str]) -> dict[str, int]:
+        for code in sorted(codes - self._country_ids.keys()):
+            found = await self._client.values("/country", {"code": code, "fields": "id"})
+            if not found:
+                raise MappingError(f"Tripletex has no country with ISO code {code}")
+            self._country_ids[code] = int(found[0]["id"])
+        return {code: self._country_ids[code] for code in codes}
+
+    async def _author(self, settings: Settings) -> str | None:
+        """Our API user's employee id: the setting api_employee_id, else asked once per instance."""
+        if settings.api_employee_id is not None:
+            return str(settings.api_employee_id)
+        if self._employee_id is None:
+            me = await self._client.value("GET", "/token/session/>whoAmI", params={"fields": "employeeId"})
+            self._employee_id = str(me["employeeId"]) if me.get("employeeId") is not None else ""
+        return self._employee_id or None
+
+
+def _countries(record: CWRecord | None) -> set[str]:
+    return mapping.countries_of(record) if isinstance(record, Customer | Supplier) else set()
+
+
+def _result(outcome: str, value: dict[str, Any], payload: Payload, author: str | None) -> PushResult:
+    version = value.get("version")
+    return PushResult(
+        outcome=outcome,
+        external_id=str(value["id"]),
+        version=None if version is None else str(version),
+        content_hash=content_hash(payload),
+        author=author,
+    )

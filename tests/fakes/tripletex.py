@@ -1,0 +1,329 @@
+"""A stateful fake of Tripletex API v2 for the provider tests.
+
+Serves the session-token flow, Basic auth, the customer/supplier/project/order/invoice/country
+endpoints the provider uses, Tripletex's envelopes, error bodies and rate-limit headers. Every
+request is checked against the spec (body schema, query parameter names, required query
+parameters); a violation is answered 422 and recorded in ``violations``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import itertools
+import json
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from providers.tripletex.webhooks import signed_headers
+from tests.openapi import SpecViolation, load_spec
+
+SPEC = "tripletex-v2.openapi3.json"
+CONSUMER_TOKEN = "consumer-abc"
+EMPLOYEE_TOKEN = "employee-xyz"
+API_EMPLOYEE_ID = 7
+COUNTRIES = {"NO": 161, "SE": 200, "DK": 57}
+BODY: web.RequestKey[dict[str, Any]] = web.RequestKey("json", dict)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, code: int, message: str, fields: dict[str, str] | None = None) -> web.Response:
+    request_id = uuid.uuid4().hex[:12]
+    body = {
+        "status": status,
+        "code": code,
+        "message": message,
+        "link": None,
+        "developerMessage": message,
+        "validationMessages": [{"field": k, "message": v} for k, v in (fields or {}).items()] or None,
+        "requestId": request_id,
+    }
+    return web.json_response(body, status=status, headers={"x-tlx-request-id": request_id})
+
+
+@dataclass
+class _Failure:
+    status: int
+    headers: dict[str, str]
+    fields: dict[str, str] | None
+    on: str
+
+
+@dataclass
+class FakeTripletex:
+    base_url: str = ""
+    """Set by whoever serves the app: ``http://127.0.0.1:<port>/v2``."""
+    today: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())
+    rate_limit: int = 100
+    rate_remaining: int = 100
+    rate_reset: int = 60
+    store: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    writes: Counter[str] = field(default_factory=Counter)
+    requests: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    sessions_created: int = 0
+    sent_to_customer: dict[int, bool] = field(default_factory=dict)
+    _tokens: dict[str, dt.date] = field(default_factory=dict)
+    _revoked: bool = False
+    _failures: list[_Failure] = field(default_factory=list)
+    _conflicts: int = 0
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
+
+    # -- test controls ------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        count: int,
+        status: int,
+        *,
+        on: str = "",
+        reset: int | None = 3,
+        fields: dict[str, str] | None = None,
+    ) -> None:
+        """Answer the next ``count`` calls starting with ``on`` ("POST /customer") with ``status``.
+
+        The error carries the rate headers (``reset=None`` leaves X-Rate-Limit-Reset out) and, with
+        ``fields``, Tripletex's validationMessages.
+        """
+        headers = {"X-Rate-Limit-Limit": str(self.rate_limit), "X-Rate-Limit-Remaining": "0"}
+        if reset is not None:
+            headers["X-Rate-Limit-Reset"] = str(reset)
+        self._failures.extend(_Failure(status, headers, fields, on) for _ in range(count))
+
+    def expire_tokens(self) -> None:
+        self._tokens.clear()
+
+    def revoke(self) -> None:
+        """The employee token is deleted in Tripletex: no session works, no new one is issued."""
+        self._revoked = True
+        self._tokens.clear()
+
+    def conflict_next_puts(self, count: int) -> None:
+        """Someone edits the object in Tripletex just before each of our next ``count`` PUTs."""
+        self._conflicts = count
+
+    def objects(self, kind: str) -> list[dict[str, Any]]:
+        return list(self.store.get(kind, {}).values())
+
+    def add(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Put an object in place as if made in Tripletex's UI (no write counted)."""
+        new = {**obj, "id": next(self._ids), "version": 0, "changes": [self._change("CREATE", 99)]}
+        self.store.setdefault(kind, {})[new["id"]] = new
+        return new
+
+    def callback(self, event: str, kind: str, obj_id: int, secret: str) -> tuple[dict[str, str], bytes]:
+        """A signed webhook callback for an object (fields ``*,version,changes``)."""
+        value = None if event.endswith(".delete") else self.store[kind][obj_id]
+        body = json.dumps({"subscriptionId": 5, "event": event, "id": obj_id, "value": value}).encode()
+        return signed_headers(body, secret, idempotency_key=str(uuid.uuid4())), body
+
+    # -- the app --------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware])
+        r = app.router
+        r.add_put("/v2/token/session/:create", self._create_session)
+        r.add_get("/v2/token/session/>whoAmI", self._who_am_i)
+        r.add_get("/v2/country", self._list)
+        for kind in ("customer", "supplier", "project", "order", "invoice"):
+            r.add_get(f"/v2/{kind}", self._list)
+            r.add_get(f"/v2/{kind}/{{id}}", self._get)
+        for kind in ("customer", "supplier", "project", "order"):
+            r.add_post(f"/v2/{kind}", self._post)
+            r.add_put(f"/v2/{kind}/{{id}}", self._put)
+            r.add_delete(f"/v2/{kind}/{{id}}", self._delete)
+        r.add_put("/v2/order/{id}/:invoice", self._invoice)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path.removeprefix("/v2")
+        self.requests.append(f"{request.method} {path}")
+        failure = next((f for f in self._failures if self.requests[-1].startswith(f.on)), None)
+        if failure is not None:
+            self._failures.remove(failure)
+            failed = _error(
+                failure.status, 18000 if failure.fields else 1000, "Injected failure", failure.fields
+            )
+            failed.headers.update(failure.headers)
+            return failed
+        if path != "/token/session/:create" and not self._authorised(request):
+            return _error(401, 3000, "Unauthorized: invalid or expired session token")
+        body = await request.json() if request.can_read_body else None
+        problem = self._check_against_spec(request.method, path, dict(request.query), body)
+        if problem:
+            self.violations.append(problem)
+            return _error(422, 16000, problem)
+        if isinstance(body, dict):
+            request[BODY] = body
+        response = await handler(request)
+        response.headers["X-Rate-Limit-Limit"] = str(self.rate_limit)
+        response.headers["X-Rate-Limit-Remaining"] = str(self.rate_remaining)
+        response.headers["X-Rate-Limit-Reset"] = str(self.rate_reset)
+        return response
+
+    def _check_against_spec(self, method: str, path: str, query: dict[str, str], body: Any) -> str | None:
+        spec = load_spec(SPEC)
+        try:
+            spec.validate_request(method, path, body)
+            params = spec.operation(method, path).get("parameters", [])
+        except SpecViolation as exc:
+            return str(exc)
+        known = {p["name"] for p in params if p.get("in") == "query"}
+        required = {p["name"] for p in params if p.get("in") == "query" and p.get("required")}
+        unknown, missing = sorted(set(query) - known), sorted(required - set(query))
+        if unknown or missing:
+            return f"{method} {path}: unknown query parameters {unknown}, missing required {missing}"
+        return None
+
+    def _authorised(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        _, _, token = base64.b64decode(header[6:]).decode().partition(":")
+        expires = self._tokens.get(token)
+        return expires is not None and self.today < expires
+
+    def _change(self, kind: str, employee: int = API_EMPLOYEE_ID) -> dict[str, Any]:
+        return {"employeeId": employee, "timestamp": dt.datetime.now(dt.UTC).isoformat(), "changeType": kind}
+
+    # -- handlers -----------------------------------------------------------------------------
+
+    async def _create_session(self, request: web.Request) -> web.Response:
+        q = request.query
+        if self._revoked or q["consumerToken"] != CONSUMER_TOKEN or q["employeeToken"] != EMPLOYEE_TOKEN:
+            return _error(403, 9000, "Invalid consumer or employee token")
+        expires = dt.date.fromisoformat(q["expirationDate"])
+        token = uuid.uuid4().hex
+        self._tokens[token] = expires
+        self.sessions_created += 1
+        return web.json_response({"value": {"token": token, "expirationDate": expires.isoformat()}})
+
+    async def _who_am_i(self, request: web.Request) -> web.Response:
+        employee = {"id": API_EMPLOYEE_ID, "firstName": "API", "lastName": "Integration"}
+        return web.json_response(
+            {"value": {"employeeId": API_EMPLOYEE_ID, "companyId": 42, "employee": employee}}
+        )
+
+    def _kind(self, request: web.Request) -> str:
+        return request.path.removeprefix("/v2/").split("/")[0]
+
+    def _found(self, request: web.Request) -> dict[str, Any] | None:
+        return self.store.get(self._kind(request), {}).get(int(request.match_info["id"]))
+
+    async def _list(self, request: web.Request) -> web.Response:
+        kind = self._kind(request)
+        if kind == "country":
+            code = request.query.get("code", "")
+            values = [{"id": COUNTRIES[code]}] if code in COUNTRIES else []
+        else:
+            values = [o for o in self.objects(kind) if _matches(kind, o, request.query)]
+        start = int(request.query.get("from", "0"))
+        page = values[start : start + int(request.query.get("count", "1000"))]
+        return web.json_response(
+            {"fullResultSize": len(values), "from": start, "count": len(page), "values": page}
+        )
+
+    async def _get(self, request: web.Request) -> web.Response:
+        found = self._found(request)
+        if found is None:
+            return _error(404, 6000, "Object not found")
+        return web.json_response({"value": found})
+
+    async def _post(self, request: web.Request) -> web.Response:
+        kind, body = self._kind(request), request[BODY]
+        if "id" in body or "version" in body:
+            return _error(422, 18000, "Validation failed", {"id": "A new object cannot have id or version"})
+        duplicate = _duplicate(kind, body, self.objects(kind))
+        if duplicate:
+            return _error(422, 18000, "Validation failed", {duplicate: "The number is already in use"})
+        self.writes[kind] += 1
+        new = self.add(kind, body)
+        new["changes"] = [self._change("CREATE")]
+        return web.json_response({"value": new}, status=201)
+
+    async def _put(self, request: web.Request) -> web.Response:
+        found, body = self._found(request), request[BODY]
+        if found is None:
+            return _error(404, 6000, "Object not found")
+        if self._conflicts:
+            self._conflicts -= 1
+            found["version"] += 1
+        if "version" in body and body["version"] != found["version"]:
+            return _error(409, 8000, "Revision exception: the object was changed by someone else")
+        self.writes[self._kind(request)] += 1
+        keep_lines = request.query.get("updateLinesAndGroups") != "true" and "orderLines" in found
+        found.update({k: v for k, v in body.items() if not (k == "orderLines" and keep_lines)})
+        found["version"] += 1
+        found["changes"].append(self._change("UPDATE"))
+        return web.json_response({"value": found})
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        found = self._found(request)
+        if found is None:
+            return _error(404, 6000, "Object not found")
+        self.writes[self._kind(request)] += 1
+        del self.store[self._kind(request)][found["id"]]
+        return web.Response(status=204)
+
+    async def _invoice(self, request: web.Request) -> web.Response:
+        order = self.store.get("order", {}).get(int(request.match_info["id"]))
+        if order is None:
+            return _error(404, 6000, "Object not found")
+        if any(line.get("isCharged") for line in order.get("orderLines", [])):
+            return _error(422, 18000, "Validation failed", {"orderLines": "The order is already invoiced"})
+        for line in order.get("orderLines", []):
+            line["isCharged"] = True
+        self.writes["invoice"] += 1
+        invoice = self.add(
+            "invoice",
+            {
+                "invoiceNumber": len(self.objects("invoice")) + 1,
+                "invoiceDate": request.query["invoiceDate"],
+                "customer": order["customer"],
+                "orders": [{"id": order["id"]}],
+            },
+        )
+        self.sent_to_customer[invoice["id"]] = request.query.get("sendToCustomer", "true") == "true"
+        invoice["changes"] = [self._change("CREATE")]
+        return web.json_response({"value": invoice})
+
+
+_NUMBERS = {
+    "customer": "customerNumber",
+    "supplier": "supplierNumber",
+    "project": "number",
+    "order": "number",
+}
+
+
+def _duplicate(kind: str, body: dict[str, Any], existing: list[dict[str, Any]]) -> str | None:
+    key = _NUMBERS.get(kind)
+    if key and body.get(key) is not None and any(o.get(key) == body[key] for o in existing):
+        return key
+    return None
+
+
+def _in_range(value: str | None, start: str, end: str) -> bool:
+    return value is not None and start <= value < end
+
+
+def _matches(kind: str, obj: dict[str, Any], q: Mapping[str, str]) -> bool:
+    if kind == "customer" and "customerAccountNumber" in q:
+        return str(obj.get("customerNumber")) in q["customerAccountNumber"].split(",")
+    if kind == "supplier" and "supplierNumber" in q:
+        return str(obj.get("supplierNumber")) in q["supplierNumber"].split(",")
+    if kind == "project" and "number" in q:
+        return bool(obj.get("number") == q["number"])
+    if kind == "order":
+        number_ok = "number" not in q or obj.get("number") == q["number"]
+        return number_ok and _in_range(obj.get("orderDate"), q["orderDateFrom"], q["orderDateTo"])
+    if kind == "invoice":
+        customer_ok = "customerId" not in q or str(obj["customer"]["id"]) == q["customerId"]
+        return customer_ok and _in_range(obj.get("invoiceDate"), q["invoiceDateFrom"], q["invoiceDateTo"])
+    return True

@@ -1,0 +1,332 @@
+"""A stateful fake of Uni Economy: the login host's private_key_jwt token endpoint and /api/biz entities.
+
+Every request is checked against uni-economy-2019.swagger2.json (violations answer 400 and are kept in
+``violations``). Test controls are methods: ``fail_next``, ``expire_tokens``, ``revoke``, ``writes``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import itertools
+import json
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from tests.fakes import serve_app
+from tests.openapi import Spec, SpecViolation, load_spec
+
+SPEC_NAME = "uni-economy-2019.swagger2.json"
+API_PREFIX = "/api/biz"
+DRAFT, INVOICED = 42001, 42002
+API_USER = "6b1f0e2a-6c1d-4a55-9f0e-5f4d8c1e0a01"  # GlobalIdentity of the integration's user
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+SEED: dict[str, list[dict[str, Any]]] = {
+    "vattypes": [
+        {"ID": 1, "VatCode": "3", "VatPercent": 25.0, "Name": "Utgående mva, høy sats"},
+        {"ID": 2, "VatCode": "31", "VatPercent": 15.0, "Name": "Utgående mva, middels sats"},
+        {"ID": 4, "VatCode": "6", "VatPercent": 0.0, "Name": "Utenfor mva-loven"},
+    ],
+    "accounts": [
+        {"ID": 11, "AccountNumber": 3000, "AccountName": "Salgsinntekt, avgiftspliktig"},
+        {"ID": 12, "AccountNumber": 3100, "AccountName": "Salgsinntekt, avgiftsfri"},
+    ],
+    "currencycodes": [{"ID": 1, "Code": "NOK"}, {"ID": 2, "Code": "EUR"}],
+}
+FILTER = re.compile(r"^\s*([\w.]+)\s+eq\s+(.+?)\s*$")
+
+
+def uni_spec() -> Spec:
+    """The Uni spec (tests.openapi maps its non-standard ``date``/``double`` types)."""
+    return load_spec(SPEC_NAME)
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _error(
+    status: int, message: str, *details: tuple[str, str], headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {
+        "Message": message,
+        "Messages": [{"PropertyName": p, "Message": m, "Level": 3} for p, m in details],
+    }
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _literal(raw: str) -> Any:
+    if raw.startswith("'") and raw.endswith("'"):
+        return raw[1:-1].replace("''", "'")
+    return float(raw) if "." in raw else int(raw)
+
+
+def _shape(entity: dict[str, Any], expand: set[str], prefix: str = "") -> dict[str, Any]:
+    """Like Uni: nested objects only when named in ``expand`` (dotted paths for deeper ones)."""
+    out: dict[str, Any] = {}
+    for key, value in entity.items():
+        path = prefix + key
+        if isinstance(value, dict):
+            if path in expand:
+                out[key] = _shape(value, expand, path + ".")
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            if path in expand:
+                out[key] = [_shape(v, expand, path + ".") for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass
+class _Client:
+    public_key: rsa.RSAPublicKey
+    x5t: str | None
+
+
+@dataclass
+class FakeUni:
+    company_key: str = "company-key-1"
+    token_lifetime_s: int = 3600
+    base_url: str = ""
+    violations: list[str] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    writes: Counter[str] = field(default_factory=Counter)
+    token_requests: int = 0
+    assertion_headers: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._clients: dict[str, _Client] = {}
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._jtis: set[str] = set()
+        self._failures: list[tuple[int, str | None, str]] = []
+        self._ids = itertools.count(1000)
+        self._invoice_numbers = itertools.count(100001)
+        self.store: dict[str, dict[int, dict[str, Any]]] = {
+            name: {row["ID"]: dict(row) for row in rows} for name, rows in SEED.items()
+        }
+
+    # --- test controls ------------------------------------------------------------------------
+    def register_client(
+        self, client_id: str, public_key: rsa.RSAPublicKey, cert: x509.Certificate | None = None
+    ) -> None:
+        x5t = None
+        if cert is not None:
+            x5t = base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA1())).rstrip(b"=").decode()  # noqa: S303
+        self._clients[client_id] = _Client(public_key, x5t)
+
+    def revoke(self, client_id: str) -> None:
+        self._clients.pop(client_id, None)
+        self._tokens = {t: v for t, v in self._tokens.items() if v[0] != client_id}
+
+    def expire_tokens(self) -> None:
+        self._tokens = {t: (c, 0.0) for t, (c, _) in self._tokens.items()}
+
+    def fail_next(self, n: int, status: int, *, retry_after: str | None = None, message: str = "") -> None:
+        self._failures += [(status, retry_after, message or f"fake failure {status}")] * n
+
+    def entities(self, collection: str) -> list[dict[str, Any]]:
+        return list(self.store.get(collection, {}).values())
+
+    @property
+    def token_url(self) -> str:
+        return self.base_url + "/connect/token"
+
+    @asynccontextmanager
+    async def serve(self) -> AsyncIterator[FakeUni]:
+        app = web.Application()
+        app.router.add_post("/connect/token", self._token)
+        app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._api)
+        async with serve_app(app) as url:
+            self.base_url = url
+            yield self
+
+    # --- login host ---------------------------------------------------------------------------
+    async def _token(self, request: web.Request) -> web.Response:
+        self.token_requests += 1
+        form = await request.post()
+        problem = self._assertion_problem({k: str(v) for k, v in form.items()})
+        if problem is not None:
+            return web.json_response({"error": "invalid_client", "error_description": problem}, status=400)
+        token = uuid.uuid4().hex
+        self._tokens[token] = (str(form["client_id"]), time.time() + self.token_lifetime_s)
+        body = {
+            "access_token": token,
+            "expires_in": self.token_lifetime_s,
+            "token_type": "Bearer",
+            "scope": "AppFramework",
+        }
+        return web.json_response(body)
+
+    def _assertion_problem(self, form: dict[str, str]) -> str | None:
+        if form.get("grant_type") != "client_credentials" or form.get("scope") != "AppFramework":
+            return "grant_type must be client_credentials and scope AppFramework"
+        client = self._clients.get(form.get("client_id", ""))
+        if client is None or form.get("client_assertion_type") != ASSERTION_TYPE:
+            return "unknown client or missing client assertion"
+        try:
+            head, claims_part, sig = form["client_assertion"].split(".")
+            header, claims = json.loads(_b64url_decode(head)), json.loads(_b64url_decode(claims_part))
+            client.public_key.verify(
+                _b64url_decode(sig), f"{head}.{claims_part}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
+        except (KeyError, ValueError, InvalidSignature):
+            return "client assertion is not a JWT signed with the registered key"
+        self.assertion_headers.append(header)
+        return self._claims_problem(header, claims, form["client_id"], client)
+
+    def _claims_problem(
+        self, header: dict[str, Any], claims: dict[str, Any], client_id: str, client: _Client
+    ) -> str | None:
+        now = time.time()
+        if header.get("alg") != "RS256" or (client.x5t and header.get("x5t") != client.x5t):
+            return "assertion header must be RS256 with the registered certificate's x5t"
+        if (
+            claims.get("iss") != client_id
+            or claims.get("sub") != client_id
+            or claims.get("aud") != self.token_url
+        ):
+            return "iss and sub must be the client id and aud the token endpoint"
+        if (
+            not (claims.get("nbf", 0) - 5 <= now < claims.get("exp", 0))
+            or claims["exp"] - claims.get("iat", 0) > 300
+        ):
+            return "assertion expired, not yet valid or valid for more than 5 minutes"
+        if claims.get("jti") in self._jtis or not claims.get("jti"):
+            return "assertion jti missing or replayed"
+        self._jtis.add(claims["jti"])
+        return None
+
+    # --- /api/biz -----------------------------------------------------------------------------
+    async def _api(self, request: web.Request) -> web.Response:
+        action = request.query.get("action")
+        spec_path = "/" + request.match_info["tail"] + (f"?action={action}" if action else "")
+        self.requests.append((request.method, spec_path))
+        if self._failures:
+            status, retry_after, message = self._failures.pop(0)
+            headers = {"Retry-After": retry_after} if retry_after else None
+            return _error(status, message, ("Entity", message), headers=headers)
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
+        try:
+            body = await request.json() if request.body_exists else None
+            uni_spec().validate_request(request.method, spec_path, body)
+        except (ValueError, SpecViolation) as exc:
+            self.violations.append(f"{request.method} {spec_path}: {exc}")
+            return _error(400, "Request does not match the API", ("body", str(exc)))
+        return self._dispatch(request, request.match_info["tail"].strip("/").split("/"), body)
+
+    def _denied(self, request: web.Request) -> web.Response | None:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        holder = self._tokens.get(token)
+        if holder is None or holder[1] <= time.time():
+            return _error(401, "Authorization has been denied for this request.")
+        if request.headers.get("CompanyKey") != self.company_key:
+            return _error(403, "Unknown CompanyKey")
+        return None
+
+    def _dispatch(self, request: web.Request, parts: list[str], body: Any) -> web.Response:
+        method, action, collection = request.method, request.query.get("action"), parts[0]
+        if collection == "users" and action == "current-session":
+            return web.json_response({"ID": 7, "DisplayName": "CW Integration", "GlobalIdentity": API_USER})
+        if len(parts) == 1 and method == "GET":
+            return web.json_response(self._query(collection, request.query))
+        if len(parts) == 1 and method == "POST":
+            return self._create(collection, body)
+        entity = self.store.get(collection, {}).get(int(parts[1])) if parts[1].isdigit() else None
+        if entity is None:
+            return _error(404, f"{collection} {parts[1]} not found")
+        if method == "GET":
+            return web.json_response(_shape(entity, set(request.query.get("expand", "").split(","))))
+        return self._change(collection, entity, method, action, body)
+
+    def _query(self, collection: str, query: Any) -> list[dict[str, Any]]:
+        rows = self.entities(collection)
+        if "filter" in query:
+            match = FILTER.match(query["filter"])
+            if match is None:
+                raise web.HTTPBadRequest(
+                    text=f"fake understands only 'Field eq value', not {query['filter']!r}"
+                )
+            rows = [r for r in rows if r.get(match[1]) == _literal(match[2])]
+        skip, top = int(query.get("skip", 0)), int(query.get("top", 100))
+        expand = set(query.get("expand", "").split(","))
+        return [_shape(r, expand) for r in rows[skip : skip + top]]
+
+    def _create(self, collection: str, body: dict[str, Any]) -> web.Response:
+        if collection in ("customers", "suppliers") and not (body.get("Info") or {}).get("Name"):
+            return _error(400, "Validation failed", ("Info.Name", "Name is required"))
+        entity = self._with_ids(copy.deepcopy(body))
+        if collection == "invoices":
+            entity["StatusCode"] = DRAFT
+        self.store.setdefault(collection, {})[entity["ID"]] = entity
+        self.writes[collection] += 1
+        return web.json_response(_shape(entity, set()), status=201)
+
+    def _change(
+        self, collection: str, entity: dict[str, Any], method: str, action: str | None, body: Any
+    ) -> web.Response:
+        if collection == "invoices" and entity.get("StatusCode") != DRAFT:
+            return _error(
+                400, "Only a draft invoice can be changed", ("StatusCode", "Invoice is not a draft")
+            )
+        self.writes[collection] += 1
+        if method == "DELETE":
+            del self.store[collection][entity["ID"]]
+            return web.json_response(_shape(entity, set()))
+        if method == "POST" and collection == "invoices" and action == "invoice":
+            entity.update(StatusCode=INVOICED, InvoiceNumber=str(next(self._invoice_numbers)))
+            return web.json_response({})
+        if method == "PUT":
+            self._merge(entity, body)
+            entity.update(UpdatedAt=dt.datetime.now(dt.UTC).isoformat(), UpdatedBy=API_USER)
+            return web.json_response(_shape(entity, set()))
+        return _error(501, f"the fake does not implement {method} on {collection}")
+
+    def _with_ids(self, node: dict[str, Any]) -> dict[str, Any]:
+        """New objects get an ID, like Uni does for every nested object sent without one."""
+        node.setdefault("ID", next(self._ids))
+        node.setdefault("CreatedAt", dt.datetime.now(dt.UTC).isoformat())
+        node.setdefault("CreatedBy", API_USER)
+        for value in node.values():
+            for child in value if isinstance(value, list) else [value]:
+                if isinstance(child, dict):
+                    self._with_ids(child)
+        return node
+
+    def _merge(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        for key, value in new.items():
+            current = old.get(key)
+            if isinstance(value, dict):
+                same = isinstance(current, dict) and value.get("ID") == current.get("ID")
+                old[key] = current if same else self._with_ids({})
+                self._merge(old[key], value)
+            elif isinstance(value, list) and value and isinstance(value[0], dict):
+                old[key] = self._merge_list(current if isinstance(current, list) else [], value)
+            else:
+                old[key] = value
+
+    def _merge_list(self, old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        by_id = {item["ID"]: item for item in old}
+        for item in new:
+            if item.get("Deleted") and item.get("ID") in by_id:
+                del by_id[item["ID"]]
+            elif item.get("ID") in by_id:
+                self._merge(by_id[item["ID"]], item)
+            else:
+                fresh = self._with_ids(copy.deepcopy(item))
+                by_id[fresh["ID"]] = fresh
+        return list(by_id.values())

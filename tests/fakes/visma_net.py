@@ -1,0 +1,374 @@
+"""A stateful fake of Visma.net ERP: the Connect token endpoint and the endpoints the provider uses.
+
+Every API request is checked against Visma's OpenAPI document (the operation exists, its JSON body
+is valid); a violation is answered 400 with Visma's error body and kept in ``violations``. Test
+controls are methods: ``fail_next``, ``expire_tokens``, ``revoke_credentials``, ``seed_customer``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.openapi import SpecViolation, load_spec
+
+SPEC_NAME = "visma-net-erp-v1.openapi3.json"
+TOKEN_PATH = "/connect/token"
+DRAFTS = ("Hold", "Balanced")
+LISTS = ("/v1/customer", "/v1/supplier", "/v1/project", "/v1/customerinvoice")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def visma_error(status: int, message: str, details: str = "") -> web.Response:
+    body = {
+        "ExceptionType": "ValidationException" if status < 500 else "InternalServerError",
+        "ExceptionMessage": message,
+        "ExceptionFaultCode": str(10000 + status),
+        "ExceptionMessageID": f"{status}_{uuid.uuid4()}",
+        "ExceptionDetails": details,
+    }
+    return web.json_response(body, status=status)
+
+
+def unwrap(node: Any) -> Any:
+    """``{"name": {"value": "Acme"}}`` → ``{"name": "Acme"}``, recursively."""
+    if isinstance(node, dict):
+        if set(node) == {"value"}:
+            return unwrap(node["value"])
+        return {k: unwrap(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [unwrap(v) for v in node]
+    return node
+
+
+def _unknown_fields(template: str, method: str, body: Any) -> list[str]:
+    """Property names the spec does not declare: its schemas allow them, but Visma drops them silently."""
+    spec = load_spec(SPEC_NAME)
+    schema = spec.request_schema(method, template)
+    return _walk(spec.document, schema, body, "") if schema is not None else []
+
+
+def _walk(document: dict[str, Any], schema: dict[str, Any], node: Any, where: str) -> list[str]:
+    while "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rpartition("/")[2]]
+    if isinstance(node, list) and "items" in schema:
+        return [
+            p for i, item in enumerate(node) for p in _walk(document, schema["items"], item, f"{where}[{i}]")
+        ]
+    if not isinstance(node, dict) or "properties" not in schema:
+        return []
+    found = [f"{where}.{key}".lstrip(".") for key in node if key not in schema["properties"]]
+    for key, value in node.items():
+        if key in schema["properties"]:
+            found += _walk(document, schema["properties"][key], value, f"{where}.{key}")
+    return found
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+
+
+@dataclass
+class _Failure:
+    status: int
+    message: str
+    headers: dict[str, str]
+
+
+@dataclass
+class _Store:
+    """One master-data entity: records keyed by ``key`` (customerCd, supplierCd, projectID)."""
+
+    name: str
+    key: str
+    required: tuple[str, ...]
+    etag: bool = False
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class FakeVismaNet:
+    def __init__(self, *, token_lifetime: int = 3600) -> None:
+        self.client_id, self.client_secret, self.tenant_id = "cw-integration", "s3cret-value", "tenant-42"
+        self.token_lifetime = token_lifetime
+        self.base_url = ""  # set by the test once the app is served
+        self.vat_codes = {"1", "3", "5", "6"}
+        self.tokens: dict[str, float] = {}
+        self.token_requests = 0
+        self.requests: list[tuple[str, str]] = []
+        self.violations: list[str] = []
+        self.writes: Counter[str] = Counter()
+        self.sent_invoices: set[str] = set()
+        self.release_error: str | None = None
+        self.stores = {
+            "customer": _Store("customer", "number", ("number", "name")),
+            "supplier": _Store("supplier", "number", ("number", "name"), etag=True),
+            "project": _Store("project", "projectID", ("projectID", "description", "startDate")),
+        }
+        self.invoices: dict[str, dict[str, Any]] = {}
+        self._failures: deque[_Failure] = deque()
+        self._version = 0
+
+    # test controls
+
+    def fail_next(
+        self, n: int = 1, status: int = 503, *, retry_after: str | None = None, message: str = ""
+    ) -> None:
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        if status == 429:
+            headers |= {"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "30"}
+        for _ in range(n):
+            self._failures.append(_Failure(status, message or f"injected HTTP {status}", headers))
+
+    def expire_tokens(self) -> None:
+        self.tokens = dict.fromkeys(self.tokens, 0.0)
+
+    def revoke_credentials(self) -> None:
+        self.client_secret = secrets.token_hex(8)
+        self.tokens.clear()
+
+    def seed_customer(self, number: str, name: str = "Seeded AS") -> None:
+        self.stores["customer"].records[number] = {"number": number, "name": name, "status": "Active"}
+
+    @property
+    def customers(self) -> dict[str, dict[str, Any]]:
+        return self.stores["customer"].records
+
+    # app
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_post(TOKEN_PATH, self._token)
+        for name in self.stores:
+            collection, item = f"/v1/{name}", f"/v1/{name}/{{{name}{'ID' if name == 'project' else 'Cd'}}}"
+            app.router.add_get(collection, self._bind(self._list, name))
+            app.router.add_post(collection, self._bind(self._create, name))
+            app.router.add_get(item, self._bind(self._get, name))
+        # Parameter names as in the spec's path templates, so the route's canonical path is the template.
+        app.router.add_put("/v1/customer/{customerCd}", self._bind(self._update, "customer"))
+        app.router.add_put("/v1/supplier/{supplierCd}", self._bind(self._update, "supplier"))
+        app.router.add_put("/v1/project/{projectId}", self._bind(self._update, "project"))
+        app.router.add_get("/v1/customerinvoice", self._list_invoices)
+        app.router.add_post("/v2/customerinvoice", self._create_invoice)
+        app.router.add_get("/v1/customerinvoice/{invoiceNumber}", self._get_invoice)
+        app.router.add_put("/v1/customerinvoice/{invoiceNumber}", self._update_invoice)
+        app.router.add_delete("/v1/customerinvoice/{invoiceNumber}", self._delete_invoice)
+        app.router.add_post("/v1/customerinvoice/{invoiceNumber}/action/release", self._release)
+        app.router.add_post("/v1/customerinvoice/{invoiceNumber}/action/sendToAutoInvoice", self._send)
+        return app
+
+    @staticmethod
+    def _bind(handler: Callable[[web.Request, str], Awaitable[web.Response]], name: str) -> Handler:
+        async def bound(request: web.Request) -> web.Response:
+            return await handler(request, name)
+
+        return bound
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == TOKEN_PATH:
+            return await handler(request)
+        self.requests.append((request.method, request.path))
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if self.tokens.get(token, 0.0) < time.time():
+            return web.json_response(
+                {"message": "Authorization has been denied for this request."}, status=401
+            )
+        if self._failures:
+            failure = self._failures.popleft()
+            resp = visma_error(failure.status, failure.message)
+            resp.headers.update(failure.headers)
+            return resp
+        problem = await self._spec_problem(request)
+        if problem is not None:
+            self.violations.append(problem)
+            return visma_error(400, problem)
+        answer = await handler(request)
+        answer.headers.update(
+            {"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "999", "X-RateLimit-Reset": "60"}
+        )
+        return answer
+
+    async def _spec_problem(self, request: web.Request) -> str | None:
+        resource = request.match_info.route.resource
+        template = resource.canonical if resource is not None else request.path
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+            load_spec(SPEC_NAME).validate_request(request.method, template, body)
+        except ValueError:
+            return f"{request.method} {request.path}: body is not JSON"
+        except SpecViolation as exc:
+            return str(exc)
+        unknown = _unknown_fields(template, request.method, body)
+        if unknown:
+            return f"{request.method} {template}: not in the spec (Visma ignores them): {', '.join(unknown)}"
+        paged = {"pageNumber", "pageSize"} <= set(request.query)
+        if request.method == "GET" and template in LISTS and not paged:
+            return f"GET {request.path}: pageNumber and pageSize are mandatory"
+        return None
+
+    async def _token(self, request: web.Request) -> web.Response:
+        self.token_requests += 1
+        form = await request.post()
+        if form.get("grant_type") != "client_credentials":
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        if (form.get("client_id"), form.get("client_secret")) != (self.client_id, self.client_secret):
+            return web.json_response({"error": "invalid_client"}, status=400)
+        if form.get("tenant_id") != self.tenant_id:
+            return web.json_response(
+                {"error": "invalid_request", "error_description": "unknown tenant"}, status=400
+            )
+        if "vismanet_erp_service_api:read" not in str(form.get("scope", "")).split():
+            return web.json_response({"error": "invalid_scope"}, status=400)
+        token = secrets.token_urlsafe(16)
+        self.tokens[token] = time.time() + self.token_lifetime
+        body = {"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"}
+        return web.json_response(body)
+
+    # customers, suppliers, projects
+
+    def _stamp(self, record: dict[str, Any]) -> dict[str, Any]:
+        self._version += 1
+        record["lastModifiedDateTime"] = _now()
+        record["_version"] = self._version
+        return record
+
+    def _written(self, store: _Store, key: str, status: int, *, location: bool = False) -> web.Response:
+        self.writes[store.name] += 1
+        resp = web.Response(status=status)
+        if location:
+            resp.headers["Location"] = f"{self.base_url}/v1/{store.name}/{key}"
+        if store.etag:
+            resp.headers["ETag"] = f'"{store.records[key]["_version"]}"'
+        return resp
+
+    async def _create(self, request: web.Request, name: str) -> web.Response:
+        store, data = self.stores[name], unwrap(await request.json())
+        missing = [f for f in store.required if not data.get(f)]
+        if missing:
+            return visma_error(400, f"'{missing[0]}' cannot be empty.")
+        key = str(data[store.key])
+        if key in store.records:
+            return visma_error(400, f"{name.capitalize()} {key} already exists.")
+        data.pop("overrideNumberSeries", None)
+        store.records[key] = self._stamp({"status": "Active", **data})
+        return self._written(store, key, 201, location=True)
+
+    async def _update(self, request: web.Request, name: str) -> web.Response:
+        store = self.stores[name]
+        key = next(iter(request.match_info.values()))
+        if key not in store.records:
+            return visma_error(404, f"{name.capitalize()} {key} not found.")
+        store.records[key] = self._stamp({**store.records[key], **unwrap(await request.json())})
+        return self._written(store, key, 204)
+
+    async def _get(self, request: web.Request, name: str) -> web.Response:
+        record = self.stores[name].records.get(next(iter(request.match_info.values())))
+        if record is None:
+            return visma_error(404, f"{name.capitalize()} not found.")
+        return web.json_response(record)
+
+    async def _list(self, request: web.Request, name: str) -> web.Response:
+        return web.json_response(list(self.stores[name].records.values())[: int(request.query["pageSize"])])
+
+    # invoices
+
+    def _lines(self, invoice: dict[str, Any], lines: list[dict[str, Any]]) -> str | None:
+        """Apply line operations; the first problem as Visma would word it, else None."""
+        current = invoice.setdefault("invoiceLines", [])
+        for line in lines:
+            if line.get("operation") == "Delete":
+                current[:] = [old for old in current if old["lineNumber"] != line.get("lineNumber")]
+                continue
+            if line.get("vatCodeId") not in self.vat_codes:
+                return f"VAT code '{line.get('vatCodeId')}' was not found."
+            if not line.get("accountNumber") and not line.get("inventoryNumber"):
+                return "Account is required when no inventory item is given."
+            number = max((old["lineNumber"] for old in current), default=0) + 1
+            current.append({**line, "lineNumber": number})
+        return None
+
+    async def _create_invoice(self, request: web.Request) -> web.Response:
+        data = unwrap(await request.json())
+        if data.get("customerNumber") not in self.customers:
+            return visma_error(400, f"Customer '{data.get('customerNumber')}' was not found.")
+        number = f"{len(self.invoices) + 1:06d}"
+        invoice = {"referenceNumber": number, "documentType": "Invoice", "status": "Balanced"}
+        invoice |= {k: v for k, v in data.items() if k != "invoiceLines"}
+        problem = self._lines(invoice, data.get("invoiceLines", []))
+        if problem:
+            return visma_error(400, problem)
+        self.invoices[number] = self._stamp(invoice)
+        self.writes["invoice"] += 1
+        return web.Response(status=201, headers={"Location": f"{self.base_url}/v1/customerinvoice/{number}"})
+
+    def _invoice(self, request: web.Request) -> dict[str, Any] | None:
+        return self.invoices.get(request.match_info["invoiceNumber"])
+
+    async def _list_invoices(self, request: web.Request) -> web.Response:
+        wanted = request.query.get("externalReference")
+        found = [
+            {k: v for k, v in inv.items() if k != "invoiceLines"}
+            for inv in self.invoices.values()
+            if wanted is None or inv.get("externalReference") == wanted
+        ]
+        return web.json_response(found[: int(request.query["pageSize"])])
+
+    async def _get_invoice(self, request: web.Request) -> web.Response:
+        invoice = self._invoice(request)
+        return web.json_response(invoice) if invoice else visma_error(404, "Invoice not found.")
+
+    async def _update_invoice(self, request: web.Request) -> web.Response:
+        invoice = self._invoice(request)
+        if invoice is None:
+            return visma_error(404, "Invoice not found.")
+        if invoice["status"] not in DRAFTS:
+            return visma_error(400, "The document is released and cannot be changed.")
+        data = unwrap(await request.json())
+        problem = self._lines(invoice, data.pop("invoiceLines", []))
+        if problem:
+            return visma_error(400, problem)
+        invoice.update(data)
+        self._stamp(invoice)
+        self.writes["invoice"] += 1
+        return web.Response(status=204)
+
+    async def _delete_invoice(self, request: web.Request) -> web.Response:
+        invoice = self._invoice(request)
+        if invoice is None:
+            return visma_error(404, "Invoice not found.")
+        if invoice["status"] not in DRAFTS:
+            return visma_error(400, "A released document cannot be deleted.")
+        del self.invoices[invoice["referenceNumber"]]
+        self.writes["invoice"] += 1
+        return web.Response(status=204)
+
+    async def _release(self, request: web.Request) -> web.Response:
+        invoice = self._invoice(request)
+        if invoice is None:
+            return visma_error(404, "Invoice not found.")
+        if self.release_error:
+            return web.json_response(
+                {"actionId": str(uuid.uuid4()), "actionResult": "Failed", "errorInfo": self.release_error}
+            )
+        if invoice["status"] not in DRAFTS:
+            return visma_error(400, "The document is already released.")
+        invoice["status"] = "Open"
+        self.writes["invoice"] += 1
+        return web.json_response({"actionId": str(uuid.uuid4()), "actionResult": "Done"})
+
+    async def _send(self, request: web.Request) -> web.Response:
+        invoice = self._invoice(request)
+        if invoice is None or invoice["status"] in DRAFTS:
+            return visma_error(400, "Only released invoices can be sent to AutoInvoice.")
+        self.sent_invoices.add(invoice["referenceNumber"])
+        body = {"refNbr": invoice["referenceNumber"], "documentType": "Invoice", "actionResult": "Done"}
+        return web.json_response(body)
