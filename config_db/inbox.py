@@ -22,7 +22,11 @@ def finished_outcome(db: Connection, client_id: str, message_id: str) -> str | N
     return outcome
 
 
-def mark_finished(db: Connection, client_id: str, message_id: str, outcome: str) -> None:
-    if finished_outcome(db, client_id, message_id) is None:
+def mark_finished(
+    db: Connection, client_id: str, message_id: str, outcome: str, *, checked: bool = False
+) -> None:
+    """Record the envelope as finished. ``checked``: the caller saw it unfinished in this message's
+    processing (a client's messages are handed out one at a time), so no look-up is needed."""
+    if checked or finished_outcome(db, client_id, message_id) is None:
         row = {"client_id": client_id, "message_id": message_id, "outcome": outcome, "finished_at": utcnow()}
         db.execute(S_MARK_FINISHED, row)

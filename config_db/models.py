@@ -81,7 +81,7 @@ class SyncLogEntry(Base):
 
     __tablename__ = "sync_log"
     __table_args__ = (
-        Index("ix_sync_log_message", "message_id"),
+        Index("ix_sync_log_message", "message_id", "client_id", "id"),
         Index("ix_sync_log_client_at", "client_id", "id"),
     )
 

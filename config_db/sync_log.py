@@ -84,6 +84,45 @@ S_UPDATE_LINK: Update = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class MessageState:
+    """What the journal knows when a message starts (one query on the hot path)."""
+
+    finished: str | None
+    open_intent: bool
+    link: Link | None
+
+
+def _q_message_state() -> Select[Any]:
+    from config_db.inbox import Q_FINISHED
+
+    last_action = Q_LAST_ACTION.scalar_subquery()
+    link = Q_LINK.subquery()
+    return select(
+        Q_FINISHED.scalar_subquery().label("finished"),
+        last_action.label("last_action"),
+        select(link.c.external_id).scalar_subquery().label("external_id"),
+        select(link.c.version).scalar_subquery().label("version"),
+        select(link.c.content_hash).scalar_subquery().label("content_hash"),
+        select(link.c.deleted).scalar_subquery().label("deleted"),
+    )
+
+
+Q_MESSAGE_STATE: Select[Any] = _q_message_state()
+
+
+def message_state(
+    db: Connection, client_id: str, message_id: str, provider: str, entity: str, cw_id: str
+) -> MessageState:
+    """Inbox outcome, open intent and record link for a message, in one round trip."""
+    params = {"client_id": client_id, "message_id": message_id, **_key(client_id, provider, entity, cw_id)}
+    row = db.execute(Q_MESSAGE_STATE, params).one()
+    link = None
+    if row.deleted is not None:
+        link = Link(row.external_id, row.version, row.content_hash, bool(row.deleted))
+    return MessageState(row.finished, row.last_action == "pending", link)
+
+
 def q_entries(client_id: str | None = None, message_id: str | None = None, limit: int = 100) -> Select[Any]:
     query = select(log).order_by(log.c.id.desc()).limit(limit)
     if client_id is not None:
@@ -116,7 +155,17 @@ def get_link(db: Connection, client_id: str, provider: str, entity: str, cw_id: 
     return None if row is None else Link(row.external_id, row.version, row.content_hash, bool(row.deleted))
 
 
-def save_link(db: Connection, client_id: str, provider: str, entity: str, cw_id: str, link: Link) -> None:
+def save_link(
+    db: Connection,
+    client_id: str,
+    provider: str,
+    entity: str,
+    cw_id: str,
+    link: Link,
+    *,
+    exists: bool | None = None,
+) -> None:
+    """Insert or update the link; ``exists`` (when the caller knows) saves a statement."""
     values = {
         "external_id": link.external_id,
         "version": link.version,
@@ -124,7 +173,10 @@ def save_link(db: Connection, client_id: str, provider: str, entity: str, cw_id:
         "deleted": link.deleted,
         "updated_at": utcnow(),
     }
-    if db.execute(S_UPDATE_LINK, {**_key(client_id, provider, entity, cw_id), **values}).rowcount == 0:
+    if (
+        exists is False
+        or db.execute(S_UPDATE_LINK, {**_key(client_id, provider, entity, cw_id), **values}).rowcount == 0
+    ):
         key = {"client_id": client_id, "provider": provider, "entity": entity, "cw_id": cw_id}
         db.execute(S_INSERT_LINK, {**key, **values})
 

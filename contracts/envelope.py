@@ -116,12 +116,15 @@ class InvoiceEnvelope(Envelope):
     data: Invoice | None = None
 
 
+_ENTITIES = frozenset(Entity.__members__)
+
+
 def _entity_tag(value: Any) -> str | None:
     raw = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
     if not isinstance(raw, str):
         return None
     entity = raw.partition(".")[0]
-    return entity if entity in Entity.__members__ else None
+    return entity if entity in _ENTITIES else None
 
 
 _TYPE_ERROR = (

@@ -5,7 +5,6 @@ parse → inbox → connection → provider → intent journal → push → outc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
@@ -27,15 +26,6 @@ class ProviderLookup(Protocol):
     async def provider_for(self, client_id: str) -> Provider: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Start:
-    """What the sync log knows when a message starts: finished before? last write? open intent?"""
-
-    finished: str | None
-    link: sync_log.Link | None
-    recovering: bool
-
-
 def _entry(env: Envelope, provider: str, action: str, **fields: Any) -> sync_log.Entry:
     return sync_log.Entry(
         direction="outbound",
@@ -49,20 +39,18 @@ def _entry(env: Envelope, provider: str, action: str, **fields: Any) -> sync_log
     )
 
 
-def _begin(env: Envelope, provider: str, db: Connection) -> _Start:
+def _begin(env: Envelope, provider: str, db: Connection) -> sync_log.MessageState:
     """Inbox check, last written state and intent journal, in one transaction."""
-    finished = inbox.finished_outcome(db, env.client_id, env.id)
-    if finished is not None:
-        sync_log.record(db, _entry(env, provider, "duplicate", detail=f"already {finished}"))
-        return _Start(finished, None, False)
-    recovering = sync_log.has_open_intent(db, env.client_id, env.id)
-    link = sync_log.get_link(db, env.client_id, provider, env.entity.value, env.cw_id)
-    detail = "recovering: an earlier attempt may have reached the ERP" if recovering else None
+    state = sync_log.message_state(db, env.client_id, env.id, provider, env.entity.value, env.cw_id)
+    if state.finished is not None:
+        sync_log.record(db, _entry(env, provider, "duplicate", detail=f"already {state.finished}"))
+        return state
+    detail = "recovering: an earlier attempt may have reached the ERP" if state.open_intent else None
     sync_log.record(db, _entry(env, provider, "pending", detail=detail))
-    return _Start(None, link, recovering)
+    return state
 
 
-def _finish(env: Envelope, provider: str, result: PushResult, db: Connection) -> None:
+def _finish(env: Envelope, provider: str, result: PushResult, had_link: bool, db: Connection) -> None:
     """Outcome journal, record link and inbox, in one transaction."""
     sync_log.record(
         db,
@@ -77,8 +65,8 @@ def _finish(env: Envelope, provider: str, result: PushResult, db: Connection) ->
         ),
     )
     link = sync_log.Link(result.external_id, result.version, result.content_hash, result.outcome == "deleted")
-    sync_log.save_link(db, env.client_id, provider, env.entity.value, env.cw_id, link)
-    inbox.mark_finished(db, env.client_id, env.id, result.outcome)
+    sync_log.save_link(db, env.client_id, provider, env.entity.value, env.cw_id, link, exists=had_link)
+    inbox.mark_finished(db, env.client_id, env.id, result.outcome, checked=True)
 
 
 def _fail(env: Envelope, provider: str, action: str, detail: str, db: Connection) -> None:
@@ -113,7 +101,7 @@ class Pipeline:
             cw_id=env.cw_id,
             record=env.data,
             known_external_id=start.link.external_id if start.link else None,
-            recovering=start.recovering,
+            recovering=start.open_intent,
         )
         try:
             result = await self.policy.call(lambda: provider.push(change))
@@ -125,7 +113,8 @@ class Pipeline:
                 lambda db: _fail(env, kind, "failed", f"{failure.reason}: {failure.description}", db)
             )
             return failure
-        await self.db.batched(lambda db: _finish(env, kind, result, db))
+        had_link = start.link is not None
+        await self.db.batched(lambda db: _finish(env, kind, result, had_link, db))
         bound.info("pushed", provider=kind, outcome=result.outcome, external_id=result.external_id)
         return Complete(result.outcome)
 

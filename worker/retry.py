@@ -7,6 +7,7 @@ as a delayed retry.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -27,23 +28,31 @@ class RetryPolicy:
     base_wait_s: float = 0.2
     max_inprocess_wait_s: float = 5.0
 
-    def _wait(self, state: RetryCallState) -> float:
-        backoff = self.base_wait_s * 2 ** (state.attempt_number - 1)
-        exc = state.outcome.exception() if state.outcome is not None else None
+    def _wait_s(self, failures: int, exc: BaseException | None) -> float:
+        """Wait after the ``failures``-th failed attempt: backoff, or Retry-After if longer."""
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        return float(max(backoff, retry_after or 0.0))
+        return float(max(self.base_wait_s * 2 ** (failures - 1), retry_after or 0.0))
 
-    def _stop(self, state: RetryCallState) -> bool:
-        return (
-            state.attempt_number >= self.inprocess_attempts or self._wait(state) > self.max_inprocess_wait_s
-        )
+    def _gives_up(self, failures: int, exc: BaseException | None) -> bool:
+        return failures >= self.inprocess_attempts or self._wait_s(failures, exc) > self.max_inprocess_wait_s
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Call ``fn``, retrying TransientError in-process; the last TransientError propagates."""
+        try:
+            return await fn()  # the common case, without tenacity's bookkeeping
+        except TransientError as exc:
+            if self._gives_up(1, exc):
+                raise
+            await asyncio.sleep(self._wait_s(1, exc))
+
+        # tenacity numbers its attempts from 1; ours are one further along.
+        def outcome(state: RetryCallState) -> BaseException | None:
+            return state.outcome.exception() if state.outcome is not None else None
+
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransientError),
-            stop=self._stop,
-            wait=self._wait,
+            stop=lambda state: self._gives_up(state.attempt_number + 1, outcome(state)),
+            wait=lambda state: self._wait_s(state.attempt_number + 1, outcome(state)),
             reraise=True,
         )
 

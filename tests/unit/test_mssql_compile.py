@@ -35,6 +35,7 @@ STATEMENTS = {
     "Q_LINK": sync_log.Q_LINK,
     "S_INSERT_LINK": sync_log.S_INSERT_LINK.values(client_id="a", provider="p", entity="customer", cw_id="c"),
     "S_UPDATE_LINK": sync_log.S_UPDATE_LINK,
+    "Q_MESSAGE_STATE": sync_log.Q_MESSAGE_STATE,
     "q_entries": sync_log.q_entries("acme", "m", 10),
 }
 

@@ -91,7 +91,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_sync_log_client_at", "sync_log", ["client_id", "id"], unique=False)
-    op.create_index("ix_sync_log_message", "sync_log", ["message_id"], unique=False)
+    op.create_index("ix_sync_log_message", "sync_log", ["message_id", "client_id", "id"], unique=False)
     op.create_table(
         "provider_connections",
         sa.Column("client_id", sa.String(length=64), nullable=False),

@@ -1,0 +1,57 @@
+"""``cwi connections test`` as a user runs it, against each fake ERP served from a background thread."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from config_db import clients
+from config_db.database import make_engine
+from config_db.secrets import SecretBox
+from tests.e2e.cli import SECRET_KEY, Cli
+from tests.fakes.serve import KINDS, ServedFake, serve_in_thread
+
+# The database side of `cwi connections test` runs on both engines in test_cli.py; here the subject
+# is each ERP, so one SQLite file (migrated by Alembic, as a user's) keeps the subprocesses few.
+pytestmark = pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def served(request: pytest.FixtureRequest) -> Iterator[ServedFake]:
+    with serve_in_thread(request.param) as fake:
+        yield fake
+
+
+def provision(db_url: str, served: ServedFake, credentials: dict[str, str]) -> None:
+    """Client acme with a connection to the fake, written through config_db as `cwi connections set` would."""
+    encrypted = SecretBox(SECRET_KEY).encrypt(credentials)
+    stored = clients.StoredConnection("acme", served.kind, served.base_url, served.settings, encrypted, True)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        clients.add_client(conn, "acme", "Acme AS")
+        clients.set_connection(conn, stored)
+    engine.dispose()
+
+
+def test_connection_to_the_erp_is_ok(migrated_db_url: str, served: ServedFake) -> None:
+    provision(migrated_db_url, served, served.credentials)
+
+    run = Cli(migrated_db_url).run("connections", "test", "acme")
+
+    assert run.stdout.startswith("OK:"), run.stdout
+    # Rich wraps the line at 80 columns when stdout is not a terminal.
+    assert " ".join(run.stdout.split()).startswith(f"OK: {served.kind} at {served.base_url}")
+    secrets = [served.credentials[name] for name in served.wrong_credentials]
+    assert all(secret not in run.stdout + run.stderr for secret in secrets if secret)
+
+
+def test_bad_credentials_fail_without_showing_them(migrated_db_url: str, served: ServedFake) -> None:
+    provision(migrated_db_url, served, {**served.credentials, **served.wrong_credentials})
+
+    run = Cli(migrated_db_url).run("connections", "test", "acme", check=False)
+
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"FAILED: acme ({served.kind})" in run.stderr
+    secrets = [value for value in served.wrong_credentials.values() if value]
+    assert secrets and all(secret not in run.stdout + run.stderr for secret in secrets)

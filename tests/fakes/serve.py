@@ -1,0 +1,159 @@
+"""Each fake ERP served on 127.0.0.1 with the connection (base URL, settings, credentials) that reaches it.
+
+``serve_fake(kind)`` runs the fake on the caller's event loop (in-process worker tests);
+``serve_in_thread(kind)`` runs it on a loop of its own in a background thread, for tests that
+drive the real CLI in a subprocess while the test itself blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import queue
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from tests.fakes import serve_app
+from tests.fakes.tripletex import CONSUMER_TOKEN, EMPLOYEE_TOKEN, FakeTripletex
+from tests.fakes.uni_economy import FakeUni
+from tests.fakes.visma_net import FakeVismaNet
+
+KINDS = ("tripletex", "visma_net", "uni_economy")
+UNI_CLIENT_ID = "cw-integration"
+Fake = FakeTripletex | FakeVismaNet | FakeUni
+
+
+@dataclass
+class ServedFake:
+    """A running fake and what a client's connection to it holds."""
+
+    kind: str
+    fake: Fake
+    base_url: str
+    settings: dict[str, str]
+    credentials: dict[str, str]
+    wrong_credentials: dict[str, str] = field(default_factory=dict)
+    """Credentials the fake refuses (merged over ``credentials``); each value is a secret to keep hidden."""
+
+
+@cache
+def _uni_key(name: str) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _pem(key: rsa.RSAPrivateKey) -> str:
+    fmt = serialization.PrivateFormat.PKCS8
+    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
+
+
+def _certificate(key: rsa.RSAPrivateKey) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, UNI_CLIENT_ID)])
+    now = dt.datetime.now(dt.UTC)
+    builder = x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+    builder = builder.serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+    return builder.sign(key, hashes.SHA256())
+
+
+@asynccontextmanager
+async def _tripletex() -> AsyncIterator[ServedFake]:
+    erp = FakeTripletex()
+    async with serve_app(erp.app()) as url:
+        erp.base_url = f"{url}/v2"
+        yield ServedFake(
+            "tripletex",
+            erp,
+            erp.base_url,
+            {"vat_code.25": "3", "vat_code.0": "6", "project_manager_id": "11"},
+            {"consumer_token": CONSUMER_TOKEN, "employee_token": EMPLOYEE_TOKEN},
+            {"employee_token": "wrong-employee-token-7q2x"},
+        )
+
+
+@asynccontextmanager
+async def _visma_net() -> AsyncIterator[ServedFake]:
+    erp = FakeVismaNet()
+    async with serve_app(erp.app()) as url:
+        erp.base_url = url
+        settings = {
+            "tenant_id": erp.tenant_id,
+            "token_url": f"{url}/connect/token",
+            "revenue_account": "3000",
+            "vat_code.25": "3",
+            "vat_code.0": "5",
+            "project_template": "STANDARD",
+        }
+        credentials = {"client_id": erp.client_id, "client_secret": erp.client_secret}
+        yield ServedFake("visma_net", erp, url, settings, credentials, {"client_secret": "wrong-secret-9k4m"})
+
+
+@asynccontextmanager
+async def _uni_economy() -> AsyncIterator[ServedFake]:
+    key = _uni_key("registered")
+    cert = _certificate(key)
+    uni = FakeUni()
+    uni.register_client(UNI_CLIENT_ID, key.public_key(), cert)
+    async with uni.serve():
+        settings = {
+            "company_key": uni.company_key,
+            "token_url": uni.token_url,
+            "vat_code.25": "3",
+            "vat_code.0": "6",
+            "revenue_account": "3000",
+        }
+        credentials = {
+            "client_id": UNI_CLIENT_ID,
+            "private_key_pem": _pem(key),
+            "certificate_pem": cert.public_bytes(serialization.Encoding.PEM).decode(),
+        }
+        # A key the fake never registered: the signature of the client assertion does not verify.
+        wrong = {"private_key_pem": _pem(_uni_key("stranger")), "certificate_pem": ""}
+        yield ServedFake("uni_economy", uni, uni.base_url, settings, credentials, wrong)
+
+
+_SERVERS = {"tripletex": _tripletex, "visma_net": _visma_net, "uni_economy": _uni_economy}
+
+
+@asynccontextmanager
+async def serve_fake(kind: str) -> AsyncIterator[ServedFake]:
+    async with _SERVERS[kind]() as served:
+        yield served
+
+
+@contextmanager
+def serve_in_thread(kind: str) -> Iterator[ServedFake]:
+    """The fake on its own event loop in a daemon thread, for as long as the block runs."""
+    started: queue.Queue[ServedFake | BaseException] = queue.Queue()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with serve_fake(kind) as served:
+            started.put(served)
+            await stop.wait()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(serve())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting test
+            started.put(exc)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name=f"fake-{kind}", daemon=True)
+    thread.start()
+    served = started.get(timeout=30)
+    if isinstance(served, BaseException):
+        raise served
+    try:
+        yield served
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)
