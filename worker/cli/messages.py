@@ -23,13 +23,7 @@ def send(
     file: Annotated[str, typer.Argument(help="A JSON file (object, array or JSON lines), or - for stdin")],
 ) -> None:
     """Validate every envelope in FILE, then publish them all (or nothing, exit 2, if any is invalid)."""
-    if file == "-":
-        text = sys.stdin.read()
-    else:
-        path = Path(file)
-        if not path.is_file():
-            fail(f"no such file: {file}")
-        text = path.read_text(encoding="utf-8")
+    text = sys.stdin.read() if file == "-" else _read_file(file)
     good, bad = read_envelopes(text)
     if bad:
         for record in bad:
@@ -136,3 +130,42 @@ def synclog(
             *(str(row[k] or "") for k in ("cw_id", "external_id", "action", "detail")),
         )
     console.print(table)
+
+
+def preview(
+    file: Annotated[
+        str, typer.Argument(help="Envelopes: a JSON object, an array or JSON lines; - for stdin")
+    ],
+    client: Annotated[str, typer.Option(help="Whose connection to preview with")],
+) -> None:
+    """Print the exact HTTP requests the client's provider would send for each event; send nothing."""
+    text = sys.stdin.read() if file == "-" else _read_file(file)
+    good, bad = read_envelopes(text)
+    if bad:
+        for record in bad:
+            err_console.print(f"invalid: {record}", markup=False, highlight=False)
+        exit_with(2)
+    s = settings()
+    require_migrated(s)
+    from worker.previewing import PreviewError, preview_requests
+
+    try:
+        previews = run_async(preview_requests(s, client, [env for env, _ in good]))
+    except PreviewError as exc:
+        fail(str(exc))
+    for env, requests in previews:
+        print(f"# {env.id}  {env.type}  {env.cw_id}")
+        for req in requests:
+            print(f"{req.method} {req.url}")
+            for name, value in req.headers.items():
+                print(f"{name}: {value}")
+            if req.json is not None:
+                print(json.dumps(req.json, indent=2, ensure_ascii=False, default=str))
+            print()
+
+
+def _read_file(file: str) -> str:
+    path = Path(file)
+    if not path.is_file():
+        fail(f"no such file: {file}")
+    return path.read_text(encoding="utf-8")
