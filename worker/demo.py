@@ -69,9 +69,9 @@ def _client_events(plan: DemoPlan, client_id: str, rng: random.Random) -> None:
     for n in range(25):
         emit("project.created", fx.project(client_id, n, n))
     sent: list[dict[str, Any]] = []
-    for n in range(300):
+    for n in range(340):
         sent.append(emit("invoice.created", fx.invoice(client_id, n, n % 60, rng)))
-    for n in range(300, 306):
+    for n in range(340, 346):
         emit("invoice.created", fx.invoice(client_id, n, 1, rng, currency="JPY"), "rejected by the sandbox")
     for n in range(20):
         updated = {**fx.customer(client_id, n, rng), "name": f"Customer {n} Holding AS"}

@@ -119,3 +119,28 @@ def assert_client_order_kept(db_url: str) -> None:
             seen.setdefault(client_id, []).append(int(message_id.rsplit("-e", 1)[1]))
     engine.dispose()
     assert all(order == sorted(order) for order in seen.values()), seen
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_the_worker_cleanly(tmp_path: Any, slow_sandbox: str, sig: signal.Signals) -> None:
+    from config_db.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'cwi.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    cli = Cli(url)
+    workload(cli, slow_sandbox, n_clients=8)
+    worker = cli.start("run", CWI_CONCURRENCY="8")
+    deadline = time.monotonic() + 60
+    while outcomes(url).get("created", 0) < 5:
+        assert worker.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    worker.send_signal(sig)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+    assert "worker stopped after" in stderr
+    status = cli.status()
+    assert status["locked"] == 0, "in-flight messages were finished, not left locked"
+    assert status["active"] > 0, "it stopped receiving"
+    assert status["active"] + outcomes(url)["created"] == 8 * EVENTS_PER_CLIENT
