@@ -46,6 +46,7 @@ class ServedFake:
 
 @cache
 def _uni_key(name: str) -> rsa.RSAPrivateKey:
+    """One key per ``name`` for the whole session: generating an RSA key takes a noticeable moment."""
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
 import pytest
+from sqlalchemy import Connection
 
 from config_db import clients, sync_log
 from config_db.database import make_engine
@@ -188,7 +190,7 @@ async def served(request: pytest.FixtureRequest) -> AsyncIterator[ServedFake]:
 
 
 @pytest.fixture
-async def rig(served: ServedFake, tmp_path: Any) -> AsyncIterator[Rig]:
+async def rig(served: ServedFake, tmp_path: Path) -> AsyncIterator[Rig]:
     engine = make_engine(f"sqlite:///{tmp_path / 'cwi.db'}")
     Base.metadata.create_all(engine)
     db = Database(engine)
@@ -201,7 +203,7 @@ async def rig(served: ServedFake, tmp_path: Any) -> AsyncIterator[Rig]:
         True,
     )
 
-    def provision(conn: Any) -> None:
+    def provision(conn: Connection) -> None:
         clients.add_client(conn, CLIENT, "Acme AS")
         clients.set_connection(conn, stored)
 
@@ -227,7 +229,9 @@ def envelope(message_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any
     }
 
 
-def customer(message_id: str = "e-cus-1", type_: str = "customer.created", name: str = "Acme AS") -> Any:
+def customer(
+    message_id: str = "e-cus-1", type_: str = "customer.created", name: str = "Acme AS"
+) -> dict[str, Any]:
     address = {"street": "Storgata 1", "postal_code": "0155", "city": "Oslo", "country": "NO"}
     data = {"id": "cw-c1", "number": "1001", "name": name, "email": "post@acme.no", "address": address}
     return envelope(message_id, type_, data)

@@ -17,7 +17,7 @@ from worker.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
 
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
