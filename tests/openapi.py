@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4, DRAFT202012
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = ROOT.parent / "shared" / "specs"
+SPECS = Path(os.environ.get("CWI_SPECS_DIR", ROOT.parent / "shared" / "specs"))
 OWN_SPECS = ROOT / "contracts"
 
 
@@ -143,6 +144,11 @@ class Spec:
 def load_spec(name: str) -> Spec:
     """``tripletex-v2.openapi3.json`` etc. from ../shared/specs, or a document in contracts/."""
     path = SPECS / name if (SPECS / name).exists() else OWN_SPECS / name
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{name} is neither in {SPECS} (the vendors' specs: ../shared/specs beside the checkout, "
+            f"or CWI_SPECS_DIR) nor in {OWN_SPECS}"
+        )
     return Spec(json.loads(path.read_text()), uri=f"urn:cwi-spec:{name}")
 
 
