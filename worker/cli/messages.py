@@ -14,7 +14,8 @@ import typer
 from rich.table import Table
 
 from config_db import sync_log
-from worker.bootstrap import open_app
+from contracts import Envelope
+from worker.bootstrap import make_database, open_app
 from worker.cli.common import console, err_console, exit_with, fail, require_migrated, run_async, settings
 from worker.publishing import read_envelopes, to_message
 
@@ -23,15 +24,7 @@ def send(
     file: Annotated[str, typer.Argument(help="A JSON file (object, array or JSON lines), or - for stdin")],
 ) -> None:
     """Validate every envelope in FILE, then publish them all (or nothing, exit 2, if any is invalid)."""
-    text = sys.stdin.read() if file == "-" else _read_file(file)
-    good, bad = read_envelopes(text)
-    if bad:
-        for record in bad:
-            err_console.print(f"invalid: {record}", markup=False, highlight=False)
-        err_console.print(f"{len(bad)} invalid record(s); nothing was published", markup=False)
-        exit_with(2)
-    if not good:
-        fail("no envelopes found in the input")
+    good = _valid_envelopes(file, "nothing was published")
     s = settings()
     require_migrated(s)
 
@@ -108,8 +101,6 @@ def synclog(
     """The synchronization log, oldest first among the newest LIMIT entries."""
     s = settings()
     require_migrated(s)
-    from worker.bootstrap import make_database
-
     rows = make_database(s).run_sync(
         partial(sync_log.entries, client_id=client, message_id=message, limit=limit)
     )
@@ -139,12 +130,7 @@ def preview(
     client: Annotated[str, typer.Option(help="Whose connection to preview with")],
 ) -> None:
     """Print the exact HTTP requests the client's provider would send for each event; send nothing."""
-    text = sys.stdin.read() if file == "-" else _read_file(file)
-    good, bad = read_envelopes(text)
-    if bad:
-        for record in bad:
-            err_console.print(f"invalid: {record}", markup=False, highlight=False)
-        exit_with(2)
+    good = _valid_envelopes(file, "nothing was previewed")
     s = settings()
     require_migrated(s)
     from worker.previewing import PreviewError, preview_requests
@@ -162,6 +148,20 @@ def preview(
             if req.json is not None:
                 print(json.dumps(req.json, indent=2, ensure_ascii=False, default=str))
             print()
+
+
+def _valid_envelopes(file: str, consequence: str) -> list[tuple[Envelope, str]]:
+    """Every envelope in FILE (or stdin) with its raw JSON; exit 2 listing each bad record."""
+    text = sys.stdin.read() if file == "-" else _read_file(file)
+    good, bad = read_envelopes(text)
+    if bad:
+        for record in bad:
+            err_console.print(f"invalid: {record}", markup=False, highlight=False)
+        err_console.print(f"{len(bad)} invalid record(s); {consequence}", markup=False)
+        exit_with(2)
+    if not good:
+        fail("no envelopes found in the input")
+    return good
 
 
 def _read_file(file: str) -> str:
