@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Delete, Insert, Select, Update, delete, insert, select, update
+from sqlalchemy import Connection, Insert, Select, Update, insert, select, update
 
 from config_db.models import Client, ProviderConnection, table_of, utcnow
 
@@ -82,10 +82,6 @@ def s_update_connection(conn: StoredConnection) -> Update:
             updated_at=utcnow(),
         )
     )
-
-
-def s_delete_client(client_id: str) -> Delete:
-    return delete(clients).where(clients.c.id == client_id)
 
 
 def add_client(db: Connection, client_id: str, name: str) -> None:

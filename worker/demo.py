@@ -141,7 +141,7 @@ async def run_demo(console: Console) -> int:
             console.print(f"sandbox ERP at {sandbox.base_url}; database and log in {workdir}")
             await _provision(settings, sandbox.base_url, token)
             outcomes = await _process(settings, plan, console)
-            stats = await sandbox.stats() if hasattr(sandbox, "stats") else {}
+            stats = await sandbox.stats()
     _summary(console, plan, outcomes, stats)
     console.print(f"worker log: {log_path}")
     return 0

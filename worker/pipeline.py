@@ -16,7 +16,7 @@ from providers.errors import PermanentError, TransientError
 from worker.buses.base import Delivery
 from worker.db import Database
 from worker.logging import get_logger
-from worker.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
+from worker.outcomes import Complete, DeadLetter, Outcome, Retry
 from worker.retry import ATTEMPT_PROPERTY, RetryPolicy
 
 log = get_logger()
@@ -133,4 +133,4 @@ class Pipeline:
         return Retry(delay, attempt + 1, str(exc))
 
 
-__all__ = ["Abandon", "Complete", "DeadLetter", "Outcome", "Pipeline", "Retry"]
+__all__ = ["Complete", "DeadLetter", "Outcome", "Pipeline", "Retry"]

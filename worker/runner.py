@@ -28,9 +28,6 @@ class RunStats:
     def processed(self) -> int:
         return sum(self.counts.values())
 
-    def dead_lettered(self) -> dict[str, int]:
-        return {k.removeprefix("dead:"): v for k, v in self.counts.items() if k.startswith("dead:")}
-
 
 class Worker:
     def __init__(

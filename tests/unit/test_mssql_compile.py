@@ -23,7 +23,6 @@ STATEMENTS = {
     "s_update_connection": clients.s_update_connection(
         clients.StoredConnection("acme", "generic_rest", "http://x", {"a": "b"}, "c", True)
     ),
-    "s_delete_client": clients.s_delete_client("acme"),
     "Q_FINISHED": inbox.Q_FINISHED,
     "S_MARK_FINISHED": inbox.S_MARK_FINISHED.values(
         client_id="a", message_id="m", outcome="created", finished_at=dt.datetime.now(dt.UTC)
