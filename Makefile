@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck contracts-check docker-lint unit bench clean postgres
+.PHONY: demo test lint typecheck contracts-check docker-lint bench clean postgres
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,7 @@ test: lint typecheck contracts-check docker-lint postgres
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/cwi bench --events 5000
-	$(BIN)/cwi bench --events 3000 --latency-ms 100 --concurrency 64
+	bench/run.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
