@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, Insert, Select, bindparam, insert, select
 
 from config_db.models import InboxEntry, table_of, utcnow
+from config_db.prepared import Prepared
 
 inbox = table_of(InboxEntry)
 
@@ -14,6 +15,7 @@ Q_FINISHED: Select[Any] = select(inbox.c.outcome).where(
     inbox.c.client_id == bindparam("client_id"), inbox.c.message_id == bindparam("message_id")
 )
 S_MARK_FINISHED: Insert = insert(inbox)
+_MARK_FINISHED = Prepared(S_MARK_FINISHED, column_keys=["client_id", "message_id", "outcome", "finished_at"])
 
 
 def finished_outcome(db: Connection, client_id: str, message_id: str) -> str | None:
@@ -29,4 +31,4 @@ def mark_finished(
     processing (a client's messages are handed out one at a time), so no look-up is needed."""
     if checked or finished_outcome(db, client_id, message_id) is None:
         row = {"client_id": client_id, "message_id": message_id, "outcome": outcome, "finished_at": utcnow()}
-        db.execute(S_MARK_FINISHED, row)
+        _MARK_FINISHED.execute(db, row)

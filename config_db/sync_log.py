@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Insert, Select, Update, bindparam, insert, select, update
 
 from config_db.models import RecordLink, SyncLogEntry, table_of, utcnow
+from config_db.prepared import Prepared
 
 log = table_of(SyncLogEntry)
 links = table_of(RecordLink)
@@ -132,8 +133,15 @@ def q_entries(client_id: str | None = None, message_id: str | None = None, limit
     return query
 
 
+_RECORD = Prepared(S_RECORD, column_keys=list(Entry.__slots__))
+_INSERT_LINK = Prepared(
+    S_INSERT_LINK, column_keys=[*_LINK_KEY, "external_id", "version", "content_hash", "deleted", "updated_at"]
+)
+_UPDATE_LINK = Prepared(S_UPDATE_LINK)
+
+
 def record(db: Connection, entry: Entry) -> None:
-    db.execute(S_RECORD, entry.row())
+    _RECORD.execute(db, entry.row())
 
 
 def has_open_intent(db: Connection, client_id: str, message_id: str) -> bool:

@@ -69,3 +69,16 @@ def test_queries_compile(name: str, dialect: object) -> None:
 
 def test_limit_becomes_top_on_sql_server() -> None:
     assert "TOP" in str(sync_log.Q_LAST_ACTION.compile(dialect=mssql.dialect()))
+
+
+@pytest.mark.parametrize(
+    "dialect", [mssql.dialect(), postgresql.dialect(), sqlite.dialect()], ids=lambda d: d.name
+)
+def test_prepared_writes_compile(dialect: object) -> None:
+    from config_db.inbox import _MARK_FINISHED
+    from config_db.sync_log import _INSERT_LINK, _RECORD, _UPDATE_LINK
+
+    for prepared in (_RECORD, _INSERT_LINK, _UPDATE_LINK, _MARK_FINISHED):
+        compiled = prepared.compiled(dialect)  # type: ignore[arg-type]
+        assert compiled.sql.split()[0] in {"INSERT", "UPDATE"}
+        assert set(compiled.names) >= {"client_id"} or "k_client_id" in compiled.names
