@@ -47,6 +47,7 @@ class Worker:
         self.stats = RunStats()
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
+        self._settling = 0
         self._inflight: dict[asyncio.Task[None], Delivery] = {}
         self._locked_at: dict[int, float] = {}
 
@@ -69,7 +70,7 @@ class Worker:
     async def _receive_loop(self, until_idle: bool) -> None:
         idle_wait = 0.02
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._inflight)
+            free = self._free_slots()
             got = await self.bus.receive(free, 0) if free > 0 else []
             for delivery in got:
                 self._start(delivery)
@@ -104,7 +105,7 @@ class Worker:
         await self._wait_for_slot(None)
         wanted = max(1, self.concurrency // 4)
         deadline = asyncio.get_running_loop().time() + 0.005
-        while self._inflight and self.concurrency - len(self._inflight) < wanted:
+        while self._inflight and self._free_slots() < wanted:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0 or self._stopping.is_set():
                 break
@@ -134,7 +135,16 @@ class Worker:
         except Exception as exc:
             log.exception("handler failed", transport_message_id=delivery.message_id, outcome="abandoned")
             outcome = Abandon(f"{exc.__class__.__name__}: {exc}")
-        await self._settle(delivery, outcome)
+        # Settling only waits for the bus: the slot can take the next message meanwhile.
+        self._settling += 1
+        self._slot_freed.set()
+        try:
+            await self._settle(delivery, outcome)
+        finally:
+            self._settling -= 1
+
+    def _free_slots(self) -> int:
+        return self.concurrency - len(self._inflight) + self._settling
 
     async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
         try:

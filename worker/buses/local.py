@@ -476,7 +476,7 @@ class LocalBus:
         deadline = loop.time() + max(wait_s, 0.0)
         pause = _FIRST_POLL_S
         while True:
-            deliveries, spent = await self._db.run(lambda conn: self._lock_batch(conn, max_count))
+            deliveries, spent = await self._db.batched(lambda conn: self._lock_batch(conn, max_count))
             if deliveries:
                 return deliveries
             if spent:
