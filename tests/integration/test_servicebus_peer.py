@@ -1,0 +1,424 @@
+"""The Service Bus test peer through the real, unmodified azure-servicebus SDK (async client; one sync test).
+
+Each test starts its own peer on 127.0.0.1 (a thread, milliseconds) with short lock durations,
+so lock expiry is exercised with real time rather than a fake clock: the SDK reads the lock's
+end from the wire and checks it against its own clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from azure.servicebus import (
+    NEXT_AVAILABLE_SESSION,
+    ServiceBusMessage,
+    ServiceBusReceivedMessage,
+    ServiceBusReceiveMode,
+    ServiceBusSubQueue,
+)
+from azure.servicebus import ServiceBusClient as SyncServiceBusClient
+from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
+from azure.servicebus.exceptions import (
+    MessageLockLostError,
+    MessagingEntityNotFoundError,
+    OperationTimeoutError,
+    SessionCannotBeLockedError,
+    SessionLockLostError,
+)
+
+from tests.servicebus_peer import EntityOptions, ServiceBusPeer
+
+QUEUE = "cwi"
+SLOW_LOCKS = "cwi-slow-locks"
+SESSIONS = "cwi-sessions"
+SHORT_SESSIONS = "cwi-short-sessions"
+TOPIC = "events"
+LOCK_S = 1.0
+
+# Closing a handler otherwise waits out its keep-alive task's one-second sleep.
+HANDLER: dict[str, Any] = {"keep_alive": 0}
+
+ENTITIES = {
+    QUEUE: EntityOptions(max_delivery_count=3, lock_duration_s=LOCK_S),
+    SLOW_LOCKS: EntityOptions(lock_duration_s=2.0),
+    SESSIONS: EntityOptions(lock_duration_s=5.0, requires_session=True),
+    SHORT_SESSIONS: EntityOptions(lock_duration_s=LOCK_S, requires_session=True),
+    TOPIC: EntityOptions(lock_duration_s=LOCK_S, subscriptions=["erp", "audit"]),
+}
+
+
+@pytest.fixture
+def peer() -> Iterator[ServiceBusPeer]:
+    with ServiceBusPeer(entities=ENTITIES) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(peer: ServiceBusPeer) -> AsyncIterator[ServiceBusClient]:
+    # No retries: an expected error must surface at once, not after the SDK's back-off.
+    async with ServiceBusClient.from_connection_string(peer.connection_string, retry_total=0) as sb:
+        yield sb
+
+
+async def send(
+    client: ServiceBusClient, entity: str, *sends: ServiceBusMessage | list[ServiceBusMessage]
+) -> None:
+    """One ``send_messages`` call per argument (a list goes as one batch), through one sender."""
+    async with client.get_queue_sender(entity, **HANDLER) as sender:
+        for message in sends:
+            await sender.send_messages(message)
+
+
+async def receive_one(receiver: ServiceBusReceiver, wait_s: float = 3.0) -> ServiceBusReceivedMessage:
+    received = await receiver.receive_messages(max_message_count=1, max_wait_time=wait_s)
+    assert len(received) == 1, "expected one message"
+    return received[0]
+
+
+async def receive_n(receiver: ServiceBusReceiver, count: int) -> list[ServiceBusReceivedMessage]:
+    """Up to ``count`` messages: the SDK may hand them over in more than one batch."""
+    received: list[ServiceBusReceivedMessage] = []
+    while len(received) < count:
+        batch = await receiver.receive_messages(max_message_count=count - len(received), max_wait_time=3)
+        if not batch:
+            break
+        received += batch
+    return received
+
+
+def body(message: ServiceBusReceivedMessage) -> bytes:
+    return b"".join(message.body)
+
+
+async def test_send_single_and_batch_then_complete_removes_them(
+    client: ServiceBusClient, peer: ServiceBusPeer
+) -> None:
+    single = ServiceBusMessage(b"one", message_id="m1", application_properties={"client": "acme"})
+    batch = [ServiceBusMessage(b"two", message_id="m2"), ServiceBusMessage(b"three", message_id="m3")]
+    await send(client, QUEUE, single, batch)
+    assert [(m.message_id, m.body) for m in peer.messages(QUEUE)] == [
+        ("m1", b"one"),
+        ("m2", b"two"),
+        ("m3", b"three"),
+    ]
+    assert peer.messages(QUEUE)[0].application_properties == {"client": "acme"}
+
+    async with client.get_queue_receiver(QUEUE, **HANDLER) as receiver:
+        received = await receive_n(receiver, 3)
+        assert [body(m) for m in received] == [b"one", b"two", b"three"]
+        assert [m.delivery_count for m in received] == [0, 0, 0]
+        assert [m.sequence_number for m in received] == [1, 2, 3]
+        assert received[0].application_properties == {b"client": b"acme"}
+        now = dt.datetime.now(dt.UTC)
+        assert all(m.locked_until_utc is not None and m.locked_until_utc > now for m in received)
+        assert peer.active_count(QUEUE) == 3  # locked messages still count as active
+        for message in received:
+            await receiver.complete_message(message)
+    assert peer.active_count(QUEUE) == 0
+
+
+async def test_abandon_redelivers_with_delivery_count_plus_one(
+    client: ServiceBusClient, peer: ServiceBusPeer
+) -> None:
+    peer.send(QUEUE, b"retry me", message_id="a1")
+    async with client.get_queue_receiver(QUEUE, **HANDLER) as receiver:
+        first = await receive_one(receiver)
+        await receiver.abandon_message(first)
+        again = await receive_one(receiver)
+        assert (again.message_id, again.delivery_count) == ("a1", 1)
+        await receiver.complete_message(again)
+
+
+async def test_dead_letter_is_readable_from_the_dead_letter_queue(
+    client: ServiceBusClient, peer: ServiceBusPeer
+) -> None:
+    peer.send(QUEUE, b'{"id": 7}', message_id="d1", application_properties={"entity": "invoice"})
+    async with client.get_queue_receiver(QUEUE, **HANDLER) as receiver:
+        received = await receive_one(receiver)
+        await receiver.dead_letter_message(received, reason="MappingError", error_description="no VAT code")
+    assert peer.active_count(QUEUE) == 0
+    [dead] = peer.dead_letters(QUEUE)
+    assert (dead.dead_letter_reason, dead.dead_letter_description) == ("MappingError", "no VAT code")
+
+    async with client.get_queue_receiver(QUEUE, sub_queue=ServiceBusSubQueue.DEAD_LETTER, **HANDLER) as dlq:
+        letter = await receive_one(dlq)
+        assert (letter.dead_letter_reason, letter.dead_letter_error_description) == (
+            "MappingError",
+            "no VAT code",
+        )
+        assert (letter.message_id, body(letter)) == ("d1", b'{"id": 7}')
+        assert (letter.application_properties or {})[b"entity"] == b"invoice"
+        assert letter.dead_letter_source == QUEUE
+        await dlq.complete_message(letter)
+    assert peer.dead_letter_count(QUEUE) == 0
+
+
+async def test_renewing_a_lock_extends_locked_until(client: ServiceBusClient, peer: ServiceBusPeer) -> None:
+    peer.send(SLOW_LOCKS, b"slow work")
+    async with client.get_queue_receiver(SLOW_LOCKS, **HANDLER) as receiver:
+        message = await receive_one(receiver)
+        first_lock_ends = message.locked_until_utc
+        assert first_lock_ends is not None
+        await asyncio.sleep(0.5)
+        renewed = await receiver.renew_message_lock(message)
+        assert renewed > first_lock_ends
+        # Past the first lock's end; the renewed one (taken 0.5 s or more later) still holds.
+        await asyncio.sleep((first_lock_ends - dt.datetime.now(dt.UTC)).total_seconds() + 0.2)
+        await receiver.complete_message(message)
+    assert peer.messages(SLOW_LOCKS) == []
+
+
+async def test_lock_expiry_redelivers_and_the_stale_settlement_fails(
+    client: ServiceBusClient, peer: ServiceBusPeer
+) -> None:
+    peer.send(QUEUE, b"too slow", message_id="e1")
+    async with client.get_queue_receiver(QUEUE, **HANDLER) as receiver:
+        stale = await receive_one(receiver)
+        await asyncio.sleep(LOCK_S + 0.3)
+        again = await receive_one(receiver)
+        assert (again.message_id, again.delivery_count) == ("e1", 1)
+        with pytest.raises(MessageLockLostError):
+            await receiver.complete_message(stale)
+        await receiver.complete_message(again)
+
+
+async def test_a_lock_the_peer_expires_early_fails_settlement_on_the_wire(
+    client: ServiceBusClient, peer: ServiceBusPeer
+) -> None:
+    peer.send(QUEUE, b"x", message_id="e2")
+    async with client.get_queue_receiver(QUEUE, **HANDLER) as receiver:
+        stale = await receive_one(receiver)
+        assert peer.expire_lock(QUEUE, message_id="e2") == 1
+        # The SDK still believes the lock holds, so this goes to the peer and comes back lock-lost.
+        with pytest.raises(MessageLockLostError):
+            await receiver.complete_message(stale)
+        again = await receive_one(receiver)
+        assert peer.expire_lock(QUEUE) == 1
+        with pytest.raises(MessageLockLostError):
+            await receiver.renew_message_lock(again)
+    assert [m.delivery_count for m in peer.messages(QUEUE)] == [2]
+
+
+async def test_max_delivery_count_moves_the_message_to_the_dead_letter_queue(
+    client: ServiceBusClient, peer: ServiceBusPeer
+) -> None:
+    peer.send(QUEUE, b"poison", message_id="p1")
+    async with client.get_queue_receiver(QUEUE, **HANDLER) as receiver:
+        for _ in range(3):  # max_delivery_count=3
+            await receiver.abandon_message(await receive_one(receiver))
+        assert await receiver.receive_messages(max_message_count=1, max_wait_time=0.5) == []
+    [dead] = peer.dead_letters(QUEUE)
+    assert (dead.message_id, dead.dead_letter_reason, dead.delivery_count) == (
+        "p1",
+        "MaxDeliveryCountExceeded",
+        3,
+    )
+
+
+async def test_scheduled_messages_stay_invisible_until_due_and_cancel_works(
+    client: ServiceBusClient, peer: ServiceBusPeer
+) -> None:
+    async with (
+        client.get_queue_receiver(QUEUE, **HANDLER) as receiver,
+        client.get_queue_sender(QUEUE, **HANDLER) as sender,
+    ):
+        await receiver.receive_messages(
+            max_message_count=1, max_wait_time=0.1
+        )  # attach before the clock starts
+        await sender.send_messages(ServiceBusMessage(b"warm-up"))  # likewise
+        await receiver.complete_message(await receive_one(receiver))
+        due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)
+        [kept, cancelled] = await sender.schedule_messages(
+            [ServiceBusMessage(b"later", message_id="s1"), ServiceBusMessage(b"never", message_id="s2")], due
+        )
+        await sender.send_messages(
+            ServiceBusMessage(b"annotated", message_id="s3", scheduled_enqueue_time_utc=due)
+        )
+        assert peer.scheduled_count(QUEUE) == 3
+        await sender.cancel_scheduled_messages(cancelled)
+        assert peer.scheduled_count(QUEUE) == 2
+        assert kept < cancelled
+
+        assert await receiver.receive_messages(max_message_count=2, max_wait_time=0.5) == []
+        received = await receive_n(receiver, 2)
+        assert sorted(str(m.message_id) for m in received) == ["s1", "s3"]
+        enqueued = [m.enqueued_time_utc for m in received]
+        assert all(t is not None and t >= due - dt.timedelta(milliseconds=1) for t in enqueued)
+        for message in received:
+            await receiver.complete_message(message)
+
+
+async def test_sessions_one_receiver_each_in_order(client: ServiceBusClient) -> None:
+    interleaved = [
+        ServiceBusMessage(f"{s}-{i}", session_id=s) for i in range(3) for s in ("client-a", "client-b")
+    ]
+    await send(client, SESSIONS, *interleaved)
+    async with (
+        client.get_queue_receiver(SESSIONS, session_id="client-a", **HANDLER) as a,
+        client.get_queue_receiver(SESSIONS, session_id="client-b", **HANDLER) as b,
+    ):
+        seen_a = [await receive_one(a) for _ in range(3)]
+        seen_b = [await receive_one(b) for _ in range(3)]
+        assert [str(m) for m in seen_a] == ["client-a-0", "client-a-1", "client-a-2"]
+        assert [str(m) for m in seen_b] == ["client-b-0", "client-b-1", "client-b-2"]
+        assert a.session.session_id == "client-a"
+        with pytest.raises(SessionCannotBeLockedError):
+            async with client.get_queue_receiver(SESSIONS, session_id="client-a", **HANDLER) as intruder:
+                await intruder.receive_messages(max_message_count=1, max_wait_time=0.5)
+        for message in seen_a:
+            await a.complete_message(message)
+        for message in seen_b:
+            await b.complete_message(message)
+
+
+async def test_next_available_session_picks_a_free_session(
+    client: ServiceBusClient, peer: ServiceBusPeer
+) -> None:
+    peer.send(SESSIONS, b"a", session_id="s-1")
+    peer.send(SESSIONS, b"b", session_id="s-2")
+    async with client.get_queue_receiver(
+        SESSIONS, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=2, **HANDLER
+    ) as one:
+        message_one = await receive_one(one)
+        async with client.get_queue_receiver(
+            SESSIONS, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=2, **HANDLER
+        ) as two:
+            message_two = await receive_one(two)
+            assert {one.session.session_id, two.session.session_id} == {"s-1", "s-2"}
+            assert message_two.session_id == two.session.session_id
+            await two.complete_message(message_two)
+        assert message_one.session_id == one.session.session_id
+        await one.session.set_state(b"checkpoint")
+        assert await one.session.get_state() == b"checkpoint"
+        before = one.session.locked_until_utc
+        assert before is not None
+        assert await one.session.renew_lock() >= before
+        await one.complete_message(message_one)
+
+
+async def test_an_expired_session_lock_fails_settlement_and_frees_the_session(
+    client: ServiceBusClient, peer: ServiceBusPeer
+) -> None:
+    peer.send(SHORT_SESSIONS, b"slow", session_id="s-1", message_id="x1")
+    async with client.get_queue_receiver(SHORT_SESSIONS, session_id="s-1", **HANDLER) as receiver:
+        message = await receive_one(receiver)
+        await asyncio.sleep(LOCK_S + 0.3)
+        with pytest.raises(SessionLockLostError):
+            await receiver.complete_message(message)
+    assert [(m.message_id, m.delivery_count, m.state) for m in peer.messages(SHORT_SESSIONS)] == [
+        ("x1", 1, "active")
+    ]
+
+
+async def test_next_available_session_times_out_when_no_session_has_messages(
+    client: ServiceBusClient,
+) -> None:
+    with pytest.raises(OperationTimeoutError):
+        async with client.get_queue_receiver(
+            SESSIONS, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=0.5, **HANDLER
+        ) as receiver:
+            await receiver.receive_messages(max_message_count=1, max_wait_time=0.5)
+
+
+async def test_dropped_connection_loses_the_lock_and_the_message_comes_back(
+    peer: ServiceBusPeer,
+) -> None:
+    # Retries on: the SDK must reconnect by itself after the connection drops.
+    async with ServiceBusClient.from_connection_string(peer.connection_string, retry_total=3) as sb:
+        peer.send(QUEUE, b"in flight", message_id="c1")
+        async with sb.get_queue_receiver(QUEUE, **HANDLER) as receiver:
+            held = await receive_one(receiver)
+            assert peer.drop_connections() >= 1
+            assert peer.messages(QUEUE)[0].delivery_count == 1  # the lock went with the connection
+            again = await receive_one(receiver, wait_s=5)
+            assert (again.message_id, again.delivery_count) == ("c1", 1)
+            with pytest.raises(MessageLockLostError):
+                await receiver.complete_message(held)
+            await receiver.complete_message(again)
+    assert peer.active_count(QUEUE) == 0
+
+
+async def test_unknown_entities_are_not_found_for_senders_and_receivers(client: ServiceBusClient) -> None:
+    with pytest.raises(MessagingEntityNotFoundError):
+        await send(client, "no-such-queue", ServiceBusMessage(b"lost"))
+    with pytest.raises(MessagingEntityNotFoundError):
+        async with client.get_queue_receiver("no-such-queue", **HANDLER) as receiver:
+            await receiver.receive_messages(max_message_count=1, max_wait_time=0.5)
+
+
+async def test_peek_shows_messages_without_locking_them(
+    client: ServiceBusClient, peer: ServiceBusPeer
+) -> None:
+    for text in (b"p1", b"p2", b"p3"):
+        peer.send(QUEUE, text)
+    async with client.get_queue_receiver(QUEUE, **HANDLER) as receiver:
+        peeked = await receiver.peek_messages(max_message_count=2)
+        assert [body(m) for m in peeked] == [b"p1", b"p2"]
+        rest = await receiver.peek_messages(max_message_count=5)  # continues after the last peeked
+        assert [body(m) for m in rest] == [b"p3"]
+        assert await receiver.peek_messages(max_message_count=5) == []
+    assert [m.state for m in peer.messages(QUEUE)] == ["active"] * 3
+
+
+async def test_topic_fans_out_to_each_subscription(client: ServiceBusClient, peer: ServiceBusPeer) -> None:
+    async with client.get_topic_sender(TOPIC, **HANDLER) as sender:
+        await sender.send_messages(ServiceBusMessage(b"customer.updated", message_id="t1"))
+    for subscription in ("erp", "audit"):
+        assert peer.active_count(f"{TOPIC}/Subscriptions/{subscription}") == 1
+    async with client.get_subscription_receiver(TOPIC, "erp", **HANDLER) as erp:
+        message = await receive_one(erp)
+        assert (message.message_id, body(message)) == ("t1", b"customer.updated")
+        await erp.complete_message(message)
+    assert peer.active_count(f"{TOPIC}/Subscriptions/erp") == 0
+    assert peer.active_count(f"{TOPIC}/Subscriptions/audit") == 1
+
+
+async def test_deferred_messages_are_received_by_sequence_number(
+    client: ServiceBusClient, peer: ServiceBusPeer
+) -> None:
+    peer.send(QUEUE, b"later please", message_id="f1")
+    async with client.get_queue_receiver(QUEUE, **HANDLER) as receiver:
+        message = await receive_one(receiver)
+        await receiver.defer_message(message)
+        assert peer.deferred_count(QUEUE) == 1
+        assert await receiver.receive_messages(max_message_count=1, max_wait_time=0.3) == []
+        assert message.sequence_number is not None
+        [deferred] = await receiver.receive_deferred_messages([message.sequence_number])
+        assert deferred.message_id == "f1"
+        await receiver.complete_message(deferred)
+    assert peer.messages(QUEUE) == []
+
+
+async def test_receive_and_delete_removes_on_delivery(client: ServiceBusClient, peer: ServiceBusPeer) -> None:
+    peer.send(QUEUE, b"fire and forget")
+    async with client.get_queue_receiver(
+        QUEUE, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE, **HANDLER
+    ) as receiver:
+        message = await receive_one(receiver)
+        assert body(message) == b"fire and forget"
+    assert peer.messages(QUEUE) == []
+
+
+def test_the_sync_client_sends_settles_and_reads_the_dead_letter_queue(peer: ServiceBusPeer) -> None:
+    with SyncServiceBusClient.from_connection_string(peer.connection_string, retry_total=0) as sb:
+        with sb.get_queue_sender(QUEUE, **HANDLER) as sender:
+            sender.send_messages(
+                [ServiceBusMessage(b"s1", message_id="y1"), ServiceBusMessage(b"s2", message_id="y2")]
+            )
+        with sb.get_queue_receiver(QUEUE, **HANDLER) as receiver:
+            first = receiver.receive_messages(max_message_count=1, max_wait_time=3)[0]
+            receiver.abandon_message(first)
+            again = receiver.receive_messages(max_message_count=1, max_wait_time=3)[0]
+            assert (again.message_id, again.delivery_count) == ("y1", 1)
+            receiver.dead_letter_message(again, reason="Rejected", error_description="by the ERP")
+            second = receiver.receive_messages(max_message_count=1, max_wait_time=3)[0]
+            receiver.complete_message(second)
+        with sb.get_queue_receiver(QUEUE, sub_queue=ServiceBusSubQueue.DEAD_LETTER, **HANDLER) as dlq:
+            letter = dlq.receive_messages(max_message_count=1, max_wait_time=3)[0]
+            assert (letter.message_id, letter.dead_letter_reason) == ("y1", "Rejected")
+            dlq.complete_message(letter)
+    assert peer.messages(QUEUE) == [] and peer.dead_letters(QUEUE) == []
