@@ -54,7 +54,11 @@ def make_bus(settings: Settings, db: Database) -> Bus:
             lock_duration_s=settings.lock_duration_s,
             max_delivery_count=settings.max_delivery_count,
         )
-    raise NotImplementedError("CWI_BUS=azure is not available in this build yet; use CWI_BUS=local")
+    # Imported here: the azure extra is optional, and the local bus must not need it.
+    from worker.buses.azure import AzureBus
+    from worker.buses.azure_settings import load_azure_settings
+
+    return AzureBus(load_azure_settings(), lock_duration_s=settings.lock_duration_s)
 
 
 @asynccontextmanager

@@ -71,7 +71,10 @@ class Worker:
         idle_wait = 0.02
         while not self._stopping.is_set():
             free = self._free_slots()
-            got = await self.bus.receive(free, 0) if free > 0 else []
+            # With nothing in flight, give the bus its idle probe: a remote bus needs a moment
+            # to attach and deliver before "nothing came" means the queue is idle.
+            wait = 0.0 if self._inflight else self.bus.idle_probe_s
+            got = await self.bus.receive(free, wait) if free > 0 else []
             for delivery in got:
                 self._start(delivery)
             if got:

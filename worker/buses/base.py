@@ -57,6 +57,10 @@ class BusStats:
     dead_lettered_by_reason: Mapping[str, int]
 
 
+class BusStatsUnavailable(Exception):
+    """The bus cannot report its counts with these credentials (e.g. no Manage rights)."""
+
+
 class LockLostError(Exception):
     """The message's lock expired or was taken over: it will be (or was) redelivered."""
 
@@ -65,6 +69,8 @@ class Bus(Protocol):
     """Peek-lock queue with Service Bus semantics."""
 
     lock_duration_s: float
+    idle_probe_s: float
+    """How long a receive must come back empty before the queue counts as idle (``--until-idle``)."""
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None: ...
 

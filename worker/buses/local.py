@@ -391,6 +391,7 @@ class LocalBus:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.lock_duration_s = lock_duration_s
+        self.idle_probe_s = 0.0  # a local receive sees every ready message at once
         self.queue = queue
         self.max_delivery_count = max_delivery_count
         self._db = db

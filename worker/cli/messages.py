@@ -16,6 +16,7 @@ from rich.table import Table
 from config_db import sync_log
 from contracts import Envelope
 from worker.bootstrap import make_database, open_app
+from worker.buses.base import BusStatsUnavailable
 from worker.cli.common import console, err_console, exit_with, fail, require_migrated, run_async, settings
 from worker.publishing import read_envelopes, to_message
 
@@ -68,7 +69,10 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="One JSON objec
 
     async def stats() -> dict[str, object]:
         async with open_app(s) as app:
-            st = await app.bus.stats()
+            try:
+                st = await app.bus.stats()
+            except BusStatsUnavailable as exc:
+                fail(f"the {s.bus} bus cannot report its counts: {exc}")
         return {
             "bus": s.bus,
             "active": st.active,
