@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Insert, Select, Update, bindparam, insert, select, update
 
+from config_db.inbox import Q_FINISHED
 from config_db.models import RecordLink, SyncLogEntry, table_of, utcnow
 from config_db.prepared import Prepared
 
@@ -95,8 +96,6 @@ class MessageState:
 
 
 def _q_message_state() -> Select[Any]:
-    from config_db.inbox import Q_FINISHED
-
     last_action = Q_LAST_ACTION.scalar_subquery()
     link = Q_LINK.subquery()
     return select(

@@ -20,7 +20,7 @@ PROVIDERS: Mapping[str, ProviderFactory] = {
     UniEconomyProvider.kind: UniEconomyProvider,
 }
 
-KINDS = ("generic_rest", "tripletex", "visma_net", "uni_economy")
+KINDS = tuple(PROVIDERS)
 
 
 def build(spec: ConnectionSpec, http: aiohttp.ClientSession) -> Provider:

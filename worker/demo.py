@@ -30,7 +30,7 @@ from worker import fixtures as fx
 from worker.bootstrap import open_app
 from worker.buses.base import OutgoingMessage
 from worker.logging import configure
-from worker.outcomes import Outcome
+from worker.outcomes import Outcome, Retry
 from worker.settings import Settings
 
 CLIENTS = ("acme", "globex")
@@ -159,7 +159,7 @@ async def _process(settings: Settings, plan: DemoPlan, console: Console) -> Coun
             task = progress.add_task("events", total=len(plan.messages))
 
             def settled(outcome: Outcome) -> None:
-                if type(outcome).__name__ != "Retry":
+                if not isinstance(outcome, Retry):
                     progress.advance(task)
 
             counts: Counter[str] = Counter()

@@ -82,8 +82,6 @@ def connections_set(
     """Create or update a client's connection. Settings and credentials merge into what is there."""
     if provider not in registry.KINDS:
         fail(f"unknown provider {provider!r}: choose one of {', '.join(registry.KINDS)}")
-    if provider not in registry.PROVIDERS:
-        fail(f"provider {provider!r} is not available in this build")
     new_settings = parse_pairs(setting, "--setting")
     new_credentials = parse_pairs(credential, "--credential")
     s = settings()
