@@ -48,11 +48,30 @@ ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0
 EnvelopeId = Annotated[str, Field(min_length=1, max_length=128)]
 
 
+class ExternalChange(BaseModel):
+    """What an ERP's webhook said changed, carried by ``source: "webhook"`` envelopes.
+
+    ``value`` is the vendor's record when the webhook included it (otherwise the worker fetches
+    it); ``version`` and ``author`` feed echo suppression; ``event_id`` is the vendor's delivery id.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    provider: Annotated[str, Field(min_length=1, max_length=32)]
+    external_id: Annotated[str, Field(min_length=1, max_length=255)]
+    version: str | None = None
+    author: str | None = None
+    event_id: str | None = None
+    value: dict[str, Any] | None = None
+
+
 class Envelope(BaseModel):
     """``{"id", "client_id", "type": "<entity>.<action>", "source", "occurred_at", "data"}``.
 
-    ``data`` is the CW record. It may be omitted only for ``*.deleted`` events, which then name the
-    record with ``record_id``.
+    ``data`` is the CW record. When it is omitted the event is *thin*: ``record_id`` names the CW
+    record (deletes, or events the worker completes with a CW query). Webhook events
+    (``source: "webhook"``) carry ``external`` instead: the ERP's side of the change, with
+    ``record_id`` only when the ERP told us the CW id.
     """
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -64,17 +83,25 @@ class Envelope(BaseModel):
     occurred_at: AwareDatetime
     record_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     data: CWRecord | None = None
+    external: ExternalChange | None = None
 
     @model_validator(mode="after")
     def _record_present(self) -> Envelope:
-        if self.data is None:
-            if self.action is not Action.deleted:
-                raise ValueError(f"data is required for {self.type} events")
-            if self.record_id is None:
-                raise ValueError("record_id is required when data is omitted")
-        elif self.record_id is not None and self.record_id != self.data.id:
+        if self.source is Source.webhook:
+            if self.external is None:
+                raise ValueError("external is required for webhook events")
+        elif self.external is not None:
+            raise ValueError(f"external is only allowed on webhook events, not source {self.source.value!r}")
+        elif self.data is None and self.record_id is None:
+            raise ValueError("record_id is required when data is omitted")
+        if self.data is not None and self.record_id is not None and self.record_id != self.data.id:
             raise ValueError(f"record_id {self.record_id!r} differs from data.id {self.data.id!r}")
         return self
+
+    @property
+    def inbound(self) -> bool:
+        """A change made in the ERP, to apply to CW (as opposed to a CW change to push)."""
+        return self.external is not None
 
     @property
     def entity(self) -> Entity:
@@ -86,9 +113,11 @@ class Envelope(BaseModel):
 
     @property
     def cw_id(self) -> str:
+        """The CW record's id. Outbound events always have one; webhook events may not."""
         if self.data is not None:
             return self.data.id
-        assert self.record_id is not None  # guaranteed by _record_present
+        if self.record_id is None:
+            raise ValueError(f"event {self.id} names no CW record (a webhook event without record_id)")
         return self.record_id
 
 

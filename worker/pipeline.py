@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 
 from config_db import inbox, sync_log
-from contracts import DeadLetterReason, Envelope, InvalidEnvelopeError, parse_envelope
+from contracts import Action, DeadLetterReason, Envelope, InvalidEnvelopeError, parse_envelope
 from providers.base import OutboundChange, Provider, PushResult
 from providers.errors import PermanentError, TransientError
 from worker.buses.base import Delivery
@@ -84,6 +84,14 @@ class Pipeline:
             env = parse_envelope(delivery.body)
         except InvalidEnvelopeError as exc:
             return DeadLetter(DeadLetterReason.InvalidEnvelope, str(exc))
+        if env.inbound:
+            return DeadLetter(
+                DeadLetterReason.NotSupported, "webhook events: the inbound path is not built yet"
+            )
+        if env.data is None and env.action is not Action.deleted:
+            return DeadLetter(
+                DeadLetterReason.NotSupported, f"{env.type} without data: the CW Query API is not configured"
+            )
         bound = log.bind(message_id=env.id, client_id=env.client_id, type=env.type)
         try:
             provider = await self.providers.provider_for(env.client_id)

@@ -115,7 +115,21 @@ def test_delete_may_name_the_record_without_data() -> None:
     env = parse_envelope(json.dumps(_env(type="customer.deleted", data=None, record_id="cus-9")))
     assert env.cw_id == "cus-9" and env.data is None
     assert any("record_id is required" in p for p in _problems(_env(type="customer.deleted", data=None)))
-    assert any("data is required" in p for p in _problems(_env(type="customer.created", data=None)))
+    thin = parse_envelope(json.dumps(_env(type="customer.updated", data=None, record_id="cus-9")))
+    assert thin.cw_id == "cus-9" and thin.data is None and not thin.inbound
+    assert any("record_id is required" in p for p in _problems(_env(type="customer.created", data=None)))
+
+
+def test_webhook_events_carry_the_external_change() -> None:
+    external = {"provider": "tripletex", "external_id": "77", "version": "3", "value": {"name": "A"}}
+    env = parse_envelope(
+        json.dumps(_env(type="customer.updated", source="webhook", data=None, external=external))
+    )
+    assert env.inbound and env.external is not None and env.external.external_id == "77"
+    with pytest.raises(ValueError, match="names no CW record"):
+        _ = env.cw_id
+    assert any("external is required" in p for p in _problems(_env(source="webhook", data=None)))
+    assert any("only allowed on webhook" in p for p in _problems(_env(external=external)))
 
 
 def test_not_json_is_reported() -> None:
