@@ -91,6 +91,33 @@ class Provider(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ExternalRecord:
+    """The ERP's current record, as the inbound path reads it (``value`` in the vendor's shape)."""
+
+    external_id: str
+    value: Mapping[str, Any]
+    version: str | None = None
+    author: str | None = None
+
+
+class InboundProvider(Protocol):
+    """What the inbound path needs from a provider: read the ERP's record and map it to CW."""
+
+    kind: ClassVar[str]
+
+    async def fetch(self, entity: Entity, external_id: str) -> ExternalRecord | None:
+        """The ERP's current record; None when it no longer exists."""
+        ...
+
+    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
+        """The vendor's record as CW record fields without ``id`` (the CW Write API's body).
+
+        Raises MappingError (a PermanentError) naming what cannot be mapped.
+        """
+        ...
+
+
 class ProviderFactory(Protocol):
     def __call__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> Provider: ...
 
