@@ -1,0 +1,1 @@
+"""The inbound direction: ERP changes reported by webhooks, applied to Contracting Works."""
