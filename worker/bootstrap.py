@@ -34,10 +34,13 @@ class App:
         policy = RetryPolicy(
             delays=self.settings.retry_delays, inprocess_attempts=self.settings.inprocess_attempts
         )
+        calls = concurrency or self.settings.concurrency
+        prefetch = self.settings.effective_prefetch if concurrency is None else concurrency
         return Worker(
             self.bus,
-            Pipeline(self.db, providers, policy),
-            concurrency=concurrency or self.settings.concurrency,
+            Pipeline(self.db, providers, policy, max_calls=calls),
+            concurrency=calls,
+            prefetch=prefetch,
             shutdown_grace_s=self.settings.shutdown_grace_s,
         )
 

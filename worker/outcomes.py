@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection
 
 from contracts import DeadLetterReason
+
+Journal = Callable[[Connection], None]
 
 
 @dataclass(frozen=True, slots=True)
 class Complete:
     result: str  # created | updated | deleted | unchanged | duplicate
+    journal: Journal | None = field(default=None, compare=False, repr=False)
+    """The outcome journal still to commit, when the pipeline was asked to defer it: the runner
+    commits it together with the settlement (one transaction on the local bus)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,8 @@ parse → inbox → connection → provider → intent journal → push → outc
 
 from __future__ import annotations
 
+import asyncio
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
@@ -74,12 +76,26 @@ def _fail(env: Envelope, provider: str, action: str, detail: str, db: Connection
 
 
 class Pipeline:
-    def __init__(self, db: Database, providers: ProviderLookup, policy: RetryPolicy) -> None:
+    """``max_calls`` bounds the ERP calls in flight; messages beyond it journal their intent and
+    wait for a free call, so a call that finishes is followed at once by the next."""
+
+    def __init__(
+        self, db: Database, providers: ProviderLookup, policy: RetryPolicy, *, max_calls: int | None = None
+    ) -> None:
         self.db = db
         self.providers = providers
         self.policy = policy
+        self._calls = asyncio.Semaphore(max_calls) if max_calls else None
 
-    async def handle(self, delivery: Delivery) -> Outcome:
+    async def _push(self, provider: Provider, change: OutboundChange) -> PushResult:
+        if self._calls is None:
+            return await self.policy.call(lambda: provider.push(change))
+        async with self._calls:
+            return await self.policy.call(lambda: provider.push(change))
+
+    async def handle(self, delivery: Delivery, *, defer_journal: bool = False) -> Outcome:
+        """The outcome for one delivery. With ``defer_journal`` a successful push's outcome journal
+        is returned in ``Complete.journal`` for the caller to commit with the settlement."""
         try:
             env = parse_envelope(delivery.body)
         except InvalidEnvelopeError as exc:
@@ -112,7 +128,7 @@ class Pipeline:
             recovering=start.open_intent,
         )
         try:
-            result = await self.policy.call(lambda: provider.push(change))
+            result = await self._push(provider, change)
         except TransientError as exc:
             return await self._transient(env, kind, delivery, exc)
         except PermanentError as exc:
@@ -122,8 +138,11 @@ class Pipeline:
             )
             return failure
         had_link = start.link is not None
-        await self.db.batched(lambda db: _finish(env, kind, result, had_link, db))
         bound.info("pushed", provider=kind, outcome=result.outcome, external_id=result.external_id)
+        journal = partial(_finish, env, kind, result, had_link)
+        if defer_journal:
+            return Complete(result.outcome, journal)
+        await self.db.batched(journal)
         return Complete(result.outcome)
 
     async def _transient(self, env: Envelope, kind: str, delivery: Delivery, exc: TransientError) -> Outcome:

@@ -9,9 +9,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from worker.buses.base import Bus, Delivery, LockLostError
+from worker.buses.base import Bus, Delivery, JournaledCompletion, LockLostError
 from worker.logging import get_logger
-from worker.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
+from worker.outcomes import Abandon, Complete, DeadLetter, Journal, Outcome, Retry
 from worker.pipeline import Pipeline
 from worker.retry import ATTEMPT_PROPERTY
 
@@ -36,12 +36,15 @@ class Worker:
         pipeline: Pipeline,
         *,
         concurrency: int = 16,
+        prefetch: int = 0,
         shutdown_grace_s: float = 30.0,
         on_settled: Callable[[Outcome], None] | None = None,
     ) -> None:
         self.bus = bus
         self.pipeline = pipeline
         self.concurrency = concurrency
+        self.capacity = concurrency + prefetch
+        """Messages held at once: ``concurrency`` being handled plus ``prefetch`` locked ahead."""
         self.shutdown_grace_s = shutdown_grace_s
         self.on_settled = on_settled
         self.stats = RunStats()
@@ -106,7 +109,7 @@ class Worker:
         """Wait until a quarter of the slots are free (or a moment after the first frees up), so
         that each receive fetches a batch instead of one message at a time."""
         await self._wait_for_slot(None)
-        wanted = max(1, self.concurrency // 4)
+        wanted = max(1, self.capacity // 4)
         deadline = asyncio.get_running_loop().time() + 0.005
         while self._inflight and self._free_slots() < wanted:
             left = deadline - asyncio.get_running_loop().time()
@@ -131,7 +134,7 @@ class Worker:
 
     async def _process(self, delivery: Delivery) -> None:
         try:
-            outcome = await self.pipeline.handle(delivery)
+            outcome = await self.pipeline.handle(delivery, defer_journal=True)
         except asyncio.CancelledError:
             await asyncio.shield(self._settle(delivery, Abandon("shutdown")))
             raise
@@ -147,13 +150,13 @@ class Worker:
             self._settling -= 1
 
     def _free_slots(self) -> int:
-        return self.concurrency - len(self._inflight) + self._settling
+        return self.capacity - len(self._inflight) + self._settling
 
     async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
         try:
             match outcome:
-                case Complete(result):
-                    await self.bus.complete(delivery)
+                case Complete(result, journal):
+                    await self._complete(delivery, journal)
                     key = result
                 case Retry(delay_s, attempt, error):
                     props = {**delivery.properties, ATTEMPT_PROPERTY: attempt}
@@ -185,6 +188,16 @@ class Worker:
         self.stats.counts[key] += 1
         if self.on_settled is not None:
             self.on_settled(outcome)
+
+    async def _complete(self, delivery: Delivery, journal: Journal | None) -> None:
+        """Outcome journal first, then the completion: in one transaction where the bus allows."""
+        if journal is None:
+            await self.bus.complete(delivery)
+        elif isinstance(self.bus, JournaledCompletion):
+            await self.bus.complete_journaled(delivery, journal)
+        else:
+            await self.pipeline.db.batched(journal)
+            await self.bus.complete(delivery)
 
     async def _renew_locks(self) -> None:
         period = max(self.bus.lock_duration_s / 3, 0.05)

@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     queue: str = "cwi"
     secret_key: SecretStr | None = None
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
+    prefetch: Annotated[int | None, Field(ge=0, le=1024)] = None
+    """Messages locked ahead of the ERP calls, ready to start the moment a call finishes
+    (default: as many as ``concurrency``)."""
     retry_delays: Annotated[tuple[float, ...], NoDecode] = (60.0, 300.0, 900.0)
     inprocess_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     max_delivery_count: Annotated[int, Field(ge=1)] = 10
@@ -24,6 +27,10 @@ class Settings(BaseSettings):
     connection_cache_s: Annotated[float, Field(ge=0)] = 30.0
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+
+    @property
+    def effective_prefetch(self) -> int:
+        return self.concurrency if self.prefetch is None else self.prefetch
 
     @field_validator("retry_delays", mode="before")
     @classmethod

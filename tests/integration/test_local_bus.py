@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,27 @@ async def test_completing_after_the_lock_expired_fails_even_if_nobody_took_it(
     with pytest.raises(LockLostError):
         await bus.complete(delivery)
     assert (await receive_one(bus)).delivery_count == 2
+
+
+async def test_a_journaled_completion_commits_the_journal_with_the_completion(
+    bus: LocalBus, db: Database, clock: FakeClock
+) -> None:
+    await db.run(lambda c: c.exec_driver_sql("CREATE TABLE journal_probe (name VARCHAR(16))"))
+
+    def journal(name: str) -> Callable[[Connection], None]:
+        return lambda c: c.exec_driver_sql(f"INSERT INTO journal_probe VALUES ('{name}')") and None
+
+    await bus.publish([message("m1"), message("m2")])
+    first, second = await bus.receive(2, 0)
+    await bus.complete_journaled(first, journal("first"))
+    clock.advance(LOCK_S + 1)
+    # The second lock expired: the completion fails, but what the journal records stays true.
+    with pytest.raises(LockLostError):
+        await bus.complete_journaled(second, journal("second"))
+
+    names = await db.run(lambda c: sorted(r[0] for r in c.exec_driver_sql("SELECT name FROM journal_probe")))
+    assert names == ["first", "second"]
+    assert await receive_ids(bus) == ["m2"]
 
 
 async def test_a_settled_message_cannot_be_settled_again(bus: LocalBus) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
@@ -119,6 +120,19 @@ async def test_success_journals_intent_then_outcome_and_fills_the_inbox(
     assert provider.calls[0].idempotency_key == "e1" and not provider.calls[0].recovering
 
 
+async def test_a_deferred_outcome_journal_is_left_to_the_caller(
+    pipeline: Pipeline, db: Database, provider: FakeProvider
+) -> None:
+    outcome = await pipeline.handle(delivery(), defer_journal=True)
+    assert isinstance(outcome, Complete) and outcome.result == "created" and outcome.journal is not None
+    assert actions(db) == ["pending"]
+    # Not committed yet: a redelivery now would be a recovery, not a duplicate.
+    db.run_sync(outcome.journal)
+    assert actions(db) == ["pending", "created"]
+    assert await pipeline.handle(delivery()) == Complete("duplicate")
+    assert len(provider.calls) == 1
+
+
 async def test_redelivered_finished_message_is_a_duplicate_without_a_push(
     pipeline: Pipeline, provider: FakeProvider
 ) -> None:
@@ -195,3 +209,29 @@ async def test_permanent_error_dead_letters_with_the_providers_text(
     )
     assert actions(db) == ["pending", "failed"]
     assert db.run_sync(lambda c: inbox.finished_outcome(c, "acme", "e1")) is None, "a replay must be possible"
+
+
+class SlowProvider(FakeProvider):
+    """Counts how many pushes run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+        self.most = 0
+
+    async def push(self, change: OutboundChange) -> PushResult:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await asyncio.sleep(0.01)
+        self.running -= 1
+        return await super().push(change)
+
+
+async def test_max_calls_bounds_the_erp_calls_in_flight_not_the_messages(db: Database) -> None:
+    provider = SlowProvider()
+    policy = RetryPolicy(delays=(60,), inprocess_attempts=1, base_wait_s=0.001)
+    gated = Pipeline(db, FakeDirectory(provider), policy, max_calls=2)
+    deliveries = [delivery(f"e{i}", id=f"c{i}") for i in range(8)]
+    outcomes = await asyncio.gather(*(gated.handle(d) for d in deliveries))
+    assert outcomes == [Complete("created")] * 8
+    assert provider.most == 2 and len(provider.calls) == 8

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
+
+from worker.outcomes import Journal
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +95,11 @@ class Bus(Protocol):
     async def stats(self) -> BusStats: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class JournaledCompletion(Protocol):
+    """A bus that lives in the worker's own database: it commits the pipeline's outcome journal and
+    the completion in one transaction (one round trip instead of two, and never one without the other)."""
+
+    async def complete_journaled(self, delivery: Delivery, journal: Journal) -> None: ...

@@ -53,6 +53,7 @@ from config_db.models import BusMessage
 from contracts.reasons import DeadLetterReason
 from worker.buses.base import BusStats, DeadLetter, Delivery, LockLostError, OutgoingMessage
 from worker.db import Database
+from worker.outcomes import Journal
 
 BUS = cast(Table, BusMessage.__table__)
 ACTIVE = "active"
@@ -524,11 +525,19 @@ class LocalBus:
 
     # --- settling -------------------------------------------------------------------------------
 
-    async def _settle(self, delivery: Delivery, statement: Executable, **params: Any) -> None:
-        """Run a lock-checked statement in a group commit; no row touched means the lock is lost."""
+    async def _settle(
+        self, delivery: Delivery, statement: Executable, journal: Journal | None = None, **params: Any
+    ) -> None:
+        """Run a lock-checked statement in a group commit; no row touched means the lock is lost.
+
+        ``journal`` is committed in the same transaction, even when the lock turns out lost: it
+        records what the ERP now holds, which stays true whoever settles the message.
+        """
         seq, token = _seq_token(delivery)
 
         def work(conn: Connection) -> int:
+            if journal is not None:
+                journal(conn)
             now = self._now_ms()
             bound = {"b_seq": seq, "b_token": token, "b_now": now, "b_until": now + self._lock_ms, **params}
             return int(conn.execute(statement, bound).rowcount)
@@ -538,6 +547,9 @@ class LocalBus:
 
     async def complete(self, delivery: Delivery) -> None:
         await self._settle(delivery, delete_locked())
+
+    async def complete_journaled(self, delivery: Delivery, journal: Journal) -> None:
+        await self._settle(delivery, delete_locked(), journal)
 
     async def abandon(self, delivery: Delivery) -> None:
         await self._settle(delivery, release_lock())
