@@ -19,6 +19,9 @@ receipts = table_of(WebhookReceipt)
 
 _MAX_KEY = 255  # the delivery_key column
 
+# The connection credential holding the secret the ERP signs its calls with.
+SECRET_CREDENTIAL = "webhook_secret"  # noqa: S105 - the name, not a secret
+
 
 class EndpointExistsError(Exception):
     """The client already has a webhook endpoint; its token cannot be shown again, only rotated."""

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import socket
 from typing import Annotated
 
 import typer
 
-from worker.bootstrap import open_app
 from worker.cli.common import err_console, fail, require_migrated, run_async, settings
-from worker.ingress.app import create_app
-from worker.ingress.server import base_url, listen, make_server
-from worker.metrics import MeteredPipeline, Metrics
-from worker.settings import Settings
 
 
 def serve(
@@ -28,44 +20,20 @@ def serve(
 
     SIGINT/SIGTERM stop it: the listener stops accepting, the worker finishes what is in flight.
     """
+    # Imported here: the HTTP stack is not needed by the other commands' start-up.
+    from worker.ingress.run import run_listener
+    from worker.ingress.server import listen
+
     s = settings()
     require_migrated(s)
     try:
         sock = listen(host, port)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    run_async(_serve(s, sock, with_worker=worker))
+    suffix = " (worker running)" if worker else ""
 
+    def listening(url: str) -> None:
+        err_console.print(f"listening on {url}{suffix}", markup=False)
 
-async def _serve(s: Settings, sock: socket.socket, *, with_worker: bool) -> None:
-    metrics = Metrics()
-    async with open_app(s, http=with_worker) as app:
-        server = make_server(create_app(app, metrics))
-        runner = None
-        if with_worker:
-            runner = app.worker()
-            runner.pipeline = MeteredPipeline(runner.pipeline, metrics)
-            runner.on_settled = metrics.chain_settled(runner.on_settled)
-
-        def stop() -> None:
-            server.should_exit = True
-            if runner is not None:
-                runner.stop()
-
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
-        tasks: list[asyncio.Task[object]] = [asyncio.create_task(server.serve(sockets=[sock]))]
-        if runner is not None:
-            tasks.append(asyncio.create_task(runner.run()))
-        err_console.print(
-            f"listening on {base_url(sock)}" + (" (worker running)" if runner else ""), markup=False
-        )
-        try:
-            # Either part ending (a signal, or a failure) ends both.
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            stop()
-            await asyncio.gather(*tasks)
-        finally:
-            sock.close()
+    run_async(run_listener(s, sock, with_worker=worker, on_listening=listening))
     err_console.print("stopped", markup=False)

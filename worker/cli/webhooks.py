@@ -14,7 +14,6 @@ from config_db.secrets import SecretBox, SecretKeyError
 from providers.registry import WEBHOOK_SECRETS
 from worker.bootstrap import make_database
 from worker.cli.common import fail, require_migrated, settings
-from worker.ingress.receiving import SECRET_NAME
 
 webhooks_app = typer.Typer(help="Webhook endpoints: where each client's ERP calls us.", no_args_is_help=True)
 
@@ -40,11 +39,11 @@ def issue(db: Connection, box: SecretBox, client_id: str, *, rotate: bool) -> Is
         )
     token = webhooks.create_endpoint(db, client_id, stored.kind, rotate=rotate)
     credentials = box.decrypt(stored.credentials, owner=f"client {client_id!r}")
-    secret = credentials.get(SECRET_NAME)
+    secret = credentials.get(webhooks.SECRET_CREDENTIAL)
     if secret:
         return Issued(stored.kind, token, secret, new_secret=False)
     secret = WEBHOOK_SECRETS[stored.kind]()
-    credentials[SECRET_NAME] = secret
+    credentials[webhooks.SECRET_CREDENTIAL] = secret
     clients.set_connection(db, dataclasses.replace(stored, credentials=box.encrypt(credentials)))
     return Issued(stored.kind, token, secret, new_secret=True)
 
@@ -72,6 +71,6 @@ def url(
     print(
         f"Register both with the client's {issued.kind} webhook subscription "
         f"(the secret is {'new' if issued.new_secret else 'the one already stored'}; "
-        f"it is kept encrypted as the connection's {SECRET_NAME} credential). "
+        f"it is kept encrypted as the connection's {webhooks.SECRET_CREDENTIAL} credential). "
         "The URL is shown only now."
     )

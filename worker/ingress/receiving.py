@@ -26,8 +26,6 @@ from worker.db import Database
 from worker.inbound.envelopes import delivery_key, webhook_envelopes
 from worker.publishing import to_message
 
-SECRET_NAME = "webhook_secret"  # noqa: S105 - the credential's name, not a secret
-
 _STATUS = {"missing_signature": 401, "bad_signature": 401, "stale_timestamp": 401, "malformed": 400}
 
 
@@ -76,7 +74,7 @@ async def lookup(db: Database, secret_key: str | None, token: str, provider: str
 
 
 def parse(spec: ConnectionSpec, headers: Mapping[str, str], body: bytes) -> list[InboundChange]:
-    secret = spec.credentials.get(SECRET_NAME)
+    secret = spec.credentials.get(webhooks.SECRET_CREDENTIAL)
     if not secret:
         raise Refused(
             401,

@@ -42,18 +42,25 @@ def base_url(sock: socket.socket) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
+async def wait_started(server: Server, task: asyncio.Task[object]) -> bool:
+    """True once uvicorn accepts connections; False if it stopped first (``task`` holds why)."""
+    while not server.started:
+        if task.done():
+            return False
+        await asyncio.sleep(0.01)  # uvicorn offers no event for this
+    return True
+
+
 @contextlib.asynccontextmanager
 async def serving(asgi: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
     """Serve ``asgi`` until the block ends; yields the base URL (the real port when ``port`` is 0)."""
     sock = listen(host, port)
     server = make_server(asgi)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+    task: asyncio.Task[object] = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
-            if task.done():
-                task.result()  # startup failed: raise why
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.01)
+        if not await wait_started(server, task):
+            task.result()  # startup failed: raise why
+            raise RuntimeError("uvicorn stopped before it started")
         yield base_url(sock)
     finally:
         server.should_exit = True
