@@ -253,3 +253,18 @@ async def test_metrics_count_webhooks_and_the_in_process_worker(ingress: Listene
         "cwi_worker_handler_seconds_count 1.0",
     ):
         assert line in text, line
+
+
+async def test_a_bus_that_cannot_take_the_envelopes_is_503_and_the_retry_is_published(
+    ingress: Listener,
+) -> None:
+    bus_table = next(t for t in Base.metadata.sorted_tables if t.name == "bus_messages")
+    bus_table.drop(ingress.app.db.engine)
+    call = ingress.call("globex", key="during-outage")
+    answer = await ingress.deliver("globex", call)
+    assert answer.status == 503
+    assert answer.body["error"] == "unavailable"
+    bus_table.create(ingress.app.db.engine)
+    retry = await ingress.deliver("globex", call)  # no receipt was written: the retry is not a duplicate
+    assert retry.status == 202 and len(retry.body["published"]) == 1
+    assert len(await ingress.published()) == 1

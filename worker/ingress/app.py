@@ -43,13 +43,12 @@ class Ingress:
         try:
             accepted = await self._receive(request, provider, token)
         except Refused as refused:
-            self.metrics.webhooks_rejected.labels(reason=refused.reason).inc()
-            log.warning(
-                "webhook refused", provider=provider, status=refused.status, reason=refused.reason,
-                detail=str(refused),
-            )  # fmt: skip
-            body = {"error": refused.reason, "message": str(refused)}
-            return JSONResponse(body, status_code=refused.status, headers=refused.headers)
+            return self._refuse(provider, refused)
+        except Exception as exc:  # database or bus down: the vendor should retry
+            log.exception("webhook not taken", provider=provider, error=f"{exc.__class__.__name__}: {exc}")
+            return self._refuse(
+                provider, Refused(503, "unavailable", "cannot take webhooks right now: retry")
+            )
         (self.metrics.webhooks_duplicates if accepted.duplicate else self.metrics.webhooks_accepted).inc()
         self.metrics.webhook_envelopes.inc(len(accepted.published))
         log.info(
@@ -59,6 +58,15 @@ class Ingress:
         return JSONResponse(
             {"published": accepted.published, "duplicates": accepted.duplicates}, status_code=202
         )
+
+    def _refuse(self, provider: str, refused: Refused) -> Response:
+        self.metrics.webhooks_rejected.labels(reason=refused.reason).inc()
+        log.warning(
+            "webhook refused", provider=provider, status=refused.status, reason=refused.reason,
+            detail=str(refused),
+        )  # fmt: skip
+        body = {"error": refused.reason, "message": str(refused)}
+        return JSONResponse(body, status_code=refused.status, headers=refused.headers)
 
     async def _receive(self, request: Request, provider: str, token: str) -> Accepted:
         declared = request.headers.get("content-length", "")
