@@ -145,7 +145,7 @@ class Listener:
             return resp.status, await resp.text()
 
 
-def provision(db_url: str, app: App) -> tuple[dict[str, str], dict[str, str]]:
+def provision(app: App) -> tuple[dict[str, str], dict[str, str]]:
     box = SecretBox(SECRET_KEY)
     tokens, secrets = {}, {}
     with app.db.engine.begin() as db:
@@ -167,7 +167,7 @@ async def listener(
     s = load_settings(database_url=db_url, secret_key=SECRET_KEY, lock_duration_s=5, **settings)
     metrics = Metrics()
     async with open_app(s) as app:
-        tokens, secrets = provision(db_url, app)
+        tokens, secrets = provision(app)
         asgi = create_app(app, metrics, limiter=RateLimiter(rate_per_s, burst))
         async with serving(asgi) as url, aiohttp.ClientSession() as http:
             yield Listener(url, app, metrics, http, tokens, secrets)
