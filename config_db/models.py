@@ -169,3 +169,26 @@ TABLES = Base.metadata.sorted_tables
 def table_of(model: type[Base]) -> Table:
     """The Core table of a model (``__table__`` is typed too loosely for insert/update)."""
     return cast(Table, model.__table__)
+
+
+class WebhookEndpoint(Base):
+    """A connection's webhook URL token, stored as its SHA-256: the token is shown once, at creation."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_client", "client_id"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), ForeignKey("clients.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class WebhookReceipt(Base):
+    """A vendor delivery the listener has published: the same delivery again is acknowledged only."""
+
+    __tablename__ = "webhook_receipts"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    delivery_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)

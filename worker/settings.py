@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     connection_cache_s: Annotated[float, Field(ge=0)] = 30.0
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    # Webhooks: the base of the URLs `cwi webhooks url` prints, and each URL token's rate limit
+    # (a token bucket: RATE_PER_S calls a second on average, RATE_BURST at once).
+    public_url: str = "http://127.0.0.1:8080"
+    webhook_rate_per_s: Annotated[float, Field(gt=0)] = 20.0
+    webhook_rate_burst: Annotated[int, Field(ge=1)] = 40
 
     @property
     def effective_prefetch(self) -> int:

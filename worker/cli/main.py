@@ -6,8 +6,9 @@ import sys
 
 import typer
 
-from worker.cli import admin, messages, tools
+from worker.cli import admin, messages, serve, tools
 from worker.cli.common import CliError, err_console
+from worker.cli.webhooks import webhooks_app
 
 app = typer.Typer(
     name="cwi",
@@ -20,6 +21,7 @@ app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.clients_app, name="clients")
 app.add_typer(admin.connections_app, name="connections")
 app.add_typer(admin.contracts_app, name="contracts")
+app.add_typer(webhooks_app, name="webhooks")
 app.command()(messages.send)
 app.command()(messages.run)
 app.command()(messages.status)
@@ -28,6 +30,7 @@ app.command()(messages.preview)
 app.command()(tools.sandbox)
 app.command()(tools.demo)
 app.command()(tools.bench)
+app.command()(serve.serve)
 
 
 def main() -> None:

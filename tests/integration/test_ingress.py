@@ -1,0 +1,270 @@
+"""The webhook listener over real HTTP: each provider's signed call published, every bad input refused."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from sqlalchemy import update
+
+from config_db import clients, webhooks
+from config_db.database import make_engine
+from config_db.models import Base
+from providers.tripletex.webhooks import signed_headers
+from tests.integration._ingress import CLIENTS, SECRET_KEY, Call, Listener, listener
+from worker.bootstrap import open_app
+from worker.buses.base import OutgoingMessage
+from worker.ingress.app import MAX_BODY, create_app
+from worker.ingress.server import serving
+from worker.metrics import MeteredPipeline, Metrics
+from worker.settings import load_settings
+
+
+@pytest.fixture
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('ingress') / 'cwi.db'}"
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+async def ingress(sqlite_url: str) -> AsyncIterator[Listener]:
+    async with listener(sqlite_url) as lst:
+        yield lst
+
+
+@pytest.fixture
+async def ingress_any_db(db_url: str) -> AsyncIterator[Listener]:
+    """The listener on SQLite and on PostgreSQL, for what the database decides."""
+    async with listener(db_url) as lst:
+        yield lst
+
+
+def rejected(lst: Listener, reason: str) -> float:
+    value = lst.metrics.registry.get_sample_value("cwi_webhooks_rejected_total", {"reason": reason})
+    return value or 0.0
+
+
+# ── accepted ────────────────────────────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize("client", ["acme", "globex", "initech", "umbrella"], ids=lambda c: CLIENTS[c])
+async def test_a_signed_call_of_each_provider_is_published_as_webhook_envelopes(
+    ingress: Listener, client: str
+) -> None:
+    answer = await ingress.deliver(client, ingress.call(client))
+    assert answer.status == 202, answer.body
+    [envelope] = await ingress.published()
+    assert answer.body == {"published": [envelope["id"]], "duplicates": []}
+    assert envelope["client_id"] == client
+    assert envelope["source"] == "webhook"
+    assert envelope["type"] == "customer.updated"
+    assert envelope["external"]["provider"] == CLIENTS[client]
+    assert ingress.metrics.registry.get_sample_value("cwi_webhooks_accepted_total") == 1
+
+
+async def test_the_same_delivery_twice_is_acknowledged_twice_but_published_once(
+    ingress_any_db: Listener,
+) -> None:
+    call = ingress_any_db.call("globex", key="delivery-1")
+    first = await ingress_any_db.deliver("globex", call)
+    again = await ingress_any_db.deliver("globex", call)
+    assert (first.status, again.status) == (202, 202)
+    assert again.body == {"published": [], "duplicates": first.body["published"]}
+    assert len(await ingress_any_db.published()) == 1
+    assert ingress_any_db.metrics.registry.get_sample_value("cwi_webhooks_duplicates_total") == 1
+
+
+async def test_a_retried_delivery_lost_before_its_receipt_is_published_again_with_the_same_id(
+    ingress_any_db: Listener,
+) -> None:
+    # A crash between publish and receipt: the vendor retries, we publish again, the id is stable.
+    lst = ingress_any_db
+    call = lst.call("initech", event_id="evt-7")
+    first = await lst.deliver("initech", call)
+    with lst.app.db.engine.begin() as db:
+        db.execute(webhooks.receipts.delete())
+    second = await lst.deliver("initech", call)
+    assert first.body["published"] == second.body["published"]
+    ids = {env["id"] for env in await lst.published()}
+    assert ids == set(first.body["published"])
+
+
+async def test_a_token_publishes_only_for_its_own_client(ingress_any_db: Listener) -> None:
+    lst = ingress_any_db
+    # globex's URL, globex's signature, a body naming what hooli (also on tripletex) owns
+    answer = await lst.deliver("globex", lst.call("globex", obj_id=9999, key="hooli-event"))
+    assert answer.status == 202
+    [envelope] = await lst.published()
+    assert envelope["client_id"] == "globex"
+    # hooli's signature on globex's URL is not globex's: refused
+    forged = lst.call("hooli")
+    answer = await lst.post(f"/webhooks/tripletex/{lst.tokens['globex']}", forged)
+    assert answer.status == 401
+    assert await lst.published() == []
+
+
+async def test_a_token_on_another_providers_path_is_unknown(ingress_any_db: Listener) -> None:
+    lst = ingress_any_db
+    answer = await lst.post(f"/webhooks/visma_net/{lst.tokens['globex']}", lst.call("globex"))
+    assert answer.status == 404
+    assert answer.body["error"] == "unknown_token"
+    assert await lst.published() == []
+
+
+# ── refused ─────────────────────────────────────────────────────────────────────────────────
+
+
+async def test_unknown_token_is_404(ingress: Listener) -> None:
+    answer = await ingress.post("/webhooks/tripletex/not-a-token", ingress.call("globex"))
+    assert answer.status == 404
+    assert answer.body["error"] == "unknown_token"
+    assert await ingress.published() == []
+    assert rejected(ingress, "unknown_token") == 1
+
+
+async def test_a_disabled_connection_is_404(ingress: Listener) -> None:
+    with ingress.app.db.engine.begin() as db:
+        db.execute(
+            update(clients.connections)
+            .where(clients.connections.c.client_id == "globex")
+            .values(enabled=False)
+        )
+    answer = await ingress.deliver("globex", ingress.call("globex"))
+    assert answer.status == 404
+    assert await ingress.published() == []
+
+
+async def test_missing_signature_is_401(ingress: Listener) -> None:
+    call = ingress.call("initech")
+    answer = await ingress.post(f"/webhooks/visma_net/{ingress.tokens['initech']}", data=call.body)
+    assert answer.status == 401
+    assert answer.body["error"] == "missing_signature"
+    assert await ingress.published() == []
+    assert rejected(ingress, "missing_signature") == 1
+
+
+async def test_bad_signature_is_401(ingress: Listener) -> None:
+    call = ingress.call("umbrella")
+    answer = await ingress.post(
+        f"/webhooks/uni_economy/{ingress.tokens['umbrella']}",
+        data=call.body.replace(b"1042", b"1043"),
+        headers=call.headers,
+    )
+    assert answer.status == 401
+    assert answer.body["error"] == "bad_signature"
+    assert await ingress.published() == []
+
+
+async def test_stale_timestamp_is_401(ingress: Listener) -> None:
+    answer = await ingress.deliver("acme", ingress.call("acme", ts=int(time.time()) - 3600))
+    assert answer.status == 401
+    assert answer.body["error"] == "stale_timestamp"
+    assert await ingress.published() == []
+
+
+async def test_malformed_body_is_400_with_the_reason(ingress: Listener) -> None:
+    body = b'{"event": "customer.update"}'
+    call = Call(body, signed_headers(body, ingress.secrets["globex"], idempotency_key="k1"))
+    answer = await ingress.deliver("globex", call)
+    assert answer.status == 400
+    assert answer.body["error"] == "malformed"
+    assert "numeric id" in answer.body["message"]
+    assert await ingress.published() == []
+
+
+async def test_body_over_1_mib_is_413(ingress: Listener) -> None:
+    answer = await ingress.deliver("globex", Call(b"x" * (MAX_BODY + 1), {}))
+    assert answer.status == 413
+    assert answer.body["error"] == "too_large"
+    assert await ingress.published() == []
+
+
+async def test_body_over_1_mib_without_content_length_is_413(ingress: Listener) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b"x" * 65536  # 1.25 MiB in all, sent chunked
+
+    answer = await ingress.post(f"/webhooks/tripletex/{ingress.tokens['globex']}", data=chunks())
+    assert answer.status == 413
+    assert await ingress.published() == []
+
+
+async def test_too_many_calls_on_one_token_is_429_with_retry_after(sqlite_url: str) -> None:
+    async with listener(sqlite_url, rate_per_s=0.01, burst=2) as lst:
+        answers = [await lst.deliver("globex", lst.call("globex")) for _ in range(3)]
+        other = await lst.deliver("hooli", lst.call("hooli"))
+        assert [a.status for a in answers] == [202, 202, 429]
+        assert int(answers[2].headers["Retry-After"]) >= 1
+        assert other.status == 202  # another token has its own bucket
+        assert len(await lst.published()) == 3
+
+
+# ── health, readiness, metrics ──────────────────────────────────────────────────────────────
+
+
+async def test_healthz_and_readyz_answer_when_all_is_up(ingress: Listener) -> None:
+    assert await ingress.get("/healthz") == (200, '{"status":"ok"}')
+    assert await ingress.get("/readyz") == (200, '{"status":"ready"}')
+
+
+async def test_readyz_is_503_naming_what_is_down() -> None:
+    s = load_settings(database_url="postgresql+psycopg://postgres@127.0.0.1:9/none", secret_key=SECRET_KEY)
+    async with (
+        open_app(s) as app,
+        serving(create_app(app, Metrics())) as url,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.get(url + "/readyz") as resp:
+            body = await resp.json()
+        async with http.get(url + "/healthz") as health:
+            pass
+    assert resp.status == 503
+    assert set(body["down"]) == {"database", "bus"}  # the local bus lives in that database
+    assert health.status == 200
+
+
+async def test_metrics_count_webhooks_and_the_in_process_worker(ingress: Listener) -> None:
+    await ingress.deliver("globex", ingress.call("globex"))
+    await ingress.post("/webhooks/tripletex/nope", ingress.call("globex"))
+    await ingress.published()
+    # the worker, metered as `cwi serve --worker` does, on a message it must dead-letter
+    await ingress.app.bus.publish(
+        [OutgoingMessage(body=b"not an envelope", message_id="m1", session_id="acme")]
+    )
+    async with open_app(ingress.app.settings, http=True) as app:
+        worker = app.worker()
+        worker.pipeline = MeteredPipeline(worker.pipeline, ingress.metrics)
+        worker.on_settled = ingress.metrics.chain_settled(worker.on_settled)
+        await worker.run(until_idle=True)
+    status, text = await ingress.get("/metrics")
+    assert status == 200
+    for line in (
+        "cwi_webhooks_received_total 2.0",
+        "cwi_webhooks_accepted_total 1.0",
+        'cwi_webhooks_rejected_total{reason="unknown_token"} 1.0',
+        "cwi_worker_received_total 1.0",
+        'cwi_worker_dead_lettered_total{reason="InvalidEnvelope"} 1.0',
+        "cwi_worker_in_flight 0.0",
+        "cwi_worker_handler_seconds_count 1.0",
+    ):
+        assert line in text, line
+
+
+async def test_a_bus_that_cannot_take_the_envelopes_is_503_and_the_retry_is_published(
+    ingress: Listener,
+) -> None:
+    bus_table = next(t for t in Base.metadata.sorted_tables if t.name == "bus_messages")
+    bus_table.drop(ingress.app.db.engine)
+    call = ingress.call("globex", key="during-outage")
+    answer = await ingress.deliver("globex", call)
+    assert answer.status == 503
+    assert answer.body["error"] == "unavailable"
+    bus_table.create(ingress.app.db.engine)
+    retry = await ingress.deliver("globex", call)  # no receipt was written: the retry is not a duplicate
+    assert retry.status == 202 and len(retry.body["published"]) == 1
+    assert len(await ingress.published()) == 1

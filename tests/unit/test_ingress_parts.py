@@ -1,0 +1,67 @@
+"""The listener's small parts: the rate limiter, the parser and secret registry, the worker metrics."""
+
+from __future__ import annotations
+
+import base64
+
+from contracts import DeadLetterReason
+from providers.generic_rest.webhooks import decode_secret
+from providers.registry import KINDS, WEBHOOK_PARSERS, WEBHOOK_SECRETS
+from worker.ingress.ratelimit import RateLimiter
+from worker.metrics import Metrics
+from worker.outcomes import Abandon, Complete, DeadLetter, Retry
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_bucket_allows_its_burst_then_refills_at_its_rate() -> None:
+    clock = Clock()
+    limiter = RateLimiter(2.0, 3, clock=clock)
+    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("a") == 0.5  # one call per 0.5 s
+    assert limiter.take("b") == 0.0  # each key its own bucket
+    clock.now = 0.5
+    assert limiter.take("a") == 0.0
+    clock.now = 100.0
+    assert [limiter.take("a") for _ in range(4)][-1] > 0  # refilled to the burst, not beyond
+
+
+def test_every_provider_kind_has_a_webhook_parser_and_a_secret_of_its_scheme() -> None:
+    assert set(WEBHOOK_PARSERS) == set(WEBHOOK_SECRETS) == set(KINDS)
+    generic = WEBHOOK_SECRETS["generic_rest"]()
+    assert generic.startswith("whsec_") and len(decode_secret(generic)) == 24
+    assert WEBHOOK_SECRETS["tripletex"]() != WEBHOOK_SECRETS["tripletex"]()
+    base64.urlsafe_b64decode(WEBHOOK_SECRETS["visma_net"]() + "=")
+
+
+def test_outcomes_feed_the_worker_counters() -> None:
+    m = Metrics()
+    seen = []
+    hook = m.chain_settled(seen.append)
+    for outcome in (
+        Complete("created"),
+        Complete("echo_ignored"),
+        Retry(60, 2, "timeout"),
+        DeadLetter(DeadLetterReason.InvalidEnvelope, "bad"),
+        Abandon("shutdown"),
+    ):
+        hook(outcome)
+    sample = m.registry.get_sample_value
+    assert sample("cwi_worker_completed_total", {"result": "created"}) == 1
+    assert sample("cwi_worker_echo_ignored_total") == 1
+    assert sample("cwi_worker_retried_total") == 1
+    assert sample("cwi_worker_dead_lettered_total", {"reason": "InvalidEnvelope"}) == 1
+    assert sample("cwi_worker_abandoned_total") == 1
+    assert len(seen) == 5
+
+
+def test_each_metrics_object_has_its_own_registry() -> None:
+    a, b = Metrics(), Metrics()
+    a.webhooks_received.inc()
+    assert b.registry.get_sample_value("cwi_webhooks_received_total") == 0

@@ -1,0 +1,32 @@
+"""The webhook tables' queries compile for SQL Server too (the DDL is covered by test_mssql_compile)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.dialects import mssql, postgresql, sqlite
+
+from config_db import webhooks
+
+STATEMENTS = {
+    "q_endpoint": webhooks.q_endpoint("ab" * 32),
+    "q_client_endpoints": webhooks.q_client_endpoints("acme"),
+    "s_insert_endpoint": webhooks.s_insert_endpoint("ab" * 32, "acme", "tripletex"),
+    "s_delete_endpoints": webhooks.s_delete_endpoints("acme"),
+    "q_receipts": webhooks.q_receipts("acme", "tripletex", ["k1", "k2"]),
+    "s_insert_receipt": webhooks.s_insert_receipt("acme", "tripletex", "k1"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STATEMENTS))
+@pytest.mark.parametrize(
+    "dialect", [mssql.dialect(), postgresql.dialect(), sqlite.dialect()], ids=lambda d: d.name
+)
+def test_queries_compile(name: str, dialect: object) -> None:
+    sql = str(STATEMENTS[name].compile(dialect=dialect))  # type: ignore[attr-defined]
+    assert sql.split()[0] in {"SELECT", "INSERT", "DELETE"}
+
+
+def test_receipt_keys_fit_the_column() -> None:
+    assert webhooks.receipt_key("evt-1") == "evt-1"
+    long = webhooks.receipt_key("x" * 1000)
+    assert len(long) <= 255 and long == webhooks.receipt_key("x" * 1000) != webhooks.receipt_key("y" * 1000)
