@@ -20,7 +20,7 @@ from providers.uni_economy.webhooks import parse_webhook
 from tests.fakes.receiver import Receiver, serve_receiver
 from tests.fakes.serve import ServedFake, serve_fake
 from tests.fakes.uni_economy import API_USER, OTHER_USER, FakeUni
-from tests.integration.test_tripletex_inbound import change
+from tests.integration.test_tripletex_provider import change
 
 SECRET = "whsec-uni-1"
 OSLO = Address(street="Storgata 1", postal_code="0150", city="Oslo", country="NO")
