@@ -152,7 +152,7 @@ class FakeTripletex:
         self._emit(kind, "create", new)
         return new
 
-    def user_update(self, kind: str, obj_id: int, **fields: Any) -> dict[str, Any]:
+    def user_update(self, kind: str, obj_id: int, /, **fields: Any) -> dict[str, Any]:
         """A user edits an object in Tripletex: a new version by another employee, then callbacks."""
         found = self.store[kind][obj_id]
         found.update(fields)

@@ -204,7 +204,7 @@ class FakeUni:
         self._emit(collection, "Create", made)
         return made
 
-    def user_update(self, collection: str, entity_id: int, **fields: Any) -> dict[str, Any]:
+    def user_update(self, collection: str, entity_id: int, /, **fields: Any) -> dict[str, Any]:
         """A user edits an entity in Uni's UI (top-level fields; ``Info`` etc. as whole objects)."""
         entity = self.store[collection][entity_id]
         self._merge(entity, fields)
