@@ -28,6 +28,8 @@ from aiohttp import web
 
 from providers.tripletex.webhooks import signed_headers
 from tests.fakes.callbacks import CallbackSender
+from tests.fakes.control import PREFIX as CONTROL_PREFIX
+from tests.fakes.control import add_control_routes
 from tests.openapi import SpecViolation, load_spec
 
 SPEC = "tripletex-v2.openapi3.json"
@@ -37,6 +39,14 @@ API_EMPLOYEE_ID = 7
 USER_EMPLOYEE_ID = 99
 """The employee behind changes made "in Tripletex's UI" (``add`` and the ``user_*`` controls)."""
 SUBSCRIPTIONS = "/event/subscription"
+EVENTS = (
+    *(
+        f"{kind}.{verb}"
+        for kind in ("customer", "supplier", "project")
+        for verb in ("create", "update", "delete")
+    ),
+    "invoice.charged",
+)
 COUNTRIES = {"NO": 161, "SE": 200, "DK": 57}
 BODY: web.RequestKey[dict[str, Any]] = web.RequestKey("json", dict)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -146,6 +156,10 @@ class FakeTripletex:
                 "status": "ACTIVE",
             }
 
+    def set_webhook(self, url: str, secret: str) -> None:
+        """Subscriptions to every event CW syncs (the control endpoint's ``webhook``)."""
+        self.subscribe(url, secret, EVENTS)
+
     def user_create(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         """A user creates an object in Tripletex: stored, and subscribers are called."""
         new = self.add(kind, obj)
@@ -213,6 +227,7 @@ class FakeTripletex:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.on_cleanup.append(self.callbacks.close)
+        add_control_routes(app, self)
         r = app.router
         r.add_get(f"/v2{SUBSCRIPTIONS}", self._list_subscriptions)
         r.add_post(f"/v2{SUBSCRIPTIONS}", self._subscribe)
@@ -232,6 +247,8 @@ class FakeTripletex:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(CONTROL_PREFIX):
+            return await handler(request)
         path = request.path.removeprefix("/v2")
         self.requests.append(f"{request.method} {path}")
         failure = next((f for f in self._failures if self.requests[-1].startswith(f.on)), None)

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from providers.uni_economy.webhooks import sign
 from tests.fakes import serve_app
 from tests.fakes.callbacks import CallbackSender
+from tests.fakes.control import add_control_routes
 from tests.openapi import Spec, SpecViolation, load_spec
 
 SPEC_NAME = "uni-economy-2019.swagger2.json"
@@ -197,6 +198,9 @@ class FakeUni:
         entity = self._with_ids(plan)
         self.store.setdefault("eventplans", {})[entity["ID"]] = entity
 
+    def set_webhook(self, url: str, secret: str) -> None:
+        self.add_event_plan(url, secret)
+
     def user_create(self, collection: str, entity: dict[str, Any]) -> dict[str, Any]:
         """A user creates an entity in Uni's UI: stored under their identity, then the event plans run."""
         made = self._with_ids({**copy.deepcopy(entity), "CreatedBy": OTHER_USER})
@@ -250,6 +254,7 @@ class FakeUni:
     async def serve(self) -> AsyncIterator[FakeUni]:
         app = web.Application()
         app.on_cleanup.append(self.callbacks.close)
+        add_control_routes(app, self)
         app.router.add_post("/connect/token", self._token)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._api)
         async with serve_app(app) as url:

@@ -28,6 +28,8 @@ from aiohttp import web
 
 from providers.visma_net.webhooks import DEFAULT_SIGNATURE_HEADER, signed_headers
 from tests.fakes.callbacks import CallbackSender
+from tests.fakes.control import PREFIX as CONTROL_PREFIX
+from tests.fakes.control import add_control_routes
 from tests.openapi import SpecViolation, load_spec
 
 SPEC_NAME = "visma-net-erp-v1.openapi3.json"
@@ -187,6 +189,14 @@ class FakeVismaNet:
         """What an operator does in the Visma Developer Portal: one callback for every entity."""
         self.webhook = (url, secret, header)
 
+    def set_webhook(self, url: str, secret: str) -> None:
+        self.configure_webhook(url, secret)
+
+    def user_delete(self, kind: str, key: str, /) -> None:
+        """A user deletes a record in Visma.net's UI (the API cannot)."""
+        record = self.stores[kind].records.pop(key)
+        self._emit(kind, "Deleted", key, record)
+
     def user_create(self, name: str, record: dict[str, Any]) -> dict[str, Any]:
         """A user creates a customer, supplier or project in Visma.net (fields as the read DTO's, flat)."""
         store = self.stores[name]
@@ -222,6 +232,7 @@ class FakeVismaNet:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.on_cleanup.append(self.callbacks.close)
+        add_control_routes(app, self)
         app.router.add_post(TOKEN_PATH, self._token)
         for name in self.stores:
             collection, item = f"/v1/{name}", f"/v1/{name}/{{{name}{'ID' if name == 'project' else 'Cd'}}}"
@@ -250,7 +261,7 @@ class FakeVismaNet:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path == TOKEN_PATH:
+        if request.path == TOKEN_PATH or request.path.startswith(CONTROL_PREFIX):
             return await handler(request)
         self.requests.append((request.method, request.path))
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
