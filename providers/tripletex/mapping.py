@@ -1,7 +1,8 @@
 """CW records → Tripletex request bodies, with the per-client settings they need.
 
 Reference ids (customer, country) are resolved by the provider and passed in; in a preview they are
-placeholder strings, which is why ``Ref`` admits ``str``.
+placeholder strings, which is why ``Ref`` admits ``str``. At the end, the way back for the inbound
+path: Tripletex objects (as ``FETCH_FIELDS`` asks for them) → CW record fields.
 """
 
 from __future__ import annotations
@@ -348,8 +349,9 @@ def _cw_line(line: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     rates = [rate for rate, found in settings.vat_types.items() if found == vat_id]
     if len(rates) != 1:
         raise MappingError(
-            f"Tripletex vatType {vat_id} is the setting vat_code.<rate> of {len(rates)} rates; "
-            "exactly one vat_code.<rate> setting must name it for CW to know the rate"
+            f"Tripletex vatType {vat_id} is named by {len(rates)} vat_code.<rate> settings; exactly one "
+            f"must name it for CW to know the rate (cwi connections set {settings.client_id} tripletex "
+            "--setting vat_code.<rate>=…)"
         )
     return {
         "description": str(line.get("description") or ""),

@@ -1,5 +1,6 @@
 """CW records → Uni Economy payloads (field names from the Customer, Supplier, Project and
-CustomerInvoice definitions of uni-economy-2019.swagger2.json), plus the per-client settings.
+CustomerInvoice definitions of uni-economy-2019.swagger2.json), plus the per-client settings; at the
+end, the way back for the inbound path (Uni entities as ``FETCH_EXPAND`` reads them → CW fields).
 """
 
 from __future__ import annotations
@@ -383,8 +384,8 @@ def _cw_address(value: Mapping[str, Any], what: str) -> dict[str, str] | None:
         return None
     names = {"street": "AddressLine1", "postal_code": "PostalCode", "city": "City", "country": "CountryCode"}
     parts = {cw: _text(address.get(uni)) for cw, uni in names.items()}
-    if not any(parts.values()):
-        return None
+    if not any(parts[k] for k in ("street", "postal_code", "city")):
+        return None  # a country code alone is Uni's default, not an address
     missing = [names[k] for k, v in parts.items() if v is None]
     if missing:
         raise MappingError(

@@ -2,7 +2,8 @@
 
 Every field is wrapped as ``{"value": …}``. Fields CW leaves empty are left out rather than
 cleared: the DTOs' values are not nullable. Dates go as ``YYYY-MM-DDT00:00:00`` without an offset,
-so Visma reads them as the company's calendar day (an offset could move the day).
+so Visma reads them as the company's calendar day (an offset could move the day). At the end, the
+way back for the inbound path: read DTOs (``CustomerDto`` …, values not wrapped) → CW fields.
 """
 
 from __future__ import annotations

@@ -202,7 +202,8 @@ class VismaNetProvider:
         number = str(existing["referenceNumber"])
         if existing.get("status") not in DRAFT_STATUSES:
             if change.action is Action.created or change.recovering:
-                return PushResult("unchanged", number, None, content_hash(body))
+                stamp = existing.get("lastModifiedDateTime")
+                return PushResult("unchanged", number, str(stamp) if stamp else None, content_hash(body))
             raise NotSupported(
                 f"invoice {number} is {existing.get('status')} in Visma.net: a released invoice cannot be "
                 "changed; correct it with a credit note in Visma.net"
