@@ -163,7 +163,8 @@ async def test_the_fake_answers_before_its_webhook_is_received(
 ) -> None:
     receiver.gate.clear()  # the receiver holds its answer until the push has returned
 
-    pushed = await provider.push(change(CUSTOMER))
+    # A fake that waited for the receiver would never answer: wait_for fails the test instead.
+    pushed = await asyncio.wait_for(provider.push(change(CUSTOMER)), 5)
     headers, _ = await receiver.next()
     receiver.gate.set()
     await fake.callbacks.drain()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
@@ -212,8 +213,8 @@ async def test_a_user_created_supplier_and_our_invoice_fire_their_events(
 async def test_the_fake_answers_before_its_webhook_is_received(
     fake: FakeVismaNet, provider: VismaNetProvider, receiver: Receiver
 ) -> None:
-    receiver.gate.clear()
-    pushed = await provider.push(change(CUSTOMER))
+    receiver.gate.clear()  # the receiver holds its answer until the push has returned
+    pushed = await asyncio.wait_for(provider.push(change(CUSTOMER)), 5)
     await receiver.next()
     receiver.gate.set()
     await fake.callbacks.drain()
