@@ -1,7 +1,8 @@
 """CW records → Tripletex request bodies, with the per-client settings they need.
 
 Reference ids (customer, country) are resolved by the provider and passed in; in a preview they are
-placeholder strings, which is why ``Ref`` admits ``str``.
+placeholder strings, which is why ``Ref`` admits ``str``. At the end, the way back for the inbound
+path: Tripletex objects (as ``FETCH_FIELDS`` asks for them) → CW record fields.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from providers.errors import MappingError, NotSupported
 
 Ref = int | str
 Payload = dict[str, Any]
+SUBSCRIPTIONS = "/event/subscription"
 INVOICE_LOOKUP_WINDOW = dt.timedelta(days=366)
 """Orders and invoices are searched this far either side of the CW invoice date."""
 
@@ -244,3 +246,136 @@ def order_matches(order: Mapping[str, Any], payload: Payload) -> bool:
     ours = sorted(_line_key(line) for line in payload["orderLines"])
     theirs = sorted(_line_key(line) for line in order.get("orderLines") or [] if isinstance(line, dict))
     return ours == theirs
+
+
+# -- Tripletex → CW (the inbound path) ---------------------------------------------------------
+
+FETCH_FIELDS = {
+    "customer": (
+        "id,version,name,customerNumber,organizationNumber,email,phoneNumber,"
+        "postalAddress(addressLine1,postalCode,city,country(isoAlpha2Code)),changes(employeeId)"
+    ),
+    "supplier": (
+        "id,version,name,supplierNumber,organizationNumber,email,"
+        "postalAddress(addressLine1,postalCode,city,country(isoAlpha2Code)),changes(employeeId)"
+    ),
+    "project": "id,version,name,number,startDate,endDate,customer(customerNumber),changes(employeeId)",
+    "invoice": (
+        "id,version,invoiceDate,invoiceDueDate,currency(code),customer(customerNumber),"
+        "orders(number,reference,orderLines(description,count,unitPriceExcludingVatCurrency,vatType(id))),"
+        "changes(employeeId)"
+    ),
+}
+"""What ``fetch`` asks for per entity: every field ``to_cw`` reads, references with their numbers."""
+
+
+def last_author(value: Mapping[str, Any]) -> str | None:
+    """The employee behind the latest change (``changes`` is oldest first)."""
+    changes = [c for c in value.get("changes") or [] if isinstance(c, dict) and c.get("employeeId")]
+    return str(changes[-1]["employeeId"]) if changes else None
+
+
+def _text(value: Any) -> str | None:
+    """Tripletex sends "" for an empty text field; CW says None."""
+    return str(value) if value not in (None, "") else None
+
+
+def _required(value: Mapping[str, Any], key: str, what: str) -> str:
+    found = _text(value.get(key))
+    if found is None:
+        raise MappingError(f"Tripletex {what} {value.get('id')} has no {key}, which CW requires")
+    return found
+
+
+def _cw_address(value: Mapping[str, Any], what: str) -> dict[str, str] | None:
+    address = value.get("postalAddress")
+    if not isinstance(address, dict):
+        return None
+    parts = {
+        "street": _text(address.get("addressLine1")),
+        "postal_code": _text(address.get("postalCode")),
+        "city": _text(address.get("city")),
+        "country": _text((address.get("country") or {}).get("isoAlpha2Code")),
+    }
+    if not any(parts[k] for k in ("street", "postal_code", "city")):
+        return None  # Tripletex keeps an empty address object on every customer
+    missing = [k for k, v in parts.items() if v is None]
+    if missing:
+        raise MappingError(
+            f"Tripletex {what} {value.get('id')} has a postal address without {', '.join(missing)}, "
+            "and a CW address needs street, postal code, city and country"
+        )
+    return {k: str(v) for k, v in parts.items()}
+
+
+def _party_fields(value: Mapping[str, Any], what: str, number_key: str) -> dict[str, Any]:
+    return {
+        "number": _required(value, number_key, what),
+        "name": _required(value, "name", what),
+        "org_number": _text(value.get("organizationNumber")),
+        "email": _text(value.get("email")),
+        "address": _cw_address(value, what),
+    }
+
+
+def customer_fields(value: Mapping[str, Any]) -> dict[str, Any]:
+    return {**_party_fields(value, "customer", "customerNumber"), "phone": _text(value.get("phoneNumber"))}
+
+
+def supplier_fields(value: Mapping[str, Any]) -> dict[str, Any]:
+    return _party_fields(value, "supplier", "supplierNumber")
+
+
+def _customer_number(value: Mapping[str, Any], what: str) -> str:
+    number = _text((value.get("customer") or {}).get("customerNumber"))
+    if number is None:
+        raise MappingError(f"Tripletex {what} {value.get('id')} names no customer (customer.customerNumber)")
+    return number
+
+
+def project_fields(value: Mapping[str, Any]) -> dict[str, Any]:
+    """CW's ``customer_id`` is CW's own id, unknown here: CW resolves it from ``customer_number``."""
+    return {
+        "number": _required(value, "number", "project"),
+        "name": _required(value, "name", "project"),
+        "customer_number": _customer_number(value, "project"),
+        "start_date": _required(value, "startDate", "project"),
+        "end_date": _text(value.get("endDate")),
+    }
+
+
+def _cw_line(line: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    vat_id = (line.get("vatType") or {}).get("id")
+    rates = [rate for rate, found in settings.vat_types.items() if found == vat_id]
+    if len(rates) != 1:
+        raise MappingError(
+            f"Tripletex vatType {vat_id} is named by {len(rates)} vat_code.<rate> settings; exactly one "
+            f"must name it for CW to know the rate (cwi connections set {settings.client_id} tripletex "
+            "--setting vat_code.<rate>=…)"
+        )
+    return {
+        "description": str(line.get("description") or ""),
+        "quantity": str(Decimal(str(line.get("count") or 0))),
+        "unit_price": str(Decimal(str(line.get("unitPriceExcludingVatCurrency") or 0))),
+        "vat_rate": f"{rates[0].normalize():f}",
+    }
+
+
+def invoice_fields(value: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """An invoice is its order: CW's invoice number is the order number (see ``order_payload``)."""
+    orders = [o for o in value.get("orders") or [] if isinstance(o, dict)]
+    if len(orders) != 1:
+        raise MappingError(
+            f"Tripletex invoice {value.get('id')} was made from {len(orders)} orders; CW invoices map to one"
+        )
+    order = orders[0]
+    lines = [line for line in order.get("orderLines") or [] if isinstance(line, dict)]
+    return {
+        "number": _required(order, "number", "order"),
+        "customer_number": _customer_number(value, "invoice"),
+        "invoice_date": _required(value, "invoiceDate", "invoice"),
+        "due_date": _required(value, "invoiceDueDate", "invoice"),
+        "currency": _text((value.get("currency") or {}).get("code")) or settings.currency,
+        "lines": [_cw_line(line, settings) for line in lines],
+        "reference": _text(order.get("reference")),
+    }

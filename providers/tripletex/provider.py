@@ -5,12 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
 from contracts import Action, Customer, CWRecord, Entity, Invoice, Project, Supplier
-from providers.base import ConnectionSpec, OutboundChange, PreparedRequest, PushResult, content_hash
+from providers.base import (
+    ConnectionSpec,
+    ExternalRecord,
+    OutboundChange,
+    PreparedRequest,
+    PushResult,
+    content_hash,
+)
 from providers.errors import MappingError, NotSupported, TransientError
 from providers.tripletex import mapping
 from providers.tripletex.client import KIND, TripletexClient, unwrap
@@ -22,6 +29,13 @@ ORDER_FIELDS = (
     "orderLines(description,count,unitPriceExcludingVatCurrency,vatType(id))"
 )
 MISSING_CUSTOMER_WAIT = 60.0
+_SYNCED = ("customer", "supplier", "project")
+WEBHOOK_EVENTS = (
+    *(f"{subject}.{verb}" for subject in _SYNCED for verb in ("create", "update", "delete")),
+    "invoice.charged",
+)
+WEBHOOK_FIELDS = "*,version,changes"
+"""Callbacks carry the record, its version and who changed it: enough to tell an echo without a fetch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +107,56 @@ class TripletexProvider:
             f"tripletex at {self._client.base_url}: authenticated as employee {me.get('employeeId')}"
             f"{f' ({name})' if name else ''} of company {me.get('companyId')}"
         )
+
+    # -- inbound ----------------------------------------------------------------------------------
+
+    async def fetch(self, entity: Entity, external_id: str) -> ExternalRecord | None:
+        """The record by its Tripletex id; version and author as ``push`` reports them."""
+        if _numeric_id(external_id) is None:
+            return None  # Tripletex ids are numbers: nothing else can exist there
+        path = f"/{entity.value}/{external_id}"
+        params = {"fields": mapping.FETCH_FIELDS[entity.value]}
+        resp = await self._client.call("GET", path, params=params, allow=(404,))
+        if resp.status == 404:
+            return None
+        value: dict[str, Any] = unwrap(resp, "value", f"GET {path}")
+        version = value.get("version")
+        return ExternalRecord(
+            external_id=str(value.get("id", external_id)),
+            value=value,
+            version=None if version is None else str(version),
+            author=mapping.last_author(value),
+        )
+
+    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
+        if entity is Entity.customer:
+            return mapping.customer_fields(value)
+        if entity is Entity.supplier:
+            return mapping.supplier_fields(value)
+        if entity is Entity.project:
+            return mapping.project_fields(value)
+        return mapping.invoice_fields(value, self._settings())
+
+    async def register_webhook(self, url: str, secret: str) -> str:
+        """One subscription per event CW syncs, signed with ``secret``; existing ones are updated."""
+        parts = urlsplit(url)
+        if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost"):
+            raise MappingError(
+                f"Tripletex calls only absolute HTTPS URLs back, not {url}: set CWI_PUBLIC_URL"
+            )
+        existing = await self._client.values(mapping.SUBSCRIPTIONS, {"fields": "id,event,targetUrl"})
+        known = {(s.get("event"), s.get("targetUrl")): s["id"] for s in existing if "id" in s}
+        created = updated = 0
+        for event in WEBHOOK_EVENTS:
+            body = {"event": event, "targetUrl": url, "fields": WEBHOOK_FIELDS, "hmacSharedSecret": secret}
+            sub_id = known.get((event, url))
+            if sub_id is None:
+                await self._client.value("POST", mapping.SUBSCRIPTIONS, json_body=body)
+                created += 1
+            else:  # re-registering rotates the secret of what is there
+                await self._client.value("PUT", f"{mapping.SUBSCRIPTIONS}/{sub_id}", json_body=body)
+                updated += 1
+        return f"tripletex: {created} event subscriptions created, {updated} updated, calling {url}"
 
     def preview(self, change: OutboundChange) -> list[PreparedRequest]:
         settings = self._settings()

@@ -13,10 +13,10 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from typing import Any
 
 from contracts import Action, Entity
 from providers.base import InboundChange, WebhookRejected
+from providers.tripletex.mapping import last_author
 
 SIGNATURE_HEADER = "x-request-signature"
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -71,12 +71,6 @@ def _entity_action(event: str) -> tuple[Entity, Action] | None:
     return None
 
 
-def _author(value: Mapping[str, Any]) -> str | None:
-    """The employee behind the latest change, when the subscription's fields include ``changes``."""
-    changes = [c for c in value.get("changes") or [] if isinstance(c, dict) and c.get("employeeId")]
-    return str(changes[-1]["employeeId"]) if changes else None
-
-
 def parse_webhook(
     headers: Mapping[str, str],
     body: bytes,
@@ -111,7 +105,7 @@ def parse_webhook(
             action=kind[1],
             external_id=str(payload["id"]),
             version=None if version is None else str(version),
-            author=_author(value) if value else None,
+            author=last_author(value) if value else None,
             value=value,
             event_id=event_id,
         )

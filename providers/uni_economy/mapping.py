@@ -1,5 +1,6 @@
 """CW records → Uni Economy payloads (field names from the Customer, Supplier, Project and
-CustomerInvoice definitions of uni-economy-2019.swagger2.json), plus the per-client settings.
+CustomerInvoice definitions of uni-economy-2019.swagger2.json), plus the per-client settings; at the
+end, the way back for the inbound path (Uni entities as ``FETCH_EXPAND`` reads them → CW fields).
 """
 
 from __future__ import annotations
@@ -108,13 +109,18 @@ def supplier_payload(supplier: Supplier) -> dict[str, Any]:
     return payload
 
 
-def project_payload(project: Project) -> dict[str, Any]:
-    # ProjectCustomerID is left out: the record names the CW customer id, which Uni does not know.
+def project_payload(project: Project, customer_id: Any = None) -> dict[str, Any]:
+    """``customer_id`` is Uni's ID of the project's customer, looked up by ``customer_number``.
+
+    Without a customer number the project stays unlinked: Uni does not know CW's customer id.
+    """
     payload: dict[str, Any] = {
         "ProjectNumber": project.number,
         "Name": project.name,
         "StartDate": project.start_date.isoformat(),
     }
+    if customer_id is not None:
+        payload["ProjectCustomerID"] = customer_id
     if project.end_date is not None:
         payload["EndDate"] = project.end_date.isoformat()
     return payload
@@ -329,3 +335,135 @@ def _currency_lookup(invoice: Invoice, settings: Mapping[str, str], client_id: s
         f"if {invoice.currency} is the company's own currency, set base_currency "
         f"({_connections_set(client_id, 'base_currency')})",
     )
+
+
+# -- Uni → CW (the inbound path) -----------------------------------------------------------------
+
+FETCH_EXPAND: Mapping[Entity, str] = {
+    Entity.customer: PARTY_EXPAND,
+    Entity.supplier: PARTY_EXPAND,
+    Entity.project: "ProjectCustomer",
+    Entity.invoice: "Items,Items.VatType,Items.Account,Customer,CurrencyCode",
+}
+"""What ``fetch`` expands per entity: every object ``to_cw`` reads."""
+
+
+def stamp(entity: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(version, author) of an entity as Uni holds it: its last change, else its creation."""
+    version = entity.get("UpdatedAt") or entity.get("CreatedAt")
+    author = entity.get("UpdatedBy") or entity.get("CreatedBy")
+    return (str(version) if version else None, str(author) if author else None)
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _nested(value: Mapping[str, Any], *path: str) -> Any:
+    node: Any = value
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def _required(value: Mapping[str, Any], what: str, *path: str) -> str:
+    found = _text(_nested(value, *path))
+    if found is None:
+        raise MappingError(f"Uni Economy {what} {value.get('ID')} has no {'.'.join(path)}, which CW requires")
+    return found
+
+
+def _day(value: Mapping[str, Any], what: str, key: str) -> str:
+    """Uni may send a date as a date-time; CW wants the day."""
+    return _required(value, what, key)[:10]
+
+
+def _cw_address(value: Mapping[str, Any], what: str) -> dict[str, str] | None:
+    address = _nested(value, "Info", "InvoiceAddress")
+    if not isinstance(address, dict):
+        return None
+    names = {"street": "AddressLine1", "postal_code": "PostalCode", "city": "City", "country": "CountryCode"}
+    parts = {cw: _text(address.get(uni)) for cw, uni in names.items()}
+    if not any(parts[k] for k in ("street", "postal_code", "city")):
+        return None  # a country code alone is Uni's default, not an address
+    missing = [names[k] for k, v in parts.items() if v is None]
+    if missing:
+        raise MappingError(
+            f"Uni Economy {what} {value.get('ID')} has an invoice address without {', '.join(missing)}, "
+            "and a CW address needs street, postal code, city and country"
+        )
+    return {k: str(v) for k, v in parts.items()}
+
+
+def _party_fields(value: Mapping[str, Any], what: str, number_key: str) -> dict[str, Any]:
+    return {
+        "number": _required(value, what, number_key),
+        "name": _required(value, what, "Info", "Name"),
+        "org_number": _text(value.get("OrgNumber")),
+        "email": _text(_nested(value, "Info", "DefaultEmail", "EmailAddress")),
+        "address": _cw_address(value, what),
+    }
+
+
+def customer_fields(value: Mapping[str, Any]) -> dict[str, Any]:
+    phone = _text(_nested(value, "Info", "DefaultPhone", "Number"))
+    return {**_party_fields(value, "customer", "CustomerNumber"), "phone": phone}
+
+
+def supplier_fields(value: Mapping[str, Any]) -> dict[str, Any]:
+    return _party_fields(value, "supplier", "SupplierNumber")
+
+
+def project_fields(value: Mapping[str, Any]) -> dict[str, Any]:
+    """CW's ``customer_id`` is CW's own id: CW resolves it from ``customer_number``."""
+    end = _text(value.get("EndDate"))
+    return {
+        "number": _required(value, "project", "ProjectNumber"),
+        "name": _required(value, "project", "Name"),
+        "customer_number": _required(value, "project", "ProjectCustomer", "CustomerNumber"),
+        "start_date": _day(value, "project", "StartDate"),
+        "end_date": end[:10] if end else None,
+    }
+
+
+def _decimal_text(value: Any) -> str:
+    return str(Decimal(str(value if value is not None else 0)))
+
+
+def _cw_line(item: Mapping[str, Any], foreign: bool) -> dict[str, Any]:
+    price = item.get("PriceExVatCurrency") if foreign else item.get("PriceExVat")
+    percent = _nested(item, "VatType", "VatPercent")
+    if percent is None:
+        percent = item.get("VatPercent")
+    return {
+        "description": _required(item, "invoice line", "ItemText"),
+        "quantity": _decimal_text(item.get("NumberOfItems")),
+        "unit_price": _decimal_text(price),
+        "vat_rate": f"{Decimal(str(percent if percent is not None else 0)).normalize():f}",
+        "account": _text(_nested(item, "Account", "AccountNumber")),
+    }
+
+
+def invoice_fields(value: Mapping[str, Any], settings: Mapping[str, str]) -> dict[str, Any]:
+    """Uni numbers invoices itself when they are invoiced: CW gets Uni's InvoiceNumber, so a draft
+    (no number yet) cannot be mapped."""
+    number = _text(value.get("InvoiceNumber"))
+    if number is None:
+        raise MappingError(
+            f"Uni Economy invoice {value.get('ID')} is a draft without an InvoiceNumber; "
+            "CW takes an invoice once Uni has numbered it"
+        )
+    currency = _text(_nested(value, "CurrencyCode", "Code"))
+    items = sorted(
+        (i for i in value.get("Items") or [] if isinstance(i, dict) and not i.get("Deleted")),
+        key=lambda i: int(i.get("SortIndex") or 0),
+    )
+    return {
+        "number": number,
+        "customer_number": _required(value, "invoice", "Customer", "CustomerNumber"),
+        "invoice_date": _day(value, "invoice", "InvoiceDate"),
+        "due_date": _day(value, "invoice", "PaymentDueDate"),
+        "currency": currency or settings.get("base_currency") or "NOK",
+        "lines": [_cw_line(item, currency is not None) for item in items],
+        "reference": _text(value.get("YourReference")),
+    }

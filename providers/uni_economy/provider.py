@@ -2,41 +2,69 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import aiohttp
 
 from contracts import Action, Customer, Entity, Invoice, Project, Supplier
-from providers.base import ConnectionSpec, OutboundChange, PreparedRequest, PushResult, content_hash
+from providers.base import (
+    ConnectionSpec,
+    ExternalRecord,
+    OutboundChange,
+    PreparedRequest,
+    PushResult,
+    content_hash,
+)
 from providers.errors import MappingError, NotSupported, TransientError
 from providers.http import redact_headers
 from providers.uni_economy import mapping
 from providers.uni_economy.client import KIND, UniClient
 from providers.uni_economy.mapping import KINDS, EntityKind, InvoiceIds, Lookup
 
+EVENT_PLAN_NAME = "Contracting Works integration"
+EVENT_PLAN_MODELS = "Customer,Supplier,Project,CustomerInvoice"
 
-def _party_payload(record: Customer | Supplier | Project) -> dict[str, Any]:
+
+def _party_payload(record: Customer | Supplier | Project, project_customer: Any = None) -> dict[str, Any]:
     if isinstance(record, Customer):
         return mapping.customer_payload(record)
     if isinstance(record, Supplier):
         return mapping.supplier_payload(record)
-    return mapping.project_payload(record)
+    return mapping.project_payload(record, project_customer)
+
+
+def _project_customer(project: Project) -> Lookup | None:
+    """The lookup of a project's customer, when the record names its number."""
+    if project.customer_number is None:
+        return None
+    number = mapping.whole_number(project.customer_number, "customer number")
+    return Lookup(
+        "customers",
+        f"CustomerNumber eq {number}",
+        f"customer number {project.customer_number}",
+        "push the customer first, then replay this message",
+        cacheable=False,
+    )
 
 
 def _result(outcome: str, entity: Any, payload: Any) -> PushResult:
     if not isinstance(entity, dict) or entity.get("ID") is None:
         # Retrying is safe: the next attempt finds what was written by its natural key.
         raise TransientError(f"Uni Economy answered the {outcome} write without the entity's ID")
-    version = entity.get("UpdatedAt") or entity.get("CreatedAt")
-    author = entity.get("UpdatedBy") or entity.get("CreatedBy")
+    version, author = mapping.stamp(entity)
     return PushResult(
         outcome=outcome,
         external_id=str(entity["ID"]),
-        version=str(version) if version else None,
+        version=version,
         # The hash is of what we map, without Uni's IDs, so a create and a later no-op update agree.
         content_hash=content_hash(payload),
-        author=str(author) if author else None,
+        author=author,
     )
+
+
+def _id_of(entity: Any) -> str:
+    return str(entity.get("ID")) if isinstance(entity, dict) else "?"
 
 
 class UniEconomyProvider:
@@ -56,7 +84,8 @@ class UniEconomyProvider:
         if isinstance(record, Invoice):
             return await self._push_invoice(change, record)
         kind = KINDS[change.entity]
-        payload = _party_payload(record)
+        lookup = _project_customer(record) if isinstance(record, Project) else None
+        payload = _party_payload(record, await self._resolve(lookup) if lookup else None)
         key = mapping.key_filter(kind, mapping.natural_key(record))
         existing = await self._existing(kind, change.known_external_id, key)
         outcome, entity = await self._write(kind, payload, existing)
@@ -68,6 +97,53 @@ class UniEconomyProvider:
         who = user.get("DisplayName") or user.get("Email") or user.get("GlobalIdentity") or "an unnamed user"
         return f"{KIND} at {self._client.api_url}: authenticated as {who}"
 
+    # -- inbound ----------------------------------------------------------------------------------
+
+    async def fetch(self, entity: Entity, external_id: str) -> ExternalRecord | None:
+        """The entity by its Uni ID, expanded for ``to_cw``; version and author as ``push`` reports them."""
+        if not external_id.isdigit():
+            return None  # Uni IDs are numbers: nothing else can exist there
+        params = {"expand": mapping.FETCH_EXPAND[entity]}
+        found = await self._client.request(
+            "GET", f"/{KINDS[entity].collection}/{external_id}", params=params, missing_ok=True
+        )
+        if not isinstance(found, dict):
+            return None
+        version, author = mapping.stamp(found)
+        return ExternalRecord(str(found.get("ID", external_id)), found, version, author)
+
+    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
+        if entity is Entity.customer:
+            return mapping.customer_fields(value)
+        if entity is Entity.supplier:
+            return mapping.supplier_fields(value)
+        if entity is Entity.project:
+            return mapping.project_fields(value)
+        return mapping.invoice_fields(value, self._spec.settings)
+
+    async def register_webhook(self, url: str, secret: str) -> str:
+        """One event plan for the entities CW syncs, calling ``url``; re-registering updates it.
+
+        ``SigningKey`` is not in the 2019 spec's Eventplan (providers.md names it for the signed
+        callbacks); the spec's schema is open, so the field is sent as documented there.
+        """
+        plan: dict[str, Any] = {
+            "Name": EVENT_PLAN_NAME,
+            "Active": True,
+            "ModelFilter": EVENT_PLAN_MODELS,
+            "OperationFilter": "CUD",
+            "SigningKey": secret,
+            "Subscribers": [{"Name": "Contracting Works", "Active": True, "Endpoint": url}],
+        }
+        name_filter = f"Name eq {mapping.odata_literal(EVENT_PLAN_NAME)}"
+        existing = await self._client.find_one("eventplans", name_filter, "Subscribers")
+        if existing is None:
+            made = await self._client.request("POST", "/eventplans", json_body=plan)
+            return f"{KIND}: event plan {_id_of(made)} created for {EVENT_PLAN_MODELS}, calling {url}"
+        body = mapping.with_ids(plan, existing)
+        await self._client.request("PUT", f"/eventplans/{existing['ID']}", json_body=body)
+        return f"{KIND}: event plan {existing['ID']} updated for {EVENT_PLAN_MODELS}, calling {url}"
+
     def preview(self, change: OutboundChange) -> list[PreparedRequest]:
         kind = KINDS[change.entity]
         headers = redact_headers(self._client.headers("<token>"))
@@ -78,7 +154,9 @@ class UniEconomyProvider:
         if record is None:
             raise MappingError(f"{change.entity}.{change.action} for {change.cw_id} carries no record")
         if not isinstance(record, Invoice):
-            return [PreparedRequest("POST", url, headers, _party_payload(record))]
+            lookup = _project_customer(record) if isinstance(record, Project) else None
+            customer = f"<ID of {lookup.what}>" if lookup else None
+            return [PreparedRequest("POST", url, headers, _party_payload(record, customer))]
         return self._invoice_preview(record, url, headers)
 
     def _invoice_preview(self, record: Invoice, url: str, headers: dict[str, str]) -> list[PreparedRequest]:

@@ -17,6 +17,7 @@ from typing import Any
 from contracts import Action, Entity
 from providers.base import InboundChange, WebhookRejected
 from providers.errors import MappingError
+from providers.uni_economy.mapping import stamp
 
 SIGNATURE_HEADERS = ("unimicro-signature", "softrig-signature")
 DEFAULT_TOLERANCE_S = 300.0
@@ -113,17 +114,15 @@ def _change(event: Any) -> InboundChange | None:
         raise WebhookRejected("malformed", f"unknown EventType {event_type!r}")
     value = _field(event, "entity")
     value = value if isinstance(value, dict) else None
-    version = author = None
-    if value is not None:
-        version = value.get("UpdatedAt") or value.get("CreatedAt")
-        author = value.get("UpdatedBy") or value.get("CreatedBy")
+    # The same reading as the provider's push and fetch, so an echo compares equal.
+    version, author = stamp(value) if value is not None else (None, None)
     event_id = _field(event, "eventid")  # not in the documented payload; used when a tenant sends one
     return InboundChange(
         entity=entity,
         action=action,
         external_id=str(entity_id),
-        version=str(version) if version else None,
-        author=str(author) if author else None,
+        version=version,
+        author=author,
         value=value,
         event_id=str(event_id) if event_id else None,
     )

@@ -2,12 +2,14 @@
 
 Every field is wrapped as ``{"value": …}``. Fields CW leaves empty are left out rather than
 cleared: the DTOs' values are not nullable. Dates go as ``YYYY-MM-DDT00:00:00`` without an offset,
-so Visma reads them as the company's calendar day (an offset could move the day).
+so Visma reads them as the company's calendar day (an offset could move the day). At the end, the
+way back for the inbound path: read DTOs (``CustomerDto`` …, values not wrapped) → CW fields.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -111,14 +113,16 @@ def _segments(raw: str, spec: ConnectionSpec, name: str) -> list[JsonObject]:
 def project_body(project: Project, spec: ConnectionSpec) -> JsonObject:
     """``ProjectUpdateDto``. The spec requires ``defSub`` unless a project template is given.
 
-    The project's customer is not sent: CW's project carries the CW customer id, not the customer
-    number Visma's ``customer`` field wants.
+    The customer is linked by ``customer_number`` (Visma's ``customer`` is the customer number);
+    a record with only CW's customer id leaves the project unlinked.
     """
     body: JsonObject = {
         "projectID": wrap(project.number),
         "description": wrap(project.name),
         "startDate": wrap(_date(project.start_date)),
     }
+    if project.customer_number:
+        body["customer"] = wrap(project.customer_number)
     if project.end_date:
         body["endDate"] = wrap(_date(project.end_date))
     if template := spec.setting("project_template"):
@@ -221,3 +225,130 @@ def invoice_plan(spec: ConnectionSpec) -> InvoicePlan:
             f"({_add_setting(spec, 'release_invoices')})"
         )
     return InvoicePlan(release, send)
+
+
+# -- Visma.net → CW (the inbound path): read DTOs (CustomerDto …), values not wrapped ----------------
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _nested(value: Mapping[str, Any], *path: str) -> Any:
+    node: Any = value
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def _required(value: Mapping[str, Any], what: str, *path: str) -> str:
+    found = _text(_nested(value, *path))
+    if found is None:
+        raise MappingError(f"Visma.net {what} has no {'.'.join(path)}, which CW requires")
+    return found
+
+
+def _day(text: str | None) -> str | None:
+    """``2024-05-01T00:00:00`` → ``2024-05-01`` (dates are written without an offset, see ``_date``)."""
+    return text[:10] if text else None
+
+
+def _cw_address(value: Mapping[str, Any], what: str) -> dict[str, str] | None:
+    address = value.get("mainAddress")
+    if not isinstance(address, dict):
+        return None
+    parts = {
+        "street": _text(address.get("addressLine1")),
+        "postal_code": _text(address.get("postalCode")),
+        "city": _text(address.get("city")),
+        "country": _text(_nested(address, "country", "id")),
+    }
+    if not any(parts[k] for k in ("street", "postal_code", "city")):
+        return None
+    missing = [k for k, v in parts.items() if v is None]
+    if missing:
+        raise MappingError(
+            f"Visma.net {what} has a main address without {', '.join(missing)}, "
+            "and a CW address needs street, postal code, city and country"
+        )
+    return {k: str(v) for k, v in parts.items()}
+
+
+def _party_fields(value: Mapping[str, Any], what: str) -> dict[str, Any]:
+    number = _required(value, what, "number")
+    label = f"{what} {number}"
+    return {
+        "number": number,
+        "name": _required(value, label, "name"),
+        "org_number": _text(value.get("corporateId")),
+        "email": _text(_nested(value, "mainContact", "email")),
+        "address": _cw_address(value, label),
+    }
+
+
+def customer_fields(value: Mapping[str, Any]) -> dict[str, Any]:
+    return {**_party_fields(value, "customer"), "phone": _text(_nested(value, "mainContact", "phone1"))}
+
+
+def supplier_fields(value: Mapping[str, Any]) -> dict[str, Any]:
+    return _party_fields(value, "supplier")
+
+
+def project_fields(value: Mapping[str, Any]) -> dict[str, Any]:
+    """CW's ``customer_id`` is CW's own id: CW resolves it from ``customer_number``."""
+    number = _required(value, "project", "projectID")
+    label = f"project {number}"
+    return {
+        "number": number,
+        "name": _required(value, label, "description"),
+        "customer_number": _required(value, label, "customer", "number"),
+        "start_date": _day(_required(value, label, "startDate")),
+        "end_date": _day(_text(value.get("endDate"))),
+    }
+
+
+def vat_rate(code: str | None, spec: ConnectionSpec) -> str:
+    """The rate whose ``vat_code.<rate>`` setting names ``code`` (the inverse of ``vat_code``)."""
+    rates = set()
+    for name, value in spec.settings.items():
+        prefix, _, raw_rate = name.partition(".")
+        if prefix == "vat_code" and value == code:
+            try:
+                rates.add(Decimal(raw_rate).normalize())
+            except InvalidOperation:
+                continue
+    if len(rates) != 1:
+        raise MappingError(
+            f"Visma.net VAT code {code!r} is named by {len(rates)} vat_code.<rate> settings; exactly one "
+            f"must name it for CW to know the rate ({_add_setting(spec, 'vat_code.<rate>')})"
+        )
+    return format(rates.pop(), "f")
+
+
+def _cw_line(line: Mapping[str, Any], spec: ConnectionSpec) -> dict[str, Any]:
+    return {
+        "description": _required(line, "invoice line", "description"),
+        "quantity": str(Decimal(str(line.get("quantity") or 0))),
+        "unit_price": str(Decimal(str(line.get("unitPriceInCurrency") or 0))),
+        "vat_rate": vat_rate(_text(_nested(line, "vatCode", "id")), spec),
+        "account": _text(_nested(line, "account", "number")),
+        "product_number": _text(line.get("inventoryNumber")),
+    }
+
+
+def invoice_fields(value: Mapping[str, Any], spec: ConnectionSpec) -> dict[str, Any]:
+    """CW's number travels as ``invoiceText`` and its id as ``externalReference`` (see ``invoice_body``)."""
+    label = f"invoice {value.get('referenceNumber')}"
+    lines = sorted(
+        (line for line in value.get("invoiceLines") or [] if isinstance(line, dict)),
+        key=lambda line: int(line.get("lineNumber") or 0),
+    )
+    return {
+        "number": _required(value, label, "invoiceText"),
+        "customer_number": _required(value, label, "customer", "number"),
+        "invoice_date": _day(_required(value, label, "documentDate")),
+        "due_date": _day(_required(value, label, "documentDueDate")),
+        "currency": _required(value, label, "currencyId"),
+        "lines": [_cw_line(line, spec) for line in lines],
+        "reference": _text(value.get("customerRefNumber")),
+    }

@@ -2,8 +2,10 @@
 
 Natural keys: customer and supplier number (Visma's customerCd/supplierCd), project number
 (projectID), and for invoices the CW invoice id written as ``externalReference``. Visma exposes no
-API user on its DTOs, so ``author`` is always None; ``version`` is the ``ETag`` where Visma sends one
-(suppliers, per the spec).
+API user on its DTOs, so ``author`` is always None. ``version`` is the record's
+``lastModifiedDateTime``, read back after each write (one GET): every read DTO carries it, which the
+``ETag`` (suppliers only) does not, and ``fetch`` reports the same field, so a webhook or a fetch of
+our own write compares equal.
 """
 
 from __future__ import annotations
@@ -15,9 +17,15 @@ from typing import Any, ClassVar, TypeVar
 import aiohttp
 
 from contracts import Action, Customer, CWRecord, Entity, Invoice, Project, Supplier
-from providers.base import ConnectionSpec, OutboundChange, PreparedRequest, PushResult, content_hash
+from providers.base import (
+    ConnectionSpec,
+    ExternalRecord,
+    OutboundChange,
+    PreparedRequest,
+    PushResult,
+    content_hash,
+)
 from providers.errors import MappingError, NotSupported, ProviderRejected, TransientError
-from providers.http import HttpResponse
 from providers.visma_net import mapping
 from providers.visma_net.client import KIND, VismaNetClient, item_path, location_id
 
@@ -60,8 +68,24 @@ def _record(change: OutboundChange, record_type: type[R]) -> R:
     return record
 
 
-def _version(resp: HttpResponse) -> str | None:
-    return resp.headers.get("ETag")
+def _collection(entity: Entity) -> str:
+    return INVOICES if entity is Entity.invoice else RESOURCES[entity].collection
+
+
+def webhook_steps(spec: ConnectionSpec, url: str) -> str:
+    """What an operator does in Visma's Developer Portal: Visma.net has no subscription API."""
+    header = spec.setting("webhook_signature_header") or "X-Visma-Signature"
+    return (
+        f"{KIND}: Visma.net has no API to subscribe to webhooks; set it up by hand:\n"
+        "  1. Sign in to the Visma Developer Portal (https://oauth.developers.visma.com) as the owner of "
+        f"the integration {spec.credentials.get('client_id') or '<client_id>'}.\n"
+        f"  2. Under Webhooks, add a subscription for tenant {spec.setting('tenant_id') or '<tenant_id>'} "
+        f"with the callback URL {url}\n"
+        "  3. Choose the events Customer, Supplier, Project and Customer invoice: created, updated and "
+        "deleted.\n"
+        "  4. Paste this connection's credential webhook_secret as the signing secret; Visma signs the body "
+        f"with HMAC-SHA256 in header {header} (setting webhook_signature_header if your tenant uses another)."
+    )
 
 
 class VismaNetProvider:
@@ -87,6 +111,29 @@ class VismaNetProvider:
             f"{KIND} at {self.client.base_url}: authenticated as API client "
             f"{self.spec.credentials.get('client_id')} for tenant {self.client.tenant_id}"
         )
+
+    # inbound
+
+    async def fetch(self, entity: Entity, external_id: str) -> ExternalRecord | None:
+        """The record by its Visma key (number, projectID, invoice referenceNumber), as its read DTO."""
+        found = await self.client.get_json(item_path(_collection(entity), external_id))
+        if not isinstance(found, dict):
+            return None
+        stamp = found.get("lastModifiedDateTime")
+        return ExternalRecord(external_id, found, str(stamp) if stamp else None, None)
+
+    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
+        if entity is Entity.customer:
+            return mapping.customer_fields(value)
+        if entity is Entity.supplier:
+            return mapping.supplier_fields(value)
+        if entity is Entity.project:
+            return mapping.project_fields(value)
+        return mapping.invoice_fields(value, self.spec)
+
+    async def register_webhook(self, url: str, secret: str) -> str:
+        """No API call: the steps for the Developer Portal (the secret is not repeated in them)."""
+        return webhook_steps(self.spec, url)
 
     def preview(self, change: OutboundChange) -> list[PreparedRequest]:
         if change.entity is Entity.invoice:
@@ -116,14 +163,20 @@ class VismaNetProvider:
                 "PUT", item_path(resource.collection, known), body=body, allow_404=True
             )
             if resp.status != 404:
-                return PushResult("updated", known, _version(resp), digest)
+                return PushResult("updated", known, await self._stamp(resource.collection, known), digest)
         key = record.number
         if known != key and await self.client.get_json(item_path(resource.collection, key)) is not None:
-            resp = await self.client.request("PUT", item_path(resource.collection, key), body=body)
-            return PushResult("updated", key, _version(resp), digest)
-        resp = await self.client.request("POST", resource.collection, body={**body, **resource.create_extras})
+            await self.client.request("PUT", item_path(resource.collection, key), body=body)
+            return PushResult("updated", key, await self._stamp(resource.collection, key), digest)
+        await self.client.request("POST", resource.collection, body={**body, **resource.create_extras})
         # Our number is the key (overrideNumberSeries keeps it); Location could name an internal id.
-        return PushResult("created", key, _version(resp), digest)
+        return PushResult("created", key, await self._stamp(resource.collection, key), digest)
+
+    async def _stamp(self, collection: str, key: str) -> str | None:
+        """The record's lastModifiedDateTime as Visma now holds it: the version echoes compare."""
+        found = await self.client.get_json(item_path(collection, key))
+        stamp = found.get("lastModifiedDateTime") if isinstance(found, dict) else None
+        return str(stamp) if stamp else None
 
     # invoices
 
@@ -149,16 +202,17 @@ class VismaNetProvider:
         number = str(existing["referenceNumber"])
         if existing.get("status") not in DRAFT_STATUSES:
             if change.action is Action.created or change.recovering:
-                return PushResult("unchanged", number, None, content_hash(body))
+                stamp = existing.get("lastModifiedDateTime")
+                return PushResult("unchanged", number, str(stamp) if stamp else None, content_hash(body))
             raise NotSupported(
                 f"invoice {number} is {existing.get('status')} in Visma.net: a released invoice cannot be "
                 "changed; correct it with a credit note in Visma.net"
             )
         lines = await self._line_numbers(number, existing)
         update = mapping.invoice_update_body(invoice, self.spec, lines)
-        resp = await self.client.request("PUT", item_path(INVOICES, number), body=update)
+        await self.client.request("PUT", item_path(INVOICES, number), body=update)
         await self._finish(number, plan)
-        return PushResult("updated", number, _version(resp), content_hash(body))
+        return PushResult("updated", number, await self._stamp(INVOICES, number), content_hash(body))
 
     async def _create_invoice(
         self, invoice: Invoice, body: mapping.JsonObject, plan: mapping.InvoicePlan
@@ -174,7 +228,7 @@ class VismaNetProvider:
                 )
             number = str(found["referenceNumber"])
         await self._finish(number, plan)
-        return PushResult("created", number, _version(resp), content_hash(body))
+        return PushResult("created", number, await self._stamp(INVOICES, number), content_hash(body))
 
     async def _line_numbers(self, number: str, doc: dict[str, Any]) -> list[int]:
         if "invoiceLines" not in doc:  # list results may leave the lines out

@@ -4,11 +4,17 @@ Serves the session-token flow, Basic auth, the customer/supplier/project/order/i
 endpoints the provider uses, Tripletex's envelopes, error bodies and rate-limit headers. Every
 request is checked against the spec (body schema, query parameter names, required query
 parameters); a violation is answered 422 and recorded in ``violations``.
+
+Webhooks: ``POST /event/subscription`` (or ``subscribe``) registers a callback; every change to a
+subscribed kind, ours or a user's (``user_create``/``user_update``/``user_delete``), is then POSTed
+to its ``targetUrl`` signed with its ``hmacSharedSecret``, in the background. GET responses and
+callbacks render references (country, customer, an invoice's orders) as ``fields`` would.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
 import itertools
 import json
@@ -21,12 +27,26 @@ from typing import Any
 from aiohttp import web
 
 from providers.tripletex.webhooks import signed_headers
+from tests.fakes.callbacks import CallbackSender
+from tests.fakes.control import PREFIX as CONTROL_PREFIX
+from tests.fakes.control import add_control_routes
 from tests.openapi import SpecViolation, load_spec
 
 SPEC = "tripletex-v2.openapi3.json"
 CONSUMER_TOKEN = "consumer-abc"
 EMPLOYEE_TOKEN = "employee-xyz"
 API_EMPLOYEE_ID = 7
+USER_EMPLOYEE_ID = 99
+"""The employee behind changes made "in Tripletex's UI" (``add`` and the ``user_*`` controls)."""
+SUBSCRIPTIONS = "/event/subscription"
+EVENTS = (
+    *(
+        f"{kind}.{verb}"
+        for kind in ("customer", "supplier", "project")
+        for verb in ("create", "update", "delete")
+    ),
+    "invoice.charged",
+)
 COUNTRIES = {"NO": 161, "SE": 200, "DK": 57}
 BODY: web.RequestKey[dict[str, Any]] = web.RequestKey("json", dict)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -73,6 +93,8 @@ class FakeTripletex:
     _failures: list[_Failure] = field(default_factory=list)
     _conflicts: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
+    subscriptions: dict[int, dict[str, Any]] = field(default_factory=dict)
+    callbacks: CallbackSender = field(default_factory=CallbackSender)
 
     # -- test controls ------------------------------------------------------------------------
 
@@ -111,10 +133,88 @@ class FakeTripletex:
         return list(self.store.get(kind, {}).values())
 
     def add(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """Put an object in place as if made in Tripletex's UI (no write counted)."""
-        new = {**obj, "id": next(self._ids), "version": 0, "changes": [self._change("CREATE", 99)]}
+        """Put an object in place as if made in Tripletex's UI (no write counted, no callback)."""
+        new = {
+            **obj,
+            "id": next(self._ids),
+            "version": 0,
+            "changes": [self._change("CREATE", USER_EMPLOYEE_ID)],
+        }
         self.store.setdefault(kind, {})[new["id"]] = new
         return new
+
+    def subscribe(self, url: str, secret: str, events: tuple[str, ...]) -> None:
+        """Subscriptions as if made through the API, without a request."""
+        for event in events:
+            sub_id = next(self._ids)
+            self.subscriptions[sub_id] = {
+                "id": sub_id,
+                "event": event,
+                "targetUrl": url,
+                "fields": "*,version,changes",
+                "hmacSharedSecret": secret,
+                "status": "ACTIVE",
+            }
+
+    def set_webhook(self, url: str, secret: str) -> None:
+        """Subscriptions to every event CW syncs (the control endpoint's ``webhook``)."""
+        self.subscribe(url, secret, EVENTS)
+
+    def user_create(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """A user creates an object in Tripletex: stored, and subscribers are called."""
+        new = self.add(kind, obj)
+        self._emit(kind, "create", new)
+        return new
+
+    def user_update(self, kind: str, obj_id: int, /, **fields: Any) -> dict[str, Any]:
+        """A user edits an object in Tripletex: a new version by another employee, then callbacks."""
+        found = self.store[kind][obj_id]
+        found.update(fields)
+        found["version"] += 1
+        found["changes"].append(self._change("UPDATE", USER_EMPLOYEE_ID))
+        self._emit(kind, "update", found)
+        return found
+
+    def user_delete(self, kind: str, obj_id: int) -> None:
+        found = self.store[kind].pop(obj_id)
+        self._emit(kind, "delete", found)
+
+    def render(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """The object as a GET with nested ``fields`` shows it: references carry their numbers."""
+        out = copy.deepcopy(obj)
+        for key in ("postalAddress", "physicalAddress"):
+            address = out.get(key)
+            if isinstance(address, dict) and isinstance(address.get("country"), dict):
+                country = address["country"].get("id")
+                code = next((c for c, i in COUNTRIES.items() if i == country), None)
+                address["country"] = {"id": country, "isoAlpha2Code": code}
+        ref = out.get("customer")
+        ref_id = ref.get("id") if isinstance(ref, dict) else None
+        customer = self.store.get("customer", {}).get(ref_id) if isinstance(ref_id, int) else None
+        if customer is not None:
+            out["customer"] = {"id": customer["id"], "customerNumber": customer.get("customerNumber")}
+        if kind == "invoice":
+            orders = self.store.get("order", {})
+            out["orders"] = [
+                self.render("order", orders[o["id"]]) for o in out.get("orders", []) if o["id"] in orders
+            ]
+        return out
+
+    def _emit(self, kind: str, verb: str, obj: dict[str, Any]) -> None:
+        event = "invoice.charged" if kind == "invoice" else f"{kind}.{verb}"
+        value = None if verb == "delete" else self.render(kind, obj)
+        for sub in self.subscriptions.values():
+            if sub["event"] != event or sub["status"] != "ACTIVE":
+                continue
+            body = json.dumps(
+                {"subscriptionId": sub["id"], "event": event, "id": obj["id"], "value": value}
+            ).encode()
+            key = str(uuid.uuid4())
+            if sub.get("hmacSharedSecret"):
+                headers = signed_headers(body, sub["hmacSharedSecret"], idempotency_key=key)
+            else:
+                headers = {"Content-Type": "application/json", "idempotency-key": key}
+            self.callbacks.send(sub["targetUrl"], body, headers)
 
     def callback(self, event: str, kind: str, obj_id: int, secret: str) -> tuple[dict[str, str], bytes]:
         """A signed webhook callback for an object (fields ``*,version,changes``)."""
@@ -126,7 +226,12 @@ class FakeTripletex:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
+        app.on_cleanup.append(self.callbacks.close)
+        add_control_routes(app, self)
         r = app.router
+        r.add_get(f"/v2{SUBSCRIPTIONS}", self._list_subscriptions)
+        r.add_post(f"/v2{SUBSCRIPTIONS}", self._subscribe)
+        r.add_put(f"/v2{SUBSCRIPTIONS}/{{id}}", self._resubscribe)
         r.add_put("/v2/token/session/:create", self._create_session)
         r.add_get("/v2/token/session/>whoAmI", self._who_am_i)
         r.add_get("/v2/country", self._list)
@@ -142,6 +247,8 @@ class FakeTripletex:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(CONTROL_PREFIX):
+            return await handler(request)
         path = request.path.removeprefix("/v2")
         self.requests.append(f"{request.method} {path}")
         failure = next((f for f in self._failures if self.requests[-1].startswith(f.on)), None)
@@ -170,7 +277,13 @@ class FakeTripletex:
     def _check_against_spec(self, method: str, path: str, query: dict[str, str], body: Any) -> str | None:
         spec = load_spec(SPEC)
         try:
-            spec.validate_request(method, path, body)
+            if path.startswith(SUBSCRIPTIONS) and method in ("POST", "PUT"):
+                # The spec marks the whole Subscription schema readOnly (a generator quirk: its own
+                # descriptions call hmacSharedSecret "write only"), so check it without that flag.
+                schema = {k: v for k, v in spec.schema("Subscription").items() if k != "readOnly"}
+                spec.validate(schema, body, where=f"{method} {path}")
+            else:
+                spec.validate_request(method, path, body)
             params = spec.operation(method, path).get("parameters", [])
         except SpecViolation as exc:
             return str(exc)
@@ -233,7 +346,7 @@ class FakeTripletex:
         found = self._found(request)
         if found is None:
             return _error(404, 6000, "Object not found")
-        return web.json_response({"value": found})
+        return web.json_response({"value": self.render(self._kind(request), found)})
 
     async def _post(self, request: web.Request) -> web.Response:
         kind, body = self._kind(request), request[BODY]
@@ -245,6 +358,7 @@ class FakeTripletex:
         self.writes[kind] += 1
         new = self.add(kind, body)
         new["changes"] = [self._change("CREATE")]
+        self._emit(kind, "create", new)
         return web.json_response({"value": new}, status=201)
 
     async def _put(self, request: web.Request) -> web.Response:
@@ -261,6 +375,7 @@ class FakeTripletex:
         found.update({k: v for k, v in body.items() if not (k == "orderLines" and keep_lines)})
         found["version"] += 1
         found["changes"].append(self._change("UPDATE"))
+        self._emit(self._kind(request), "update", found)
         return web.json_response({"value": found})
 
     async def _delete(self, request: web.Request) -> web.Response:
@@ -269,6 +384,7 @@ class FakeTripletex:
             return _error(404, 6000, "Object not found")
         self.writes[self._kind(request)] += 1
         del self.store[self._kind(request)][found["id"]]
+        self._emit(self._kind(request), "delete", found)
         return web.Response(status=204)
 
     async def _invoice(self, request: web.Request) -> web.Response:
@@ -285,13 +401,62 @@ class FakeTripletex:
             {
                 "invoiceNumber": len(self.objects("invoice")) + 1,
                 "invoiceDate": request.query["invoiceDate"],
+                "invoiceDueDate": (
+                    dt.date.fromisoformat(request.query["invoiceDate"])
+                    + dt.timedelta(days=int(order.get("invoicesDueIn") or 0))
+                ).isoformat(),
+                "currency": {"id": 1, "code": "NOK"},
                 "customer": order["customer"],
                 "orders": [{"id": order["id"]}],
             },
         )
         self.sent_to_customer[invoice["id"]] = request.query.get("sendToCustomer", "true") == "true"
         invoice["changes"] = [self._change("CREATE")]
+        self._emit("invoice", "charged", invoice)
         return web.json_response({"value": invoice})
+
+    # -- event subscriptions ------------------------------------------------------------------
+
+    async def _list_subscriptions(self, request: web.Request) -> web.Response:
+        values = [
+            {k: v for k, v in s.items() if k != "hmacSharedSecret"} for s in self.subscriptions.values()
+        ]
+        return web.json_response(
+            {"fullResultSize": len(values), "from": 0, "count": len(values), "values": values}
+        )
+
+    def _subscription_problem(self, body: dict[str, Any]) -> web.Response | None:
+        target = str(body.get("targetUrl") or "")
+        # Tripletex wants absolute HTTPS; the fake lets the loopback address through for tests.
+        if not (target.startswith("https://") or target.startswith("http://127.0.0.1")):
+            return _error(422, 18000, "Validation failed", {"targetUrl": "Must be absolute and use HTTPS"})
+        if not str(body.get("event") or "").count("."):
+            return _error(422, 18000, "Validation failed", {"event": "Form should be subject.verb"})
+        return None
+
+    async def _subscribe(self, request: web.Request) -> web.Response:
+        body = request[BODY]
+        problem = self._subscription_problem(body)
+        if problem is not None:
+            return problem
+        sub_id = next(self._ids)
+        self.subscriptions[sub_id] = {**body, "id": sub_id, "version": 0, "status": "ACTIVE"}
+        self.writes["subscription"] += 1
+        shown = {k: v for k, v in self.subscriptions[sub_id].items() if k != "hmacSharedSecret"}
+        return web.json_response({"value": shown}, status=201)
+
+    async def _resubscribe(self, request: web.Request) -> web.Response:
+        found = self.subscriptions.get(int(request.match_info["id"]))
+        body = request[BODY]
+        if found is None:
+            return _error(404, 6000, "Object not found")
+        problem = self._subscription_problem({**found, **body})
+        if problem is not None:
+            return problem
+        found.update({k: v for k, v in body.items() if k not in ("id", "version")})
+        found["version"] += 1
+        self.writes["subscription"] += 1
+        return web.json_response({"value": {k: v for k, v in found.items() if k != "hmacSharedSecret"}})
 
 
 _NUMBERS = {

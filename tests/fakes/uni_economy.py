@@ -2,6 +2,11 @@
 
 Every request is checked against uni-economy-2019.swagger2.json (violations answer 400 and are kept in
 ``violations``). Test controls are methods: ``fail_next``, ``expire_tokens``, ``revoke``, ``writes``.
+
+Webhooks: event plans written to ``/eventplans`` (or ``add_event_plan``) are honoured: every change to
+a customer, supplier, project or invoice, ours or a user's (``user_create``/``user_update``/
+``user_delete``), is POSTed to the plan's subscribers, signed with its ``SigningKey``, in the
+background. ``expand`` also follows ``…ID`` references (``Items.VatType``, ``Customer`` …).
 """
 
 from __future__ import annotations
@@ -26,13 +31,37 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from providers.uni_economy.webhooks import sign
 from tests.fakes import serve_app
+from tests.fakes.callbacks import CallbackSender
+from tests.fakes.control import add_control_routes
 from tests.openapi import Spec, SpecViolation, load_spec
 
 SPEC_NAME = "uni-economy-2019.swagger2.json"
 API_PREFIX = "/api/biz"
 DRAFT, INVOICED = 42001, 42002
 API_USER = "6b1f0e2a-6c1d-4a55-9f0e-5f4d8c1e0a01"  # GlobalIdentity of the integration's user
+OTHER_USER = "0d5e2c44-1b7a-4f9e-8c3d-2a6b9e7f1c10"  # an accountant working in Uni's UI
+EVENT_NAMES = {
+    "customers": "Customer",
+    "suppliers": "Supplier",
+    "projects": "Project",
+    "invoices": "CustomerInvoice",
+}
+EVENT_EXPAND = {
+    "customers": "Info,Info.DefaultEmail,Info.DefaultPhone,Info.InvoiceAddress",
+    "suppliers": "Info,Info.DefaultEmail,Info.DefaultPhone,Info.InvoiceAddress",
+    "projects": "ProjectCustomer",
+    "invoices": "Items,Items.VatType,Items.Account,Customer,CurrencyCode",
+}
+"""What the fake puts in a callback's ``Entity``: the record as a fully expanded GET shows it."""
+RELATIONS = {
+    "VatType": "vattypes",
+    "Account": "accounts",
+    "Customer": "customers",
+    "ProjectCustomer": "customers",
+    "CurrencyCode": "currencycodes",
+}
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 SEED: dict[str, list[dict[str, Any]]] = {
     "vattypes": [
@@ -74,19 +103,32 @@ def _literal(raw: str) -> Any:
     return float(raw) if "." in raw else int(raw)
 
 
-def _shape(entity: dict[str, Any], expand: set[str], prefix: str = "") -> dict[str, Any]:
-    """Like Uni: nested objects only when named in ``expand`` (dotted paths for deeper ones)."""
+Store = dict[str, dict[int, dict[str, Any]]]
+
+
+def _shape(
+    entity: dict[str, Any], expand: set[str], prefix: str = "", store: Store | None = None
+) -> dict[str, Any]:
+    """Like Uni: nested objects only when named in ``expand`` (dotted paths for deeper ones).
+
+    With ``store``, an expanded name that is only a reference (``VatTypeID``) is looked up.
+    """
     out: dict[str, Any] = {}
     for key, value in entity.items():
         path = prefix + key
         if isinstance(value, dict):
             if path in expand:
-                out[key] = _shape(value, expand, path + ".")
+                out[key] = _shape(value, expand, path + ".", store)
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             if path in expand:
-                out[key] = [_shape(v, expand, path + ".") for v in value]
+                out[key] = [_shape(v, expand, path + ".", store) for v in value]
         else:
             out[key] = value
+    for name, collection in RELATIONS.items():
+        ref = entity.get(name + "ID")
+        target = (store or {}).get(collection, {}).get(ref) if isinstance(ref, int) else None
+        if prefix + name in expand and name not in entity and target is not None:
+            out[name] = _shape(target, expand, prefix + name + ".", store)
     return out
 
 
@@ -117,6 +159,7 @@ class FakeUni:
         self.store: dict[str, dict[int, dict[str, Any]]] = {
             name: {row["ID"]: dict(row) for row in rows} for name, rows in SEED.items()
         }
+        self.callbacks = CallbackSender()
 
     # --- test controls ------------------------------------------------------------------------
     def register_client(
@@ -140,6 +183,69 @@ class FakeUni:
     def entities(self, collection: str) -> list[dict[str, Any]]:
         return list(self.store.get(collection, {}).values())
 
+    def add_event_plan(
+        self, url: str, secret: str, models: str = "Customer,Supplier,Project,CustomerInvoice"
+    ) -> None:
+        """An active event plan as if posted to /eventplans."""
+        plan = {
+            "Name": "test",
+            "Active": True,
+            "ModelFilter": models,
+            "OperationFilter": "CUD",
+            "SigningKey": secret,
+        }
+        plan["Subscribers"] = [{"Name": "test", "Active": True, "Endpoint": url}]
+        entity = self._with_ids(plan)
+        self.store.setdefault("eventplans", {})[entity["ID"]] = entity
+
+    def set_webhook(self, url: str, secret: str) -> None:
+        self.add_event_plan(url, secret)
+
+    def user_create(self, collection: str, entity: dict[str, Any]) -> dict[str, Any]:
+        """A user creates an entity in Uni's UI: stored under their identity, then the event plans run."""
+        made = self._with_ids({**copy.deepcopy(entity), "CreatedBy": OTHER_USER})
+        self.store.setdefault(collection, {})[made["ID"]] = made
+        self._emit(collection, "Create", made)
+        return made
+
+    def user_update(self, collection: str, entity_id: int, /, **fields: Any) -> dict[str, Any]:
+        """A user edits an entity in Uni's UI (top-level fields; ``Info`` etc. as whole objects)."""
+        entity = self.store[collection][entity_id]
+        self._merge(entity, fields)
+        entity.update(UpdatedAt=dt.datetime.now(dt.UTC).isoformat(), UpdatedBy=OTHER_USER)
+        self._emit(collection, "Update", entity)
+        return entity
+
+    def user_delete(self, collection: str, entity_id: int) -> None:
+        self._emit(collection, "Delete", self.store[collection].pop(entity_id))
+
+    def shaped(self, collection: str, entity: dict[str, Any], expand: str) -> dict[str, Any]:
+        return _shape(entity, set(expand.split(",")), store=self.store)
+
+    def _emit(self, collection: str, event_type: str, entity: dict[str, Any]) -> None:
+        name = EVENT_NAMES.get(collection)
+        if name is None:
+            return
+        for plan in self.entities("eventplans"):
+            models = {m.strip() for m in str(plan.get("ModelFilter") or "").split(",") if m.strip()}
+            if not plan.get("Active") or (models and name not in models):
+                continue
+            if event_type[0] not in str(plan.get("OperationFilter") or "CUD"):
+                continue
+            event = {
+                "EntityName": name,
+                "EventType": event_type,
+                "EntityID": entity["ID"],
+                "Entity": None
+                if event_type == "Delete"
+                else self.shaped(collection, entity, EVENT_EXPAND[collection]),
+            }
+            body = json.dumps(event).encode()
+            headers = {"Content-Type": "application/json", **sign(body, str(plan.get("SigningKey") or ""))}
+            for subscriber in plan.get("Subscribers") or []:
+                if subscriber.get("Active", True) and subscriber.get("Endpoint"):
+                    self.callbacks.send(subscriber["Endpoint"], body, headers)
+
     @property
     def token_url(self) -> str:
         return self.base_url + "/connect/token"
@@ -147,6 +253,8 @@ class FakeUni:
     @asynccontextmanager
     async def serve(self) -> AsyncIterator[FakeUni]:
         app = web.Application()
+        app.on_cleanup.append(self.callbacks.close)
+        add_control_routes(app, self)
         app.router.add_post("/connect/token", self._token)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._api)
         async with serve_app(app) as url:
@@ -250,7 +358,7 @@ class FakeUni:
         if entity is None:
             return _error(404, f"{collection} {parts[1]} not found")
         if method == "GET":
-            return web.json_response(_shape(entity, set(request.query.get("expand", "").split(","))))
+            return web.json_response(self.shaped(collection, entity, request.query.get("expand", "")))
         return self._change(collection, entity, method, action, body)
 
     def _query(self, collection: str, query: Any) -> list[dict[str, Any]]:
@@ -263,8 +371,7 @@ class FakeUni:
                 )
             rows = [r for r in rows if r.get(match[1]) == _literal(match[2])]
         skip, top = int(query.get("skip", 0)), int(query.get("top", 100))
-        expand = set(query.get("expand", "").split(","))
-        return [_shape(r, expand) for r in rows[skip : skip + top]]
+        return [self.shaped(collection, r, query.get("expand", "")) for r in rows[skip : skip + top]]
 
     def _create(self, collection: str, body: dict[str, Any]) -> web.Response:
         if collection in ("customers", "suppliers") and not (body.get("Info") or {}).get("Name"):
@@ -274,6 +381,7 @@ class FakeUni:
             entity["StatusCode"] = DRAFT
         self.store.setdefault(collection, {})[entity["ID"]] = entity
         self.writes[collection] += 1
+        self._emit(collection, "Create", entity)
         return web.json_response(_shape(entity, set()), status=201)
 
     def _change(
@@ -286,13 +394,16 @@ class FakeUni:
         self.writes[collection] += 1
         if method == "DELETE":
             del self.store[collection][entity["ID"]]
+            self._emit(collection, "Delete", entity)
             return web.json_response(_shape(entity, set()))
         if method == "POST" and collection == "invoices" and action == "invoice":
             entity.update(StatusCode=INVOICED, InvoiceNumber=str(next(self._invoice_numbers)))
+            self._emit(collection, "Update", entity)
             return web.json_response({})
         if method == "PUT":
             self._merge(entity, body)
             entity.update(UpdatedAt=dt.datetime.now(dt.UTC).isoformat(), UpdatedBy=API_USER)
+            self._emit(collection, "Update", entity)
             return web.json_response(_shape(entity, set()))
         return _error(501, f"the fake does not implement {method} on {collection}")
 

@@ -3,10 +3,18 @@
 Every API request is checked against Visma's OpenAPI document (the operation exists, its JSON body
 is valid); a violation is answered 400 with Visma's error body and kept in ``violations``. Test
 controls are methods: ``fail_next``, ``expire_tokens``, ``revoke_credentials``, ``seed_customer``.
+
+GETs answer in the read DTOs' shape (``mainAddress.country.id``, ``customer.number``, a line's
+``vatCode.id`` …), each record stamped with a ``lastModifiedDateTime`` that grows on every change.
+Webhooks: Visma has no subscription API, so ``configure_webhook`` stands for the Developer Portal;
+then every change, ours or a user's (``user_create``/``user_update``), is POSTed in the background,
+signed like Visma (base64 HMAC-SHA256 of the body). The payload shape is the one webhooks.py
+assumes (unverified): ``{tenantId, event: "Customer.Updated", entityId, lastModifiedDateTime, …}``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 import time
@@ -18,6 +26,10 @@ from typing import Any
 
 from aiohttp import web
 
+from providers.visma_net.webhooks import DEFAULT_SIGNATURE_HEADER, signed_headers
+from tests.fakes.callbacks import CallbackSender
+from tests.fakes.control import PREFIX as CONTROL_PREFIX
+from tests.fakes.control import add_control_routes
 from tests.openapi import SpecViolation, load_spec
 
 SPEC_NAME = "visma-net-erp-v1.openapi3.json"
@@ -72,8 +84,37 @@ def _walk(document: dict[str, Any], schema: dict[str, Any], node: Any, where: st
     return found
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+EVENT_NAMES = {
+    "customer": "Customer",
+    "supplier": "Supplier",
+    "project": "Project",
+    "invoice": "CustomerInvoice",
+}
+
+
+def _dto(name: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record (what the update DTOs said, unwrapped) in the shape of Visma's read DTO."""
+    out = {k: v for k, v in record.items() if not k.startswith("_")}
+    address = out.get("mainAddress")
+    if isinstance(address, dict) and "countryId" in address:
+        country = address["countryId"]
+        out["mainAddress"] = {k: v for k, v in address.items() if k != "countryId"} | {
+            "country": {"id": country}
+        }
+    if name == "project" and isinstance(out.get("customer"), str):
+        out["customer"] = {"number": out["customer"]}
+    if name == "invoice":
+        out["customer"] = {"number": out.pop("customerNumber", None)}
+        out["invoiceLines"] = [_line_dto(line) for line in out.get("invoiceLines", [])]
+    return out
+
+
+def _line_dto(line: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in line.items() if k not in ("operation", "vatCodeId", "accountNumber")}
+    out["vatCode"] = {"id": line.get("vatCodeId")}
+    if line.get("accountNumber"):
+        out["account"] = {"number": line["accountNumber"]}
+    return out
 
 
 @dataclass
@@ -115,6 +156,9 @@ class FakeVismaNet:
         self.invoices: dict[str, dict[str, Any]] = {}
         self._failures: deque[_Failure] = deque()
         self._version = 0
+        self._last_stamp = dt.datetime.now(dt.UTC)
+        self.callbacks = CallbackSender()
+        self.webhook: tuple[str, str, str] | None = None
 
     # test controls
 
@@ -141,10 +185,54 @@ class FakeVismaNet:
     def customers(self) -> dict[str, dict[str, Any]]:
         return self.stores["customer"].records
 
+    def configure_webhook(self, url: str, secret: str, header: str = DEFAULT_SIGNATURE_HEADER) -> None:
+        """What an operator does in the Visma Developer Portal: one callback for every entity."""
+        self.webhook = (url, secret, header)
+
+    def set_webhook(self, url: str, secret: str) -> None:
+        self.configure_webhook(url, secret)
+
+    def user_delete(self, kind: str, key: str, /) -> None:
+        """A user deletes a record in Visma.net's UI (the API cannot)."""
+        record = self.stores[kind].records.pop(key)
+        self._emit(kind, "Deleted", key, record)
+
+    def user_create(self, name: str, record: dict[str, Any]) -> dict[str, Any]:
+        """A user creates a customer, supplier or project in Visma.net (fields as the read DTO's, flat)."""
+        store = self.stores[name]
+        made = self._stamp({"status": "Active", **record})
+        store.records[str(made[store.key])] = made
+        self._emit(name, "Created", str(made[store.key]), made)
+        return made
+
+    def user_update(self, kind: str, key: str, /, **fields: Any) -> dict[str, Any]:
+        """A user edits a record in Visma.net (flat fields, as stored)."""
+        record = self._stamp(self.stores[kind].records[key] | fields)
+        self.stores[kind].records[key] = record
+        self._emit(kind, "Updated", key, record)
+        return record
+
+    def _emit(self, name: str, action: str, key: str, record: dict[str, Any]) -> None:
+        if self.webhook is None:
+            return
+        url, secret, header = self.webhook
+        event = {
+            "tenantId": self.tenant_id,
+            "event": f"{EVENT_NAMES[name]}.{action}",
+            "entityId": key,
+            "eventId": str(uuid.uuid4()),
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+            "lastModifiedDateTime": record.get("lastModifiedDateTime"),
+        }
+        body = json.dumps(event).encode()
+        self.callbacks.send(url, body, signed_headers(body, secret, header=header))
+
     # app
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
+        app.on_cleanup.append(self.callbacks.close)
+        add_control_routes(app, self)
         app.router.add_post(TOKEN_PATH, self._token)
         for name in self.stores:
             collection, item = f"/v1/{name}", f"/v1/{name}/{{{name}{'ID' if name == 'project' else 'Cd'}}}"
@@ -173,7 +261,7 @@ class FakeVismaNet:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path == TOKEN_PATH:
+        if request.path == TOKEN_PATH or request.path.startswith(CONTROL_PREFIX):
             return await handler(request)
         self.requests.append((request.method, request.path))
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -236,8 +324,11 @@ class FakeVismaNet:
     # customers, suppliers, projects
 
     def _stamp(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A new lastModifiedDateTime, later than every one before (Visma's has milliseconds)."""
         self._version += 1
-        record["lastModifiedDateTime"] = _now()
+        now = max(dt.datetime.now(dt.UTC), self._last_stamp + dt.timedelta(milliseconds=1))
+        self._last_stamp = now
+        record["lastModifiedDateTime"] = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}"
         record["_version"] = self._version
         return record
 
@@ -260,6 +351,7 @@ class FakeVismaNet:
             return visma_error(400, f"{name.capitalize()} {key} already exists.")
         data.pop("overrideNumberSeries", None)
         store.records[key] = self._stamp({"status": "Active", **data})
+        self._emit(name, "Created", key, store.records[key])
         return self._written(store, key, 201, location=True)
 
     async def _update(self, request: web.Request, name: str) -> web.Response:
@@ -268,16 +360,18 @@ class FakeVismaNet:
         if key not in store.records:
             return visma_error(404, f"{name.capitalize()} {key} not found.")
         store.records[key] = self._stamp({**store.records[key], **unwrap(await request.json())})
+        self._emit(name, "Updated", key, store.records[key])
         return self._written(store, key, 204)
 
     async def _get(self, request: web.Request, name: str) -> web.Response:
         record = self.stores[name].records.get(next(iter(request.match_info.values())))
         if record is None:
             return visma_error(404, f"{name.capitalize()} not found.")
-        return web.json_response(record)
+        return web.json_response(_dto(name, record))
 
     async def _list(self, request: web.Request, name: str) -> web.Response:
-        return web.json_response(list(self.stores[name].records.values())[: int(request.query["pageSize"])])
+        records = list(self.stores[name].records.values())[: int(request.query["pageSize"])]
+        return web.json_response([_dto(name, r) for r in records])
 
     # invoices
 
@@ -308,6 +402,7 @@ class FakeVismaNet:
             return visma_error(400, problem)
         self.invoices[number] = self._stamp(invoice)
         self.writes["invoice"] += 1
+        self._emit("invoice", "Created", number, invoice)
         return web.Response(status=201, headers={"Location": f"{self.base_url}/v1/customerinvoice/{number}"})
 
     def _invoice(self, request: web.Request) -> dict[str, Any] | None:
@@ -316,7 +411,7 @@ class FakeVismaNet:
     async def _list_invoices(self, request: web.Request) -> web.Response:
         wanted = request.query.get("externalReference")
         found = [
-            {k: v for k, v in inv.items() if k != "invoiceLines"}
+            {k: v for k, v in _dto("invoice", inv).items() if k != "invoiceLines"}
             for inv in self.invoices.values()
             if wanted is None or inv.get("externalReference") == wanted
         ]
@@ -324,7 +419,9 @@ class FakeVismaNet:
 
     async def _get_invoice(self, request: web.Request) -> web.Response:
         invoice = self._invoice(request)
-        return web.json_response(invoice) if invoice else visma_error(404, "Invoice not found.")
+        return (
+            web.json_response(_dto("invoice", invoice)) if invoice else visma_error(404, "Invoice not found.")
+        )
 
     async def _update_invoice(self, request: web.Request) -> web.Response:
         invoice = self._invoice(request)
@@ -339,6 +436,7 @@ class FakeVismaNet:
         invoice.update(data)
         self._stamp(invoice)
         self.writes["invoice"] += 1
+        self._emit("invoice", "Updated", invoice["referenceNumber"], invoice)
         return web.Response(status=204)
 
     async def _delete_invoice(self, request: web.Request) -> web.Response:
@@ -349,6 +447,7 @@ class FakeVismaNet:
             return visma_error(400, "A released document cannot be deleted.")
         del self.invoices[invoice["referenceNumber"]]
         self.writes["invoice"] += 1
+        self._emit("invoice", "Deleted", invoice["referenceNumber"], invoice)
         return web.Response(status=204)
 
     async def _release(self, request: web.Request) -> web.Response:
@@ -362,7 +461,9 @@ class FakeVismaNet:
         if invoice["status"] not in DRAFTS:
             return visma_error(400, "The document is already released.")
         invoice["status"] = "Open"
+        self._stamp(invoice)
         self.writes["invoice"] += 1
+        self._emit("invoice", "Updated", invoice["referenceNumber"], invoice)
         return web.json_response({"actionId": str(uuid.uuid4()), "actionResult": "Done"})
 
     async def _send(self, request: web.Request) -> web.Response:

@@ -154,7 +154,9 @@ async def test_redelivery_without_known_id_does_not_duplicate(
     assert fake.writes["customer"] == 2
 
 
-async def test_supplier_version_is_the_etag(fake: FakeVismaNet, http: aiohttp.ClientSession) -> None:
+async def test_supplier_version_is_its_last_modified_time(
+    fake: FakeVismaNet, http: aiohttp.ClientSession
+) -> None:
     supplier = Supplier(id="s-1", number="20001", name="Betong AS", email="post@betong.no")
     erp = provider(fake, http)
     created = await erp.push(change(supplier))
@@ -162,6 +164,7 @@ async def test_supplier_version_is_the_etag(fake: FakeVismaNet, http: aiohttp.Cl
 
     assert (created.outcome, updated.outcome) == ("created", "updated")
     assert created.version and updated.version and created.version != updated.version
+    assert updated.version == fake.stores["supplier"].records["20001"]["lastModifiedDateTime"]
     assert fake.stores["supplier"].records["20001"]["mainContact"]["email"] == "post@betong.no"
 
 

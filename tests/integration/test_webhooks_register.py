@@ -1,0 +1,81 @@
+"""``register`` (the future ``cwi webhooks register CLIENT``) in-process against each fake ERP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from config_db import clients
+from config_db.database import make_engine
+from config_db.secrets import SecretBox
+from tests.fakes.serve import KINDS, ServedFake, serve_in_thread
+from tests.fakes.tripletex import FakeTripletex
+from tests.fakes.uni_economy import FakeUni
+from worker.cli.common import CliError
+from worker.cli.webhooks_register import register
+
+SECRET_KEY = "register-secret-key-0123456789"
+WEBHOOK_SECRET = "whsec-register-1"
+URL = "http://127.0.0.1:9/webhooks/{kind}/tok-1"
+
+pytestmark = pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def served(request: pytest.FixtureRequest) -> Iterator[ServedFake]:
+    with serve_in_thread(request.param) as fake:
+        yield fake
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, migrated_db_url: str) -> str:
+    monkeypatch.setenv("CWI_DATABASE_URL", migrated_db_url)
+    monkeypatch.setenv("CWI_SECRET_KEY", SECRET_KEY)
+    monkeypatch.setenv("CWI_LOG_FORMAT", "json")
+    return migrated_db_url
+
+
+def provision(db_url: str, served: ServedFake, credentials: dict[str, str]) -> None:
+    encrypted = SecretBox(SECRET_KEY).encrypt(credentials)
+    stored = clients.StoredConnection("acme", served.kind, served.base_url, served.settings, encrypted, True)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        clients.add_client(conn, "acme", "Acme AS")
+        clients.set_connection(conn, stored)
+    engine.dispose()
+
+
+def test_register_subscribes_or_prints_the_steps(
+    env: str, served: ServedFake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    provision(env, served, {**served.credentials, "webhook_secret": WEBHOOK_SECRET})
+    url = URL.format(kind=served.kind)
+
+    register("acme", url=url)
+
+    shown = " ".join(capsys.readouterr().out.split())
+    assert shown.startswith(f"{served.kind}:") and url in shown
+    assert WEBHOOK_SECRET not in shown
+    fake = served.fake
+    if isinstance(fake, FakeTripletex):
+        assert {s["hmacSharedSecret"] for s in fake.subscriptions.values()} == {WEBHOOK_SECRET}
+        assert {s["targetUrl"] for s in fake.subscriptions.values()} == {url}
+    elif isinstance(fake, FakeUni):
+        assert [p["SigningKey"] for p in fake.entities("eventplans")] == [WEBHOOK_SECRET]
+    else:
+        assert "Developer Portal" in shown
+
+
+def test_register_without_a_webhook_secret_names_the_credential(env: str, served: ServedFake) -> None:
+    provision(env, served, served.credentials)
+
+    with pytest.raises(CliError, match="no credential webhook_secret: add it with `cwi connections set acme"):
+        register("acme", url=URL.format(kind=served.kind))
+
+
+def test_register_needs_a_url_and_a_connection(env: str, served: ServedFake) -> None:
+    with pytest.raises(CliError, match="pass --url"):
+        register("acme", url=None)
+    with pytest.raises(CliError, match="has no connection"):
+        register("nobody", url="https://cwi.example/webhooks/x/y")
