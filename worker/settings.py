@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     connection_cache_s: Annotated[float, Field(ge=0)] = 30.0
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    # CW's own APIs, for the inbound path and for filling thin events. Unset: the worker still
+    # pushes outbound events, and dead-letters what needs CW (NotSupported) with a clear reason.
+    cw_graphql_url: str | None = None
+    cw_write_url: str | None = None
+    cw_api_key: SecretStr | None = None
 
     @field_validator("retry_delays", mode="before")
     @classmethod
@@ -38,6 +43,10 @@ class Settings(BaseSettings):
                 raise ValueError("delays cannot be negative")
             return delays
         return value
+
+    @property
+    def cw_key(self) -> str | None:
+        return None if self.cw_api_key is None else self.cw_api_key.get_secret_value()
 
     @property
     def secret(self) -> str | None:
