@@ -14,6 +14,7 @@ import random
 import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -72,6 +73,7 @@ class Rig:
         return Counter(r["action"] for r in self.journal(client) if r["direction"] == direction)
 
 
+@asynccontextmanager
 async def _rig(db_url: str, client_ids: list[str], *, api_user: str | None = None) -> AsyncIterator[Rig]:
     webhook_secrets = {c: "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode() for c in client_ids}
     async with CWServer(api_key=CW_KEY) as cw:
@@ -126,7 +128,7 @@ def _publisher(app: App) -> Any:
 
 @pytest.fixture
 async def rig(migrated_db_url: str) -> AsyncIterator[Rig]:
-    async for r in _rig(migrated_db_url, ["acme"]):
+    async with _rig(migrated_db_url, ["acme"]) as r:
         yield r
 
 
@@ -228,7 +230,7 @@ async def test_a_thin_event_is_filled_from_cws_query_api(rig: Rig) -> None:
 
 
 async def test_a_change_authored_by_our_api_user_is_an_echo(migrated_db_url: str) -> None:
-    async for rig in _rig(migrated_db_url, ["acme"], api_user=API_USER):
+    async with _rig(migrated_db_url, ["acme"], api_user=API_USER) as rig:
         await _seed(rig, "acme", "acme-c1")
         # A change in the ERP that reports our own API user as its author (say, a server-side
         # recalculation after our write) is not applied to CW.
@@ -296,7 +298,7 @@ async def test_a_mixed_stream_of_1000_changes_arrives_exactly_once_without_ping_
     client_ids = [f"client{i}" for i in range(CLIENTS)]
     rng = random.Random(5)
     book = Ledger()
-    async for rig in _rig(migrated_db_url, client_ids):
+    async with _rig(migrated_db_url, client_ids) as rig:
         for client in client_ids:
             for n in range(SEEDED):
                 await rig.cw.cw.user_change(
