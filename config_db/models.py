@@ -118,6 +118,9 @@ class RecordLink(Base):
     content_hash: Mapped[str | None] = mapped_column(String(64))
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Inbound (migration 0003): the fingerprint of the CW fields our last inbound write put into
+    # CW, so that the CW event that write causes is recognised as its echo. Cleared by any push.
+    cw_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
 
 class InboxEntry(Base):

@@ -50,6 +50,8 @@ class Link:
     version: str | None
     content_hash: str | None
     deleted: bool
+    cw_fingerprint: str | None = None
+    """Set by an inbound write to CW: the CW event it causes is its echo. Any push clears it."""
 
 
 _LINK_KEY = ("client_id", "provider", "entity", "cw_id")
@@ -68,7 +70,7 @@ Q_LAST_ACTION: Select[Any] = (
 )
 
 Q_LINK: Select[Any] = select(
-    links.c.external_id, links.c.version, links.c.content_hash, links.c.deleted
+    links.c.external_id, links.c.version, links.c.content_hash, links.c.deleted, links.c.cw_fingerprint
 ).where(*(links.c[k] == bindparam(f"k_{k}") for k in _LINK_KEY))
 
 S_INSERT_LINK: Insert = insert(links)
@@ -81,6 +83,7 @@ S_UPDATE_LINK: Update = (
         version=bindparam("version"),
         content_hash=bindparam("content_hash"),
         deleted=bindparam("deleted"),
+        cw_fingerprint=bindparam("cw_fingerprint"),
         updated_at=bindparam("updated_at"),
     )
 )
@@ -105,6 +108,7 @@ def _q_message_state() -> Select[Any]:
         select(link.c.version).scalar_subquery().label("version"),
         select(link.c.content_hash).scalar_subquery().label("content_hash"),
         select(link.c.deleted).scalar_subquery().label("deleted"),
+        select(link.c.cw_fingerprint).scalar_subquery().label("cw_fingerprint"),
     )
 
 
@@ -119,7 +123,7 @@ def message_state(
     row = db.execute(Q_MESSAGE_STATE, params).one()
     link = None
     if row.deleted is not None:
-        link = Link(row.external_id, row.version, row.content_hash, bool(row.deleted))
+        link = Link(row.external_id, row.version, row.content_hash, bool(row.deleted), row.cw_fingerprint)
     return MessageState(row.finished, row.last_action == "pending", link)
 
 
@@ -134,7 +138,16 @@ def q_entries(client_id: str | None = None, message_id: str | None = None, limit
 
 _RECORD = Prepared(S_RECORD, column_keys=list(Entry.__slots__))
 _INSERT_LINK = Prepared(
-    S_INSERT_LINK, column_keys=[*_LINK_KEY, "external_id", "version", "content_hash", "deleted", "updated_at"]
+    S_INSERT_LINK,
+    column_keys=[
+        *_LINK_KEY,
+        "external_id",
+        "version",
+        "content_hash",
+        "deleted",
+        "cw_fingerprint",
+        "updated_at",
+    ],
 )
 _UPDATE_LINK = Prepared(S_UPDATE_LINK)
 
@@ -159,7 +172,9 @@ def _key(client_id: str, provider: str, entity: str, cw_id: str) -> dict[str, st
 
 def get_link(db: Connection, client_id: str, provider: str, entity: str, cw_id: str) -> Link | None:
     row = db.execute(Q_LINK, _key(client_id, provider, entity, cw_id)).first()
-    return None if row is None else Link(row.external_id, row.version, row.content_hash, bool(row.deleted))
+    if row is None:
+        return None
+    return Link(row.external_id, row.version, row.content_hash, bool(row.deleted), row.cw_fingerprint)
 
 
 def save_link(
@@ -178,6 +193,7 @@ def save_link(
         "version": link.version,
         "content_hash": link.content_hash,
         "deleted": link.deleted,
+        "cw_fingerprint": link.cw_fingerprint,
         "updated_at": utcnow(),
     }
     if (
@@ -193,3 +209,48 @@ def entries(
 ) -> list[dict[str, object]]:
     """Newest first."""
     return [dict(row._mapping) for row in db.execute(q_entries(client_id, message_id, limit))]
+
+
+# -- inbound: links found from the ERP's side, and the reverse echo consumed --------------------
+
+Q_LINK_BY_EXTERNAL: Select[Any] = (
+    select(
+        links.c.cw_id,
+        links.c.external_id,
+        links.c.version,
+        links.c.content_hash,
+        links.c.deleted,
+        links.c.cw_fingerprint,
+    )
+    .where(
+        links.c.client_id == bindparam("client_id"),
+        links.c.provider == bindparam("provider"),
+        links.c.entity == bindparam("entity"),
+        links.c.external_id == bindparam("external_id"),
+    )
+    .order_by(links.c.updated_at.desc())
+    .limit(1)
+)
+
+S_CLEAR_FINGERPRINT: Update = (
+    update(links)
+    .where(*(links.c[k] == bindparam(f"k_{k}") for k in _LINK_KEY))
+    .values(cw_fingerprint=None, updated_at=bindparam("updated_at"))
+)
+
+
+def find_link_by_external(
+    db: Connection, client_id: str, provider: str, entity: str, external_id: str
+) -> tuple[str, Link] | None:
+    """The CW id and link of the record the ERP knows as ``external_id`` (index ix_record_links_external)."""
+    params = {"client_id": client_id, "provider": provider, "entity": entity, "external_id": external_id}
+    row = db.execute(Q_LINK_BY_EXTERNAL, params).first()
+    if row is None:
+        return None
+    link = Link(row.external_id, row.version, row.content_hash, bool(row.deleted), row.cw_fingerprint)
+    return row.cw_id, link
+
+
+def clear_fingerprint(db: Connection, client_id: str, provider: str, entity: str, cw_id: str) -> None:
+    """The reverse echo arrived: a later CW event with the same fields is a genuine change again."""
+    db.execute(S_CLEAR_FINGERPRINT, {**_key(client_id, provider, entity, cw_id), "updated_at": utcnow()})

@@ -12,7 +12,10 @@ from config_db.database import make_engine
 from worker.buses.base import Bus
 from worker.buses.local import LocalBus
 from worker.connections import ProviderDirectory
+from worker.cw.http import HttpCW
 from worker.db import Database
+from worker.inbound.apply import InboundHandler
+from worker.inbound.directory import InboundDirectory
 from worker.pipeline import Pipeline
 from worker.retry import RetryPolicy
 from worker.runner import Worker
@@ -34,14 +37,33 @@ class App:
         policy = RetryPolicy(
             delays=self.settings.retry_delays, inprocess_attempts=self.settings.inprocess_attempts
         )
+        cw = self.cw()
+        inbound = None
+        if cw is not None:
+            directory = InboundDirectory(
+                self.db, self.http, self.settings.secret, ttl_s=self.settings.connection_cache_s
+            )
+            inbound = InboundHandler(self.db, directory, cw, policy)
         calls = concurrency or self.settings.concurrency
         prefetch = self.settings.effective_prefetch if concurrency is None else concurrency
         return Worker(
             self.bus,
-            Pipeline(self.db, providers, policy, max_calls=calls),
+            Pipeline(self.db, providers, policy, cw=cw, inbound=inbound, max_calls=calls),
             concurrency=calls,
             prefetch=prefetch,
             shutdown_grace_s=self.settings.shutdown_grace_s,
+        )
+
+    def cw(self) -> HttpCW | None:
+        """CW's APIs when CWI_CW_* are set; without them the inbound path dead-letters NotSupported."""
+        s = self.settings
+        if self.http is None or not (s.cw_graphql_url or s.cw_write_url or s.cw_key):
+            return None
+        return HttpCW(
+            self.http,
+            graphql_url=s.cw_graphql_url or "",
+            write_url=s.cw_write_url or "",
+            api_key=s.cw_key or "",
         )
 
 

@@ -2,7 +2,8 @@
 
 A fresh temporary SQLite database, two provisioned clients (plus one that has no connection),
 about 1,000 mixed events — some invalid, some the sandbox rejects, some duplicates — processed until
-idle, then a summary.
+idle, then a summary. Then the inbound part (``worker.inbound.demo``): a third client whose sandbox
+ERP fires webhooks, users changing records on both sides, and the echoes of our own writes ignored.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from providers.generic_rest.sandbox import SandboxServer
 from worker import fixtures as fx
 from worker.bootstrap import open_app
 from worker.buses.base import OutgoingMessage
+from worker.cw.sandbox import CWServer
+from worker.inbound.demo import INBOUND_CLIENT, InboundReport, run_inbound
 from worker.logging import configure
 from worker.outcomes import Outcome, Retry
 from worker.settings import Settings
@@ -121,13 +124,22 @@ async def _provision(settings: Settings, base_url: str, token: str) -> None:
 
 async def run_demo(console: Console) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="cwi-demo-"))
+    cw_key = secrets.token_urlsafe(16)
+    async with CWServer(api_key=cw_key) as cw:
+        settings = Settings(
+            database_url=f"sqlite:///{workdir / 'demo.db'}",
+            secret_key=secrets.token_urlsafe(32),
+            retry_delays=(0.5, 1.0),
+            concurrency=16,
+            cw_graphql_url=cw.graphql_url,
+            cw_write_url=cw.write_url,
+            cw_api_key=cw_key,
+        )
+        return await _run(console, workdir, settings, cw)
+
+
+async def _run(console: Console, workdir: Path, settings: Settings, cw: CWServer) -> int:
     log_path = workdir / "worker.log"
-    settings = Settings(
-        database_url=f"sqlite:///{workdir / 'demo.db'}",
-        secret_key=secrets.token_urlsafe(32),
-        retry_delays=(0.5, 1.0),
-        concurrency=16,
-    )
     with log_path.open("w") as log_file:
         configure(fmt="json", level="INFO", stream=log_file)
         from config_db.database import make_engine
@@ -142,7 +154,9 @@ async def run_demo(console: Console) -> int:
             await _provision(settings, sandbox.base_url, token)
             outcomes = await _process(settings, plan, console)
             stats = await sandbox.stats()
+        inbound = await run_inbound(settings, cw, token, console)
     _summary(console, plan, outcomes, stats)
+    _inbound_summary(console, inbound)
     console.print(f"worker log: {log_path}")
     return 0
 
@@ -191,3 +205,20 @@ def _summary(console: Console, plan: DemoPlan, counts: Counter[str], sandbox_sta
             f"({sandbox_stats.get('creates')} creates, {sandbox_stats.get('updates')} updates, "
             f"{sandbox_stats.get('deletes')} deletes)"
         )
+
+
+def _inbound_summary(console: Console, report: InboundReport) -> None:
+    table = Table(
+        title=f"cwi demo, inbound ({INBOUND_CLIENT}): both directions, no ping-pong", show_header=True
+    )
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("changes made by users in CW", str(report.cw_user_changes))
+    table.add_row("changes made by users in the ERP", str(report.erp_user_changes))
+    table.add_row("webhooks fired by the sandbox ERP", str(report.webhooks_sent))
+    table.add_row("inbound changes applied to CW", str(report.applied))
+    table.add_row("echoes ignored: ERP webhooks of our pushes", str(report.erp_echoes))
+    table.add_row("echoes ignored: CW events of our inbound writes", str(report.cw_echoes))
+    table.add_row("CW Write API calls (creates/updates/deletes)", str(report.cw_writes))
+    table.add_row("ERP writes (creates/updates/deletes)", str(report.erp_writes))
+    console.print(table)

@@ -91,13 +91,13 @@ class MeteredPipeline(Pipeline):
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
 
-    async def handle(self, delivery: Delivery) -> Outcome:
+    async def handle(self, delivery: Delivery, *, defer_journal: bool = False) -> Outcome:
         m = self._metrics
         m.received.inc()
         m.in_flight.inc()
         started = time.perf_counter()
         try:
-            return await self._inner.handle(delivery)
+            return await self._inner.handle(delivery, defer_journal=defer_journal)
         finally:
             m.handler_seconds.observe(time.perf_counter() - started)
             m.in_flight.dec()

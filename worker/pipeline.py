@@ -16,12 +16,20 @@ from contracts import Action, DeadLetterReason, Envelope, InvalidEnvelopeError, 
 from providers.base import OutboundChange, Provider, PushResult
 from providers.errors import PermanentError, TransientError
 from worker.buses.base import Delivery
+from worker.cw.port import CWApi
+from worker.cw.thin import fill_thin_event
 from worker.db import Database
+from worker.inbound import journal as inbound_journal
+from worker.inbound.apply import InboundHandler
+from worker.inbound.echo import is_reverse_echo
 from worker.logging import get_logger
 from worker.outcomes import Complete, DeadLetter, Outcome, Retry
 from worker.retry import ATTEMPT_PROPERTY, RetryPolicy
 
 log = get_logger()
+
+
+_NO_CW = "CW's APIs are not configured (set CWI_CW_GRAPHQL_URL, CWI_CW_WRITE_URL and CWI_CW_API_KEY)"
 
 
 class ProviderLookup(Protocol):
@@ -80,11 +88,20 @@ class Pipeline:
     wait for a free call, so a call that finishes is followed at once by the next."""
 
     def __init__(
-        self, db: Database, providers: ProviderLookup, policy: RetryPolicy, *, max_calls: int | None = None
+        self,
+        db: Database,
+        providers: ProviderLookup,
+        policy: RetryPolicy,
+        *,
+        cw: CWApi | None = None,
+        inbound: InboundHandler | None = None,
+        max_calls: int | None = None,
     ) -> None:
         self.db = db
         self.providers = providers
         self.policy = policy
+        self.cw = cw
+        self.inbound = inbound
         self._calls = asyncio.Semaphore(max_calls) if max_calls else None
 
     async def _push(self, provider: Provider, change: OutboundChange) -> PushResult:
@@ -101,23 +118,35 @@ class Pipeline:
         except InvalidEnvelopeError as exc:
             return DeadLetter(DeadLetterReason.InvalidEnvelope, str(exc))
         if env.inbound:
-            return DeadLetter(
-                DeadLetterReason.NotSupported, "webhook events: the inbound path is not built yet"
-            )
-        if env.data is None and env.action is not Action.deleted:
-            return DeadLetter(
-                DeadLetterReason.NotSupported, f"{env.type} without data: the CW Query API is not configured"
-            )
+            if self.inbound is None:
+                return DeadLetter(DeadLetterReason.NotSupported, f"webhook events: {_NO_CW}")
+            return await self.inbound.handle(env, delivery)
+        thin = env.data is None and env.action is not Action.deleted
+        if thin and self.cw is None:
+            return DeadLetter(DeadLetterReason.NotSupported, f"{env.type} without data: {_NO_CW}")
         bound = log.bind(message_id=env.id, client_id=env.client_id, type=env.type)
         try:
             provider = await self.providers.provider_for(env.client_id)
         except PermanentError as exc:
             return DeadLetter(exc.reason, str(exc))
         kind = provider.kind
+        if thin:
+            filled = await self._fill(env, kind, delivery)
+            if not isinstance(filled, Envelope):
+                return filled
+            env = filled
         start = await self.db.batched(lambda db: _begin(env, kind, db))
         if start.finished is not None:
             bound.info("duplicate", provider=kind, outcome="duplicate")
             return Complete("duplicate")
+        if (
+            start.link is not None
+            and start.link.cw_fingerprint is not None
+            and is_reverse_echo(env, start.link)
+        ):
+            await self.db.batched(lambda db: inbound_journal.reverse_echo(env, kind, db))
+            bound.info("echo_ignored", provider=kind, outcome="echo_ignored")
+            return Complete("echo_ignored")
         change = OutboundChange(
             idempotency_key=env.id,
             entity=env.entity,
@@ -144,6 +173,22 @@ class Pipeline:
             return Complete(result.outcome, journal)
         await self.db.batched(journal)
         return Complete(result.outcome)
+
+    async def _fill(self, env: Envelope, kind: str, delivery: Delivery) -> Envelope | Outcome:
+        """A thin event completed from CW's Query API, or the outcome when that cannot be done."""
+        assert self.cw is not None
+        cw = self.cw
+        try:
+            filled = await self.policy.call(lambda: fill_thin_event(cw, env))
+        except TransientError as exc:
+            return await self._transient(env, kind, delivery, exc)
+        except PermanentError as exc:
+            return DeadLetter(exc.reason, str(exc))
+        if filled is None:
+            # Deleted in CW since: its delete event follows; there is nothing to push.
+            await self.db.batched(lambda db: _fail(env, kind, "unchanged", "no longer in CW", db))
+            return Complete("unchanged")
+        return filled
 
     async def _transient(self, env: Envelope, kind: str, delivery: Delivery, exc: TransientError) -> Outcome:
         attempt = int(delivery.properties.get(ATTEMPT_PROPERTY, 0))

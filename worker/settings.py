@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     webhook_rate_per_s: Annotated[float, Field(gt=0)] = 20.0
     webhook_rate_burst: Annotated[int, Field(ge=1)] = 40
 
+    # CW's own APIs, for the inbound path and for filling thin events. Unset: the worker still
+    # pushes outbound events, and dead-letters what needs CW (NotSupported) with a clear reason.
+    cw_graphql_url: str | None = None
+    cw_write_url: str | None = None
+    cw_api_key: SecretStr | None = None
+
     @property
     def effective_prefetch(self) -> int:
         return self.concurrency if self.prefetch is None else self.prefetch
@@ -50,6 +56,10 @@ class Settings(BaseSettings):
                 raise ValueError("delays cannot be negative")
             return delays
         return value
+
+    @property
+    def cw_key(self) -> str | None:
+        return None if self.cw_api_key is None else self.cw_api_key.get_secret_value()
 
     @property
     def secret(self) -> str | None:

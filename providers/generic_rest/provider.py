@@ -7,16 +7,27 @@ keeps the repeat from counting as a second change.
 
 from __future__ import annotations
 
+import json
 import uuid
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import aiohttp
+from pydantic import ValidationError
 
 from contracts import Action, CWRecord, Entity
-from providers.base import ConnectionSpec, OutboundChange, PreparedRequest, PushResult, content_hash
-from providers.errors import AuthenticationFailed, MappingError, ProviderRejected
+from contracts.envelope import describe_errors
+from providers.base import (
+    ConnectionSpec,
+    ExternalRecord,
+    OutboundChange,
+    PreparedRequest,
+    PushResult,
+    content_hash,
+)
+from providers.errors import AuthenticationFailed, MappingError, NotSupported, ProviderRejected
 from providers.generic_rest.client import GenericRestClient, describe_error
-from providers.generic_rest.mapping import to_body
+from providers.generic_rest.mapping import RECORD_TYPES, to_body
 from providers.http import HttpResponse, RequestRateCap
 
 CHECK_ID = "__cwi_connection_check__"
@@ -81,6 +92,27 @@ class GenericRestProvider:
         # 404 means it is already gone: the outcome we want, so it counts as deleted.
         await self._client.request("DELETE", change.entity, change.cw_id, change.idempotency_key)
         return PushResult(outcome="deleted", external_id=change.known_external_id)
+
+    # The inbound side (InboundProvider): the ERP's record IS the CW record.
+
+    async def fetch(self, entity: Entity, external_id: str) -> ExternalRecord | None:
+        # The interface reads records by CW id only, and its webhooks carry the record (all but
+        # deletions), so the inbound path never needs to read one by the ERP's id.
+        raise NotSupported(
+            f"generic_rest reads records by CW id only, not by external id {external_id!r}: "
+            "its webhooks must carry the record (contracts/generic_rest.openapi.json, WebhookChange)"
+        )
+
+    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
+        fields = {k: v for k, v in value.items() if k != "id"}
+        try:
+            record = RECORD_TYPES[entity].model_validate_json(json.dumps({**fields, "id": "-"}, default=str))
+        except ValidationError as exc:
+            problems = "; ".join(describe_errors(exc))
+            raise MappingError(f"generic_rest {entity.value} is not a valid CW record: {problems}") from None
+        body = record.model_dump(mode="json")
+        del body["id"]
+        return body
 
     def _record(self, change: OutboundChange) -> CWRecord:
         if change.record is None:

@@ -135,6 +135,7 @@ def parse_event(body: bytes, *, event_id: str | None = None) -> list[InboundChan
             author=event.data.author,
             value=event.data.record,
             event_id=event_id,
+            cw_id=event.data.cw_id,
         )
     ]
 

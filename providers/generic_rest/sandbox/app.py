@@ -6,6 +6,7 @@ and read what happened.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import json
 import random
@@ -15,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from providers.generic_rest.sandbox.firing import WebhookSender
 from providers.generic_rest.sandbox.rules import RequestRules, load_document
 from providers.generic_rest.sandbox.store import Reply, Store, StoredRecord, open_store
 
@@ -26,6 +28,7 @@ class Stats:
     creates: int = 0
     updates: int = 0
     deletes: int = 0
+    user_changes: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -55,11 +58,27 @@ def _reply(reply: Reply) -> web.Response:
     return web.json_response(reply.body, status=reply.status)
 
 
+#: the key of a record created in the ERP by a user: CW has no id for it (the webhook names none).
+ERP_CREATED = "erp:"
+_ENTITIES = ("customer", "supplier", "project", "invoice")
+
+
 class Sandbox:
-    """The state behind one sandbox app: records, answers per Idempotency-Key, counters, failures."""
+    """The state behind one sandbox app: records, answers per Idempotency-Key, counters, failures.
+
+    Every change, ours through the interface (author ``api_user``) or a user's through
+    ``/_sandbox/user-change``, fires a signed webhook once a subscription is set.
+    """
 
     def __init__(
-        self, *, token: str, latency_ms: float, fail_rate: float, seed: int | None, store: Store
+        self,
+        *,
+        token: str,
+        latency_ms: float,
+        fail_rate: float,
+        seed: int | None,
+        store: Store,
+        api_user: str = "cwi",
     ) -> None:
         if not 0 <= fail_rate <= 1:
             raise ValueError(f"fail_rate must be between 0 and 1, not {fail_rate}")
@@ -71,6 +90,8 @@ class Sandbox:
         self.rules = RequestRules(load_document())
         self.stats = Stats()
         self.failures: deque[InjectedFailure] = deque()
+        self.api_user = api_user
+        self.webhooks = WebhookSender()
 
     async def interface(self, request: web.Request) -> web.StreamResponse:
         """``PUT|GET|DELETE /v1/{entity}/{cw_id}``."""
@@ -151,9 +172,68 @@ class Sandbox:
         return Reply(204, None)
 
     def _count_write(self, record: StoredRecord, kind: str) -> None:
-        # Outbound webhooks (ERP → CW) will hang off this point: every state change passes here.
+        # Every state change made through the interface passes here: announce it as ours.
         self.stats.writes[f"{record.entity}/{record.cw_id}"] += 1
         setattr(self.stats, kind, getattr(self.stats, kind) + 1)
+        action = {"creates": "created", "updates": "updated", "deletes": "deleted"}[kind]
+        self._announce(record, action, self.api_user)
+
+    def _announce(self, record: StoredRecord, action: str, author: str) -> None:
+        change: dict[str, Any] = {
+            "entity": record.entity,
+            "external_id": record.external_id,
+            "version": record.version,
+            "author": author,
+        }
+        if not record.cw_id.startswith(ERP_CREATED):
+            change["cw_id"] = record.cw_id
+        if not record.deleted:
+            change["record"] = record.data
+        self.webhooks.fire(
+            {
+                "type": f"{record.entity}.{action}",
+                "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+                "data": change,
+            }
+        )
+
+    def user_change(self, spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A change made by a user in the ERP: ``{"entity", "cw_id"?, "data"?, "delete"?, "author"?}``.
+
+        With ``cw_id`` it updates (or, with ``delete``, deletes) that record; without, it creates a
+        record in the ERP that CW does not know yet.
+        """
+        entity, cw_id, data = spec.get("entity"), spec.get("cw_id"), spec.get("data")
+        author = str(spec.get("author") or "erp-user")
+        if entity not in _ENTITIES:
+            return 400, {"error": f"entity must be one of {', '.join(_ENTITIES)}"}
+        if not spec.get("delete") and not isinstance(data, dict):
+            return 400, {"error": "data (the record, in CW's shape) is required unless delete is true"}
+        if cw_id is None:
+            if spec.get("delete"):
+                return 400, {"error": "delete needs the cw_id of the record"}
+            assert isinstance(data, dict)
+            external_id = self.store.next_external_id(entity)
+            fields = {k: v for k, v in data.items() if k != "id"}
+            record = StoredRecord(entity, f"{ERP_CREATED}{external_id}", external_id, 1, fields)
+            action = "created"
+        else:
+            existing = self.store.get(entity, str(cw_id))
+            if existing is None or existing.deleted:
+                return 404, {"error": f"{entity} {cw_id!r} does not exist"}
+            if spec.get("delete"):
+                record, action = replace(existing, version=existing.version + 1, deleted=True), "deleted"
+            else:
+                assert isinstance(data, dict)
+                body = {**data, "id": existing.cw_id}
+                problem = self.rules.body_problem(entity, existing.cw_id, body)
+                if problem is not None:
+                    return 422, {"error": problem}
+                record, action = replace(existing, version=existing.version + 1, data=body), "updated"
+        self.store.save(record)
+        self.stats.user_changes += 1
+        self._announce(record, action, author)
+        return 200, {"external_id": record.external_id, "version": record.version}
 
     # The control API.
 
@@ -173,6 +253,29 @@ class Sandbox:
             return _error(400, "status must be 400-599 and count at least 1")
         self.failures.append(failure)
         return web.json_response({"queued": failure.remaining})
+
+    async def user_change_view(self, request: web.Request) -> web.Response:
+        try:
+            spec = await request.json()
+        except ValueError:
+            return _error(400, "body: not valid JSON")
+        if not isinstance(spec, dict):
+            return _error(400, "body must be a JSON object")
+        status, body = self.user_change(spec)
+        return web.json_response(body, status=status)
+
+    async def webhook_view(self, request: web.Request) -> web.Response:
+        """``{"url": "…", "secret": "whsec_…"}``: where every change is announced from now on."""
+        try:
+            spec = await request.json()
+            self.webhooks.subscribe(str(spec["url"]), str(spec["secret"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            return _error(400, f"webhook needs {{'url': 'http…', 'secret': 'whsec_…'}}: {exc}")
+        return web.json_response(self.webhooks.as_json())
+
+    async def webhook_stats_view(self, request: web.Request) -> web.Response:
+        """The subscription, webhooks sent, failed and pending, and the user changes made."""
+        return web.json_response({**self.webhooks.as_json(), "user_changes": self.stats.user_changes})
 
     async def stats_view(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats.as_json())
@@ -197,11 +300,21 @@ def create_app(
     fail_rate: float = 0,
     seed: int | None = None,
     db_path: str | None = None,
+    api_user: str = "cwi",
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
 ) -> web.Application:
     """The sandbox ERP as an aiohttp application; ``app[SANDBOX]`` is its state."""
     sandbox = Sandbox(
-        token=token, latency_ms=latency_ms, fail_rate=fail_rate, seed=seed, store=open_store(db_path)
+        token=token,
+        latency_ms=latency_ms,
+        fail_rate=fail_rate,
+        seed=seed,
+        store=open_store(db_path),
+        api_user=api_user,
     )
+    if webhook_url is not None and webhook_secret is not None:
+        sandbox.webhooks.subscribe(webhook_url, webhook_secret)
     app = web.Application()
     app[SANDBOX] = sandbox
     for method in ("PUT", "GET", "DELETE"):
@@ -210,8 +323,12 @@ def create_app(
     app.router.add_get("/_sandbox/stats", sandbox.stats_view)
     app.router.add_get("/_sandbox/records", sandbox.records_view)
     app.router.add_post("/_sandbox/reset", sandbox.reset)
+    app.router.add_post("/_sandbox/user-change", sandbox.user_change_view)
+    app.router.add_post("/_sandbox/webhook", sandbox.webhook_view)
+    app.router.add_get("/_sandbox/webhook", sandbox.webhook_stats_view)
 
     async def close_store(app: web.Application) -> None:
+        await sandbox.webhooks.close()
         sandbox.store.close()
 
     app.on_cleanup.append(close_store)

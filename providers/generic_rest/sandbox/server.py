@@ -21,9 +21,19 @@ class SandboxServer:
         fail_rate: float = 0,
         seed: int | None = None,
         db_path: str | None = None,
+        api_user: str = "cwi",
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
     ) -> None:
         self.app = create_app(
-            token=token, latency_ms=latency_ms, fail_rate=fail_rate, seed=seed, db_path=db_path
+            token=token,
+            latency_ms=latency_ms,
+            fail_rate=fail_rate,
+            seed=seed,
+            db_path=db_path,
+            api_user=api_user,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
         )
         # A short grace on exit: a handler still sleeping out latency_ms must not hold up the tests.
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.25)
@@ -36,6 +46,10 @@ class SandboxServer:
     async def stats(self) -> dict[str, Any]:
         """What ``GET /_sandbox/stats`` answers, without the HTTP round trip."""
         return self.sandbox.stats.as_json()
+
+    async def drain_webhooks(self) -> None:
+        """Until every webhook the sandbox fired so far was delivered (or given up)."""
+        await self.sandbox.webhooks.drain()
 
     async def __aenter__(self) -> Self:
         await self._runner.setup()

@@ -1,0 +1,225 @@
+"""The CW port's HTTP adapter against the fake CW over real HTTP; its requests checked against the
+documents in contracts/ (cw_write.openapi.json, cw_query.graphql)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib.resources import files
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from graphql import build_schema, parse, validate
+from graphql.language import FieldNode, OperationDefinitionNode
+
+from contracts import Customer, Entity, Invoice, Project, Supplier
+from providers.errors import PermanentError, TransientError
+from tests.openapi import load_spec
+from worker.cw.http import OPERATIONS, QUERY_DOCUMENT, HttpCW
+from worker.cw.sandbox import CWServer
+from worker.logging import redactor
+
+API_KEY = "cw-test-api-key"
+
+# CW's Query API schema as far as the worker reads it: enough to validate our documents.
+SCHEMA = build_schema(
+    """
+    type Address { street: String! postal_code: String! city: String! country: String! }
+    type Customer { id: ID! number: String! name: String! org_number: String email: String phone: String
+                    address: Address }
+    type Supplier { id: ID! number: String! name: String! org_number: String email: String address: Address }
+    type Project { id: ID! number: String! name: String! customer_id: ID! customer_number: String
+                   start_date: String! end_date: String }
+    type InvoiceLine { description: String! quantity: String! unit_price: String! vat_rate: String!
+                       account: String product_number: String }
+    type Invoice { id: ID! number: String! customer_id: ID! customer_number: String! project_id: ID
+                   project_number: String invoice_date: String! due_date: String! currency: String!
+                   reference: String lines: [InvoiceLine!]! }
+    type Query { customer(id: ID!): Customer supplier(id: ID!): Supplier project(id: ID!): Project
+                 invoice(id: ID!): Invoice }
+    """
+)
+MODELS = {
+    Entity.customer: Customer,
+    Entity.supplier: Supplier,
+    Entity.project: Project,
+    Entity.invoice: Invoice,
+}
+
+
+@dataclass
+class Recorded:
+    requests: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
+
+
+@pytest.fixture
+async def cw_server() -> AsyncIterator[tuple[CWServer, Recorded]]:
+    recorded = Recorded()
+    server = CWServer(api_key=API_KEY)
+
+    @web.middleware
+    async def record(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> Any:
+        body = await request.json() if request.can_read_body else None
+        recorded.requests.append((request.method, request.path, dict(request.headers), body))
+        return await handler(request)
+
+    server.app.middlewares.append(record)
+    async with server:
+        yield server, recorded
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def adapter(http: aiohttp.ClientSession, server: CWServer, key: str = API_KEY) -> HttpCW:
+    return HttpCW(http, graphql_url=server.graphql_url, write_url=server.write_url, api_key=key)
+
+
+FIELDS = {"number": "10001", "name": "Acme AS", "email": "post@acme.no"}
+
+
+async def test_create_update_query_delete_round_trip(
+    cw_server: tuple[CWServer, Recorded], http: aiohttp.ClientSession
+) -> None:
+    server, _ = cw_server
+    cw = adapter(http, server)
+    cw_id = await cw.create("acme", Entity.customer, FIELDS, key="k1")
+    assert await cw.update("acme", Entity.customer, cw_id, {**FIELDS, "name": "Acme Holding AS"}, key="k2")
+    record = await cw.fetch("acme", Entity.customer, cw_id, key="k3")
+    assert record is not None and record["name"] == "Acme Holding AS" and record["id"] == cw_id
+    assert await cw.fetch("globex", Entity.customer, cw_id, key="k4") is None, "clients are separate"
+    assert await cw.delete("acme", Entity.customer, cw_id, key="k5")
+    assert not await cw.delete("acme", Entity.customer, cw_id, key="k6"), "already gone"
+    assert not await cw.update("acme", Entity.customer, cw_id, FIELDS, key="k7")
+    assert await cw.fetch("acme", Entity.customer, cw_id, key="k8") is None
+
+
+async def test_the_same_idempotency_key_creates_once(
+    cw_server: tuple[CWServer, Recorded], http: aiohttp.ClientSession
+) -> None:
+    server, _ = cw_server
+    cw = adapter(http, server)
+    first = await cw.create("acme", Entity.customer, FIELDS, key="same")
+    assert await cw.create("acme", Entity.customer, FIELDS, key="same") == first
+    assert server.cw.stats.creates == 1
+
+
+async def test_every_request_is_one_the_documents_in_contracts_allow(
+    cw_server: tuple[CWServer, Recorded], http: aiohttp.ClientSession
+) -> None:
+    server, recorded = cw_server
+    cw = adapter(http, server)
+    invoice = {
+        "number": "1",
+        "customer_id": "c1",
+        "customer_number": "10001",
+        "invoice_date": "2026-11-01",
+        "due_date": "2026-11-15",
+        "currency": "NOK",
+        "lines": [{"description": "Work", "quantity": "2", "unit_price": "100.00", "vat_rate": "25"}],
+    }
+    inv = await cw.create("acme", Entity.invoice, invoice, key="i1")
+    await cw.update("acme", Entity.invoice, inv, {**invoice, "reference": "PO 1"}, key="i2")
+    cus = await cw.create("acme", Entity.customer, FIELDS, key="c1")
+    for entity in Entity:
+        await cw.fetch("acme", entity, inv, key=f"q-{entity.value}")
+    await cw.delete("acme", Entity.customer, cus, key="d1")
+
+    spec = load_spec("cw_write.openapi.json")
+    for method, path, headers, body in recorded.requests:
+        assert headers["Authorization"] == f"Bearer {API_KEY}"
+        assert headers["X-CW-Client-Id"] == "acme" and headers["Idempotency-Key"]
+        if path == "/graphql":
+            _check_graphql(body)
+            continue
+        write_path = path.removeprefix("/write")
+        operation = spec.operation(method, write_path)
+        required = {p["$ref"].rsplit("/", 1)[1] for p in operation["parameters"]}
+        assert {"ClientId", "IdempotencyKey"} <= required
+        spec.validate_request(method, write_path, body)
+    assert len(recorded.requests) == 8
+
+
+def _check_graphql(body: dict[str, Any]) -> None:
+    assert body["query"] == QUERY_DOCUMENT
+    assert body["operationName"] in OPERATIONS.values() and set(body["variables"]) == {"id"}
+
+
+def test_the_graphql_documents_parse_validate_and_select_every_record_field() -> None:
+    document = parse(files("contracts").joinpath("cw_query.graphql").read_text())
+    assert validate(SCHEMA, document) == []
+    operations = {
+        d.name.value: d for d in document.definitions if isinstance(d, OperationDefinitionNode) and d.name
+    }
+    assert set(operations) == set(OPERATIONS.values())
+    for entity, name in OPERATIONS.items():
+        (root,) = operations[name].selection_set.selections
+        assert isinstance(root, FieldNode) and root.name.value == entity.value
+        assert root.selection_set is not None
+        selected = {s.name.value for s in root.selection_set.selections if isinstance(s, FieldNode)}
+        assert selected == set(MODELS[entity].model_fields), f"{name} must select every field of the record"
+
+
+def test_the_write_api_document_names_every_record_field_but_the_id() -> None:
+    spec = load_spec("cw_write.openapi.json")
+    for entity, model in MODELS.items():
+        schema = spec.request_schema("POST", f"/v1/{entity.value}")
+        assert schema is not None
+        properties = spec.resolve(schema["$ref"])["properties"]
+        assert set(properties) == set(model.model_fields) - {"id"}
+
+
+async def test_a_rejected_record_is_permanent_with_cws_own_text(
+    cw_server: tuple[CWServer, Recorded], http: aiohttp.ClientSession
+) -> None:
+    server, _ = cw_server
+    with pytest.raises(PermanentError, match=r"HTTP 422: .*name"):
+        await adapter(http, server).create("acme", Entity.customer, {"number": "1"}, key="bad")
+
+
+async def test_a_wrong_api_key_is_permanent_and_never_logged(
+    cw_server: tuple[CWServer, Recorded], http: aiohttp.ClientSession
+) -> None:
+    server, _ = cw_server
+    with pytest.raises(PermanentError, match=r"HTTP 401.*CWI_CW_API_KEY"):
+        await adapter(http, server, key="not-the-key").create("acme", Entity.customer, FIELDS, key="k")
+    assert redactor.scrub("key not-the-key here") == "key *** here"
+
+
+@pytest.mark.parametrize("status", [500, 503, 408, 429])
+async def test_server_errors_timeouts_and_throttling_are_transient(
+    status: int, http: aiohttp.ClientSession
+) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response({"error": "busy"}, status=status, headers={"Retry-After": "2"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        cw = HttpCW(http, graphql_url=f"{url}/graphql", write_url=url, api_key=API_KEY)
+        with pytest.raises(TransientError, match=f"HTTP {status}: busy") as caught:
+            await cw.update("acme", Entity.customer, "c1", FIELDS, key="k")
+        assert caught.value.retry_after == 2
+        with pytest.raises(TransientError):
+            await cw.fetch("acme", Entity.customer, "c1", key="k")
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_unreachable_cw_is_transient(http: aiohttp.ClientSession) -> None:
+    cw = HttpCW(
+        http, graphql_url="http://127.0.0.1:9/graphql", write_url="http://127.0.0.1:9", api_key=API_KEY
+    )
+    with pytest.raises(TransientError):
+        await cw.create("acme", Entity.customer, FIELDS, key="k")
