@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from config_db import clients
+from config_db import clients, webhooks
 from config_db.database import make_engine
 from config_db.secrets import SecretBox
 from tests.fakes.serve import KINDS, ServedFake, serve_in_thread
@@ -74,8 +74,38 @@ def test_register_without_a_webhook_secret_names_the_credential(env: str, served
         register("acme", url=URL.format(kind=served.kind))
 
 
-def test_register_needs_a_url_and_a_connection(env: str, served: ServedFake) -> None:
-    with pytest.raises(CliError, match="pass --url"):
-        register("acme", url=None)
+def test_register_without_url_issues_a_new_endpoint_and_secret(
+    env: str, served: ServedFake, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CWI_PUBLIC_URL", "https://cwi.example/")
+    provision(env, served, served.credentials)
+
+    register("acme", url=None)
+
+    shown = " ".join(capsys.readouterr().out.split())
+    engine = make_engine(env)
+    with engine.begin() as conn:
+        stored = clients.get_connection(conn, "acme")
+    assert stored is not None
+    secret = SecretBox(SECRET_KEY).decrypt(stored.credentials)["webhook_secret"]
+    prefix = f"https://cwi.example/webhooks/{served.kind}/"
+    fake = served.fake
+    if isinstance(fake, FakeTripletex):
+        ours = [s for s in fake.subscriptions.values() if s["targetUrl"].startswith(prefix)]
+        [url] = {s["targetUrl"] for s in ours}
+        assert {s["hmacSharedSecret"] for s in ours} == {secret}
+    elif isinstance(fake, FakeUni):
+        [plan] = fake.entities("eventplans")
+        [url] = [sub["Endpoint"] for sub in plan["Subscribers"] if sub["Endpoint"].startswith(prefix)]
+        assert plan["SigningKey"] == secret
+    else:
+        url = next(word for word in shown.split() if word.startswith(prefix))
+    with engine.begin() as conn:
+        endpoint = webhooks.find_endpoint(conn, url.removeprefix(prefix).rstrip(".,"))
+    engine.dispose()
+    assert endpoint is not None and (endpoint.client_id, endpoint.provider) == ("acme", served.kind)
+
+
+def test_register_needs_a_connection(env: str, served: ServedFake) -> None:
     with pytest.raises(CliError, match="has no connection"):
         register("nobody", url="https://cwi.example/webhooks/x/y")

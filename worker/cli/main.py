@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from worker.cli import admin, messages, serve, tools
+from worker.cli import admin, messages, serve, tools, webhooks_register
 from worker.cli.common import CliError, err_console
 from worker.cli.webhooks import webhooks_app
 
@@ -21,6 +21,7 @@ app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.clients_app, name="clients")
 app.add_typer(admin.connections_app, name="connections")
 app.add_typer(admin.contracts_app, name="contracts")
+webhooks_app.command("register")(webhooks_register.register)
 app.add_typer(webhooks_app, name="webhooks")
 app.command()(messages.send)
 app.command()(messages.run)
