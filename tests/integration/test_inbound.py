@@ -1,17 +1,15 @@
 """The inbound path and echo suppression end to end, on SQLite and PostgreSQL, over real HTTP.
 
 The rig: the worker (local bus, real pipeline), the fake CW (Query + Write API) whose events are
-published onto the bus as CW would, the sandbox ERP firing signed webhooks, and the one webhook
-delivery step (``WebhookRelay``: verify, ``webhook_envelopes``, publish), the stand-in for
-``cwi serve``.
+published onto the bus as CW would, the sandbox ERP firing signed webhooks at the real listener
+(``worker.ingress`` on uvicorn, endpoints issued as `cwi webhooks url` issues them), which
+verifies them and publishes their envelopes to the bus.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import random
-import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,8 +28,9 @@ from worker.bootstrap import App, open_app
 from worker.buses.base import OutgoingMessage
 from worker.cw.sandbox import CWServer
 from worker.inbound.fingerprint import cw_fields
+from worker.inbound.listening import Listener, listening
 from worker.inbound.quiet import run_until_quiet
-from worker.inbound.relay import WebhookRelay
+from worker.ingress.ratelimit import RateLimiter
 from worker.settings import Settings
 
 KEY = "inbound-test-key"
@@ -48,13 +47,17 @@ def customer(cw_id: str, name: str, n: int = 1) -> dict[str, Any]:
 class Rig:
     app: App
     cw: CWServer
-    relay: WebhookRelay
+    listener: Listener
     sandboxes: dict[str, SandboxServer] = field(default_factory=dict)
 
     async def quiet(self) -> Counter[str]:
         drains = [sb.drain_webhooks for sb in self.sandboxes.values()]
         counts = await run_until_quiet(self.app, drains, concurrency=32)
         assert "dead:" not in " ".join(counts), counts
+        failed = {
+            c: sb.sandbox.webhooks.failed for c, sb in self.sandboxes.items() if sb.sandbox.webhooks.failed
+        }
+        assert not failed, f"the listener refused webhooks: {failed}"
         return counts
 
     async def erp_change(self, client: str, **spec: Any) -> dict[str, Any]:
@@ -75,7 +78,6 @@ class Rig:
 
 @asynccontextmanager
 async def _rig(db_url: str, client_ids: list[str], *, api_user: str | None = None) -> AsyncIterator[Rig]:
-    webhook_secrets = {c: "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode() for c in client_ids}
     async with CWServer(api_key=CW_KEY) as cw:
         settings = Settings(
             database_url=db_url,
@@ -86,21 +88,20 @@ async def _rig(db_url: str, client_ids: list[str], *, api_user: str | None = Non
             cw_write_url=cw.write_url,
             cw_api_key=CW_KEY,
         )
-        async with open_app(settings, http=True) as app, WebhookRelay(app.bus, webhook_secrets) as relay:
+        # No 429s here: the sandbox fires a client's webhooks back to back.
+        limiter = RateLimiter(10_000, 10_000)
+        async with open_app(settings, http=True) as app, listening(app, limiter=limiter) as listener:
             cw.cw.on_event = _publisher(app)
-            rig = Rig(app, cw, relay)
+            rig = Rig(app, cw, listener)
             try:
                 for client in client_ids:
-                    sandbox = SandboxServer(
-                        token=TOKEN,
-                        api_user=API_USER,
-                        webhook_url=relay.url_for(client),
-                        webhook_secret=webhook_secrets[client],
-                    )
+                    sandbox = SandboxServer(token=TOKEN, api_user=API_USER)
                     rig.sandboxes[client] = await sandbox.__aenter__()
                     await app.db.run(
                         partial(_provision, client=client, base_url=sandbox.base_url, api_user=api_user)
                     )
+                    endpoint = await listener.endpoint(client)
+                    sandbox.sandbox.webhooks.subscribe(endpoint.url, endpoint.secret)
                 yield rig
             finally:
                 for sandbox in rig.sandboxes.values():
