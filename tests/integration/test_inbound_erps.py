@@ -1,0 +1,168 @@
+"""Both directions end to end with each vendor's fake ERP, over real HTTP, on SQLite and PostgreSQL.
+
+The rig: the worker on the local bus (real pipeline), the fake CW (its events published onto the
+bus as CW would), a vendor fake (Tripletex, Visma.net, Uni Economy) whose webhooks go to the real
+listener (``worker.ingress`` on uvicorn) at an endpoint issued as `cwi webhooks url` issues it.
+
+- our push → the fake fires its webhook at the listener → ignored as an echo, nothing written to CW;
+- a user's change in the fake → written to CW exactly once;
+- the CW event caused by that write → ignored, not pushed to the ERP again;
+- the same for a user's delete in the ERP.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import pytest
+
+from config_db import clients, sync_log
+from config_db.secrets import SecretBox
+from contracts import Entity
+from tests.fakes.serve import KINDS, ServedFake, serve_fake
+from tests.integration.test_visma_net_inbound import CUSTOMER, INVOICE
+from worker.bootstrap import App, open_app
+from worker.buses.base import OutgoingMessage
+from worker.cw.sandbox import CWServer
+from worker.inbound.listening import listening
+from worker.inbound.quiet import run_until_quiet
+from worker.settings import Settings
+
+KEY = "inbound-erps-test-key"
+CW_KEY = "cw-api-key-erps"
+CLIENT = "acme"
+
+# A user's edit in each fake (its own kind name, its own field) and the CW field it changes.
+USER_EDITS: dict[str, tuple[str, dict[str, Any], str, str]] = {
+    "tripletex": ("customer", {"name": "Renamed by a user"}, "name", "Renamed by a user"),
+    "visma_net": ("customer", {"name": "Renamed by a user"}, "name", "Renamed by a user"),
+    "uni_economy": ("customers", {"OrgNumber": "111222333"}, "org_number", "111222333"),
+}
+
+
+@dataclass
+class Rig:
+    app: App
+    cw: CWServer
+    erp: ServedFake
+
+    async def quiet(self) -> Counter[str]:
+        counts = await run_until_quiet(self.app, [self.erp.fake.callbacks.drain])
+        assert "dead:" not in " ".join(counts), counts
+        statuses = {d.status for d in self.erp.fake.callbacks.deliveries}
+        assert statuses <= {202}, f"the listener answered {self.erp.fake.callbacks.deliveries}"
+        return counts
+
+    def actions(self, direction: str) -> Counter[str]:
+        rows = self.app.db.run_sync(lambda db: sync_log.entries(db, client_id=CLIENT, limit=10_000))
+        return Counter(r["action"] for r in rows if r["direction"] == direction)
+
+    def external_id(self, entity: Entity, cw_id: str) -> str:
+        link = self.app.db.run_sync(
+            lambda db: sync_log.get_link(db, CLIENT, self.erp.kind, entity.value, cw_id)
+        )
+        assert link is not None and link.external_id is not None
+        return link.external_id
+
+
+@asynccontextmanager
+async def _rig(db_url: str, kind: str, **extra_settings: str) -> AsyncIterator[Rig]:
+    async with CWServer(api_key=CW_KEY) as cw:
+        settings = Settings(
+            database_url=db_url,
+            secret_key=KEY,
+            retry_delays=(0.2,),
+            cw_graphql_url=cw.graphql_url,
+            cw_write_url=cw.write_url,
+            cw_api_key=CW_KEY,
+        )
+        async with (
+            open_app(settings, http=True) as app,
+            listening(app) as listener,
+            serve_fake(kind) as erp,
+        ):
+            cw.cw.on_event = partial(_publish, app)
+            await app.db.run(partial(_provision, erp=erp, extra=extra_settings))
+            endpoint = await listener.endpoint(CLIENT)
+            erp.fake.set_webhook(endpoint.url, endpoint.secret)
+            yield Rig(app, cw, erp)
+            assert getattr(erp.fake, "violations", []) == []
+
+
+def _provision(db: Any, *, erp: ServedFake, extra: dict[str, str]) -> None:
+    clients.add_client(db, CLIENT, "Acme")
+    credentials = SecretBox(KEY).encrypt(erp.credentials)
+    stored = clients.StoredConnection(
+        CLIENT, erp.kind, erp.base_url, {**erp.settings, **extra}, credentials, True
+    )
+    clients.set_connection(db, stored)
+
+
+async def _publish(app: App, event: dict[str, Any]) -> None:
+    """What CW does with its events: put them on the bus, the client id as session."""
+    await app.bus.publish([OutgoingMessage(json.dumps(event).encode(), event["id"], event["client_id"])])
+
+
+def _writes(actions: Counter[str]) -> dict[str, int]:
+    """The outbound journal's ERP writes (not its intents or echoes)."""
+    return {a: n for a, n in actions.items() if a in ("created", "updated", "deleted") and n}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_echoes_are_ignored_and_a_users_change_reaches_cw_once(migrated_db_url: str, kind: str) -> None:
+    async with _rig(migrated_db_url, kind) as rig:
+        customer = CUSTOMER.model_dump(mode="json")
+        await rig.cw.cw.user_change(CLIENT, Entity.customer, customer)
+        await rig.quiet()
+
+        # Our push came back as the fake's webhook, through the listener: an echo.
+        assert rig.erp.fake.callbacks.deliveries, "the fake fired its webhook"
+        assert rig.actions("inbound")["echo_ignored"] >= 1
+        assert rig.actions("inbound")["inbound"] == 0
+        assert rig.cw.cw.stats.writes == 0, "nothing written back to CW"
+        pushed = rig.actions("outbound")
+
+        # A user edits the record in the ERP: CW is written once, its CW event ignored.
+        collection, edit, field, value = USER_EDITS[kind]
+        key: Any = rig.external_id(Entity.customer, CUSTOMER.id)
+        rig.erp.fake.user_update(collection, int(key) if kind != "visma_net" else key, **edit)
+        await rig.quiet()
+
+        assert (rig.cw.cw.stats.updates, rig.cw.cw.stats.creates) == (1, 0)
+        stored = rig.cw.cw.get(CLIENT, Entity.customer, CUSTOMER.id)
+        assert stored is not None and stored[field] == value
+        assert rig.actions("inbound")["inbound"] == 1
+        outbound = rig.actions("outbound")
+        assert outbound["echo_ignored"] == pushed["echo_ignored"] + 1, "the CW event of our write"
+        assert _writes(outbound) == _writes(pushed) == {"created": 1}, "nothing pushed to the ERP again"
+
+        # A user deletes it in the ERP: deleted in CW once, and CW's delete event is not pushed back.
+        rig.erp.fake.user_delete(collection, int(key) if kind != "visma_net" else key)
+        await rig.quiet()
+
+        assert rig.cw.cw.stats.deletes == 1
+        assert rig.cw.cw.get(CLIENT, Entity.customer, CUSTOMER.id) is None
+        assert rig.actions("inbound")["inbound"] == 2
+        after = rig.actions("outbound")
+        assert after["echo_ignored"] == outbound["echo_ignored"] + 1
+        assert _writes(after) == {"created": 1}
+
+
+async def test_a_visma_invoice_written_twice_is_one_echo_per_webhook(migrated_db_url: str) -> None:
+    """Create then release: the first webhook names an older version than the one we recorded."""
+    async with _rig(migrated_db_url, "visma_net", release_invoices="true") as rig:
+        await rig.cw.cw.user_change(CLIENT, Entity.customer, CUSTOMER.model_dump(mode="json"))
+        await rig.quiet()
+        await rig.cw.cw.user_change(CLIENT, Entity.invoice, INVOICE.model_dump(mode="json"))
+        await rig.quiet()
+
+        invoice_hooks = [d for d in rig.erp.fake.callbacks.deliveries if b"CustomerInvoice" in d.body]
+        assert len(invoice_hooks) >= 2, "create and release each fired a webhook"
+        assert rig.actions("inbound")["inbound"] == 0 and rig.cw.cw.stats.writes == 0
+        assert rig.actions("inbound")["echo_ignored"] == len(rig.erp.fake.callbacks.deliveries)
