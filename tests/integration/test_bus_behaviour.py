@@ -23,10 +23,10 @@ from config_db.database import make_engine
 from config_db.models import Base
 from tests.servicebus_peer import EntityOptions, ServiceBusPeer
 from worker.buses.azure import AzureBus, StatsUnavailableError
-from worker.buses.azure_settings import load_azure_settings
 from worker.buses.base import Delivery, LockLostError, OutgoingMessage
 from worker.buses.local import LocalBus
 from worker.db import Database
+from worker.settings import load_azure_settings
 
 LOCK_S = 2.0  # short, so that lock expiry and renewal can be seen in real time
 MAX_DELIVERIES = 3

@@ -52,7 +52,6 @@ from azure.servicebus.exceptions import (
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
 
-from worker.buses.azure_settings import AzureBusSettings
 from worker.buses.base import (
     BusStats,
     BusStatsUnavailable,
@@ -62,6 +61,7 @@ from worker.buses.base import (
     OutgoingMessage,
 )
 from worker.logging import get_logger
+from worker.settings import AzureBusSettings
 
 log = get_logger()
 
