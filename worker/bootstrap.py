@@ -81,7 +81,7 @@ def make_bus(settings: Settings, db: Database) -> Bus:
         )
     # Imported here: the azure extra is optional, and the local bus must not need it.
     from worker.buses.azure import AzureBus
-    from worker.buses.azure_settings import load_azure_settings
+    from worker.settings import load_azure_settings
 
     return AzureBus(load_azure_settings(), lock_duration_s=settings.lock_duration_s)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -78,4 +78,114 @@ def load_settings(**overrides: object) -> Settings:
             f"CWI_{str(err['loc'][0]).upper()}: {err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors(include_url=False)
         ]
+        raise SettingsError("; ".join(problems)) from None
+
+
+# --- Azure Service Bus (``CWI_SERVICEBUS_*``) ------------------------------------------------------
+# A class of their own, read only when ``CWI_BUS=azure``: the local bus never needs them, and each
+# error still names its variable.
+
+_PUBLIC_CLOUD_SUFFIX = ".servicebus.windows.net"
+
+
+class AzureBusSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CWI_", extra="ignore")
+
+    servicebus_queue: str | None = None
+    servicebus_topic: str | None = None
+    servicebus_subscription: str | None = None
+    servicebus_connection_string: SecretStr | None = None
+    servicebus_namespace: str | None = None
+    servicebus_sessions: bool = False
+    # How long a session receiver waits for its session's next message before letting the session go.
+    servicebus_session_idle_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # How long a failing connection is retried before receive gives up (the process then exits).
+    servicebus_reconnect_s: Annotated[float, Field(gt=0)] = 300.0
+
+    @field_validator(
+        "servicebus_queue",
+        "servicebus_topic",
+        "servicebus_subscription",
+        "servicebus_namespace",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("servicebus_namespace")
+    @classmethod
+    def _qualify_namespace(cls, value: str | None) -> str | None:
+        """``myns``, ``myns.servicebus.windows.net`` and ``sb://myns.servicebus.windows.net/`` all work."""
+        if value is None:
+            return None
+        host = value.strip().removeprefix("sb://").removeprefix("https://").rstrip("/")
+        if not host or "/" in host:
+            raise ValueError(
+                f"must be a namespace name or host like myns.servicebus.windows.net, not {value!r}"
+            )
+        return host if "." in host or ":" in host else host + _PUBLIC_CLOUD_SUFFIX
+
+    @model_validator(mode="after")
+    def _entity_and_credentials(self) -> Self:
+        problems = [*self._entity_problems(), *self._credential_problems()]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _entity_problems(self) -> list[str]:
+        queue, topic, sub = self.servicebus_queue, self.servicebus_topic, self.servicebus_subscription
+        if queue and topic:
+            return ["set CWI_SERVICEBUS_QUEUE or CWI_SERVICEBUS_TOPIC, not both"]
+        if not queue and not topic:
+            return [
+                "CWI_SERVICEBUS_QUEUE or CWI_SERVICEBUS_TOPIC (with CWI_SERVICEBUS_SUBSCRIPTION) is required"
+            ]
+        if topic and not sub:
+            return ["CWI_SERVICEBUS_SUBSCRIPTION is required with CWI_SERVICEBUS_TOPIC"]
+        if queue and sub:
+            return ["CWI_SERVICEBUS_SUBSCRIPTION applies to a topic; a queue has none"]
+        return []
+
+    def _credential_problems(self) -> list[str]:
+        conn = self.servicebus_connection_string
+        if conn is not None and self.servicebus_namespace:
+            return ["set CWI_SERVICEBUS_CONNECTION_STRING or CWI_SERVICEBUS_NAMESPACE, not both"]
+        if conn is None and not self.servicebus_namespace:
+            return [
+                "CWI_SERVICEBUS_CONNECTION_STRING or CWI_SERVICEBUS_NAMESPACE "
+                "(signing in with DefaultAzureCredential) is required"
+            ]
+        if conn is not None and "endpoint=" not in conn.get_secret_value().lower():
+            # The value is a secret: describe what is wrong without echoing it.
+            return ["CWI_SERVICEBUS_CONNECTION_STRING has no Endpoint=sb://…; copy it from the portal"]
+        return []
+
+    @property
+    def entity(self) -> str:
+        """The entity path: the queue, or ``<topic>/Subscriptions/<subscription>``."""
+        if self.servicebus_queue:
+            return self.servicebus_queue
+        return f"{self.servicebus_topic}/Subscriptions/{self.servicebus_subscription}"
+
+    @property
+    def send_entity(self) -> str:
+        """Where publishing goes: the queue or the topic."""
+        return self.servicebus_queue or str(self.servicebus_topic)
+
+    @property
+    def connection_string(self) -> str | None:
+        conn = self.servicebus_connection_string
+        return None if conn is None else conn.get_secret_value()
+
+
+def load_azure_settings(**overrides: object) -> AzureBusSettings:
+    """Settings from the environment (and ``overrides``); SettingsError names each variable at fault."""
+    try:
+        return AzureBusSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"CWI_{str(err['loc'][0]).upper()}: {msg}" if err["loc"] else msg)
         raise SettingsError("; ".join(problems)) from None

@@ -1,18 +1,16 @@
 """One behavioural suite for every bus: the local bus, and Azure Service Bus through the real SDK.
 
 ``azure`` and ``azure-sessions`` run the adapter against the AMQP test peer (tests/servicebus_peer);
-the ``*-connected`` params run it against a real namespace or the official emulator when
-``CWI_TEST_SERVICEBUS_CONNECTION_STRING`` is set (queues ``CWI_TEST_SERVICEBUS_QUEUE``, default
-``cwi``, and ``CWI_TEST_SERVICEBUS_SESSION_QUEUE``, default ``cwi-sessions``, which must exist).
+the ``*-connected`` params run it against a real namespace or Microsoft's emulator (see
+tests/integration/buses.py: ``CWI_TEST_SERVICEBUS_CONNECTION_STRING``, or the emulator in Docker).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,27 +19,22 @@ import pytest
 
 from config_db.database import make_engine
 from config_db.models import Base
+from tests.integration.buses import (
+    LOCK_S,
+    MAX_DELIVERIES,
+    QUEUE,
+    SESSION_QUEUE,
+    Namespace,
+    OffsetClock,
+    azure_bus,
+    drain,
+)
 from tests.servicebus_peer import EntityOptions, ServiceBusPeer
 from worker.buses.azure import AzureBus, StatsUnavailableError
-from worker.buses.azure_settings import load_azure_settings
 from worker.buses.base import Delivery, LockLostError, OutgoingMessage
 from worker.buses.local import LocalBus
 from worker.db import Database
-
-LOCK_S = 2.0  # short, so that lock expiry and renewal can be seen in real time
-MAX_DELIVERIES = 3
-QUEUE, SESSION_QUEUE = "cwi", "cwi-sessions"
-CONNECTED = os.environ.get("CWI_TEST_SERVICEBUS_CONNECTION_STRING")
-
-
-class OffsetClock:
-    """Real time plus an offset that a test can push forward (to expire the local bus's locks)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+from worker.settings import load_azure_settings
 
 
 @dataclass
@@ -76,32 +69,6 @@ class Harness:
 # --- fixtures -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def peer() -> Iterator[ServiceBusPeer]:
-    """A fresh peer for each test (it starts in well under a second): no test sees another's messages."""
-    entities = {
-        QUEUE: EntityOptions(max_delivery_count=MAX_DELIVERIES, lock_duration_s=LOCK_S),
-        SESSION_QUEUE: EntityOptions(
-            max_delivery_count=MAX_DELIVERIES, lock_duration_s=LOCK_S, requires_session=True
-        ),
-    }
-    with ServiceBusPeer(entities=entities) as running:
-        yield running
-
-
-def _azure_bus(connection_string: str, queue: str, sessions: bool, lock_s: float) -> AzureBus:
-    settings = load_azure_settings(
-        servicebus_queue=queue,
-        servicebus_connection_string=connection_string,
-        servicebus_sessions=sessions,
-        servicebus_session_idle_s=0.3,
-    )
-    # Few, quick SDK retries: a lost lock must surface at once, not after the SDK's ~10 s of retrying.
-    return AzureBus(
-        settings, lock_duration_s=lock_s, retry_total=1, retry_backoff_s=0.1, poll_s=0.5, accept_wait_s=3.0
-    )
-
-
 async def _local(tmp_path: Path) -> AsyncIterator[Harness]:
     engine = make_engine(f"sqlite:///{tmp_path / 'bus.db'}")
     Base.metadata.create_all(engine)
@@ -117,7 +84,7 @@ async def _local(tmp_path: Path) -> AsyncIterator[Harness]:
 
 async def _on_peer(peer: ServiceBusPeer, sessions: bool) -> AsyncIterator[Harness]:
     entity = SESSION_QUEUE if sessions else QUEUE
-    bus = _azure_bus(peer.connection_string, entity, sessions, LOCK_S)
+    bus = azure_bus(peer.connection_string, entity, sessions, LOCK_S)
     await bus.open()
     await bus.receive(1, 0)  # with sessions, starts accepting one in the background
     name = "azure-sessions" if sessions else "azure"
@@ -125,35 +92,15 @@ async def _on_peer(peer: ServiceBusPeer, sessions: bool) -> AsyncIterator[Harnes
     await bus.close()
 
 
-async def _connected(sessions: bool) -> AsyncIterator[Harness]:
-    if not CONNECTED:
-        pytest.skip("CWI_TEST_SERVICEBUS_CONNECTION_STRING is not set")
-    default = SESSION_QUEUE if sessions else QUEUE
-    entity = os.environ.get(
-        "CWI_TEST_SERVICEBUS_SESSION_QUEUE" if sessions else "CWI_TEST_SERVICEBUS_QUEUE", default
-    )
-    lock_s = float(os.environ.get("CWI_TEST_SERVICEBUS_LOCK_S", "60"))
-    max_deliveries = int(os.environ.get("CWI_TEST_SERVICEBUS_MAX_DELIVERY_COUNT", "10"))
-    await _drain(CONNECTED, entity, sessions)
-    bus = _azure_bus(CONNECTED, entity, sessions, lock_s)
+async def _connected(ns: Namespace, sessions: bool) -> AsyncIterator[Harness]:
+    entity = ns.entity(sessions)
+    await drain(ns, sessions)
+    bus = azure_bus(ns.connection_string, entity, sessions, ns.lock_s)
     await bus.open()
-    yield Harness(
-        f"{'azure-sessions' if sessions else 'azure'}-connected", bus, sessions, lock_s, max_deliveries
-    )
+    name = f"{'azure-sessions' if sessions else 'azure'}-connected"
+    yield Harness(name, bus, sessions, ns.lock_s, ns.max_deliveries, entity=entity)
     await bus.close()
-    await _drain(CONNECTED, entity, sessions)
-
-
-async def _drain(connection_string: str, entity: str, sessions: bool) -> None:
-    """Complete whatever a test left behind, and purge the dead letters."""
-    bus = _azure_bus(connection_string, entity, sessions, LOCK_S)
-    try:
-        while got := await bus.receive(50, 1.0):
-            await asyncio.gather(*(bus.complete(d) for d in got), return_exceptions=True)
-        for letter in await bus.dead_letters(500):
-            await bus.purge_dead_letter(letter.sequence_number)
-    finally:
-        await bus.close()
+    await drain(ns, sessions)
 
 
 BUSES = [
@@ -175,7 +122,9 @@ async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[H
     if kind == "local":
         harnesses = _local(tmp_path)
     elif kind.endswith("-connected"):
-        harnesses = _connected(kind.startswith("azure-sessions"))
+        harnesses = _connected(
+            request.getfixturevalue("servicebus_namespace"), kind.startswith("azure-sessions")
+        )
     else:
         harnesses = _on_peer(request.getfixturevalue("peer"), kind == "azure-sessions")
     async for harness in harnesses:
@@ -191,7 +140,7 @@ async def ordered_bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
     if kind == "local":
         harnesses = _local(tmp_path)
     elif kind.endswith("-connected"):
-        harnesses = _connected(True)
+        harnesses = _connected(request.getfixturevalue("servicebus_namespace"), True)
     else:
         harnesses = _on_peer(request.getfixturevalue("peer"), True)
     async for harness in harnesses:

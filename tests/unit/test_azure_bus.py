@@ -28,9 +28,8 @@ from worker.buses.azure import (
     to_delivery,
     to_service_bus_message,
 )
-from worker.buses.azure_settings import AzureBusSettings, load_azure_settings
 from worker.buses.base import LockLostError, OutgoingMessage
-from worker.settings import SettingsError
+from worker.settings import AzureBusSettings, SettingsError, load_azure_settings
 
 CONN = "Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true"
 

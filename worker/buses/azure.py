@@ -52,7 +52,6 @@ from azure.servicebus.exceptions import (
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
 
-from worker.buses.azure_settings import AzureBusSettings
 from worker.buses.base import (
     BusStats,
     BusStatsUnavailable,
@@ -62,6 +61,7 @@ from worker.buses.base import (
     OutgoingMessage,
 )
 from worker.logging import get_logger
+from worker.settings import AzureBusSettings
 
 log = get_logger()
 
@@ -267,6 +267,19 @@ def _reconnecting(reconnect_s: float, what: str) -> AsyncRetrying:
     )
 
 
+@contextlib.contextmanager
+def handler_failures_as_connection_loss() -> Iterator[None]:
+    """The SDK wraps its own internal errors in a bare ServiceBusError ("Handler failed: …") and
+    shuts the handler down; after a dropped connection its reconnect races produce such errors.
+    A fresh handler works, so receiving treats them as a lost connection and retries."""
+    try:
+        yield
+    except ServiceBusError as exc:
+        if type(exc) is not ServiceBusError:
+            raise
+        raise ServiceBusConnectionError(message=str(exc), error=exc) from exc
+
+
 async def _close_quietly(receiver: ServiceBusReceiver) -> None:
     try:
         await receiver.close()
@@ -366,11 +379,22 @@ class QueueReceiving:
     async def _fetch(self, max_count: int) -> list[Message]:
         async for attempt in _reconnecting(self._reconnect_s, "receive"):
             with attempt:
-                receiver = await self._opened()
-                return await receiver.receive_messages(
-                    max_message_count=max_count, max_wait_time=self._poll_s
-                )
+                try:
+                    with handler_failures_as_connection_loss():
+                        receiver = await self._opened()
+                        return await receiver.receive_messages(
+                            max_message_count=max_count, max_wait_time=self._poll_s
+                        )
+                except ServiceBusConnectionError:
+                    await self._forget_receiver()  # the next attempt starts from a fresh one
+                    raise
         raise AssertionError("unreachable: tenacity reraises")
+
+    async def _forget_receiver(self) -> None:
+        """Let a failed receiver go; messages it handed out settle through it (and lose their locks)."""
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            await _close_quietly(receiver)
 
     async def renew(self, lock: _Lock) -> None:
         await lock.receiver.renew_message_lock(lock.message)
@@ -490,7 +514,10 @@ class SessionReceiving:
     async def _accept_once(self) -> _Session | None:
         receiver = self._open_receiver(session_id=NEXT_AVAILABLE_SESSION, max_wait_time=self._accept_wait_s)
         try:
-            messages = await receiver.receive_messages(max_message_count=1, max_wait_time=self._accept_wait_s)
+            with handler_failures_as_connection_loss():
+                messages = await receiver.receive_messages(
+                    max_message_count=1, max_wait_time=self._accept_wait_s
+                )
         except _NO_SESSION_ERRORS:
             messages = []
         except BaseException:

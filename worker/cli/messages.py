@@ -16,7 +16,7 @@ from rich.table import Table
 from config_db import sync_log
 from contracts import Envelope
 from worker.bootstrap import make_database, open_app
-from worker.buses.base import BusStatsUnavailable
+from worker.buses.base import BusStats, BusStatsUnavailable
 from worker.cli.common import console, err_console, exit_with, fail, require_migrated, run_async, settings
 from worker.publishing import read_envelopes, to_message
 
@@ -63,7 +63,10 @@ def run(
 
 
 def status(json_out: Annotated[bool, typer.Option("--json", help="One JSON object")] = False) -> None:
-    """Message counts on the bus: active, scheduled, locked, dead-lettered (by reason)."""
+    """Message counts on the bus: active, scheduled, locked, dead-lettered (by reason).
+
+    On Azure Service Bus ``locked`` is n/a (null in JSON): it counts locked messages as active.
+    """
     s = settings()
     require_migrated(s)
 
@@ -73,27 +76,36 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="One JSON objec
                 st = await app.bus.stats()
             except BusStatsUnavailable as exc:
                 fail(f"the {s.bus} bus cannot report its counts: {exc}")
-        return {
-            "bus": s.bus,
-            "active": st.active,
-            "scheduled": st.scheduled,
-            "locked": st.locked,
-            "dead_lettered": st.dead_lettered,
-            "dead_lettered_by_reason": dict(st.dead_lettered_by_reason),
-        }
+        return status_data(s.bus, st)
 
     data = run_async(stats())
     if json_out:
         print(json.dumps(data))
         return
+    console.print(status_table(data))
+
+
+def status_data(bus: str, st: BusStats) -> dict[str, object]:
+    return {
+        "bus": bus,
+        "active": st.active,
+        "scheduled": st.scheduled,
+        # Service Bus counts locked messages as active and cannot say how many are locked.
+        "locked": None if bus == "azure" else st.locked,
+        "dead_lettered": st.dead_lettered,
+        "dead_lettered_by_reason": dict(st.dead_lettered_by_reason),
+    }
+
+
+def status_table(data: dict[str, object]) -> Table:
     table = Table("", "count")
     for key in ("active", "scheduled", "locked", "dead_lettered"):
-        table.add_row(key, str(data[key]))
+        table.add_row(key, "n/a" if data[key] is None else str(data[key]))
     by_reason = data["dead_lettered_by_reason"]
     assert isinstance(by_reason, dict)
     for reason, count in sorted(by_reason.items()):
         table.add_row(f"  {reason}", str(count))
-    console.print(table)
+    return table
 
 
 def synclog(

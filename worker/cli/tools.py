@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from worker.cli.common import console, run_async
+
+
+class BenchBus(StrEnum):
+    local = "local"
+    azure = "azure"
 
 
 def sandbox(
@@ -40,12 +46,14 @@ def bench(
     clients: Annotated[
         int | None, typer.Option(min=1, help="Distinct clients (default 2 x concurrency)")
     ] = None,
+    bus: Annotated[
+        BenchBus, typer.Option(help="local, or azure: the entity CWI_SERVICEBUS_* names (see bench/azure.py)")
+    ] = BenchBus.local,
 ) -> None:
-    """Benchmark the real pipeline over the local bus; prints one JSON object."""
+    """Benchmark the real pipeline over a bus; prints one JSON object."""
     from worker.bench import run_bench
 
-    print(
-        json.dumps(
-            run_bench(events=events, concurrency=concurrency, latency_ms=latency_ms, clients_n=clients)
-        )
+    result = run_bench(
+        events=events, concurrency=concurrency, latency_ms=latency_ms, clients_n=clients, bus=bus.value
     )
+    print(json.dumps(result))

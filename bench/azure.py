@@ -1,0 +1,42 @@
+"""``cwi bench --bus azure`` against the Service Bus test peer (tests/servicebus_peer).
+
+The product never imports tests/, so this script does it: it starts the peer in this process,
+then runs ``cwi bench --bus azure [args]`` as a child process with ``CWI_BUS=azure`` and the peer's
+connection string. ``--sessions`` benches a session queue (``CWI_SERVICEBUS_SESSIONS=true``).
+Run from the repository root: ``.venv/bin/python bench/azure.py [--sessions] --events 2000``.
+Prints the bench's JSON object; bench/run.sh records it in bench/results.jsonl.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.servicebus_peer import EntityOptions, ServiceBusPeer  # noqa: E402 - after the path
+
+QUEUE = "cwi-bench"
+
+
+def main(argv: list[str]) -> int:
+    sessions = "--sessions" in argv
+    args = [a for a in argv if a != "--sessions"]
+    entities = {QUEUE: EntityOptions(lock_duration_s=60, requires_session=sessions)}
+    with ServiceBusPeer(entities=entities) as peer:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("CWI_SERVICEBUS_")},
+            "CWI_BUS": "azure",
+            "CWI_SERVICEBUS_QUEUE": QUEUE,
+            "CWI_SERVICEBUS_CONNECTION_STRING": peer.connection_string,
+            "CWI_SERVICEBUS_SESSIONS": "true" if sessions else "false",
+        }
+        command = [sys.executable, "-m", "worker.cli.main", "bench", "--bus", "azure", *args]
+        return subprocess.run(command, env=env, cwd=ROOT, check=False).returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
