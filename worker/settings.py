@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     connection_cache_s: Annotated[float, Field(ge=0)] = 30.0
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    admin_api_key: SecretStr | None = None  # the operator key of the admin API (/admin/...); unset: disabled
 
     @field_validator("retry_delays", mode="before")
     @classmethod

@@ -54,6 +54,7 @@ from tenacity.wait import wait_exponential_jitter
 
 from worker.buses.azure_settings import AzureBusSettings
 from worker.buses.base import (
+    DEAD_LETTER_PROPERTIES,
     BusStats,
     BusStatsUnavailable,
     DeadLetter,
@@ -818,17 +819,46 @@ class AzureBus:
                 next_seq = int(page[-1].sequence_number or 0) + 1
         return [to_dead_letter(m) for m in found[:limit]]
 
-    async def resend_dead_letter(
-        self, sequence_number: int, body: bytes, properties: Mapping[str, Any]
-    ) -> bool:
-        """Publish a replacement (new transport id, same session), then remove the dead letter.
+    async def find_dead_letter(self, message_id: str) -> DeadLetter | None:
+        async with self._dead_letter_receiver() as receiver:
+            found = await _peek_for(receiver, message_id)
+        return None if found is None else to_dead_letter(found)
 
-        Not atomic as on the local bus: a failure between the two leaves both; the inbox absorbs that.
+    async def holds_message(self, message_id: str, session_id: str | None) -> bool | None:
+        """Peeks the dead letters, then the queue (with sessions: the session's messages, which
+        needs its lock for a moment; None if another receiver holds it)."""
+        if await self.find_dead_letter(message_id) is not None:
+            return True
+        if not self.sessions:
+            async with self._receiver() as receiver:
+                return await _peek_for(receiver, message_id) is not None
+        try:
+            async with self._receiver(session_id=session_id, max_wait_time=1.0) as receiver:
+                return await _peek_for(receiver, message_id) is not None
+        except _NO_SESSION_ERRORS:
+            return None
+
+    async def resend_dead_letter(
+        self,
+        sequence_number: int,
+        body: bytes,
+        properties: Mapping[str, Any],
+        *,
+        message_id: str | None = None,
+        sent: Callable[[], None] | None = None,
+    ) -> bool:
+        """Lock the dead letter, publish a replacement (same session), then remove the dead letter.
+
+        Not atomic as on the local bus: a failure between the two leaves both; a rerun with the
+        same ``message_id`` finds the copy (``holds_message``) and the inbox absorbs a double.
         """
+        clean = {k: v for k, v in properties.items() if k not in DEAD_LETTER_PROPERTIES}
 
         async def resend(receiver: ServiceBusReceiver, letter: Message) -> None:
-            replacement = OutgoingMessage(body, str(uuid.uuid4()), letter.session_id, properties)
-            await self.publish([replacement])
+            new_id = message_id or str(uuid.uuid4())
+            await self.publish([OutgoingMessage(body, new_id, letter.session_id, clean)])
+            if sent is not None:
+                sent()
             await receiver.complete_message(letter)
 
         return await self._with_dead_letter(sequence_number, resend)
@@ -873,6 +903,17 @@ class AzureBus:
         await self._client.close()
         if self._credential is not None:
             await self._credential.close()
+
+
+async def _peek_for(receiver: ServiceBusReceiver, message_id: str) -> Message | None:
+    """The first message with this transport id, peeking the whole entity in pages."""
+    next_seq = 0
+    while page := await receiver.peek_messages(_SCAN_BATCH, sequence_number=next_seq):
+        for message in page:
+            if _message_id(message) == message_id:
+                return message
+        next_seq = int(page[-1].sequence_number or 0) + 1
+    return None
 
 
 def _count(value: int | None) -> int:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from worker.cli import admin, messages, tools
+from worker.cli import admin, dlq, messages, tools
 from worker.cli.common import CliError, err_console
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.clients_app, name="clients")
 app.add_typer(admin.connections_app, name="connections")
 app.add_typer(admin.contracts_app, name="contracts")
+app.add_typer(dlq.dlq_app, name="dlq")
 app.command()(messages.send)
 app.command()(messages.run)
 app.command()(messages.status)
