@@ -91,6 +91,10 @@ class StatsUnavailableError(BusStatsUnavailable):
     """Counts cannot be read (no Manage rights, or no management endpoint); the message says why."""
 
 
+class DeadLetterLockedError(Exception):
+    """The dead letter is there but another receiver holds its lock for now."""
+
+
 class SettlementUnconfirmedError(LockLostError):
     """The connection failed during settlement: if the settlement did not apply, it is redelivered."""
 
@@ -604,6 +608,7 @@ class AzureBus:
         self._client, self._credential = _make_client(settings, retry)
         self._sender: ServiceBusSender | None = None
         self._dead_letter: ServiceBusReceiver | None = None
+        self._dead_letter_lock = asyncio.Lock()
         self._lock_checked = False
         self._receiving: _Receiving
         if self.sessions:
@@ -795,22 +800,26 @@ class AzureBus:
 
     @contextlib.asynccontextmanager
     async def _dead_letter_receiver(self) -> AsyncIterator[ServiceBusReceiver]:
-        """The dead-letter sub-queue's receiver, kept for the next operation unless this one fails."""
-        if self._dead_letter is None:
-            receiver = self._receiver(sub_queue=ServiceBusSubQueue.DEAD_LETTER)
-            self._dead_letter = await receiver.__aenter__()  # see QueueReceiving._opened
-        try:
-            yield self._dead_letter
-        except BaseException:
-            receiver, self._dead_letter = self._dead_letter, None
-            await _close_quietly(receiver)
-            raise
+        """The dead-letter sub-queue's receiver, kept for the next operation unless this one fails.
+
+        One operation at a time: concurrent peeks and scans on one receiver would mix their pages.
+        """
+        async with self._dead_letter_lock:
+            if self._dead_letter is None:
+                receiver = self._receiver(sub_queue=ServiceBusSubQueue.DEAD_LETTER)
+                self._dead_letter = await receiver.__aenter__()  # see QueueReceiving._opened
+            try:
+                yield self._dead_letter
+            except BaseException:
+                receiver, self._dead_letter = self._dead_letter, None
+                await _close_quietly(receiver)
+                raise
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The oldest ``limit`` dead letters, peeked (not locked)."""
         found: list[ServiceBusReceivedMessage] = []
         async with self._dead_letter_receiver() as receiver:
-            next_seq = 0
+            next_seq = 1  # not 0: the SDK reads 0 as "after the last message this receiver saw"
             while len(found) < limit:
                 page = await receiver.peek_messages(limit - len(found), sequence_number=next_seq)
                 if not page:
@@ -885,10 +894,16 @@ class AzureBus:
                 ):
                     for message in batch:
                         if message.sequence_number == sequence_number:
-                            await action(receiver, message)
+                            await _acting_on(receiver, message, action)
                             return True
                         held.append(message)
-                return False  # locked by someone else meanwhile, or just settled by them
+                again = await receiver.peek_messages(1, sequence_number=sequence_number)
+                if again and again[0].sequence_number == sequence_number:
+                    raise DeadLetterLockedError(
+                        f"dead letter {sequence_number} is locked by another receiver (an interrupted "
+                        "operation?); try again once its lock expires"
+                    )
+                return False  # just settled by someone else
             finally:
                 await asyncio.gather(*(receiver.abandon_message(m) for m in held), return_exceptions=True)
 
@@ -905,9 +920,22 @@ class AzureBus:
             await self._credential.close()
 
 
+async def _acting_on(
+    receiver: ServiceBusReceiver,
+    message: Message,
+    action: Callable[[ServiceBusReceiver, Message], Awaitable[None]],
+) -> None:
+    """Run ``action``; if it fails, let the dead letter go at once rather than when its lock expires."""
+    try:
+        await action(receiver, message)
+    except BaseException:
+        await asyncio.gather(receiver.abandon_message(message), return_exceptions=True)
+        raise
+
+
 async def _peek_for(receiver: ServiceBusReceiver, message_id: str) -> Message | None:
     """The first message with this transport id, peeking the whole entity in pages."""
-    next_seq = 0
+    next_seq = 1  # not 0: the SDK reads 0 as "after the last message this receiver saw"
     while page := await receiver.peek_messages(_SCAN_BATCH, sequence_number=next_seq):
         for message in page:
             if _message_id(message) == message_id:
