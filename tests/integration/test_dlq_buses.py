@@ -19,7 +19,7 @@ from config_db.database import make_engine
 from config_db.models import Base
 from tests.servicebus_peer import EntityOptions, ServiceBusPeer
 from worker.buses.azure import AzureBus
-from worker.buses.azure_settings import load_azure_settings
+from worker.buses.azure_settings import AzureBusSettings, load_azure_settings
 from worker.buses.base import Delivery, OutgoingMessage
 from worker.buses.local import LocalBus
 from worker.db import Database
@@ -47,6 +47,7 @@ class Rig:
     name: str
     bus: LocalBus | AzureBus
     db: Database
+    settings: AzureBusSettings | None = None
 
     def ops(self, operator: str = "alice", **kwargs: Any) -> DeadLetterOperations:
         return DeadLetterOperations(self.db, self.bus, operator=operator, **kwargs)
@@ -86,16 +87,29 @@ async def dead_letter(rig: Rig, envs: list[dict[str, Any]], reason: str = "Authe
 
 
 async def drain(rig: Rig, expected: int) -> list[Delivery]:
-    """Receive and complete everything active: the copies a replay put back."""
+    """Receive and complete everything active: the copies a replay put back. On Service Bus with a
+    receiver of its own: the rig's may hold a session accepted long ago whose lock has run out."""
+    fresh = rig.settings is not None and rig.settings.servicebus_sessions
+    bus = _azure_bus(rig.settings) if fresh and rig.settings is not None else rig.bus
     got: list[Delivery] = []
     empty = 0
-    while empty < 2:
-        batch = await rig.bus.receive(10, 0.5 if len(got) >= expected else 2.0)
-        empty = 0 if batch else empty + 1
-        for delivery in batch:
-            await rig.bus.complete(delivery)
-        got.extend(batch)
+    try:
+        while empty < 3:
+            batch = await bus.receive(10, 0.3 if len(got) >= expected else 1.0)
+            empty = 0 if batch else empty + 1
+            for delivery in batch:
+                await bus.complete(delivery)
+            got.extend(batch)
+    finally:
+        if bus is not rig.bus:
+            await bus.close()
     return got
+
+
+def _azure_bus(settings: AzureBusSettings) -> AzureBus:
+    return AzureBus(
+        settings, lock_duration_s=LOCK_S, retry_total=1, retry_backoff_s=0.1, poll_s=0.5, accept_wait_s=1.0
+    )
 
 
 @pytest.fixture
@@ -105,7 +119,9 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
     db = Database(engine)
     kind: str = request.param
     if kind == "local":
-        bus: LocalBus | AzureBus = LocalBus(db, lock_duration_s=LOCK_S, max_delivery_count=3, clock=OffsetClock())
+        bus: LocalBus | AzureBus = LocalBus(
+            db, lock_duration_s=LOCK_S, max_delivery_count=3, clock=OffsetClock()
+        )
         yield Rig(kind, bus, db)
         await bus.close()
     else:
@@ -121,19 +137,14 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
                 servicebus_sessions=sessions,
                 servicebus_session_idle_s=0.3,
             )
-            bus = AzureBus(
-                settings, lock_duration_s=LOCK_S, retry_total=1, retry_backoff_s=0.1, poll_s=0.5, accept_wait_s=1.0
-            )
+            bus = _azure_bus(settings)
             await bus.open()
-            yield Rig(kind, bus, db)
+            yield Rig(kind, bus, db, settings)
             await bus.close()
     await db.close()
 
 
-BUSES = pytest.mark.parametrize("rig", ["local", "azure", "azure-sessions"], indirect=True)
-
-
-@BUSES
+@pytest.mark.parametrize("rig", ["local", "azure-sessions"], indirect=True)
 async def test_replay_resends_a_clean_copy_and_journals_who(rig: Rig) -> None:
     envs = [envelope(1), envelope(2, "globex")]
     await dead_letter(rig, envs)
@@ -158,7 +169,7 @@ async def test_replay_resends_a_clean_copy_and_journals_who(rig: Rig) -> None:
     assert all(json.loads(r["detail"])["operator"] == "alice" for r in journal)
 
 
-@BUSES
+@pytest.mark.parametrize("rig", ["local", "azure"], indirect=True)
 async def test_the_same_selection_twice_and_two_operators_at_once_resend_each_once(rig: Rig) -> None:
     envs = [envelope(n, client) for n in range(3) for client in ("acme", "globex")]
     await dead_letter(rig, envs)
@@ -179,9 +190,20 @@ async def test_the_same_selection_twice_and_two_operators_at_once_resend_each_on
     assert len(rig.journal("replayed")) == len(envs)
 
 
-@BUSES
-@pytest.mark.parametrize("stage", ["claimed", "sent", "resent"])
-async def test_a_replay_stopped_at_any_step_then_rerun_replays_each_exactly_once(rig: Rig, stage: str) -> None:
+@pytest.mark.parametrize(
+    ("rig", "stage"),
+    [
+        ("local", "claimed"),
+        ("local", "sent"),
+        ("local", "resent"),
+        ("azure", "sent"),  # the copy is acknowledged, the dead letter not yet removed
+        ("azure-sessions", "sent"),
+    ],
+    indirect=["rig"],
+)
+async def test_a_replay_stopped_at_any_step_then_rerun_replays_each_exactly_once(
+    rig: Rig, stage: str
+) -> None:
     envs = [envelope(n) for n in range(3)]
     await dead_letter(rig, envs)
     reached: list[str] = []
@@ -215,7 +237,7 @@ def _failed_outcome() -> Any:
     return pytest.raises(Halted)
 
 
-@BUSES
+@pytest.mark.parametrize("rig", ["local", "azure"], indirect=True)
 async def test_purge_journals_each_with_its_body_and_filters_select(rig: Rig) -> None:
     await dead_letter(rig, [envelope(1), envelope(2, type_="customer.updated")], reason="MappingError")
     await dead_letter(rig, [envelope(3, "globex")], reason="UnknownClient")

@@ -881,7 +881,10 @@ class AzureBus:
         """Lock dead letters until the one with ``sequence_number`` turns up; act on it, let the rest go.
 
         Service Bus receives by sequence number only what was deferred, so this peeks to learn
-        whether the message is there at all, then scans.
+        whether the message is there at all, then scans, one message per receive: a larger batch
+        leaves link credit behind, and the next receive on this receiver then waits out its
+        ``max_wait_time`` (seen with the SDK against the test peer). Operators act oldest first,
+        so the target is usually the first message.
         """
         async with self._dead_letter_receiver() as receiver:
             peeked = await receiver.peek_messages(1, sequence_number=sequence_number)
@@ -890,7 +893,7 @@ class AzureBus:
             held: list[Message] = []
             try:
                 while batch := await receiver.receive_messages(
-                    max_message_count=_SCAN_BATCH, max_wait_time=2.0
+                    max_message_count=1, max_wait_time=2.0
                 ):
                     for message in batch:
                         if message.sequence_number == sequence_number:
