@@ -892,9 +892,7 @@ class AzureBus:
                 return False
             held: list[Message] = []
             try:
-                while batch := await receiver.receive_messages(
-                    max_message_count=1, max_wait_time=2.0
-                ):
+                while batch := await receiver.receive_messages(max_message_count=1, max_wait_time=2.0):
                     for message in batch:
                         if message.sequence_number == sequence_number:
                             await _acting_on(receiver, message, action)
