@@ -151,7 +151,12 @@ def show(
 
 
 def _confirm(question: str) -> None:
-    if not typer.confirm(question, default=False, err=True):
+    try:
+        agreed = typer.confirm(question, default=False, err=True)
+    except typer.Abort:  # end of input: no answer is no
+        err_console.print()
+        agreed = False
+    if not agreed:
         err_console.print("aborted: nothing was changed", markup=False)
         exit_with(1)
 
