@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, Update, bindparam, insert, select, update
+from sqlalchemy import Connection, Insert, Select, Update, bindparam, func, insert, select, update
 
 from config_db.inbox import Q_FINISHED
 from config_db.models import RecordLink, SyncLogEntry, table_of, utcnow
@@ -254,3 +254,55 @@ def find_link_by_external(
 def clear_fingerprint(db: Connection, client_id: str, provider: str, entity: str, cw_id: str) -> None:
     """The reverse echo arrived: a later CW event with the same fields is a genuine change again."""
     db.execute(S_CLEAR_FINGERPRINT, {**_key(client_id, provider, entity, cw_id), "updated_at": utcnow()})
+
+
+# --- operators (dead-letter replay and purge, ``cwi status``) -----------------------------------
+
+#: outcomes that mean the ERP (or CW) now holds what the message asked for.
+SUCCESSES = frozenset({"created", "updated", "deleted", "unchanged", "inbound"})
+
+
+def latest_id(
+    db: Connection, client_id: str | None, message_id: str, *, direction: str, action: str
+) -> int | None:
+    """The id of the newest entry of this message with this direction and action."""
+    query = select(log.c.id).where(
+        log.c.message_id == message_id, log.c.direction == direction, log.c.action == action
+    )
+    if client_id is not None:
+        query = query.where(log.c.client_id == client_id)
+    found: int | None = db.execute(query.order_by(log.c.id.desc()).limit(1)).scalar()
+    return found
+
+
+def worked_on_after(db: Connection, client_id: str | None, message_id: str, after_id: int) -> bool:
+    """True when the worker journalled anything for this message after entry ``after_id``."""
+    query = select(log.c.id).where(
+        log.c.message_id == message_id, log.c.id > after_id, log.c.direction != "operator"
+    )
+    if client_id is not None:
+        query = query.where(log.c.client_id == client_id)
+    return db.execute(query.limit(1)).first() is not None
+
+
+def last_outcomes(db: Connection) -> list[dict[str, object]]:
+    """Per client and provider: when the last success and the last failure were journalled."""
+    is_success = log.c.action.in_(sorted(SUCCESSES))
+    rows = db.execute(
+        select(
+            log.c.client_id,
+            log.c.provider,
+            is_success.label("success"),
+            func.max(log.c.at).label("at"),
+        )
+        .where(log.c.client_id.is_not(None), log.c.action.in_(sorted(SUCCESSES | {"failed"})))
+        .group_by(log.c.client_id, log.c.provider, is_success)
+    ).all()
+    table: dict[tuple[str, str], dict[str, object]] = {}
+    for row in rows:
+        key = (str(row.client_id), str(row.provider or ""))
+        entry = table.setdefault(
+            key, {"client_id": key[0], "provider": key[1], "last_success": None, "last_failure": None}
+        )
+        entry["last_success" if row.success else "last_failure"] = row.at
+    return [table[key] for key in sorted(table)]

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     cw_write_url: str | None = None
     cw_api_key: SecretStr | None = None
 
+    admin_api_key: SecretStr | None = None  # the operator key of the admin API (/admin/...); unset: disabled
+
     @property
     def effective_prefetch(self) -> int:
         return self.concurrency if self.prefetch is None else self.prefetch

@@ -212,6 +212,11 @@ async def test_healthz_and_readyz_answer_when_all_is_up(ingress: Listener) -> No
     assert await ingress.get("/readyz") == (200, '{"status":"ready"}')
 
 
+async def test_the_admin_api_is_mounted_and_closed_without_a_key(ingress: Listener) -> None:
+    status, body = await ingress.get("/admin/dlq")
+    assert status in (401, 503) and "key" in body.lower()
+
+
 async def test_readyz_is_503_naming_what_is_down() -> None:
     s = load_settings(database_url="postgresql+psycopg://postgres@127.0.0.1:9/none", secret_key=SECRET_KEY)
     async with (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -32,6 +32,10 @@ class Delivery:
     session_id: str | None
     properties: Mapping[str, Any]
     lock: Any = field(repr=False)
+
+
+#: what Service Bus adds to a dead-lettered message's application properties (a resent copy drops them).
+DEAD_LETTER_PROPERTIES = frozenset({"DeadLetterReason", "DeadLetterErrorDescription"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +71,43 @@ class LockLostError(Exception):
     """The message's lock expired or was taken over: it will be (or was) redelivered."""
 
 
-class Bus(Protocol):
+class DeadLetterQueue(Protocol):
+    """What operators need from a bus's dead-letter queue (``worker.operators.dlq`` builds on it)."""
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest ``limit`` dead letters, in sequence order, without locking them."""
+        ...
+
+    async def find_dead_letter(self, message_id: str) -> DeadLetter | None:
+        """The dead letter with this transport message id, or None if there is none."""
+        ...
+
+    async def resend_dead_letter(
+        self,
+        sequence_number: int,
+        body: bytes,
+        properties: Mapping[str, Any],
+        *,
+        message_id: str | None = None,
+        sent: Callable[[], None] | None = None,
+    ) -> bool:
+        """Publish ``body`` as a new message (``message_id``, default a fresh one; the dead letter's
+        session), and only once that is acknowledged remove the dead letter. False if it is gone.
+
+        ``sent`` is called between the two (tests stop the process there)."""
+        ...
+
+    async def purge_dead_letter(self, sequence_number: int) -> bool:
+        """Remove the dead letter; False if it is already gone."""
+        ...
+
+    async def holds_message(self, message_id: str, session_id: str | None) -> bool | None:
+        """Whether a message with this transport id is on the bus (active, scheduled or dead-lettered);
+        None when the bus cannot tell (e.g. a session another receiver holds)."""
+        ...
+
+
+class Bus(DeadLetterQueue, Protocol):
     """Peek-lock queue with Service Bus semantics."""
 
     lock_duration_s: float

@@ -328,6 +328,15 @@ def delete_dead_letter() -> Delete:
     return delete(BUS).where(_dead_letter_at())
 
 
+@functools.cache
+def select_dead_letter_by_id() -> Select[Any]:
+    return select(BUS).where(
+        BUS.c.queue == bindparam("b_queue"),
+        BUS.c.message_id == bindparam("b_id"),
+        BUS.c.state == DEADLETTERED,
+    )
+
+
 STATEMENTS: Mapping[str, Callable[[], Any]] = {
     "select_ready": lambda: select_ready(10),
     "select_ready_filtered": lambda: select_ready_filtered(10),
@@ -343,6 +352,7 @@ STATEMENTS: Mapping[str, Callable[[], Any]] = {
     "select_dead_letters": lambda: select_dead_letters(10),
     "select_dead_letter_session": select_dead_letter_session,
     "delete_dead_letter": delete_dead_letter,
+    "select_dead_letter_by_id": select_dead_letter_by_id,
 }
 """Every statement the bus runs (for the tests that render them for SQL Server and PostgreSQL)."""
 
@@ -372,6 +382,21 @@ def _scheduled_ms(message: OutgoingMessage) -> int:
     if message.scheduled_at.tzinfo is None:
         raise ValueError("naive datetime given as a schedule time")
     return int(message.scheduled_at.timestamp() * 1000)
+
+
+def _dead_letter(r: Row[Any]) -> DeadLetter:
+    return DeadLetter(
+        message_id=r.message_id,
+        body=r.body.encode("utf-8"),
+        session_id=r.session_id,
+        properties=r.properties or {},
+        reason=r.dead_letter_reason or "",
+        description=r.dead_letter_description or "",
+        delivery_count=r.delivery_count,
+        enqueued_at=_from_ms(r.enqueued_at),
+        dead_lettered_at=None if r.dead_lettered_at is None else _from_ms(r.dead_lettered_at),
+        sequence_number=r.seq,
+    )
 
 
 def _seq_token(delivery: Delivery) -> tuple[int, str]:
@@ -599,39 +624,47 @@ class LocalBus:
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         params = {"b_queue": self.queue}
         rows = await self._db.run(lambda conn: conn.execute(select_dead_letters(limit), params).all())
-        return [
-            DeadLetter(
-                message_id=r.message_id,
-                body=r.body.encode("utf-8"),
-                session_id=r.session_id,
-                properties=r.properties or {},
-                reason=r.dead_letter_reason or "",
-                description=r.dead_letter_description or "",
-                delivery_count=r.delivery_count,
-                enqueued_at=_from_ms(r.enqueued_at),
-                dead_lettered_at=None if r.dead_lettered_at is None else _from_ms(r.dead_lettered_at),
-                sequence_number=r.seq,
-            )
-            for r in rows
-        ]
+        return [_dead_letter(r) for r in rows]
+
+    async def find_dead_letter(self, message_id: str) -> DeadLetter | None:
+        params = {"b_queue": self.queue, "b_id": message_id}
+        row = await self._db.run(lambda conn: conn.execute(select_dead_letter_by_id(), params).first())
+        return None if row is None else _dead_letter(row)
+
+    async def holds_message(self, message_id: str, session_id: str | None) -> bool | None:
+        def work(conn: Connection) -> bool:
+            return conn.execute(select_existing_ids(), {"b_ids": [message_id]}).first() is not None
+
+        return await self._db.run(work)
 
     async def resend_dead_letter(
-        self, sequence_number: int, body: bytes, properties: Mapping[str, Any]
+        self,
+        sequence_number: int,
+        body: bytes,
+        properties: Mapping[str, Any],
+        *,
+        message_id: str | None = None,
+        sent: Callable[[], None] | None = None,
     ) -> bool:
-        """Atomically replace a dead letter by a new active message; False if it is already gone."""
-        text = _encode_body(body)
+        """Atomically replace a dead letter by a new active message; False if it is already gone.
 
+        A copy with ``message_id`` already on the bus (an earlier, interrupted resend) is not
+        inserted again: only the dead letter goes.
+        """
+        text = _encode_body(body)
+        new_id = message_id or str(uuid.uuid4())
         params = {"b_queue": self.queue, "b_seq": sequence_number}
 
         def work(conn: Connection) -> bool:
             found = conn.execute(select_dead_letter_session(), params).first()
             if found is None or conn.execute(delete_dead_letter(), params).rowcount != 1:
                 return False
-            now = self._now_ms()
-            conn.execute(
-                insert_messages(),
-                [self._row(text, str(uuid.uuid4()), found.session_id, properties, now, now)],
-            )
+            if conn.execute(select_existing_ids(), {"b_ids": [new_id]}).first() is None:
+                now = self._now_ms()
+                row = self._row(text, new_id, found.session_id, properties, now, now)
+                conn.execute(insert_messages(), [row])
+            if sent is not None:
+                sent()  # before the commit: whatever happens now, the transaction applies whole or not at all
             return True
 
         return await self._db.run(work)

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from worker.cli import admin, messages, serve, tools, webhooks_register
+from worker.cli import admin, dlq, messages, serve, tools, webhooks_register
 from worker.cli.common import CliError, err_console
 from worker.cli.webhooks import webhooks_app
 
@@ -23,6 +23,7 @@ app.add_typer(admin.connections_app, name="connections")
 app.add_typer(admin.contracts_app, name="contracts")
 webhooks_app.command("register")(webhooks_register.register)
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(dlq.dlq_app, name="dlq")
 app.command()(messages.send)
 app.command()(messages.run)
 app.command()(messages.status)

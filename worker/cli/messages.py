@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import signal
 import sys
@@ -16,8 +17,11 @@ from rich.table import Table
 from config_db import sync_log
 from contracts import Envelope
 from worker.bootstrap import make_database, open_app
-from worker.buses.base import BusStats, BusStatsUnavailable
+from worker.buses.base import BusStats, BusStatsUnavailable, DeadLetterQueue
 from worker.cli.common import console, err_console, exit_with, fail, require_migrated, run_async, settings
+from worker.db import Database
+from worker.operators.dlq import DeadLetterOperations
+from worker.operators.letters import Selection, grouped
 from worker.publishing import read_envelopes, to_message
 
 
@@ -63,7 +67,8 @@ def run(
 
 
 def status(json_out: Annotated[bool, typer.Option("--json", help="One JSON object")] = False) -> None:
-    """Message counts on the bus: active, scheduled, locked, dead-lettered (by reason).
+    """Message counts on the bus (active, scheduled, locked, dead-lettered by reason), dead letters by
+    client and reason, and the last success and failure per client and provider.
 
     On Azure Service Bus ``locked`` is n/a (null in JSON): it counts locked messages as active.
     """
@@ -76,13 +81,15 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="One JSON objec
                 st = await app.bus.stats()
             except BusStatsUnavailable as exc:
                 fail(f"the {s.bus} bus cannot report its counts: {exc}")
-        return status_data(s.bus, st)
+            operators = await _operator_status(app.db, app.bus)
+        return {**operators, **status_data(s.bus, st)}
 
     data = run_async(stats())
     if json_out:
         print(json.dumps(data))
         return
     console.print(status_table(data))
+    _print_operator_status(data)
 
 
 def status_data(bus: str, st: BusStats) -> dict[str, object]:
@@ -106,6 +113,35 @@ def status_table(data: dict[str, object]) -> Table:
     for reason, count in sorted(by_reason.items()):
         table.add_row(f"  {reason}", str(count))
     return table
+
+
+async def _operator_status(db: Database, bus: DeadLetterQueue) -> dict[str, object]:
+    letters = await DeadLetterOperations(db, bus).select(Selection())
+    outcomes = await db.run(sync_log.last_outcomes)
+    for row in outcomes:
+        for key in ("last_success", "last_failure"):
+            at = row[key]
+            row[key] = at.isoformat() if isinstance(at, dt.datetime) else None
+    return {"dead_letters_by_client": grouped(letters), "last_outcomes": outcomes}
+
+
+def _print_operator_status(data: dict[str, object]) -> None:
+    groups = data["dead_letters_by_client"]
+    assert isinstance(groups, list)
+    if groups:
+        dead = Table("client", "reason", "count", title="dead letters")
+        for group in groups:
+            dead.add_row(group["client_id"], group["reason"], str(group["count"]))
+        console.print(dead)
+    outcomes = data["last_outcomes"]
+    assert isinstance(outcomes, list)
+    if outcomes:
+        last = Table("client", "provider", "last success", "last failure")
+        for row in outcomes:
+            last.add_row(
+                row["client_id"], row["provider"], row["last_success"] or "", row["last_failure"] or ""
+            )
+        console.print(last)
 
 
 def synclog(

@@ -15,11 +15,12 @@ from sqlalchemy import Connection, text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from config_db.webhooks import hash_token
 from worker.bootstrap import App
 from worker.buses.base import BusStatsUnavailable
+from worker.ingress.admin import admin_app
 from worker.ingress.ratelimit import RateLimiter
 from worker.ingress.receiving import Accepted, Refused, lookup, parse, publish_new
 from worker.logging import get_logger
@@ -143,7 +144,7 @@ def create_app(app: App, metrics: Metrics, *, limiter: RateLimiter | None = None
         Route("/healthz", ingress.healthz, methods=["GET"]),
         Route("/readyz", ingress.readyz, methods=["GET"]),
         Route("/metrics", ingress.metrics_text, methods=["GET"]),
-        # ── /admin ── the operator API (worker/ingress/admin.py, `admin_app(...)`, issue 6) is
-        # mounted here, e.g. `Mount("/admin", app=admin_app(app))`.
+        # The operator API (dead letters): 401 without CWI_ADMIN_API_KEY's key, 503 when it is unset.
+        Mount("/admin", app=admin_app(app.db, app.bus, api_key=s.admin_api_key)),
     ]
     return Starlette(routes=routes)

@@ -1,0 +1,137 @@
+"""Dead letters as operators see them: the envelope's client, type and id read from the body,
+and the selection (filters) that ``cwi dlq`` and the admin API share."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.buses.base import DeadLetter
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class SelectionError(ValueError):
+    """A filter value that makes no sense; the message names the filter."""
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``7d``, ``12h``, ``30m``, ``45s``, ``2w``."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise SelectionError(
+            f"duration must be a number and a unit (s, m, h, d, w) like 7d or 30m, not {text!r}"
+        )
+    return dt.timedelta(seconds=int(match.group(1)) * _UNIT_S[match.group(2)])
+
+
+def parse_since(text: str) -> dt.datetime:
+    """An ISO 8601 date or time; without a zone it is UTC."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise SelectionError(
+            f"since must be an ISO 8601 date or time like 2026-11-23T08:00Z, not {text!r}"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+def _envelope(body: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """A dead letter and what its body says (a body that is not a JSON object says nothing)."""
+
+    dead: DeadLetter
+    envelope: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, dead: DeadLetter) -> Letter:
+        return cls(dead, _envelope(dead.body))
+
+    @property
+    def id(self) -> str:
+        return self.dead.message_id
+
+    @property
+    def client_id(self) -> str | None:
+        return _text((self.envelope or {}).get("client_id")) or self.dead.session_id
+
+    @property
+    def type(self) -> str | None:
+        return _text((self.envelope or {}).get("type"))
+
+    @property
+    def envelope_id(self) -> str | None:
+        return _text((self.envelope or {}).get("id"))
+
+    @property
+    def at(self) -> dt.datetime:
+        """When it was dead-lettered (Service Bus does not say: then when it was enqueued)."""
+        return self.dead.dead_lettered_at or self.dead.enqueued_at
+
+    def summary(self) -> dict[str, Any]:
+        d = self.dead
+        return {
+            "id": d.message_id,
+            "sequence_number": d.sequence_number,
+            "client_id": self.client_id,
+            "type": self.type,
+            "envelope_id": self.envelope_id,
+            "reason": d.reason,
+            "description": d.description,
+            "delivery_count": d.delivery_count,
+            "enqueued_at": d.enqueued_at.isoformat(),
+            "dead_lettered_at": None if d.dead_lettered_at is None else d.dead_lettered_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which dead letters an operation applies to: ``ids`` (if any) and every filter that is set."""
+
+    ids: Sequence[str] = ()
+    client: str | None = None
+    reason: str | None = None
+    type: str | None = None
+    since: dt.datetime | None = None
+    older_than: dt.timedelta | None = None
+    limit: int | None = None
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def matches(self, letter: Letter) -> bool:
+        return (
+            (not self.ids or letter.id in self.ids)
+            and (self.client is None or letter.client_id == self.client)
+            and (self.reason is None or letter.dead.reason == self.reason)
+            and (self.type is None or letter.type == self.type)
+            and (self.since is None or letter.at >= self.since)
+            and (self.older_than is None or letter.at < self.now - self.older_than)
+        )
+
+    def pick(self, letters: Iterable[Letter]) -> list[Letter]:
+        chosen = [letter for letter in letters if self.matches(letter)]
+        return chosen if self.limit is None else chosen[: self.limit]
+
+
+def grouped(letters: Iterable[Letter]) -> list[dict[str, Any]]:
+    """Counts by client and reason, largest first."""
+    counts = Counter((letter.client_id or "", letter.dead.reason) for letter in letters)
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [{"client_id": client, "reason": reason, "count": n} for (client, reason), n in ordered]
