@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from worker.buses.azure_settings import load_azure_settings
 
 from config_db import clients, sync_log
 from config_db.database import make_engine
@@ -23,6 +22,7 @@ from worker.buses.azure import AzureBus
 from worker.buses.base import OutgoingMessage
 from worker.buses.local import ACTIVE, BUS, DEADLETTERED, LocalBus
 from worker.db import Database
+from worker.settings import load_azure_settings
 
 SQLITE_ONLY = pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)
 
