@@ -15,6 +15,8 @@ from typing import Any
 
 from contracts import Address, Customer, Invoice, InvoiceLine, Project, Supplier
 from providers.errors import MappingError, NotSupported
+from providers.reading import cw_address
+from providers.reading import text as _text
 
 Ref = int | str
 Payload = dict[str, Any]
@@ -275,11 +277,6 @@ def last_author(value: Mapping[str, Any]) -> str | None:
     return str(changes[-1]["employeeId"]) if changes else None
 
 
-def _text(value: Any) -> str | None:
-    """Tripletex sends "" for an empty text field; CW says None."""
-    return str(value) if value not in (None, "") else None
-
-
 def _required(value: Mapping[str, Any], key: str, what: str) -> str:
     found = _text(value.get(key))
     if found is None:
@@ -297,15 +294,8 @@ def _cw_address(value: Mapping[str, Any], what: str) -> dict[str, str] | None:
         "city": _text(address.get("city")),
         "country": _text((address.get("country") or {}).get("isoAlpha2Code")),
     }
-    if not any(parts[k] for k in ("street", "postal_code", "city")):
-        return None  # Tripletex keeps an empty address object on every customer
-    missing = [k for k, v in parts.items() if v is None]
-    if missing:
-        raise MappingError(
-            f"Tripletex {what} {value.get('id')} has a postal address without {', '.join(missing)}, "
-            "and a CW address needs street, postal code, city and country"
-        )
-    return {k: str(v) for k, v in parts.items()}
+    # None also for the empty address object Tripletex keeps on every customer.
+    return cw_address(parts, f"Tripletex {what} {value.get('id')} has a postal address")
 
 
 def _party_fields(value: Mapping[str, Any], what: str, number_key: str) -> dict[str, Any]:

@@ -12,6 +12,9 @@ from typing import Any
 
 from contracts import Address, Customer, Entity, Invoice, InvoiceLine, Project, Supplier
 from providers.errors import MappingError
+from providers.reading import cw_address
+from providers.reading import nested as _nested
+from providers.reading import text as _text
 
 KIND = "uni_economy"
 INVOICE_MARKER_PREFIX = "cw-invoice:"
@@ -355,17 +358,6 @@ def stamp(entity: Mapping[str, Any]) -> tuple[str | None, str | None]:
     return (str(version) if version else None, str(author) if author else None)
 
 
-def _text(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
-
-
-def _nested(value: Mapping[str, Any], *path: str) -> Any:
-    node: Any = value
-    for key in path:
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
-
-
 def _required(value: Mapping[str, Any], what: str, *path: str) -> str:
     found = _text(_nested(value, *path))
     if found is None:
@@ -384,15 +376,8 @@ def _cw_address(value: Mapping[str, Any], what: str) -> dict[str, str] | None:
         return None
     names = {"street": "AddressLine1", "postal_code": "PostalCode", "city": "City", "country": "CountryCode"}
     parts = {cw: _text(address.get(uni)) for cw, uni in names.items()}
-    if not any(parts[k] for k in ("street", "postal_code", "city")):
-        return None  # a country code alone is Uni's default, not an address
-    missing = [names[k] for k, v in parts.items() if v is None]
-    if missing:
-        raise MappingError(
-            f"Uni Economy {what} {value.get('ID')} has an invoice address without {', '.join(missing)}, "
-            "and a CW address needs street, postal code, city and country"
-        )
-    return {k: str(v) for k, v in parts.items()}
+    # None also for a country code alone: that is Uni's default, not an address.
+    return cw_address(parts, f"Uni Economy {what} {value.get('ID')} has an invoice address", names)
 
 
 def _party_fields(value: Mapping[str, Any], what: str, number_key: str) -> dict[str, Any]:

@@ -17,6 +17,9 @@ from typing import Any
 from contracts import Address, Customer, Invoice, InvoiceLine, Project, Supplier
 from providers.base import ConnectionSpec
 from providers.errors import MappingError
+from providers.reading import cw_address
+from providers.reading import nested as _nested
+from providers.reading import text as _text
 
 KIND = "visma_net"
 JsonObject = dict[str, Any]
@@ -230,17 +233,6 @@ def invoice_plan(spec: ConnectionSpec) -> InvoicePlan:
 # -- Visma.net → CW (the inbound path): read DTOs (CustomerDto …), values not wrapped ----------------
 
 
-def _text(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
-
-
-def _nested(value: Mapping[str, Any], *path: str) -> Any:
-    node: Any = value
-    for key in path:
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
-
-
 def _required(value: Mapping[str, Any], what: str, *path: str) -> str:
     found = _text(_nested(value, *path))
     if found is None:
@@ -263,15 +255,7 @@ def _cw_address(value: Mapping[str, Any], what: str) -> dict[str, str] | None:
         "city": _text(address.get("city")),
         "country": _text(_nested(address, "country", "id")),
     }
-    if not any(parts[k] for k in ("street", "postal_code", "city")):
-        return None
-    missing = [k for k, v in parts.items() if v is None]
-    if missing:
-        raise MappingError(
-            f"Visma.net {what} has a main address without {', '.join(missing)}, "
-            "and a CW address needs street, postal code, city and country"
-        )
-    return {k: str(v) for k, v in parts.items()}
+    return cw_address(parts, f"Visma.net {what} has a main address")
 
 
 def _party_fields(value: Mapping[str, Any], what: str) -> dict[str, Any]:
