@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from worker.buses.base import Delivery
 from worker.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
-from worker.pipeline import Pipeline
+from worker.runner import Handler
 
 ECHO_RESULT = "echo_ignored"  # the Complete result of an inbound change we caused ourselves
 
@@ -77,19 +77,16 @@ class Metrics:
         return both
 
 
-class MeteredPipeline(Pipeline):
+class MeteredPipeline:
     """The worker's pipeline, counted and timed: received, in flight, handler latency.
 
-    A decorator rather than an edit to the runner (whose loop is tuned separately): it delegates
-    every call and attribute to the pipeline it wraps, so the runner sees a Pipeline as before.
+    A wrapper rather than an edit to the runner's loop: the runner takes any ``Handler``.
     """
 
-    def __init__(self, inner: Pipeline, metrics: Metrics) -> None:  # no super().__init__: all is delegated
+    def __init__(self, inner: Handler, metrics: Metrics) -> None:
         self._inner = inner
         self._metrics = metrics
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
+        self.db = inner.db
 
     async def handle(self, delivery: Delivery, *, defer_journal: bool = False) -> Outcome:
         m = self._metrics

@@ -8,14 +8,23 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from worker.buses.base import Bus, Delivery, JournaledCompletion, LockLostError
+from worker.db import Database
 from worker.logging import get_logger
 from worker.outcomes import Abandon, Complete, DeadLetter, Journal, Outcome, Retry
-from worker.pipeline import Pipeline
 from worker.retry import ATTEMPT_PROPERTY
 
 log = get_logger()
+
+
+class Handler(Protocol):
+    """What the runner needs of the pipeline (``worker.pipeline.Pipeline``, or a wrapper of it)."""
+
+    db: Database
+
+    async def handle(self, delivery: Delivery, *, defer_journal: bool = False) -> Outcome: ...
 
 
 @dataclass
@@ -33,7 +42,7 @@ class Worker:
     def __init__(
         self,
         bus: Bus,
-        pipeline: Pipeline,
+        pipeline: Handler,
         *,
         concurrency: int = 16,
         prefetch: int = 0,
