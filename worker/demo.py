@@ -33,7 +33,7 @@ from worker.buses.base import OutgoingMessage
 from worker.cw.sandbox import CWServer
 from worker.inbound.demo import INBOUND_CLIENT, InboundReport, run_inbound
 from worker.logging import configure
-from worker.outcomes import Outcome, Retry
+from worker.messaging.outcomes import Outcome, Retry
 from worker.settings import Settings
 
 CLIENTS = ("acme", "globex")

@@ -13,7 +13,7 @@ from providers import registry
 from providers.base import OutboundChange, PreparedRequest
 from providers.errors import PermanentError
 from worker.bootstrap import make_database
-from worker.connections import spec_from_stored
+from worker.messaging.connections import spec_from_stored
 from worker.settings import Settings
 
 

@@ -19,7 +19,7 @@ from providers import registry
 from providers.errors import ProviderError
 from worker.bootstrap import make_database
 from worker.cli.common import console, fail, parse_pairs, require_migrated, run_async, settings
-from worker.connections import spec_from_stored
+from worker.messaging.connections import spec_from_stored
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 clients_app = typer.Typer(help="CW clients (tenants).", no_args_is_help=True)

@@ -23,7 +23,7 @@ from providers.errors import ProviderError
 from worker.bootstrap import make_database
 from worker.cli.common import console, fail, require_migrated, run_async, settings
 from worker.cli.webhooks import NoConnectionError, issue
-from worker.connections import spec_from_stored
+from worker.messaging.connections import spec_from_stored
 
 SECRET_CREDENTIAL = "webhook_secret"  # noqa: S105 - the credential's name, not its value
 
