@@ -19,6 +19,7 @@ from contracts import Action, CWRecord, Entity
 from contracts.envelope import describe_errors
 from providers.base import (
     ConnectionSpec,
+    CWDraft,
     ExternalRecord,
     OutboundChange,
     PreparedRequest,
@@ -28,7 +29,7 @@ from providers.base import (
 from providers.errors import AuthenticationFailed, MappingError, NotSupported, ProviderRejected
 from providers.generic_rest.client import GenericRestClient, describe_error
 from providers.generic_rest.mapping import RECORD_TYPES, to_body
-from providers.http import HttpResponse, RequestRateCap
+from providers.http import ConnectionThrottle, HttpResponse
 
 CHECK_ID = "__cwi_connection_check__"
 DEFAULT_TIMEOUT_S = 30.0
@@ -44,7 +45,7 @@ class GenericRestProvider:
             spec.base_url,
             token=spec.credentials.get("token", ""),
             timeout_s=_timeout_s(spec),
-            rate_cap=RequestRateCap.from_settings(spec.settings),
+            rate_cap=ConnectionThrottle.from_settings(spec.settings),
         )
 
     async def push(self, change: OutboundChange) -> PushResult:
@@ -103,7 +104,11 @@ class GenericRestProvider:
             "its webhooks must carry the record (contracts/generic_rest.openapi.json, WebhookChange)"
         )
 
-    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
+    async def identity(self) -> str | None:
+        # TODO(i16): discovered by GET {base}/v1/_ping; until then the connection's api_user setting.
+        return self._spec.setting("api_user") or None
+
+    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> CWDraft:
         fields = {k: v for k, v in value.items() if k != "id"}
         try:
             record = RECORD_TYPES[entity].model_validate_json(json.dumps({**fields, "id": "-"}, default=str))
@@ -112,7 +117,7 @@ class GenericRestProvider:
             raise MappingError(f"generic_rest {entity.value} is not a valid CW record: {problems}") from None
         body = record.model_dump(mode="json")
         del body["id"]
-        return body
+        return CWDraft(body)  # the record carries CW's own ids: nothing to resolve
 
     def _record(self, change: OutboundChange) -> CWRecord:
         if change.record is None:

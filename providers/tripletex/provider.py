@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
@@ -18,22 +18,23 @@ from providers.base import (
     PushResult,
     content_hash,
 )
-from providers.errors import MappingError, NotSupported, TransientError
+from providers.errors import DependencyMissing, MappingError, NotSupported, TransientError
+from providers.settings import SettingsReader
 from providers.tripletex import mapping
-from providers.tripletex.client import KIND, TripletexClient, unwrap
-from providers.tripletex.mapping import Payload, Ref, Settings
+from providers.tripletex.client import TripletexClient, unwrap
+from providers.tripletex.mapping import Payload, Ref
+from providers.vendor import VendorProvider, record_of
 
-R = TypeVar("R", bound=CWRecord)
 ORDER_FIELDS = (
     "id,version,number,orderDate,customer(id),"
     "orderLines(description,count,unitPriceExcludingVatCurrency,vatType(id))"
 )
-MISSING_CUSTOMER_WAIT = 60.0
 _SYNCED = ("customer", "supplier", "project")
 WEBHOOK_EVENTS = (
     *(f"{subject}.{verb}" for subject in _SYNCED for verb in ("create", "update", "delete")),
     "invoice.charged",
 )
+API_EMPLOYEE_SETTING = "api_employee_id"
 WEBHOOK_FIELDS = "*,version,changes"
 """Callbacks carry the record, its version and who changed it: enough to tell an echo without a fetch."""
 
@@ -53,35 +54,25 @@ _KINDS = {
 }
 
 
-def _record(change: OutboundChange, cls: type[R]) -> R:
-    if not isinstance(change.record, cls):
-        raise MappingError(f"{change.entity}.{change.action} {change.cw_id} carries no {cls.__name__} record")
-    return change.record
-
-
 def _numeric_id(external_id: str | None) -> str | None:
     return external_id if external_id and external_id.isdigit() else None
 
 
-class TripletexProvider:
-    kind: ClassVar[str] = KIND
+class TripletexProvider(VendorProvider):
+    kind = "tripletex"
+    readers = mapping.READERS
 
     def __init__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> None:
-        self.spec = spec
+        super().__init__(spec, http)
         self._client = TripletexClient(spec, http)
         self._country_ids: dict[str, int] = {}
-        self._employee_id: str | None = None
-
-    def _settings(self) -> Settings:
-        # Parsed per push, so a bad setting dead-letters the message instead of breaking construction.
-        return Settings.parse(self.spec.client_id, self.spec.settings)
 
     async def push(self, change: OutboundChange) -> PushResult:
-        settings = self._settings()
+        settings = self.settings
         if change.entity is Entity.invoice:
             invoice = self._invoice_record(change)  # a delete is refused before any request
-            return await self._push_invoice(invoice, settings, await self._author(settings))
-        author = await self._author(settings)
+            return await self._push_invoice(invoice, settings, await self.identity())
+        author = await self.identity()
         kind = _KINDS[change.entity]
         if change.action is Action.deleted:
             return await self._delete(change, kind, author)
@@ -99,14 +90,23 @@ class TripletexProvider:
             "/token/session/>whoAmI",
             params={"fields": "employeeId,companyId,employee(firstName,lastName)"},
         )
-        if me.get("employeeId") is not None:
-            self._employee_id = str(me["employeeId"])
         person = me.get("employee") or {}
         name = " ".join(str(person[k]) for k in ("firstName", "lastName") if person.get(k))
+        if self.settings.integer(API_EMPLOYEE_SETTING) is None and me.get("employeeId") is not None:
+            self._identity.seed(str(me["employeeId"]))
         return (
             f"tripletex at {self._client.base_url}: authenticated as employee {me.get('employeeId')}"
-            f"{f' ({name})' if name else ''} of company {me.get('companyId')}"
+            f"{f' ({name})' if name else ''} of company {me.get('companyId')}{await self.identity_note()}"
         )
+
+    async def _discover_identity(self) -> str | None:
+        """The employee our session acts as (``whoAmI``), which Tripletex names in ``changes``;
+        setting api_employee_id overrides it (an integration whose changes another employee makes)."""
+        override = self.settings.integer(API_EMPLOYEE_SETTING)
+        if override is not None:
+            return str(override)
+        me = await self._client.value("GET", "/token/session/>whoAmI", params={"fields": "employeeId"})
+        return str(me["employeeId"]) if me.get("employeeId") is not None else None
 
     # -- inbound ----------------------------------------------------------------------------------
 
@@ -127,15 +127,6 @@ class TripletexProvider:
             version=None if version is None else str(version),
             author=mapping.last_author(value),
         )
-
-    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
-        if entity is Entity.customer:
-            return mapping.customer_fields(value)
-        if entity is Entity.supplier:
-            return mapping.supplier_fields(value)
-        if entity is Entity.project:
-            return mapping.project_fields(value)
-        return mapping.invoice_fields(value, self._settings())
 
     async def register_webhook(self, url: str, secret: str) -> str:
         """One subscription per event CW syncs, signed with ``secret``; existing ones are updated."""
@@ -159,7 +150,7 @@ class TripletexProvider:
         return f"tripletex: {created} event subscriptions created, {updated} updated, calling {url}"
 
     def preview(self, change: OutboundChange) -> list[PreparedRequest]:
-        settings = self._settings()
+        settings = self.settings
         base, headers = self._client.base_url, self._client.preview_headers()
         if change.entity is Entity.invoice:
             invoice = self._invoice_record(change)
@@ -182,7 +173,7 @@ class TripletexProvider:
 
     # -- customers, suppliers, projects -------------------------------------------------------
 
-    async def _payload(self, change: OutboundChange, settings: Settings) -> Payload:
+    async def _payload(self, change: OutboundChange, settings: SettingsReader) -> Payload:
         countries = await self._countries(_countries(change.record))
         customer: Ref = ""
         if isinstance(change.record, Project):
@@ -190,13 +181,13 @@ class TripletexProvider:
         return self._map(change, settings, countries, customer)
 
     def _map(
-        self, change: OutboundChange, settings: Settings, countries: Mapping[str, Ref], customer: Ref
+        self, change: OutboundChange, settings: SettingsReader, countries: Mapping[str, Ref], customer: Ref
     ) -> Payload:
         if change.entity is Entity.customer:
-            return mapping.customer_payload(_record(change, Customer), settings, countries)
+            return mapping.customer_payload(record_of(change, Customer), settings, countries)
         if change.entity is Entity.supplier:
-            return mapping.supplier_payload(_record(change, Supplier), countries)
-        return mapping.project_payload(_record(change, Project), settings, customer)
+            return mapping.supplier_payload(record_of(change, Supplier), countries)
+        return mapping.project_payload(record_of(change, Project), settings, customer)
 
     async def _find(self, change: OutboundChange, kind: _Kind) -> dict[str, Any] | None:
         """The Tripletex object to update: the known id if it still exists, else by CW number."""
@@ -246,9 +237,11 @@ class TripletexProvider:
                 f"invoice {change.cw_id}: Tripletex invoices cannot be deleted, only credited, and credit "
                 "notes are out of scope for this integration; credit the invoice in Tripletex by hand"
             )
-        return _record(change, Invoice)
+        return record_of(change, Invoice)
 
-    async def _push_invoice(self, invoice: Invoice, settings: Settings, author: str | None) -> PushResult:
+    async def _push_invoice(
+        self, invoice: Invoice, settings: SettingsReader, author: str | None
+    ) -> PushResult:
         """Order by CW number, then invoice it; an order already invoiced is never invoiced again.
 
         The lookup is by order number even when the sync log knows the invoice id: a charged
@@ -302,10 +295,7 @@ class TripletexProvider:
         found = await self._client.values("/customer", {"customerAccountNumber": number, "fields": "id"})
         if not found:
             # Usually the customer's own message is still on its way (or in retry): wait for it.
-            raise TransientError(
-                f"customer number {number} does not exist in Tripletex yet; push the customer first",
-                retry_after=MISSING_CUSTOMER_WAIT,
-            )
+            raise DependencyMissing(f"customer number {number}", "Tripletex")
         return int(found[0]["id"])
 
     async def _countries(self, codes: set[str]) -> dict[str, int]:
@@ -315,15 +305,6 @@ class TripletexProvider:
                 raise MappingError(f"Tripletex has no country with ISO code {code}")
             self._country_ids[code] = int(found[0]["id"])
         return {code: self._country_ids[code] for code in codes}
-
-    async def _author(self, settings: Settings) -> str | None:
-        """Our API user's employee id: the setting api_employee_id, else asked once per instance."""
-        if settings.api_employee_id is not None:
-            return str(settings.api_employee_id)
-        if self._employee_id is None:
-            me = await self._client.value("GET", "/token/session/>whoAmI", params={"fields": "employeeId"})
-            self._employee_id = str(me["employeeId"]) if me.get("employeeId") is not None else ""
-        return self._employee_id or None
 
 
 def _countries(record: CWRecord | None) -> set[str]:

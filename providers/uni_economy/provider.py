@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import aiohttp
 
@@ -16,11 +15,12 @@ from providers.base import (
     PushResult,
     content_hash,
 )
-from providers.errors import MappingError, NotSupported, TransientError
+from providers.errors import DependencyMissing, MappingError, NotSupported, TransientError
 from providers.http import redact_headers
-from providers.uni_economy import mapping
-from providers.uni_economy.client import KIND, UniClient
+from providers.uni_economy import inbound, mapping
+from providers.uni_economy.client import UniClient
 from providers.uni_economy.mapping import KINDS, EntityKind, InvoiceIds, Lookup
+from providers.vendor import VendorProvider
 
 EVENT_PLAN_NAME = "Contracting Works integration"
 EVENT_PLAN_MODELS = "Customer,Supplier,Project,CustomerInvoice"
@@ -52,7 +52,7 @@ def _result(outcome: str, entity: Any, payload: Any) -> PushResult:
     if not isinstance(entity, dict) or entity.get("ID") is None:
         # Retrying is safe: the next attempt finds what was written by its natural key.
         raise TransientError(f"Uni Economy answered the {outcome} write without the entity's ID")
-    version, author = mapping.stamp(entity)
+    version, author = inbound.stamp(entity)
     return PushResult(
         outcome=outcome,
         external_id=str(entity["ID"]),
@@ -63,15 +63,21 @@ def _result(outcome: str, entity: Any, payload: Any) -> PushResult:
     )
 
 
+def _global_identity(user: dict[str, Any]) -> str | None:
+    found = user.get("GlobalIdentity")
+    return str(found) if found else None
+
+
 def _id_of(entity: Any) -> str:
     return str(entity.get("ID")) if isinstance(entity, dict) else "?"
 
 
-class UniEconomyProvider:
-    kind: ClassVar[str] = KIND
+class UniEconomyProvider(VendorProvider):
+    kind = "uni_economy"
+    readers = inbound.READERS
 
     def __init__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> None:
-        self._spec = spec
+        super().__init__(spec, http)
         self._client = UniClient(spec, http)
         self._ids: dict[tuple[str, str], Any] = {}
 
@@ -92,10 +98,18 @@ class UniEconomyProvider:
         return _result(outcome, entity, payload)
 
     async def check(self) -> str:
-        user = await self._client.request("GET", "/users", params={"action": "current-session"})
-        user = user if isinstance(user, dict) else {}
+        user = await self._current_user()
         who = user.get("DisplayName") or user.get("Email") or user.get("GlobalIdentity") or "an unnamed user"
-        return f"{KIND} at {self._client.api_url}: authenticated as {who}"
+        self._identity.seed(_global_identity(user))
+        return f"{self.kind} at {self._client.api_url}: authenticated as {who}{await self.identity_note()}"
+
+    async def _current_user(self) -> dict[str, Any]:
+        user = await self._client.request("GET", "/users", params={"action": "current-session"})
+        return user if isinstance(user, dict) else {}
+
+    async def _discover_identity(self) -> str | None:
+        """Our user's GlobalIdentity (current session), which Uni writes as CreatedBy/UpdatedBy."""
+        return _global_identity(await self._current_user())
 
     # -- inbound ----------------------------------------------------------------------------------
 
@@ -103,23 +117,14 @@ class UniEconomyProvider:
         """The entity by its Uni ID, expanded for ``to_cw``; version and author as ``push`` reports them."""
         if not external_id.isdigit():
             return None  # Uni IDs are numbers: nothing else can exist there
-        params = {"expand": mapping.FETCH_EXPAND[entity]}
+        params = {"expand": inbound.FETCH_EXPAND[entity]}
         found = await self._client.request(
             "GET", f"/{KINDS[entity].collection}/{external_id}", params=params, missing_ok=True
         )
         if not isinstance(found, dict):
             return None
-        version, author = mapping.stamp(found)
+        version, author = inbound.stamp(found)
         return ExternalRecord(str(found.get("ID", external_id)), found, version, author)
-
-    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
-        if entity is Entity.customer:
-            return mapping.customer_fields(value)
-        if entity is Entity.supplier:
-            return mapping.supplier_fields(value)
-        if entity is Entity.project:
-            return mapping.project_fields(value)
-        return mapping.invoice_fields(value, self._spec.settings)
 
     async def register_webhook(self, url: str, secret: str) -> str:
         """One event plan for the entities CW syncs, calling ``url``; re-registering updates it.
@@ -139,10 +144,10 @@ class UniEconomyProvider:
         existing = await self._client.find_one("eventplans", name_filter, "Subscribers")
         if existing is None:
             made = await self._client.request("POST", "/eventplans", json_body=plan)
-            return f"{KIND}: event plan {_id_of(made)} created for {EVENT_PLAN_MODELS}, calling {url}"
+            return f"{self.kind}: event plan {_id_of(made)} created for {EVENT_PLAN_MODELS}, calling {url}"
         body = mapping.with_ids(plan, existing)
         await self._client.request("PUT", f"/eventplans/{existing['ID']}", json_body=body)
-        return f"{KIND}: event plan {existing['ID']} updated for {EVENT_PLAN_MODELS}, calling {url}"
+        return f"{self.kind}: event plan {existing['ID']} updated for {EVENT_PLAN_MODELS}, calling {url}"
 
     def preview(self, change: OutboundChange) -> list[PreparedRequest]:
         kind = KINDS[change.entity]
@@ -168,9 +173,9 @@ class UniEconomyProvider:
             accounts=[f"<ID of {a.what}>" for a in accounts],
             currency=f"<ID of {currency.what}>" if currency else None,
         )
-        payload = mapping.invoice_payload(record, ids, self._spec.settings)
+        payload = mapping.invoice_payload(record, ids, self.settings)
         requests = [PreparedRequest("POST", url, headers, payload)]
-        if mapping.flag(self._spec.settings, "finalise_invoices"):
+        if self.settings.flag("finalise_invoices"):
             requests.append(PreparedRequest("POST", f"{url}/{{ID}}?action=invoice", headers))
         return requests
 
@@ -223,11 +228,11 @@ class UniEconomyProvider:
         return None
 
     async def _push_invoice(self, change: OutboundChange, invoice: Invoice) -> PushResult:
-        settings = self._spec.settings
+        settings = self.settings
         for unsupported in ("send_invoices", "release_invoices"):
-            if mapping.flag(settings, unsupported):
+            if settings.flag(unsupported):
                 raise MappingError(
-                    f"{KIND} has no {unsupported.removesuffix('_invoices')} step for invoices (Uni "
+                    f"{self.kind} has no {unsupported.removesuffix('_invoices')} step for invoices (Uni "
                     "distributes finalised invoices by the company's own plan): remove setting "
                     f"{unsupported} and use finalise_invoices=true"
                 )
@@ -246,11 +251,7 @@ class UniEconomyProvider:
                 "issue a new one"
             )
         outcome, entity = await self._write(kind, payload, existing)
-        if (
-            mapping.flag(settings, "finalise_invoices")
-            and isinstance(entity, dict)
-            and mapping.is_draft(entity)
-        ):
+        if settings.flag("finalise_invoices") and isinstance(entity, dict) and mapping.is_draft(entity):
             entity = await self._finalise(entity)
             outcome = "updated" if outcome == "unchanged" else outcome
         return _result(outcome, entity, payload)
@@ -262,7 +263,7 @@ class UniEconomyProvider:
         return await self._client.request("GET", path, params={"expand": "Items"})
 
     def _lookups(self, invoice: Invoice) -> tuple[Lookup, list[Lookup], list[Lookup], Lookup | None]:
-        return mapping.invoice_lookups(invoice, self._spec.settings, self._spec.client_id)
+        return mapping.invoice_lookups(invoice, self.settings)
 
     async def _invoice_ids(self, invoice: Invoice) -> InvoiceIds:
         customer, vats, accounts, currency = self._lookups(invoice)
@@ -279,6 +280,9 @@ class UniEconomyProvider:
             return self._ids[cache_key]
         found = await self._client.find_one(lookup.collection, lookup.odata_filter)
         if found is None or found.get("ID") is None:
+            if lookup.collection == "customers":
+                # Usually the customer's own message is still on its way (or in retry): wait for it.
+                raise DependencyMissing(lookup.what, "Uni Economy")
             raise MappingError(f"{lookup.what} does not exist in this Uni Economy company — {lookup.fix}")
         if lookup.cacheable:
             self._ids[cache_key] = found["ID"]

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
 import aiohttp
 
-from contracts import Action, Customer, CWRecord, Entity, Invoice, Project, Supplier
+from contracts import Action, Customer, Entity, Invoice, Project, Supplier
 from providers.base import (
     ConnectionSpec,
     ExternalRecord,
@@ -25,16 +25,16 @@ from providers.base import (
     PushResult,
     content_hash,
 )
-from providers.errors import MappingError, NotSupported, ProviderRejected, TransientError
+from providers.errors import DependencyMissing, NotSupported, ProviderRejected, TransientError
+from providers.settings import SettingsReader
+from providers.vendor import VendorProvider, record_of
 from providers.visma_net import mapping
-from providers.visma_net.client import KIND, VismaNetClient, item_path, location_id
+from providers.visma_net.client import VismaNetClient, item_path, location_id, token_subject
 
 INVOICES = "/v1/customerinvoice"
 CREATE_INVOICE = "/v2/customerinvoice"  # the v1 POST is deprecated
 DRAFT_STATUSES = frozenset({"Hold", "Balanced"})  # not yet released
 PAGE = {"pageNumber": "1", "pageSize": "100"}  # Visma requires paging on every list
-
-R = TypeVar("R", bound=Customer | Supplier | Project | Invoice)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class _Resource:
     name: str
     collection: str
     record_type: type[Customer] | type[Supplier] | type[Project]
-    build: Callable[[Any, ConnectionSpec], mapping.JsonObject]
+    build: Callable[[Any, SettingsReader], mapping.JsonObject]
     create_extras: Mapping[str, Any]
 
 
@@ -59,15 +59,6 @@ RESOURCES: Mapping[Entity, _Resource] = {
 }
 
 
-def _record(change: OutboundChange, record_type: type[R]) -> R:
-    record: CWRecord | None = change.record
-    if not isinstance(record, record_type):
-        raise MappingError(
-            f"{change.entity.value}.{change.action.value} {change.cw_id} carries no {record_type.__name__}"
-        )
-    return record
-
-
 def _collection(entity: Entity) -> str:
     return INVOICES if entity is Entity.invoice else RESOURCES[entity].collection
 
@@ -76,7 +67,7 @@ def webhook_steps(spec: ConnectionSpec, url: str) -> str:
     """What an operator does in Visma's Developer Portal: Visma.net has no subscription API."""
     header = spec.setting("webhook_signature_header") or "X-Visma-Signature"
     return (
-        f"{KIND}: Visma.net has no API to subscribe to webhooks; set it up by hand:\n"
+        f"{spec.kind}: Visma.net has no API to subscribe to webhooks; set it up by hand:\n"
         "  1. Sign in to the Visma Developer Portal (https://oauth.developers.visma.com) as the owner of "
         f"the integration {spec.credentials.get('client_id') or '<client_id>'}.\n"
         f"  2. Under Webhooks, add a subscription for tenant {spec.setting('tenant_id') or '<tenant_id>'} "
@@ -88,29 +79,37 @@ def webhook_steps(spec: ConnectionSpec, url: str) -> str:
     )
 
 
-class VismaNetProvider:
-    kind: ClassVar[str] = KIND
+class VismaNetProvider(VendorProvider):
+    kind = "visma_net"
+    readers = mapping.READERS
 
     def __init__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> None:
-        self.spec = spec
+        super().__init__(spec, http)
         self.client = VismaNetClient(spec, http)
+        self._known_customers: set[str] = set()
 
     async def push(self, change: OutboundChange) -> PushResult:
         if change.entity is Entity.invoice:
             if change.action is Action.deleted:
                 return await self._delete_invoice(change)
-            return await self._upsert_invoice(change, _record(change, Invoice))
+            return await self._upsert_invoice(change, record_of(change, Invoice))
         resource = RESOURCES[change.entity]
         if change.action is Action.deleted:
             raise self._no_delete(resource, change.known_external_id or change.cw_id)
-        return await self._upsert(resource, change, _record(change, resource.record_type))
+        return await self._upsert(resource, change, record_of(change, resource.record_type))
 
     async def check(self) -> str:
         await self.client.get_json("/v1/customer", params={"pageNumber": "1", "pageSize": "1"})
         return (
-            f"{KIND} at {self.client.base_url}: authenticated as API client "
+            f"{self.kind} at {self.client.base_url}: authenticated as API client "
             f"{self.spec.credentials.get('client_id')} for tenant {self.client.tenant_id}"
+            f"{await self.identity_note()}"
         )
+
+    async def _discover_identity(self) -> str | None:
+        """The subject of our access token: Visma's DTOs name no author, and its webhooks name the
+        user behind a change by that subject. None when the token is not a JWT."""
+        return token_subject(await self.client.tokens.get())
 
     # inbound
 
@@ -122,15 +121,6 @@ class VismaNetProvider:
         stamp = found.get("lastModifiedDateTime")
         return ExternalRecord(external_id, found, str(stamp) if stamp else None, None)
 
-    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
-        if entity is Entity.customer:
-            return mapping.customer_fields(value)
-        if entity is Entity.supplier:
-            return mapping.supplier_fields(value)
-        if entity is Entity.project:
-            return mapping.project_fields(value)
-        return mapping.invoice_fields(value, self.spec)
-
     async def register_webhook(self, url: str, secret: str) -> str:
         """No API call: the steps for the Developer Portal (the secret is not repeated in them)."""
         return webhook_steps(self.spec, url)
@@ -141,7 +131,7 @@ class VismaNetProvider:
         resource = RESOURCES[change.entity]
         if change.action is Action.deleted:
             raise self._no_delete(resource, change.known_external_id or change.cw_id)
-        body = resource.build(_record(change, resource.record_type), self.spec)
+        body = resource.build(record_of(change, resource.record_type), self.settings)
         return [self.client.prepare("POST", resource.collection, {**body, **resource.create_extras})]
 
     # customers, suppliers, projects
@@ -155,7 +145,9 @@ class VismaNetProvider:
     async def _upsert(
         self, resource: _Resource, change: OutboundChange, record: Customer | Supplier | Project
     ) -> PushResult:
-        body = resource.build(record, self.spec)
+        if isinstance(record, Project) and record.customer_number:
+            await self._require_customer(record.customer_number)
+        body = resource.build(record, self.settings)
         digest = content_hash(body)  # create-only flags left out, so create and update hash alike
         known = change.known_external_id
         if known is not None:
@@ -178,6 +170,14 @@ class VismaNetProvider:
         stamp = found.get("lastModifiedDateTime") if isinstance(found, dict) else None
         return str(stamp) if stamp else None
 
+    async def _require_customer(self, number: str) -> None:
+        """A project or invoice waits (DependencyMissing) until its customer is in Visma.net."""
+        if number in self._known_customers:
+            return
+        if await self.client.get_json(item_path("/v1/customer", number)) is None:
+            raise DependencyMissing(f"customer {number}", "Visma.net")
+        self._known_customers.add(number)
+
     # invoices
 
     async def _find_invoice(self, known: str | None, cw_id: str) -> dict[str, Any] | None:
@@ -194,8 +194,8 @@ class VismaNetProvider:
         return None
 
     async def _upsert_invoice(self, change: OutboundChange, invoice: Invoice) -> PushResult:
-        plan = mapping.invoice_plan(self.spec)
-        body = mapping.invoice_body(invoice, self.spec)
+        plan = mapping.invoice_plan(self.settings)
+        body = mapping.invoice_body(invoice, self.settings)
         existing = await self._find_invoice(change.known_external_id, invoice.id)
         if existing is None:
             return await self._create_invoice(invoice, body, plan)
@@ -209,7 +209,7 @@ class VismaNetProvider:
                 "changed; correct it with a credit note in Visma.net"
             )
         lines = await self._line_numbers(number, existing)
-        update = mapping.invoice_update_body(invoice, self.spec, lines)
+        update = mapping.invoice_update_body(invoice, self.settings, lines)
         await self.client.request("PUT", item_path(INVOICES, number), body=update)
         await self._finish(number, plan)
         return PushResult("updated", number, await self._stamp(INVOICES, number), content_hash(body))
@@ -217,6 +217,7 @@ class VismaNetProvider:
     async def _create_invoice(
         self, invoice: Invoice, body: mapping.JsonObject, plan: mapping.InvoicePlan
     ) -> PushResult:
+        await self._require_customer(invoice.customer_number)
         resp = await self.client.request("POST", CREATE_INVOICE, body=body)
         number = location_id(resp)
         if number is None:
@@ -224,7 +225,7 @@ class VismaNetProvider:
             if found is None:
                 # The lookup of a retry will find it if it was written.
                 raise TransientError(
-                    f"{KIND}: invoice {invoice.id} created, but Visma returned no invoice number"
+                    f"{self.kind}: invoice {invoice.id} created, but Visma returned no invoice number"
                 )
             number = str(found["referenceNumber"])
         await self._finish(number, plan)
@@ -267,10 +268,10 @@ class VismaNetProvider:
             known = change.known_external_id
             path = item_path(INVOICES, known) if known else f"{INVOICES}/{{invoiceNumber}}"
             return [self.client.prepare("DELETE", path)]
-        plan = mapping.invoice_plan(self.spec)
+        plan = mapping.invoice_plan(self.settings)
         requests = [
             self.client.prepare(
-                "POST", CREATE_INVOICE, mapping.invoice_body(_record(change, Invoice), self.spec)
+                "POST", CREATE_INVOICE, mapping.invoice_body(record_of(change, Invoice), self.settings)
             )
         ]
         actions = (["release"] if plan.release else []) + (["sendToAutoInvoice"] if plan.send else [])

@@ -87,7 +87,9 @@ class InboundHandler:
         if state.deleted:
             return await self._delete(env, start)
         assert state.value is not None
-        fields = cw_fields(env.entity, conn.provider.to_cw(env.entity, state.value))
+        draft = conn.provider.to_cw(env.entity, state.value)
+        # TODO(lead): resolve draft.references (customer_id, project_id) through the record links.
+        fields = cw_fields(env.entity, dict(draft.fields))
         cw_id = await self._write(env, start, fields)
         link = Link(
             external.external_id,
