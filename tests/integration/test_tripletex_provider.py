@@ -117,11 +117,11 @@ class TripletexHarness(Harness):
         )
         return TripletexProvider(spec, self.http)
 
-    def count(self, entity: Entity) -> int:
+    async def count(self, entity: Entity) -> int:
         # An invoice is an order first: none may be written when the invoice cannot be.
         return self.fake.writes["order"] if entity is Entity.invoice else len(self.fake.objects(entity.value))
 
-    def fail_next_429(self, retry_after: int) -> None:
+    async def fail_next_429(self, retry_after: int) -> None:
         self.fake.fail_next(1, 429, reset=retry_after)
 
     def sent(self) -> list[float]:
