@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -19,11 +20,13 @@ from providers.base import (
     content_hash,
 )
 from providers.errors import DependencyMissing, MappingError, NotSupported, TransientError
+from providers.http import HttpResponse
+from providers.plan import LIVE, Dry, Plan, placeholder
 from providers.settings import SettingsReader
 from providers.tripletex import mapping
 from providers.tripletex.client import TripletexClient, unwrap
 from providers.tripletex.mapping import Payload, Ref
-from providers.vendor import VendorProvider, record_of
+from providers.vendor import VendorProvider, record_of, run_dry
 
 ORDER_FIELDS = (
     "id,version,number,orderDate,customer(id),"
@@ -68,21 +71,54 @@ class TripletexProvider(VendorProvider):
         self._country_ids: dict[str, int] = {}
 
     async def push(self, change: OutboundChange) -> PushResult:
+        return await self._run(change, LIVE)
+
+    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
+        """The requests ``push`` sends for a record Tripletex does not hold yet (the same plan, dry)."""
+        plan = Dry()
+        run_dry(self._run(change, plan))
+        return plan.requests
+
+    async def _run(self, change: OutboundChange, plan: Plan) -> PushResult:
         settings = self.settings
         if change.entity is Entity.invoice:
             invoice = self._invoice_record(change)  # a delete is refused before any request
-            return await self._push_invoice(invoice, settings, await self.identity())
-        author = await self.identity()
+            return await self._push_invoice(invoice, settings, await self._author(plan), plan)
+        author = await self._author(plan)
         kind = _KINDS[change.entity]
         if change.action is Action.deleted:
-            return await self._delete(change, kind, author)
-        payload = await self._payload(change, settings)
-        found = await self._find(change, kind)
+            return await self._delete(change, kind, author, plan)
+        payload = await self._payload(change, settings, plan)
+        found = await plan.existing(lambda: self._find(change, kind))
         if found is None:
-            created = await self._client.value("POST", kind.path, json_body=payload)
+            created = await self._write(plan, "POST", kind.path, payload, new=change.entity.value)
             return _result("created", created, payload, author)
         updated = await self._put_versioned(kind.path, found, payload)
         return _result("updated", updated, payload, author)
+
+    async def _author(self, plan: Plan) -> str | None:
+        author: str | None = await plan.reference("our identity", self.identity)
+        return author
+
+    async def _write(
+        self,
+        plan: Plan,
+        method: str,
+        path: str,
+        body: Payload | None,
+        *,
+        new: str,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One write through the plan; a dry run answers with the id of the ``new`` object."""
+        query = f"?{urlencode(params)}" if params else ""
+        shown = PreparedRequest(
+            method, f"{self._client.base_url}{path}{query}", self._client.preview_headers(), body
+        )
+        answer = {"id": placeholder(f"id of the new {new}"), "version": None}
+        return await plan.write(
+            shown, lambda: self._client.value(method, path, params=params, json_body=body), answer
+        )
 
     async def check(self) -> str:
         me = await self._client.value(
@@ -149,35 +185,16 @@ class TripletexProvider(VendorProvider):
                 updated += 1
         return f"tripletex: {created} event subscriptions created, {updated} updated, calling {url}"
 
-    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
-        settings = self.settings
-        base, headers = self._client.base_url, self._client.preview_headers()
-        if change.entity is Entity.invoice:
-            invoice = self._invoice_record(change)
-            payload = mapping.order_payload(invoice, settings, f"<id of customer {invoice.customer_number}>")
-            query = urlencode(mapping.invoice_params(invoice, settings))
-            return [
-                PreparedRequest("POST", f"{base}/order", headers, payload),
-                PreparedRequest("PUT", f"{base}/order/<id of the new order>/:invoice?{query}", headers),
-            ]
-        path = _KINDS[change.entity].path
-        if change.action is Action.deleted:
-            target = change.known_external_id or f"<id of {change.entity} {change.cw_id}>"
-            return [PreparedRequest("DELETE", f"{base}{path}/{target}", headers)]
-        countries = {code: f"<id of country {code}>" for code in _countries(change.record)}
-        customer = ""
-        if isinstance(change.record, Project):
-            customer = f"<id of customer {mapping.project_customer_number(change.record)}>"
-        payload = self._map(change, settings, countries, customer)
-        return [PreparedRequest("POST", f"{base}{path}", headers, payload)]
-
     # -- customers, suppliers, projects -------------------------------------------------------
 
-    async def _payload(self, change: OutboundChange, settings: SettingsReader) -> Payload:
-        countries = await self._countries(_countries(change.record))
+    async def _payload(self, change: OutboundChange, settings: SettingsReader, plan: Plan) -> Payload:
+        countries = {
+            code: await plan.reference(f"id of country {code}", partial(self._country, code))
+            for code in sorted(_countries(change.record))
+        }
         customer: Ref = ""
         if isinstance(change.record, Project):
-            customer = await self._require_customer(mapping.project_customer_number(change.record))
+            customer = await self._customer(mapping.project_customer_number(change.record), plan)
         return self._map(change, settings, countries, customer)
 
     def _map(
@@ -221,12 +238,19 @@ class TripletexProvider(VendorProvider):
                 found = await self._client.value("GET", target, params={"fields": "id,version"})
         raise TransientError(f"PUT {target}: edited in Tripletex while we wrote it, twice", retry_after=5.0)
 
-    async def _delete(self, change: OutboundChange, kind: _Kind, author: str | None) -> PushResult:
-        found = await self._find(change, kind)
+    async def _delete(
+        self, change: OutboundChange, kind: _Kind, author: str | None, plan: Plan
+    ) -> PushResult:
+        assumed = {
+            "id": change.known_external_id or placeholder(f"id of {change.entity.value} {change.cw_id}")
+        }
+        found = await plan.existing(lambda: self._find(change, kind), assume=assumed)
         if found is None:
             return PushResult("unchanged", change.known_external_id, author=author)
         target = f"{kind.path}/{found['id']}"
-        resp = await self._client.call("DELETE", target, allow=(404,))
+        shown = PreparedRequest("DELETE", self._client.base_url + target, self._client.preview_headers())
+        send = partial(self._client.call, "DELETE", target, allow=(404,))
+        resp = await plan.write(shown, send, HttpResponse(204, {}, b""))
         return PushResult("unchanged" if resp.status == 404 else "deleted", str(found["id"]), author=author)
 
     # -- invoices --------------------------------------------------------------------------------
@@ -240,7 +264,7 @@ class TripletexProvider(VendorProvider):
         return record_of(change, Invoice)
 
     async def _push_invoice(
-        self, invoice: Invoice, settings: SettingsReader, author: str | None
+        self, invoice: Invoice, settings: SettingsReader, author: str | None, plan: Plan
     ) -> PushResult:
         """Order by CW number, then invoice it; an order already invoiced is never invoiced again.
 
@@ -248,15 +272,18 @@ class TripletexProvider(VendorProvider):
         invoice cannot change, so what matters is whether its order matches.
         """
         payload = mapping.order_payload(
-            invoice, settings, await self._require_customer(invoice.customer_number)
+            invoice, settings, await self._customer(invoice.customer_number, plan)
         )
         start, end = mapping.lookup_window(invoice)
-        orders = await self._client.values(
-            "/order",
-            {"number": invoice.number, "orderDateFrom": start, "orderDateTo": end, "fields": ORDER_FIELDS},
-        )
+        search = {
+            "number": invoice.number,
+            "orderDateFrom": start,
+            "orderDateTo": end,
+            "fields": ORDER_FIELDS,
+        }
+        orders = await plan.existing(partial(self._client.values, "/order", search)) or []
         if not orders:
-            order = await self._client.value("POST", "/order", json_body=payload)
+            order = await self._write(plan, "POST", "/order", payload, new="order")
         else:
             order = orders[0]
             charged = await self._invoice_of(order, start, end)
@@ -271,7 +298,8 @@ class TripletexProvider(VendorProvider):
             if not mapping.order_matches(order, payload):
                 order = await self._put_versioned("/order", order, payload, {"updateLinesAndGroups": "true"})
         params = mapping.invoice_params(invoice, settings)
-        charged = await self._client.value("PUT", f"/order/{order['id']}/:invoice", params=params)
+        path = f"/order/{order['id']}/:invoice"
+        charged = await self._write(plan, "PUT", path, None, new="invoice", params=params)
         return _result("created", charged, payload, author)
 
     async def _invoice_of(self, order: dict[str, Any], start: str, end: str) -> dict[str, Any] | None:
@@ -287,6 +315,10 @@ class TripletexProvider(VendorProvider):
 
     # -- references and identity -----------------------------------------------------------------
 
+    async def _customer(self, number: str, plan: Plan) -> Ref:
+        found: Ref = await plan.reference(f"id of customer {number}", partial(self._require_customer, number))
+        return found
+
     async def _require_customer(self, number: str) -> int:
         if not number.isdigit():
             raise MappingError(
@@ -298,13 +330,13 @@ class TripletexProvider(VendorProvider):
             raise DependencyMissing(f"customer number {number}", "Tripletex")
         return int(found[0]["id"])
 
-    async def _countries(self, codes: set[str]) -> dict[str, int]:
-        for code in sorted(codes - self._country_ids.keys()):
+    async def _country(self, code: str) -> int:
+        if code not in self._country_ids:
             found = await self._client.values("/country", {"code": code, "fields": "id"})
             if not found:
                 raise MappingError(f"Tripletex has no country with ISO code {code}")
             self._country_ids[code] = int(found[0]["id"])
-        return {code: self._country_ids[code] for code in codes}
+        return self._country_ids[code]
 
 
 def _countries(record: CWRecord | None) -> set[str]:

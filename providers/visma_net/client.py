@@ -27,6 +27,7 @@ from providers.http import (
     send,
     throttled_send,
 )
+from providers.plan import is_placeholder
 from providers.settings import SettingsReader
 
 DEFAULT_TOKEN_URL = "https://connect.visma.com/connect/token"  # noqa: S105 - a URL, not a secret
@@ -64,7 +65,8 @@ def location_id(resp: HttpResponse) -> str | None:
 
 
 def item_path(collection: str, key: str) -> str:
-    return f"{collection}/{quote(key, safe='')}"
+    """``collection/key``, the key quoted; a preview's placeholder (``<…>``) is shown as it is."""
+    return f"{collection}/{key if is_placeholder(key) else quote(key, safe='')}"
 
 
 def token_subject(token: str) -> str | None:

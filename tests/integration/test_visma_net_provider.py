@@ -365,7 +365,7 @@ async def test_preview_shows_the_invoice_steps(fake: FakeVismaNet, http: aiohttp
 
     assert [(r.method, r.url.removeprefix(fake.base_url)) for r in requests] == [
         ("POST", "/v2/customerinvoice"),
-        ("POST", "/v1/customerinvoice/{invoiceNumber}/action/release"),
+        ("POST", "/v1/customerinvoice/<number of the new invoice>/action/release"),
     ]
     assert requests[0].json["externalReference"] == {"value": "inv-1"}
     assert fake.token_requests == 0
