@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -17,10 +19,11 @@ from providers.base import (
 )
 from providers.errors import DependencyMissing, MappingError, NotSupported, TransientError
 from providers.http import redact_headers
+from providers.plan import LIVE, Dry, Plan, placeholder
 from providers.uni_economy import inbound, mapping
 from providers.uni_economy.client import UniClient
 from providers.uni_economy.mapping import KINDS, EntityKind, InvoiceIds, Lookup
-from providers.vendor import VendorProvider
+from providers.vendor import VendorProvider, run_dry
 
 EVENT_PLAN_NAME = "Contracting Works integration"
 EVENT_PLAN_MODELS = "Customer,Supplier,Project,CustomerInvoice"
@@ -82,19 +85,28 @@ class UniEconomyProvider(VendorProvider):
         self._ids: dict[tuple[str, str], Any] = {}
 
     async def push(self, change: OutboundChange) -> PushResult:
+        return await self._run(change, LIVE)
+
+    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
+        """The requests ``push`` sends for a record Uni does not hold yet (the same plan, dry)."""
+        plan = Dry()
+        run_dry(self._run(change, plan))
+        return plan.requests
+
+    async def _run(self, change: OutboundChange, plan: Plan) -> PushResult:
         if change.action is Action.deleted:
-            return await self._delete(change)
+            return await self._delete(change, plan)
         record = change.record
         if record is None:
             raise MappingError(f"{change.entity}.{change.action} for {change.cw_id} carries no record")
         if isinstance(record, Invoice):
-            return await self._push_invoice(change, record)
+            return await self._push_invoice(change, record, plan)
         kind = KINDS[change.entity]
         lookup = _project_customer(record) if isinstance(record, Project) else None
-        payload = _party_payload(record, await self._resolve(lookup) if lookup else None)
+        payload = _party_payload(record, await self._resolve(lookup, plan) if lookup else None)
         key = mapping.key_filter(kind, mapping.natural_key(record))
-        existing = await self._existing(kind, change.known_external_id, key)
-        outcome, entity = await self._write(kind, payload, existing)
+        existing = await plan.existing(partial(self._existing, kind, change.known_external_id, key))
+        outcome, entity = await self._write(kind, payload, existing, plan)
         return _result(outcome, entity, payload)
 
     async def check(self) -> str:
@@ -149,35 +161,18 @@ class UniEconomyProvider(VendorProvider):
         await self._client.request("PUT", f"/eventplans/{existing['ID']}", json_body=body)
         return f"{self.kind}: event plan {existing['ID']} updated for {EVENT_PLAN_MODELS}, calling {url}"
 
-    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
-        kind = KINDS[change.entity]
+    async def _send(
+        self, plan: Plan, method: str, path: str, body: Any = None, *, answer: Any, **params: str
+    ) -> Any:
+        """One write through the plan; a 404 of a DELETE is None (already gone)."""
+        query = f"?{urlencode(params)}" if params else ""
         headers = redact_headers(self._client.headers("<token>"))
-        url = f"{self._client.api_url}/{kind.collection}"
-        if change.action is Action.deleted:
-            return [PreparedRequest("DELETE", f"{url}/{change.known_external_id or '{ID}'}", headers)]
-        record = change.record
-        if record is None:
-            raise MappingError(f"{change.entity}.{change.action} for {change.cw_id} carries no record")
-        if not isinstance(record, Invoice):
-            lookup = _project_customer(record) if isinstance(record, Project) else None
-            customer = f"<ID of {lookup.what}>" if lookup else None
-            return [PreparedRequest("POST", url, headers, _party_payload(record, customer))]
-        return self._invoice_preview(record, url, headers)
-
-    def _invoice_preview(self, record: Invoice, url: str, headers: dict[str, str]) -> list[PreparedRequest]:
-        customer, vats, accounts, currency = self._lookups(record)
-        # Ids Uni assigns are looked up by push; a preview sends nothing, so it names them instead.
-        ids = InvoiceIds(
-            customer=f"<ID of {customer.what}>",
-            vat_types=[f"<ID of {v.what}>" for v in vats],
-            accounts=[f"<ID of {a.what}>" for a in accounts],
-            currency=f"<ID of {currency.what}>" if currency else None,
+        shown = PreparedRequest(method, f"{self._client.api_url}{path}{query}", headers, body)
+        gone_ok = method == "DELETE"
+        send = partial(
+            self._client.request, method, path, params=params or None, json_body=body, missing_ok=gone_ok
         )
-        payload = mapping.invoice_payload(record, ids, self.settings)
-        requests = [PreparedRequest("POST", url, headers, payload)]
-        if self.settings.flag("finalise_invoices"):
-            requests.append(PreparedRequest("POST", f"{url}/{{ID}}?action=invoice", headers))
-        return requests
+        return await plan.write(shown, send, answer)
 
     async def _existing(
         self, kind: EntityKind, known_id: str | None, key: str | None
@@ -195,20 +190,24 @@ class UniEconomyProvider(VendorProvider):
         return await self._client.find_one(kind.collection, key, kind.expand)
 
     async def _write(
-        self, kind: EntityKind, payload: dict[str, Any], existing: dict[str, Any] | None
+        self, kind: EntityKind, payload: dict[str, Any], existing: dict[str, Any] | None, plan: Plan
     ) -> tuple[str, Any]:
+        path = f"/{kind.collection}"
         if existing is None:
-            return "created", await self._client.request("POST", f"/{kind.collection}", json_body=payload)
+            new = {"ID": placeholder(f"ID of the new {kind.collection.removesuffix('s')}")}
+            return "created", await self._send(plan, "POST", path, payload, answer=new)
         if mapping.already_holds(existing, payload):
             return "unchanged", existing
         body = mapping.with_ids(payload, existing)
-        return "updated", await self._client.request(
-            "PUT", f"/{kind.collection}/{existing['ID']}", json_body=body
-        )
+        return "updated", await self._send(plan, "PUT", f"{path}/{existing['ID']}", body, answer=body)
 
-    async def _delete(self, change: OutboundChange) -> PushResult:
+    async def _delete(self, change: OutboundChange, plan: Plan) -> PushResult:
         kind = KINDS[change.entity]
-        existing = await self._existing(kind, change.known_external_id, self._delete_key(change, kind))
+        find = partial(self._existing, kind, change.known_external_id, self._delete_key(change, kind))
+        assumed = {
+            "ID": change.known_external_id or placeholder(f"ID of {change.entity.value} {change.cw_id}")
+        }
+        existing = await plan.existing(find, assume=assumed)
         if existing is None:
             return PushResult("unchanged", None)  # nothing of ours is there: already as we want it
         if change.entity is Entity.invoice and not mapping.is_draft(existing):
@@ -216,7 +215,7 @@ class UniEconomyProvider(VendorProvider):
                 f"invoice {change.cw_id} is already invoiced in Uni Economy "
                 f"(number {existing.get('InvoiceNumber')}); only drafts can be deleted — credit it in Uni"
             )
-        await self._client.request("DELETE", f"/{kind.collection}/{existing['ID']}", missing_ok=True)
+        await self._send(plan, "DELETE", f"/{kind.collection}/{existing['ID']}", answer=None)
         return PushResult("deleted", str(existing["ID"]))
 
     def _delete_key(self, change: OutboundChange, kind: EntityKind) -> str | None:
@@ -227,7 +226,7 @@ class UniEconomyProvider(VendorProvider):
             return mapping.key_filter(kind, mapping.natural_key(record))
         return None
 
-    async def _push_invoice(self, change: OutboundChange, invoice: Invoice) -> PushResult:
+    async def _push_invoice(self, change: OutboundChange, invoice: Invoice, plan: Plan) -> PushResult:
         settings = self.settings
         for unsupported in ("send_invoices", "release_invoices"):
             if settings.flag(unsupported):
@@ -236,10 +235,10 @@ class UniEconomyProvider(VendorProvider):
                     "distributes finalised invoices by the company's own plan): remove setting "
                     f"{unsupported} and use finalise_invoices=true"
                 )
-        payload = mapping.invoice_payload(invoice, await self._invoice_ids(invoice), settings)
+        payload = mapping.invoice_payload(invoice, await self._invoice_ids(invoice, plan), settings)
         kind = KINDS[Entity.invoice]
         key = mapping.key_filter(kind, mapping.invoice_marker(invoice.id))
-        existing = await self._existing(kind, change.known_external_id, key)
+        existing = await plan.existing(partial(self._existing, kind, change.known_external_id, key))
         if (
             existing is not None
             and not mapping.is_draft(existing)
@@ -250,31 +249,36 @@ class UniEconomyProvider(VendorProvider):
                 f"{existing.get('InvoiceNumber')}) and can no longer change — credit it in Uni and "
                 "issue a new one"
             )
-        outcome, entity = await self._write(kind, payload, existing)
+        outcome, entity = await self._write(kind, payload, existing, plan)
         if settings.flag("finalise_invoices") and isinstance(entity, dict) and mapping.is_draft(entity):
-            entity = await self._finalise(entity)
+            entity = await self._finalise(entity, plan)
             outcome = "updated" if outcome == "unchanged" else outcome
         return _result(outcome, entity, payload)
 
-    async def _finalise(self, draft: dict[str, Any]) -> Any:
+    async def _finalise(self, draft: dict[str, Any], plan: Plan) -> Any:
         path = f"/invoices/{draft['ID']}"
-        await self._client.request("POST", path, params={"action": "invoice"})
+        await self._send(plan, "POST", path, answer={}, action="invoice")
         # The transition's answer is undocumented ({} in the spec): read the invoice back for its state.
-        return await self._client.request("GET", path, params={"expand": "Items"})
+        read = partial(self._client.request, "GET", path, params={"expand": "Items"})
+        return await plan.existing(read, assume=draft)
 
     def _lookups(self, invoice: Invoice) -> tuple[Lookup, list[Lookup], list[Lookup], Lookup | None]:
         return mapping.invoice_lookups(invoice, self.settings)
 
-    async def _invoice_ids(self, invoice: Invoice) -> InvoiceIds:
+    async def _invoice_ids(self, invoice: Invoice, plan: Plan) -> InvoiceIds:
         customer, vats, accounts, currency = self._lookups(invoice)
         return InvoiceIds(
-            customer=await self._resolve(customer),
-            vat_types=[await self._resolve(v) for v in vats],
-            accounts=[await self._resolve(a) for a in accounts],
-            currency=await self._resolve(currency) if currency else None,
+            customer=await self._resolve(customer, plan),
+            vat_types=[await self._resolve(v, plan) for v in vats],
+            accounts=[await self._resolve(a, plan) for a in accounts],
+            currency=await self._resolve(currency, plan) if currency else None,
         )
 
-    async def _resolve(self, lookup: Lookup) -> Any:
+    async def _resolve(self, lookup: Lookup, plan: Plan) -> Any:
+        """Uni's ID of what ``lookup`` names (a preview names it instead)."""
+        return await plan.reference(f"ID of {lookup.what}", partial(self._lookup, lookup))
+
+    async def _lookup(self, lookup: Lookup) -> Any:
         cache_key = (lookup.collection, lookup.odata_filter)
         if cache_key in self._ids:
             return self._ids[cache_key]

@@ -15,12 +15,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 from decimal import Decimal
 from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from contracts import Action, CWRecord, Entity, Invoice
 from providers.base import OutboundChange, PushResult
 from providers.errors import AuthenticationFailed, DependencyMissing, MappingError, TransientError
+from providers.plan import is_placeholder
 from providers.registry import kind as provider_kind
 from providers.vendor import VendorProvider
 
@@ -40,6 +42,16 @@ def change(
         record=record,
         known_external_id=known,
         **kwargs,
+    )
+
+
+def same_target(shown_url: str, sent_path: str) -> bool:
+    """Does a previewed URL name the path a push sent, a placeholder (``<id of …>``) standing for an id?"""
+    shown = unquote(urlsplit(shown_url).path).strip("/").split("/")
+    sent = unquote(sent_path.split("?")[0]).strip("/").split("/")
+    tail = shown[len(shown) - len(sent) :]
+    return len(shown) >= len(sent) and all(
+        a == b or is_placeholder(a) for a, b in zip(tail, sent, strict=True)
     )
 
 
@@ -75,6 +87,10 @@ class Harness(ABC):
     @abstractmethod
     def sent(self) -> list[float]:
         """When each API request reached the ERP (``time.monotonic()``), in order."""
+
+    @abstractmethod
+    def writes(self) -> list[str]:
+        """The API writes (not GETs, not token requests) that reached the ERP: "METHOD /path"."""
 
     @abstractmethod
     def secrets(self) -> list[str]:
@@ -243,3 +259,18 @@ class ProviderContract:
         shown = repr(requests)
         assert not [s for s in erp.secrets() if s in shown]
         assert erp.sent() == []
+
+    async def test_preview_is_the_plan_push_executes(self, erp: Harness) -> None:
+        provider = erp.make()
+        await erp.with_customer(provider)
+        for record in (erp.supplier, erp.invoice):
+            shown = provider.preview(change(record))
+            before = len(erp.writes())
+            await provider.push(change(record))
+            sent = erp.writes()[before:]
+            assert [r.method for r in shown] == [w.split()[0] for w in sent], (shown, sent)
+            # Each shown URL is the sent one, but for the ids a preview can only name.
+            assert all(same_target(r.url, w.split()[1]) for r, w in zip(shown, sent, strict=True)), (
+                shown,
+                sent,
+            )

@@ -146,6 +146,11 @@ class GenericRestHarness(Harness):
     def sent(self) -> list[float]:
         return [r.at for r in self.wire.sent if "/_sandbox/" not in r.path]
 
+    def writes(self) -> list[str]:
+        return [
+            f"{r.method} {r.path}" for r in self.wire.sent if r.method != "GET" and "/_sandbox/" not in r.path
+        ]
+
     def secrets(self) -> list[str]:
         return [TOKEN]
 

@@ -127,6 +127,9 @@ class TripletexHarness(Harness):
     def sent(self) -> list[float]:
         return self.fake.times
 
+    def writes(self) -> list[str]:
+        return [r for r in self.fake.requests if not r.startswith("GET") and "/token/" not in r]
+
     def secrets(self) -> list[str]:
         return [CONSUMER_TOKEN, EMPLOYEE_TOKEN]
 

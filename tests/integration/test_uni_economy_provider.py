@@ -139,6 +139,9 @@ class UniHarness(Harness):
     def sent(self) -> list[float]:
         return self.fake.times
 
+    def writes(self) -> list[str]:
+        return [f"{method} {path}" for method, path in self.fake.requests if method != "GET"]
+
     def secrets(self) -> list[str]:
         return self._secrets
 
@@ -467,7 +470,7 @@ async def test_preview_names_what_push_would_look_up(make: MakeProvider, fake: F
         post.url == f"{fake.base_url}/api/biz/invoices"
         and post.json["CustomerID"] == "<ID of customer number 1001>"
     )
-    assert finalise.url.endswith("/invoices/{ID}?action=invoice")
+    assert finalise.url.endswith("/invoices/<ID of the new invoice>?action=invoice")
     assert customer.json == m.customer_payload(CUSTOMER)
     assert fake.requests == [] and fake.token_requests == 0
 

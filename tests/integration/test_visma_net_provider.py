@@ -145,6 +145,9 @@ class VismaHarness(Harness):
     def sent(self) -> list[float]:
         return self.fake.times
 
+    def writes(self) -> list[str]:
+        return [f"{method} {path}" for method, path in self.fake.requests if method != "GET"]
+
     def secrets(self) -> list[str]:
         return [self.fake.client_secret]
 
