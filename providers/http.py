@@ -13,7 +13,8 @@ from typing import Any
 
 import aiohttp
 
-from providers.errors import AuthenticationFailed, MappingError, ProviderRejected, TransientError
+from providers.errors import AuthenticationFailed, ProviderRejected, TransientError
+from providers.settings import SettingsReader
 
 SECRET_HEADERS = frozenset({"authorization", "companykey", "x-api-key", "cookie", "proxy-authorization"})
 
@@ -150,18 +151,10 @@ class ConnectionThrottle:
 
     @classmethod
     def from_settings(
-        cls, settings: Mapping[str, str], headers: RateHeaders = RateHeaders()
+        cls, settings: SettingsReader, headers: RateHeaders = RateHeaders()
     ) -> ConnectionThrottle:
-        raw = settings.get("max_requests_per_minute")
-        if raw in (None, ""):
-            return cls(None, headers)
-        try:
-            value = int(raw)
-        except ValueError:
-            value = 0
-        if value <= 0:
-            raise MappingError(f"setting max_requests_per_minute must be a positive integer, not {raw!r}")
-        return cls(value, headers)
+        """The throttle of a connection with setting ``max_requests_per_minute`` (none: no cap)."""
+        return cls(settings.positive_integer("max_requests_per_minute"), headers)
 
     @property
     def closed_for(self) -> float:

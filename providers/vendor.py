@@ -10,8 +10,9 @@ from typing import Any, ClassVar, TypeVar
 import aiohttp
 
 from contracts import CWRecord, Entity
-from providers.base import ConnectionSpec, CWDraft, OutboundChange
+from providers.base import ConnectionSpec, CWDraft, OutboundChange, PreparedRequest, PushResult
 from providers.errors import MappingError
+from providers.plan import LIVE, Dry, Plan
 from providers.settings import SettingsReader
 
 Reader = Callable[[Mapping[str, Any], SettingsReader], CWDraft]
@@ -51,6 +52,16 @@ class Once:
             return self._value
 
 
+def readers(customer: Reader, supplier: Reader, project: Reader, invoice: Reader) -> Mapping[Entity, Reader]:
+    """The inbound readers of a vendor, by entity."""
+    return {
+        Entity.customer: customer,
+        Entity.supplier: supplier,
+        Entity.project: project,
+        Entity.invoice: invoice,
+    }
+
+
 def run_dry(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that never waits on I/O (a dry run of a plan) to its result, synchronously."""
     try:
@@ -64,7 +75,8 @@ def run_dry(coroutine: Coroutine[Any, Any, T]) -> T:
 class VendorProvider:
     """The shared part of the Tripletex, Visma.net and Uni Economy providers.
 
-    Subclasses set ``kind`` and ``readers`` and implement ``_discover_identity``.
+    Subclasses set ``kind`` and ``readers`` and implement ``_run`` (the push, against a plan) and
+    ``_discover_identity``.
     """
 
     kind: ClassVar[str]
@@ -75,6 +87,18 @@ class VendorProvider:
         self.http = http
         self.settings = SettingsReader.of(spec)
         self._identity = Once(self._discover_identity)
+
+    async def push(self, change: OutboundChange) -> PushResult:
+        return await self._run(change, LIVE)
+
+    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
+        """The requests ``push`` sends for a record the ERP does not hold yet: the same plan, dry."""
+        plan = Dry()
+        run_dry(self._run(change, plan))
+        return plan.requests
+
+    async def _run(self, change: OutboundChange, plan: Plan) -> PushResult:
+        raise NotImplementedError
 
     async def identity(self) -> str | None:
         """Who our credentials act as, as the vendor's webhooks name a change's author (cached)."""

@@ -30,6 +30,7 @@ from providers.errors import AuthenticationFailed, MappingError, NotSupported, P
 from providers.generic_rest.client import GenericRestClient, describe_error
 from providers.generic_rest.mapping import RECORD_TYPES, to_body
 from providers.http import ConnectionThrottle, HttpResponse
+from providers.settings import SettingsReader
 
 CHECK_ID = "__cwi_connection_check__"
 DEFAULT_TIMEOUT_S = 30.0
@@ -44,8 +45,8 @@ class GenericRestProvider:
             http,
             spec.base_url,
             token=spec.credentials.get("token", ""),
-            timeout_s=_timeout_s(spec),
-            rate_cap=ConnectionThrottle.from_settings(spec.settings),
+            timeout_s=SettingsReader.of(spec).positive_number("timeout_s", DEFAULT_TIMEOUT_S),
+            rate_cap=ConnectionThrottle.from_settings(SettingsReader.of(spec)),
         )
 
     async def push(self, change: OutboundChange) -> PushResult:
@@ -141,19 +142,6 @@ class GenericRestProvider:
 
     def _token_hint(self) -> str:
         return f"set it with `cwi connections set {self._spec.client_id} {self.kind} --credential token=…`"
-
-
-def _timeout_s(spec: ConnectionSpec) -> float:
-    raw = spec.setting("timeout_s")
-    if raw in (None, ""):
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise MappingError(f"setting timeout_s must be a positive number of seconds, not {raw!r}")
-    return value
 
 
 def _write_result(resp: HttpResponse, what: str) -> tuple[str, str]:

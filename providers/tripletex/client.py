@@ -67,7 +67,7 @@ class TripletexClient:
         self._spec = spec
         self.settings = SettingsReader.of(spec)
         self._http = http
-        self.throttle = ConnectionThrottle.from_settings(spec.settings, RATE_HEADERS)
+        self.throttle = ConnectionThrottle.from_settings(self.settings, RATE_HEADERS)
         self._company = spec.settings.get("company_id") or "0"
         self._tokens = TokenCache(self._create_session)
 

@@ -18,6 +18,7 @@ from providers.errors import MappingError, NotSupported
 from providers.reading import cw_address
 from providers.reading import text as _text
 from providers.settings import SettingsReader, rate_text
+from providers.vendor import readers
 
 Ref = int | str
 Payload = dict[str, Any]
@@ -316,9 +317,4 @@ def invoice_fields(value: Mapping[str, Any], settings: SettingsReader) -> CWDraf
     return CWDraft(fields, _customer_reference(value))
 
 
-READERS = {
-    Entity.customer: customer_fields,
-    Entity.supplier: supplier_fields,
-    Entity.project: project_fields,
-    Entity.invoice: invoice_fields,
-}
+READERS = readers(customer_fields, supplier_fields, project_fields, invoice_fields)

@@ -21,12 +21,12 @@ from providers.base import (
 )
 from providers.errors import DependencyMissing, MappingError, NotSupported, TransientError
 from providers.http import HttpResponse
-from providers.plan import LIVE, Dry, Plan, placeholder
+from providers.plan import Plan, placeholder
 from providers.settings import SettingsReader
 from providers.tripletex import mapping
 from providers.tripletex.client import TripletexClient, unwrap
 from providers.tripletex.mapping import Payload, Ref
-from providers.vendor import VendorProvider, record_of, run_dry
+from providers.vendor import VendorProvider, record_of
 
 ORDER_FIELDS = (
     "id,version,number,orderDate,customer(id),"
@@ -69,15 +69,6 @@ class TripletexProvider(VendorProvider):
         super().__init__(spec, http)
         self._client = TripletexClient(spec, http)
         self._country_ids: dict[str, int] = {}
-
-    async def push(self, change: OutboundChange) -> PushResult:
-        return await self._run(change, LIVE)
-
-    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
-        """The requests ``push`` sends for a record Tripletex does not hold yet (the same plan, dry)."""
-        plan = Dry()
-        run_dry(self._run(change, plan))
-        return plan.requests
 
     async def _run(self, change: OutboundChange, plan: Plan) -> PushResult:
         settings = self.settings

@@ -186,7 +186,7 @@ class UniClient:
         self._http = http
         self.api_url = spec.base_url.rstrip("/") + API_PREFIX
         self.token_url = spec.setting("token_url") or DEFAULT_TOKEN_URL
-        self.throttle = ConnectionThrottle.from_settings(spec.settings)
+        self.throttle = ConnectionThrottle.from_settings(self.settings)
         self._key: SigningKey | None = None
         self.tokens = TokenCache(self._fetch_token)
 

@@ -14,6 +14,7 @@ from providers.reading import nested as _nested
 from providers.reading import text as _text
 from providers.settings import SettingsReader
 from providers.uni_economy.mapping import PARTY_EXPAND, base_currency
+from providers.vendor import readers
 
 FETCH_EXPAND: Mapping[Entity, str] = {
     Entity.customer: PARTY_EXPAND,
@@ -135,9 +136,4 @@ def invoice_fields(value: Mapping[str, Any], settings: SettingsReader) -> CWDraf
     return CWDraft(fields, _customer(value, "CustomerID"))
 
 
-READERS = {
-    Entity.customer: customer_fields,
-    Entity.supplier: supplier_fields,
-    Entity.project: project_fields,
-    Entity.invoice: invoice_fields,
-}
+READERS = readers(customer_fields, supplier_fields, project_fields, invoice_fields)

@@ -19,11 +19,11 @@ from providers.base import (
 )
 from providers.errors import DependencyMissing, MappingError, NotSupported, TransientError
 from providers.http import redact_headers
-from providers.plan import LIVE, Dry, Plan, placeholder
+from providers.plan import Plan, placeholder
 from providers.uni_economy import inbound, mapping
 from providers.uni_economy.client import UniClient
 from providers.uni_economy.mapping import KINDS, EntityKind, InvoiceIds, Lookup
-from providers.vendor import VendorProvider, run_dry
+from providers.vendor import VendorProvider
 
 EVENT_PLAN_NAME = "Contracting Works integration"
 EVENT_PLAN_MODELS = "Customer,Supplier,Project,CustomerInvoice"
@@ -83,15 +83,6 @@ class UniEconomyProvider(VendorProvider):
         super().__init__(spec, http)
         self._client = UniClient(spec, http)
         self._ids: dict[tuple[str, str], Any] = {}
-
-    async def push(self, change: OutboundChange) -> PushResult:
-        return await self._run(change, LIVE)
-
-    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
-        """The requests ``push`` sends for a record Uni does not hold yet (the same plan, dry)."""
-        plan = Dry()
-        run_dry(self._run(change, plan))
-        return plan.requests
 
     async def _run(self, change: OutboundChange, plan: Plan) -> PushResult:
         if change.action is Action.deleted:

@@ -93,7 +93,7 @@ class VismaNetClient:
         self.base_url = spec.base_url.rstrip("/")
         self.token_url = spec.setting("token_url") or DEFAULT_TOKEN_URL
         self.scopes = spec.setting("scopes") or DEFAULT_SCOPES
-        self.throttle = ConnectionThrottle.from_settings(spec.settings)
+        self.throttle = ConnectionThrottle.from_settings(self.settings)
         self.tokens = TokenCache(self._fetch_token)
 
     @property

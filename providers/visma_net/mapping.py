@@ -21,6 +21,7 @@ from providers.reading import cw_address
 from providers.reading import nested as _nested
 from providers.reading import text as _text
 from providers.settings import SettingsReader
+from providers.vendor import readers
 
 JsonObject = dict[str, Any]
 
@@ -300,9 +301,4 @@ def invoice_fields(value: Mapping[str, Any], settings: SettingsReader) -> CWDraf
     return CWDraft(fields, _customer(customer))
 
 
-READERS = {
-    Entity.customer: customer_fields,
-    Entity.supplier: supplier_fields,
-    Entity.project: project_fields,
-    Entity.invoice: invoice_fields,
-}
+READERS = readers(customer_fields, supplier_fields, project_fields, invoice_fields)

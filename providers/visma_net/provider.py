@@ -22,15 +22,14 @@ from providers.base import (
     ConnectionSpec,
     ExternalRecord,
     OutboundChange,
-    PreparedRequest,
     PushResult,
     content_hash,
 )
 from providers.errors import DependencyMissing, NotSupported, ProviderRejected, TransientError
 from providers.http import HttpResponse
-from providers.plan import LIVE, Dry, Plan, placeholder
+from providers.plan import Plan, placeholder
 from providers.settings import SettingsReader
-from providers.vendor import VendorProvider, record_of, run_dry
+from providers.vendor import VendorProvider, record_of
 from providers.visma_net import mapping
 from providers.visma_net.client import VismaNetClient, item_path, location_id, token_subject
 
@@ -92,15 +91,6 @@ class VismaNetProvider(VendorProvider):
         super().__init__(spec, http)
         self.client = VismaNetClient(spec, http)
         self._known_customers: set[str] = set()
-
-    async def push(self, change: OutboundChange) -> PushResult:
-        return await self._run(change, LIVE)
-
-    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
-        """The requests ``push`` sends for a record Visma.net does not hold yet (the same plan, dry)."""
-        plan = Dry()
-        run_dry(self._run(change, plan))
-        return plan.requests
 
     async def _run(self, change: OutboundChange, plan: Plan) -> PushResult:
         if change.entity is Entity.invoice:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from contracts import Action, CWRecord, Entity, Invoice
-from providers.base import OutboundChange, PushResult
+from providers.base import InboundChange, OutboundChange, PushResult
 from providers.errors import AuthenticationFailed, DependencyMissing, MappingError, TransientError
 from providers.plan import is_placeholder
 from providers.registry import kind as provider_kind
@@ -123,6 +123,36 @@ class Harness(ABC):
         if self.reads_records:
             return provider.fetch(Entity.customer, "1")
         return provider.check()
+
+
+class FakeHarness(Harness):
+    """A harness around one of the vendor fakes of ``tests/fakes``: they record when each request
+    came, count token requests, and keep the webhooks they fired (``callbacks``)."""
+
+    fake: Any
+    hook_secret = "s3cret"
+
+    def sent(self) -> list[float]:
+        times: list[float] = self.fake.times
+        return times
+
+    def expire_tokens(self) -> None:
+        self.fake.expire_tokens()
+
+    def token_requests(self) -> int:
+        count: int = self.fake.token_requests
+        return count
+
+    async def delivered_author(
+        self, parse: Callable[..., list[InboundChange]], pushed: PushResult
+    ) -> str | None:
+        """The author of the last webhook the fake fired (at a URL nobody listens on), which must be
+        the one of our write ``pushed``."""
+        await self.fake.callbacks.drain()
+        delivery = self.fake.callbacks.deliveries[-1]
+        [inbound] = parse(delivery.headers, delivery.body, secret=self.hook_secret)
+        assert inbound.external_id == pushed.external_id
+        return inbound.author
 
 
 class ProviderContract:

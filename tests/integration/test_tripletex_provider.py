@@ -27,7 +27,7 @@ from providers.tripletex import TripletexProvider, mapping
 from providers.tripletex.webhooks import parse_webhook
 from tests.fakes import serve_app
 from tests.fakes.tripletex import API_EMPLOYEE_ID, CONSUMER_TOKEN, EMPLOYEE_TOKEN, SPEC, FakeTripletex
-from tests.integration.provider_contract import Harness, ProviderContract
+from tests.integration.provider_contract import FakeHarness, ProviderContract
 from tests.openapi import load_spec
 
 SETTINGS = {"vat_code.25": "3", "vat_code.0": "6", "project_manager_id": "11"}
@@ -97,7 +97,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-class TripletexHarness(Harness):
+class TripletexHarness(FakeHarness):
     kind = "tripletex"
     required_credential = "employee_token"
     customer, supplier, invoice = CUSTOMER, SUPPLIER, INVOICE
@@ -124,17 +124,11 @@ class TripletexHarness(Harness):
     async def fail_next_429(self, retry_after: int) -> None:
         self.fake.fail_next(1, 429, reset=retry_after)
 
-    def sent(self) -> list[float]:
-        return self.fake.times
-
     def writes(self) -> list[str]:
         return [r for r in self.fake.requests if not r.startswith("GET") and "/token/" not in r]
 
     def secrets(self) -> list[str]:
         return [CONSUMER_TOKEN, EMPLOYEE_TOKEN]
-
-    def expire_tokens(self) -> None:
-        self.fake.expire_tokens()
 
     def token_requests(self) -> int:
         return self.fake.sessions_created

@@ -34,7 +34,7 @@ from providers.uni_economy import mapping as m
 from providers.uni_economy.client import describe_error
 from providers.uni_economy.webhooks import parse_webhook
 from tests.fakes.uni_economy import API_USER, INVOICED, FakeUni, uni_spec
-from tests.integration.provider_contract import Harness, ProviderContract
+from tests.integration.provider_contract import FakeHarness, ProviderContract
 from tests.openapi import SpecViolation
 
 CLIENT_ID = "cw-integration"
@@ -116,10 +116,9 @@ def provider(make: MakeProvider) -> UniEconomyProvider:
     return make()
 
 
-class UniHarness(Harness):
+class UniHarness(FakeHarness):
     kind = "uni_economy"
     required_credential = "client_id"
-    hook_secret = "s3cret"
 
     def __init__(self, fake: FakeUni, make: MakeProvider, secrets: list[str]) -> None:
         self.fake, self.make_provider, self._secrets = fake, make, secrets
@@ -136,30 +135,17 @@ class UniHarness(Harness):
     async def fail_next_429(self, retry_after: int) -> None:
         self.fake.fail_next(1, 429, retry_after=str(retry_after))
 
-    def sent(self) -> list[float]:
-        return self.fake.times
-
     def writes(self) -> list[str]:
         return [f"{method} {path}" for method, path in self.fake.requests if method != "GET"]
 
     def secrets(self) -> list[str]:
         return self._secrets
 
-    def expire_tokens(self) -> None:
-        self.fake.expire_tokens()
-
-    def token_requests(self) -> int:
-        return self.fake.token_requests
-
     def listen(self) -> None:
         self.fake.add_event_plan("http://127.0.0.1:9/nobody-listens", self.hook_secret)
 
     async def our_webhook_author(self, provider: UniEconomyProvider, pushed: PushResult) -> str | None:
-        await self.fake.callbacks.drain()
-        delivery = self.fake.callbacks.deliveries[-1]
-        [inbound] = parse_webhook(delivery.headers, delivery.body, secret=self.hook_secret)
-        assert inbound.external_id == pushed.external_id
-        return inbound.author
+        return await self.delivered_author(parse_webhook, pushed)
 
 
 @pytest.fixture

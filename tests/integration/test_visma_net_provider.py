@@ -27,7 +27,7 @@ from providers.visma_net.provider import VismaNetProvider
 from providers.visma_net.webhooks import parse_webhook
 from tests.fakes import serve_app
 from tests.fakes.visma_net import API_SUBJECT, SPEC_NAME, FakeVismaNet
-from tests.integration.provider_contract import Harness, ProviderContract
+from tests.integration.provider_contract import FakeHarness, ProviderContract
 from tests.openapi import load_spec
 
 # Every request any test's fake saw, and every spec violation among them (checked by the last test).
@@ -118,13 +118,12 @@ def deletion(entity: Entity, cw_id: str, known: str | None = None) -> OutboundCh
     return OutboundChange(f"del-{cw_id}", entity, Action.deleted, cw_id, None, known)
 
 
-class VismaHarness(Harness):
+class VismaHarness(FakeHarness):
     kind = "visma_net"
     required_credential = "client_secret"
     customer = customer()
     supplier = Supplier(id="s-1", number="20001", name="Betong AS", email="post@betong.no")
     invoice = invoice()
-    hook_secret = "s3cret"
 
     def __init__(self, fake: FakeVismaNet, http: aiohttp.ClientSession) -> None:
         self.fake, self.http = fake, http
@@ -142,30 +141,17 @@ class VismaHarness(Harness):
     async def fail_next_429(self, retry_after: int) -> None:
         self.fake.fail_next(1, 429, retry_after=str(retry_after))
 
-    def sent(self) -> list[float]:
-        return self.fake.times
-
     def writes(self) -> list[str]:
         return [f"{method} {path}" for method, path in self.fake.requests if method != "GET"]
 
     def secrets(self) -> list[str]:
         return [self.fake.client_secret]
 
-    def expire_tokens(self) -> None:
-        self.fake.expire_tokens()
-
-    def token_requests(self) -> int:
-        return self.fake.token_requests
-
     def listen(self) -> None:
         self.fake.configure_webhook("http://127.0.0.1:9/nobody-listens", self.hook_secret)
 
     async def our_webhook_author(self, provider: VismaNetProvider, pushed: PushResult) -> str | None:
-        await self.fake.callbacks.drain()
-        delivery = self.fake.callbacks.deliveries[-1]
-        [inbound] = parse_webhook(delivery.headers, delivery.body, secret=self.hook_secret)
-        assert inbound.external_id == pushed.external_id
-        return inbound.author
+        return await self.delivered_author(parse_webhook, pushed)
 
 
 @pytest.fixture

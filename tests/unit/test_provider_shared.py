@@ -90,7 +90,7 @@ async def test_a_short_closed_window_is_waited_for() -> None:
 
 def test_a_bad_rate_cap_setting_is_a_mapping_error() -> None:
     with pytest.raises(MappingError, match="max_requests_per_minute"):
-        ConnectionThrottle.from_settings({"max_requests_per_minute": "0"})
+        ConnectionThrottle.from_settings(reader(max_requests_per_minute="0"))
 
 
 # -- the token cache -------------------------------------------------------------------------------
