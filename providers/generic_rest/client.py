@@ -9,7 +9,7 @@ import aiohttp
 
 from contracts import Entity
 from providers.base import PreparedRequest
-from providers.http import HttpResponse, RequestRateCap, raise_for_status, redact_headers, send
+from providers.http import ConnectionThrottle, HttpResponse, raise_for_status, redact_headers, throttled_send
 
 
 def describe_error(resp: HttpResponse) -> str | None:
@@ -29,7 +29,7 @@ class GenericRestClient:
         *,
         token: str,
         timeout_s: float,
-        rate_cap: RequestRateCap,
+        rate_cap: ConnectionThrottle,
     ) -> None:
         self._session = session
         self.base_url = base_url.rstrip("/")
@@ -58,8 +58,8 @@ class GenericRestClient:
         self, method: str, entity: Entity, cw_id: str, key: str, body: Any = None
     ) -> HttpResponse:
         """Send one request; error statuses other than 404 become typed errors."""
-        await self._rate_cap.acquire()
-        resp = await send(
+        resp = await throttled_send(
+            self._rate_cap,
             self._session,
             method,
             self.url(entity, cw_id),

@@ -19,6 +19,7 @@ from contracts import Action, CWRecord, Entity
 from contracts.envelope import describe_errors
 from providers.base import (
     ConnectionSpec,
+    CWDraft,
     ExternalRecord,
     OutboundChange,
     PreparedRequest,
@@ -28,7 +29,8 @@ from providers.base import (
 from providers.errors import AuthenticationFailed, MappingError, NotSupported, ProviderRejected
 from providers.generic_rest.client import GenericRestClient, describe_error
 from providers.generic_rest.mapping import RECORD_TYPES, to_body
-from providers.http import HttpResponse, RequestRateCap
+from providers.http import ConnectionThrottle, HttpResponse
+from providers.settings import SettingsReader
 
 CHECK_ID = "__cwi_connection_check__"
 DEFAULT_TIMEOUT_S = 30.0
@@ -43,8 +45,8 @@ class GenericRestProvider:
             http,
             spec.base_url,
             token=spec.credentials.get("token", ""),
-            timeout_s=_timeout_s(spec),
-            rate_cap=RequestRateCap.from_settings(spec.settings),
+            timeout_s=SettingsReader.of(spec).positive_number("timeout_s", DEFAULT_TIMEOUT_S),
+            rate_cap=ConnectionThrottle.from_settings(SettingsReader.of(spec)),
         )
 
     async def push(self, change: OutboundChange) -> PushResult:
@@ -103,7 +105,11 @@ class GenericRestProvider:
             "its webhooks must carry the record (contracts/generic_rest.openapi.json, WebhookChange)"
         )
 
-    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
+    async def identity(self) -> str | None:
+        # TODO(i16): discovered by GET {base}/v1/_ping; until then the connection's api_user setting.
+        return self._spec.setting("api_user") or None
+
+    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> CWDraft:
         fields = {k: v for k, v in value.items() if k != "id"}
         try:
             record = RECORD_TYPES[entity].model_validate_json(json.dumps({**fields, "id": "-"}, default=str))
@@ -112,7 +118,7 @@ class GenericRestProvider:
             raise MappingError(f"generic_rest {entity.value} is not a valid CW record: {problems}") from None
         body = record.model_dump(mode="json")
         del body["id"]
-        return body
+        return CWDraft(body)  # the record carries CW's own ids: nothing to resolve
 
     def _record(self, change: OutboundChange) -> CWRecord:
         if change.record is None:
@@ -136,19 +142,6 @@ class GenericRestProvider:
 
     def _token_hint(self) -> str:
         return f"set it with `cwi connections set {self._spec.client_id} {self.kind} --credential token=…`"
-
-
-def _timeout_s(spec: ConnectionSpec) -> float:
-    raw = spec.setting("timeout_s")
-    if raw in (None, ""):
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise MappingError(f"setting timeout_s must be a positive number of seconds, not {raw!r}")
-    return value
 
 
 def _write_result(resp: HttpResponse, what: str) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from config_db import sync_log
 from config_db.database import make_engine
 from config_db.models import Base
 from contracts import DeadLetterReason, Entity
-from providers.base import ExternalRecord, OutboundChange, PreparedRequest, PushResult
+from providers.base import CWDraft, ExternalRecord, OutboundChange, PreparedRequest, PushResult
 from providers.errors import ProviderRejected, TransientError
 from tests.dispatching import CommittingDispatcher as Pipeline
 from tests.dispatching import StaticConnections
@@ -72,8 +72,8 @@ class ErpProvider:
     async def fetch(self, entity: Entity, external_id: str) -> ExternalRecord | None:
         return self.current.get(external_id)
 
-    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in value.items() if k != "id"}
+    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> CWDraft:
+        return CWDraft({k: v for k, v in value.items() if k != "id"})
 
 
 @pytest.fixture

@@ -52,8 +52,8 @@ class ErpConnection:
 
     @property
     def version_kind(self) -> VersionKind:
-        kind: VersionKind = getattr(self.provider, "version_kind", "opaque")
-        return kind
+        found = registry.BY_NAME.get(self.kind)
+        return found.version_kind if found is not None else "opaque"
 
     def inbound(self) -> InboundProvider:
         """The provider as the inbound path reads with it; NotSupported when it cannot."""

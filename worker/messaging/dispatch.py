@@ -51,7 +51,7 @@ class Dispatcher:
         self.begin = Begin(db, lease_s=lease_s, wait_s=busy_wait_s)
         calls = asyncio.Semaphore(max_calls) if max_calls else None
         self.outbound = OutboundHandler(policy, cw=cw, calls=calls)
-        self.inbound = InboundHandler(cw, policy) if cw is not None else None
+        self.inbound = InboundHandler(db, cw, policy) if cw is not None else None
 
     async def handle(self, delivery: Delivery) -> Outcome:
         try:

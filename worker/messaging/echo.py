@@ -78,7 +78,7 @@ def echo_reason(
             return f"version {state.version} is the one we last wrote"
         if state.version in written.versions:
             return f"version {state.version} is one we wrote or applied earlier"
-        order = compare_versions(version_kind, state.version, link.version)
+        order = None if link.version is None else compare_versions(version_kind, state.version, link.version)
         if order is not None and order < 0:
             return f"version {state.version} is older than {link.version}, the one we hold"
         if order is not None and order > 0:
@@ -98,7 +98,9 @@ def _after_delete(state: ErpState, written: Written, version_kind: VersionKind) 
     if not written.tombstones:
         return None  # deleted by a user, and now it is back: genuine
     for tombstone in written.tombstones:
-        order = compare_versions(version_kind, state.version, tombstone or None)
+        order = None
+        if state.version is not None and tombstone:
+            order = compare_versions(version_kind, state.version, tombstone)
         if order is None or order <= 0:
             return "we deleted this record; the change reported is not newer than our delete"
     return None

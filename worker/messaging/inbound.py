@@ -17,6 +17,7 @@ from providers.base import content_hash
 from providers.errors import PermanentError, TransientError
 from worker.buses.base import Delivery
 from worker.cw.port import CWApi
+from worker.db import Database
 from worker.logging import get_logger
 from worker.messaging import journal, retry
 from worker.messaging.connections import ErpConnection
@@ -30,7 +31,8 @@ log = get_logger()
 
 
 class InboundHandler:
-    def __init__(self, cw: CWApi, policy: RetryPolicy) -> None:
+    def __init__(self, db: Database, cw: CWApi, policy: RetryPolicy) -> None:
+        self.db = db
         self.cw = cw
         self.policy = policy
 
@@ -88,7 +90,9 @@ class InboundHandler:
         if state.deleted:
             return await self._delete(env, start)
         assert state.value is not None
-        fields = cw_fields(env.entity, conn.inbound().to_cw(env.entity, state.value))
+        draft = conn.inbound().to_cw(env.entity, state.value)
+        resolved = await self.db.run(lambda c: journal.resolve(c, env, conn.kind, draft.references))
+        fields = cw_fields(env.entity, {**draft.fields, **resolved})
         written_id, cw_version = await self._write(env, start, fields)
         link = Link(
             external.external_id,

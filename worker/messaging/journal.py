@@ -24,7 +24,8 @@ from config_db.leases import Lease, LeaseKey
 from config_db.marks import Mark, RecordRef
 from config_db.sync_log import Link
 from contracts import Envelope
-from providers.base import PushResult
+from providers.base import CWReference, PushResult
+from providers.errors import DependencyMissing
 from worker.db import Database, Journal
 from worker.messaging import order
 from worker.messaging.echo import Written, reverse_echo
@@ -275,6 +276,24 @@ class InboundResult:
     """ERP-side marks: the version and content we applied (their repeats are echoes)."""
     cw_mark: str | None = None
     """The fingerprint of the CW fields we wrote (its CW event is our echo)."""
+
+
+def resolve(
+    conn: Connection, env: Envelope, provider: str, references: Sequence[CWReference]
+) -> dict[str, str]:
+    """CW's ids of the records an ERP record refers to (a project's customer), through the links.
+
+    A parent not linked yet is on its way (its own webhook, or CW's event of it): wait for it.
+    """
+    resolved: dict[str, str] = {}
+    for ref in references:
+        found = sync_log.find_link_by_external(
+            conn, env.client_id, provider, ref.entity.value, ref.external_id
+        )
+        if found is None or found[1].deleted:
+            raise DependencyMissing(f"the {ref.entity.value} {ref.external_id!r} it refers to", "CW")
+        resolved[ref.field] = found[0]
+    return resolved
 
 
 def locate(env: Envelope, provider: str, conn: Connection) -> tuple[str | None, Link | None]:
