@@ -376,8 +376,9 @@ async def test_the_sandbox_refuses_a_request_without_idempotency_key(
     http: aiohttp.ClientSession, sandbox: SandboxServer
 ) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    status, body = await raw(http, sandbox, "GET", "/v1/customer/c-1", headers=headers)
+    status, body = await raw(http, sandbox, "DELETE", "/v1/customer/c-1", headers=headers)
     assert (status, body) == (400, {"error": "Idempotency-Key: header is required"})
+    assert (await raw(http, sandbox, "GET", "/v1/customer/c-1", headers=headers))[0] == 404  # GET needs none
 
 
 async def test_the_sandbox_refuses_an_unknown_entity_and_bad_json(
@@ -385,8 +386,8 @@ async def test_the_sandbox_refuses_an_unknown_entity_and_bad_json(
 ) -> None:
     status, body = await raw(http, sandbox, "PUT", "/v1/order/o-1", {"id": "o-1"})
     assert (status, body["error"]) == (
-        400,
-        "entity: 'order' is not one of customer, invoice, project, supplier",
+        404,
+        "no such path: /v1/order/o-1 (interface v1: customer, supplier, project, invoice)",
     )
     headers = {
         "Authorization": f"Bearer {TOKEN}",
