@@ -133,7 +133,9 @@ class Sandbox:
             return error(400, query)
         start = position(query)
         if start is None:
-            return error(400, "cursor: not a cursor this ERP issued")
+            return web.json_response(
+                {"error": "cursor: not a cursor this ERP issued", "rule": "cursor"}, status=422
+            )
         after, since = start
         page = self.store.changes(entity, after, since, query.limit + 1)
         has_more = len(page) > query.limit
@@ -154,7 +156,7 @@ class Sandbox:
         refused = await self._admit(request, entity)
         if refused is not None:
             return refused
-        problem = self.rules.request_problem(request.method, cw_id, request.headers)
+        problem = self.rules.request_problem(request.method, entity, cw_id, request.headers)
         if problem is not None:
             return error(400, problem)
         if request.method == "GET":

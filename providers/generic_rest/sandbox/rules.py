@@ -76,21 +76,24 @@ class RequestRules:
         )
         compiler = SchemaCompiler(document)
         self.bodies: dict[str, Schema] = {}
+        self._cw_ids: dict[str, Schema] = {}
         for template, item in document["paths"].items():
             if "put" in item:
                 entity = template.split("/")[2]
                 body = item["put"]["requestBody"]["content"]["application/json"]["schema"]
                 self.bodies[entity] = Schema(body, compiler, registry)
+                [cw_id] = (p for p in item["parameters"] if p["name"] == "cw_id")
+                self._cw_ids[entity] = Schema(cw_id["schema"], compiler, registry)
         self.entities = frozenset(self.bodies)
         params = document["components"]["parameters"]
         self._param = {
             name: Schema(params[name]["schema"], compiler, registry)
-            for name in ("CwId", "IdempotencyKey", "Cursor", "Limit")
+            for name in ("IdempotencyKey", "Cursor", "Limit")
         }
 
-    def request_problem(self, method: str, cw_id: str, headers: Mapping[str, str]) -> str | None:
+    def request_problem(self, method: str, entity: str, cw_id: str, headers: Mapping[str, str]) -> str | None:
         """A bad ``cw_id``, or a write without a valid Idempotency-Key (400)."""
-        problem = self._param["CwId"].problem("cw_id", cw_id)
+        problem = self._cw_ids[entity].problem("cw_id", cw_id)
         if problem is not None or method == "GET":
             return problem
         key = headers.get("Idempotency-Key")
