@@ -142,10 +142,11 @@ class Sandbox:
         page = page[: query.limit]
         # At the end, the cursor jumps to the latest change: later ones all come after it.
         last = page[-1].seq if has_more else max([after, self.store.last_seq()])
+        # Past the end, every later change is newer than ``since``: the cursor no longer needs it.
         return web.json_response(
             {
                 "items": [change_item(record) for record in page],
-                "next_cursor": cursor(last, since),
+                "next_cursor": cursor(last, since if has_more else None),
                 "has_more": has_more,
             }
         )
