@@ -3,6 +3,8 @@
 - The interface refuses a body whose ``id`` differs from ``cw_id`` in the path (422
   ``id_mismatch``), which no JSON Schema can say; generated independently, the two almost never
   agree, and nearly every generated write would test only that rule.
+- An implementation may invoice in any subset of ISO 4217 that includes NOK (422 ``currency``
+  otherwise), so generated invoices are in NOK: other currencies would test only that rule.
 - Generated ``Idempotency-Key`` values repeat ("0", "00", …), and a key used again for another
   request is refused (422 ``idempotency_key_reused``), as the interface requires; a valid key is
   therefore replaced by a fresh one. Replays and key reuse are the kit's own checks.
@@ -19,6 +21,8 @@ from typing import Any
 from urllib.parse import unquote
 
 import schemathesis
+
+from contracts.codes import CURRENCY_CODES
 
 KEY = "Idempotency-Key"
 
@@ -48,6 +52,9 @@ def one_record_fresh_key(case: schemathesis.Case[Any]) -> schemathesis.Case[Any]
     cw_id = unquote(quoted) if isinstance(quoted, str) else None
     if isinstance(body, dict) and _valid_id(body.get("id")) and _valid_id(cw_id) and cw_id not in (".", ".."):
         body["id"] = cw_id  # only a valid id for another: a case meant to be invalid stays so
+    currency = body.get("currency") if isinstance(body, dict) else None
+    if isinstance(currency, str) and currency in CURRENCY_CODES:
+        body["currency"] = "NOK"  # only a valid code for another, as above
     headers = case.headers
     if headers is not None:
         key = headers.get(KEY)
