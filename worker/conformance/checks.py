@@ -131,16 +131,27 @@ async def _lifecycle(kit: Kit, result: CheckResult, entity: str) -> None:
         )
 
 
+async def _created(
+    kit: Kit, result: CheckResult, label: str
+) -> tuple[str, str, str, dict[str, Any], Exchange] | None:
+    """A new record of the first entity, put with a key of its own (None: the PUT failed)."""
+    entity = kit.options.entities[0]
+    cw_id, key = kit.cw_id(f"{entity}-{label}"), kit.key()
+    body = kit.record(entity, cw_id)
+    first = await kit.put(entity, cw_id, body, key=key)
+    if not expect(result, first, (201,), f"PUT a new {entity}", R_RULES):
+        return None
+    return entity, cw_id, key, body, first
+
+
 async def replay(kit: Kit) -> CheckResult:
     result = CheckResult(
         "idempotent-replay", "a repeated PUT or DELETE gets the stored answer and changes nothing"
     )
-    entity = kit.options.entities[0]
-    cw_id, key = kit.cw_id(f"{entity}-replay"), kit.key()
-    body = kit.record(entity, cw_id)
-    first = await kit.put(entity, cw_id, body, key=key)
-    if not expect(result, first, (201,), f"PUT a new {entity}", R_RULES):
+    created = await _created(kit, result, "replay")
+    if created is None:
         return result
+    entity, cw_id, key, body, first = created
     second = await kit.put(entity, cw_id, body, key=key)
     if (second.status, second.json()) != (first.status, first.json()):
         result.fail(
@@ -161,12 +172,10 @@ async def key_reuse(kit: Kit) -> CheckResult:
     result = CheckResult(
         "key-reuse", "a key used again for another request is refused (422) and changes nothing"
     )
-    entity = kit.options.entities[0]
-    cw_id, key = kit.cw_id(f"{entity}-reuse"), kit.key()
-    body = kit.record(entity, cw_id)
-    first = await kit.put(entity, cw_id, body, key=key)
-    if not expect(result, first, (201,), f"PUT a new {entity}", R_RULES):
+    created = await _created(kit, result, "reuse")
+    if created is None:
         return result
+    entity, cw_id, key, body, first = created
     for what, call in (
         ("PUT another body", kit.put(entity, cw_id, kit.changed(body), key=key)),
         (
