@@ -201,7 +201,13 @@ async def test_delete_and_delete_again_are_both_deleted(
     first = await provider.push(change(CUSTOMER, Action.deleted, key="env-2"))
     again = await provider.push(change(CUSTOMER, Action.deleted, key="env-3"))
     assert (first.outcome, again.outcome) == ("deleted", "deleted")
-    assert [r.method for r in wire.sent] == ["PUT", "DELETE", "DELETE"]
+    # The second DELETE's 404 counts as gone once the probe proved the interface is there.
+    assert [(r.method, r.path.split("/")[2]) for r in wire.sent] == [
+        ("PUT", "customer"),
+        ("DELETE", "customer"),
+        ("DELETE", "customer"),
+        ("GET", "_ping"),
+    ]
     stats = await control(http, sandbox, "GET", "stats")
     assert stats["deletes"] == 1
 
@@ -339,7 +345,9 @@ async def test_a_cw_id_with_a_slash_stays_one_path_segment(
 async def test_check_reports_an_authenticated_connection(
     make_provider: ProviderFactory, sandbox: SandboxServer
 ) -> None:
-    assert await make_provider().check() == f"generic_rest at {sandbox.base_url}: authenticated"
+    assert await make_provider().check() == (
+        f"generic_rest at {sandbox.base_url}: authenticated as cwi (interface v1)"
+    )
 
 
 async def test_check_with_a_bad_token_fails_authentication(make_provider: ProviderFactory) -> None:
@@ -402,8 +410,9 @@ async def test_the_sandbox_refuses_a_request_without_idempotency_key(
     http: aiohttp.ClientSession, sandbox: SandboxServer
 ) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    status, body = await raw(http, sandbox, "GET", "/v1/customer/c-1", headers=headers)
+    status, body = await raw(http, sandbox, "DELETE", "/v1/customer/c-1", headers=headers)
     assert (status, body) == (400, {"error": "Idempotency-Key: header is required"})
+    assert (await raw(http, sandbox, "GET", "/v1/customer/c-1", headers=headers))[0] == 404  # GET needs none
 
 
 async def test_the_sandbox_refuses_an_unknown_entity_and_bad_json(
@@ -411,8 +420,8 @@ async def test_the_sandbox_refuses_an_unknown_entity_and_bad_json(
 ) -> None:
     status, body = await raw(http, sandbox, "PUT", "/v1/order/o-1", {"id": "o-1"})
     assert (status, body["error"]) == (
-        400,
-        "entity: 'order' is not one of customer, invoice, project, supplier",
+        404,
+        "no such path: /v1/order/o-1 (interface v1: customer, supplier, project, invoice)",
     )
     headers = {
         "Authorization": f"Bearer {TOKEN}",

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from worker.cli import admin, dlq, messages, serve, tools, webhooks_register
+from worker.cli import admin, conformance, dlq, messages, serve, tools, webhooks_register
 from worker.cli.common import CliError, err_console
 from worker.cli.webhooks import webhooks_app
 
@@ -33,6 +33,7 @@ app.command()(tools.sandbox)
 app.command()(tools.demo)
 app.command()(tools.bench)
 app.command()(serve.serve)
+app.command()(conformance.conformance)
 
 
 def main() -> None:
