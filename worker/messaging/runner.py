@@ -96,12 +96,20 @@ class Worker:
                     await self._wait_for_slots()
                 continue
             if not self._inflight:
-                if until_idle:
+                if until_idle and not await self._others_hold_messages():
                     return
                 await self._sleep(idle_wait)
                 idle_wait = min(idle_wait * 2, 1.0)
             else:
                 await self._wait_for_slot(0.25)
+
+    async def _others_hold_messages(self) -> bool:
+        """Messages locked by another receiver (perhaps one that died): they come back when their
+        locks run out, so the queue is not idle yet. Buses that cannot count locks say 0."""
+        try:
+            return (await self.bus.stats()).locked > 0
+        except Exception:  # noqa: BLE001 - no counts (no Manage rights): idle is what receive says
+            return False
 
     def _start(self, delivery: Delivery) -> None:
         task = asyncio.create_task(self._process(delivery))
