@@ -4,6 +4,7 @@ and the inbound dispatch from an entity to the reader that maps the vendor's rec
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -116,3 +117,7 @@ class VendorProvider:
 
     def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> CWDraft:
         return self.readers[entity](value, self.settings)
+
+    def anchor_at(self, when: dt.datetime) -> str:
+        """The listing anchor of a point in time: the vendors filter by change time."""
+        return when.astimezone(dt.UTC).isoformat()
