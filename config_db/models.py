@@ -245,3 +245,38 @@ class EchoMark(Base):
     kind: Mapped[str] = mapped_column(String(16))
     value: Mapped[str] = mapped_column(String(64))
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class ReconcileAnchor(Base):
+    """Where the next incremental reconciliation of a client's entity starts, on each side.
+
+    ``cw_anchor`` is the cursor of CW's listing after the last run; ``erp_anchor`` the ERP's (its
+    newest change time read, or its change token); ``full_at`` when the last full run started, so
+    that a run whose anchors are too old is a full one again.
+    """
+
+    __tablename__ = "reconcile_anchors"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cw_anchor: Mapped[str | None] = mapped_column(String(600))
+    erp_anchor: Mapped[str | None] = mapped_column(String(600))
+    full_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ReconcileRun(Base):
+    """One client's scheduled work: who runs it now (a lease, across processes) and when it last ran.
+
+    ``holder`` and ``until`` (epoch ms) are set while a scheduler holds the client; a holder that
+    died is replaced once ``until`` has passed. ``job`` is ``reconcile`` or ``validate``.
+    """
+
+    __tablename__ = "reconcile_runs"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job: Mapped[str] = mapped_column(String(16), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(64))
+    until: Mapped[int | None] = mapped_column(BigInteger)
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_outcome: Mapped[str | None] = mapped_column(UnicodeText)
