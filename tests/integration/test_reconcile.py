@@ -129,3 +129,30 @@ async def test_a_record_only_the_erp_has_needs_a_decision_when_cw_wins(sqlite_ur
         assert finding.kind is Kind.missing_in_cw and finding.cw_id is None
         assert fix.envelope is None and "reconcile_winner.customer=erp" in fix.note
         assert report.published == 0
+
+
+def _listings(rig: Rig) -> int:
+    """List requests of customers the ERP answered, counted at the ERP."""
+    if rig.sandbox is not None:
+        return rig.sandbox.sandbox.stats.listings
+    assert rig.fake is not None
+    return sum(1 for r in rig.fake.fake.requests if r == "GET /customer")
+
+
+@pytest.mark.parametrize("kind", ["generic_rest", "tripletex"])
+async def test_an_incremental_run_reads_only_the_changed_pages(sqlite_url: str, kind: str) -> None:
+    async with reconcile_rig(sqlite_url, kind) as rig:
+        await _steady(rig, *range(1, 102))
+        before = _listings(rig)
+        full = await rig.reconcile(entities=(Entity.customer,), full=True)
+        assert full.drift == 0 and full.entities[0].in_step == 101
+        assert _listings(rig) - before == full.erp_requests == 2, "101 records in pages of 100"
+
+        with rig.webhooks_dropped():
+            rig.erp_edit(customer(7))
+        before = _listings(rig)
+        incremental = await rig.reconcile(entities=(Entity.customer,))
+        assert incremental.entities[0].mode == "incremental"
+        assert found(incremental) == {("different", "c-7")}
+        assert _listings(rig) - before == incremental.erp_requests == 1, "only the page of what changed"
+        assert incremental.entities[0].erp_read == 1

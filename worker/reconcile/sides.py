@@ -65,14 +65,16 @@ class Budget:
 
 
 async def paced(pages: AsyncIterator[ListedPage], budget: Budget) -> AsyncIterator[ListedPage]:
-    """The provider's pages, one request each, each after the budget allows it."""
+    """The provider's pages, one request each, each after the budget allows it. (Asking for the page
+    after the last one sends nothing: that slot of the budget is left unused.)"""
     iterator = aiter(pages)
     while True:
-        await budget.spend()
+        await budget.throttle.acquire()
         try:
             page = await anext(iterator)
         except StopAsyncIteration:
             return
+        budget.used += 1
         yield page
 
 

@@ -36,6 +36,7 @@ from providers.generic_rest.sandbox.wire import (
 @dataclass(slots=True)
 class Stats:
     requests: int = 0
+    listings: int = 0
     writes: Counter[str] = field(default_factory=Counter)
     creates: int = 0
     updates: int = 0
@@ -45,6 +46,7 @@ class Stats:
     def as_json(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
+            "listings": self.listings,
             "writes": dict(self.writes),
             "creates": self.creates,
             "updates": self.updates,
@@ -128,6 +130,7 @@ class Sandbox:
         refused = await self._admit(request, entity)
         if refused is not None:
             return refused
+        self.stats.listings += 1
         query = self.rules.list_query(request.query)
         if isinstance(query, str):
             return error(400, query)
