@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from worker.cli import admin, conformance, dlq, messages, serve, tools, webhooks_register
+from worker.cli import admin, conformance, dlq, messages, reconcile, serve, tools, webhooks_register
 from worker.cli.common import CliError, err_console
 from worker.cli.webhooks import webhooks_app
 
@@ -34,6 +34,7 @@ app.command()(tools.demo)
 app.command()(tools.bench)
 app.command()(serve.serve)
 app.command()(conformance.conformance)
+app.command()(reconcile.reconcile)
 
 
 def main() -> None:

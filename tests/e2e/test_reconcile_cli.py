@@ -1,0 +1,93 @@
+"""``cwi reconcile`` as a user runs it: the sandbox ERP in its own process, the fake CW in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from config_db.database import make_engine
+from config_db.migrate import upgrade
+from contracts import Entity
+from tests.e2e.cli import Cli
+from tests.integration.reconcile_rig import customer
+from worker.cw.sandbox import CWServer
+
+CW_KEY = "cw-e2e-key"
+
+
+@contextmanager
+def cw_in_thread() -> Iterator[CWServer]:
+    started: queue.Queue[CWServer | BaseException] = queue.Queue()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with CWServer(api_key=CW_KEY) as server:
+            started.put(server)
+            await stop.wait()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(serve())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting test
+            started.put(exc)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name="fake-cw", daemon=True)
+    thread.start()
+    server = started.get(timeout=30)
+    if isinstance(server, BaseException):
+        raise server
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """One database kind is enough here: the integration tests run reconciliation on both."""
+    url = f"sqlite:///{tmp_path / 'cwi.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def test_reconcile_reports_repairs_and_then_finds_nothing(sqlite_url: str, sandbox_url: str) -> None:
+    cli = Cli(sqlite_url)
+    cli.provision_directly(sandbox_url, "acme")
+    with cw_in_thread() as cw:
+        cw.cw.seed("acme", Entity.customer, customer(1).model_dump(mode="json"))
+        env = {
+            "CWI_CW_GRAPHQL_URL": cw.graphql_url,
+            "CWI_CW_WRITE_URL": cw.write_url,
+            "CWI_CW_API_KEY": CW_KEY,
+        }
+
+        drift = cli.run("reconcile", "acme", "--json", check=False, **env)
+        assert drift.returncode == 1, drift.stderr
+        report = json.loads(drift.stdout)
+        [customers] = [e for e in report["entities"] if e["entity"] == "customer"]
+        assert [(f["kind"], f["cw_id"]) for f in customers["findings"]] == [("missing_in_erp", "c-1")]
+
+        repaired = json.loads(cli.run("reconcile", "acme", "--repair", "--json", **env).stdout)
+        assert repaired["published"] == 1
+        cli.run("run", "--until-idle", **env)
+        assert cw.cw.stats.listings >= 8, "CW read twice, each entity paged"
+        # (that a second run then finds nothing is tests/integration/test_reconcile.py's to show)
+
+    no_cw = cli.run("reconcile", "acme", check=False)
+    assert no_cw.returncode == 1 and "CWI_CW_GRAPHQL_URL" in no_cw.stderr
+    assert "Traceback" not in no_cw.stderr
+    bad = cli.run("reconcile", "acme", "--since", "last tuesday", check=False)
+    assert bad.returncode == 2 and "--since" in bad.stderr
