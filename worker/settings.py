@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     cw_write_url: str | None = None
     cw_api_key: SecretStr | None = None
 
+    # `cwi run` also runs scheduled reconciliation and mapping validation (`cwi serve --worker` always).
+    schedule: bool = False
+
     admin_api_key: SecretStr | None = None  # the operator key of the admin API (/admin/...); unset: disabled
 
     @property

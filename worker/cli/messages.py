@@ -59,7 +59,11 @@ def run(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, worker.stop)
-            stats = await worker.run(until_idle=until_idle)
+            from worker.reconcile.schedule import scheduled
+
+            # A long-running worker checks the mappings at start; CWI_SCHEDULE=true runs the jobs too.
+            async with scheduled(app, jobs=s.schedule and not until_idle, validate=not until_idle):
+                stats = await worker.run(until_idle=until_idle)
             summary = ", ".join(f"{k}={v}" for k, v in sorted(stats.counts.items())) or "nothing"
             err_console.print(f"worker stopped after {stats.processed} message(s): {summary}", markup=False)
 
