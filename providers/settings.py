@@ -114,6 +114,9 @@ class Setting:
     name: str
     type: SettingType
     help: str
+    company: bool = False
+    """Names something that exists in one ERP company only (an employee, a department, the tenant):
+    left out when a mapping is carried to another client (``cwi connections export``)."""
 
 
 COMMON_SETTINGS = (

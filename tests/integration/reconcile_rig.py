@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
+import pytest
+
 from config_db import clients, sync_log
+from config_db.database import make_engine
+from config_db.migrate import upgrade
 from config_db.secrets import SecretBox
 from contracts import Address, Customer
 from providers import registry
@@ -59,6 +63,16 @@ EDITS: dict[str, tuple[str, dict[str, Any], str]] = {
     "visma_net": ("customer", {"name": "Renamed in the ERP"}, "name"),
     "uni_economy": ("customers", {"OrgNumber": "111222333"}, "org_number"),
 }
+
+
+@pytest.fixture
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated SQLite database, for the tests that need not run on PostgreSQL as well."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'cwi.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
 
 
 @dataclass

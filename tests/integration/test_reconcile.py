@@ -8,27 +8,12 @@ run finds nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from contracts import Entity
 from tests.integration.reconcile_rig import CLIENT, KINDS, Rig, customer, reconcile_rig
 from worker.reconcile.compare import Kind
 from worker.reconcile.run import Report
-
-
-@pytest.fixture
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated SQLite database (the vendor runs; PostgreSQL runs with the sandbox below)."""
-    from config_db.database import make_engine
-    from config_db.migrate import upgrade
-
-    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'cwi.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    yield url
 
 
 def found(report: Report) -> set[tuple[str, str | None]]:

@@ -19,6 +19,7 @@ from providers import registry
 from providers.errors import ProviderError
 from worker.bootstrap import make_database
 from worker.cli.common import console, fail, parse_pairs, require_migrated, run_async, settings
+from worker.cli.mapping import warn_after_set
 from worker.messaging.connections import spec_from_stored
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -124,6 +125,8 @@ def connections_set(
         f"{provider} connection for {client_id} saved "
         f"({len(merged_settings)} settings, credentials: {', '.join(sorted(merged_creds)) or 'none'})"
     )
+    if enabled:
+        warn_after_set(s, client_id)  # the mapping checked against the ERP (worker/cli/mapping.py)
 
 
 @connections_app.command("list")

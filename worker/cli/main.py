@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from worker.cli import admin, conformance, dlq, messages, reconcile, serve, tools, webhooks_register
+from worker.cli import admin, conformance, dlq, mapping, messages, reconcile, serve, tools, webhooks_register
 from worker.cli.common import CliError, err_console
 from worker.cli.webhooks import webhooks_app
 
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.clients_app, name="clients")
+mapping.register(admin.connections_app)
 app.add_typer(admin.connections_app, name="connections")
 app.add_typer(admin.contracts_app, name="contracts")
 webhooks_app.command("register")(webhooks_register.register)

@@ -23,7 +23,7 @@ from contracts import Entity
 from providers import registry
 from providers.base import ConnectionSpec
 from providers.catalogues import CatalogueProvider, MappingProblem, mapping_problems, unmapped_rates
-from providers.errors import PermanentError
+from providers.errors import ProviderError
 from providers.settings import SettingsReader, rate_text
 from worker.bootstrap import App
 from worker.cw.port import CWLister
@@ -96,7 +96,7 @@ async def validate_spec(app: App, spec: ConnectionSpec) -> Validation:
     if getattr(provider, "references", ()):
         try:
             problems += await mapping_problems(cast(CatalogueProvider, provider), settings, spec.kind)
-        except PermanentError as exc:
+        except ProviderError as exc:
             notes.append(f"the ERP's catalogues could not be read: {exc}")
     if any(s.name == "vat_code.<rate>" for s in kind.settings.settings):
         cw = app.cw()
@@ -105,7 +105,10 @@ async def validate_spec(app: App, spec: ConnectionSpec) -> Validation:
                 "recent invoices' VAT rates not checked: CW's Query API is not configured (CWI_CW_*)"
             )
         else:
-            problems += unmapped_rates(settings, await recent_rates(cw, spec.client_id))
+            try:
+                problems += unmapped_rates(settings, await recent_rates(cw, spec.client_id))
+            except ProviderError as exc:
+                notes.append(f"recent invoices' VAT rates not checked: CW's listing failed: {exc}")
     return Validation(spec.client_id, spec.kind, tuple(problems), tuple(notes))
 
 
