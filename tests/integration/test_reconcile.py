@@ -12,8 +12,10 @@ import pytest
 
 from contracts import Entity
 from tests.integration.reconcile_rig import CLIENT, KINDS, Rig, customer, reconcile_rig
+from worker.metrics import Metrics
 from worker.reconcile.compare import Kind
 from worker.reconcile.run import Report
+from worker.reconcile.schedule import Scheduler
 
 
 def found(report: Report) -> set[tuple[str, str | None]]:
@@ -141,3 +143,22 @@ async def test_an_incremental_run_reads_only_the_changed_pages(sqlite_url: str, 
         assert found(incremental) == {("different", "c-7")}
         assert _listings(rig) - before == incremental.erp_requests == 1, "only the page of what changed"
         assert incremental.entities[0].erp_read == 1
+
+
+async def test_the_scheduler_reconciles_and_repairs_on_the_clients_schedule(sqlite_url: str) -> None:
+    settings = {"reconcile_schedule": "0 0 1 1 *", "reconcile_repair": "true"}
+    async with reconcile_rig(sqlite_url, "generic_rest", **settings) as rig:
+        await _steady(rig, 1, 2)
+        with rig.webhooks_dropped():
+            rig.erp_edit(customer(1))
+        metrics = Metrics()
+        ran = await Scheduler(rig.app, metrics=metrics).tick()
+        assert sorted(job.name for job in ran) == ["reconcile", "validate"], "both never ran: due at once"
+        drift = metrics.registry.get_sample_value(
+            "cwi_reconcile_drift", {"client_id": CLIENT, "entity": "customer"}
+        )
+        assert drift == 1
+        assert metrics.registry.get_sample_value("cwi_mapping_problems", {"client_id": CLIENT}) == 0
+        await rig.quiet()
+        assert found(await rig.reconcile(entities=(Entity.customer,), full=True)) == set(), "repaired"
+        assert await Scheduler(rig.app).tick() == [], "not due again until the schedule fires"
