@@ -262,6 +262,9 @@ class ReconcileAnchor(Base):
     cw_anchor: Mapped[str | None] = mapped_column(String(600))
     erp_anchor: Mapped[str | None] = mapped_column(String(600))
     full_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    pending: Mapped[list[list[str | None]] | None] = mapped_column(JSON)
+    """``[cw_id, external_id]`` of what the last run found out of step: read again by the next
+    incremental run, changed or not, until it is in step."""
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

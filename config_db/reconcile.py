@@ -22,20 +22,28 @@ runs = table_of(ReconcileRun)
 links = table_of(RecordLink)
 
 
+Pending = tuple[tuple[str | None, str | None], ...]
+"""``(cw_id, external_id)`` of records found out of step."""
+
+
 @dataclass(frozen=True, slots=True)
 class Anchor:
     cw: str | None
     erp: str | None
     full_at: dt.datetime | None
+    pending: Pending = ()
 
 
 def get_anchor(db: Connection, client_id: str, entity: str) -> Anchor | None:
     row = db.execute(
-        select(anchors.c.cw_anchor, anchors.c.erp_anchor, anchors.c.full_at).where(
+        select(anchors.c.cw_anchor, anchors.c.erp_anchor, anchors.c.full_at, anchors.c.pending).where(
             anchors.c.client_id == client_id, anchors.c.entity == entity
         )
     ).first()
-    return None if row is None else Anchor(row.cw_anchor, row.erp_anchor, row.full_at)
+    if row is None:
+        return None
+    pending = tuple((p[0], p[1]) for p in row.pending or [] if isinstance(p, list) and len(p) == 2)
+    return Anchor(row.cw_anchor, row.erp_anchor, row.full_at, pending)
 
 
 def save_anchor(db: Connection, client_id: str, entity: str, anchor: Anchor) -> None:
@@ -43,6 +51,7 @@ def save_anchor(db: Connection, client_id: str, entity: str, anchor: Anchor) -> 
         "cw_anchor": anchor.cw,
         "erp_anchor": anchor.erp,
         "full_at": anchor.full_at,
+        "pending": [list(p) for p in anchor.pending],
         "updated_at": utcnow(),
     }
     where = and_(anchors.c.client_id == client_id, anchors.c.entity == entity)

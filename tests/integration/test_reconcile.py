@@ -143,6 +143,9 @@ async def test_an_incremental_run_reads_only_the_changed_pages(sqlite_url: str, 
         assert found(incremental) == {("different", "c-7")}
         assert _listings(rig) - before == incremental.erp_requests == 1, "only the page of what changed"
         assert incremental.entities[0].erp_read == 1
+        again = await rig.reconcile(entities=(Entity.customer,))
+        assert found(again) == {("different", "c-7")}, "reported until repaired, though unchanged since"
+        assert again.erp_requests == 2, "the (empty) page of changes, and the record itself"
 
 
 async def test_the_scheduler_reconciles_and_repairs_on_the_clients_schedule(sqlite_url: str) -> None:

@@ -3,9 +3,9 @@ its anchors), matched, judged, and, with ``repair``, each finding's fix publishe
 
 Anchors (``config_db.reconcile``): a run reads everything when asked to (``full``), when an entity
 has none yet, or when its last full run is older than setting ``reconcile_full_after_days``;
-otherwise only what changed since them. A run moves them on when it repaired what it found, or found
-nothing: a report that found drift leaves them, so the next run looks at those records again.
-``since`` reads from a point in time and leaves them as they are.
+otherwise only what changed since them, and the records the run before found out of step (kept with
+the anchors as ``pending``), so that drift is reported until it is repaired, changed or not. Every
+run moves the anchors on; ``since`` reads from a point in time and leaves them as they are.
 """
 
 from __future__ import annotations
@@ -193,17 +193,38 @@ class Reconciler:
             self.provider, entity, erp_since, self.budget, self._resolve, self.progress
         )
         report = EntityReport(entity, mode, len(cw_records), len(erp_records))
+        if incremental and anchor is not None:
+            await self._pending(entity, anchor.pending, cw_records, erp_records)
         matched = matching.match(cw_records, erp_records, links)
         if mode != "full":
             await matching.complete(
                 cw_records, matched, links, partial(self._read_erp, entity), partial(self._read_cw, entity)
             )
         self._judge(report, cw_records, matched, links)
-        if mode != "since" and (options.repair or not report.findings):
+        if mode != "since":
             full_at = now if mode == "full" else (anchor.full_at if anchor else None)
-            saved = state.Anchor(cw_anchor, erp_anchor, full_at)
+            pending = tuple((f.cw_id, f.external_id) for f in report.findings)
+            saved = state.Anchor(cw_anchor, erp_anchor, full_at, pending)
             await self.db.run(partial(state.save_anchor, client_id=client, entity=entity.value, anchor=saved))
         return report
+
+    async def _pending(
+        self,
+        entity: Entity,
+        pending: state.Pending,
+        cw_records: dict[str, CWState],
+        erp_records: list[ErpSide],
+    ) -> None:
+        """What the last run found out of step, read again whether it changed or not."""
+        listed = {side.listed.external_id for side in erp_records}
+        for cw_id, external_id in pending:
+            if cw_id is not None:
+                if cw_id not in cw_records:
+                    cw_records[cw_id] = await self._read_cw(entity, cw_id)
+            elif external_id is not None and external_id not in listed:
+                side = await self._read_erp(entity, external_id, None, None)
+                if side is not None:
+                    erp_records.append(side)
 
     def _judge(
         self,

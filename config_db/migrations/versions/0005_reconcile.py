@@ -21,6 +21,7 @@ def upgrade() -> None:
         sa.Column("cw_anchor", sa.String(length=600), nullable=True),
         sa.Column("erp_anchor", sa.String(length=600), nullable=True),
         sa.Column("full_at", sa.DateTime(), nullable=True),
+        sa.Column("pending", sa.JSON(), nullable=True),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("client_id", "entity"),
     )
