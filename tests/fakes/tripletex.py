@@ -354,12 +354,14 @@ class FakeTripletex:
             values = [{"id": COUNTRIES[code]}] if code in COUNTRIES else []
         else:
             values = [
-                self.render(kind, o)
+                o
                 for o in self.objects(kind)
                 if _matches(kind, o, request.query) and _changed_since(o, request.query.get("changedSince"))
             ]
         start = int(request.query.get("from", "0"))
         page = values[start : start + int(request.query.get("count", "1000"))]
+        if kind != "country":
+            page = [self.render(kind, o) for o in page]
         return web.json_response(
             {"fullResultSize": len(values), "from": start, "count": len(page), "values": page}
         )

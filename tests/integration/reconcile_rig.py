@@ -96,12 +96,13 @@ class Rig:
         assert stored is not None
         return spec_from_stored(stored, KEY)
 
-    async def reconcile(self, **options: Any) -> Report:
+    async def reconcile(self, *, page_size: int = 100, **options: Any) -> Report:
         spec = self.spec()
         assert self.app.http is not None
         provider = cast(ReconcilingProvider, registry.build(spec, self.app.http))
         cw = cast(CWReader, self.app.cw())
-        return await Reconciler(self.app.db, cw, spec, provider, self.app.bus).run(Options(**options))
+        reconciler = Reconciler(self.app.db, cw, spec, provider, self.app.bus, page_size=page_size)
+        return await reconciler.run(Options(**options))
 
     def set_connection(self, *, enabled: bool | None = None, **settings: str) -> None:
         def change(db: Any) -> None:

@@ -127,8 +127,10 @@ class Reconciler:
         bus: Bus | None = None,
         *,
         progress: Progress = _ignore,
+        page_size: int = sides.ERP_PAGE,
     ) -> None:
         self.db, self.cw, self.spec, self.provider, self.bus = db, cw, spec, provider, bus
+        self.page_size = page_size
         self.settings = SettingsReader.of(spec)
         self.progress = progress
         self.budget = budget_of(self.settings)
@@ -190,7 +192,13 @@ class Reconciler:
         if options.since is not None:
             erp_since = self.provider.anchor_at(options.since)
         erp_records, erp_anchor = await sides.read_erp(
-            self.provider, entity, erp_since, self.budget, self._resolve, self.progress
+            self.provider,
+            entity,
+            erp_since,
+            self.budget,
+            self._resolve,
+            self.progress,
+            page_size=self.page_size,
         )
         report = EntityReport(entity, mode, len(cw_records), len(erp_records))
         if incremental and anchor is not None:

@@ -21,7 +21,8 @@ from worker.cw.port import CWApi, CWLister
 from worker.reconcile.compare import CWState
 
 CW_PAGE = 500
-ERP_PAGE = 100
+ERP_PAGE = 500
+"""Records per ERP page: the generic interface's most; every vendor takes as many."""
 KEY_PREFIX = "reconcile"
 
 
@@ -105,11 +106,13 @@ async def read_erp(
     budget: Budget,
     resolve: Resolve,
     progress: Progress,
+    *,
+    page_size: int = ERP_PAGE,
 ) -> tuple[list[ErpSide], str | None]:
     """Every record the listing returns, mapped; and the anchor after its last page."""
     found: list[ErpSide] = []
     anchor = since
-    async for page in paced(provider.list_records(entity, since, page_size=ERP_PAGE), budget):
+    async for page in paced(provider.list_records(entity, since, page_size=page_size), budget):
         found.extend(erp_side(provider, entity, item, resolve) for item in page.items)
         anchor = page.anchor or anchor
         progress("erp", len(page.items))
