@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from worker.cw.http import HttpCW
 from worker.db import Database
 from worker.messaging.connections import ConnectionDirectory
 from worker.messaging.dispatch import Dispatcher
+from worker.messaging.journal import prune_echo_marks
 from worker.messaging.retry import RetryPolicy
 from worker.messaging.runner import Worker
 from worker.settings import Settings
@@ -36,10 +38,18 @@ class App:
         )
         calls = concurrency or self.settings.concurrency
         prefetch = self.settings.effective_prefetch if concurrency is None else concurrency
-        lease_s = max(120.0, 2 * self.settings.lock_duration_s)
+        window = dt.timedelta(seconds=self.settings.echo_window_s)
         return Worker(
             self.bus,
-            Dispatcher(self.db, connections, policy, cw=self.cw(), max_calls=calls, lease_s=lease_s),
+            Dispatcher(
+                self.db,
+                connections,
+                policy,
+                cw=self.cw(),
+                max_calls=calls,
+                lease_s=self.settings.effective_lease_s,
+            ),
+            housekeeping=lambda: prune_echo_marks(self.db, window),
             concurrency=calls,
             prefetch=prefetch,
             shutdown_grace_s=self.settings.shutdown_grace_s,

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -49,6 +49,8 @@ class Worker:
         prefetch: int = 0,
         shutdown_grace_s: float = 30.0,
         on_settled: Callable[[Outcome], None] | None = None,
+        housekeeping: Callable[[], Awaitable[object]] | None = None,
+        housekeeping_s: float = 300.0,
     ) -> None:
         self.bus = bus
         self.pipeline = pipeline
@@ -57,6 +59,8 @@ class Worker:
         """Messages held at once: ``concurrency`` being handled plus ``prefetch`` locked ahead."""
         self.shutdown_grace_s = shutdown_grace_s
         self.on_settled = on_settled
+        self._housekeeping = housekeeping
+        self._housekeeping_s = housekeeping_s
         self.stats = RunStats()
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -70,15 +74,26 @@ class Worker:
         self._slot_freed.set()
 
     async def run(self, *, until_idle: bool = False) -> RunStats:
-        renewer = asyncio.create_task(self._renew_locks())
+        background = [asyncio.create_task(self._renew_locks())]
+        if self._housekeeping is not None:
+            background.append(asyncio.create_task(self._keep_house(self._housekeeping)))
         try:
             await self._receive_loop(until_idle)
         finally:
             await self._drain()
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
         return self.stats
+
+    async def _keep_house(self, chore: Callable[[], Awaitable[object]]) -> None:
+        """Periodic upkeep (forgetting old echo marks) beside the work; a failure is logged, not fatal."""
+        while True:
+            try:
+                await chore()
+            except Exception as exc:  # noqa: BLE001 - retried at the next period
+                log.warning("housekeeping failed", error=f"{exc.__class__.__name__}: {exc}")
+            await asyncio.sleep(self._housekeeping_s)
 
     async def _receive_loop(self, until_idle: bool) -> None:
         idle_wait = 0.02
