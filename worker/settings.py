@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     lock_duration_s: Annotated[float, Field(gt=0)] = 60.0
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 30.0
     connection_cache_s: Annotated[float, Field(ge=0)] = 30.0
+    startup_wait_s: Annotated[float, Field(ge=0)] = 60.0
+    """At start, how long to wait for the database before giving up (an orchestrator may start both)."""
+    outage_exit_s: Annotated[float | None, Field(gt=0)] = None
+    """How long a running worker waits out a database outage before it exits (unset: for ever)."""
     echo_window_s: Annotated[float, Field(gt=0)] = 86400.0
     """How long every version, hash and fingerprint we wrote is remembered to recognise its echo."""
     record_lease_s: Annotated[float | None, Field(gt=0)] = None

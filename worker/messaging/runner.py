@@ -98,6 +98,9 @@ class Worker:
     async def _receive_loop(self, until_idle: bool) -> None:
         idle_wait = 0.02
         while not self._stopping.is_set():
+            if self.pipeline.db.outage.down:
+                await self._wait_for_database()
+                continue
             free = self._free_slots()
             # With nothing in flight, give the bus its idle probe: a remote bus needs a moment
             # to attach and deliver before "nothing came" means the queue is idle.
@@ -117,6 +120,20 @@ class Worker:
                 idle_wait = min(idle_wait * 2, 1.0)
             else:
                 await self._wait_for_slot(0.25)
+
+    async def _wait_for_database(self) -> None:
+        """While the database is down nothing could be journalled: take no new messages (those in
+        flight keep their locks and finish once it answers), until it is back or we are stopped."""
+        back = asyncio.ensure_future(self.pipeline.db.outage.recovered())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({back, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not back.done():
+                back.cancel()
+        if back.done() and not back.cancelled():
+            back.result()  # the outage outlasted CWI_OUTAGE_EXIT_S: stop the worker with its error
 
     async def _others_hold_messages(self) -> bool:
         """Messages locked by another receiver (perhaps one that died): they come back when their
