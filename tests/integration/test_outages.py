@@ -20,6 +20,8 @@ from config_db.secrets import SecretBox
 from providers.generic_rest.sandbox import SandboxServer
 from tests import pgcluster
 from tests.conftest import require_service
+from tests.integration.buses import LOCK_S, QUEUE, SESSION_QUEUE, azure_bus
+from tests.servicebus_peer import ServiceBusPeer
 from worker.bootstrap import App, open_app
 from worker.buses.base import OutgoingMessage
 from worker.messaging.runner import RunStats
@@ -55,7 +57,7 @@ def envelope(client: str, n: int) -> dict[str, Any]:
 
 @asynccontextmanager
 async def rig(
-    cluster: pgcluster.PrivateCluster, latency_ms: int = 20
+    cluster: pgcluster.PrivateCluster, latency_ms: int = 20, *, publish: bool = True
 ) -> AsyncIterator[tuple[App, SandboxServer]]:
     engine = make_engine(cluster.url)
     with engine.begin() as conn:
@@ -78,13 +80,17 @@ async def rig(
                 )
 
         await app.db.run(provision)
-        messages = [
-            OutgoingMessage(json.dumps(envelope(c, n)).encode(), f"t-{c}-{n}", c)
-            for n in range(PER_CLIENT)
-            for c in CLIENTS
-        ]
-        await app.bus.publish(messages)
+        if publish:
+            await app.bus.publish(workload())
         yield app, sandbox
+
+
+def workload() -> list[OutgoingMessage]:
+    return [
+        OutgoingMessage(json.dumps(envelope(c, n)).encode(), f"t-{c}-{n}", c)
+        for n in range(PER_CLIENT)
+        for c in CLIENTS
+    ]
 
 
 async def writes(sandbox: SandboxServer) -> dict[str, int]:
@@ -211,3 +217,27 @@ def _running(cluster: pgcluster.PrivateCluster) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", cluster.port)) == 0
+
+
+@pytest.mark.parametrize("sessions", [False, True], ids=["queue", "sessions"])
+async def test_on_service_bus_received_messages_wait_out_the_outage_without_a_dead_letter(
+    cluster: pgcluster.PrivateCluster, peer: ServiceBusPeer, sessions: bool
+) -> None:
+    """Held (their locks renewed) while the database is down, none taken meanwhile, none abandoned
+    into MaxDeliveryCount (the peer's is 3); then each written once."""
+    entity = SESSION_QUEUE if sessions else QUEUE
+    async with rig(cluster, publish=False) as (app, sandbox):
+        bus = azure_bus(peer.connection_string, entity, sessions, LOCK_S)
+        await bus.open()
+        azure_app = App(app.settings, app.db, bus, app.http)
+        try:
+            await bus.publish(workload())
+            stats, logs = await run_through(azure_app, sandbox, lambda: cluster.restart("fast", 3.0))
+        finally:
+            await bus.close()
+        assert await writes(sandbox) == {f"customer/{c}-c{n}": 1 for c in CLIENTS for n in range(PER_CLIENT)}
+        assert peer.dead_letter_count(entity) == 0 and peer.active_count(entity) == 0
+        assert "dead" not in " ".join(stats.counts), stats.counts
+    events = [e["event"] for e in logs]
+    assert events.count("database unreachable; waiting for it") == 1
+    assert events.count("database back") == 1
