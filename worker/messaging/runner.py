@@ -12,7 +12,7 @@ from typing import Protocol
 
 from worker.buses.base import Bus, Delivery, LockLostError
 from worker.db import Database, Journal
-from worker.logging import get_logger
+from worker.logging import get_logger, redactor
 from worker.messaging.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
 from worker.messaging.retry import ATTEMPT_PROPERTY
 
@@ -250,6 +250,7 @@ class Worker:
                 )
                 return "retry"
             case DeadLetter(reason, description):
+                description = redactor.scrub(description)  # an ERP's text may quote a credential
                 await self.bus.dead_letter(delivery, reason.value, description, journal)
                 log.warning(
                     "dead-lettered",
