@@ -14,17 +14,23 @@ from providers.errors import PermanentError
 from worker.buses.base import Delivery
 from worker.cw.port import CWApi
 from worker.db import Database
-from worker.messaging.connections import ErpConnection
+from worker.logging import get_logger
+from worker.messaging.connections import CredentialsUnreadable, ErpConnection
 from worker.messaging.inbound import InboundHandler
 from worker.messaging.journal import Begin
 from worker.messaging.outbound import NO_CW, OutboundHandler
-from worker.messaging.outcomes import DeadLetter, Outcome
-from worker.messaging.retry import RetryPolicy
+from worker.messaging.outcomes import DeadLetter, Outcome, Retry
+from worker.messaging.retry import RetryPolicy, attempt_of
+
+log = get_logger()
 
 DEFAULT_LEASE_S = 120.0
 """How long a record's lease holds when its holder dies without letting it go (a redelivery of the
 same message takes it over at once)."""
 DEFAULT_BUSY_WAIT_S = 5.0
+KEY_PROBLEM_DELAY_S = 60.0
+"""A message whose connection's credentials this worker cannot decrypt waits this long (uncounted):
+the operator fixes CWI_SECRET_KEY; nothing is dead-lettered for it."""
 """How long a message waits for a record another message is working on before it steps aside."""
 
 
@@ -64,6 +70,13 @@ class Dispatcher:
             conn = await self.connections.connection_for(env.client_id)
         except PermanentError as exc:
             return DeadLetter(exc.reason, str(exc))
+        except CredentialsUnreadable as exc:
+            log.error(
+                "cannot read the connection's credentials; the message waits",
+                client_id=env.client_id,
+                error=str(exc),
+            )
+            return Retry(KEY_PROBLEM_DELAY_S, attempt_of(delivery), str(exc))
         if env.inbound:
             assert self.inbound is not None
             return await self.inbound.handle(env, delivery, conn, self.begin)
