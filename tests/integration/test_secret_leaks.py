@@ -115,6 +115,13 @@ async def test_credentials_an_erp_quotes_are_masked_in_logs_stored_texts_and_ope
         assert "refused: Authorization: Bearer ***" in letter.dead.description, "the ERP's text, masked"
         for secret in (TOKEN, RUNTIME):
             assert secret not in everything, f"{secret!r} appears in clear"
+        lines = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+        [dead] = [line for line in lines if line["event"] == "dead-lettered"]
+        assert (dead["message_id"], dead["client_id"], dead["provider"]) == ("e1", "acme", "generic_rest")
+        assert [line["event"] for line in lines if line["event"].startswith("worker ")] == [
+            "worker started",
+            "worker stopped",
+        ]
     finally:
         configure()
         await db.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+import structlog
+
 from contracts import DeadLetterReason, InvalidEnvelopeError, parse_envelope
 from providers.errors import PermanentError
 from worker.buses.base import Delivery
@@ -60,10 +62,16 @@ class Dispatcher:
         self.inbound = InboundHandler(db, cw, policy) if cw is not None else None
 
     async def handle(self, delivery: Delivery) -> Outcome:
+        # Every log line about this message, to its settlement, names it (the runner handles each
+        # delivery in a task of its own, so these context variables are the message's).
+        structlog.contextvars.bind_contextvars(
+            transport_message_id=delivery.message_id, client_id=delivery.session_id
+        )
         try:
             env = parse_envelope(delivery.body)
         except InvalidEnvelopeError as exc:
             return DeadLetter(DeadLetterReason.InvalidEnvelope, str(exc))
+        structlog.contextvars.bind_contextvars(message_id=env.id, client_id=env.client_id, type=env.type)
         if env.inbound and self.inbound is None:
             return DeadLetter(DeadLetterReason.NotSupported, f"webhook events: {NO_CW}")
         try:
@@ -77,6 +85,7 @@ class Dispatcher:
                 error=str(exc),
             )
             return Retry(KEY_PROBLEM_DELAY_S, attempt_of(delivery), str(exc))
+        structlog.contextvars.bind_contextvars(provider=conn.kind)
         if env.inbound:
             assert self.inbound is not None
             return await self.inbound.handle(env, delivery, conn, self.begin)
