@@ -16,7 +16,8 @@ from worker.db import Database
 from worker.messaging.connections import ConnectionDirectory
 from worker.messaging.dispatch import Dispatcher
 from worker.messaging.retry import RetryPolicy
-from worker.messaging.runner import Worker
+from worker.messaging.runner import Handler, Worker
+from worker.operators.values import ValueRecorder
 from worker.settings import Settings
 
 
@@ -37,9 +38,14 @@ class App:
         calls = concurrency or self.settings.concurrency
         prefetch = self.settings.effective_prefetch if concurrency is None else concurrency
         lease_s = max(120.0, 2 * self.settings.lock_duration_s)
+        handler: Handler = Dispatcher(
+            self.db, connections, policy, cw=self.cw(), max_calls=calls, lease_s=lease_s
+        )
+        if self.settings.record_values:
+            handler = ValueRecorder(handler)  # the console's "values written" (worker/operators/values.py)
         return Worker(
             self.bus,
-            Dispatcher(self.db, connections, policy, cw=self.cw(), max_calls=calls, lease_s=lease_s),
+            handler,
             concurrency=calls,
             prefetch=prefetch,
             shutdown_grace_s=self.settings.shutdown_grace_s,
