@@ -51,10 +51,10 @@ class ConnectionRequest:
     enabled: bool = True
 
 
-def setting_problems(kind: str, settings: Mapping[str, str]) -> list[str]:
-    """One line per bad setting, each with the fix (the CLI's command, which the console's form mirrors)."""
+def setting_problems(kind: str, settings: Mapping[str, str], client_id: str = "CLIENT") -> list[str]:
+    """One line per bad setting, each with the fix (the CLI's command; the console's form does the same)."""
     found = registry.kind(kind).setting_problems(settings)
-    return [f"{line} — fix: cwi connections set CLIENT {kind} --setting NAME=…" for line in found]
+    return [f"{line} — fix: cwi connections set {client_id} {kind} --setting NAME=…" for line in found]
 
 
 def merge_connection(
@@ -83,7 +83,7 @@ def merge_connection(
     for name in request.unset:
         merged_settings.pop(name, None)
         merged_credentials.pop(name, None)
-    problems = setting_problems(request.kind, {k: v for k, v in merged_settings.items()})
+    problems = setting_problems(request.kind, merged_settings, client_id)
     if problems:
         raise ProvisioningError(f"{len(problems)} setting(s) need fixing", problems)
     stored = repo.StoredConnection(
