@@ -104,13 +104,13 @@ class Timeline:
             step["detail"] = scrub(row.get("detail"))
             if row["action"] in ("created", "updated", "deleted", "unchanged", "inbound"):
                 data = found["values"].get(row["message_id"])
-                step["values"] = None if data is None else json.loads(scrub(data) or "null")
+                step["written"] = None if data is None else json.loads(scrub(data) or "null")
             steps.append(step)
         dead = [
             {
                 **x.summary(),
                 "description": scrub(x.dead.description),
-                "values": json.loads(scrub(json.dumps((x.envelope or {}).get("data"))) or "null"),
+                "written": json.loads(scrub(json.dumps((x.envelope or {}).get("data"))) or "null"),
             }
             for x in letters
         ]
