@@ -112,7 +112,14 @@ async def edit_and_retry(
         actor, "edited", client_id=letter.client_id, dead_letter=letter.id, reason=letter.dead.reason,
         new_envelope=envelope["id"], copy=copy.message_id, changes=diff,
     )  # fmt: skip
-    entry = sync_log.Entry(**{**entry.row(), "message_id": letter.envelope_id or letter.id})
+    entry = sync_log.Entry(
+        **{
+            **entry.row(),
+            "message_id": letter.envelope_id or letter.id,
+            "entity": letter.entity,
+            "cw_id": letter.cw_id,
+        }
+    )
 
     def claim(conn: Connection) -> claims.Claim:
         taken = claims.take(conn, letter.id, owner=owner, lease_s=300.0)
