@@ -37,8 +37,11 @@ SECRET_KEY = "console-secret-key-0123456789"
 SANDBOX_TOKEN = "sandbox-token"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One browser for the browser tests (they are one module). Module-scoped, not session-scoped:
+    Playwright's sync API keeps an event loop running in this thread while it is open, and the
+    asyncio tests that run after this module need the thread free."""
     require_service(os.path.exists(CHROMIUM), f"Debian's chromium at {CHROMIUM} (apt-get install chromium)")
     playwright_api = pytest.importorskip("playwright.sync_api")
     with playwright_api.sync_playwright() as p:

@@ -14,13 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection
-
-from config_db import clients, history, sync_log
+from config_db import clients, history
 from contracts import InvalidEnvelopeError, parse_envelope
 from worker.db import Database
-from worker.messaging import order
-from worker.operators.dlq import DeadLetterOperations, Outcome
+from worker.operators.dlq import DeadLetterOperations, Outcome, superseded_by
 from worker.operators.letters import Letter, Selection
 
 _MASKS = (
@@ -118,13 +115,8 @@ class Failures:
         would = "replay"
         if provider is None:
             notes.append(f"client {env.client_id!r} has no connection: it would dead-letter again")
-        elif not env.inbound and env.data is not None:
-            kind, entity, cw_id = provider, env.entity.value, env.cw_id
-
-            def read(conn: Connection) -> sync_log.Link | None:
-                return sync_log.get_link(conn, env.client_id, kind, entity, cw_id)
-
-            stale = order.superseded(env, await self.db.run(read))
+        else:
+            stale = await self.db.run(lambda conn: superseded_by(conn, letter))
             if stale is not None:
                 would = "complete without a push: superseded by a newer change"
                 notes.append(stale)
