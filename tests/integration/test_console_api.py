@@ -4,18 +4,15 @@ the record timeline, edit and retry validation, and the OpenAPI document."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
-from config_db.database import make_engine
-from config_db.models import Base
-from tests.integration.test_dlq_admin import served
+from tests.integration.test_dlq_admin import db, served
+
+__all__ = ["db"]  # the fixture: a fresh SQLite database
 from worker.buses.base import OutgoingMessage
 from worker.buses.local import LocalBus
 from worker.db import Database
@@ -25,15 +22,6 @@ from worker.operators.failures import fingerprint
 from worker.settings import Settings
 
 ADMIN, OPERATOR, VIEWER = "adm-key-1", "op-key-2", "view-key-3"
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'cwi.db'}")
-    Base.metadata.create_all(engine)
-    database = Database(engine)
-    yield database
-    await database.close()
 
 
 def settings(**extra: Any) -> Settings:

@@ -26,16 +26,22 @@ def _next(value: Any) -> str:
     return text
 
 
+def _csrf_refused(console: Console, request: Request, form: Any) -> Response | None:
+    try:
+        auth.check_csrf(request, form)
+    except auth.CsrfError as exc:
+        return console.render(request, "error.html", 403, message=str(exc))
+    return None
+
+
 def routes(console: Console) -> list[BaseRoute]:
     async def login_page(request: Request) -> Response:
         return console.render(request, "login.html", next=_next(request.query_params.get("next")), error=None)
 
     async def login(request: Request) -> Response:
         form = await request.form()
-        try:
-            auth.check_csrf(request, form)
-        except auth.CsrfError as exc:
-            return console.render(request, "error.html", 403, message=str(exc))
+        if (refused := _csrf_refused(console, request, form)) is not None:
+            return refused
         presented = str(form.get("key") or "")
         role = auth.role_of_key(console.settings, presented)
         target = _next(form.get("next"))
@@ -50,10 +56,8 @@ def routes(console: Console) -> list[BaseRoute]:
 
     async def logout(request: Request) -> Response:
         form = await request.form()
-        try:
-            auth.check_csrf(request, form)
-        except auth.CsrfError as exc:
-            return console.render(request, "error.html", 403, message=str(exc))
+        if (refused := _csrf_refused(console, request, form)) is not None:
+            return refused
         request.session.clear()
         return RedirectResponse(f"{PREFIX}/login", status_code=303)
 
