@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -13,11 +15,17 @@ from worker.buses.base import Bus
 from worker.buses.local import LocalBus
 from worker.cw.http import HttpCW
 from worker.db import Database
+from worker.logging import get_logger
 from worker.messaging.connections import ConnectionDirectory
 from worker.messaging.dispatch import Dispatcher
+from worker.messaging.journal import prune_echo_marks
 from worker.messaging.retry import RetryPolicy
-from worker.messaging.runner import Worker
+from worker.messaging.runner import Handler, Worker
+from worker.operators.values import ValueRecorder
+from worker.outage import DatabaseUnavailable, one_line, unreachable
 from worker.settings import Settings
+
+log = get_logger()
 
 
 @dataclass
@@ -36,10 +44,21 @@ class App:
         )
         calls = concurrency or self.settings.concurrency
         prefetch = self.settings.effective_prefetch if concurrency is None else concurrency
-        lease_s = max(120.0, 2 * self.settings.lock_duration_s)
+        window = dt.timedelta(seconds=self.settings.echo_window_s)
+        handler: Handler = Dispatcher(
+            self.db,
+            connections,
+            policy,
+            cw=self.cw(),
+            max_calls=calls,
+            lease_s=self.settings.effective_lease_s,
+        )
+        if self.settings.record_values:
+            handler = ValueRecorder(handler)  # the console's "values written" (worker/operators/values.py)
         return Worker(
             self.bus,
-            Dispatcher(self.db, connections, policy, cw=self.cw(), max_calls=calls, lease_s=lease_s),
+            handler,
+            housekeeping=lambda: prune_echo_marks(self.db, window),
             concurrency=calls,
             prefetch=prefetch,
             shutdown_grace_s=self.settings.shutdown_grace_s,
@@ -67,7 +86,35 @@ class App:
 
 
 def make_database(settings: Settings) -> Database:
-    return Database(make_engine(settings.database_url, pool_size=max(4, min(settings.concurrency, 32))))
+    engine = make_engine(settings.database_url, pool_size=max(4, min(settings.concurrency, 32)))
+    return Database(engine, outage_exit_s=settings.outage_exit_s)
+
+
+async def wait_for_database(db: Database, settings: Settings) -> None:
+    """At start, wait up to CWI_STARTUP_WAIT_S for the database (an orchestrator may be starting it
+    beside us): one line saying what we wait for, then DatabaseUnavailable naming the setting."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.startup_wait_s
+    pause, said = 0.2, False
+    while True:
+        try:
+            await db.ping()
+            return
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            if loop.time() + pause > deadline:
+                raise DatabaseUnavailable(
+                    f"CWI_DATABASE_URL: the database did not answer within {settings.startup_wait_s:g} s "
+                    f"(CWI_STARTUP_WAIT_S): {one_line(exc)}"
+                ) from None
+            if not said:
+                log.warning(
+                    "database not reachable yet; waiting", wait_s=settings.startup_wait_s, error=one_line(exc)
+                )
+                said = True
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 def make_bus(settings: Settings, db: Database) -> Bus:
@@ -86,8 +133,15 @@ def make_bus(settings: Settings, db: Database) -> Bus:
 
 
 @asynccontextmanager
-async def open_app(settings: Settings, *, http: bool = False) -> AsyncIterator[App]:
+async def open_app(settings: Settings, *, http: bool = False, wait: bool = False) -> AsyncIterator[App]:
+    """The app's parts; ``wait`` (long-running commands) waits at start for the database."""
     db = make_database(settings)
+    if wait:
+        try:
+            await wait_for_database(db, settings)
+        except BaseException:
+            await db.close()
+            raise
     bus = make_bus(settings, db)
     session = None
     if http:

@@ -36,6 +36,7 @@ KIND = ProviderKind(
             Setting(
                 "api_user", "text", "the author the ERP names for changes made with our token", company=True
             ),
+            Setting("definition", "text", "the provider definition (an integrator's system) it follows"),
         )
     ),
 )
