@@ -179,12 +179,10 @@ class TripletexProvider(VendorProvider):
     ) -> AsyncIterator[ListedPage]:
         return listing.list_records(self._client, entity, since, page_size)
 
-    async def read_record(
-        self, entity: Entity, *, external_id: str | None, cw_id: str | None, number: str | None
-    ) -> Listed | None:
-        if external_id is not None:
-            found = await self.fetch(entity, external_id)
-            return None if found is None else listing.listed(found.value)
+    def listed(self, entity: Entity, value: Mapping[str, Any]) -> Listed:
+        return listing.listed(value)
+
+    async def find_record(self, entity: Entity, *, cw_id: str | None, number: str | None) -> Listed | None:
         return None if number is None else await listing.find_by_number(self._client, entity, number)
 
     async def catalogue(self, name: str) -> frozenset[str]:

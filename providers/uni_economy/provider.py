@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Any
 from urllib.parse import urlencode
@@ -145,12 +145,10 @@ class UniEconomyProvider(VendorProvider):
     ) -> AsyncIterator[ListedPage]:
         return listing.list_records(self._client, entity, since, page_size)
 
-    async def read_record(
-        self, entity: Entity, *, external_id: str | None, cw_id: str | None, number: str | None
-    ) -> Listed | None:
-        if external_id is not None:
-            found = await self.fetch(entity, external_id)
-            return None if found is None else listing.listed(found.value)
+    def listed(self, entity: Entity, value: Mapping[str, Any]) -> Listed:
+        return listing.listed(value)
+
+    async def find_record(self, entity: Entity, *, cw_id: str | None, number: str | None) -> Listed | None:
         return await listing.find_by_key(self._client, entity, cw_id, number)
 
     async def catalogue(self, name: str) -> frozenset[str]:

@@ -148,12 +148,14 @@ class VismaNetProvider(VendorProvider):
     ) -> AsyncIterator[ListedPage]:
         return listing.list_records(self.client, entity, since, page_size)
 
-    async def read_record(
-        self, entity: Entity, *, external_id: str | None, cw_id: str | None, number: str | None
-    ) -> Listed | None:
-        """By the key (the known one, else the number); an invoice by CW's id (externalReference)."""
-        key = external_id if external_id is not None else number
-        if entity is Entity.invoice and external_id is None:
+    def listed(self, entity: Entity, value: Mapping[str, Any]) -> Listed:
+        return listing.listed(entity, value)
+
+    async def find_record(self, entity: Entity, *, cw_id: str | None, number: str | None) -> Listed | None:
+        """By the number (the key of customers, suppliers, projects); an invoice by CW's id
+        (externalReference)."""
+        key = number
+        if entity is Entity.invoice:
             found = await self._find_invoice(None, cw_id) if cw_id else None
             key = None if found is None else str(found.get("referenceNumber"))
         record = None if key is None else await self.fetch(entity, key)

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import queue
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,41 +11,11 @@ from config_db.database import make_engine
 from config_db.migrate import upgrade
 from contracts import Entity
 from tests.e2e.cli import Cli
+from tests.fakes.serve import in_thread
 from tests.integration.reconcile_rig import customer
 from worker.cw.sandbox import CWServer
 
 CW_KEY = "cw-e2e-key"
-
-
-@contextmanager
-def cw_in_thread() -> Iterator[CWServer]:
-    started: queue.Queue[CWServer | BaseException] = queue.Queue()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    async def serve() -> None:
-        async with CWServer(api_key=CW_KEY) as server:
-            started.put(server)
-            await stop.wait()
-
-    def run() -> None:
-        try:
-            loop.run_until_complete(serve())
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting test
-            started.put(exc)
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=run, name="fake-cw", daemon=True)
-    thread.start()
-    server = started.get(timeout=30)
-    if isinstance(server, BaseException):
-        raise server
-    try:
-        yield server
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -66,7 +31,7 @@ def sqlite_url(tmp_path: Path) -> str:
 def test_reconcile_reports_repairs_and_then_finds_nothing(sqlite_url: str, sandbox_url: str) -> None:
     cli = Cli(sqlite_url)
     cli.provision_directly(sandbox_url, "acme")
-    with cw_in_thread() as cw:
+    with in_thread(lambda: CWServer(api_key=CW_KEY), "fake-cw") as cw:
         cw.cw.seed("acme", Entity.customer, customer(1).model_dump(mode="json"))
         env = {
             "CWI_CW_GRAPHQL_URL": cw.graphql_url,

@@ -9,10 +9,8 @@ compared in canonical form (``10``, ``10.00`` and ``1E+1`` are one amount).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -20,7 +18,10 @@ from pydantic import ValidationError
 
 from contracts import Entity
 from providers.listing import Listed
+
+# The fingerprint's canonical form (decimals normalised): one rule for echoes and for drift.
 from worker.messaging.fingerprint import RECORD_TYPES
+from worker.messaging.fingerprint import _canonical as canonical_value
 
 PLACEHOLDER_ID = "cwi-reconcile"
 
@@ -77,18 +78,6 @@ class Finding:
         return out
 
 
-def _canonical(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return "0" if value == 0 else format(value.normalize(), "f")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_canonical(v) for v in value]
-    return value
-
-
 def canonical(entity: Entity, fields: dict[str, Any]) -> dict[str, Any]:
     """CW fields as the record model reads them, in canonical form (ValueError when not a record)."""
     raw = {**fields, "id": PLACEHOLDER_ID}
@@ -96,7 +85,7 @@ def canonical(entity: Entity, fields: dict[str, Any]) -> dict[str, Any]:
         record = RECORD_TYPES[entity].model_validate_json(json.dumps(raw, default=str))
     except ValidationError as exc:
         raise ValueError(str(exc).splitlines()[0]) from None
-    dumped: dict[str, Any] = _canonical(record.model_dump(mode="python", exclude={"id"}))
+    dumped: dict[str, Any] = canonical_value(record.model_dump(mode="python", exclude={"id"}))
     return dumped
 
 
