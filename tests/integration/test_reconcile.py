@@ -165,3 +165,28 @@ async def test_the_scheduler_reconciles_and_repairs_on_the_clients_schedule(sqli
         await rig.quiet()
         assert found(await rig.reconcile(entities=(Entity.customer,), full=True)) == set(), "repaired"
         assert await Scheduler(rig.app).tick() == [], "not due again until the schedule fires"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_every_entity_pushed_reads_back_in_step(sqlite_url: str, kind: str) -> None:
+    """Suppliers, projects and invoices too: what the worker wrote, the ERP's mapping reads back the
+    same, so a full run over every entity finds nothing."""
+    from tests.integration.test_visma_net_inbound import CUSTOMER, INVOICE, PROJECT, SUPPLIER
+
+    project = PROJECT.model_copy(update={"number": "9"}) if kind == "tripletex" else PROJECT
+    async with reconcile_rig(sqlite_url, kind) as rig:
+        for entity, record in (
+            (Entity.customer, CUSTOMER.model_copy(update={"org_number": "974760673"})),
+            (Entity.supplier, SUPPLIER),
+            (Entity.project, project),
+            (Entity.invoice, INVOICE),
+        ):
+            await rig.cw.cw.user_change(CLIENT, entity, record.model_dump(mode="json"))
+        await rig.quiet()
+        report = await rig.reconcile(full=True)
+        assert [
+            (f.entity.value, f.kind.value, f.detail, f.differences)
+            for e in report.entities
+            for f in e.findings
+        ] == []
+        assert [e.in_step for e in report.entities] == [1, 1, 1, 1]

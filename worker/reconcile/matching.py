@@ -82,6 +82,8 @@ def judge(entity: Entity, state: CWState, side: ErpSide | None, link: Link | Non
         was_linked = link is not None and not link.deleted and link.external_id is not None
         return finding(Kind.gone if was_linked else Kind.missing_in_erp)
     if side.fields is None:
+        if _untouched(state, side, link):
+            return finding(Kind.in_step, erp=side.listed)
         return finding(Kind.different, erp=side.listed, detail=side.error)
     try:
         found = differences(entity, state.record, side.fields)
@@ -89,6 +91,20 @@ def judge(entity: Entity, state: CWState, side: ErpSide | None, link: Link | Non
         detail = f"the ERP's record is not a valid CW {entity.value}: {exc}"
         return finding(Kind.different, erp=side.listed, detail=detail)
     return finding(Kind.different if found else Kind.in_step, differences=found, erp=side.listed)
+
+
+def _untouched(state: CWState, side: ErpSide, link: Link | None) -> bool:
+    """An ERP record its mapping cannot read back (a Uni draft invoice has no number yet) is in step
+    when neither side changed since our last write: the ERP holds the version we wrote, and CW the
+    sequence the ERP was given."""
+    return (
+        link is not None
+        and not link.deleted
+        and side.listed.version is not None
+        and side.listed.version == link.version
+        and state.sequence is not None
+        and state.sequence == link.cw_sequence
+    )
 
 
 def judge_unpaired(entity: Entity, side: ErpSide) -> Finding | None:
