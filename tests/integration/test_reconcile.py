@@ -162,6 +162,8 @@ async def test_the_scheduler_reconciles_and_repairs_on_the_clients_schedule(sqli
         )
         assert drift == 1
         assert metrics.registry.get_sample_value("cwi_mapping_problems", {"client_id": CLIENT}) == 0
+        audited = {a: n for a, n in rig.actions("operator").items() if a in ("reconciled", "mapping_checked")}
+        assert audited == {"reconciled": 1, "mapping_checked": 1}, "each run is in the audit trail"
         await rig.quiet()
         assert found(await rig.reconcile(entities=(Entity.customer,), full=True)) == set(), "repaired"
         assert await Scheduler(rig.app).tick() == [], "not due again until the schedule fires"

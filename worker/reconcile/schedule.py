@@ -34,6 +34,7 @@ from providers.settings import SettingsReader
 from worker.bootstrap import App
 from worker.logging import get_logger
 from worker.metrics import Metrics
+from worker.operators.actors import Actor, audit
 from worker.reconcile.run import Options
 from worker.reconcile.service import ReconcileError, reconcile_client
 from worker.reconcile.validate import Validation, ValidationError, validate_client
@@ -41,6 +42,8 @@ from worker.reconcile.validate import Validation, ValidationError, validate_clie
 log = get_logger()
 
 RECONCILE, VALIDATE = "reconcile", "validate"
+SCHEDULER = Actor("scheduler", "operator", via="schedule")
+"""Who the audit trail (the console's Audit page) names for scheduled jobs."""
 DEFAULT_VALIDATE = "0 6 * * *"
 TICK_S = 30.0
 LEASE_S = 600.0
@@ -175,8 +178,20 @@ class Scheduler:
 
     async def _run(self, job: Job) -> str:
         if job.name == VALIDATE:
-            return report_validation(await validate_client(self.app, job.client_id), self.metrics)
+            found = await validate_client(self.app, job.client_id)
+            problems = [p.message for p in found.problems]
+            await audit(self.app.db, SCHEDULER, "mapping_checked", client_id=job.client_id, problems=problems)
+            return report_validation(found, self.metrics)
         report = await reconcile_client(self.app, job.client_id, Options(repair=job.repair), shared=True)
+        counts = {e.entity.value: e.counts() for e in report.entities}
+        await audit(
+            self.app.db,
+            SCHEDULER,
+            "reconciled",
+            client_id=job.client_id,
+            counts=counts,
+            published=report.published,
+        )
         for entity in report.entities:
             if self.metrics is not None:
                 self.metrics.reconcile_drift.labels(client_id=job.client_id, entity=entity.entity.value).set(
