@@ -91,7 +91,7 @@ def migrated_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
 @pytest.fixture
 def sandbox_url() -> Iterator[str]:
     """``cwi sandbox`` in its own process, token ``sandbox-token``."""
-    from worker.bench import sandbox_process
+    from worker.dev.bench import sandbox_process
 
     with sandbox_process("sandbox-token", 0) as url:
         yield url

@@ -1,25 +1,30 @@
-"""The composition root: the only place that builds the real database, bus, HTTP client and pipeline."""
+"""The composition root: the only place that builds the real database, bus, HTTP client and pipeline.
+
+The CLI, ``cwi serve``, the demo and the benchmark all build what they need here. The parts each
+needs are imported where they are built (not at the top of this module): a command that only reads
+the database must not pay for aiohttp, the providers and the pipeline at start-up.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import aiohttp
-
-from config_db.database import make_engine
-from worker.buses.base import Bus
-from worker.buses.local import LocalBus
-from worker.connections import ProviderDirectory
-from worker.cw.http import HttpCW
 from worker.db import Database
-from worker.inbound.apply import InboundHandler
-from worker.inbound.directory import InboundDirectory
-from worker.pipeline import Pipeline
-from worker.retry import RetryPolicy
-from worker.runner import Worker
+from worker.extras import extra_needed
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    import aiohttp
+    from sqlalchemy import Engine
+
+    from config_db.clients import StoredConnection
+    from providers.base import Provider
+    from worker.buses.base import Bus
+    from worker.cw.http import HttpCW
+    from worker.runner import Worker
 
 
 @dataclass
@@ -30,6 +35,13 @@ class App:
     http: aiohttp.ClientSession | None = None
 
     def worker(self, *, concurrency: int | None = None) -> Worker:
+        from worker.connections import ProviderDirectory
+        from worker.inbound.apply import InboundHandler
+        from worker.inbound.directory import InboundDirectory
+        from worker.pipeline import Pipeline
+        from worker.retry import RetryPolicy
+        from worker.runner import Worker
+
         assert self.http is not None, "open the app with http=True to run the worker"
         providers = ProviderDirectory(
             self.db, self.http, self.settings.secret, ttl_s=self.settings.connection_cache_s
@@ -56,6 +68,8 @@ class App:
 
     def cw(self) -> HttpCW | None:
         """CW's APIs when CWI_CW_* are set; without them the inbound path dead-letters NotSupported."""
+        from worker.cw.http import HttpCW
+
         s = self.settings
         if self.http is None or not (s.cw_graphql_url or s.cw_write_url or s.cw_key):
             return None
@@ -67,12 +81,56 @@ class App:
         )
 
 
+def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
+    """The configuration database's engine; a missing driver extra is a MissingExtraError."""
+    from config_db.database import make_engine as engine_for
+
+    size = max(4, min(settings.concurrency, 32)) if pool_size is None else pool_size
+    with extra_needed(f"the database {settings.database_url.split(':', 1)[0]}"):
+        return engine_for(settings.database_url, pool_size=size)
+
+
 def make_database(settings: Settings) -> Database:
-    return Database(make_engine(settings.database_url, pool_size=max(4, min(settings.concurrency, 32))))
+    return Database(make_engine(settings))
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[Database]:
+    """A database for synchronous use (``run_sync``), its connections closed at the end."""
+    db = make_database(settings)
+    try:
+        yield db
+    finally:
+        db.engine.dispose()
+
+
+def upgrade_database(settings: Settings) -> str | None:
+    """Create or migrate the configuration database to the latest schema; its revision after."""
+    from config_db.migrate import stored_revision, upgrade
+
+    engine = make_engine(settings)
+    try:
+        upgrade(engine)
+        return stored_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def database_revision(settings: Settings) -> str | None:
+    """The schema revision the database is at (None: never migrated), with one plain query."""
+    from config_db.migrate import stored_revision
+
+    engine = make_engine(settings, pool_size=0 if "sqlite" in settings.database_url else 1)
+    try:
+        return stored_revision(engine)
+    finally:
+        engine.dispose()
 
 
 def make_bus(settings: Settings, db: Database) -> Bus:
     if settings.bus == "local":
+        from worker.buses.local import LocalBus
+
         return LocalBus(
             db,
             queue=settings.queue,
@@ -80,20 +138,26 @@ def make_bus(settings: Settings, db: Database) -> Bus:
             max_delivery_count=settings.max_delivery_count,
         )
     # Imported here: the azure extra is optional, and the local bus must not need it.
-    from worker.buses.azure import AzureBus
+    with extra_needed("CWI_BUS=azure"):
+        from worker.buses.azure import AzureBus
     from worker.settings import load_azure_settings
 
     return AzureBus(load_azure_settings(), lock_duration_s=settings.lock_duration_s)
+
+
+def http_session(settings: Settings) -> aiohttp.ClientSession:
+    """The worker's HTTP client: one session, connections pooled across ERPs and CW's APIs."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=max(100, settings.concurrency * 2), ttl_dns_cache=300)
+    return aiohttp.ClientSession(connector=connector)
 
 
 @asynccontextmanager
 async def open_app(settings: Settings, *, http: bool = False) -> AsyncIterator[App]:
     db = make_database(settings)
     bus = make_bus(settings, db)
-    session = None
-    if http:
-        connector = aiohttp.TCPConnector(limit=max(100, settings.concurrency * 2), ttl_dns_cache=300)
-        session = aiohttp.ClientSession(connector=connector)
+    session = http_session(settings) if http else None
     try:
         yield App(settings, db, bus, session)
     finally:
@@ -101,3 +165,16 @@ async def open_app(settings: Settings, *, http: bool = False) -> AsyncIterator[A
             await session.close()
         await bus.close()
         await db.close()
+
+
+@asynccontextmanager
+async def open_provider(settings: Settings, stored: StoredConnection) -> AsyncIterator[Provider]:
+    """The provider of one stored connection (credentials decrypted), with an HTTP session of its own."""
+    import aiohttp
+
+    from providers import registry
+    from worker.connections import spec_from_stored
+
+    spec = spec_from_stored(stored, settings.secret)
+    async with aiohttp.ClientSession() as session:
+        yield registry.build(spec, session)

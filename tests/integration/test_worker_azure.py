@@ -22,7 +22,7 @@ from tests.integration.buses import LOCK_S, QUEUE
 from tests.integration.test_worker_processes import sandbox_stats
 from tests.integration.worker_rig import Rig, env
 from tests.servicebus_peer import EntityOptions, ServiceBusPeer
-from worker.bench import sandbox_process
+from worker.dev.bench import sandbox_process
 
 MAX_DELIVERIES = 2
 

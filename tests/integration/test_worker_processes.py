@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from config_db.database import make_engine
 from tests.e2e.cli import Cli, envelope, jsonl
-from worker.bench import sandbox_process
+from worker.dev.bench import sandbox_process
 
 EVENTS_PER_CLIENT = 10
 
