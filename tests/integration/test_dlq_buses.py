@@ -16,7 +16,7 @@ import pytest
 
 from config_db import sync_log
 from config_db.database import make_engine
-from config_db.models import Base
+from tests.databases import sqlite_copy
 from tests.servicebus_peer import EntityOptions, ServiceBusPeer
 from worker.buses.azure import AzureBus
 from worker.buses.base import Delivery, OutgoingMessage
@@ -113,10 +113,10 @@ def _azure_bus(settings: AzureBusSettings) -> AzureBus:
 
 
 @pytest.fixture
-async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'config.db'}")
-    Base.metadata.create_all(engine)
-    db = Database(engine)
+async def rig(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_templates: dict[str, Path]
+) -> AsyncIterator[Rig]:
+    db = Database(make_engine(sqlite_copy(sqlite_templates["schema"], tmp_path)))
     kind: str = request.param
     if kind == "local":
         bus: LocalBus | AzureBus = LocalBus(
