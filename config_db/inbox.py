@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, bindparam, insert, select
+from sqlalchemy import Connection, Executable, Insert, Select, bindparam, insert, select
 
 from config_db.models import InboxEntry, table_of, utcnow
-from config_db.prepared import Prepared
+from config_db.prepared import Prepared, insert_if_absent
 
 inbox = table_of(InboxEntry)
 
@@ -16,6 +17,12 @@ Q_FINISHED: Select[Any] = select(inbox.c.outcome).where(
 )
 S_MARK_FINISHED: Insert = insert(inbox)
 _MARK_FINISHED = Prepared(S_MARK_FINISHED, column_keys=["client_id", "message_id", "outcome", "finished_at"])
+
+
+@functools.cache
+def mark_if_absent(dialect_name: str) -> Executable:
+    """The inbox row, unless the envelope is already there (two deliveries of one envelope)."""
+    return insert_if_absent(inbox, ("client_id", "message_id"), dialect_name)
 
 
 def finished_outcome(db: Connection, client_id: str, message_id: str) -> str | None:
@@ -27,8 +34,11 @@ def finished_outcome(db: Connection, client_id: str, message_id: str) -> str | N
 def mark_finished(
     db: Connection, client_id: str, message_id: str, outcome: str, *, checked: bool = False
 ) -> None:
-    """Record the envelope as finished. ``checked``: the caller saw it unfinished in this message's
-    processing (a client's messages are handed out one at a time), so no look-up is needed."""
-    if checked or finished_outcome(db, client_id, message_id) is None:
-        row = {"client_id": client_id, "message_id": message_id, "outcome": outcome, "finished_at": utcnow()}
+    """Record the envelope as finished, once: a second delivery of the same envelope finishing too
+    leaves the first outcome. ``checked``: the caller holds the record's lease and saw the
+    envelope unfinished in this transaction's snapshot, so the plain (faster) insert is safe."""
+    row = {"client_id": client_id, "message_id": message_id, "outcome": outcome, "finished_at": utcnow()}
+    if checked:
         _MARK_FINISHED.execute(db, row)
+    else:
+        db.execute(mark_if_absent(db.dialect.name), row)

@@ -119,8 +119,14 @@ class RecordLink(Base):
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     # Inbound (migration 0003): the fingerprint of the CW fields our last inbound write put into
-    # CW, so that the CW event that write causes is recognised as its echo. Cleared by any push.
+    # CW. Since 0004 the fingerprints themselves are echo marks; this column only says that some
+    # may be waiting (so the hot path reads echo_marks only then).
     cw_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # Per-record order (migration 0004): the order key of the newest CW state the ERP holds, from
+    # the newest CW event applied (its ``sequence``, else its ``occurred_at``) or from CW's version
+    # after our own inbound write. An older event is ``superseded``, never pushed.
+    cw_sequence: Mapped[int | None] = mapped_column(BigInteger)
+    cw_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
 class InboxEntry(Base):
@@ -195,3 +201,47 @@ class WebhookReceipt(Base):
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     delivery_key: Mapped[str] = mapped_column(String(255), primary_key=True)
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class RecordLease(Base):
+    """Who is working on a record right now: one message at a time per record, across processes.
+
+    ``side`` says what ``record_key`` is: ``cw`` (a CW id) or ``erp`` (an ERP's external id, for a
+    change about a record not linked yet). ``holder`` is the transport message id: a redelivery of
+    the same message (its earlier holder lost the lock) takes the lease over at once. The row exists
+    only while the lease is held; ``until`` (epoch ms) bounds a holder that died.
+    """
+
+    __tablename__ = "record_leases"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(32), primary_key=True)
+    side: Mapped[str] = mapped_column(String(3), primary_key=True)
+    record_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    owner: Mapped[str] = mapped_column(String(36))
+    until: Mapped[int] = mapped_column(BigInteger)
+
+
+class EchoMark(Base):
+    """Something we wrote, remembered for a window so that its echo is recognised.
+
+    ``side`` ``erp``: a version or content hash we wrote to (or applied from) the ERP record
+    ``record_key`` (its external id), or a ``tombstone`` of our own delete. ``side`` ``cw``: the
+    ``fingerprint`` of CW fields our inbound write put into CW record ``record_key`` (its CW id);
+    consumed when its CW event comes back.
+    """
+
+    __tablename__ = "echo_marks"
+    __table_args__ = (Index("ix_echo_marks_record", "client_id", "provider", "entity", "side", "record_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(32))
+    entity: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(3))
+    record_key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)

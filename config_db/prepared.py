@@ -14,7 +14,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Delete, Dialect, Insert, Update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Delete,
+    Dialect,
+    Executable,
+    Insert,
+    Table,
+    Update,
+    bindparam,
+    exists,
+    insert,
+    literal,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +67,34 @@ class Prepared:
             values[name] = process(values[name])
         args: Any = tuple(values[n] for n in c.names) if c.positional else values
         return conn.exec_driver_sql(c.sql, args)
+
+
+def insert_if_absent(table: Table, key: Sequence[str], dialect_name: str) -> Executable:
+    """``INSERT`` of one row (every column a bind parameter named after it) that does nothing when a
+    row with the same ``key`` exists: no IntegrityError, so a group commit is never rolled back.
+
+    PostgreSQL and SQLite: ``ON CONFLICT DO NOTHING``. SQL Server: ``INSERT … SELECT … WHERE NOT
+    EXISTS``, the existence test holding a key-range lock (UPDLOCK, HOLDLOCK) so that two inserts of
+    one key serialise instead of colliding.
+    """
+    bound = _bound_columns(table)
+    values: dict[str, Any] = {c.name: bindparam(c.name) for c in table.columns if c.name in bound}
+    if dialect_name == "postgresql":
+        return postgresql.insert(table).values(values).on_conflict_do_nothing()
+    if dialect_name == "sqlite":
+        return sqlite.insert(table).values(values).on_conflict_do_nothing()
+    held = table.alias("held")
+    probe = (
+        select(literal(1))
+        .select_from(held)
+        .where(*(held.c[name] == bindparam(name) for name in key))
+        .with_hint(held, "WITH (UPDLOCK, HOLDLOCK)", dialect_name="mssql")
+    )
+    names = list(values)
+    source = select(*(values[n] for n in names)).where(~exists(probe))
+    return insert(table).from_select(names, source)
+
+
+def _bound_columns(table: Table) -> set[str]:
+    """Every column but an autoincrementing integer key."""
+    return {c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)}

@@ -51,7 +51,11 @@ class Link:
     content_hash: str | None
     deleted: bool
     cw_fingerprint: str | None = None
-    """Set by an inbound write to CW: the CW event it causes is its echo. Any push clears it."""
+    """Set by an inbound write to CW: fingerprints of our CW writes wait among the echo marks."""
+    cw_sequence: int | None = None
+    """The order key of the newest CW state the ERP holds: CW's sequence (row version) …"""
+    cw_at: dt.datetime | None = None
+    """… or, for events without one, their ``occurred_at``."""
 
 
 _LINK_KEY = ("client_id", "provider", "entity", "cw_id")
@@ -69,23 +73,18 @@ Q_LAST_ACTION: Select[Any] = (
     .limit(1)
 )
 
-Q_LINK: Select[Any] = select(
-    links.c.external_id, links.c.version, links.c.content_hash, links.c.deleted, links.c.cw_fingerprint
-).where(*(links.c[k] == bindparam(f"k_{k}") for k in _LINK_KEY))
+_LINK_FIELDS = ("external_id", "version", "content_hash", "deleted", "cw_fingerprint", "cw_sequence", "cw_at")
+
+Q_LINK: Select[Any] = select(*(links.c[f] for f in _LINK_FIELDS)).where(
+    *(links.c[k] == bindparam(f"k_{k}") for k in _LINK_KEY)
+)
 
 S_INSERT_LINK: Insert = insert(links)
 
 S_UPDATE_LINK: Update = (
     update(links)
     .where(*(links.c[k] == bindparam(f"k_{k}") for k in _LINK_KEY))
-    .values(
-        external_id=bindparam("external_id"),
-        version=bindparam("version"),
-        content_hash=bindparam("content_hash"),
-        deleted=bindparam("deleted"),
-        cw_fingerprint=bindparam("cw_fingerprint"),
-        updated_at=bindparam("updated_at"),
-    )
+    .values(**{f: bindparam(f) for f in _LINK_FIELDS}, updated_at=bindparam("updated_at"))
 )
 
 
@@ -104,11 +103,7 @@ def _q_message_state() -> Select[Any]:
     return select(
         Q_FINISHED.scalar_subquery().label("finished"),
         last_action.label("last_action"),
-        select(link.c.external_id).scalar_subquery().label("external_id"),
-        select(link.c.version).scalar_subquery().label("version"),
-        select(link.c.content_hash).scalar_subquery().label("content_hash"),
-        select(link.c.deleted).scalar_subquery().label("deleted"),
-        select(link.c.cw_fingerprint).scalar_subquery().label("cw_fingerprint"),
+        *(select(link.c[f]).scalar_subquery().label(f) for f in _LINK_FIELDS),
     )
 
 
@@ -121,10 +116,25 @@ def message_state(
     """Inbox outcome, open intent and record link for a message, in one round trip."""
     params = {"client_id": client_id, "message_id": message_id, **_key(client_id, provider, entity, cw_id)}
     row = db.execute(Q_MESSAGE_STATE, params).one()
-    link = None
-    if row.deleted is not None:
-        link = Link(row.external_id, row.version, row.content_hash, bool(row.deleted), row.cw_fingerprint)
+    link = None if row.deleted is None else _link(row)
     return MessageState(row.finished, row.last_action == "pending", link)
+
+
+def _link(row: Any) -> Link:
+    cw_at = row.cw_at
+    if isinstance(cw_at, str):  # a scalar subquery loses the column type on some dialects
+        cw_at = dt.datetime.fromisoformat(cw_at)
+    if cw_at is not None and cw_at.tzinfo is None:
+        cw_at = cw_at.replace(tzinfo=dt.UTC)
+    return Link(
+        row.external_id,
+        row.version,
+        row.content_hash,
+        bool(row.deleted),
+        row.cw_fingerprint,
+        row.cw_sequence,
+        cw_at,
+    )
 
 
 def q_entries(client_id: str | None = None, message_id: str | None = None, limit: int = 100) -> Select[Any]:
@@ -137,18 +147,7 @@ def q_entries(client_id: str | None = None, message_id: str | None = None, limit
 
 
 _RECORD = Prepared(S_RECORD, column_keys=list(Entry.__slots__))
-_INSERT_LINK = Prepared(
-    S_INSERT_LINK,
-    column_keys=[
-        *_LINK_KEY,
-        "external_id",
-        "version",
-        "content_hash",
-        "deleted",
-        "cw_fingerprint",
-        "updated_at",
-    ],
-)
+_INSERT_LINK = Prepared(S_INSERT_LINK, column_keys=[*_LINK_KEY, *_LINK_FIELDS, "updated_at"])
 _UPDATE_LINK = Prepared(S_UPDATE_LINK)
 
 
@@ -172,9 +171,7 @@ def _key(client_id: str, provider: str, entity: str, cw_id: str) -> dict[str, st
 
 def get_link(db: Connection, client_id: str, provider: str, entity: str, cw_id: str) -> Link | None:
     row = db.execute(Q_LINK, _key(client_id, provider, entity, cw_id)).first()
-    if row is None:
-        return None
-    return Link(row.external_id, row.version, row.content_hash, bool(row.deleted), row.cw_fingerprint)
+    return None if row is None else _link(row)
 
 
 def save_link(
@@ -188,14 +185,8 @@ def save_link(
     exists: bool | None = None,
 ) -> None:
     """Insert or update the link; ``exists`` (when the caller knows) saves a statement."""
-    values = {
-        "external_id": link.external_id,
-        "version": link.version,
-        "content_hash": link.content_hash,
-        "deleted": link.deleted,
-        "cw_fingerprint": link.cw_fingerprint,
-        "updated_at": utcnow(),
-    }
+    values: dict[str, Any] = {f: getattr(link, f) for f in _LINK_FIELDS}
+    values["updated_at"] = utcnow()
     if (
         exists is False
         or db.execute(S_UPDATE_LINK, {**_key(client_id, provider, entity, cw_id), **values}).rowcount == 0
@@ -214,14 +205,7 @@ def entries(
 # -- inbound: links found from the ERP's side, and the reverse echo consumed --------------------
 
 Q_LINK_BY_EXTERNAL: Select[Any] = (
-    select(
-        links.c.cw_id,
-        links.c.external_id,
-        links.c.version,
-        links.c.content_hash,
-        links.c.deleted,
-        links.c.cw_fingerprint,
-    )
+    select(links.c.cw_id, *(links.c[f] for f in _LINK_FIELDS))
     .where(
         links.c.client_id == bindparam("client_id"),
         links.c.provider == bindparam("provider"),
@@ -245,10 +229,7 @@ def find_link_by_external(
     """The CW id and link of the record the ERP knows as ``external_id`` (index ix_record_links_external)."""
     params = {"client_id": client_id, "provider": provider, "entity": entity, "external_id": external_id}
     row = db.execute(Q_LINK_BY_EXTERNAL, params).first()
-    if row is None:
-        return None
-    link = Link(row.external_id, row.version, row.content_hash, bool(row.deleted), row.cw_fingerprint)
-    return row.cw_id, link
+    return None if row is None else (row.cw_id, _link(row))
 
 
 def clear_fingerprint(db: Connection, client_id: str, provider: str, entity: str, cw_id: str) -> None:

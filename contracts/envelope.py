@@ -72,6 +72,10 @@ class Envelope(BaseModel):
     record (deletes, or events the worker completes with a CW query). Webhook events
     (``source: "webhook"``) carry ``external`` instead: the ERP's side of the change, with
     ``record_id`` only when the ERP told us the CW id.
+
+    ``sequence`` orders the events of one record: CW's row version, strictly increasing per record
+    (a delete included). The worker never applies an event older than one it has applied for the
+    same record (it is journalled ``superseded``); without ``sequence`` it compares ``occurred_at``.
     """
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -82,6 +86,7 @@ class Envelope(BaseModel):
     source: Source
     occurred_at: AwareDatetime
     record_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    sequence: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
     data: CWRecord | None = None
     external: ExternalChange | None = None
 

@@ -86,6 +86,11 @@ class Provider(Protocol):
         """Prove the connection works (auth and one cheap read); return a one-line summary."""
         ...
 
+    async def identity(self) -> str | None:
+        """Who our credentials act as in the ERP, as its webhooks name the author of a change
+        (cached per instance); None when the ERP cannot say. Echo suppression compares the two."""
+        ...
+
     def preview(self, change: OutboundChange) -> list[PreparedRequest]:
         """The requests ``push`` would send for a new record, sending nothing."""
         ...
@@ -101,6 +106,26 @@ class ExternalRecord:
     author: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CWReference:
+    """A CW field that holds CW's id of another record, known here only by the ERP's id.
+
+    The worker resolves ``external_id`` through its record links of ``entity`` and sets ``field``.
+    """
+
+    field: str
+    entity: Entity
+    external_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CWDraft:
+    """An ERP record mapped to CW: ``fields`` without ``id`` and without the references to resolve."""
+
+    fields: Mapping[str, Any]
+    references: tuple[CWReference, ...] = ()
+
+
 class InboundProvider(Protocol):
     """What the inbound path needs from a provider: read the ERP's record and map it to CW."""
 
@@ -110,8 +135,9 @@ class InboundProvider(Protocol):
         """The ERP's current record; None when it no longer exists."""
         ...
 
-    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
-        """The vendor's record as CW record fields without ``id`` (the CW Write API's body).
+    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> CWDraft:
+        """The vendor's record as CW record fields without ``id`` (the CW Write API's body), and the
+        references (``customer_id``, ``project_id``) the worker resolves through its record links.
 
         Raises MappingError (a PermanentError) naming what cannot be mapped.
         """

@@ -17,6 +17,18 @@ class TransientError(ProviderError):
         self.retry_after = retry_after
 
 
+class DependencyMissing(TransientError):
+    """The record refers to a parent (a project's customer, an invoice's customer or project) that
+    is not in the ERP yet: usually the parent's own message is still on its way or in retry, so
+    this one waits instead of dead-lettering. ``parent`` names the missing record
+    ("customer number 10002"), as in "customer number 10002 is not in Tripletex yet".
+    """
+
+    def __init__(self, parent: str, erp: str, *, retry_after: float | None = 60.0) -> None:
+        super().__init__(f"{parent} is not in {erp} yet", retry_after=retry_after)
+        self.parent = parent
+
+
 class PermanentError(ProviderError):
     """Retrying cannot help; the message is dead-lettered with ``reason`` and this text."""
 

@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by every provider: error classification, Retry-After, rate cap, redaction."""
+"""HTTP plumbing shared by every provider: error classification, Retry-After, the connection's
+throttle (our rate cap and the ERP's window), the token cache, redaction."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import asyncio
 import email.utils
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from providers.errors import AuthenticationFailed, ProviderRejected, TransientError
+from providers.settings import SettingsReader
 
 SECRET_HEADERS = frozenset({"authorization", "companykey", "x-api-key", "cookie", "proxy-authorization"})
 
@@ -106,33 +108,69 @@ def raise_for_status(
     raise ProviderRejected(f"{what}: HTTP {resp.status}: {detail}")
 
 
-class RequestRateCap:
-    """At most ``per_minute`` requests in any 60 s window for one connection (sliding window)."""
+@dataclass(frozen=True, slots=True)
+class RateHeaders:
+    """A vendor's rate-limit headers: how many requests are left, and when the window resets
+    (seconds from now, or a Unix time); a 429 without either waits ``default_429_wait``."""
 
-    def __init__(self, per_minute: int | None) -> None:
+    remaining: str = "X-RateLimit-Remaining"
+    reset: str = "X-RateLimit-Reset"
+    default_429_wait: float | None = None
+
+
+def reset_seconds(headers: Mapping[str, str], name: str) -> float | None:
+    """Seconds until a reset header's time: a delta, or a Unix time (no window is decades long)."""
+    try:
+        value = float(headers.get(name, ""))
+    except ValueError:
+        return None
+    if value > 1e9:
+        value -= time.time()
+    return max(0.0, value)
+
+
+class ConnectionThrottle:
+    """Every request of one connection goes through here, from every task that shares the provider.
+
+    Two limits: our own cap (setting ``max_requests_per_minute``, a sliding 60 s window), and the
+    ERP's window, closed by a 429 (until Retry-After or the reset header) or by a response saying
+    none are left (remaining 0, until the reset), whatever its status. While the ERP's window is
+    closed a request waits for it to reopen, up to ``max_wait_s``; a longer wait is a
+    TransientError with ``retry_after``, so the message is retried later instead of holding a slot.
+    """
+
+    def __init__(
+        self, per_minute: int | None, headers: RateHeaders = RateHeaders(), *, max_wait_s: float = 5.0
+    ) -> None:
         self.per_minute = per_minute
+        self.headers = headers
+        self.max_wait_s = max_wait_s
         self._sent: list[float] = []
         self._lock = asyncio.Lock()
+        self._closed_until = 0.0
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, str]) -> RequestRateCap:
-        raw = settings.get("max_requests_per_minute")
-        if raw in (None, ""):
-            return cls(None)
-        try:
-            value = int(raw)
-        except ValueError:
-            value = 0
-        if value <= 0:
-            from providers.errors import MappingError
+    def from_settings(
+        cls, settings: SettingsReader, headers: RateHeaders = RateHeaders()
+    ) -> ConnectionThrottle:
+        """The throttle of a connection with setting ``max_requests_per_minute`` (none: no cap)."""
+        return cls(settings.positive_integer("max_requests_per_minute"), headers)
 
-            raise MappingError(f"setting max_requests_per_minute must be a positive integer, not {raw!r}")
-        return cls(value)
+    @property
+    def closed_for(self) -> float:
+        """Seconds until the ERP's window reopens (0 when open)."""
+        return max(0.0, self._closed_until - time.monotonic())
 
     async def acquire(self) -> None:
-        if self.per_minute is None:
-            return
+        """Wait for the ERP's window and for our cap; then one request may go."""
         async with self._lock:
+            wait = self.closed_for
+            if wait > self.max_wait_s:
+                raise TransientError(f"rate limit used up for {wait:.0f} s more", retry_after=wait)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if self.per_minute is None:
+                return
             while True:
                 now = time.monotonic()
                 self._sent = [t for t in self._sent if now - t < 60.0]
@@ -140,6 +178,75 @@ class RequestRateCap:
                     self._sent.append(now)
                     return
                 await asyncio.sleep(60.0 - (now - self._sent[0]))
+
+    def note(self, resp: HttpResponse) -> float | None:
+        """Read the rate headers of any response; return the wait a 429 asks for (None: unknown)."""
+        wait: float | None = None
+        if resp.status == 429:
+            wait = retry_after_seconds(resp.headers)
+            if wait is None:
+                wait = reset_seconds(resp.headers, self.headers.reset)
+            if wait is None:
+                wait = self.headers.default_429_wait
+        elif resp.headers.get(self.headers.remaining, "").strip() == "0":
+            wait = reset_seconds(resp.headers, self.headers.reset)
+        if wait:
+            self._closed_until = max(self._closed_until, time.monotonic() + wait)
+        return wait
+
+
+async def throttled_send(
+    throttle: ConnectionThrottle, session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
+) -> HttpResponse:
+    """``send`` through the connection's throttle; a 429's wait becomes the error's ``retry_after``."""
+    await throttle.acquire()
+    resp = await send(session, method, url, **kwargs)
+    wait = throttle.note(resp)
+    if resp.status == 429 and wait is not None:
+        resp = HttpResponse(resp.status, {**resp.headers, "Retry-After": f"{wait:g}"}, resp.body)
+    return resp
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A credential for API calls and how to tell it is still fresh."""
+
+    value: str
+    fresh: Callable[[], bool]
+
+
+def fresh_until(lifetime_s: float, margin_s: float) -> Callable[[], bool]:
+    """Fresh for ``lifetime_s`` less ``margin_s`` from now (monotonic clock)."""
+    deadline = time.monotonic() + lifetime_s - margin_s
+    return lambda: time.monotonic() < deadline
+
+
+class TokenCache:
+    """One connection's token: fetched once, shared by every task, replaced when stale or refused.
+
+    ``call(send)`` sends with the token; on 401 it gets a new token (one refresh however many tasks
+    were refused with the same token) and sends once more. A second 401 is returned to the caller,
+    who knows which credentials to name.
+    """
+
+    def __init__(self, fetch: Callable[[], Awaitable[Token]]) -> None:
+        self._fetch = fetch
+        self._token: Token | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self, *, refused: str | None = None) -> str:
+        async with self._lock:
+            current = self._token
+            if current is None or current.value == refused or not current.fresh():
+                self._token = current = await self._fetch()
+            return current.value
+
+    async def call(self, send: Callable[[str], Awaitable[HttpResponse]]) -> HttpResponse:
+        token = await self.get()
+        resp = await send(token)
+        if resp.status == 401:
+            resp = await send(await self.get(refused=token))
+        return resp
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:

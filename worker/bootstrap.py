@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from worker.db import Database
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from providers.base import Provider
     from worker.buses.base import Bus
     from worker.cw.http import HttpCW
-    from worker.runner import Worker
+    from worker.messaging.connections import ConnectionDirectory
+    from worker.messaging.runner import Worker
 
 
 @dataclass
@@ -33,38 +34,38 @@ class App:
     db: Database
     bus: Bus
     http: aiohttp.ClientSession | None = None
+    _connections: ConnectionDirectory | None = field(default=None, repr=False)
 
     def worker(self, *, concurrency: int | None = None) -> Worker:
-        from worker.connections import ProviderDirectory
-        from worker.inbound.apply import InboundHandler
-        from worker.inbound.directory import InboundDirectory
-        from worker.pipeline import Pipeline
-        from worker.retry import RetryPolicy
-        from worker.runner import Worker
+        from worker.messaging.dispatch import Dispatcher
+        from worker.messaging.retry import RetryPolicy
+        from worker.messaging.runner import Worker
 
         assert self.http is not None, "open the app with http=True to run the worker"
-        providers = ProviderDirectory(
-            self.db, self.http, self.settings.secret, ttl_s=self.settings.connection_cache_s
-        )
+        connections = self.connections()
         policy = RetryPolicy(
             delays=self.settings.retry_delays, inprocess_attempts=self.settings.inprocess_attempts
         )
-        cw = self.cw()
-        inbound = None
-        if cw is not None:
-            directory = InboundDirectory(
-                self.db, self.http, self.settings.secret, ttl_s=self.settings.connection_cache_s
-            )
-            inbound = InboundHandler(self.db, directory, cw, policy)
         calls = concurrency or self.settings.concurrency
         prefetch = self.settings.effective_prefetch if concurrency is None else concurrency
+        lease_s = max(120.0, 2 * self.settings.lock_duration_s)
         return Worker(
             self.bus,
-            Pipeline(self.db, providers, policy, cw=cw, inbound=inbound, max_calls=calls),
+            Dispatcher(self.db, connections, policy, cw=self.cw(), max_calls=calls, lease_s=lease_s),
             concurrency=calls,
             prefetch=prefetch,
             shutdown_grace_s=self.settings.shutdown_grace_s,
         )
+
+    def connections(self) -> ConnectionDirectory:
+        """The one connection directory: one provider instance per connection, both directions."""
+        from worker.messaging.connections import ConnectionDirectory
+
+        assert self.http is not None, "open the app with http=True to reach the ERPs"
+        if self._connections is None:
+            s = self.settings
+            self._connections = ConnectionDirectory(self.db, self.http, s.secret, ttl_s=s.connection_cache_s)
+        return self._connections
 
     def cw(self) -> HttpCW | None:
         """CW's APIs when CWI_CW_* are set; without them the inbound path dead-letters NotSupported."""
@@ -173,7 +174,7 @@ async def open_provider(settings: Settings, stored: StoredConnection) -> AsyncIt
     import aiohttp
 
     from providers import registry
-    from worker.connections import spec_from_stored
+    from worker.messaging.connections import spec_from_stored
 
     spec = spec_from_stored(stored, settings.secret)
     async with aiohttp.ClientSession() as session:

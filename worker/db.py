@@ -17,6 +17,8 @@ from sqlalchemy import Connection, Engine
 
 T = TypeVar("T")
 Work = Callable[[Connection], T]
+Journal = Callable[[Connection], None]
+"""Database work that journals what happened, committed by whoever settles the message."""
 
 _MAX_BATCH = 256
 

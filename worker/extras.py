@@ -6,7 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 # Top-level module of each optional dependency → the extra of pyproject.toml that installs it.
-EXTRA_OF_MODULE = {"psycopg": "postgres", "psycopg2": "postgres", "pyodbc": "mssql", "azure": "azure"}
+EXTRA_OF_MODULE = {
+    "psycopg": "postgres",
+    "psycopg2": "postgres",
+    "pyodbc": "mssql",
+    "azure": "azure",
+    "schemathesis": "conformance",
+    "hypothesis": "conformance",
+}
 
 
 class MissingExtraError(Exception):

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from worker.buses.base import Delivery
-from worker.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
-from worker.runner import Handler
+from worker.messaging.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
+from worker.messaging.runner import Handler
 
 ECHO_RESULT = "echo_ignored"  # the Complete result of an inbound change we caused ourselves
 
@@ -88,13 +88,13 @@ class MeteredPipeline:
         self._metrics = metrics
         self.db = inner.db
 
-    async def handle(self, delivery: Delivery, *, defer_journal: bool = False) -> Outcome:
+    async def handle(self, delivery: Delivery) -> Outcome:
         m = self._metrics
         m.received.inc()
         m.in_flight.inc()
         started = time.perf_counter()
         try:
-            return await self._inner.handle(delivery, defer_journal=defer_journal)
+            return await self._inner.handle(delivery)
         finally:
             m.handler_seconds.observe(time.perf_counter() - started)
             m.in_flight.dec()

@@ -9,7 +9,18 @@ import aiohttp
 
 from contracts import Entity
 from providers.base import PreparedRequest
-from providers.http import HttpResponse, RequestRateCap, raise_for_status, redact_headers, send
+from providers.errors import TransientError
+from providers.http import (
+    ConnectionThrottle,
+    HttpResponse,
+    raise_for_status,
+    redact_headers,
+    retry_after_seconds,
+    throttled_send,
+)
+
+#: 422 rules after which the same request may succeed later (the interface's *Records and rules*).
+RETRYABLE_RULES = frozenset({"reference"})
 
 
 def describe_error(resp: HttpResponse) -> str | None:
@@ -17,6 +28,13 @@ def describe_error(resp: HttpResponse) -> str | None:
     body = resp.json()
     error = body.get("error") if isinstance(body, dict) else None
     return error if isinstance(error, str) else None
+
+
+def error_rule(resp: HttpResponse) -> str | None:
+    """The ``rule`` of a 409/422 answer (``{"error": …, "rule": …}``)."""
+    body = resp.json()
+    rule = body.get("rule") if isinstance(body, dict) else None
+    return rule if isinstance(rule, str) else None
 
 
 class GenericRestClient:
@@ -29,13 +47,17 @@ class GenericRestClient:
         *,
         token: str,
         timeout_s: float,
-        rate_cap: RequestRateCap,
+        rate_cap: ConnectionThrottle,
     ) -> None:
         self._session = session
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._timeout_s = timeout_s
         self._rate_cap = rate_cap
+
+    @property
+    def ping_url(self) -> str:
+        return f"{self.base_url}/v1/_ping"
 
     def url(self, entity: Entity, cw_id: str) -> str:
         return f"{self.base_url}/v1/{entity.value}/{quote(cw_id, safe='')}"
@@ -58,8 +80,8 @@ class GenericRestClient:
         self, method: str, entity: Entity, cw_id: str, key: str, body: Any = None
     ) -> HttpResponse:
         """Send one request; error statuses other than 404 become typed errors."""
-        await self._rate_cap.acquire()
-        resp = await send(
+        resp = await throttled_send(
+            self._rate_cap,
             self._session,
             method,
             self.url(entity, cw_id),
@@ -67,6 +89,23 @@ class GenericRestClient:
             json_body=body,
             timeout_s=self._timeout_s,
         )
+        what = f"generic_rest {method} {entity.value}/{cw_id}"
+        if resp.status == 409 or (resp.status == 422 and error_rule(resp) in RETRYABLE_RULES):
+            # In flight under the same key, or a parent not there yet: the same request later.
+            detail = describe_error(resp) or resp.text()
+            raise TransientError(
+                f"{what}: HTTP {resp.status}: {detail}", retry_after=retry_after_seconds(resp.headers)
+            )
         if resp.status != 404:
-            raise_for_status(resp, f"generic_rest {method} {entity.value}/{cw_id}", describe=describe_error)
+            raise_for_status(resp, what, describe=describe_error)
+        return resp
+
+    async def ping(self) -> HttpResponse:
+        """``GET {base}/v1/_ping``; error statuses other than 404 become typed errors."""
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        resp = await throttled_send(
+            self._rate_cap, self._session, "GET", self.ping_url, headers=headers, timeout_s=self._timeout_s
+        )
+        if resp.status != 404:
+            raise_for_status(resp, f"generic_rest GET {self.ping_url}", describe=describe_error)
         return resp

@@ -7,9 +7,10 @@ keeps the repeat from counting as a second change.
 
 from __future__ import annotations
 
+import asyncio
 import json
-import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aiohttp
@@ -19,6 +20,7 @@ from contracts import Action, CWRecord, Entity
 from contracts.envelope import describe_errors
 from providers.base import (
     ConnectionSpec,
+    CWDraft,
     ExternalRecord,
     OutboundChange,
     PreparedRequest,
@@ -28,10 +30,21 @@ from providers.base import (
 from providers.errors import AuthenticationFailed, MappingError, NotSupported, ProviderRejected
 from providers.generic_rest.client import GenericRestClient, describe_error
 from providers.generic_rest.mapping import RECORD_TYPES, to_body
-from providers.http import HttpResponse, RequestRateCap
+from providers.http import ConnectionThrottle, HttpResponse
+from providers.settings import SettingsReader
 
-CHECK_ID = "__cwi_connection_check__"
 DEFAULT_TIMEOUT_S = 30.0
+INTERFACE = "v1"
+#: optional override of the identity ``GET {base}/v1/_ping`` tells (the author of our own changes).
+API_USER_SETTING = "api_user"
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What ``GET {base}/v1/_ping`` answered: the implementation is there, and the token's subject."""
+
+    subject: str
+    interface: str
 
 
 class GenericRestProvider:
@@ -43,9 +56,11 @@ class GenericRestProvider:
             http,
             spec.base_url,
             token=spec.credentials.get("token", ""),
-            timeout_s=_timeout_s(spec),
-            rate_cap=RequestRateCap.from_settings(spec.settings),
+            timeout_s=SettingsReader.of(spec).positive_number("timeout_s", DEFAULT_TIMEOUT_S),
+            rate_cap=ConnectionThrottle.from_settings(SettingsReader.of(spec)),
         )
+        self._probe: Probe | None = None
+        self._probe_lock = asyncio.Lock()
 
     async def push(self, change: OutboundChange) -> PushResult:
         self._require_token()
@@ -57,14 +72,54 @@ class GenericRestProvider:
             raise self._refused(exc) from None
 
     async def check(self) -> str:
-        self._require_token()
+        """``GET {base}/v1/_ping``: a wrong base URL (404) or token (401) fails the test."""
         try:
-            resp = await self._client.request("GET", Entity.customer, CHECK_ID, f"cwi-check-{uuid.uuid4()}")
+            probe = await self.probe()
         except AuthenticationFailed as exc:
             raise self._refused(exc) from None
-        if resp.status not in (200, 404):
-            raise ProviderRejected(f"generic_rest at {self._client.base_url}: unexpected HTTP {resp.status}")
-        return f"generic_rest at {self._client.base_url}: authenticated"
+        return (
+            f"generic_rest at {self._client.base_url}: authenticated as {probe.subject} "
+            f"(interface {probe.interface})"
+        )
+
+    async def identity(self) -> str | None:
+        """Who our token acts as in the ERP (the ``author`` of our own changes' webhooks).
+
+        The connection setting ``api_user`` overrides it; otherwise ``GET {base}/v1/_ping``, once.
+        """
+        override = self._spec.setting(API_USER_SETTING)
+        if override:
+            return override
+        try:
+            return (await self.probe()).subject
+        except AuthenticationFailed as exc:
+            raise self._refused(exc) from None
+
+    async def probe(self) -> Probe:
+        """``GET {base}/v1/_ping``, cached once it succeeded (never a failure: it may be transient)."""
+        async with self._probe_lock:
+            if self._probe is None:
+                self._probe = await self._ping()
+            return self._probe
+
+    async def _ping(self) -> Probe:
+        self._require_token()
+        url = self._client.ping_url
+        resp = await self._client.ping()
+        if resp.status == 404:
+            raise ProviderRejected(
+                f"404 at {url}: is the base URL right? ({self._client.base_url} should be everything "
+                f"before /v1 of an ERP implementing the generic REST interface {INTERFACE})"
+            )
+        body = resp.json()
+        subject = body.get("subject") if isinstance(body, dict) else None
+        interface = body.get("interface") if isinstance(body, dict) else None
+        if resp.status != 200 or not isinstance(subject, str) or not subject or interface != INTERFACE:
+            raise ProviderRejected(
+                f"{url} answered HTTP {resp.status} but not as the generic REST interface {INTERFACE} "
+                f'(expected {{"subject": "…", "interface": "{INTERFACE}"}}): {_text(resp)}'
+            )
+        return Probe(subject, interface)
 
     def preview(self, change: OutboundChange) -> list[PreparedRequest]:
         if change.action is Action.deleted:
@@ -76,9 +131,11 @@ class GenericRestProvider:
         body = to_body(change.entity, self._record(change))
         resp = await self._client.request("PUT", change.entity, change.cw_id, change.idempotency_key, body)
         if resp.status == 404:
+            # The interface never answers 404 to a PUT (it creates): this is not the interface.
             detail = describe_error(resp) or _text(resp)
             raise ProviderRejected(
-                f"generic_rest PUT {change.entity.value}/{change.cw_id}: HTTP 404: {detail}"
+                f"404 at {self._client.url(change.entity, change.cw_id)}: is the base URL right? "
+                f"(PUT {change.entity.value}/{change.cw_id}: {detail})"
             )
         external_id, version = _write_result(resp, f"PUT {change.entity.value}/{change.cw_id}")
         return PushResult(
@@ -89,8 +146,11 @@ class GenericRestProvider:
         )
 
     async def _delete(self, change: OutboundChange) -> PushResult:
-        # 404 means it is already gone: the outcome we want, so it counts as deleted.
-        await self._client.request("DELETE", change.entity, change.cw_id, change.idempotency_key)
+        resp = await self._client.request("DELETE", change.entity, change.cw_id, change.idempotency_key)
+        if resp.status == 404:
+            # Already gone, the outcome we want, but only where the interface is known to be: at
+            # a wrong base URL every path is 404, and the probe says so (ProviderRejected).
+            await self.probe()
         return PushResult(outcome="deleted", external_id=change.known_external_id)
 
     # The inbound side (InboundProvider): the ERP's record IS the CW record.
@@ -103,7 +163,7 @@ class GenericRestProvider:
             "its webhooks must carry the record (contracts/generic_rest.openapi.json, WebhookChange)"
         )
 
-    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
+    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> CWDraft:
         fields = {k: v for k, v in value.items() if k != "id"}
         try:
             record = RECORD_TYPES[entity].model_validate_json(json.dumps({**fields, "id": "-"}, default=str))
@@ -112,7 +172,7 @@ class GenericRestProvider:
             raise MappingError(f"generic_rest {entity.value} is not a valid CW record: {problems}") from None
         body = record.model_dump(mode="json")
         del body["id"]
-        return body
+        return CWDraft(body)  # the record carries CW's own ids: nothing to resolve
 
     def _record(self, change: OutboundChange) -> CWRecord:
         if change.record is None:
@@ -136,19 +196,6 @@ class GenericRestProvider:
 
     def _token_hint(self) -> str:
         return f"set it with `cwi connections set {self._spec.client_id} {self.kind} --credential token=…`"
-
-
-def _timeout_s(spec: ConnectionSpec) -> float:
-    raw = spec.setting("timeout_s")
-    if raw in (None, ""):
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise MappingError(f"setting timeout_s must be a positive number of seconds, not {raw!r}")
-    return value
 
 
 def _write_result(resp: HttpResponse, what: str) -> tuple[str, str]:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from contracts import Address, Customer, Invoice, InvoiceLine, Project, Supplier
+from contracts import Address, Customer, Entity, Invoice, InvoiceLine, Project, Supplier
+from providers.base import CWDraft, CWReference
 from providers.errors import MappingError, NotSupported
 from providers.reading import cw_address
 from providers.reading import text as _text
+from providers.settings import SettingsReader, rate_text
+from providers.vendor import readers
 
 Ref = int | str
 Payload = dict[str, Any]
@@ -25,79 +27,21 @@ INVOICE_LOOKUP_WINDOW = dt.timedelta(days=366)
 """Orders and invoices are searched this far either side of the CW invoice date."""
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    client_id: str
-    vat_types: Mapping[Decimal, int]
-    department_id: int | None
-    project_manager_id: int | None
-    api_employee_id: int | None
-    send_invoices: bool
-    currency: str
-
-    @classmethod
-    def parse(cls, client_id: str, raw: Mapping[str, str]) -> Settings:
-        advice = _Advice(client_id)
-        vat_types: dict[Decimal, int] = {}
-        for name, value in raw.items():
-            if name.startswith("vat_code."):
-                rate = _decimal(
-                    name.removeprefix("vat_code."), advice.fix(name, "the rate after 'vat_code.'")
-                )
-                vat_types[rate] = advice.integer(name, value)
-        return cls(
-            client_id=client_id,
-            vat_types=vat_types,
-            department_id=advice.optional_integer("department_id", raw),
-            project_manager_id=advice.optional_integer("project_manager_id", raw),
-            api_employee_id=advice.optional_integer("api_employee_id", raw),
-            send_invoices=advice.flag("send_invoices", raw),
-            currency=(raw.get("currency") or "NOK").upper(),
-        )
-
-    def vat_type(self, rate: Decimal) -> int:
-        found = self.vat_types.get(rate)
-        if found is None:
-            shown = f"{rate.normalize():f}"
-            raise MappingError(
-                f"no VAT code for {shown}% — add setting vat_code.{shown} "
-                f"(cwi connections set {self.client_id} tripletex --setting vat_code.{shown}=…), "
-                "the id of a Tripletex vatType (GET /ledger/vatType)"
-            )
-        return found
+VAT_WHAT = "the id of a Tripletex vatType (GET /ledger/vatType)"
 
 
-@dataclass(frozen=True, slots=True)
-class _Advice:
-    client_id: str
-
-    def fix(self, name: str, what: str) -> str:
-        return (
-            f"setting {name}: {what} — fix it with "
-            f"`cwi connections set {self.client_id} tripletex --setting {name}=…`"
-        )
-
-    def integer(self, name: str, value: str) -> int:
-        if not value.strip().isdigit():
-            raise MappingError(self.fix(name, f"{value!r} is not a Tripletex id (a whole number)"))
-        return int(value)
-
-    def optional_integer(self, name: str, raw: Mapping[str, str]) -> int | None:
-        value = raw.get(name)
-        return None if value in (None, "") else self.integer(name, value)
-
-    def flag(self, name: str, raw: Mapping[str, str]) -> bool:
-        value = (raw.get(name) or "false").strip().lower()
-        if value not in ("true", "false"):
-            raise MappingError(self.fix(name, f"{value!r} must be true or false"))
-        return value == "true"
+def vat_type(settings: SettingsReader, rate: Decimal) -> int:
+    """The Tripletex vatType id of a rate: setting ``vat_code.<rate>``, a whole number."""
+    code = settings.vat_code(rate, VAT_WHAT)
+    if not code.strip().isdigit():
+        name = f"vat_code.{rate_text(rate)}"
+        raise settings.fix(name, f"{code!r} is not a Tripletex id (a whole number)")
+    return int(code)
 
 
-def _decimal(text: str, problem: str) -> Decimal:
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        raise MappingError(problem) from None
+def currency(settings: SettingsReader) -> str:
+    """The company currency orders are written in (setting ``currency``, default NOK)."""
+    return (settings.text("currency") or "NOK").upper()
 
 
 def _number(value: str, what: str) -> int:
@@ -121,7 +65,7 @@ def countries_of(record: Customer | Supplier) -> set[str]:
     return {record.address.country} if record.address else set()
 
 
-def customer_payload(customer: Customer, settings: Settings, country_ids: Mapping[str, Ref]) -> Payload:
+def customer_payload(customer: Customer, settings: SettingsReader, country_ids: Mapping[str, Ref]) -> Payload:
     # Empty strings, not omissions: PUT is a partial update, so a field cleared in CW must be sent.
     body: Payload = {
         "name": customer.name,
@@ -133,8 +77,8 @@ def customer_payload(customer: Customer, settings: Settings, country_ids: Mappin
     }
     if customer.address:
         body["postalAddress"] = _address(customer.address, country_ids)
-    if settings.department_id is not None:
-        body["department"] = {"id": settings.department_id}
+    if (department := settings.integer("department_id")) is not None:
+        body["department"] = {"id": department}
     return body
 
 
@@ -159,44 +103,44 @@ def project_customer_number(project: Project) -> str:
     return project.customer_number or project.customer_id
 
 
-def project_payload(project: Project, settings: Settings, customer_id: Ref) -> Payload:
-    if settings.project_manager_id is None:
+def project_payload(project: Project, settings: SettingsReader, customer_id: Ref) -> Payload:
+    manager = settings.integer("project_manager_id")
+    if manager is None:
         raise MappingError(
             "Tripletex projects need a project manager — add setting project_manager_id "
-            f"(cwi connections set {settings.client_id} tripletex --setting project_manager_id=…), "
-            "the Tripletex employee id"
+            f"({settings.command('project_manager_id')}), the Tripletex employee id"
         )
     body: Payload = {
         "name": project.name,
         "number": project.number,
-        "projectManager": {"id": settings.project_manager_id},
+        "projectManager": {"id": manager},
         "customer": {"id": customer_id},
         "startDate": project.start_date.isoformat(),
     }
     if project.end_date:
         body["endDate"] = project.end_date.isoformat()
-    if settings.department_id is not None:
-        body["department"] = {"id": settings.department_id}
+    if (department := settings.integer("department_id")) is not None:
+        body["department"] = {"id": department}
     return body
 
 
-def _order_line(line: InvoiceLine, settings: Settings) -> Payload:
+def _order_line(line: InvoiceLine, settings: SettingsReader) -> Payload:
     # OrderLine has no account in the spec: Tripletex books revenue by product and VAT type, so
     # line.account and a revenue_account setting have nowhere to go.
     return {
         "description": line.description,
         "count": float(line.quantity),
         "unitPriceExcludingVatCurrency": float(line.unit_price),
-        "vatType": {"id": settings.vat_type(line.vat_rate)},
+        "vatType": {"id": vat_type(settings, line.vat_rate)},
     }
 
 
-def order_payload(invoice: Invoice, settings: Settings, customer_id: Ref) -> Payload:
-    if invoice.currency != settings.currency:
+def order_payload(invoice: Invoice, settings: SettingsReader, customer_id: Ref) -> Payload:
+    if invoice.currency != currency(settings):
         # The spec marks Currency read-only at object level, so an order cannot name one.
         raise NotSupported(
             f"invoice {invoice.number} is in {invoice.currency}, but orders are written in the company "
-            f"currency {settings.currency} (setting currency); Tripletex's API takes no order currency"
+            f"currency {currency(settings)} (setting currency); Tripletex's API takes no order currency"
         )
     body: Payload = {
         "customer": {"id": customer_id},
@@ -209,16 +153,16 @@ def order_payload(invoice: Invoice, settings: Settings, customer_id: Ref) -> Pay
     }
     if invoice.reference:
         body["reference"] = invoice.reference
-    if settings.department_id is not None:
-        body["department"] = {"id": settings.department_id}
+    if (department := settings.integer("department_id")) is not None:
+        body["department"] = {"id": department}
     return body
 
 
-def invoice_params(invoice: Invoice, settings: Settings) -> dict[str, str]:
+def invoice_params(invoice: Invoice, settings: SettingsReader) -> dict[str, str]:
     """Query of ``PUT /order/{id}/:invoice``; sendToCustomer defaults to true there, so say false."""
     return {
         "invoiceDate": invoice.invoice_date.isoformat(),
-        "sendToCustomer": "true" if settings.send_invoices else "false",
+        "sendToCustomer": "true" if settings.flag("send_invoices") else "false",
     }
 
 
@@ -261,9 +205,9 @@ FETCH_FIELDS = {
         "id,version,name,supplierNumber,organizationNumber,email,"
         "postalAddress(addressLine1,postalCode,city,country(isoAlpha2Code)),changes(employeeId)"
     ),
-    "project": "id,version,name,number,startDate,endDate,customer(customerNumber),changes(employeeId)",
+    "project": "id,version,name,number,startDate,endDate,customer(id,customerNumber),changes(employeeId)",
     "invoice": (
-        "id,version,invoiceDate,invoiceDueDate,currency(code),customer(customerNumber),"
+        "id,version,invoiceDate,invoiceDueDate,currency(code),customer(id,customerNumber),"
         "orders(number,reference,orderLines(description,count,unitPriceExcludingVatCurrency,vatType(id))),"
         "changes(employeeId)"
     ),
@@ -308,12 +252,19 @@ def _party_fields(value: Mapping[str, Any], what: str, number_key: str) -> dict[
     }
 
 
-def customer_fields(value: Mapping[str, Any]) -> dict[str, Any]:
-    return {**_party_fields(value, "customer", "customerNumber"), "phone": _text(value.get("phoneNumber"))}
+def _customer_reference(value: Mapping[str, Any]) -> tuple[CWReference, ...]:
+    """CW's ``customer_id``, resolved by the worker from Tripletex's customer id."""
+    customer_id = (value.get("customer") or {}).get("id")
+    return () if customer_id is None else (CWReference("customer_id", Entity.customer, str(customer_id)),)
 
 
-def supplier_fields(value: Mapping[str, Any]) -> dict[str, Any]:
-    return _party_fields(value, "supplier", "supplierNumber")
+def customer_fields(value: Mapping[str, Any], settings: SettingsReader) -> CWDraft:
+    fields = _party_fields(value, "customer", "customerNumber")
+    return CWDraft({**fields, "phone": _text(value.get("phoneNumber"))})
+
+
+def supplier_fields(value: Mapping[str, Any], settings: SettingsReader) -> CWDraft:
+    return CWDraft(_party_fields(value, "supplier", "supplierNumber"))
 
 
 def _customer_number(value: Mapping[str, Any], what: str) -> str:
@@ -323,35 +274,29 @@ def _customer_number(value: Mapping[str, Any], what: str) -> str:
     return number
 
 
-def project_fields(value: Mapping[str, Any]) -> dict[str, Any]:
-    """CW's ``customer_id`` is CW's own id, unknown here: CW resolves it from ``customer_number``."""
-    return {
+def project_fields(value: Mapping[str, Any], settings: SettingsReader) -> CWDraft:
+    """CW's ``customer_id`` is CW's own id: a reference the worker resolves from the customer's id."""
+    fields = {
         "number": _required(value, "number", "project"),
         "name": _required(value, "name", "project"),
         "customer_number": _customer_number(value, "project"),
         "start_date": _required(value, "startDate", "project"),
         "end_date": _text(value.get("endDate")),
     }
+    return CWDraft(fields, _customer_reference(value))
 
 
-def _cw_line(line: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+def _cw_line(line: Mapping[str, Any], settings: SettingsReader) -> dict[str, Any]:
     vat_id = (line.get("vatType") or {}).get("id")
-    rates = [rate for rate, found in settings.vat_types.items() if found == vat_id]
-    if len(rates) != 1:
-        raise MappingError(
-            f"Tripletex vatType {vat_id} is named by {len(rates)} vat_code.<rate> settings; exactly one "
-            f"must name it for CW to know the rate (cwi connections set {settings.client_id} tripletex "
-            "--setting vat_code.<rate>=…)"
-        )
     return {
         "description": str(line.get("description") or ""),
         "quantity": str(Decimal(str(line.get("count") or 0))),
         "unit_price": str(Decimal(str(line.get("unitPriceExcludingVatCurrency") or 0))),
-        "vat_rate": f"{rates[0].normalize():f}",
+        "vat_rate": settings.vat_rate(None if vat_id is None else str(vat_id), "Tripletex vatType"),
     }
 
 
-def invoice_fields(value: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+def invoice_fields(value: Mapping[str, Any], settings: SettingsReader) -> CWDraft:
     """An invoice is its order: CW's invoice number is the order number (see ``order_payload``)."""
     orders = [o for o in value.get("orders") or [] if isinstance(o, dict)]
     if len(orders) != 1:
@@ -360,12 +305,16 @@ def invoice_fields(value: Mapping[str, Any], settings: Settings) -> dict[str, An
         )
     order = orders[0]
     lines = [line for line in order.get("orderLines") or [] if isinstance(line, dict)]
-    return {
+    fields = {
         "number": _required(order, "number", "order"),
         "customer_number": _customer_number(value, "invoice"),
         "invoice_date": _required(value, "invoiceDate", "invoice"),
         "due_date": _required(value, "invoiceDueDate", "invoice"),
-        "currency": _text((value.get("currency") or {}).get("code")) or settings.currency,
+        "currency": _text((value.get("currency") or {}).get("code")) or currency(settings),
         "lines": [_cw_line(line, settings) for line in lines],
         "reference": _text(order.get("reference")),
     }
+    return CWDraft(fields, _customer_reference(value))
+
+
+READERS = readers(customer_fields, supplier_fields, project_fields, invoice_fields)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from functools import partial
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
@@ -18,22 +19,25 @@ from providers.base import (
     PushResult,
     content_hash,
 )
-from providers.errors import MappingError, NotSupported, TransientError
+from providers.errors import DependencyMissing, MappingError, NotSupported, TransientError
+from providers.http import HttpResponse
+from providers.plan import Plan, placeholder
+from providers.settings import SettingsReader
 from providers.tripletex import mapping
-from providers.tripletex.client import KIND, TripletexClient, unwrap
-from providers.tripletex.mapping import Payload, Ref, Settings
+from providers.tripletex.client import TripletexClient, unwrap
+from providers.tripletex.mapping import Payload, Ref
+from providers.vendor import VendorProvider, record_of
 
-R = TypeVar("R", bound=CWRecord)
 ORDER_FIELDS = (
     "id,version,number,orderDate,customer(id),"
     "orderLines(description,count,unitPriceExcludingVatCurrency,vatType(id))"
 )
-MISSING_CUSTOMER_WAIT = 60.0
 _SYNCED = ("customer", "supplier", "project")
 WEBHOOK_EVENTS = (
     *(f"{subject}.{verb}" for subject in _SYNCED for verb in ("create", "update", "delete")),
     "invoice.charged",
 )
+API_EMPLOYEE_SETTING = "api_employee_id"
 WEBHOOK_FIELDS = "*,version,changes"
 """Callbacks carry the record, its version and who changed it: enough to tell an echo without a fetch."""
 
@@ -53,45 +57,59 @@ _KINDS = {
 }
 
 
-def _record(change: OutboundChange, cls: type[R]) -> R:
-    if not isinstance(change.record, cls):
-        raise MappingError(f"{change.entity}.{change.action} {change.cw_id} carries no {cls.__name__} record")
-    return change.record
-
-
 def _numeric_id(external_id: str | None) -> str | None:
     return external_id if external_id and external_id.isdigit() else None
 
 
-class TripletexProvider:
-    kind: ClassVar[str] = KIND
+class TripletexProvider(VendorProvider):
+    kind = "tripletex"
+    readers = mapping.READERS
 
     def __init__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> None:
-        self.spec = spec
+        super().__init__(spec, http)
         self._client = TripletexClient(spec, http)
         self._country_ids: dict[str, int] = {}
-        self._employee_id: str | None = None
 
-    def _settings(self) -> Settings:
-        # Parsed per push, so a bad setting dead-letters the message instead of breaking construction.
-        return Settings.parse(self.spec.client_id, self.spec.settings)
-
-    async def push(self, change: OutboundChange) -> PushResult:
-        settings = self._settings()
+    async def _run(self, change: OutboundChange, plan: Plan) -> PushResult:
+        settings = self.settings
         if change.entity is Entity.invoice:
             invoice = self._invoice_record(change)  # a delete is refused before any request
-            return await self._push_invoice(invoice, settings, await self._author(settings))
-        author = await self._author(settings)
+            return await self._push_invoice(invoice, settings, await self._author(plan), plan)
+        author = await self._author(plan)
         kind = _KINDS[change.entity]
         if change.action is Action.deleted:
-            return await self._delete(change, kind, author)
-        payload = await self._payload(change, settings)
-        found = await self._find(change, kind)
+            return await self._delete(change, kind, author, plan)
+        payload = await self._payload(change, settings, plan)
+        found = await plan.existing(lambda: self._find(change, kind))
         if found is None:
-            created = await self._client.value("POST", kind.path, json_body=payload)
+            created = await self._write(plan, "POST", kind.path, payload, new=change.entity.value)
             return _result("created", created, payload, author)
         updated = await self._put_versioned(kind.path, found, payload)
         return _result("updated", updated, payload, author)
+
+    async def _author(self, plan: Plan) -> str | None:
+        author: str | None = await plan.reference("our identity", self.identity)
+        return author
+
+    async def _write(
+        self,
+        plan: Plan,
+        method: str,
+        path: str,
+        body: Payload | None,
+        *,
+        new: str,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One write through the plan; a dry run answers with the id of the ``new`` object."""
+        query = f"?{urlencode(params)}" if params else ""
+        shown = PreparedRequest(
+            method, f"{self._client.base_url}{path}{query}", self._client.preview_headers(), body
+        )
+        answer = {"id": placeholder(f"id of the new {new}"), "version": None}
+        return await plan.write(
+            shown, lambda: self._client.value(method, path, params=params, json_body=body), answer
+        )
 
     async def check(self) -> str:
         me = await self._client.value(
@@ -99,14 +117,23 @@ class TripletexProvider:
             "/token/session/>whoAmI",
             params={"fields": "employeeId,companyId,employee(firstName,lastName)"},
         )
-        if me.get("employeeId") is not None:
-            self._employee_id = str(me["employeeId"])
         person = me.get("employee") or {}
         name = " ".join(str(person[k]) for k in ("firstName", "lastName") if person.get(k))
+        if self.settings.integer(API_EMPLOYEE_SETTING) is None and me.get("employeeId") is not None:
+            self._identity.seed(str(me["employeeId"]))
         return (
             f"tripletex at {self._client.base_url}: authenticated as employee {me.get('employeeId')}"
-            f"{f' ({name})' if name else ''} of company {me.get('companyId')}"
+            f"{f' ({name})' if name else ''} of company {me.get('companyId')}{await self.identity_note()}"
         )
+
+    async def _discover_identity(self) -> str | None:
+        """The employee our session acts as (``whoAmI``), which Tripletex names in ``changes``;
+        setting api_employee_id overrides it (an integration whose changes another employee makes)."""
+        override = self.settings.integer(API_EMPLOYEE_SETTING)
+        if override is not None:
+            return str(override)
+        me = await self._client.value("GET", "/token/session/>whoAmI", params={"fields": "employeeId"})
+        return str(me["employeeId"]) if me.get("employeeId") is not None else None
 
     # -- inbound ----------------------------------------------------------------------------------
 
@@ -127,15 +154,6 @@ class TripletexProvider:
             version=None if version is None else str(version),
             author=mapping.last_author(value),
         )
-
-    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
-        if entity is Entity.customer:
-            return mapping.customer_fields(value)
-        if entity is Entity.supplier:
-            return mapping.supplier_fields(value)
-        if entity is Entity.project:
-            return mapping.project_fields(value)
-        return mapping.invoice_fields(value, self._settings())
 
     async def register_webhook(self, url: str, secret: str) -> str:
         """One subscription per event CW syncs, signed with ``secret``; existing ones are updated."""
@@ -158,45 +176,26 @@ class TripletexProvider:
                 updated += 1
         return f"tripletex: {created} event subscriptions created, {updated} updated, calling {url}"
 
-    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
-        settings = self._settings()
-        base, headers = self._client.base_url, self._client.preview_headers()
-        if change.entity is Entity.invoice:
-            invoice = self._invoice_record(change)
-            payload = mapping.order_payload(invoice, settings, f"<id of customer {invoice.customer_number}>")
-            query = urlencode(mapping.invoice_params(invoice, settings))
-            return [
-                PreparedRequest("POST", f"{base}/order", headers, payload),
-                PreparedRequest("PUT", f"{base}/order/<id of the new order>/:invoice?{query}", headers),
-            ]
-        path = _KINDS[change.entity].path
-        if change.action is Action.deleted:
-            target = change.known_external_id or f"<id of {change.entity} {change.cw_id}>"
-            return [PreparedRequest("DELETE", f"{base}{path}/{target}", headers)]
-        countries = {code: f"<id of country {code}>" for code in _countries(change.record)}
-        customer = ""
-        if isinstance(change.record, Project):
-            customer = f"<id of customer {mapping.project_customer_number(change.record)}>"
-        payload = self._map(change, settings, countries, customer)
-        return [PreparedRequest("POST", f"{base}{path}", headers, payload)]
-
     # -- customers, suppliers, projects -------------------------------------------------------
 
-    async def _payload(self, change: OutboundChange, settings: Settings) -> Payload:
-        countries = await self._countries(_countries(change.record))
+    async def _payload(self, change: OutboundChange, settings: SettingsReader, plan: Plan) -> Payload:
+        countries = {
+            code: await plan.reference(f"id of country {code}", partial(self._country, code))
+            for code in sorted(_countries(change.record))
+        }
         customer: Ref = ""
         if isinstance(change.record, Project):
-            customer = await self._require_customer(mapping.project_customer_number(change.record))
+            customer = await self._customer(mapping.project_customer_number(change.record), plan)
         return self._map(change, settings, countries, customer)
 
     def _map(
-        self, change: OutboundChange, settings: Settings, countries: Mapping[str, Ref], customer: Ref
+        self, change: OutboundChange, settings: SettingsReader, countries: Mapping[str, Ref], customer: Ref
     ) -> Payload:
         if change.entity is Entity.customer:
-            return mapping.customer_payload(_record(change, Customer), settings, countries)
+            return mapping.customer_payload(record_of(change, Customer), settings, countries)
         if change.entity is Entity.supplier:
-            return mapping.supplier_payload(_record(change, Supplier), countries)
-        return mapping.project_payload(_record(change, Project), settings, customer)
+            return mapping.supplier_payload(record_of(change, Supplier), countries)
+        return mapping.project_payload(record_of(change, Project), settings, customer)
 
     async def _find(self, change: OutboundChange, kind: _Kind) -> dict[str, Any] | None:
         """The Tripletex object to update: the known id if it still exists, else by CW number."""
@@ -230,12 +229,19 @@ class TripletexProvider:
                 found = await self._client.value("GET", target, params={"fields": "id,version"})
         raise TransientError(f"PUT {target}: edited in Tripletex while we wrote it, twice", retry_after=5.0)
 
-    async def _delete(self, change: OutboundChange, kind: _Kind, author: str | None) -> PushResult:
-        found = await self._find(change, kind)
+    async def _delete(
+        self, change: OutboundChange, kind: _Kind, author: str | None, plan: Plan
+    ) -> PushResult:
+        assumed = {
+            "id": change.known_external_id or placeholder(f"id of {change.entity.value} {change.cw_id}")
+        }
+        found = await plan.existing(lambda: self._find(change, kind), assume=assumed)
         if found is None:
             return PushResult("unchanged", change.known_external_id, author=author)
         target = f"{kind.path}/{found['id']}"
-        resp = await self._client.call("DELETE", target, allow=(404,))
+        shown = PreparedRequest("DELETE", self._client.base_url + target, self._client.preview_headers())
+        send = partial(self._client.call, "DELETE", target, allow=(404,))
+        resp = await plan.write(shown, send, HttpResponse(204, {}, b""))
         return PushResult("unchanged" if resp.status == 404 else "deleted", str(found["id"]), author=author)
 
     # -- invoices --------------------------------------------------------------------------------
@@ -246,24 +252,29 @@ class TripletexProvider:
                 f"invoice {change.cw_id}: Tripletex invoices cannot be deleted, only credited, and credit "
                 "notes are out of scope for this integration; credit the invoice in Tripletex by hand"
             )
-        return _record(change, Invoice)
+        return record_of(change, Invoice)
 
-    async def _push_invoice(self, invoice: Invoice, settings: Settings, author: str | None) -> PushResult:
+    async def _push_invoice(
+        self, invoice: Invoice, settings: SettingsReader, author: str | None, plan: Plan
+    ) -> PushResult:
         """Order by CW number, then invoice it; an order already invoiced is never invoiced again.
 
         The lookup is by order number even when the sync log knows the invoice id: a charged
         invoice cannot change, so what matters is whether its order matches.
         """
         payload = mapping.order_payload(
-            invoice, settings, await self._require_customer(invoice.customer_number)
+            invoice, settings, await self._customer(invoice.customer_number, plan)
         )
         start, end = mapping.lookup_window(invoice)
-        orders = await self._client.values(
-            "/order",
-            {"number": invoice.number, "orderDateFrom": start, "orderDateTo": end, "fields": ORDER_FIELDS},
-        )
+        search = {
+            "number": invoice.number,
+            "orderDateFrom": start,
+            "orderDateTo": end,
+            "fields": ORDER_FIELDS,
+        }
+        orders = await plan.existing(partial(self._client.values, "/order", search)) or []
         if not orders:
-            order = await self._client.value("POST", "/order", json_body=payload)
+            order = await self._write(plan, "POST", "/order", payload, new="order")
         else:
             order = orders[0]
             charged = await self._invoice_of(order, start, end)
@@ -278,7 +289,8 @@ class TripletexProvider:
             if not mapping.order_matches(order, payload):
                 order = await self._put_versioned("/order", order, payload, {"updateLinesAndGroups": "true"})
         params = mapping.invoice_params(invoice, settings)
-        charged = await self._client.value("PUT", f"/order/{order['id']}/:invoice", params=params)
+        path = f"/order/{order['id']}/:invoice"
+        charged = await self._write(plan, "PUT", path, None, new="invoice", params=params)
         return _result("created", charged, payload, author)
 
     async def _invoice_of(self, order: dict[str, Any], start: str, end: str) -> dict[str, Any] | None:
@@ -294,6 +306,10 @@ class TripletexProvider:
 
     # -- references and identity -----------------------------------------------------------------
 
+    async def _customer(self, number: str, plan: Plan) -> Ref:
+        found: Ref = await plan.reference(f"id of customer {number}", partial(self._require_customer, number))
+        return found
+
     async def _require_customer(self, number: str) -> int:
         if not number.isdigit():
             raise MappingError(
@@ -302,28 +318,16 @@ class TripletexProvider:
         found = await self._client.values("/customer", {"customerAccountNumber": number, "fields": "id"})
         if not found:
             # Usually the customer's own message is still on its way (or in retry): wait for it.
-            raise TransientError(
-                f"customer number {number} does not exist in Tripletex yet; push the customer first",
-                retry_after=MISSING_CUSTOMER_WAIT,
-            )
+            raise DependencyMissing(f"customer number {number}", "Tripletex")
         return int(found[0]["id"])
 
-    async def _countries(self, codes: set[str]) -> dict[str, int]:
-        for code in sorted(codes - self._country_ids.keys()):
+    async def _country(self, code: str) -> int:
+        if code not in self._country_ids:
             found = await self._client.values("/country", {"code": code, "fields": "id"})
             if not found:
                 raise MappingError(f"Tripletex has no country with ISO code {code}")
             self._country_ids[code] = int(found[0]["id"])
-        return {code: self._country_ids[code] for code in codes}
-
-    async def _author(self, settings: Settings) -> str | None:
-        """Our API user's employee id: the setting api_employee_id, else asked once per instance."""
-        if settings.api_employee_id is not None:
-            return str(settings.api_employee_id)
-        if self._employee_id is None:
-            me = await self._client.value("GET", "/token/session/>whoAmI", params={"fields": "employeeId"})
-            self._employee_id = str(me["employeeId"]) if me.get("employeeId") is not None else ""
-        return self._employee_id or None
+        return self._country_ids[code]
 
 
 def _countries(record: CWRecord | None) -> set[str]:

@@ -6,7 +6,6 @@ integration's certificate key. We build and sign it with ``cryptography`` so no 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -23,10 +22,19 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from providers.base import ConnectionSpec
-from providers.errors import AuthenticationFailed, MappingError, TransientError
-from providers.http import HttpResponse, RequestRateCap, raise_for_status, send
+from providers.errors import AuthenticationFailed, TransientError
+from providers.http import (
+    ConnectionThrottle,
+    HttpResponse,
+    Token,
+    TokenCache,
+    fresh_until,
+    raise_for_status,
+    send,
+    throttled_send,
+)
+from providers.settings import SettingsReader
 
-KIND = "uni_economy"
 DEFAULT_TOKEN_URL = "https://login.unimicro.no/connect/token"  # noqa: S105 - a URL, not a secret
 API_PREFIX = "/api/biz"
 SCOPE = "AppFramework"
@@ -100,16 +108,13 @@ def _matched(key: rsa.RSAPrivateKey, certificate: x509.Certificate | None, crede
     return SigningKey(key, certificate)
 
 
-def load_signing_key(credentials: Mapping[str, str]) -> SigningKey:
+def load_signing_key(credentials: Mapping[str, str], settings: SettingsReader) -> SigningKey:
     """The integration's key from ``private_key_pem`` (+ ``certificate_pem``) or ``pkcs12``."""
     if credentials.get("private_key_pem"):
         return _key_from_pem(credentials["private_key_pem"], credentials.get("certificate_pem"))
     if credentials.get("pkcs12"):
         return _key_from_pkcs12(credentials["pkcs12"], credentials.get("pkcs12_password"))
-    raise AuthenticationFailed(
-        "missing credential private_key_pem (or pkcs12): the integration's certificate key — "
-        f"cwi connections set CLIENT {KIND} --credential private_key_pem=…"
-    )
+    raise settings.missing_credential("private_key_pem", "or pkcs12: the integration's certificate key")
 
 
 def client_assertion(key: SigningKey, client_id: str, audience: str, now: float) -> str:
@@ -165,10 +170,10 @@ def describe_error(resp: HttpResponse) -> str | None:
     return _join(*dict.fromkeys(texts)) or None
 
 
-def credential_hint(client_id: str) -> str:
+def credential_hint(settings: SettingsReader) -> str:
     return (
         "check credentials client_id and private_key_pem (or pkcs12) and setting company_key: "
-        f"cwi connections set {client_id} {KIND} --credential client_id=… --credential private_key_pem=…"
+        f"{settings.credential_command('client_id')} --credential private_key_pem=…"
     )
 
 
@@ -177,23 +182,16 @@ class UniClient:
 
     def __init__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> None:
         self._spec = spec
+        self.settings = SettingsReader.of(spec)
         self._http = http
         self.api_url = spec.base_url.rstrip("/") + API_PREFIX
         self.token_url = spec.setting("token_url") or DEFAULT_TOKEN_URL
-        self.rate_cap = RequestRateCap.from_settings(spec.settings)
+        self.throttle = ConnectionThrottle.from_settings(self.settings)
         self._key: SigningKey | None = None
-        self._token: str | None = None
-        self._expires_at = 0.0
-        self._lock = asyncio.Lock()
+        self.tokens = TokenCache(self._fetch_token)
 
     def company_key(self) -> str:
-        value = self._spec.setting("company_key")
-        if not value:
-            raise MappingError(
-                "missing setting company_key (the Uni company's key, sent as the CompanyKey header) — "
-                f"cwi connections set {self._spec.client_id} {KIND} --setting company_key=…"
-            )
-        return value
+        return self.settings.required("company_key", "the Uni company's key, sent as the CompanyKey header")
 
     def headers(self, token: str) -> dict[str, str]:
         return {
@@ -202,29 +200,10 @@ class UniClient:
             "Accept": "application/json",
         }
 
-    def _client_id(self) -> str:
-        client_id = self._spec.credentials.get("client_id")
-        if not client_id:
-            raise AuthenticationFailed(
-                "missing credential client_id (the integration's client id at Uni's login host) — "
-                f"cwi connections set {self._spec.client_id} {KIND} --credential client_id=…"
-            )
-        return client_id
-
-    async def token(self, *, replacing: str | None = None) -> str:
-        """The cached token, fetched anew when near expiry or when ``replacing`` (a token the API
-        refused) is still the cached one; so concurrent 401s cause one refresh, not one each."""
-        async with self._lock:
-            if self._token is None or self._token == replacing or time.monotonic() >= self._expires_at:
-                self._token, lifetime = await self._fetch_token()
-                # Refresh early, but never so early that a short-lived token is refreshed on every call.
-                self._expires_at = time.monotonic() + lifetime - min(REFRESH_MARGIN_S, lifetime / 5)
-            return self._token
-
-    async def _fetch_token(self) -> tuple[str, float]:
-        client_id = self._client_id()
+    async def _fetch_token(self) -> Token:
+        client_id = self.settings.credential("client_id", "the integration's client id at Uni's login host")
         if self._key is None:
-            self._key = load_signing_key(self._spec.credentials)
+            self._key = load_signing_key(self._spec.credentials, self.settings)
         form = {
             "grant_type": "client_credentials",
             "client_id": client_id,
@@ -237,13 +216,15 @@ class UniClient:
             detail = describe_error(resp) or f"HTTP {resp.status}"
             raise AuthenticationFailed(
                 f"Uni login at {self.token_url} refused client_id {client_id}: {detail}; "
-                + credential_hint(self._spec.client_id)
+                + credential_hint(self.settings)
             )
         raise_for_status(resp, f"Uni token request to {self.token_url}", describe=describe_error)
         body = resp.json()
         if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
             raise TransientError(f"Uni login at {self.token_url} answered without an access_token")
-        return body["access_token"], float(body.get("expires_in", 300))
+        lifetime = float(body.get("expires_in", 300))
+        # Refresh early, but never so early that a short-lived token is refreshed on every call.
+        return Token(body["access_token"], fresh_until(lifetime, min(REFRESH_MARGIN_S, lifetime / 5)))
 
     async def request(
         self,
@@ -256,21 +237,18 @@ class UniClient:
     ) -> Any:
         """One API call under ``/api/biz``; a 404 gives None when ``missing_ok``, else ProviderRejected."""
         what = f"{method} {API_PREFIX}{path}"
-        resp, used = await self._send(method, path, params, json_body)
+        resp = await self.tokens.call(lambda token: self._send(method, path, token, params, json_body))
         if resp.status == 401:
-            resp, _ = await self._send(method, path, params, json_body, replacing=used)
-            if resp.status == 401:
-                detail = describe_error(resp) or "HTTP 401"
-                raise AuthenticationFailed(
-                    f"Uni Economy refused a fresh token for {what} ({detail}); "
-                    + credential_hint(self._spec.client_id)
-                )
+            detail = describe_error(resp) or "HTTP 401"
+            raise AuthenticationFailed(
+                f"Uni Economy refused a fresh token for {what} ({detail}); " + credential_hint(self.settings)
+            )
         if resp.status == 403:
             detail = describe_error(resp) or "HTTP 403"
             raise AuthenticationFailed(
                 f"Uni Economy refused {what} ({detail}): the integration has no access to this company or "
                 "operation — check setting company_key and the integration's roles in Uni; "
-                + credential_hint(self._spec.client_id)
+                + credential_hint(self.settings)
             )
         if resp.status == 404 and missing_ok:
             return None
@@ -278,20 +256,13 @@ class UniClient:
         return resp.json()
 
     async def _send(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, str] | None,
-        json_body: Any,
-        replacing: str | None = None,
-    ) -> tuple[HttpResponse, str]:
-        token = await self.token(replacing=replacing)
-        await self.rate_cap.acquire()
+        self, method: str, path: str, token: str, params: Mapping[str, str] | None, json_body: Any
+    ) -> HttpResponse:
         url = self.api_url + path
-        resp = await send(
-            self._http, method, url, headers=self.headers(token), json_body=json_body, params=params
+        headers = self.headers(token)
+        return await throttled_send(
+            self.throttle, self._http, method, url, headers=headers, json_body=json_body, params=params
         )
-        return resp, token
 
     async def find_one(self, collection: str, odata_filter: str, expand: str = "") -> dict[str, Any] | None:
         params = {"filter": odata_filter, "top": "1"}

@@ -1,22 +1,19 @@
 """CW records → Uni Economy payloads (field names from the Customer, Supplier, Project and
-CustomerInvoice definitions of uni-economy-2019.swagger2.json), plus the per-client settings; at the
-end, the way back for the inbound path (Uni entities as ``FETCH_EXPAND`` reads them → CW fields).
+CustomerInvoice definitions of uni-economy-2019.swagger2.json), plus the per-client settings. The
+way back (Uni → CW) is ``providers.uni_economy.inbound``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from contracts import Address, Customer, Entity, Invoice, InvoiceLine, Project, Supplier
 from providers.errors import MappingError
-from providers.reading import cw_address
-from providers.reading import nested as _nested
-from providers.reading import text as _text
+from providers.settings import VAT_PREFIX, SettingsReader, rate_text
 
-KIND = "uni_economy"
 INVOICE_MARKER_PREFIX = "cw-invoice:"
 # CustomerInvoice.StatusCode values are not in the spec; 42001 is Uni's "Draft" status.
 DRAFT_STATUS = 42001
@@ -58,17 +55,6 @@ def whole_number(value: str, what: str) -> int:
             f"{what} {value!r} is not a whole number, and Uni Economy numbers it with integers"
         )
     return int(value)
-
-
-def flag(settings: Mapping[str, str], name: str) -> bool:
-    raw = settings.get(name, "false").strip().lower()
-    if raw not in ("true", "false"):
-        raise MappingError(f"setting {name} must be true or false, not {raw!r}")
-    return raw == "true"
-
-
-def _connections_set(client_id: str, setting: str) -> str:
-    return f"cwi connections set {client_id} {KIND} --setting {setting}=…"
 
 
 def _address(address: Address) -> dict[str, Any]:
@@ -141,35 +127,20 @@ def invoice_marker(cw_id: str) -> str:
     return INVOICE_MARKER_PREFIX + cw_id
 
 
-def _rate_text(rate: Decimal) -> str:
-    return format(rate.normalize(), "f")
-
-
-def vat_code(rate: Decimal, settings: Mapping[str, str], client_id: str) -> tuple[str, str]:
+def vat_code(rate: Decimal, settings: SettingsReader) -> tuple[str, str]:
     """(setting name, Uni VatCode) for a rate; settings ``vat_code.25`` and ``vat_code.25.00`` both match."""
-    for name, value in settings.items():
-        if not name.startswith("vat_code.") or not value:
-            continue
-        try:
-            if Decimal(name.removeprefix("vat_code.")) == rate:
-                return name, value
-        except InvalidOperation:
-            continue
-    rate_text = _rate_text(rate)
-    setting = f"vat_code.{rate_text}"
-    hint = _connections_set(client_id, setting)
-    raise MappingError(f"no VAT code for {rate_text}% — add setting {setting} ({hint})")
+    return f"{VAT_PREFIX}{rate_text(rate)}", settings.vat_code(rate)
 
 
-def revenue_account(line: InvoiceLine, settings: Mapping[str, str], client_id: str) -> tuple[str, str]:
+def revenue_account(line: InvoiceLine, settings: SettingsReader) -> tuple[str, str]:
     """(where it came from, account number) for a line: its own account, else setting revenue_account."""
     if line.account:
         return "the invoice line's account", line.account
-    account = settings.get("revenue_account")
+    account = settings.text("revenue_account")
     if not account:
         raise MappingError(
             "invoice line has no account and there is no default — add setting revenue_account "
-            f"({_connections_set(client_id, 'revenue_account')})"
+            f"({settings.command('revenue_account')})"
         )
     return "setting revenue_account", account
 
@@ -184,11 +155,8 @@ class InvoiceIds:
     currency: Any = None
 
 
-def department_id(settings: Mapping[str, str]) -> int | None:
-    raw = settings.get("department_id")
-    if not raw:
-        return None
-    return whole_number(raw, "setting department_id")
+def department_id(settings: SettingsReader) -> int | None:
+    return settings.integer("department_id")
 
 
 def _item(line: InvoiceLine, index: int, vat_type: Any, account: Any, foreign: bool, dept: int | None) -> Any:
@@ -206,7 +174,7 @@ def _item(line: InvoiceLine, index: int, vat_type: Any, account: Any, foreign: b
     return item
 
 
-def invoice_payload(invoice: Invoice, ids: InvoiceIds, settings: Mapping[str, str]) -> dict[str, Any]:
+def invoice_payload(invoice: Invoice, ids: InvoiceIds, settings: SettingsReader) -> dict[str, Any]:
     """A draft CustomerInvoice. Prices go in PriceExVatCurrency when the invoice is not in base currency."""
     dept = department_id(settings)
     foreign = ids.currency is not None
@@ -289,7 +257,7 @@ class Lookup:
 
 
 def invoice_lookups(
-    invoice: Invoice, settings: Mapping[str, str], client_id: str
+    invoice: Invoice, settings: SettingsReader
 ) -> tuple[Lookup, list[Lookup], list[Lookup], Lookup | None]:
     """What must be looked up before an invoice can be written: customer, VAT types, accounts, currency.
 
@@ -304,18 +272,18 @@ def invoice_lookups(
     )
     vat_types = []
     for line in invoice.lines:
-        setting, code = vat_code(line.vat_rate, settings, client_id)
+        setting, code = vat_code(line.vat_rate, settings)
         vat_types.append(
             Lookup(
                 "vattypes",
                 f"VatCode eq {odata_literal(code)}",
                 f"VAT code {code!r} (setting {setting})",
-                f"correct setting {setting} ({_connections_set(client_id, setting)})",
+                f"correct setting {setting} ({settings.command(setting)})",
             )
         )
     accounts = []
     for line in invoice.lines:
-        source, number = revenue_account(line, settings, client_id)
+        source, number = revenue_account(line, settings)
         accounts.append(
             Lookup(
                 "accounts",
@@ -324,11 +292,15 @@ def invoice_lookups(
                 "use an account number of this Uni company's chart of accounts",
             )
         )
-    return customer, vat_types, accounts, _currency_lookup(invoice, settings, client_id)
+    return customer, vat_types, accounts, _currency_lookup(invoice, settings)
 
 
-def _currency_lookup(invoice: Invoice, settings: Mapping[str, str], client_id: str) -> Lookup | None:
-    base = settings.get("base_currency") or "NOK"
+def base_currency(settings: SettingsReader) -> str:
+    return settings.text("base_currency") or "NOK"
+
+
+def _currency_lookup(invoice: Invoice, settings: SettingsReader) -> Lookup | None:
+    base = base_currency(settings)
     if invoice.currency == base:
         return None
     return Lookup(
@@ -336,119 +308,5 @@ def _currency_lookup(invoice: Invoice, settings: Mapping[str, str], client_id: s
         f"Code eq {odata_literal(invoice.currency)}",
         f"currency {invoice.currency}",
         f"if {invoice.currency} is the company's own currency, set base_currency "
-        f"({_connections_set(client_id, 'base_currency')})",
+        f"({settings.command('base_currency')})",
     )
-
-
-# -- Uni → CW (the inbound path) -----------------------------------------------------------------
-
-FETCH_EXPAND: Mapping[Entity, str] = {
-    Entity.customer: PARTY_EXPAND,
-    Entity.supplier: PARTY_EXPAND,
-    Entity.project: "ProjectCustomer",
-    Entity.invoice: "Items,Items.VatType,Items.Account,Customer,CurrencyCode",
-}
-"""What ``fetch`` expands per entity: every object ``to_cw`` reads."""
-
-
-def stamp(entity: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """(version, author) of an entity as Uni holds it: its last change, else its creation."""
-    version = entity.get("UpdatedAt") or entity.get("CreatedAt")
-    author = entity.get("UpdatedBy") or entity.get("CreatedBy")
-    return (str(version) if version else None, str(author) if author else None)
-
-
-def _required(value: Mapping[str, Any], what: str, *path: str) -> str:
-    found = _text(_nested(value, *path))
-    if found is None:
-        raise MappingError(f"Uni Economy {what} {value.get('ID')} has no {'.'.join(path)}, which CW requires")
-    return found
-
-
-def _day(value: Mapping[str, Any], what: str, key: str) -> str:
-    """Uni may send a date as a date-time; CW wants the day."""
-    return _required(value, what, key)[:10]
-
-
-def _cw_address(value: Mapping[str, Any], what: str) -> dict[str, str] | None:
-    address = _nested(value, "Info", "InvoiceAddress")
-    if not isinstance(address, dict):
-        return None
-    names = {"street": "AddressLine1", "postal_code": "PostalCode", "city": "City", "country": "CountryCode"}
-    parts = {cw: _text(address.get(uni)) for cw, uni in names.items()}
-    # None also for a country code alone: that is Uni's default, not an address.
-    return cw_address(parts, f"Uni Economy {what} {value.get('ID')} has an invoice address", names)
-
-
-def _party_fields(value: Mapping[str, Any], what: str, number_key: str) -> dict[str, Any]:
-    return {
-        "number": _required(value, what, number_key),
-        "name": _required(value, what, "Info", "Name"),
-        "org_number": _text(value.get("OrgNumber")),
-        "email": _text(_nested(value, "Info", "DefaultEmail", "EmailAddress")),
-        "address": _cw_address(value, what),
-    }
-
-
-def customer_fields(value: Mapping[str, Any]) -> dict[str, Any]:
-    phone = _text(_nested(value, "Info", "DefaultPhone", "Number"))
-    return {**_party_fields(value, "customer", "CustomerNumber"), "phone": phone}
-
-
-def supplier_fields(value: Mapping[str, Any]) -> dict[str, Any]:
-    return _party_fields(value, "supplier", "SupplierNumber")
-
-
-def project_fields(value: Mapping[str, Any]) -> dict[str, Any]:
-    """CW's ``customer_id`` is CW's own id: CW resolves it from ``customer_number``."""
-    end = _text(value.get("EndDate"))
-    return {
-        "number": _required(value, "project", "ProjectNumber"),
-        "name": _required(value, "project", "Name"),
-        "customer_number": _required(value, "project", "ProjectCustomer", "CustomerNumber"),
-        "start_date": _day(value, "project", "StartDate"),
-        "end_date": end[:10] if end else None,
-    }
-
-
-def _decimal_text(value: Any) -> str:
-    return str(Decimal(str(value if value is not None else 0)))
-
-
-def _cw_line(item: Mapping[str, Any], foreign: bool) -> dict[str, Any]:
-    price = item.get("PriceExVatCurrency") if foreign else item.get("PriceExVat")
-    percent = _nested(item, "VatType", "VatPercent")
-    if percent is None:
-        percent = item.get("VatPercent")
-    return {
-        "description": _required(item, "invoice line", "ItemText"),
-        "quantity": _decimal_text(item.get("NumberOfItems")),
-        "unit_price": _decimal_text(price),
-        "vat_rate": f"{Decimal(str(percent if percent is not None else 0)).normalize():f}",
-        "account": _text(_nested(item, "Account", "AccountNumber")),
-    }
-
-
-def invoice_fields(value: Mapping[str, Any], settings: Mapping[str, str]) -> dict[str, Any]:
-    """Uni numbers invoices itself when they are invoiced: CW gets Uni's InvoiceNumber, so a draft
-    (no number yet) cannot be mapped."""
-    number = _text(value.get("InvoiceNumber"))
-    if number is None:
-        raise MappingError(
-            f"Uni Economy invoice {value.get('ID')} is a draft without an InvoiceNumber; "
-            "CW takes an invoice once Uni has numbered it"
-        )
-    currency = _text(_nested(value, "CurrencyCode", "Code"))
-    items = sorted(
-        (i for i in value.get("Items") or [] if isinstance(i, dict) and not i.get("Deleted")),
-        key=lambda i: int(i.get("SortIndex") or 0),
-    )
-    return {
-        "number": number,
-        "customer_number": _required(value, "invoice", "Customer", "CustomerNumber"),
-        "invoice_date": _day(value, "invoice", "InvoiceDate"),
-        "due_date": _day(value, "invoice", "PaymentDueDate"),
-        "currency": currency or settings.get("base_currency") or "NOK",
-        "lines": [_cw_line(item, currency is not None) for item in items],
-        "reference": _text(value.get("YourReference")),
-    }

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -16,11 +17,13 @@ from providers.base import (
     PushResult,
     content_hash,
 )
-from providers.errors import MappingError, NotSupported, TransientError
+from providers.errors import DependencyMissing, MappingError, NotSupported, TransientError
 from providers.http import redact_headers
-from providers.uni_economy import mapping
-from providers.uni_economy.client import KIND, UniClient
+from providers.plan import Plan, placeholder
+from providers.uni_economy import inbound, mapping
+from providers.uni_economy.client import UniClient
 from providers.uni_economy.mapping import KINDS, EntityKind, InvoiceIds, Lookup
+from providers.vendor import VendorProvider
 
 EVENT_PLAN_NAME = "Contracting Works integration"
 EVENT_PLAN_MODELS = "Customer,Supplier,Project,CustomerInvoice"
@@ -52,7 +55,7 @@ def _result(outcome: str, entity: Any, payload: Any) -> PushResult:
     if not isinstance(entity, dict) or entity.get("ID") is None:
         # Retrying is safe: the next attempt finds what was written by its natural key.
         raise TransientError(f"Uni Economy answered the {outcome} write without the entity's ID")
-    version, author = mapping.stamp(entity)
+    version, author = inbound.stamp(entity)
     return PushResult(
         outcome=outcome,
         external_id=str(entity["ID"]),
@@ -63,39 +66,53 @@ def _result(outcome: str, entity: Any, payload: Any) -> PushResult:
     )
 
 
+def _global_identity(user: dict[str, Any]) -> str | None:
+    found = user.get("GlobalIdentity")
+    return str(found) if found else None
+
+
 def _id_of(entity: Any) -> str:
     return str(entity.get("ID")) if isinstance(entity, dict) else "?"
 
 
-class UniEconomyProvider:
-    kind: ClassVar[str] = KIND
+class UniEconomyProvider(VendorProvider):
+    kind = "uni_economy"
+    readers = inbound.READERS
 
     def __init__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> None:
-        self._spec = spec
+        super().__init__(spec, http)
         self._client = UniClient(spec, http)
         self._ids: dict[tuple[str, str], Any] = {}
 
-    async def push(self, change: OutboundChange) -> PushResult:
+    async def _run(self, change: OutboundChange, plan: Plan) -> PushResult:
         if change.action is Action.deleted:
-            return await self._delete(change)
+            return await self._delete(change, plan)
         record = change.record
         if record is None:
             raise MappingError(f"{change.entity}.{change.action} for {change.cw_id} carries no record")
         if isinstance(record, Invoice):
-            return await self._push_invoice(change, record)
+            return await self._push_invoice(change, record, plan)
         kind = KINDS[change.entity]
         lookup = _project_customer(record) if isinstance(record, Project) else None
-        payload = _party_payload(record, await self._resolve(lookup) if lookup else None)
+        payload = _party_payload(record, await self._resolve(lookup, plan) if lookup else None)
         key = mapping.key_filter(kind, mapping.natural_key(record))
-        existing = await self._existing(kind, change.known_external_id, key)
-        outcome, entity = await self._write(kind, payload, existing)
+        existing = await plan.existing(partial(self._existing, kind, change.known_external_id, key))
+        outcome, entity = await self._write(kind, payload, existing, plan)
         return _result(outcome, entity, payload)
 
     async def check(self) -> str:
-        user = await self._client.request("GET", "/users", params={"action": "current-session"})
-        user = user if isinstance(user, dict) else {}
+        user = await self._current_user()
         who = user.get("DisplayName") or user.get("Email") or user.get("GlobalIdentity") or "an unnamed user"
-        return f"{KIND} at {self._client.api_url}: authenticated as {who}"
+        self._identity.seed(_global_identity(user))
+        return f"{self.kind} at {self._client.api_url}: authenticated as {who}{await self.identity_note()}"
+
+    async def _current_user(self) -> dict[str, Any]:
+        user = await self._client.request("GET", "/users", params={"action": "current-session"})
+        return user if isinstance(user, dict) else {}
+
+    async def _discover_identity(self) -> str | None:
+        """Our user's GlobalIdentity (current session), which Uni writes as CreatedBy/UpdatedBy."""
+        return _global_identity(await self._current_user())
 
     # -- inbound ----------------------------------------------------------------------------------
 
@@ -103,23 +120,14 @@ class UniEconomyProvider:
         """The entity by its Uni ID, expanded for ``to_cw``; version and author as ``push`` reports them."""
         if not external_id.isdigit():
             return None  # Uni IDs are numbers: nothing else can exist there
-        params = {"expand": mapping.FETCH_EXPAND[entity]}
+        params = {"expand": inbound.FETCH_EXPAND[entity]}
         found = await self._client.request(
             "GET", f"/{KINDS[entity].collection}/{external_id}", params=params, missing_ok=True
         )
         if not isinstance(found, dict):
             return None
-        version, author = mapping.stamp(found)
+        version, author = inbound.stamp(found)
         return ExternalRecord(str(found.get("ID", external_id)), found, version, author)
-
-    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
-        if entity is Entity.customer:
-            return mapping.customer_fields(value)
-        if entity is Entity.supplier:
-            return mapping.supplier_fields(value)
-        if entity is Entity.project:
-            return mapping.project_fields(value)
-        return mapping.invoice_fields(value, self._spec.settings)
 
     async def register_webhook(self, url: str, secret: str) -> str:
         """One event plan for the entities CW syncs, calling ``url``; re-registering updates it.
@@ -139,40 +147,23 @@ class UniEconomyProvider:
         existing = await self._client.find_one("eventplans", name_filter, "Subscribers")
         if existing is None:
             made = await self._client.request("POST", "/eventplans", json_body=plan)
-            return f"{KIND}: event plan {_id_of(made)} created for {EVENT_PLAN_MODELS}, calling {url}"
+            return f"{self.kind}: event plan {_id_of(made)} created for {EVENT_PLAN_MODELS}, calling {url}"
         body = mapping.with_ids(plan, existing)
         await self._client.request("PUT", f"/eventplans/{existing['ID']}", json_body=body)
-        return f"{KIND}: event plan {existing['ID']} updated for {EVENT_PLAN_MODELS}, calling {url}"
+        return f"{self.kind}: event plan {existing['ID']} updated for {EVENT_PLAN_MODELS}, calling {url}"
 
-    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
-        kind = KINDS[change.entity]
+    async def _send(
+        self, plan: Plan, method: str, path: str, body: Any = None, *, answer: Any, **params: str
+    ) -> Any:
+        """One write through the plan; a 404 of a DELETE is None (already gone)."""
+        query = f"?{urlencode(params)}" if params else ""
         headers = redact_headers(self._client.headers("<token>"))
-        url = f"{self._client.api_url}/{kind.collection}"
-        if change.action is Action.deleted:
-            return [PreparedRequest("DELETE", f"{url}/{change.known_external_id or '{ID}'}", headers)]
-        record = change.record
-        if record is None:
-            raise MappingError(f"{change.entity}.{change.action} for {change.cw_id} carries no record")
-        if not isinstance(record, Invoice):
-            lookup = _project_customer(record) if isinstance(record, Project) else None
-            customer = f"<ID of {lookup.what}>" if lookup else None
-            return [PreparedRequest("POST", url, headers, _party_payload(record, customer))]
-        return self._invoice_preview(record, url, headers)
-
-    def _invoice_preview(self, record: Invoice, url: str, headers: dict[str, str]) -> list[PreparedRequest]:
-        customer, vats, accounts, currency = self._lookups(record)
-        # Ids Uni assigns are looked up by push; a preview sends nothing, so it names them instead.
-        ids = InvoiceIds(
-            customer=f"<ID of {customer.what}>",
-            vat_types=[f"<ID of {v.what}>" for v in vats],
-            accounts=[f"<ID of {a.what}>" for a in accounts],
-            currency=f"<ID of {currency.what}>" if currency else None,
+        shown = PreparedRequest(method, f"{self._client.api_url}{path}{query}", headers, body)
+        gone_ok = method == "DELETE"
+        send = partial(
+            self._client.request, method, path, params=params or None, json_body=body, missing_ok=gone_ok
         )
-        payload = mapping.invoice_payload(record, ids, self._spec.settings)
-        requests = [PreparedRequest("POST", url, headers, payload)]
-        if mapping.flag(self._spec.settings, "finalise_invoices"):
-            requests.append(PreparedRequest("POST", f"{url}/{{ID}}?action=invoice", headers))
-        return requests
+        return await plan.write(shown, send, answer)
 
     async def _existing(
         self, kind: EntityKind, known_id: str | None, key: str | None
@@ -190,20 +181,24 @@ class UniEconomyProvider:
         return await self._client.find_one(kind.collection, key, kind.expand)
 
     async def _write(
-        self, kind: EntityKind, payload: dict[str, Any], existing: dict[str, Any] | None
+        self, kind: EntityKind, payload: dict[str, Any], existing: dict[str, Any] | None, plan: Plan
     ) -> tuple[str, Any]:
+        path = f"/{kind.collection}"
         if existing is None:
-            return "created", await self._client.request("POST", f"/{kind.collection}", json_body=payload)
+            new = {"ID": placeholder(f"ID of the new {kind.collection.removesuffix('s')}")}
+            return "created", await self._send(plan, "POST", path, payload, answer=new)
         if mapping.already_holds(existing, payload):
             return "unchanged", existing
         body = mapping.with_ids(payload, existing)
-        return "updated", await self._client.request(
-            "PUT", f"/{kind.collection}/{existing['ID']}", json_body=body
-        )
+        return "updated", await self._send(plan, "PUT", f"{path}/{existing['ID']}", body, answer=body)
 
-    async def _delete(self, change: OutboundChange) -> PushResult:
+    async def _delete(self, change: OutboundChange, plan: Plan) -> PushResult:
         kind = KINDS[change.entity]
-        existing = await self._existing(kind, change.known_external_id, self._delete_key(change, kind))
+        find = partial(self._existing, kind, change.known_external_id, self._delete_key(change, kind))
+        assumed = {
+            "ID": change.known_external_id or placeholder(f"ID of {change.entity.value} {change.cw_id}")
+        }
+        existing = await plan.existing(find, assume=assumed)
         if existing is None:
             return PushResult("unchanged", None)  # nothing of ours is there: already as we want it
         if change.entity is Entity.invoice and not mapping.is_draft(existing):
@@ -211,7 +206,7 @@ class UniEconomyProvider:
                 f"invoice {change.cw_id} is already invoiced in Uni Economy "
                 f"(number {existing.get('InvoiceNumber')}); only drafts can be deleted — credit it in Uni"
             )
-        await self._client.request("DELETE", f"/{kind.collection}/{existing['ID']}", missing_ok=True)
+        await self._send(plan, "DELETE", f"/{kind.collection}/{existing['ID']}", answer=None)
         return PushResult("deleted", str(existing["ID"]))
 
     def _delete_key(self, change: OutboundChange, kind: EntityKind) -> str | None:
@@ -222,19 +217,19 @@ class UniEconomyProvider:
             return mapping.key_filter(kind, mapping.natural_key(record))
         return None
 
-    async def _push_invoice(self, change: OutboundChange, invoice: Invoice) -> PushResult:
-        settings = self._spec.settings
+    async def _push_invoice(self, change: OutboundChange, invoice: Invoice, plan: Plan) -> PushResult:
+        settings = self.settings
         for unsupported in ("send_invoices", "release_invoices"):
-            if mapping.flag(settings, unsupported):
+            if settings.flag(unsupported):
                 raise MappingError(
-                    f"{KIND} has no {unsupported.removesuffix('_invoices')} step for invoices (Uni "
+                    f"{self.kind} has no {unsupported.removesuffix('_invoices')} step for invoices (Uni "
                     "distributes finalised invoices by the company's own plan): remove setting "
                     f"{unsupported} and use finalise_invoices=true"
                 )
-        payload = mapping.invoice_payload(invoice, await self._invoice_ids(invoice), settings)
+        payload = mapping.invoice_payload(invoice, await self._invoice_ids(invoice, plan), settings)
         kind = KINDS[Entity.invoice]
         key = mapping.key_filter(kind, mapping.invoice_marker(invoice.id))
-        existing = await self._existing(kind, change.known_external_id, key)
+        existing = await plan.existing(partial(self._existing, kind, change.known_external_id, key))
         if (
             existing is not None
             and not mapping.is_draft(existing)
@@ -245,40 +240,44 @@ class UniEconomyProvider:
                 f"{existing.get('InvoiceNumber')}) and can no longer change — credit it in Uni and "
                 "issue a new one"
             )
-        outcome, entity = await self._write(kind, payload, existing)
-        if (
-            mapping.flag(settings, "finalise_invoices")
-            and isinstance(entity, dict)
-            and mapping.is_draft(entity)
-        ):
-            entity = await self._finalise(entity)
+        outcome, entity = await self._write(kind, payload, existing, plan)
+        if settings.flag("finalise_invoices") and isinstance(entity, dict) and mapping.is_draft(entity):
+            entity = await self._finalise(entity, plan)
             outcome = "updated" if outcome == "unchanged" else outcome
         return _result(outcome, entity, payload)
 
-    async def _finalise(self, draft: dict[str, Any]) -> Any:
+    async def _finalise(self, draft: dict[str, Any], plan: Plan) -> Any:
         path = f"/invoices/{draft['ID']}"
-        await self._client.request("POST", path, params={"action": "invoice"})
+        await self._send(plan, "POST", path, answer={}, action="invoice")
         # The transition's answer is undocumented ({} in the spec): read the invoice back for its state.
-        return await self._client.request("GET", path, params={"expand": "Items"})
+        read = partial(self._client.request, "GET", path, params={"expand": "Items"})
+        return await plan.existing(read, assume=draft)
 
     def _lookups(self, invoice: Invoice) -> tuple[Lookup, list[Lookup], list[Lookup], Lookup | None]:
-        return mapping.invoice_lookups(invoice, self._spec.settings, self._spec.client_id)
+        return mapping.invoice_lookups(invoice, self.settings)
 
-    async def _invoice_ids(self, invoice: Invoice) -> InvoiceIds:
+    async def _invoice_ids(self, invoice: Invoice, plan: Plan) -> InvoiceIds:
         customer, vats, accounts, currency = self._lookups(invoice)
         return InvoiceIds(
-            customer=await self._resolve(customer),
-            vat_types=[await self._resolve(v) for v in vats],
-            accounts=[await self._resolve(a) for a in accounts],
-            currency=await self._resolve(currency) if currency else None,
+            customer=await self._resolve(customer, plan),
+            vat_types=[await self._resolve(v, plan) for v in vats],
+            accounts=[await self._resolve(a, plan) for a in accounts],
+            currency=await self._resolve(currency, plan) if currency else None,
         )
 
-    async def _resolve(self, lookup: Lookup) -> Any:
+    async def _resolve(self, lookup: Lookup, plan: Plan) -> Any:
+        """Uni's ID of what ``lookup`` names (a preview names it instead)."""
+        return await plan.reference(f"ID of {lookup.what}", partial(self._lookup, lookup))
+
+    async def _lookup(self, lookup: Lookup) -> Any:
         cache_key = (lookup.collection, lookup.odata_filter)
         if cache_key in self._ids:
             return self._ids[cache_key]
         found = await self._client.find_one(lookup.collection, lookup.odata_filter)
         if found is None or found.get("ID") is None:
+            if lookup.collection == "customers":
+                # Usually the customer's own message is still on its way (or in retry): wait for it.
+                raise DependencyMissing(lookup.what, "Uni Economy")
             raise MappingError(f"{lookup.what} does not exist in this Uni Economy company — {lookup.fix}")
         if lookup.cacheable:
             self._ids[cache_key] = found["ID"]

@@ -17,7 +17,7 @@ from typing import Any
 from contracts import Action, Entity
 from providers.base import InboundChange, WebhookRejected
 from providers.errors import MappingError
-from providers.uni_economy.mapping import stamp
+from providers.uni_economy.inbound import stamp
 
 SIGNATURE_HEADERS = ("unimicro-signature", "softrig-signature")
 DEFAULT_TOLERANCE_S = 300.0

@@ -6,10 +6,9 @@ Tokens come from Visma Connect (``token_url``) with ``grant_type=client_credenti
 
 from __future__ import annotations
 
-import asyncio
-import time
+import base64
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -17,9 +16,20 @@ import aiohttp
 
 from providers.base import ConnectionSpec, PreparedRequest
 from providers.errors import AuthenticationFailed, TransientError
-from providers.http import HttpResponse, RequestRateCap, raise_for_status, redact_headers, send
+from providers.http import (
+    ConnectionThrottle,
+    HttpResponse,
+    Token,
+    TokenCache,
+    fresh_until,
+    raise_for_status,
+    redact_headers,
+    send,
+    throttled_send,
+)
+from providers.plan import is_placeholder
+from providers.settings import SettingsReader
 
-KIND = "visma_net"
 DEFAULT_TOKEN_URL = "https://connect.visma.com/connect/token"  # noqa: S105 - a URL, not a secret
 DEFAULT_SCOPES = " ".join(
     f"vismanet_erp_service_api:{verb}" for verb in ("create", "read", "update", "delete")
@@ -45,17 +55,6 @@ def describe_error(resp: HttpResponse) -> str | None:
     return text
 
 
-def reset_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds until ``X-RateLimit-Reset``, which may be a delta or a Unix time."""
-    try:
-        value = float(headers.get("X-RateLimit-Reset", ""))
-    except ValueError:
-        return None
-    if value > 1e9:  # a Unix time: no rate window is decades long
-        value -= time.time()
-    return max(0.0, value)
-
-
 def location_id(resp: HttpResponse) -> str | None:
     """The key at the end of a 201's ``Location`` (``…/v1/customer/10001`` → ``10001``)."""
     location = resp.headers.get("Location")
@@ -66,13 +65,22 @@ def location_id(resp: HttpResponse) -> str | None:
 
 
 def item_path(collection: str, key: str) -> str:
-    return f"{collection}/{quote(key, safe='')}"
+    """``collection/key``, the key quoted; a preview's placeholder (``<…>``) is shown as it is."""
+    return f"{collection}/{key if is_placeholder(key) else quote(key, safe='')}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Token:
-    value: str
-    refresh_at: float  # time.monotonic()
+def token_subject(token: str) -> str | None:
+    """The ``sub`` claim of a JWT access token (read, not verified: it is our own token, and Visma
+    checks it); None when the token is not a JWT or has no subject."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+    subject = claims.get("sub") if isinstance(claims, dict) else None
+    return str(subject) if subject else None
 
 
 class VismaNetClient:
@@ -80,44 +88,30 @@ class VismaNetClient:
 
     def __init__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> None:
         self._spec = spec
+        self.settings = SettingsReader.of(spec)
         self._http = http
         self.base_url = spec.base_url.rstrip("/")
         self.token_url = spec.setting("token_url") or DEFAULT_TOKEN_URL
         self.scopes = spec.setting("scopes") or DEFAULT_SCOPES
-        self.rate_cap = RequestRateCap.from_settings(spec.settings)
-        self._token: _Token | None = None
-        self._token_lock = asyncio.Lock()
+        self.throttle = ConnectionThrottle.from_settings(self.settings)
+        self.tokens = TokenCache(self._fetch_token)
 
     @property
     def tenant_id(self) -> str | None:
         return self._spec.setting("tenant_id") or None
 
-    def _set_command(self, flag: str, name: str) -> str:
-        return f"cwi connections set {self._spec.client_id} {KIND} --{flag} {name}=…"
-
-    def _credential(self, name: str) -> str:
-        value = self._spec.credentials.get(name)
-        if not value:
-            raise AuthenticationFailed(
-                f"{KIND} connection of {self._spec.client_id} has no credential {name}: "
-                f"add it with `{self._set_command('credential', name)}`"
-            )
-        return value
-
     def _refused(self, what: str) -> AuthenticationFailed:
         return AuthenticationFailed(
             f"Visma.net refused the connection of {self._spec.client_id} ({what}). Check credentials "
             f"client_id and client_secret and setting tenant_id, e.g. "
-            f"`{self._set_command('credential', 'client_secret')}`"
+            f"`{self.settings.credential_command('client_secret')}`"
         )
 
     def _token_form(self) -> dict[str, str]:
-        client_id, client_secret = self._credential("client_id"), self._credential("client_secret")
+        client_id = self.settings.credential("client_id")
+        client_secret = self.settings.credential("client_secret")
         if not self.tenant_id:
-            raise AuthenticationFailed(
-                f"{KIND} connection of {self._spec.client_id} has no setting tenant_id: "
-                f"add it with `{self._set_command('setting', 'tenant_id')}`"
-            )
+            raise AuthenticationFailed(str(self.settings.missing("tenant_id", "the Visma.net company")))
         return {
             "grant_type": "client_credentials",
             "client_id": client_id,
@@ -126,33 +120,23 @@ class VismaNetClient:
             "scope": self.scopes,
         }
 
-    async def _fetch_token(self) -> _Token:
+    async def _fetch_token(self) -> Token:
         form = self._token_form()
         resp = await send(
             self._http, "POST", self.token_url, data=form, headers={"Accept": "application/json"}
         )
         if resp.status in (400, 401, 403):
             raise self._refused(f"token request: HTTP {resp.status}: {_oauth_error(resp)}")
-        raise_for_status(resp, f"{KIND} token request")
+        raise_for_status(resp, f"{self._spec.kind} token request")
         body = resp.json()
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise TransientError(f"{KIND} token response without access_token: {resp.text(200)}")
+            raise TransientError(f"{self._spec.kind} token response without access_token: {resp.text(200)}")
         try:
             lifetime = float(body.get("expires_in") or 3600)
         except (TypeError, ValueError):
             lifetime = 3600.0  # Connect's documented default lifetime is an hour
-        margin = min(REFRESH_MARGIN_S, lifetime / 2)
-        return _Token(token, time.monotonic() + lifetime - margin)
-
-    async def _bearer(self, rejected: str | None = None) -> str:
-        """A valid token; a new one if ours is near expiry or is ``rejected`` (the API said 401)."""
-        async with self._token_lock:
-            current = self._token
-            fresh = current is not None and time.monotonic() < current.refresh_at
-            if current is None or not fresh or current.value == rejected:
-                self._token = current = await self._fetch_token()
-            return current.value
+        return Token(token, fresh_until(lifetime, min(REFRESH_MARGIN_S, lifetime / 2)))
 
     def headers(self, token: str, *, with_body: bool) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -168,8 +152,8 @@ class VismaNetClient:
     async def _send(
         self, method: str, path: str, token: str, body: Any, params: Mapping[str, str] | None
     ) -> HttpResponse:
-        await self.rate_cap.acquire()
-        return await send(
+        return await throttled_send(
+            self.throttle,
             self._http,
             method,
             self.base_url + path,
@@ -189,16 +173,12 @@ class VismaNetClient:
         allow_404: bool = False,
     ) -> HttpResponse:
         """Send one API request; a 401 refreshes the token once. Error statuses become typed errors."""
-        token = await self._bearer()
-        resp = await self._send(method, path, token, body, params)
+        resp = await self.tokens.call(lambda token: self._send(method, path, token, body, params))
         if resp.status == 401:
-            token = await self._bearer(rejected=token)
-            resp = await self._send(method, path, token, body, params)
-            if resp.status == 401:
-                raise self._refused(f"{method} {path}: HTTP 401 even with a new token")
+            raise self._refused(f"{method} {path}: HTTP 401 even with a new token")
         if resp.status == 404 and allow_404:
             return resp
-        self._raise_for_status(resp, f"{KIND} {method} {path}")
+        self._raise_for_status(resp, f"{self._spec.kind} {method} {path}")
         return resp
 
     def _raise_for_status(self, resp: HttpResponse, what: str) -> None:
@@ -206,14 +186,9 @@ class VismaNetClient:
             raise AuthenticationFailed(
                 f"{what}: HTTP 403: {describe_error(resp) or resp.text()}. The API client lacks a scope, or "
                 f"tenant {self.tenant_id} has not approved it: check setting scopes "
-                f"(`{self._set_command('setting', 'scopes')}`) and the client's access in Visma.net"
+                f"(`{self.settings.command('scopes')}`) and the client's access in Visma.net"
             )
-        try:
-            raise_for_status(resp, what, describe=describe_error)
-        except TransientError as exc:
-            if exc.retry_after is None:
-                exc.retry_after = reset_seconds(resp.headers)
-            raise
+        raise_for_status(resp, what, describe=describe_error)
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """The decoded body of a GET, or None when Visma answers 404."""

@@ -11,17 +11,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from contracts import Address, Customer, Invoice, InvoiceLine, Project, Supplier
-from providers.base import ConnectionSpec
+from contracts import Address, Customer, Entity, Invoice, InvoiceLine, Project, Supplier
+from providers.base import CWDraft, CWReference
 from providers.errors import MappingError
 from providers.reading import cw_address
 from providers.reading import nested as _nested
 from providers.reading import text as _text
+from providers.settings import SettingsReader
+from providers.vendor import readers
 
-KIND = "visma_net"
 JsonObject = dict[str, Any]
 
 
@@ -36,18 +37,6 @@ def _date(day: dt.date) -> str:
 def _number(value: Decimal) -> float:
     # The DTOs declare ``number/double``; JSON has no decimal type.
     return float(value)
-
-
-def _add_setting(spec: ConnectionSpec, name: str) -> str:
-    return f"cwi connections set {spec.client_id} {KIND} --setting {name}=…"
-
-
-def flag(spec: ConnectionSpec, name: str) -> bool:
-    """A true/false setting, false when absent."""
-    raw = (spec.setting(name) or "false").strip().lower()
-    if raw not in ("true", "false"):
-        raise MappingError(f"setting {name} must be true or false, not {raw!r} ({_add_setting(spec, name)})")
-    return raw == "true"
 
 
 def _address(address: Address) -> JsonObject:
@@ -79,18 +68,18 @@ def _party(record: Customer | Supplier, phone: str | None) -> JsonObject:
     return body
 
 
-def customer_body(customer: Customer, spec: ConnectionSpec) -> JsonObject:
+def customer_body(customer: Customer, settings: SettingsReader) -> JsonObject:
     """``CustomerUpdateDto``; the customer number is Visma's customerCd (our natural key)."""
     body = _party(customer, customer.phone)
-    if class_id := spec.setting("customer_class_id"):
+    if class_id := settings.text("customer_class_id"):
         body["customerClassId"] = wrap(class_id)
     return body
 
 
-def supplier_body(supplier: Supplier, spec: ConnectionSpec) -> JsonObject:
+def supplier_body(supplier: Supplier, settings: SettingsReader) -> JsonObject:
     """``SupplierUpdateDto``; the supplier number is Visma's supplierCd."""
     body = _party(supplier, None)
-    if class_id := spec.setting("supplier_class_id"):
+    if class_id := settings.text("supplier_class_id"):
         body["supplierClassId"] = wrap(class_id)
     return body
 
@@ -99,7 +88,7 @@ def supplier_body(supplier: Supplier, spec: ConnectionSpec) -> JsonObject:
 CREATE_EXTRAS: JsonObject = {"overrideNumberSeries": wrap(True)}
 
 
-def _segments(raw: str, spec: ConnectionSpec, name: str) -> list[JsonObject]:
+def _segments(raw: str, settings: SettingsReader, name: str) -> list[JsonObject]:
     """``"1:100,2:20"`` → ``[{"segmentId": 1, "segmentValue": "100"}, …]``."""
     segments = []
     for part in raw.split(","):
@@ -107,13 +96,13 @@ def _segments(raw: str, spec: ConnectionSpec, name: str) -> list[JsonObject]:
         if not sep or not segment.strip().isdigit() or not value.strip():
             raise MappingError(
                 f"setting {name} must be segmentId:value pairs separated by commas, e.g. 1:100,2:20 "
-                f"({_add_setting(spec, name)})"
+                f"({settings.command(name)})"
             )
         segments.append({"segmentId": int(segment), "segmentValue": value.strip()})
     return segments
 
 
-def project_body(project: Project, spec: ConnectionSpec) -> JsonObject:
+def project_body(project: Project, settings: SettingsReader) -> JsonObject:
     """``ProjectUpdateDto``. The spec requires ``defSub`` unless a project template is given.
 
     The customer is linked by ``customer_number`` (Visma's ``customer`` is the customer number);
@@ -128,63 +117,42 @@ def project_body(project: Project, spec: ConnectionSpec) -> JsonObject:
         body["customer"] = wrap(project.customer_number)
     if project.end_date:
         body["endDate"] = wrap(_date(project.end_date))
-    if template := spec.setting("project_template"):
+    if template := settings.text("project_template"):
         body["template"] = wrap(template)
-    elif subaccount := spec.setting("project_subaccount"):
-        body["defSub"] = _segments(subaccount, spec, "project_subaccount")
+    elif subaccount := settings.text("project_subaccount"):
+        body["defSub"] = _segments(subaccount, settings, "project_subaccount")
     else:
         raise MappingError(
             "Visma.net needs a project template or a default subaccount for new projects — add setting "
-            f"project_template ({_add_setting(spec, 'project_template')}) or project_subaccount"
+            f"project_template ({settings.command('project_template')}) or project_subaccount"
         )
-    if branch := spec.setting("branch_number"):
+    if branch := settings.text("branch_number"):
         body["branch"] = wrap(branch)
     return body
 
 
-def _rate_text(rate: Decimal) -> str:
-    return format(rate.normalize(), "f")
-
-
-def vat_code(rate: Decimal, spec: ConnectionSpec) -> str:
-    """The ``vat_code.<rate>`` setting for a VAT rate, rates compared as numbers ("25" = "25.00")."""
-    for name, value in spec.settings.items():
-        prefix, _, raw_rate = name.partition(".")
-        if prefix != "vat_code" or not value:
-            continue
-        try:
-            if Decimal(raw_rate) == rate:
-                return value
-        except InvalidOperation:
-            continue
-    text = _rate_text(rate)
-    raise MappingError(
-        f"no VAT code for {text}% — add setting vat_code.{text} ({_add_setting(spec, f'vat_code.{text}')})"
-    )
-
-
-def _line(line: InvoiceLine, spec: ConnectionSpec) -> JsonObject:
+def _line(line: InvoiceLine, settings: SettingsReader) -> JsonObject:
     body: JsonObject = {
         "operation": "Insert",
         "description": wrap(line.description),
         "quantity": wrap(_number(line.quantity)),
         "unitPriceInCurrency": wrap(_number(line.unit_price)),
-        "vatCodeId": wrap(vat_code(line.vat_rate, spec)),
+        "vatCodeId": wrap(settings.vat_code(line.vat_rate)),
     }
-    account = line.account or spec.setting("revenue_account")
+    account = line.account or settings.text("revenue_account")
     if account:
         body["accountNumber"] = wrap(account)
     elif not line.product_number:
         raise MappingError(
             f"invoice line {line.description!r} has no account — add setting revenue_account "
-            f"({_add_setting(spec, 'revenue_account')})"
+            f"({settings.command('revenue_account')})"
         )
     if line.product_number:
         body["inventoryNumber"] = wrap(line.product_number)
     return body
 
 
-def invoice_body(invoice: Invoice, spec: ConnectionSpec) -> JsonObject:
+def invoice_body(invoice: Invoice, settings: SettingsReader) -> JsonObject:
     """``CustomerInvoiceUpdateDto`` for ``POST /v2/customerinvoice``; externalReference = CW invoice id."""
     body: JsonObject = {
         "customerNumber": wrap(invoice.customer_number),
@@ -193,18 +161,20 @@ def invoice_body(invoice: Invoice, spec: ConnectionSpec) -> JsonObject:
         "externalReference": wrap(invoice.id),
         "currencyId": wrap(invoice.currency),
         "invoiceText": wrap(invoice.number),
-        "invoiceLines": [_line(line, spec) for line in invoice.lines],
+        "invoiceLines": [_line(line, settings) for line in invoice.lines],
     }
     if invoice.reference:
         body["customerRefNumber"] = wrap(invoice.reference)
-    if branch := spec.setting("branch_number"):
+    if branch := settings.text("branch_number"):
         body["branchNumber"] = wrap(branch)
     return body
 
 
-def invoice_update_body(invoice: Invoice, spec: ConnectionSpec, old_line_numbers: list[int]) -> JsonObject:
+def invoice_update_body(
+    invoice: Invoice, settings: SettingsReader, old_line_numbers: list[int]
+) -> JsonObject:
     """The PUT body of a draft: delete its current lines, insert ours (Visma updates lines by operation)."""
-    body = invoice_body(invoice, spec)
+    body = invoice_body(invoice, settings)
     deletes = [{"operation": "Delete", "lineNumber": wrap(number)} for number in old_line_numbers]
     body["invoiceLines"] = deletes + body["invoiceLines"]
     return body
@@ -218,14 +188,14 @@ class InvoicePlan:
     send: bool
 
 
-def invoice_plan(spec: ConnectionSpec) -> InvoicePlan:
+def invoice_plan(settings: SettingsReader) -> InvoicePlan:
     # finalise_invoices is the generic name for the same step; Visma calls it release.
-    release = flag(spec, "release_invoices") or flag(spec, "finalise_invoices")
-    send = flag(spec, "send_invoices")
+    release = settings.flag("release_invoices") or settings.flag("finalise_invoices")
+    send = settings.flag("send_invoices")
     if send and not release:
         raise MappingError(
             "send_invoices=true needs release_invoices=true: Visma.net sends only released invoices "
-            f"({_add_setting(spec, 'release_invoices')})"
+            f"({settings.command('release_invoices')})"
         )
     return InvoicePlan(release, send)
 
@@ -270,69 +240,65 @@ def _party_fields(value: Mapping[str, Any], what: str) -> dict[str, Any]:
     }
 
 
-def customer_fields(value: Mapping[str, Any]) -> dict[str, Any]:
-    return {**_party_fields(value, "customer"), "phone": _text(_nested(value, "mainContact", "phone1"))}
+def _customer(number: str) -> tuple[CWReference, ...]:
+    """CW's ``customer_id``: Visma keys customers by number, the external id the worker links."""
+    return (CWReference("customer_id", Entity.customer, number),)
 
 
-def supplier_fields(value: Mapping[str, Any]) -> dict[str, Any]:
-    return _party_fields(value, "supplier")
+def customer_fields(value: Mapping[str, Any], settings: SettingsReader) -> CWDraft:
+    return CWDraft(
+        {**_party_fields(value, "customer"), "phone": _text(_nested(value, "mainContact", "phone1"))}
+    )
 
 
-def project_fields(value: Mapping[str, Any]) -> dict[str, Any]:
-    """CW's ``customer_id`` is CW's own id: CW resolves it from ``customer_number``."""
+def supplier_fields(value: Mapping[str, Any], settings: SettingsReader) -> CWDraft:
+    return CWDraft(_party_fields(value, "supplier"))
+
+
+def project_fields(value: Mapping[str, Any], settings: SettingsReader) -> CWDraft:
+    """CW's ``customer_id`` is CW's own id: a reference the worker resolves from the customer number."""
     number = _required(value, "project", "projectID")
     label = f"project {number}"
-    return {
+    customer = _required(value, label, "customer", "number")
+    fields = {
         "number": number,
         "name": _required(value, label, "description"),
-        "customer_number": _required(value, label, "customer", "number"),
+        "customer_number": customer,
         "start_date": _day(_required(value, label, "startDate")),
         "end_date": _day(_text(value.get("endDate"))),
     }
+    return CWDraft(fields, _customer(customer))
 
 
-def vat_rate(code: str | None, spec: ConnectionSpec) -> str:
-    """The rate whose ``vat_code.<rate>`` setting names ``code`` (the inverse of ``vat_code``)."""
-    rates = set()
-    for name, value in spec.settings.items():
-        prefix, _, raw_rate = name.partition(".")
-        if prefix == "vat_code" and value == code:
-            try:
-                rates.add(Decimal(raw_rate).normalize())
-            except InvalidOperation:
-                continue
-    if len(rates) != 1:
-        raise MappingError(
-            f"Visma.net VAT code {code!r} is named by {len(rates)} vat_code.<rate> settings; exactly one "
-            f"must name it for CW to know the rate ({_add_setting(spec, 'vat_code.<rate>')})"
-        )
-    return format(rates.pop(), "f")
-
-
-def _cw_line(line: Mapping[str, Any], spec: ConnectionSpec) -> dict[str, Any]:
+def _cw_line(line: Mapping[str, Any], settings: SettingsReader) -> dict[str, Any]:
     return {
         "description": _required(line, "invoice line", "description"),
         "quantity": str(Decimal(str(line.get("quantity") or 0))),
         "unit_price": str(Decimal(str(line.get("unitPriceInCurrency") or 0))),
-        "vat_rate": vat_rate(_text(_nested(line, "vatCode", "id")), spec),
+        "vat_rate": settings.vat_rate(_text(_nested(line, "vatCode", "id")), "Visma.net VAT code"),
         "account": _text(_nested(line, "account", "number")),
         "product_number": _text(line.get("inventoryNumber")),
     }
 
 
-def invoice_fields(value: Mapping[str, Any], spec: ConnectionSpec) -> dict[str, Any]:
+def invoice_fields(value: Mapping[str, Any], settings: SettingsReader) -> CWDraft:
     """CW's number travels as ``invoiceText`` and its id as ``externalReference`` (see ``invoice_body``)."""
     label = f"invoice {value.get('referenceNumber')}"
     lines = sorted(
         (line for line in value.get("invoiceLines") or [] if isinstance(line, dict)),
         key=lambda line: int(line.get("lineNumber") or 0),
     )
-    return {
+    customer = _required(value, label, "customer", "number")
+    fields = {
         "number": _required(value, label, "invoiceText"),
-        "customer_number": _required(value, label, "customer", "number"),
+        "customer_number": customer,
         "invoice_date": _day(_required(value, label, "documentDate")),
         "due_date": _day(_required(value, label, "documentDueDate")),
         "currency": _required(value, label, "currencyId"),
-        "lines": [_cw_line(line, spec) for line in lines],
+        "lines": [_cw_line(line, settings) for line in lines],
         "reference": _text(value.get("customerRefNumber")),
     }
+    return CWDraft(fields, _customer(customer))
+
+
+READERS = readers(customer_fields, supplier_fields, project_fields, invoice_fields)

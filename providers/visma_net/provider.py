@@ -12,29 +12,33 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from functools import partial
+from typing import Any
 
 import aiohttp
 
-from contracts import Action, Customer, CWRecord, Entity, Invoice, Project, Supplier
+from contracts import Action, Customer, Entity, Invoice, Project, Supplier
 from providers.base import (
     ConnectionSpec,
     ExternalRecord,
     OutboundChange,
-    PreparedRequest,
     PushResult,
     content_hash,
 )
-from providers.errors import MappingError, NotSupported, ProviderRejected, TransientError
+from providers.errors import DependencyMissing, NotSupported, ProviderRejected, TransientError
+from providers.http import HttpResponse
+from providers.plan import Plan, placeholder
+from providers.settings import SettingsReader
+from providers.vendor import VendorProvider, record_of
 from providers.visma_net import mapping
-from providers.visma_net.client import KIND, VismaNetClient, item_path, location_id
+from providers.visma_net.client import VismaNetClient, item_path, location_id, token_subject
 
 INVOICES = "/v1/customerinvoice"
 CREATE_INVOICE = "/v2/customerinvoice"  # the v1 POST is deprecated
 DRAFT_STATUSES = frozenset({"Hold", "Balanced"})  # not yet released
 PAGE = {"pageNumber": "1", "pageSize": "100"}  # Visma requires paging on every list
-
-R = TypeVar("R", bound=Customer | Supplier | Project | Invoice)
+# What a dry run (a preview) pretends Visma answered to a write.
+OK, CREATED, GONE = HttpResponse(200, {}, b"{}"), HttpResponse(201, {}, b""), HttpResponse(204, {}, b"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +48,7 @@ class _Resource:
     name: str
     collection: str
     record_type: type[Customer] | type[Supplier] | type[Project]
-    build: Callable[[Any, ConnectionSpec], mapping.JsonObject]
+    build: Callable[[Any, SettingsReader], mapping.JsonObject]
     create_extras: Mapping[str, Any]
 
 
@@ -59,15 +63,6 @@ RESOURCES: Mapping[Entity, _Resource] = {
 }
 
 
-def _record(change: OutboundChange, record_type: type[R]) -> R:
-    record: CWRecord | None = change.record
-    if not isinstance(record, record_type):
-        raise MappingError(
-            f"{change.entity.value}.{change.action.value} {change.cw_id} carries no {record_type.__name__}"
-        )
-    return record
-
-
 def _collection(entity: Entity) -> str:
     return INVOICES if entity is Entity.invoice else RESOURCES[entity].collection
 
@@ -76,7 +71,7 @@ def webhook_steps(spec: ConnectionSpec, url: str) -> str:
     """What an operator does in Visma's Developer Portal: Visma.net has no subscription API."""
     header = spec.setting("webhook_signature_header") or "X-Visma-Signature"
     return (
-        f"{KIND}: Visma.net has no API to subscribe to webhooks; set it up by hand:\n"
+        f"{spec.kind}: Visma.net has no API to subscribe to webhooks; set it up by hand:\n"
         "  1. Sign in to the Visma Developer Portal (https://oauth.developers.visma.com) as the owner of "
         f"the integration {spec.credentials.get('client_id') or '<client_id>'}.\n"
         f"  2. Under Webhooks, add a subscription for tenant {spec.setting('tenant_id') or '<tenant_id>'} "
@@ -88,29 +83,37 @@ def webhook_steps(spec: ConnectionSpec, url: str) -> str:
     )
 
 
-class VismaNetProvider:
-    kind: ClassVar[str] = KIND
+class VismaNetProvider(VendorProvider):
+    kind = "visma_net"
+    readers = mapping.READERS
 
     def __init__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> None:
-        self.spec = spec
+        super().__init__(spec, http)
         self.client = VismaNetClient(spec, http)
+        self._known_customers: set[str] = set()
 
-    async def push(self, change: OutboundChange) -> PushResult:
+    async def _run(self, change: OutboundChange, plan: Plan) -> PushResult:
         if change.entity is Entity.invoice:
             if change.action is Action.deleted:
-                return await self._delete_invoice(change)
-            return await self._upsert_invoice(change, _record(change, Invoice))
+                return await self._delete_invoice(change, plan)
+            return await self._upsert_invoice(change, record_of(change, Invoice), plan)
         resource = RESOURCES[change.entity]
         if change.action is Action.deleted:
             raise self._no_delete(resource, change.known_external_id or change.cw_id)
-        return await self._upsert(resource, change, _record(change, resource.record_type))
+        return await self._upsert(resource, change, record_of(change, resource.record_type), plan)
 
     async def check(self) -> str:
         await self.client.get_json("/v1/customer", params={"pageNumber": "1", "pageSize": "1"})
         return (
-            f"{KIND} at {self.client.base_url}: authenticated as API client "
+            f"{self.kind} at {self.client.base_url}: authenticated as API client "
             f"{self.spec.credentials.get('client_id')} for tenant {self.client.tenant_id}"
+            f"{await self.identity_note()}"
         )
+
+    async def _discover_identity(self) -> str | None:
+        """The subject of our access token: Visma's DTOs name no author, and its webhooks name the
+        user behind a change by that subject. None when the token is not a JWT."""
+        return token_subject(await self.client.tokens.get())
 
     # inbound
 
@@ -122,27 +125,35 @@ class VismaNetProvider:
         stamp = found.get("lastModifiedDateTime")
         return ExternalRecord(external_id, found, str(stamp) if stamp else None, None)
 
-    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
-        if entity is Entity.customer:
-            return mapping.customer_fields(value)
-        if entity is Entity.supplier:
-            return mapping.supplier_fields(value)
-        if entity is Entity.project:
-            return mapping.project_fields(value)
-        return mapping.invoice_fields(value, self.spec)
-
     async def register_webhook(self, url: str, secret: str) -> str:
         """No API call: the steps for the Developer Portal (the secret is not repeated in them)."""
         return webhook_steps(self.spec, url)
 
-    def preview(self, change: OutboundChange) -> list[PreparedRequest]:
-        if change.entity is Entity.invoice:
-            return self._preview_invoice(change)
-        resource = RESOURCES[change.entity]
-        if change.action is Action.deleted:
-            raise self._no_delete(resource, change.known_external_id or change.cw_id)
-        body = resource.build(_record(change, resource.record_type), self.spec)
-        return [self.client.prepare("POST", resource.collection, {**body, **resource.create_extras})]
+    # writes, through the plan
+
+    async def _write(
+        self,
+        plan: Plan,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        answer: HttpResponse = OK,
+        allow_404: bool = False,
+    ) -> HttpResponse:
+        """One write; with ``allow_404`` a 404 comes back to the caller (a key that is gone)."""
+        send = partial(self.client.request, method, path, body=body, allow_404=allow_404)
+        return await plan.write(self.client.prepare(method, path, body), send, answer)
+
+    async def _stamp(self, plan: Plan, collection: str, key: str) -> str | None:
+        """The record's lastModifiedDateTime as Visma now holds it: the version echoes compare."""
+
+        async def read() -> str | None:
+            found = await self.client.get_json(item_path(collection, key))
+            stamp = found.get("lastModifiedDateTime") if isinstance(found, dict) else None
+            return str(stamp) if stamp else None
+
+        return await plan.existing(read)
 
     # customers, suppliers, projects
 
@@ -153,30 +164,36 @@ class VismaNetProvider:
         )
 
     async def _upsert(
-        self, resource: _Resource, change: OutboundChange, record: Customer | Supplier | Project
+        self, resource: _Resource, change: OutboundChange, record: Customer | Supplier | Project, plan: Plan
     ) -> PushResult:
-        body = resource.build(record, self.spec)
+        if isinstance(record, Project) and record.customer_number:
+            await self._customer(record.customer_number, plan)
+        body = resource.build(record, self.settings)
         digest = content_hash(body)  # create-only flags left out, so create and update hash alike
         known = change.known_external_id
+        collection = resource.collection
         if known is not None:
-            resp = await self.client.request(
-                "PUT", item_path(resource.collection, known), body=body, allow_404=True
-            )
+            resp = await self._write(plan, "PUT", item_path(collection, known), body, allow_404=True)
             if resp.status != 404:
-                return PushResult("updated", known, await self._stamp(resource.collection, known), digest)
+                return PushResult("updated", known, await self._stamp(plan, collection, known), digest)
         key = record.number
-        if known != key and await self.client.get_json(item_path(resource.collection, key)) is not None:
-            await self.client.request("PUT", item_path(resource.collection, key), body=body)
-            return PushResult("updated", key, await self._stamp(resource.collection, key), digest)
-        await self.client.request("POST", resource.collection, body={**body, **resource.create_extras})
+        if known != key and await plan.existing(partial(self.client.get_json, item_path(collection, key))):
+            await self._write(plan, "PUT", item_path(collection, key), body)
+            return PushResult("updated", key, await self._stamp(plan, collection, key), digest)
+        await self._write(plan, "POST", collection, {**body, **resource.create_extras}, answer=CREATED)
         # Our number is the key (overrideNumberSeries keeps it); Location could name an internal id.
-        return PushResult("created", key, await self._stamp(resource.collection, key), digest)
+        return PushResult("created", key, await self._stamp(plan, collection, key), digest)
 
-    async def _stamp(self, collection: str, key: str) -> str | None:
-        """The record's lastModifiedDateTime as Visma now holds it: the version echoes compare."""
-        found = await self.client.get_json(item_path(collection, key))
-        stamp = found.get("lastModifiedDateTime") if isinstance(found, dict) else None
-        return str(stamp) if stamp else None
+    async def _customer(self, number: str, plan: Plan) -> None:
+        await plan.reference(f"customer {number}", partial(self._require_customer, number))
+
+    async def _require_customer(self, number: str) -> None:
+        """A project or invoice waits (DependencyMissing) until its customer is in Visma.net."""
+        if number in self._known_customers:
+            return
+        if await self.client.get_json(item_path("/v1/customer", number)) is None:
+            raise DependencyMissing(f"customer {number}", "Visma.net")
+        self._known_customers.add(number)
 
     # invoices
 
@@ -193,12 +210,12 @@ class VismaNetProvider:
                 return doc
         return None
 
-    async def _upsert_invoice(self, change: OutboundChange, invoice: Invoice) -> PushResult:
-        plan = mapping.invoice_plan(self.spec)
-        body = mapping.invoice_body(invoice, self.spec)
-        existing = await self._find_invoice(change.known_external_id, invoice.id)
+    async def _upsert_invoice(self, change: OutboundChange, invoice: Invoice, plan: Plan) -> PushResult:
+        steps = mapping.invoice_plan(self.settings)
+        body = mapping.invoice_body(invoice, self.settings)
+        existing = await plan.existing(partial(self._find_invoice, change.known_external_id, invoice.id))
         if existing is None:
-            return await self._create_invoice(invoice, body, plan)
+            return await self._create_invoice(invoice, body, steps, plan)
         number = str(existing["referenceNumber"])
         if existing.get("status") not in DRAFT_STATUSES:
             if change.action is Action.created or change.recovering:
@@ -209,48 +226,55 @@ class VismaNetProvider:
                 "changed; correct it with a credit note in Visma.net"
             )
         lines = await self._line_numbers(number, existing)
-        update = mapping.invoice_update_body(invoice, self.spec, lines)
-        await self.client.request("PUT", item_path(INVOICES, number), body=update)
-        await self._finish(number, plan)
-        return PushResult("updated", number, await self._stamp(INVOICES, number), content_hash(body))
+        update = mapping.invoice_update_body(invoice, self.settings, lines)
+        await self._write(plan, "PUT", item_path(INVOICES, number), update)
+        await self._finish(number, steps, plan)
+        return PushResult("updated", number, await self._stamp(plan, INVOICES, number), content_hash(body))
 
     async def _create_invoice(
-        self, invoice: Invoice, body: mapping.JsonObject, plan: mapping.InvoicePlan
+        self, invoice: Invoice, body: mapping.JsonObject, steps: mapping.InvoicePlan, plan: Plan
     ) -> PushResult:
-        resp = await self.client.request("POST", CREATE_INVOICE, body=body)
+        await self._customer(invoice.customer_number, plan)
+        new = HttpResponse(201, {"Location": f"{INVOICES}/{placeholder('number of the new invoice')}"}, b"")
+        resp = await self._write(plan, "POST", CREATE_INVOICE, body, answer=new)
         number = location_id(resp)
         if number is None:
             found = await self._find_invoice(None, invoice.id)
             if found is None:
                 # The lookup of a retry will find it if it was written.
                 raise TransientError(
-                    f"{KIND}: invoice {invoice.id} created, but Visma returned no invoice number"
+                    f"{self.kind}: invoice {invoice.id} created, but Visma returned no invoice number"
                 )
             number = str(found["referenceNumber"])
-        await self._finish(number, plan)
-        return PushResult("created", number, await self._stamp(INVOICES, number), content_hash(body))
+        await self._finish(number, steps, plan)
+        return PushResult("created", number, await self._stamp(plan, INVOICES, number), content_hash(body))
 
     async def _line_numbers(self, number: str, doc: dict[str, Any]) -> list[int]:
         if "invoiceLines" not in doc:  # list results may leave the lines out
             doc = await self.client.get_json(item_path(INVOICES, number)) or {}
         return [int(line["lineNumber"]) for line in doc.get("invoiceLines") or [] if "lineNumber" in line]
 
-    async def _finish(self, number: str, plan: mapping.InvoicePlan) -> None:
-        if plan.release:
-            await self._action(number, "release")
-        if plan.send:
-            await self._action(number, "sendToAutoInvoice")
+    async def _finish(self, number: str, steps: mapping.InvoicePlan, plan: Plan) -> None:
+        if steps.release:
+            await self._action(number, "release", plan)
+        if steps.send:
+            await self._action(number, "sendToAutoInvoice", plan)
 
-    async def _action(self, number: str, action: str) -> None:
-        resp = await self.client.request("POST", f"{item_path(INVOICES, number)}/action/{action}")
+    async def _action(self, number: str, action: str, plan: Plan) -> None:
+        resp = await self._write(plan, "POST", f"{item_path(INVOICES, number)}/action/{action}")
         result = resp.json()
         if isinstance(result, dict) and result.get("actionResult") == "Failed":
             raise ProviderRejected(
                 f"Visma.net could not {action} invoice {number}: {result.get('errorInfo')}"
             )
 
-    async def _delete_invoice(self, change: OutboundChange) -> PushResult:
-        existing = await self._find_invoice(change.known_external_id, change.cw_id)
+    async def _delete_invoice(self, change: OutboundChange, plan: Plan) -> PushResult:
+        assumed = {
+            "referenceNumber": change.known_external_id or placeholder(f"number of invoice {change.cw_id}"),
+            "status": "Balanced",
+        }
+        find = partial(self._find_invoice, change.known_external_id, change.cw_id)
+        existing = await plan.existing(find, assume=assumed)
         if existing is None:
             return PushResult("unchanged", change.known_external_id)
         number = str(existing["referenceNumber"])
@@ -259,22 +283,5 @@ class VismaNetProvider:
                 f"invoice {number} is {existing.get('status')} in Visma.net: only unreleased invoices "
                 "(Hold, Balanced) can be deleted; issue a credit note in Visma.net instead"
             )
-        await self.client.request("DELETE", item_path(INVOICES, number), allow_404=True)
+        await self._write(plan, "DELETE", item_path(INVOICES, number), answer=GONE, allow_404=True)
         return PushResult("deleted", number)
-
-    def _preview_invoice(self, change: OutboundChange) -> list[PreparedRequest]:
-        if change.action is Action.deleted:
-            known = change.known_external_id
-            path = item_path(INVOICES, known) if known else f"{INVOICES}/{{invoiceNumber}}"
-            return [self.client.prepare("DELETE", path)]
-        plan = mapping.invoice_plan(self.spec)
-        requests = [
-            self.client.prepare(
-                "POST", CREATE_INVOICE, mapping.invoice_body(_record(change, Invoice), self.spec)
-            )
-        ]
-        actions = (["release"] if plan.release else []) + (["sendToAutoInvoice"] if plan.send else [])
-        requests += [
-            self.client.prepare("POST", f"{INVOICES}/{{invoiceNumber}}/action/{name}") for name in actions
-        ]
-        return requests

@@ -41,7 +41,9 @@ def test_connection_to_the_erp_is_ok(migrated_db_url: str, served: ServedFake) -
 
     assert run.stdout.startswith("OK:"), run.stdout
     # Rich wraps the line at 80 columns when stdout is not a terminal.
-    assert " ".join(run.stdout.split()).startswith(f"OK: {served.kind} at {served.base_url}")
+    shown = " ".join(run.stdout.split())
+    assert shown.startswith(f"OK: {served.kind} at {served.base_url}")
+    assert "changes we make carry author " in shown  # the identity echo suppression compares
     secrets = [served.credentials[name] for name in served.wrong_credentials]
     assert all(secret not in run.stdout + run.stderr for secret in secrets if secret)
 

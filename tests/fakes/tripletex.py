@@ -18,6 +18,7 @@ import copy
 import datetime as dt
 import itertools
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -85,6 +86,8 @@ class FakeTripletex:
     store: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     writes: Counter[str] = field(default_factory=Counter)
     requests: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    """When each of ``requests`` arrived (``time.monotonic()``, the clock the provider's throttle uses)."""
     violations: list[str] = field(default_factory=list)
     sessions_created: int = 0
     sent_to_customer: dict[int, bool] = field(default_factory=dict)
@@ -109,10 +112,11 @@ class FakeTripletex:
     ) -> None:
         """Answer the next ``count`` calls starting with ``on`` ("POST /customer") with ``status``.
 
-        The error carries the rate headers (``reset=None`` leaves X-Rate-Limit-Reset out) and, with
-        ``fields``, Tripletex's validationMessages.
+        The error carries the rate headers (a 429 says none remain; ``reset=None`` leaves
+        X-Rate-Limit-Reset out) and, with ``fields``, Tripletex's validationMessages.
         """
-        headers = {"X-Rate-Limit-Limit": str(self.rate_limit), "X-Rate-Limit-Remaining": "0"}
+        remaining = "0" if status == 429 else str(self.rate_remaining)
+        headers = {"X-Rate-Limit-Limit": str(self.rate_limit), "X-Rate-Limit-Remaining": remaining}
         if reset is not None:
             headers["X-Rate-Limit-Reset"] = str(reset)
         self._failures.extend(_Failure(status, headers, fields, on) for _ in range(count))
@@ -251,6 +255,7 @@ class FakeTripletex:
             return await handler(request)
         path = request.path.removeprefix("/v2")
         self.requests.append(f"{request.method} {path}")
+        self.times.append(time.monotonic())
         failure = next((f for f in self._failures if self.requests[-1].startswith(f.on)), None)
         if failure is not None:
             self._failures.remove(failure)

@@ -145,6 +145,7 @@ class FakeUni:
     base_url: str = ""
     violations: list[str] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # time.monotonic() of each request, the throttle's clock
     writes: Counter[str] = field(default_factory=Counter)
     token_requests: int = 0
     assertion_headers: list[dict[str, Any]] = field(default_factory=list)
@@ -322,6 +323,7 @@ class FakeUni:
         action = request.query.get("action")
         spec_path = "/" + request.match_info["tail"] + (f"?action={action}" if action else "")
         self.requests.append((request.method, spec_path))
+        self.times.append(time.monotonic())
         if self._failures:
             status, retry_after, message = self._failures.pop(0)
             headers = {"Retry-After": retry_after} if retry_after else None

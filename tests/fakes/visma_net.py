@@ -9,11 +9,15 @@ GETs answer in the read DTOs' shape (``mainAddress.country.id``, ``customer.numb
 Webhooks: Visma has no subscription API, so ``configure_webhook`` stands for the Developer Portal;
 then every change, ours or a user's (``user_create``/``user_update``), is POSTed in the background,
 signed like Visma (base64 HMAC-SHA256 of the body). The payload shape is the one webhooks.py
-assumes (unverified): ``{tenantId, event: "Customer.Updated", entityId, lastModifiedDateTime, …}``.
+assumes (unverified): ``{tenantId, event: "Customer.Updated", entityId, lastModifiedDateTime,
+changedBy, …}``; ``changedBy`` is the subject of the access token a change was made with
+(``API_SUBJECT``, the ``sub`` of every token this fake issues, a JWT as Visma Connect's are), or
+``USER_NAME`` for a user's change.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import secrets
@@ -37,6 +41,18 @@ TOKEN_PATH = "/connect/token"
 DRAFTS = ("Hold", "Balanced")
 LISTS = ("/v1/customer", "/v1/supplier", "/v1/project", "/v1/customerinvoice")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+API_SUBJECT = "3f0c2b1e-cw-integration"
+"""``sub`` of the tokens issued to our API client: who Visma says made the changes we make."""
+USER_NAME = "kari.nordmann@acme.no"
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def jwt(claims: dict[str, Any]) -> str:
+    """A JWT-shaped token (the signature is random: the fake checks tokens by lookup)."""
+    return f"{_b64({'alg': 'RS256', 'typ': 'at+jwt'})}.{_b64(claims)}.{secrets.token_urlsafe(16)}"
 
 
 def visma_error(status: int, message: str, details: str = "") -> web.Response:
@@ -144,6 +160,7 @@ class FakeVismaNet:
         self.tokens: dict[str, float] = {}
         self.token_requests = 0
         self.requests: list[tuple[str, str]] = []
+        self.times: list[float] = []  # time.monotonic() of each request, the throttle's clock
         self.violations: list[str] = []
         self.writes: Counter[str] = Counter()
         self.sent_invoices: set[str] = set()
@@ -195,24 +212,26 @@ class FakeVismaNet:
     def user_delete(self, kind: str, key: str, /) -> None:
         """A user deletes a record in Visma.net's UI (the API cannot)."""
         record = self.stores[kind].records.pop(key)
-        self._emit(kind, "Deleted", key, record)
+        self._emit(kind, "Deleted", key, record, USER_NAME)
 
     def user_create(self, name: str, record: dict[str, Any]) -> dict[str, Any]:
         """A user creates a customer, supplier or project in Visma.net (fields as the read DTO's, flat)."""
         store = self.stores[name]
         made = self._stamp({"status": "Active", **record})
         store.records[str(made[store.key])] = made
-        self._emit(name, "Created", str(made[store.key]), made)
+        self._emit(name, "Created", str(made[store.key]), made, USER_NAME)
         return made
 
     def user_update(self, kind: str, key: str, /, **fields: Any) -> dict[str, Any]:
         """A user edits a record in Visma.net (flat fields, as stored)."""
         record = self._stamp(self.stores[kind].records[key] | fields)
         self.stores[kind].records[key] = record
-        self._emit(kind, "Updated", key, record)
+        self._emit(kind, "Updated", key, record, USER_NAME)
         return record
 
-    def _emit(self, name: str, action: str, key: str, record: dict[str, Any]) -> None:
+    def _emit(
+        self, name: str, action: str, key: str, record: dict[str, Any], author: str = API_SUBJECT
+    ) -> None:
         if self.webhook is None:
             return
         url, secret, header = self.webhook
@@ -223,6 +242,7 @@ class FakeVismaNet:
             "eventId": str(uuid.uuid4()),
             "timestamp": dt.datetime.now(dt.UTC).isoformat(),
             "lastModifiedDateTime": record.get("lastModifiedDateTime"),
+            "changedBy": author,
         }
         body = json.dumps(event).encode()
         self.callbacks.send(url, body, signed_headers(body, secret, header=header))
@@ -264,6 +284,7 @@ class FakeVismaNet:
         if request.path == TOKEN_PATH or request.path.startswith(CONTROL_PREFIX):
             return await handler(request)
         self.requests.append((request.method, request.path))
+        self.times.append(time.monotonic())
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if self.tokens.get(token, 0.0) < time.time():
             return web.json_response(
@@ -316,7 +337,7 @@ class FakeVismaNet:
             )
         if "vismanet_erp_service_api:read" not in str(form.get("scope", "")).split():
             return web.json_response({"error": "invalid_scope"}, status=400)
-        token = secrets.token_urlsafe(16)
+        token = jwt({"sub": API_SUBJECT, "client_id": self.client_id, "tenant_id": self.tenant_id})
         self.tokens[token] = time.time() + self.token_lifetime
         body = {"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"}
         return web.json_response(body)

@@ -214,20 +214,47 @@ async def test_publish_splits_large_sends_into_batches(bus: Harness) -> None:
 # --- delayed retries and dead letters -----------------------------------------------------------
 
 
-async def test_reschedule_hides_a_copy_with_a_new_id_and_the_new_properties(bus: Harness) -> None:
+async def test_a_delayed_retry_comes_back_after_its_delay_with_the_new_properties(bus: Harness) -> None:
     await bus.bus.publish([message("m1", "acme", envelope_id="e1", **{"cwi-attempt": 1})])
     [original] = await receive_n(bus, 1)
     await bus.bus.reschedule(original, 1.5, {"envelope_id": "e1", "cwi-attempt": 2})
-    if bus.peer is not None:
-        assert bus.peer.scheduled_count(bus.entity) == 1
+    if bus.peer is not None and not bus.orders_sessions:
+        assert bus.peer.scheduled_count(bus.entity) == 1, "without sessions: a scheduled copy"
     assert not await bus.bus.receive(10, 0.3)
     await bus.elapse(1.5)
-    [copy] = await receive_n(bus, 1)
-    assert copy.message_id != original.message_id
-    assert (copy.body, copy.session_id, copy.delivery_count) == (original.body, "acme", 1)
-    assert dict(copy.properties) == {"envelope_id": "e1", "cwi-attempt": 2}
-    await bus.bus.complete(copy)
+    [again] = await receive_n(bus, 1)
+    if bus.orders_sessions:
+        # Held in place: the same message, still first in its session.
+        assert again.message_id == original.message_id
+    else:
+        assert again.message_id != original.message_id
+    assert (again.body, again.session_id) == (original.body, "acme")
+    assert dict(again.properties) == {"envelope_id": "e1", "cwi-attempt": 2}
+    await bus.bus.complete(again)
     assert await nothing_left(bus)
+
+
+async def test_a_delayed_retry_holds_its_session_and_no_other(bus: Harness) -> None:
+    """Per-client order: the client's later messages wait for the retried one, others go on."""
+    if not bus.orders_sessions:
+        pytest.skip("only session buses keep a client's order")
+    await bus.bus.publish([message("a1", "acme"), message("a2", "acme"), message("g1", "globex")])
+    got = {d.message_id: d for d in await receive_n(bus, 2)}
+    assert set(got) == {"a1", "g1"}
+    await bus.bus.reschedule(got["a1"], 1.5, {"cwi-attempt": 1})
+    await bus.bus.complete(got["g1"])
+    await bus.bus.publish([message("g2", "globex")])
+    [other] = await receive_n(bus, 1)
+    assert other.message_id == "g2", "another client is not held up"
+    await bus.bus.complete(other)
+    assert not await bus.bus.receive(10, 0.3), "a2 must not overtake a1"
+    await bus.elapse(1.5)
+    [first] = await receive_n(bus, 1)
+    assert first.message_id == "a1"
+    await bus.bus.complete(first)
+    [second] = await receive_n(bus, 1)
+    assert second.message_id == "a2"
+    await bus.bus.complete(second)
 
 
 async def test_dead_letters_keep_their_reason_and_can_be_resent_or_purged(bus: Harness) -> None:

@@ -90,8 +90,11 @@ async def test_create_update_query_delete_round_trip(
 ) -> None:
     server, _ = cw_server
     cw = adapter(http, server)
-    cw_id = await cw.create("acme", Entity.customer, FIELDS, key="k1")
-    assert await cw.update("acme", Entity.customer, cw_id, {**FIELDS, "name": "Acme Holding AS"}, key="k2")
+    created = await cw.create("acme", Entity.customer, FIELDS, key="k1")
+    cw_id = created.cw_id
+    assert created.version == 1, "CW's version after the write (the sequence of its event)"
+    updated = await cw.update("acme", Entity.customer, cw_id, {**FIELDS, "name": "Acme Holding AS"}, key="k2")
+    assert updated is not None and updated.version == 2
     record = await cw.fetch("acme", Entity.customer, cw_id, key="k3")
     assert record is not None and record["name"] == "Acme Holding AS" and record["id"] == cw_id
     assert await cw.fetch("globex", Entity.customer, cw_id, key="k4") is None, "clients are separate"
@@ -125,9 +128,9 @@ async def test_every_request_is_one_the_documents_in_contracts_allow(
         "currency": "NOK",
         "lines": [{"description": "Work", "quantity": "2", "unit_price": "100.00", "vat_rate": "25"}],
     }
-    inv = await cw.create("acme", Entity.invoice, invoice, key="i1")
+    inv = (await cw.create("acme", Entity.invoice, invoice, key="i1")).cw_id
     await cw.update("acme", Entity.invoice, inv, {**invoice, "reference": "PO 1"}, key="i2")
-    cus = await cw.create("acme", Entity.customer, FIELDS, key="c1")
+    cus = (await cw.create("acme", Entity.customer, FIELDS, key="c1")).cw_id
     for entity in Entity:
         await cw.fetch("acme", entity, inv, key=f"q-{entity.value}")
     await cw.delete("acme", Entity.customer, cus, key="d1")

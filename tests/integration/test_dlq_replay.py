@@ -24,13 +24,13 @@ from providers.generic_rest.sandbox import SandboxServer
 from providers.generic_rest.sandbox.app import InjectedFailure
 from worker.buses.base import OutgoingMessage
 from worker.buses.local import LocalBus
-from worker.connections import ProviderDirectory
 from worker.db import Database
+from worker.messaging.connections import ConnectionDirectory
+from worker.messaging.dispatch import Dispatcher
+from worker.messaging.retry import RetryPolicy
+from worker.messaging.runner import RunStats, Worker
 from worker.operators.dlq import DeadLetterOperations
 from worker.operators.letters import Selection
-from worker.pipeline import Pipeline
-from worker.retry import RetryPolicy
-from worker.runner import RunStats, Worker
 
 KEY = "dlq-replay-test-key"
 TOKEN = "tok-dlq-replay"
@@ -53,13 +53,13 @@ class Rig:
     sandbox: SandboxServer
     http: aiohttp.ClientSession
 
-    def providers(self) -> ProviderDirectory:
-        return ProviderDirectory(self.db, self.http, KEY)
+    def providers(self) -> ConnectionDirectory:
+        return ConnectionDirectory(self.db, self.http, KEY)
 
     async def run(self) -> RunStats:
         policy = RetryPolicy(delays=(0.05,), inprocess_attempts=1, base_wait_s=0.01)
         worker = Worker(
-            self.bus, Pipeline(self.db, self.providers(), policy), concurrency=4, shutdown_grace_s=2
+            self.bus, Dispatcher(self.db, self.providers(), policy), concurrency=4, shutdown_grace_s=2
         )
         return await worker.run(until_idle=True)
 

@@ -28,11 +28,11 @@ from tests.fakes.uni_economy import FakeUni
 from tests.fakes.visma_net import FakeVismaNet
 from worker.buses.base import OutgoingMessage
 from worker.buses.local import LocalBus
-from worker.connections import ProviderDirectory
 from worker.db import Database
-from worker.pipeline import Pipeline
-from worker.retry import RetryPolicy
-from worker.runner import RunStats, Worker
+from worker.messaging.connections import ConnectionDirectory
+from worker.messaging.dispatch import Dispatcher
+from worker.messaging.retry import RetryPolicy
+from worker.messaging.runner import RunStats, Worker
 
 KEY = "erp-pipeline-test-key"
 CLIENT = "acme"
@@ -159,7 +159,7 @@ class Rig:
     bus: LocalBus
     http: aiohttp.ClientSession
     erp: Controls
-    pipeline: Pipeline
+    pipeline: Dispatcher
 
     async def publish(self, *envs: dict[str, Any]) -> None:
         """Each envelope as its own transport message: the same envelope twice is a redelivery."""
@@ -210,7 +210,7 @@ async def rig(served: ServedFake, tmp_path: Path) -> AsyncIterator[Rig]:
     await db.run(provision)
     policy = RetryPolicy(delays=(60.0,), inprocess_attempts=3, base_wait_s=0.01)
     async with aiohttp.ClientSession() as http:
-        pipeline = Pipeline(db, ProviderDirectory(db, http, KEY), policy)
+        pipeline = Dispatcher(db, ConnectionDirectory(db, http, KEY), policy)
         yield Rig(served.kind, db, LocalBus(db, lock_duration_s=10), http, controls_of(served), pipeline)
     await db.close()
 
@@ -259,7 +259,7 @@ def invoice(message_id: str = "e-inv-1", vat_rate: str = "25") -> dict[str, Any]
 async def push_directly_then_crash(rig: Rig, env: dict[str, Any]) -> None:
     """A first attempt whose write reached the ERP, then a crash before the outcome was journalled."""
     parsed = parse_envelope(json.dumps(env))
-    provider = await ProviderDirectory(rig.db, rig.http, KEY).provider_for(CLIENT)
+    provider = await ConnectionDirectory(rig.db, rig.http, KEY).provider_for(CLIENT)
     change = OutboundChange(parsed.id, parsed.entity, parsed.action, parsed.cw_id, parsed.data)
     await provider.push(change)
     intent = sync_log.Entry(

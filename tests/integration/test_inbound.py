@@ -29,8 +29,8 @@ from worker.buses.base import OutgoingMessage
 from worker.dev.cw_sandbox import CWServer
 from worker.dev.listening import Listener, listening
 from worker.dev.quiet import run_until_quiet
-from worker.inbound.fingerprint import cw_fields
 from worker.ingress.ratelimit import RateLimiter
+from worker.messaging.fingerprint import cw_fields
 from worker.settings import Settings
 
 KEY = "inbound-test-key"
@@ -147,7 +147,7 @@ async def test_our_push_comes_back_as_an_echo_and_is_ignored(rig: Rig) -> None:
     inbound = [r for r in rig.journal("acme") if r["direction"] == "inbound"]
     assert [r["action"] for r in inbound] == ["pending", "echo_ignored"]
     assert inbound[-1]["cw_id"] == "acme-c1"
-    assert inbound[-1]["detail"] == "version 1 is the one we last wrote"
+    assert inbound[-1]["detail"] == "author 'cwi-api' is our API user"  # discovered by _ping
 
 
 async def test_a_user_change_in_the_erp_is_written_to_cw_once_and_its_cw_event_ignored(rig: Rig) -> None:

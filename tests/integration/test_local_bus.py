@@ -138,15 +138,18 @@ async def test_a_journaled_completion_commits_the_journal_with_the_completion(
     await db.run(lambda c: c.exec_driver_sql("CREATE TABLE journal_probe (name VARCHAR(16))"))
 
     def journal(name: str) -> Callable[[Connection], None]:
-        return lambda c: c.exec_driver_sql(f"INSERT INTO journal_probe VALUES ('{name}')") and None
+        def work(c: Connection) -> None:
+            c.exec_driver_sql(f"INSERT INTO journal_probe VALUES ('{name}')")
+
+        return work
 
     await bus.publish([message("m1"), message("m2")])
     first, second = await bus.receive(2, 0)
-    await bus.complete_journaled(first, journal("first"))
+    await bus.complete(first, journal("first"))
     clock.advance(LOCK_S + 1)
     # The second lock expired: the completion fails, but what the journal records stays true.
     with pytest.raises(LockLostError):
-        await bus.complete_journaled(second, journal("second"))
+        await bus.complete(second, journal("second"))
 
     names = await db.run(lambda c: sorted(r[0] for r in c.exec_driver_sql("SELECT name FROM journal_probe")))
     assert names == ["first", "second"]
@@ -231,23 +234,35 @@ async def test_scheduled_message_is_invisible_until_its_time(bus: LocalBus, cloc
     assert await receive_ids(bus) == ["later"]
 
 
-async def test_reschedule_replaces_the_message_by_a_delayed_copy(bus: LocalBus, clock: FakeClock) -> None:
-    await bus.publish([message("m1", "acme", properties={"attempt": 1})])
+async def test_reschedule_keeps_the_message_in_place_until_its_retry_is_due(
+    bus: LocalBus, clock: FakeClock
+) -> None:
+    await bus.publish([message("m1", "acme", properties={"attempt": 1}), message("m2", "acme")])
     original = await receive_one(bus)
 
     await bus.reschedule(original, 120, {"attempt": 2})
 
-    assert await bus.receive(10, 0) == []
+    assert await bus.receive(10, 0) == [], "m2 waits behind its session's retried message"
     assert await bus.stats() == BusStats(
-        active=0, scheduled=1, locked=0, dead_lettered=0, dead_lettered_by_reason={}
+        active=1, scheduled=1, locked=0, dead_lettered=0, dead_lettered_by_reason={}
     )
     with pytest.raises(LockLostError):
         await bus.complete(original)
     clock.advance(120)
-    copy = await receive_one(bus)
-    assert copy.message_id != "m1"
-    assert (copy.body, copy.session_id, copy.properties) == (original.body, "acme", {"attempt": 2})
-    assert copy.delivery_count == 1
+    again = await receive_one(bus)
+    assert (again.message_id, again.body, again.session_id) == ("m1", original.body, "acme")
+    assert (again.properties, again.delivery_count) == ({"attempt": 2}, 2)
+    await bus.complete(again)
+    assert (await receive_one(bus)).message_id == "m2"
+
+
+async def test_a_message_published_for_later_does_not_hold_its_session(
+    bus: LocalBus, clock: FakeClock
+) -> None:
+    later = dt.datetime.fromtimestamp(clock.now + 600, dt.UTC)
+    scheduled = OutgoingMessage(b'{"id": "s"}', "s", "acme", scheduled_at=later)
+    await bus.publish([scheduled, message("m2", "acme")])
+    assert (await receive_one(bus)).message_id == "m2"
 
 
 async def test_dead_lettered_message_keeps_body_properties_and_reason(

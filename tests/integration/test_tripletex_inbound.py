@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from contracts import CWRecord, Entity
-from providers.base import ConnectionSpec
+from providers.base import ConnectionSpec, CWReference
 from providers.errors import MappingError
 from providers.tripletex import TripletexProvider
 from providers.tripletex.provider import WEBHOOK_EVENTS
@@ -76,9 +76,9 @@ def rebuilt(record: CWRecord, fields: dict[str, Any]) -> CWRecord:
 async def test_fetch_and_to_cw_give_back_what_we_pushed(
     provider: TripletexProvider, entity: Entity, record: CWRecord
 ) -> None:
-    await provider.push(change(CUSTOMER))
+    customer = await provider.push(change(CUSTOMER))
     pushed = await provider.push(change(record))
-    assert pushed.external_id is not None
+    assert pushed.external_id is not None and customer.external_id is not None
 
     fetched = await provider.fetch(entity, pushed.external_id)
 
@@ -88,7 +88,12 @@ async def test_fetch_and_to_cw_give_back_what_we_pushed(
         pushed.version,
         pushed.author,
     )
-    assert rebuilt(record, provider.to_cw(entity, fetched.value)) == record
+    draft = provider.to_cw(entity, fetched.value)
+    assert rebuilt(record, dict(draft.fields)) == record
+    # CW's customer_id is CW's own id: the worker resolves it from the customer's id in the ERP.
+    linked = entity in (Entity.project, Entity.invoice)
+    expected = (CWReference("customer_id", Entity.customer, customer.external_id),) if linked else ()
+    assert draft.references == expected
 
 
 async def test_fetch_of_a_missing_record_is_none(provider: TripletexProvider) -> None:
@@ -135,7 +140,7 @@ async def test_a_user_change_fires_a_webhook_with_another_author_and_version(
     assert inbound.author == str(USER_EMPLOYEE_ID) != pushed.author
     assert inbound.version != pushed.version
     assert inbound.value is not None
-    assert provider.to_cw(Entity.customer, inbound.value)["name"] == "Acme Renamed AS"
+    assert provider.to_cw(Entity.customer, inbound.value).fields["name"] == "Acme Renamed AS"
 
 
 async def test_a_user_delete_and_an_invoice_fire_their_events(

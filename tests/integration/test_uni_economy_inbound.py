@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from contracts import Address, Customer, CWRecord, Entity, Invoice, InvoiceLine, Project, Supplier
-from providers.base import ConnectionSpec
+from providers.base import ConnectionSpec, CWReference
 from providers.errors import MappingError
 from providers.uni_economy import UniEconomyProvider
 from providers.uni_economy.provider import EVENT_PLAN_NAME
@@ -120,9 +120,9 @@ def rebuilt(record: CWRecord, fields: dict[str, Any]) -> CWRecord:
 async def test_fetch_and_to_cw_give_back_what_we_pushed(
     provider: UniEconomyProvider, entity: Entity, record: CWRecord
 ) -> None:
-    await provider.push(change(CUSTOMER))
+    customer = await provider.push(change(CUSTOMER))
     pushed = await provider.push(change(record))
-    assert pushed.external_id is not None
+    assert pushed.external_id is not None and customer.external_id is not None
 
     fetched = await provider.fetch(entity, pushed.external_id)
 
@@ -133,7 +133,12 @@ async def test_fetch_and_to_cw_give_back_what_we_pushed(
         pushed.author,
     )
     assert fetched.author == API_USER
-    assert rebuilt(record, provider.to_cw(entity, fetched.value)) == record
+    draft = provider.to_cw(entity, fetched.value)
+    assert rebuilt(record, dict(draft.fields)) == record
+    # CW's customer_id is CW's own id: the worker resolves it from the customer's id in the ERP.
+    linked = entity in (Entity.project, Entity.invoice)
+    expected = (CWReference("customer_id", Entity.customer, customer.external_id),) if linked else ()
+    assert draft.references == expected
 
 
 async def test_a_project_is_linked_to_its_customer_by_number(
@@ -193,7 +198,7 @@ async def test_a_user_change_fires_a_webhook_with_another_author_and_version(
     assert inbound.author == OTHER_USER != pushed.author
     assert inbound.version != pushed.version
     assert inbound.value is not None
-    assert provider.to_cw(Entity.customer, inbound.value)["org_number"] == "111222333"
+    assert provider.to_cw(Entity.customer, inbound.value).fields["org_number"] == "111222333"
 
 
 async def test_user_create_and_delete_fire_their_events(fake: FakeUni, receiver: Receiver) -> None:

@@ -1,10 +1,9 @@
-"""UniEconomyProvider against the stateful Uni fake over real HTTP on 127.0.0.1."""
+"""UniEconomyProvider against the stateful Uni fake over real HTTP on 127.0.0.1: the shared provider
+contract (``TestUniEconomyContract``), then what only Uni Economy does."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -19,19 +18,23 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from contracts import Action, Address, Customer, Entity, Invoice, InvoiceLine, Project, Supplier
-from providers.base import ConnectionSpec, OutboundChange, content_hash
+from providers.base import ConnectionSpec, OutboundChange, PushResult, content_hash
 from providers.errors import (
     AuthenticationFailed,
+    DependencyMissing,
     MappingError,
     NotSupported,
     ProviderRejected,
     TransientError,
 )
 from providers.http import HttpResponse
+from providers.settings import SettingsReader
 from providers.uni_economy import UniEconomyProvider
 from providers.uni_economy import mapping as m
 from providers.uni_economy.client import describe_error
+from providers.uni_economy.webhooks import parse_webhook
 from tests.fakes.uni_economy import API_USER, INVOICED, FakeUni, uni_spec
+from tests.integration.provider_contract import FakeHarness, ProviderContract
 from tests.openapi import SpecViolation
 
 CLIENT_ID = "cw-integration"
@@ -111,6 +114,47 @@ def make(
 @pytest.fixture
 def provider(make: MakeProvider) -> UniEconomyProvider:
     return make()
+
+
+class UniHarness(FakeHarness):
+    kind = "uni_economy"
+    required_credential = "client_id"
+
+    def __init__(self, fake: FakeUni, make: MakeProvider, secrets: list[str]) -> None:
+        self.fake, self.make_provider, self._secrets = fake, make, secrets
+        self.customer, self.supplier, self.invoice = CUSTOMER, SUPPLIER, invoice()
+
+    def make(
+        self, settings: dict[str, str] | None = None, credentials: dict[str, str] | None = None
+    ) -> UniEconomyProvider:
+        return self.make_provider(settings, credentials)
+
+    async def count(self, entity: Entity) -> int:
+        return len(self.fake.entities(m.KINDS[entity].collection))
+
+    async def fail_next_429(self, retry_after: int) -> None:
+        self.fake.fail_next(1, 429, retry_after=str(retry_after))
+
+    def writes(self) -> list[str]:
+        return [f"{method} {path}" for method, path in self.fake.requests if method != "GET"]
+
+    def secrets(self) -> list[str]:
+        return self._secrets
+
+    def listen(self) -> None:
+        self.fake.add_event_plan("http://127.0.0.1:9/nobody-listens", self.hook_secret)
+
+    async def our_webhook_author(self, provider: UniEconomyProvider, pushed: PushResult) -> str | None:
+        return await self.delivered_author(parse_webhook, pushed)
+
+
+@pytest.fixture
+def erp(fake: FakeUni, make: MakeProvider, key: rsa.RSAPrivateKey) -> UniHarness:
+    return UniHarness(fake, make, [_pem(key).splitlines()[1], fake.company_key])
+
+
+class TestUniEconomyContract(ProviderContract):
+    pass
 
 
 ADDRESS = Address(street="Storgata 1", postal_code="0155", city="Oslo", country="NO")
@@ -202,26 +246,23 @@ async def test_stale_known_id_falls_back_to_natural_key(provider: UniEconomyProv
     assert [s["Info"]["Name"] for s in fake.entities("suppliers")] == ["Rør og Rør Vest AS"]
 
 
-async def test_429_is_transient_with_retry_after(provider: UniEconomyProvider, fake: FakeUni) -> None:
+async def test_429_retry_after_beyond_the_wait_is_handed_to_the_retry(
+    provider: UniEconomyProvider, fake: FakeUni
+) -> None:
     fake.fail_next(1, 429, retry_after="7")
     with pytest.raises(TransientError) as caught:
         await provider.push(change(CUSTOMER))
     assert caught.value.retry_after == 7
-    assert (await provider.push(change(CUSTOMER))).outcome == "created"
+    sent = len(fake.requests)
+    with pytest.raises(TransientError, match="rate limit used up"):
+        await provider.push(change(CUSTOMER))
+    assert len(fake.requests) == sent
 
 
 async def test_503_is_transient(provider: UniEconomyProvider, fake: FakeUni) -> None:
     fake.fail_next(1, 503, message="Service Unavailable")
     with pytest.raises(TransientError, match="Service Unavailable"):
         await provider.push(change(CUSTOMER))
-
-
-async def test_expired_token_is_refreshed_once(provider: UniEconomyProvider, fake: FakeUni) -> None:
-    await provider.push(change(CUSTOMER))
-    fake.expire_tokens()
-    result = await provider.push(change(SUPPLIER))
-    assert result.outcome == "created"
-    assert fake.token_requests == 2
 
 
 async def test_revoked_credentials_fail_authentication(provider: UniEconomyProvider, fake: FakeUni) -> None:
@@ -238,16 +279,6 @@ async def test_vendor_validation_error_carries_its_message(
     fake.fail_next(1, 400, message="Kundenummer 1001 er allerede i bruk")
     with pytest.raises(ProviderRejected, match="Kundenummer 1001 er allerede i bruk"):
         await provider.push(change(CUSTOMER))
-
-
-async def test_missing_vat_mapping_names_the_setting(provider: UniEconomyProvider) -> None:
-    line = InvoiceLine(
-        description="Mat", quantity=Decimal(1), unit_price=Decimal(100), vat_rate=Decimal("15.00")
-    )
-    with pytest.raises(
-        MappingError, match=r"add setting vat_code\.15 \(cwi connections set acme uni_economy"
-    ):
-        await provider.push(change(invoice("i-vat", line)))
 
 
 async def test_vat_rates_compare_as_decimals(make: MakeProvider, fake: FakeUni) -> None:
@@ -383,12 +414,11 @@ async def test_foreign_currency_invoice(provider: UniEconomyProvider, fake: Fake
 @pytest.mark.parametrize(
     ("settings", "customer_number", "message"),
     [
-        ({}, "4040", "customer number 4040 does not exist in this Uni Economy company — push the customer"),
         ({"send_invoices": "true"}, "1001", "remove setting send_invoices"),
         ({"vat_code.25": "99"}, "1001", r"VAT code '99' \(setting vat_code.25\) does not exist"),
         ({"revenue_account": "3999"}, "1001", r"account 3999 \(setting revenue_account\) does not exist"),
     ],
-    ids=["unknown-customer", "send", "unknown-vat-code", "unknown-account"],
+    ids=["send", "unknown-vat-code", "unknown-account"],
 )
 async def test_invoice_mapping_errors(
     make: MakeProvider, fake: FakeUni, settings: dict[str, str], customer_number: str, message: str
@@ -400,35 +430,33 @@ async def test_invoice_mapping_errors(
     assert fake.entities("invoices") == []
 
 
-async def test_rate_cap_holds_the_third_request(make: MakeProvider, fake: FakeUni) -> None:
-    provider = make({"max_requests_per_minute": "2"})
-    await provider.push(change(CUSTOMER))  # lookup + create: the two requests the cap allows
-    pending = asyncio.ensure_future(provider.push(change(SUPPLIER)))
-    done, _ = await asyncio.wait([pending], timeout=0.2)
-    pending.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await pending
-    assert not done
-    assert len(fake.requests) == 2
+async def test_invoice_whose_customer_is_missing_waits(make: MakeProvider, fake: FakeUni) -> None:
+    record = invoice("i-err").model_copy(update={"customer_number": "4040"})
+    with pytest.raises(DependencyMissing, match="customer number 4040 is not in Uni Economy yet"):
+        await make().push(change(record))
+    assert fake.entities("invoices") == []
 
 
 async def test_check(provider: UniEconomyProvider, make: MakeProvider, fake: FakeUni) -> None:
     summary = await provider.check()
-    assert summary == f"uni_economy at {fake.base_url}/api/biz: authenticated as CW Integration"
+    assert summary == (
+        f"uni_economy at {fake.base_url}/api/biz: authenticated as CW Integration; "
+        f"changes we make carry author {API_USER}"
+    )
     with pytest.raises(AuthenticationFailed, match="client_id unknown-client"):
         await make(credentials={"client_id": "unknown-client"}).check()
 
 
-async def test_preview_redacts_secrets_and_sends_nothing(make: MakeProvider, fake: FakeUni) -> None:
+async def test_preview_names_what_push_would_look_up(make: MakeProvider, fake: FakeUni) -> None:
     provider = make({"finalise_invoices": "true"})
     [post, finalise] = provider.preview(change(invoice("i-pre")))
     [customer] = provider.preview(change(CUSTOMER))
-    assert post.headers["Authorization"] == "***" and post.headers["CompanyKey"] == "***"
+    assert post.headers["CompanyKey"] == "***"
     assert (
         post.url == f"{fake.base_url}/api/biz/invoices"
         and post.json["CustomerID"] == "<ID of customer number 1001>"
     )
-    assert finalise.url.endswith("/invoices/{ID}?action=invoice")
+    assert finalise.url.endswith("/invoices/<ID of the new invoice>?action=invoice")
     assert customer.json == m.customer_payload(CUSTOMER)
     assert fake.requests == [] and fake.token_requests == 0
 
@@ -447,7 +475,9 @@ def _bodies() -> list[tuple[str, str, Any]]:
         *invoice().lines,
         InvoiceLine(description="x", quantity=Decimal(1), unit_price=Decimal(1), vat_rate=Decimal(0)),
     ]
-    draft = m.invoice_payload(invoice("i-b", *lines), ids, {"department_id": "4"})
+    draft = m.invoice_payload(
+        invoice("i-b", *lines), ids, SettingsReader("acme", "uni_economy", {"department_id": "4"})
+    )
     stored = {"ID": 5, "Items": [{"ID": 8}, {"ID": 9}, {"ID": 10}], "DefaultDimensions": {"ID": 3}}
     full = Customer(
         id="c", number="7", name="N", org_number="1", email="e@x.no", phone="+47 1", address=ADDRESS
@@ -484,7 +514,7 @@ async def test_fake_records_spec_violations(
     url = f"{fake.base_url}/api/biz/customers"
     async with http.post(url, json={"CustomerNumber": "x"}) as resp:
         assert resp.status == 401  # auth comes first; then the body is checked
-    token = await provider._client.token()  # the test borrows the real auth flow
+    token = await provider._client.tokens.get()  # the test borrows the real auth flow
     headers = {"Authorization": f"Bearer {token}", "CompanyKey": fake.company_key}
     async with http.post(url, json={"CustomerNumber": "x"}, headers=headers) as resp:
         assert resp.status == 400

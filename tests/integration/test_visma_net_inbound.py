@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from contracts import Address, Customer, CWRecord, Entity, Invoice, InvoiceLine, Project, Supplier
-from providers.base import ConnectionSpec
+from providers.base import ConnectionSpec, CWReference
 from providers.errors import MappingError
 from providers.visma_net.provider import VismaNetProvider
 from providers.visma_net.webhooks import parse_webhook
@@ -118,9 +118,9 @@ def rebuilt(record: CWRecord, fields: dict[str, Any]) -> CWRecord:
 async def test_fetch_and_to_cw_give_back_what_we_pushed(
     provider: VismaNetProvider, entity: Entity, record: CWRecord
 ) -> None:
-    await provider.push(change(CUSTOMER))
+    customer = await provider.push(change(CUSTOMER))
     pushed = await provider.push(change(record))
-    assert pushed.external_id is not None
+    assert pushed.external_id is not None and customer.external_id is not None
 
     fetched = await provider.fetch(entity, pushed.external_id)
 
@@ -131,7 +131,12 @@ async def test_fetch_and_to_cw_give_back_what_we_pushed(
         None,
     )
     assert fetched.version is not None
-    assert rebuilt(record, provider.to_cw(entity, fetched.value)) == record
+    draft = provider.to_cw(entity, fetched.value)
+    assert rebuilt(record, dict(draft.fields)) == record
+    # CW's customer_id is CW's own id: the worker resolves it from the customer's id in the ERP.
+    linked = entity in (Entity.project, Entity.invoice)
+    expected = (CWReference("customer_id", Entity.customer, customer.external_id),) if linked else ()
+    assert draft.references == expected
 
 
 async def test_a_project_is_linked_to_its_customer_by_number(
@@ -189,7 +194,7 @@ async def test_a_user_change_fires_a_webhook_with_another_version(
     assert inbound.version is not None and inbound.version != pushed.version
     fetched = await provider.fetch(Entity.customer, inbound.external_id)
     assert fetched is not None and fetched.version == inbound.version
-    assert provider.to_cw(Entity.customer, fetched.value)["name"] == "Acme Renamed AS"
+    assert provider.to_cw(Entity.customer, fetched.value).fields["name"] == "Acme Renamed AS"
 
 
 async def test_a_user_created_supplier_and_our_invoice_fire_their_events(

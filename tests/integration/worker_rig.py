@@ -37,11 +37,11 @@ from tests.servicebus_peer import ServiceBusPeer
 from worker.buses.azure import AzureBus
 from worker.buses.base import BusStatsUnavailable, DeadLetter, Delivery, OutgoingMessage
 from worker.buses.local import LocalBus
-from worker.connections import ProviderDirectory
 from worker.db import Database
-from worker.pipeline import Pipeline
-from worker.retry import RetryPolicy
-from worker.runner import Worker
+from worker.messaging.connections import ConnectionDirectory
+from worker.messaging.dispatch import Dispatcher
+from worker.messaging.retry import RetryPolicy
+from worker.messaging.runner import Worker
 
 KEY = "worker-test-key"
 TOKEN = "tok-worker-test"
@@ -69,9 +69,9 @@ class Rig:
 
     def pipeline(
         self, delays: tuple[float, ...] = (0.2, 0.2), http: aiohttp.ClientSession | None = None
-    ) -> Pipeline:
+    ) -> Dispatcher:
         policy = RetryPolicy(delays=delays, inprocess_attempts=2, base_wait_s=0.01)
-        return Pipeline(self.db, ProviderDirectory(self.db, http or self.http, KEY), policy)
+        return Dispatcher(self.db, ConnectionDirectory(self.db, http or self.http, KEY), policy)
 
     def worker(
         self, *, concurrency: int = 8, grace_s: float = 5.0, delays: tuple[float, ...] = (0.2, 0.2)

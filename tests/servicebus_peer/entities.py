@@ -208,6 +208,11 @@ class Queue:
             and (message_id is None or str(stored.message.id) == message_id)
         ]
         for stored in expired:
+            if force and self.requires_session:
+                # A session message's lock is its session's lock (as on Service Bus): it expires too.
+                info = self.sessions.get(stored.session_id or "")
+                if info is not None:
+                    info.locked_until = min(info.locked_until, now)
             self._lose_lock(stored)
         return len(expired)
 

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
+from config_db.marks import FINGERPRINT, Mark
 from config_db.sync_log import Link
 from contracts import Entity, parse_envelope
 from providers.errors import MappingError
-from worker.inbound.echo import ErpState, echo_reason, is_reverse_echo
-from worker.inbound.fingerprint import DELETED, cw_fields, fields_fingerprint, fingerprint
+from worker.messaging.echo import ErpState, Written, echo_reason, reverse_echo
+from worker.messaging.fingerprint import DELETED, cw_fields, fields_fingerprint, fingerprint
 
 
 def invoice(**over: Any) -> dict[str, Any]:
@@ -73,6 +74,7 @@ def test_fields_that_are_not_a_valid_cw_record_are_a_mapping_error_naming_the_fi
 
 
 LINK = Link("GR-1", "3", "hash-3", False)
+OURS = Written(frozenset({"1", "3"}), frozenset({"hash-1", "hash-3"}))
 
 
 def state(**over: Any) -> ErpState:
@@ -87,41 +89,79 @@ def state(**over: Any) -> ErpState:
 
 
 @pytest.mark.parametrize(
-    ("erp", "link", "api_user", "expected"),
+    ("erp", "link", "written", "identity", "expected"),
     [
-        (state(), None, None, None),
-        (state(), LINK, None, None),
-        (state(version="3"), LINK, None, "version 3 is the one we last wrote"),
-        (state(content_hash="hash-3"), LINK, None, "content is what we last wrote"),
-        (state(version="2"), LINK, None, "version 2 is older than 3, the one we hold"),
-        (state(author="cwi-api"), LINK, "cwi-api", "author 'cwi-api' is our API user"),
-        (state(author="cwi-api"), LINK, None, None),
-        (state(deleted=True), LINK, None, None),
-        (state(deleted=True), Link("GR-1", None, None, True), None, "already deleted on both sides"),
-        (state(version="3"), Link("GR-1", "3", "hash-3", True), None, None),
+        (state(), None, Written(), None, None),
+        (state(), LINK, OURS, None, None),
+        (state(version="3"), LINK, OURS, None, "version 3 is the one we last wrote"),
+        (state(version="1"), LINK, OURS, None, "version 1 is one we wrote or applied earlier"),
+        (state(version="4", content_hash="hash-3"), LINK, OURS, None, "content is what we last wrote"),
+        (state(version=None, content_hash="hash-1"), LINK, OURS, None, "content is what we wrote earlier"),
+        (state(version="2"), LINK, OURS, None, "version 2 is older than 3, the one we hold"),
+        (state(author="cwi-api"), LINK, OURS, "cwi-api", "author 'cwi-api' is our API user"),
+        (state(author="cwi-api"), LINK, OURS, None, None),
+        (state(deleted=True), LINK, OURS, None, None),
+        (state(deleted=True), Link("GR-1", None, None, True), OURS, None, "already deleted on both sides"),
+        (state(version="3"), Link("GR-1", "3", "hash-3", True), Written(), None, None),
+        (
+            state(version="3"),
+            Link("GR-1", "3", "hash-3", True),
+            Written(tombstones=frozenset({"3"})),
+            None,
+            "we deleted this record; the change reported is not newer than our delete",
+        ),
+        (
+            state(version="5"),
+            Link("GR-1", "3", "hash-3", True),
+            Written(tombstones=frozenset({"3"})),
+            None,
+            None,
+        ),
     ],
     ids=[
         "new record",
         "newer version",
-        "our version",
-        "our content",
+        "our last version",
+        "an earlier version of ours",
+        "newer version, our content",
+        "no version, our earlier content",
         "stale",
         "our author",
-        "author rule off",
+        "author unknown",
         "deleted in the ERP",
         "our delete",
-        "revived",
+        "revived after a user's delete",
+        "late webhook after our delete",
+        "newer than our delete",
     ],
 )
-def test_echo_rules(erp: ErpState, link: Link | None, api_user: str | None, expected: str | None) -> None:
-    assert echo_reason(erp, link, api_user) == expected
+def test_echo_rules(
+    erp: ErpState, link: Link | None, written: Written, identity: str | None, expected: str | None
+) -> None:
+    assert echo_reason(erp, link, written, identity, "integer") == expected
+
+
+def test_timestamp_versions_are_compared_as_times_and_opaque_ones_only_for_equality() -> None:
+    link = Link("U-1", "2026-11-23T10:00:05Z", "h", False)
+    stale = state(version="2026-11-23T11:00:01+02:00")  # 09:00:01 UTC
+    assert echo_reason(stale, link, Written(), None, "timestamp") == (
+        "version 2026-11-23T11:00:01+02:00 is older than 2026-11-23T10:00:05Z, the one we hold"
+    )
+    assert echo_reason(stale, link, Written(), None, "opaque") is None
+    assert echo_reason(state(version="2026-11-23T10:00:06Z"), link, Written(), None, "timestamp") is None
+
+
+def _marks(*values: str) -> list[tuple[int, Mark]]:
+    return [(n, Mark(FINGERPRINT, v)) for n, v in enumerate(values, 1)]
 
 
 def test_the_reverse_echo_is_exactly_the_fields_we_wrote() -> None:
     ours = fields_fingerprint(Entity.invoice, cw_fields(Entity.invoice, invoice()))
     link = Link("GR-1", "3", "h", False, ours)
-    assert is_reverse_echo(event(invoice(id="inv-1")), link)
-    assert not is_reverse_echo(event(invoice(reference="changed in CW")), link)
-    assert not is_reverse_echo(event(invoice()), Link("GR-1", "3", "h", False))
-    assert not is_reverse_echo(event(None, "deleted"), link)
-    assert is_reverse_echo(event(None, "deleted"), Link("GR-1", "4", None, True, DELETED))
+    earlier = fields_fingerprint(Entity.invoice, cw_fields(Entity.invoice, invoice(reference="first")))
+    assert reverse_echo(event(invoice(id="inv-1")), link, _marks(earlier, ours)) == 2
+    assert reverse_echo(event(invoice(reference="first")), link, _marks(earlier, ours)) == 1
+    assert reverse_echo(event(invoice(reference="changed in CW")), link, _marks(earlier, ours)) is None
+    assert reverse_echo(event(invoice()), Link("GR-1", "3", "h", False), _marks(ours)) is None
+    assert reverse_echo(event(None, "deleted"), link, _marks(ours)) is None
+    assert reverse_echo(event(None, "deleted"), Link("GR-1", "4", None, True, DELETED), _marks(DELETED)) == 1

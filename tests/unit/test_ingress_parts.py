@@ -8,8 +8,8 @@ from contracts import DeadLetterReason
 from providers.generic_rest.webhooks import decode_secret
 from providers.registry import KINDS, WEBHOOK_PARSERS, WEBHOOK_SECRETS
 from worker.ingress.ratelimit import RateLimiter
+from worker.messaging.outcomes import Abandon, Complete, DeadLetter, Retry
 from worker.metrics import Metrics
-from worker.outcomes import Abandon, Complete, DeadLetter, Retry
 
 
 class Clock:

@@ -14,13 +14,15 @@ from config_db import inbox, sync_log
 from config_db.database import make_engine
 from config_db.models import Base
 from contracts import DeadLetterReason
-from providers.base import OutboundChange, PreparedRequest, Provider, PushResult
-from providers.errors import PermanentError, ProviderRejected, TransientError
+from providers.base import OutboundChange, PreparedRequest, PushResult
+from providers.errors import ProviderRejected, TransientError
+from tests.dispatching import CommittingDispatcher as Pipeline
+from tests.dispatching import StaticConnections
 from worker.buses.base import Delivery
 from worker.db import Database
-from worker.outcomes import Complete, DeadLetter, Retry
-from worker.pipeline import Pipeline
-from worker.retry import ATTEMPT_PROPERTY, RetryPolicy
+from worker.messaging.dispatch import Dispatcher
+from worker.messaging.outcomes import Complete, DeadLetter, Retry
+from worker.messaging.retry import ATTEMPT_PROPERTY, RetryPolicy
 
 
 class FakeProvider:
@@ -41,16 +43,6 @@ class FakeProvider:
 
     def preview(self, change: OutboundChange) -> list[PreparedRequest]:
         return []
-
-
-class FakeDirectory:
-    def __init__(self, provider: FakeProvider) -> None:
-        self.provider = provider
-
-    async def provider_for(self, client_id: str) -> Provider:
-        if client_id == "ghost":
-            raise PermanentError("no connection for 'ghost'", reason=DeadLetterReason.UnknownClient)
-        return self.provider
 
 
 def raise_(exc: Exception) -> Callable[[OutboundChange], PushResult]:
@@ -76,7 +68,7 @@ def provider() -> FakeProvider:
 @pytest.fixture
 def pipeline(db: Database, provider: FakeProvider) -> Pipeline:
     policy = RetryPolicy(delays=(60, 300), inprocess_attempts=3, base_wait_s=0.001)
-    return Pipeline(db, FakeDirectory(provider), policy)
+    return Pipeline(db, StaticConnections(provider), policy)
 
 
 def delivery(env_id: str = "e1", client: str = "acme", attempt: int | None = None, **data: Any) -> Delivery:
@@ -116,20 +108,21 @@ async def test_success_journals_intent_then_outcome_and_fills_the_inbox(
     assert actions(db) == ["pending", "created"]
     assert db.run_sync(lambda c: inbox.finished_outcome(c, "acme", "e1")) == "created"
     link = db.run_sync(lambda c: sync_log.get_link(c, "acme", "fake", "customer", "c1"))
-    assert link == sync_log.Link("X-c1", "1", "hash", False)
+    at = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
+    assert link == sync_log.Link("X-c1", "1", "hash", False, cw_at=at)
     assert provider.calls[0].idempotency_key == "e1" and not provider.calls[0].recovering
 
 
-async def test_a_deferred_outcome_journal_is_left_to_the_caller(
-    pipeline: Pipeline, db: Database, provider: FakeProvider
-) -> None:
-    outcome = await pipeline.handle(delivery(), defer_journal=True)
+async def test_the_outcome_journal_is_left_to_whoever_settles(db: Database, provider: FakeProvider) -> None:
+    policy = RetryPolicy(delays=(60, 300), inprocess_attempts=3, base_wait_s=0.001)
+    dispatcher = Dispatcher(db, StaticConnections(provider), policy)
+    outcome = await dispatcher.handle(delivery())
     assert isinstance(outcome, Complete) and outcome.result == "created" and outcome.journal is not None
     assert actions(db) == ["pending"]
     # Not committed yet: a redelivery now would be a recovery, not a duplicate.
     db.run_sync(outcome.journal)
     assert actions(db) == ["pending", "created"]
-    assert await pipeline.handle(delivery()) == Complete("duplicate")
+    assert await dispatcher.handle(delivery()) == Complete("duplicate")
     assert len(provider.calls) == 1
 
 
@@ -230,7 +223,7 @@ class SlowProvider(FakeProvider):
 async def test_max_calls_bounds_the_erp_calls_in_flight_not_the_messages(db: Database) -> None:
     provider = SlowProvider()
     policy = RetryPolicy(delays=(60,), inprocess_attempts=1, base_wait_s=0.001)
-    gated = Pipeline(db, FakeDirectory(provider), policy, max_calls=2)
+    gated = Pipeline(db, StaticConnections(provider), policy, max_calls=2)
     deliveries = [delivery(f"e{i}", id=f"c{i}") for i in range(8)]
     outcomes = await asyncio.gather(*(gated.handle(d) for d in deliveries))
     assert outcomes == [Complete("created")] * 8

@@ -14,15 +14,15 @@ from config_db import sync_log
 from config_db.database import make_engine
 from config_db.models import Base
 from contracts import DeadLetterReason, Entity
-from providers.base import ExternalRecord, OutboundChange, PreparedRequest, Provider, PushResult
+from providers.base import CWDraft, ExternalRecord, OutboundChange, PreparedRequest, PushResult
 from providers.errors import ProviderRejected, TransientError
+from tests.dispatching import CommittingDispatcher as Pipeline
+from tests.dispatching import StaticConnections
 from worker.buses.base import Delivery
+from worker.cw.port import Written
 from worker.db import Database
-from worker.inbound.apply import InboundHandler
-from worker.inbound.directory import InboundConnection
-from worker.outcomes import Complete, DeadLetter, Retry
-from worker.pipeline import Pipeline
-from worker.retry import RetryPolicy
+from worker.messaging.outcomes import Complete, DeadLetter, Retry
+from worker.messaging.retry import RetryPolicy
 
 
 class MemoryCW:
@@ -33,20 +33,20 @@ class MemoryCW:
     async def fetch(self, client_id: str, entity: Entity, cw_id: str, *, key: str) -> dict[str, Any] | None:
         return self.records.get(cw_id)
 
-    async def create(self, client_id: str, entity: Entity, fields: dict[str, Any], *, key: str) -> str:
+    async def create(self, client_id: str, entity: Entity, fields: dict[str, Any], *, key: str) -> Written:
         if self.fail is not None:
             raise self.fail
         cw_id = f"cw-{len(self.records) + 1}"
         self.records[cw_id] = {**fields, "id": cw_id}
-        return cw_id
+        return Written(cw_id, 1)
 
     async def update(
         self, client_id: str, entity: Entity, cw_id: str, fields: dict[str, Any], *, key: str
-    ) -> bool:
+    ) -> Written | None:
         if cw_id not in self.records:
-            return False
+            return None
         self.records[cw_id] = {**fields, "id": cw_id}
-        return True
+        return Written(cw_id, None)
 
     async def delete(self, client_id: str, entity: Entity, cw_id: str, *, key: str) -> bool:
         return self.records.pop(cw_id, None) is not None
@@ -72,19 +72,8 @@ class ErpProvider:
     async def fetch(self, entity: Entity, external_id: str) -> ExternalRecord | None:
         return self.current.get(external_id)
 
-    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in value.items() if k != "id"}
-
-
-class Directory:
-    def __init__(self, provider: ErpProvider) -> None:
-        self.provider = provider
-
-    async def provider_for(self, client_id: str) -> Provider:
-        return self.provider
-
-    async def inbound_for(self, client_id: str) -> InboundConnection:
-        return InboundConnection("generic_rest", self.provider, None)
+    def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> CWDraft:
+        return CWDraft({k: v for k, v in value.items() if k != "id"})
 
 
 @pytest.fixture
@@ -129,7 +118,7 @@ RECORD = {"number": "1", "name": "Acme AS"}
 
 
 async def test_without_cws_apis_webhook_and_thin_events_dead_letter_not_supported(db: Database) -> None:
-    pipeline = Pipeline(db, Directory(ErpProvider()), POLICY)
+    pipeline = Pipeline(db, StaticConnections(ErpProvider()), POLICY)
     for delivery in (webhook("w1", value=RECORD), thin("t1")):
         outcome = await pipeline.handle(delivery)
         assert isinstance(outcome, DeadLetter) and outcome.reason is DeadLetterReason.NotSupported
@@ -137,8 +126,7 @@ async def test_without_cws_apis_webhook_and_thin_events_dead_letter_not_supporte
 
 
 def pipeline_with(db: Database, cw: MemoryCW, provider: ErpProvider) -> Pipeline:
-    directory = Directory(provider)
-    return Pipeline(db, directory, POLICY, cw=cw, inbound=InboundHandler(db, directory, cw, POLICY))
+    return Pipeline(db, StaticConnections(provider), POLICY, cw=cw)
 
 
 async def test_a_thin_webhook_is_fetched_and_a_vanished_record_is_a_delete(db: Database) -> None:

@@ -6,7 +6,7 @@ import datetime as dt
 
 from contracts import Action, Entity
 from providers.base import InboundChange
-from worker.inbound.envelopes import webhook_envelopes
+from worker.ingress.envelopes import webhook_envelopes
 
 NOW = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
 

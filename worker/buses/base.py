@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
-from worker.outcomes import Journal
+from worker.db import Journal
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +108,17 @@ class DeadLetterQueue(Protocol):
 
 
 class Bus(DeadLetterQueue, Protocol):
-    """Peek-lock queue with Service Bus semantics."""
+    """Peek-lock queue with Service Bus semantics.
+
+    Every settlement takes the message's ``journal``. A bus that lives in the worker's own database
+    (``journals`` True) commits it in the settlement's transaction: one round trip, and never one
+    without the other. Otherwise the caller commits the journal first and passes None.
+    """
 
     lock_duration_s: float
     idle_probe_s: float
     """How long a receive must come back empty before the queue counts as idle (``--until-idle``)."""
+    journals: bool
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None: ...
 
@@ -120,26 +126,27 @@ class Bus(DeadLetterQueue, Protocol):
         """Up to ``max_count`` locked deliveries, waiting at most ``wait_s`` for the first."""
         ...
 
-    async def complete(self, delivery: Delivery) -> None: ...
+    async def complete(self, delivery: Delivery, journal: Journal | None = None) -> None: ...
 
-    async def abandon(self, delivery: Delivery) -> None: ...
+    async def abandon(self, delivery: Delivery, journal: Journal | None = None) -> None: ...
 
-    async def reschedule(self, delivery: Delivery, delay_s: float, properties: Mapping[str, Any]) -> None:
-        """Publish a copy visible after ``delay_s`` with ``properties`` and complete the original."""
+    async def reschedule(
+        self,
+        delivery: Delivery,
+        delay_s: float,
+        properties: Mapping[str, Any],
+        journal: Journal | None = None,
+    ) -> None:
+        """Deliver the message again after ``delay_s``, with ``properties``, keeping its place in its
+        session: the session's later messages wait for it (per-client order)."""
         ...
 
-    async def dead_letter(self, delivery: Delivery, reason: str, description: str) -> None: ...
+    async def dead_letter(
+        self, delivery: Delivery, reason: str, description: str, journal: Journal | None = None
+    ) -> None: ...
 
     async def renew_lock(self, delivery: Delivery) -> None: ...
 
     async def stats(self) -> BusStats: ...
 
     async def close(self) -> None: ...
-
-
-@runtime_checkable
-class JournaledCompletion(Protocol):
-    """A bus that lives in the worker's own database: it commits the pipeline's outcome journal and
-    the completion in one transaction (one round trip instead of two, and never one without the other)."""
-
-    async def complete_journaled(self, delivery: Delivery, journal: Journal) -> None: ...

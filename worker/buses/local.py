@@ -52,8 +52,7 @@ from sqlalchemy.sql import Executable
 from config_db.models import BusMessage
 from contracts.reasons import DeadLetterReason
 from worker.buses.base import BusStats, DeadLetter, Delivery, LockLostError, OutgoingMessage
-from worker.db import Database
-from worker.outcomes import Journal
+from worker.db import Database, Journal
 
 BUS = cast(Table, BusMessage.__table__)
 ACTIVE = "active"
@@ -146,7 +145,10 @@ def select_ready(limit: int) -> Select[Any]:
 
     Walking the sessions rather than the messages makes a receive cost O(sessions), not
     O(backlog): a long queue behind a busy session is never read. A session's head is its first
-    active visible message; only it can be deliverable.
+    active message that is visible or was delivered before (a message waiting for its delayed
+    retry keeps its place: the session's later messages wait for it); only the head can be
+    deliverable, and only once it is visible. A message published for later (``scheduled_at``)
+    joins its session only when it becomes visible, as on Service Bus.
     """
     sessions = _session_ids()
     head = BUS.alias("head")
@@ -156,7 +158,7 @@ def select_ready(limit: int) -> Select[Any]:
             head.c.queue == bindparam("b_queue"),
             head.c.session_id == sessions.c.id,
             head.c.state == ACTIVE,
-            head.c.visible_at <= bindparam("b_now"),
+            or_(head.c.visible_at <= bindparam("b_now"), head.c.delivery_count > 0),
         )
         .order_by(head.c.seq)
         .limit(1)
@@ -195,7 +197,7 @@ def select_ready_filtered(limit: int) -> Select[Any]:
         earlier.c.session_id == BUS.c.session_id,
         earlier.c.state == ACTIVE,
         earlier.c.seq < BUS.c.seq,
-        earlier.c.visible_at <= bindparam("b_now"),
+        or_(earlier.c.visible_at <= bindparam("b_now"), earlier.c.delivery_count > 0),
     )
     return _lockable([BUS.c.queue == bindparam("b_queue"), ~earlier_pending], limit)
 
@@ -252,6 +254,22 @@ def delete_locked() -> Delete:
 @functools.cache
 def release_lock() -> Update:
     return update(BUS).where(_lock_held()).values(locked_until=None, lock_token=None)
+
+
+@functools.cache
+def retry_in_place() -> Update:
+    """A delayed retry keeps the row (and so its place in its session): lock released, visible
+    again at ``b_visible``, the retry count in its properties."""
+    return (
+        update(BUS)
+        .where(_lock_held())
+        .values(
+            locked_until=None,
+            lock_token=None,
+            visible_at=bindparam("b_visible"),
+            properties=bindparam("b_properties", type_=BUS.c.properties.type),
+        )
+    )
 
 
 @functools.cache
@@ -344,6 +362,7 @@ STATEMENTS: Mapping[str, Callable[[], Any]] = {
     "dead_letter_spent": dead_letter_spent,
     "delete_locked": delete_locked,
     "release_lock": release_lock,
+    "retry_in_place": retry_in_place,
     "extend_lock": extend_lock,
     "dead_letter_locked": dead_letter_locked,
     "insert_messages": insert_messages,
@@ -418,6 +437,7 @@ class LocalBus:
     ) -> None:
         self.lock_duration_s = lock_duration_s
         self.idle_probe_s = 0.0  # a local receive sees every ready message at once
+        self.journals = True  # settlements commit the message's journal in their own transaction
         self.queue = queue
         self.max_delivery_count = max_delivery_count
         self._db = db
@@ -570,37 +590,35 @@ class LocalBus:
         if await self._db.batched(work) != 1:
             raise LockLostError(f"lock on message {delivery.message_id} expired or was taken over")
 
-    async def complete(self, delivery: Delivery) -> None:
-        await self._settle(delivery, delete_locked())
-
-    async def complete_journaled(self, delivery: Delivery, journal: Journal) -> None:
+    async def complete(self, delivery: Delivery, journal: Journal | None = None) -> None:
         await self._settle(delivery, delete_locked(), journal)
 
-    async def abandon(self, delivery: Delivery) -> None:
-        await self._settle(delivery, release_lock())
+    async def abandon(self, delivery: Delivery, journal: Journal | None = None) -> None:
+        await self._settle(delivery, release_lock(), journal)
 
     async def renew_lock(self, delivery: Delivery) -> None:
         await self._settle(delivery, extend_lock())
 
-    async def dead_letter(self, delivery: Delivery, reason: str, description: str) -> None:
-        await self._settle(delivery, dead_letter_locked(), b_reason=reason[:64], b_description=description)
+    async def dead_letter(
+        self, delivery: Delivery, reason: str, description: str, journal: Journal | None = None
+    ) -> None:
+        await self._settle(
+            delivery, dead_letter_locked(), journal, b_reason=reason[:64], b_description=description
+        )
 
-    async def reschedule(self, delivery: Delivery, delay_s: float, properties: Mapping[str, Any]) -> None:
-        """Atomically: a copy (new transport id, count 0) visible after ``delay_s``; the original goes."""
-        seq, token = _seq_token(delivery)
-        body = _encode_body(delivery.body)
-
-        def work(conn: Connection) -> bool:
-            now = self._now_ms()
-            if conn.execute(delete_locked(), {"b_seq": seq, "b_token": token, "b_now": now}).rowcount != 1:
-                return False
-            visible_at = now + int(delay_s * 1000)
-            row = self._row(body, str(uuid.uuid4()), delivery.session_id, properties, visible_at, now)
-            conn.execute(insert_messages(), [row])
-            return True
-
-        if not await self._db.batched(work):
-            raise LockLostError(f"lock on message {delivery.message_id} expired or was taken over")
+    async def reschedule(
+        self,
+        delivery: Delivery,
+        delay_s: float,
+        properties: Mapping[str, Any],
+        journal: Journal | None = None,
+    ) -> None:
+        """The message itself waits for its retry: same row, same place in its session, visible
+        again after ``delay_s``. Its delivery count keeps growing, as with an abandon on Service Bus."""
+        visible = self._now_ms() + int(max(delay_s, 0.0) * 1000)
+        await self._settle(
+            delivery, retry_in_place(), journal, b_visible=visible, b_properties=dict(properties)
+        )
 
     # --- operators ------------------------------------------------------------------------------
 

@@ -55,6 +55,11 @@ COMMANDS: Mapping[str, Lazy] = {
         OPERATING,
     ),
     "dlq": Lazy("worker.cli.dlq:app", "Dead-lettered messages: list, show, replay, purge.", OPERATING),
+    "conformance": Lazy(
+        "worker.cli.conformance:conformance",
+        "Check an ERP endpoint against the generic REST interface (docs/interface.md).",
+        OPERATING,
+    ),
     "sandbox": Lazy(
         "worker.cli.dev:sandbox",
         "Run the sandbox ERP: the reference implementation of CW's generic REST interface.",

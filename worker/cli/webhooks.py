@@ -77,7 +77,7 @@ def register(
 ) -> None:
     """Create the webhook subscription in the client's ERP (or print the steps where there is no API)."""
     from providers.errors import ProviderError
-    from worker.connections import spec_from_stored
+    from worker.messaging.connections import spec_from_stored
 
     s = settings()
     require_migrated(s)

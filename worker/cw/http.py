@@ -15,6 +15,7 @@ import aiohttp
 from contracts import Entity
 from providers.errors import PermanentError, ProviderRejected
 from providers.http import HttpResponse, raise_for_status, send
+from worker.cw.port import Written
 from worker.logging import redactor
 
 CLIENT_HEADER = "X-CW-Client-Id"
@@ -96,7 +97,7 @@ class HttpCW:
         base = f"{self.write_url}/v1/{entity.value}"
         return base if cw_id is None else f"{base}/{quote(cw_id, safe='')}"
 
-    async def create(self, client_id: str, entity: Entity, fields: dict[str, Any], *, key: str) -> str:
+    async def create(self, client_id: str, entity: Entity, fields: dict[str, Any], *, key: str) -> Written:
         resp = await self._send("POST", self.record_url(entity), client_id, key, fields)
         what = f"CW create {entity.value}"
         _raise(resp, what)
@@ -104,16 +105,16 @@ class HttpCW:
         cw_id = body.get("id") if isinstance(body, dict) else None
         if not isinstance(cw_id, str) or not cw_id:
             raise ProviderRejected(f"{what}: HTTP {resp.status} answer names no id: {resp.text(200)}")
-        return cw_id
+        return Written(cw_id, _version(body))
 
     async def update(
         self, client_id: str, entity: Entity, cw_id: str, fields: dict[str, Any], *, key: str
-    ) -> bool:
+    ) -> Written | None:
         resp = await self._send("PUT", self.record_url(entity, cw_id), client_id, key, fields)
         if resp.status == 404:
-            return False
+            return None
         _raise(resp, f"CW update {entity.value} {cw_id!r}")
-        return True
+        return Written(cw_id, _version(resp.json()))
 
     async def delete(self, client_id: str, entity: Entity, cw_id: str, *, key: str) -> bool:
         resp = await self._send("DELETE", self.record_url(entity, cw_id), client_id, key)
@@ -121,6 +122,11 @@ class HttpCW:
             return False
         _raise(resp, f"CW delete {entity.value} {cw_id!r}")
         return True
+
+
+def _version(body: Any) -> int | None:
+    version = body.get("version") if isinstance(body, dict) else None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
 def _raise(resp: HttpResponse, what: str) -> None:

@@ -7,9 +7,19 @@ typed errors of ``providers.errors``: TransientError is retried, PermanentError 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from contracts import Entity
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What CW answered to a write: the record's id and CW's version of it after the write (the
+    ``sequence`` its event carries), when CW said."""
+
+    cw_id: str
+    version: int | None = None
 
 
 class CWApi(Protocol):
@@ -17,14 +27,14 @@ class CWApi(Protocol):
         """The CW record (JSON, with ``id``) from the Query API; None when CW has no such record."""
         ...
 
-    async def create(self, client_id: str, entity: Entity, fields: dict[str, Any], *, key: str) -> str:
-        """Create the record from its fields (no ``id``); return the id CW assigned."""
+    async def create(self, client_id: str, entity: Entity, fields: dict[str, Any], *, key: str) -> Written:
+        """Create the record from its fields (no ``id``); CW's id and version."""
         ...
 
     async def update(
         self, client_id: str, entity: Entity, cw_id: str, fields: dict[str, Any], *, key: str
-    ) -> bool:
-        """Replace the record's fields; False when CW has no such record."""
+    ) -> Written | None:
+        """Replace the record's fields; None when CW has no such record."""
         ...
 
     async def delete(self, client_id: str, entity: Entity, cw_id: str, *, key: str) -> bool:

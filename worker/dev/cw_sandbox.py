@@ -95,6 +95,7 @@ class FakeCW:
     async def user_delete(self, client_id: str, entity: Entity, cw_id: str) -> None:
         key = (client_id, entity.value, cw_id)
         if self.records.pop(key, None) is not None:
+            self.versions[key] = self.versions.get(key, 0) + 1
             self.stats.user_changes += 1
             await self._emit(client_id, entity, "deleted", key, None)
 
@@ -157,6 +158,7 @@ class FakeCW:
             key = (client_id, entity.value, cw_id or "")
             if self.records.pop(key, None) is None:
                 return 404, {"error": f"{entity.value} {cw_id!r} does not exist"}, None
+            self.versions[key] = self.versions.get(key, 0) + 1  # a delete is a new version too
             self.stats.deletes += 1
             return 204, None, ("deleted", key, None)
         try:
@@ -202,6 +204,7 @@ class FakeCW:
             "type": f"{entity.value}.{action}",
             "source": "frontend",
             "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+            "sequence": self.versions[key],  # CW's row version: orders the record's events
         }
         if record is None:
             event["record_id"] = key[2]

@@ -32,7 +32,7 @@ from worker.dev import fixtures as fx
 from worker.dev.cw_sandbox import CWServer
 from worker.dev.demo_inbound import INBOUND_CLIENT, InboundReport, run_inbound
 from worker.logging import configure
-from worker.outcomes import Outcome, Retry
+from worker.messaging.outcomes import Outcome, Retry
 from worker.settings import Settings
 
 CLIENTS = ("acme", "globex")

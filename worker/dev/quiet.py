@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
 from worker.bootstrap import App
-from worker.outcomes import Outcome
+from worker.messaging.outcomes import Outcome
 
 Drain = Callable[[], Awaitable[None]]
 

@@ -21,9 +21,9 @@ from providers.base import ConnectionSpec, InboundChange, WebhookRejected
 from providers.errors import ProviderError
 from providers.registry import WEBHOOK_PARSERS
 from worker.buses.base import Bus
-from worker.connections import spec_from_stored
 from worker.db import Database
-from worker.inbound.envelopes import delivery_key, webhook_envelopes
+from worker.ingress.envelopes import delivery_key, webhook_envelopes
+from worker.messaging.connections import spec_from_stored
 from worker.publishing import to_message
 
 _STATUS = {"missing_signature": 401, "bad_signature": 401, "stale_timestamp": 401, "malformed": 400}

@@ -34,10 +34,10 @@ from config_db.sync_log import Entry
 from worker.buses.base import DEAD_LETTER_PROPERTIES, DeadLetterQueue, OutgoingMessage
 from worker.db import Database
 from worker.logging import get_logger
+from worker.messaging.retry import ATTEMPT_PROPERTY
 from worker.operators import claims
 from worker.operators.claims import Claim, Taken
 from worker.operators.letters import Letter, Selection
-from worker.retry import ATTEMPT_PROPERTY
 
 log = get_logger()
 

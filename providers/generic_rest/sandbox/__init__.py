@@ -5,7 +5,7 @@ request is checked against the interface document, and a control API under ``/_s
 injects failures and reports what happened.
 """
 
-from providers.generic_rest.sandbox.app import SANDBOX, Sandbox, create_app
-from providers.generic_rest.sandbox.server import SandboxServer, run_sandbox
+from providers.generic_rest.sandbox.app import Sandbox
+from providers.generic_rest.sandbox.server import SANDBOX, SandboxServer, create_app, run_sandbox
 
 __all__ = ["SANDBOX", "Sandbox", "SandboxServer", "create_app", "run_sandbox"]

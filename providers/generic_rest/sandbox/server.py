@@ -7,7 +7,57 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from providers.generic_rest.sandbox.app import SANDBOX, Sandbox, create_app
+from providers.generic_rest.sandbox.app import Sandbox, json_errors
+from providers.generic_rest.sandbox.control import Control
+from providers.generic_rest.sandbox.store import open_store
+
+SANDBOX = web.AppKey("sandbox", Sandbox)
+#: where ``cwi sandbox`` listens unless told otherwise: the document's default ``{base}``.
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8900
+
+
+def create_app(
+    *,
+    token: str,
+    latency_ms: float = 0,
+    fail_rate: float = 0,
+    seed: int | None = None,
+    db_path: str | None = None,
+    api_user: str = "cwi",
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    rate_limit: float | None = None,
+) -> web.Application:
+    """The sandbox ERP as an aiohttp application; ``app[SANDBOX]`` is its state.
+
+    It serves the interface at the root of its address: its ``{base}`` is ``http://host:port``.
+    ``api_user`` is the token's subject; ``rate_limit`` (requests a second) answers 429 beyond it.
+    """
+    sandbox = Sandbox(
+        token=token,
+        latency_ms=latency_ms,
+        fail_rate=fail_rate,
+        seed=seed,
+        store=open_store(db_path),
+        api_user=api_user,
+        rate_limit=rate_limit,
+    )
+    if webhook_url is not None and webhook_secret is not None:
+        sandbox.webhooks.subscribe(webhook_url, webhook_secret)
+    app = web.Application(middlewares=[json_errors])
+    app[SANDBOX] = sandbox
+    app.router.add_get("/v1/_ping", sandbox.ping)
+    app.router.add_get("/v1/{entity}", sandbox.listing)
+    for method in ("PUT", "GET", "DELETE"):
+        app.router.add_route(method, "/v1/{entity}/{cw_id}", sandbox.record)
+    Control(sandbox).routes(app)
+
+    async def close_store(app: web.Application) -> None:
+        await sandbox.webhooks.close()
+        sandbox.store.close()
+
+    app.on_cleanup.append(close_store)
+    return app
 
 
 class SandboxServer:
@@ -24,6 +74,7 @@ class SandboxServer:
         api_user: str = "cwi",
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
+        rate_limit: float | None = None,
     ) -> None:
         self.app = create_app(
             token=token,
@@ -34,6 +85,7 @@ class SandboxServer:
             api_user=api_user,
             webhook_url=webhook_url,
             webhook_secret=webhook_secret,
+            rate_limit=rate_limit,
         )
         # A short grace on exit: a handler still sleeping out latency_ms must not hold up the tests.
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.25)
@@ -74,7 +126,17 @@ def run_sandbox(
     fail_rate: float = 0,
     db_path: str | None = None,
     seed: int | None = None,
+    api_user: str = "cwi",
+    rate_limit: float | None = None,
 ) -> None:
     """Serve the sandbox ERP until interrupted (``cwi sandbox --port N``)."""
-    app = create_app(token=token, latency_ms=latency_ms, fail_rate=fail_rate, seed=seed, db_path=db_path)
+    app = create_app(
+        token=token,
+        latency_ms=latency_ms,
+        fail_rate=fail_rate,
+        seed=seed,
+        db_path=db_path,
+        api_user=api_user,
+        rate_limit=rate_limit,
+    )
     web.run_app(app, host=host, port=port, access_log=None)

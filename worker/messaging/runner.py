@@ -10,21 +10,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from worker.buses.base import Bus, Delivery, JournaledCompletion, LockLostError
-from worker.db import Database
+from worker.buses.base import Bus, Delivery, LockLostError
+from worker.db import Database, Journal
 from worker.logging import get_logger
-from worker.outcomes import Abandon, Complete, DeadLetter, Journal, Outcome, Retry
-from worker.retry import ATTEMPT_PROPERTY
+from worker.messaging.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
+from worker.messaging.retry import ATTEMPT_PROPERTY
 
 log = get_logger()
 
 
 class Handler(Protocol):
-    """What the runner needs of the pipeline (``worker.pipeline.Pipeline``, or a wrapper of it)."""
+    """What the runner needs of the message handler (``worker.messaging.dispatch.Dispatcher``, or a
+    wrapper of it): an Outcome whose journal the runner commits with the settlement."""
 
     db: Database
 
-    async def handle(self, delivery: Delivery, *, defer_journal: bool = False) -> Outcome: ...
+    async def handle(self, delivery: Delivery) -> Outcome: ...
 
 
 @dataclass
@@ -143,7 +144,7 @@ class Worker:
 
     async def _process(self, delivery: Delivery) -> None:
         try:
-            outcome = await self.pipeline.handle(delivery, defer_journal=True)
+            outcome = await self.pipeline.handle(delivery)
         except asyncio.CancelledError:
             await asyncio.shield(self._settle(delivery, Abandon("shutdown")))
             raise
@@ -162,51 +163,80 @@ class Worker:
         return self.capacity - len(self._inflight) + self._settling
 
     async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Settle as the outcome says, its journal committed with the settlement. Nothing escapes:
+        a settlement that fails is logged, the message let go (it comes back), and counted."""
         try:
-            match outcome:
-                case Complete(result, journal):
-                    await self._complete(delivery, journal)
-                    key = result
-                case Retry(delay_s, attempt, error):
-                    props = {**delivery.properties, ATTEMPT_PROPERTY: attempt}
-                    await self.bus.reschedule(delivery, delay_s, props)
-                    key = "retry"
-                    log.warning(
-                        "retry scheduled", delay_s=delay_s, attempt=attempt, error=error, outcome="retry"
-                    )
-                case DeadLetter(reason, description):
-                    await self.bus.dead_letter(delivery, reason.value, description)
-                    key = f"dead:{reason.value}"
-                    log.warning(
-                        "dead-lettered",
-                        transport_message_id=delivery.message_id,
-                        client_id=delivery.session_id,
-                        reason=reason.value,
-                        description=description,
-                        outcome="dead_lettered",
-                    )
-                case Abandon(error):
-                    await self.bus.abandon(delivery)
-                    key = "abandoned"
+            key = await self._settle_as(delivery, outcome)
         except LockLostError:
             # Someone else owns the message now (or will): its redelivery meets the inbox.
             log.warning(
-                "lock lost before settling", transport_message_id=delivery.message_id, outcome="lock_lost"
+                "lock lost before settling",
+                transport_message_id=delivery.message_id,
+                client_id=delivery.session_id,
+                outcome="lock_lost",
             )
             key = "lock_lost"
+        except Exception as exc:  # noqa: BLE001 - a settlement must never kill its task silently
+            log.error(
+                "settlement failed; the message will be redelivered",
+                transport_message_id=delivery.message_id,
+                client_id=delivery.session_id,
+                error=f"{exc.__class__.__name__}: {exc}",
+                outcome="settle_failed",
+            )
+            await self._let_go(delivery)
+            key = "settle_failed"
         self.stats.counts[key] += 1
         if self.on_settled is not None:
             self.on_settled(outcome)
 
-    async def _complete(self, delivery: Delivery, journal: Journal | None) -> None:
-        """Outcome journal first, then the completion: in one transaction where the bus allows."""
-        if journal is None:
-            await self.bus.complete(delivery)
-        elif isinstance(self.bus, JournaledCompletion):
-            await self.bus.complete_journaled(delivery, journal)
-        else:
-            await self.pipeline.db.batched(journal)
-            await self.bus.complete(delivery)
+    async def _settle_as(self, delivery: Delivery, outcome: Outcome) -> str:
+        journal = await self._commit_unless_bus_does(outcome.journal)
+        match outcome:
+            case Complete(result):
+                await self.bus.complete(delivery, journal)
+                return result
+            case Retry(delay_s, attempt, error):
+                props = {**delivery.properties, ATTEMPT_PROPERTY: attempt}
+                await self.bus.reschedule(delivery, delay_s, props, journal)
+                log.warning(
+                    "retry scheduled",
+                    transport_message_id=delivery.message_id,
+                    client_id=delivery.session_id,
+                    delay_s=delay_s,
+                    attempt=attempt,
+                    error=error,
+                    outcome="retry",
+                )
+                return "retry"
+            case DeadLetter(reason, description):
+                await self.bus.dead_letter(delivery, reason.value, description, journal)
+                log.warning(
+                    "dead-lettered",
+                    transport_message_id=delivery.message_id,
+                    client_id=delivery.session_id,
+                    reason=reason.value,
+                    description=description,
+                    outcome="dead_lettered",
+                )
+                return f"dead:{reason.value}"
+            case Abandon():
+                await self.bus.abandon(delivery, journal)
+                return "abandoned"
+        raise AssertionError(f"unknown outcome {outcome!r}")
+
+    async def _commit_unless_bus_does(self, journal: Journal | None) -> Journal | None:
+        """The journal for the bus to commit in its settlement, or None once committed here first."""
+        if journal is None or self.bus.journals:
+            return journal
+        await self.pipeline.db.batched(journal)
+        return None
+
+    async def _let_go(self, delivery: Delivery) -> None:
+        try:
+            await self.bus.abandon(delivery)
+        except Exception as exc:  # noqa: BLE001 - its lock then runs out, and it comes back anyway
+            log.warning("abandon failed", transport_message_id=delivery.message_id, error=str(exc))
 
     async def _renew_locks(self) -> None:
         period = max(self.bus.lock_duration_s / 3, 0.05)

@@ -2,7 +2,9 @@
 
 In-process attempts (tenacity) absorb blips without giving up the lock; a wait longer than
 ``max_inprocess_wait_s`` (a long Retry-After, say) is not slept in-process but handed to the bus
-as a delayed retry.
+as a delayed retry. The count of delayed retries travels with the message (``cwi-attempt``): it is
+read here (``attempt_of``), decided here (``after_transient``) and written by the bus adapters
+from ``Retry.attempt``, nowhere else.
 """
 
 from __future__ import annotations
@@ -14,11 +16,30 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from contracts import DeadLetterReason
 from providers.errors import TransientError
+from worker.buses.base import Delivery
+from worker.db import Journal
+from worker.messaging.outcomes import DeadLetter, Retry
 
 T = TypeVar("T")
 
 ATTEMPT_PROPERTY = "cwi-attempt"
+BUSY_DELAY_S = 2.0
+"""A record another message is working on: try again this soon, without counting an attempt."""
+
+
+def attempt_of(delivery: Delivery) -> int:
+    """The delayed retries this message has had (0 for a first delivery, or an unreadable count)."""
+    raw = delivery.properties.get(ATTEMPT_PROPERTY, 0)
+    try:
+        return max(int(raw), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+JournalFor = Callable[[str, str], Journal]
+"""``journal(action, detail)``: the sync-log step of a failed attempt (``retry`` or ``failed``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +87,25 @@ class RetryPolicy:
         if attempt >= len(self.delays):
             return None
         return max(self.delays[attempt], retry_after or 0.0)
+
+
+def after_transient(
+    policy: RetryPolicy, delivery: Delivery, exc: TransientError, journal: JournalFor
+) -> Retry | DeadLetter:
+    """The one retry decision: a delayed retry while the policy allows, else ``RetriesExhausted``.
+
+    The intent journalled before the push stays open: a timeout may hide a write that reached the
+    ERP, so the next attempt looks the record up before creating it.
+    """
+    attempt = attempt_of(delivery)
+    delay = policy.next_delay(attempt, exc.retry_after)
+    if delay is None:
+        detail = f"RetriesExhausted after {attempt} delayed retries: {exc}"
+        description = f"gave up after {attempt + 1} attempts: {exc}"
+        return DeadLetter(DeadLetterReason.RetriesExhausted, description, journal("failed", detail))
+    return Retry(delay, attempt + 1, str(exc), journal("retry", f"retry in {delay:g} s: {exc}"))
+
+
+def busy(delivery: Delivery, what: str) -> Retry:
+    """Another message holds the record: come back soon; this costs the message no attempt."""
+    return Retry(BUSY_DELAY_S, attempt_of(delivery), f"{what} is being worked on by another message")

@@ -1,0 +1,70 @@
+"""One delivery in, one Outcome out: parse the envelope, find the client's connection, and hand the
+change to its direction (``outbound``: a CW change to push; ``inbound``: an ERP change to apply).
+
+The Outcome carries its journal; the runner settles the message and commits the journal with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from contracts import DeadLetterReason, InvalidEnvelopeError, parse_envelope
+from providers.errors import PermanentError
+from worker.buses.base import Delivery
+from worker.cw.port import CWApi
+from worker.db import Database
+from worker.messaging.connections import ErpConnection
+from worker.messaging.inbound import InboundHandler
+from worker.messaging.journal import Begin
+from worker.messaging.outbound import NO_CW, OutboundHandler
+from worker.messaging.outcomes import DeadLetter, Outcome
+from worker.messaging.retry import RetryPolicy
+
+DEFAULT_LEASE_S = 120.0
+"""How long a record's lease holds when its holder dies without letting it go (a redelivery of the
+same message takes it over at once)."""
+DEFAULT_BUSY_WAIT_S = 5.0
+"""How long a message waits for a record another message is working on before it steps aside."""
+
+
+class ConnectionLookup(Protocol):
+    async def connection_for(self, client_id: str) -> ErpConnection: ...
+
+
+class Dispatcher:
+    """The runner's handler. ``max_calls`` bounds the ERP pushes in flight."""
+
+    def __init__(
+        self,
+        db: Database,
+        connections: ConnectionLookup,
+        policy: RetryPolicy,
+        *,
+        cw: CWApi | None = None,
+        max_calls: int | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        busy_wait_s: float = DEFAULT_BUSY_WAIT_S,
+    ) -> None:
+        self.db = db
+        self.connections = connections
+        self.begin = Begin(db, lease_s=lease_s, wait_s=busy_wait_s)
+        calls = asyncio.Semaphore(max_calls) if max_calls else None
+        self.outbound = OutboundHandler(policy, cw=cw, calls=calls)
+        self.inbound = InboundHandler(db, cw, policy) if cw is not None else None
+
+    async def handle(self, delivery: Delivery) -> Outcome:
+        try:
+            env = parse_envelope(delivery.body)
+        except InvalidEnvelopeError as exc:
+            return DeadLetter(DeadLetterReason.InvalidEnvelope, str(exc))
+        if env.inbound and self.inbound is None:
+            return DeadLetter(DeadLetterReason.NotSupported, f"webhook events: {NO_CW}")
+        try:
+            conn = await self.connections.connection_for(env.client_id)
+        except PermanentError as exc:
+            return DeadLetter(exc.reason, str(exc))
+        if env.inbound:
+            assert self.inbound is not None
+            return await self.inbound.handle(env, delivery, conn, self.begin)
+        return await self.outbound.handle(env, delivery, conn, self.begin)

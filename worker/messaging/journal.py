@@ -1,0 +1,398 @@
+"""The journal: every sync-log step of a message, both directions, and the record's lease.
+
+``begin_*`` runs when a message starts, in one transaction: take the record's lease, read what the
+journal knows (inbox, record link, echo marks), decide what needs no ERP call at all, and journal
+the intent (``pending``). Everything after is a ``Journal`` returned with the outcome, which the
+runner commits with the settlement: the outcome row, the record link, the echo marks, the inbox,
+and the lease let go. A crash before that commit leaves the intent open (the next attempt looks
+the record up before creating it) and the lease to run out (or to the redelivery of the message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Connection
+
+from config_db import inbox, leases, marks, sync_log
+from config_db.leases import Lease, LeaseKey
+from config_db.marks import Mark, RecordRef
+from config_db.sync_log import Link
+from contracts import Envelope
+from providers.base import CWReference, PushResult
+from providers.errors import DependencyMissing
+from worker.db import Database, Journal
+from worker.messaging import order
+from worker.messaging.echo import Written, reverse_echo
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Started(Protocol):
+    @property
+    def busy(self) -> bool: ...
+
+
+S = TypeVar("S", bound=Started)
+StartWork = Callable[[Connection, int], S]
+"""``begin_*`` bound to its message: ``work(conn, lease_ms)``."""
+
+_FIRST_PAUSE_S = 0.02
+_MAX_PAUSE_S = 0.5
+
+
+class Begin:
+    """Runs a ``begin_*`` step in a group commit; while another message holds the record's lease,
+    tries again with a growing pause for up to ``wait_s``, then gives up (None: come back later)."""
+
+    def __init__(self, db: Database, *, lease_s: float, wait_s: float) -> None:
+        self._db = db
+        self._lease_ms = int(lease_s * 1000)
+        self._wait_s = wait_s
+
+    async def __call__(self, work: StartWork[S]) -> S | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait_s
+        pause = _FIRST_PAUSE_S
+        while True:
+            start = await self._db.batched(lambda conn: work(conn, self._lease_ms))
+            if not start.busy:
+                return start
+            if loop.time() + pause > deadline:
+                return None
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _MAX_PAUSE_S)
+
+
+def lease_for(env: Envelope, provider: str, side: str, record_key: str, holder: str) -> Lease:
+    key = LeaseKey(env.client_id, provider, env.entity.value, side, record_key)
+    return Lease(key, holder, uuid.uuid4().hex)
+
+
+def _marks_of(env: Envelope, provider: str, side: str, record_key: str) -> RecordRef:
+    return RecordRef(env.client_id, provider, env.entity.value, side, record_key)
+
+
+def _entry(env: Envelope, provider: str, direction: str, action: str, **fields: Any) -> sync_log.Entry:
+    return sync_log.Entry(
+        direction=direction,
+        action=action,
+        message_id=env.id,
+        client_id=env.client_id,
+        provider=provider,
+        entity=env.entity.value,
+        **fields,
+    )
+
+
+def _release(conn: Connection, held: Sequence[Lease]) -> None:
+    for lease in held:
+        leases.release(conn, lease)
+
+
+# --- outbound (a CW change to push) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundStart:
+    """What the journal knew when the message started, and what it decided without the ERP."""
+
+    busy: bool = False
+    finished: str | None = None
+    open_intent: bool = False
+    link: Link | None = None
+    skip: str | None = None  # "superseded" or "echo_ignored": complete without pushing
+    detail: str | None = None
+    echo_mark: int | None = None
+    lease: Lease | None = field(default=None, repr=False)
+
+
+def begin_outbound(
+    conn: Connection, env: Envelope, provider: str, lease: Lease, *, lease_ms: int, ordered: bool
+) -> OutboundStart:
+    """Lease, inbox, link, order and reverse echo, then the intent: one transaction.
+
+    ``ordered`` is False for thin events (their data is read from CW when pushed: never stale).
+    """
+    if not leases.acquire(conn, lease, now_ms=now_ms(), lease_ms=lease_ms):
+        return OutboundStart(busy=True)
+    state = sync_log.message_state(conn, env.client_id, env.id, provider, env.entity.value, env.cw_id)
+    if state.finished is not None:
+        return OutboundStart(finished=state.finished, link=state.link, lease=lease)
+    if state.link is not None and state.link.cw_fingerprint is not None:
+        found = marks.read(conn, _marks_of(env, provider, leases.CW, env.cw_id))
+        echoed = reverse_echo(env, state.link, found)
+        if echoed is not None:
+            why = "the CW event of our own inbound write"
+            return OutboundStart(
+                link=state.link, skip="echo_ignored", detail=why, echo_mark=echoed, lease=lease
+            )
+    stale = order.superseded(env, state.link) if ordered else None
+    if stale is not None:
+        return OutboundStart(link=state.link, skip="superseded", detail=stale, lease=lease)
+    detail = "recovering: an earlier attempt may have reached the ERP" if state.open_intent else None
+    sync_log.record(conn, _entry(env, provider, "outbound", "pending", cw_id=env.cw_id, detail=detail))
+    return OutboundStart(open_intent=state.open_intent, link=state.link, lease=lease)
+
+
+def outbound_duplicate(env: Envelope, provider: str, start: OutboundStart) -> Journal:
+    def journal(conn: Connection) -> None:
+        detail = f"already {start.finished}"
+        sync_log.record(conn, _entry(env, provider, "outbound", "duplicate", cw_id=env.cw_id, detail=detail))
+        _release(conn, [start.lease] if start.lease else [])
+
+    return journal
+
+
+def outbound_skipped(env: Envelope, provider: str, start: OutboundStart) -> Journal:
+    """Superseded, or the echo of our own inbound write: journalled and finished, nothing pushed."""
+    assert start.skip is not None
+
+    def journal(conn: Connection) -> None:
+        action = start.skip or ""
+        row = _entry(env, provider, "outbound", action, cw_id=env.cw_id, detail=start.detail)
+        sync_log.record(conn, row)
+        if start.echo_mark is not None:
+            marks.consume(conn, start.echo_mark)
+            _clear_flag_if_done(conn, env, provider)
+        inbox.mark_finished(conn, env.client_id, env.id, action, checked=True)
+        _release(conn, [start.lease] if start.lease else [])
+
+    return journal
+
+
+def _clear_flag_if_done(conn: Connection, env: Envelope, provider: str) -> None:
+    """No fingerprint left to wait for: the hot path stops reading the record's ``cw`` marks."""
+    ref = _marks_of(env, provider, leases.CW, env.cw_id)
+    if not any(mark.kind == marks.FINGERPRINT for _, mark in marks.read(conn, ref)):
+        sync_log.clear_fingerprint(conn, env.client_id, provider, env.entity.value, env.cw_id)
+
+
+def outbound_pushed(env: Envelope, provider: str, result: PushResult, start: OutboundStart) -> Journal:
+    """The outcome row, the link (with the record's new order key), echo marks, inbox, lease."""
+
+    def journal(conn: Connection) -> None:
+        author = f"author {result.author}" if result.author else None
+        sync_log.record(
+            conn,
+            _entry(
+                env,
+                provider,
+                "outbound",
+                result.outcome,
+                cw_id=env.cw_id,
+                external_id=result.external_id,
+                version=result.version,
+                content_hash=result.content_hash,
+                detail=author,
+            ),
+        )
+        key = order.after(env, start.link)
+        link = Link(
+            result.external_id,
+            result.version,
+            result.content_hash,
+            result.outcome == "deleted",
+            start.link.cw_fingerprint if start.link else None,
+            key.sequence,
+            key.at,
+        )
+        sync_log.save_link(
+            conn, env.client_id, provider, env.entity.value, env.cw_id, link, exists=start.link is not None
+        )
+        if result.external_id is not None:
+            ref = _marks_of(env, provider, leases.ERP, result.external_id)
+            marks.add(conn, ref, _written(result))
+        inbox.mark_finished(conn, env.client_id, env.id, result.outcome, checked=True)
+        _release(conn, [start.lease] if start.lease else [])
+
+    return journal
+
+
+def _written(result: PushResult) -> list[Mark]:
+    if result.outcome == "deleted":
+        return [Mark(marks.TOMBSTONE, result.version or "")]
+    found = []
+    if result.version is not None:
+        found.append(Mark(marks.VERSION, result.version))
+    if result.content_hash is not None:
+        found.append(Mark(marks.HASH, result.content_hash))
+    return found
+
+
+def outbound_failed(
+    env: Envelope, provider: str, start: OutboundStart | None, action: str, detail: str
+) -> Journal:
+    """A ``retry`` or ``failed`` row; the intent stays open, the lease goes."""
+
+    def journal(conn: Connection) -> None:
+        sync_log.record(conn, _entry(env, provider, "outbound", action, cw_id=env.cw_id, detail=detail))
+        if start is not None and start.lease is not None:
+            leases.release(conn, start.lease)
+
+    return journal
+
+
+def outbound_unchanged(env: Envelope, provider: str, start: OutboundStart, detail: str) -> Journal:
+    """Nothing to push (a thin event whose record CW no longer has): journalled, finished."""
+
+    def journal(conn: Connection) -> None:
+        sync_log.record(conn, _entry(env, provider, "outbound", "unchanged", cw_id=env.cw_id, detail=detail))
+        inbox.mark_finished(conn, env.client_id, env.id, "unchanged", checked=True)
+        _release(conn, [start.lease] if start.lease else [])
+
+    return journal
+
+
+# --- inbound (an ERP change to apply to CW) --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InboundStart:
+    busy: bool = False
+    finished: str | None = None
+    cw_id: str | None = None
+    link: Link | None = None
+    written: Written = field(default_factory=Written)
+    held: tuple[Lease, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    """``inbound`` (CW written), ``echo_ignored`` or ``unchanged``; with what to remember."""
+
+    action: str
+    cw_id: str | None
+    detail: str | None = None
+    link: Link | None = None
+    applied: tuple[Mark, ...] = ()
+    """ERP-side marks: the version and content we applied (their repeats are echoes)."""
+    cw_mark: str | None = None
+    """The fingerprint of the CW fields we wrote (its CW event is our echo)."""
+
+
+def resolve(
+    conn: Connection, env: Envelope, provider: str, references: Sequence[CWReference]
+) -> dict[str, str]:
+    """CW's ids of the records an ERP record refers to (a project's customer), through the links.
+
+    A parent not linked yet is on its way (its own webhook, or CW's event of it): wait for it.
+    """
+    resolved: dict[str, str] = {}
+    for ref in references:
+        found = sync_log.find_link_by_external(
+            conn, env.client_id, provider, ref.entity.value, ref.external_id
+        )
+        if found is None or found[1].deleted:
+            raise DependencyMissing(f"the {ref.entity.value} {ref.external_id!r} it refers to", "CW")
+        resolved[ref.field] = found[0]
+    return resolved
+
+
+def locate(env: Envelope, provider: str, conn: Connection) -> tuple[str | None, Link | None]:
+    """The CW record this ERP change is about: by the CW id the ERP named, else by its external id."""
+    assert env.external is not None
+    entity = env.entity.value
+    if env.record_id is not None:
+        link = sync_log.get_link(conn, env.client_id, provider, entity, env.record_id)
+        if link is not None:
+            return env.record_id, link
+    found = sync_log.find_link_by_external(conn, env.client_id, provider, entity, env.external.external_id)
+    if found is not None:
+        return found
+    return env.record_id, None
+
+
+def begin_inbound(
+    conn: Connection, env: Envelope, provider: str, holder: str, *, lease_ms: int
+) -> InboundStart:
+    """Both leases (the ERP record's, then the linked CW record's), inbox, link, marks, intent."""
+    external = env.external
+    assert external is not None
+    now = now_ms()
+    first = lease_for(env, provider, leases.ERP, external.external_id, holder)
+    if not leases.acquire(conn, first, now_ms=now, lease_ms=lease_ms):
+        return InboundStart(busy=True)
+    held = [first]
+    cw_id, link = locate(env, provider, conn)
+    if cw_id is not None:
+        second = lease_for(env, provider, leases.CW, cw_id, holder)
+        if not leases.acquire(conn, second, now_ms=now, lease_ms=lease_ms):
+            leases.release(conn, first)
+            return InboundStart(busy=True)
+        held.append(second)
+    finished = inbox.finished_outcome(conn, env.client_id, env.id)
+    if finished is not None:
+        return InboundStart(finished=finished, cw_id=cw_id, link=link, held=tuple(held))
+    written = Written()
+    if link is not None:
+        written = Written.of(
+            m for _, m in marks.read(conn, _marks_of(env, provider, leases.ERP, external.external_id))
+        )
+    row = _entry(env, provider, "inbound", "pending", cw_id=cw_id, external_id=external.external_id)
+    sync_log.record(conn, row)
+    return InboundStart(cw_id=cw_id, link=link, written=written, held=tuple(held))
+
+
+def _inbound_entry(
+    env: Envelope, provider: str, action: str, cw_id: str | None, **fields: Any
+) -> sync_log.Entry:
+    assert env.external is not None
+    link: Link | None = fields.pop("link", None)
+    return _entry(
+        env,
+        provider,
+        "inbound",
+        action,
+        cw_id=cw_id,
+        external_id=(link.external_id if link else None) or env.external.external_id,
+        version=link.version if link else None,
+        content_hash=link.content_hash if link else None,
+        **fields,
+    )
+
+
+def inbound_duplicate(env: Envelope, provider: str, start: InboundStart) -> Journal:
+    def journal(conn: Connection) -> None:
+        detail = f"already {start.finished}"
+        sync_log.record(conn, _inbound_entry(env, provider, "duplicate", start.cw_id, detail=detail))
+        _release(conn, start.held)
+
+    return journal
+
+
+def inbound_finished(env: Envelope, provider: str, start: InboundStart, result: InboundResult) -> Journal:
+    """Outcome row, the link both ways (CW id ↔ external id), echo marks on both sides, inbox."""
+    external = env.external
+    assert external is not None
+
+    def journal(conn: Connection) -> None:
+        link = result.link
+        row = _inbound_entry(env, provider, result.action, result.cw_id, link=link, detail=result.detail)
+        sync_log.record(conn, row)
+        if link is not None and result.cw_id is not None:
+            sync_log.save_link(conn, env.client_id, provider, env.entity.value, result.cw_id, link)
+            if result.cw_mark is not None:
+                ref = _marks_of(env, provider, leases.CW, result.cw_id)
+                marks.add(conn, ref, [Mark(marks.FINGERPRINT, result.cw_mark)])
+        if result.applied:
+            marks.add(conn, _marks_of(env, provider, leases.ERP, external.external_id), result.applied)
+        inbox.mark_finished(conn, env.client_id, env.id, result.action)
+        _release(conn, start.held)
+
+    return journal
+
+
+def inbound_failed(env: Envelope, provider: str, start: InboundStart, action: str, detail: str) -> Journal:
+    def journal(conn: Connection) -> None:
+        sync_log.record(conn, _inbound_entry(env, provider, action, start.cw_id, detail=detail))
+        _release(conn, start.held)
+
+    return journal

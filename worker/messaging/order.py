@@ -1,0 +1,69 @@
+"""Per-record order: an event older than what the ERP already holds for its record is never pushed.
+
+A CW event's order key is its ``sequence`` (CW's row version, strictly increasing per record,
+deletes included) or, when CW did not send one, its ``occurred_at``. The record link keeps the key
+of the newest CW state the ERP holds: the newest event applied, or CW's version after our own
+inbound write. Delayed retries, redeliveries, replays and competing workers can then deliver a
+record's events in any order: an older one is journalled ``superseded`` and completed, so the ERP
+never ends with a stale value, and a delete is never undone by an earlier create or update.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from config_db.sync_log import Link
+from contracts import Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class OrderKey:
+    sequence: int | None
+    at: dt.datetime | None
+
+
+def key_of(env: Envelope) -> OrderKey:
+    return OrderKey(env.sequence, env.occurred_at)
+
+
+def held_by(link: Link | None) -> OrderKey | None:
+    if link is None or (link.cw_sequence is None and link.cw_at is None):
+        return None
+    return OrderKey(link.cw_sequence, link.cw_at)
+
+
+def _compare(event: OrderKey, held: OrderKey) -> int | None:
+    if event.sequence is not None and held.sequence is not None:
+        return (event.sequence > held.sequence) - (event.sequence < held.sequence)
+    if event.at is not None and held.at is not None:
+        return (event.at > held.at) - (event.at < held.at)
+    return None
+
+
+def superseded(env: Envelope, link: Link | None) -> str | None:
+    """Why this CW event must not be pushed (the ERP holds its record's newer state), or None."""
+    held = held_by(link)
+    if held is None:
+        return None
+    event = key_of(env)
+    order = _compare(event, held)
+    if order is None or order > 0:
+        return None
+    if event.sequence is not None and held.sequence is not None:
+        if order == 0:
+            return f"sequence {event.sequence} is already what the ERP holds"
+        return f"sequence {event.sequence} is older than {held.sequence}, already applied"
+    if order == 0:
+        return None  # two events in the same instant: cannot tell, so push (idempotent)
+    assert event.at is not None and held.at is not None
+    return f"occurred at {event.at.isoformat()}, before {held.at.isoformat()}, already applied"
+
+
+def after(env: Envelope, link: Link | None) -> OrderKey:
+    """The key the link keeps once this event is applied: the newer of the two, field by field (a
+    thin event is pushed whatever its key, since its data is read from CW when it is handled)."""
+    held = held_by(link) or OrderKey(None, None)
+    sequences = [s for s in (env.sequence, held.sequence) if s is not None]
+    times = [t for t in (env.occurred_at, held.at) if t is not None]
+    return OrderKey(max(sequences) if sequences else None, max(times) if times else None)

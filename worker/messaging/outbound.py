@@ -1,0 +1,128 @@
+"""The outbound path: one CW change pushed to the client's ERP. Reads top to bottom like the design:
+
+lease + inbox + link + order + reverse echo + intent (``journal.begin_outbound``) → (thin event:
+fill from CW) → push (in-process retries) → the outcome with its journal (outcome row, link with
+the record's new order key, echo marks, inbox, lease let go), committed with the settlement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AbstractAsyncContextManager, nullcontext
+
+from config_db.leases import CW
+from contracts import Action, DeadLetterReason, Envelope
+from providers.base import OutboundChange, Provider, PushResult
+from providers.errors import PermanentError, TransientError
+from worker.buses.base import Delivery
+from worker.cw.port import CWApi
+from worker.cw.thin import fill_thin_event
+from worker.logging import get_logger
+from worker.messaging import journal, retry
+from worker.messaging.connections import ErpConnection
+from worker.messaging.journal import Begin, OutboundStart
+from worker.messaging.outcomes import Complete, DeadLetter, Outcome
+from worker.messaging.retry import RetryPolicy
+
+log = get_logger()
+
+NO_CW = "CW's APIs are not configured (set CWI_CW_GRAPHQL_URL, CWI_CW_WRITE_URL and CWI_CW_API_KEY)"
+
+
+class OutboundHandler:
+    """``calls`` bounds the ERP calls in flight; messages beyond it have journalled their intent and
+    wait for a free call, so a call that finishes is followed at once by the next."""
+
+    def __init__(self, policy: RetryPolicy, *, cw: CWApi | None, calls: asyncio.Semaphore | None) -> None:
+        self.policy = policy
+        self.cw = cw
+        self._calls = calls
+
+    def _slot(self) -> AbstractAsyncContextManager[object]:
+        return self._calls if self._calls is not None else nullcontext()
+
+    async def handle(self, env: Envelope, delivery: Delivery, conn: ErpConnection, begin: Begin) -> Outcome:
+        thin = env.data is None and env.action is not Action.deleted
+        if thin and self.cw is None:
+            return DeadLetter(DeadLetterReason.NotSupported, f"{env.type} without data: {NO_CW}")
+        kind = conn.kind
+        lease = journal.lease_for(env, kind, CW, env.cw_id, delivery.message_id)
+        start = await begin(
+            lambda c, ms: journal.begin_outbound(c, env, kind, lease, lease_ms=ms, ordered=not thin)
+        )
+        if start is None:
+            return retry.busy(delivery, f"the {env.entity.value} {env.cw_id!r}")
+        bound = log.bind(message_id=env.id, client_id=env.client_id, provider=kind, type=env.type)
+        if start.finished is not None:
+            bound.info("duplicate", outcome="duplicate")
+            return Complete("duplicate", journal.outbound_duplicate(env, kind, start))
+        if start.skip is not None:
+            bound.info(start.skip, outcome=start.skip, detail=start.detail)
+            return Complete(start.skip, journal.outbound_skipped(env, kind, start))
+        if thin:
+            filled = await self._fill(env, kind, delivery, start)
+            if not isinstance(filled, Envelope):
+                return filled
+            env = filled
+        return await self._push(env, delivery, conn.provider, start)
+
+    async def _push(
+        self, env: Envelope, delivery: Delivery, provider: Provider, start: OutboundStart
+    ) -> Outcome:
+        kind = provider.kind
+        change = OutboundChange(
+            idempotency_key=env.id,
+            entity=env.entity,
+            action=env.action,
+            cw_id=env.cw_id,
+            record=env.data,
+            known_external_id=start.link.external_id if start.link else None,
+            recovering=start.open_intent,
+        )
+        try:
+            async with self._slot():
+                result: PushResult = await self.policy.call(lambda: provider.push(change))
+        except TransientError as exc:
+            return self._transient(env, kind, delivery, start, exc)
+        except PermanentError as exc:
+            failed = journal.outbound_failed(env, kind, start, "failed", f"{exc.reason}: {exc}")
+            return DeadLetter(exc.reason, str(exc), failed)
+        log.info(
+            "pushed",
+            message_id=env.id,
+            client_id=env.client_id,
+            provider=kind,
+            type=env.type,
+            outcome=result.outcome,
+            external_id=result.external_id,
+        )
+        return Complete(result.outcome, journal.outbound_pushed(env, kind, result, start))
+
+    def _transient(
+        self, env: Envelope, kind: str, delivery: Delivery, start: OutboundStart, exc: TransientError
+    ) -> Outcome:
+        return retry.after_transient(
+            self.policy,
+            delivery,
+            exc,
+            lambda action, detail: journal.outbound_failed(env, kind, start, action, detail),
+        )
+
+    async def _fill(
+        self, env: Envelope, kind: str, delivery: Delivery, start: OutboundStart
+    ) -> Envelope | Outcome:
+        """A thin event completed from CW's Query API (under the record's lease: the data read is
+        what gets pushed, never older), or the outcome when that cannot be done."""
+        assert self.cw is not None
+        cw = self.cw
+        try:
+            filled = await self.policy.call(lambda: fill_thin_event(cw, env))
+        except TransientError as exc:
+            return self._transient(env, kind, delivery, start, exc)
+        except PermanentError as exc:
+            failed = journal.outbound_failed(env, kind, start, "failed", f"{exc.reason}: {exc}")
+            return DeadLetter(exc.reason, str(exc), failed)
+        if filled is None:
+            # Deleted in CW since: its delete event follows; there is nothing to push.
+            return Complete("unchanged", journal.outbound_unchanged(env, kind, start, "no longer in CW"))
+        return filled
