@@ -7,6 +7,8 @@ the database must not pay for aiohttp, the providers and the pipeline at start-u
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from worker.db import Database
 from worker.extras import extra_needed
+from worker.logging import get_logger
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
     from worker.messaging.connections import ConnectionDirectory
     from worker.messaging.runner import Worker
 
+log = get_logger()
+
 
 @dataclass
 class App:
@@ -38,6 +43,7 @@ class App:
 
     def worker(self, *, concurrency: int | None = None) -> Worker:
         from worker.messaging.dispatch import Dispatcher
+        from worker.messaging.journal import prune_echo_marks
         from worker.messaging.retry import RetryPolicy
         from worker.messaging.runner import Worker
 
@@ -48,10 +54,18 @@ class App:
         )
         calls = concurrency or self.settings.concurrency
         prefetch = self.settings.effective_prefetch if concurrency is None else concurrency
-        lease_s = max(120.0, 2 * self.settings.lock_duration_s)
+        window = dt.timedelta(seconds=self.settings.echo_window_s)
         return Worker(
             self.bus,
-            Dispatcher(self.db, connections, policy, cw=self.cw(), max_calls=calls, lease_s=lease_s),
+            Dispatcher(
+                self.db,
+                connections,
+                policy,
+                cw=self.cw(),
+                max_calls=calls,
+                lease_s=self.settings.effective_lease_s,
+            ),
+            housekeeping=lambda: prune_echo_marks(self.db, window),
             concurrency=calls,
             prefetch=prefetch,
             shutdown_grace_s=self.settings.shutdown_grace_s,
@@ -92,7 +106,36 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
 
 
 def make_database(settings: Settings) -> Database:
-    return Database(make_engine(settings))
+    return Database(make_engine(settings), outage_exit_s=settings.outage_exit_s)
+
+
+async def wait_for_database(db: Database, settings: Settings) -> None:
+    """At start, wait up to CWI_STARTUP_WAIT_S for the database (an orchestrator may be starting it
+    beside us): one line saying what we wait for, then DatabaseUnavailable naming the setting."""
+    from worker.outage import DatabaseUnavailable, one_line, unreachable
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.startup_wait_s
+    pause, said = 0.2, False
+    while True:
+        try:
+            await db.ping()
+            return
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            if loop.time() + pause > deadline:
+                raise DatabaseUnavailable(
+                    f"CWI_DATABASE_URL: the database did not answer within {settings.startup_wait_s:g} s "
+                    f"(CWI_STARTUP_WAIT_S): {one_line(exc)}"
+                ) from None
+            if not said:
+                log.warning(
+                    "database not reachable yet; waiting", wait_s=settings.startup_wait_s, error=one_line(exc)
+                )
+                said = True
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 @contextmanager
@@ -155,8 +198,15 @@ def http_session(settings: Settings) -> aiohttp.ClientSession:
 
 
 @asynccontextmanager
-async def open_app(settings: Settings, *, http: bool = False) -> AsyncIterator[App]:
+async def open_app(settings: Settings, *, http: bool = False, wait: bool = False) -> AsyncIterator[App]:
+    """The app's parts; ``wait`` (long-running commands) waits at start for the database."""
     db = make_database(settings)
+    if wait:
+        try:
+            await wait_for_database(db, settings)
+        except BaseException:
+            await db.close()
+            raise
     bus = make_bus(settings, db)
     session = http_session(settings) if http else None
     try:

@@ -55,6 +55,15 @@ class Settings(_CwiSettings):
     lock_duration_s: Annotated[float, Field(gt=0)] = 60.0
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 30.0
     connection_cache_s: Annotated[float, Field(ge=0)] = 30.0
+    startup_wait_s: Annotated[float, Field(ge=0)] = 60.0
+    """At start, how long to wait for the database before giving up (an orchestrator may start both)."""
+    outage_exit_s: Annotated[float | None, Field(gt=0)] = None
+    """How long a running worker waits out a database outage before it exits (unset: for ever)."""
+    echo_window_s: Annotated[float, Field(gt=0)] = 86400.0
+    """How long every version, hash and fingerprint we wrote is remembered to recognise its echo."""
+    record_lease_s: Annotated[float | None, Field(gt=0)] = None
+    """How long a record stays leased by a worker that died holding it (default: twice the lock
+    duration, at least 120 s); a redelivery of the same message takes the lease over at once."""
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
     # Webhooks: the base of the URLs `cwi webhooks url` prints, and each URL token's rate limit
@@ -70,6 +79,12 @@ class Settings(_CwiSettings):
     cw_api_key: SecretStr | None = None
 
     admin_api_key: SecretStr | None = None  # the operator key of the admin API (/admin/...); unset: disabled
+
+    @property
+    def effective_lease_s(self) -> float:
+        return (
+            self.record_lease_s if self.record_lease_s is not None else max(120.0, 2 * self.lock_duration_s)
+        )
 
     @property
     def effective_prefetch(self) -> int:

@@ -144,7 +144,7 @@ def admin_app(db: Database, bus: DeadLetterQueue, *, api_key: SecretStr | str | 
         found = {x.id for x in letters}
         outcomes = [Outcome(i, "skipped", "not dead-lettered") for i in selection.ids if i not in found]
         if body.get("dry_run"):
-            return JSONResponse({"dry_run": True, "would": verb, "messages": [x.summary() for x in letters]})
+            return JSONResponse({"dry_run": True, "would": verb, "messages": await ops.preview(letters)})
         for letter in letters:
             outcomes.append(await run(ops, letter))
         done = "replayed" if verb == "replay" else "purged"

@@ -11,6 +11,7 @@ the record up before creating it) and the lease to run out (or to the redelivery
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -249,6 +250,15 @@ def outbound_unchanged(env: Envelope, provider: str, start: OutboundStart, detai
         _release(conn, [start.lease] if start.lease else [])
 
     return journal
+
+
+async def prune_echo_marks(db: Database, window: dt.timedelta) -> int:
+    """Forget what we wrote longer ago than ``window``, in small batches (the worker's own
+    statements wait at most one batch); returns how many marks went."""
+    total = 0
+    while removed := await db.run(lambda conn: marks.prune(conn, older_than=window)):
+        total += removed
+    return total
 
 
 # --- inbound (an ERP change to apply to CW) --------------------------------------------------------
