@@ -11,6 +11,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from providers import secrets as provider_secrets
+
 _SECRET_KEYS = re.compile(
     r"(secret|token|password|passwd|credential|authorization|api_?key|private_key)", re.I
 )
@@ -60,6 +62,8 @@ class SecretRedactor:
 
 
 redactor = SecretRedactor()
+# Tokens and Authorization values providers learn at run time are secrets too (an ERP may quote one).
+provider_secrets.on_secret(redactor.register)
 
 
 def configure(*, fmt: str = "auto", level: str = "INFO", stream: TextIO | None = None) -> None:

@@ -188,3 +188,17 @@ async def test_a_stale_dead_letter_replayed_is_journalled_superseded_and_never_o
     record = rig.sandbox.sandbox.store.get("customer", "acme-c1")
     assert record is not None and record.data["name"] == "Acme v2", "the stale replay wrote nothing"
     assert rig.actions("acme-v1")[-1] == "superseded"
+
+
+async def test_a_body_nested_100000_deep_is_dead_lettered_and_the_operator_tools_still_work(rig: Rig) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    await rig.bus.publish([OutgoingMessage(body, "t-deep", "acme")])
+    assert (await rig.run()).counts == {"dead:InvalidEnvelope": 1}
+    ops = DeadLetterOperations(rig.db, rig.bus, operator="alice")
+    [letter] = await ops.select(Selection())
+    assert letter.envelope is None and letter.client_id == "acme"
+    shown = await ops.show("t-deep")
+    assert shown is not None and shown["body"].startswith("[[[[") and "more bytes" in shown["body"]
+    assert (await ops.preview([letter]))[0]["superseded"] is None
+    assert (await rig.bus.stats()).dead_lettered == 1
+    assert (await ops.purge(letter)).status == "purged"

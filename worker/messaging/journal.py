@@ -28,6 +28,7 @@ from contracts import Envelope
 from providers.base import CWReference, PushResult
 from providers.errors import DependencyMissing
 from worker.db import Database, Journal
+from worker.logging import redactor
 from worker.messaging import order
 from worker.messaging.echo import Written, reverse_echo
 
@@ -82,6 +83,9 @@ def _marks_of(env: Envelope, provider: str, side: str, record_key: str) -> Recor
 
 
 def _entry(env: Envelope, provider: str, direction: str, action: str, **fields: Any) -> sync_log.Entry:
+    """A sync-log row; its detail (often an ERP's own error text) with every known secret masked."""
+    if isinstance(fields.get("detail"), str):
+        fields["detail"] = redactor.scrub(fields["detail"])
     return sync_log.Entry(
         direction=direction,
         action=action,

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from worker.buses.base import Bus, Delivery, LockLostError
 from worker.db import Database, Journal
-from worker.logging import get_logger
+from worker.logging import get_logger, redactor
 from worker.messaging.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
 from worker.messaging.retry import ATTEMPT_PROPERTY
 
@@ -74,6 +74,25 @@ class Worker:
         self._slot_freed.set()
 
     async def run(self, *, until_idle: bool = False) -> RunStats:
+        log.info(
+            "worker started",
+            bus=type(self.bus).__name__,
+            concurrency=self.concurrency,
+            prefetch=self.capacity - self.concurrency,
+            until_idle=until_idle,
+        )
+        started = time.monotonic()
+        try:
+            return await self._run(until_idle)
+        finally:
+            log.info(
+                "worker stopped",
+                processed=self.stats.processed,
+                outcomes=dict(sorted(self.stats.counts.items())),
+                seconds=round(time.monotonic() - started, 1),
+            )
+
+    async def _run(self, until_idle: bool) -> RunStats:
         background = [asyncio.create_task(self._renew_locks())]
         if self._housekeeping is not None:
             background.append(asyncio.create_task(self._keep_house(self._housekeeping)))
@@ -250,6 +269,7 @@ class Worker:
                 )
                 return "retry"
             case DeadLetter(reason, description):
+                description = redactor.scrub(description)  # an ERP's text may quote a credential
                 await self.bus.dead_letter(delivery, reason.value, description, journal)
                 log.warning(
                     "dead-lettered",

@@ -153,7 +153,7 @@ class DeadLetterOperations:
             **letter.summary(),
             "session_id": dead.session_id,
             "envelope": letter.envelope,
-            "body": None if letter.envelope is not None else dead.body.decode("utf-8", "replace"),
+            "body": None if letter.envelope is not None else _raw(dead.body),
             "properties": {k: _jsonable(v) for k, v in dead.properties.items()},
             "history": [{k: _jsonable(v) for k, v in row.items()} for row in history],
         }
@@ -275,6 +275,15 @@ def superseded_by(conn: Connection, letter: Letter) -> str | None:
         return None
     link = sync_log.get_link(conn, env.client_id, stored.kind, env.entity.value, env.cw_id)
     return order.superseded(env, link)
+
+
+_RAW_SHOWN = 64 * 1024
+
+
+def _raw(body: bytes) -> str:
+    """A body that is not an envelope, as text, bounded (a bus can hold megabytes)."""
+    text = body[:_RAW_SHOWN].decode("utf-8", "replace")
+    return text if len(body) <= _RAW_SHOWN else f"{text}… ({len(body) - _RAW_SHOWN} more bytes)"
 
 
 def _jsonable(value: Any) -> Any:

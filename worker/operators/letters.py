@@ -42,10 +42,40 @@ def parse_since(text: str) -> dt.datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
+MAX_BODY = 1024 * 1024  # an envelope is a few kB; what is larger is shown raw, not parsed
+MAX_DEPTH = 64  # an envelope nests about 5 deep; json.loads recurses once per level
+
+
+def nesting_depth(text: bytes) -> int:
+    """How deep JSON brackets nest in ``text`` (outside strings): a linear scan, no recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 def _envelope(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None for anything else: not JSON, too large, nested too deep
+    (any body a bus can hold must leave the operator tools working; it is then shown raw)."""
+    if len(body) > MAX_BODY or nesting_depth(body) > MAX_DEPTH:
+        return None
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return parsed if isinstance(parsed, dict) else None
 
