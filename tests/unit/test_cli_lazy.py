@@ -61,7 +61,8 @@ def test_version_and_short_help_option() -> None:
 
 
 def test_the_head_revision_constant_is_alembics_head() -> None:
-    assert head_revision() == HEAD_REVISION
+    head = head_revision()
+    assert head == HEAD_REVISION, f"a new migration: set HEAD_REVISION = {head!r} in config_db/migrate.py"
 
 
 def test_the_connections_help_names_every_provider_kind() -> None:
