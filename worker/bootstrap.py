@@ -45,7 +45,8 @@ class App:
         from worker.messaging.dispatch import Dispatcher
         from worker.messaging.journal import prune_echo_marks
         from worker.messaging.retry import RetryPolicy
-        from worker.messaging.runner import Worker
+        from worker.messaging.runner import Handler, Worker
+        from worker.operators.values import ValueRecorder
 
         assert self.http is not None, "open the app with http=True to run the worker"
         connections = self.connections()
@@ -55,16 +56,19 @@ class App:
         calls = concurrency or self.settings.concurrency
         prefetch = self.settings.effective_prefetch if concurrency is None else concurrency
         window = dt.timedelta(seconds=self.settings.echo_window_s)
+        handler: Handler = Dispatcher(
+            self.db,
+            connections,
+            policy,
+            cw=self.cw(),
+            max_calls=calls,
+            lease_s=self.settings.effective_lease_s,
+        )
+        if self.settings.record_values:
+            handler = ValueRecorder(handler)  # the console's "values written" (worker/operators/values.py)
         return Worker(
             self.bus,
-            Dispatcher(
-                self.db,
-                connections,
-                policy,
-                cw=self.cw(),
-                max_calls=calls,
-                lease_s=self.settings.effective_lease_s,
-            ),
+            handler,
             housekeeping=lambda: prune_echo_marks(self.db, window),
             concurrency=calls,
             prefetch=prefetch,

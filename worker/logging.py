@@ -43,6 +43,10 @@ class SecretRedactor:
         pattern = self._pattern
         return text if pattern is None else pattern.sub(REDACTED, text)
 
+    def redact(self, value: Any) -> Any:
+        """``value`` (text, or JSON-like data) with secret-named keys and known secret values masked."""
+        return self._clean(value)
+
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.scrub(value)

@@ -79,6 +79,26 @@ class Settings(_CwiSettings):
     cw_api_key: SecretStr | None = None
 
     admin_api_key: SecretStr | None = None  # the operator key of the admin API (/admin/...); unset: disabled
+    # Keys of the lesser roles (the admin API and the console's log-in): an operator replays and
+    # purges dead letters, a viewer only reads.
+    operator_api_key: SecretStr | None = None
+    viewer_api_key: SecretStr | None = None
+
+    # The operator console (/console).
+    console_edit_retry: bool = False
+    """Edit and retry of dead letters: off unless a deployment switches it on."""
+    console_session_key: SecretStr | None = None
+    """Signs the console's session cookie (default: derived from the admin key)."""
+    record_values: bool = True
+    """Keep the CW values of each completed write (record_values) for the console's record timeline."""
+    # OpenID Connect log-in for the console (authorization code with PKCE); unset issuer: key log-in only.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid profile email"
+    oidc_roles_claim: str = "roles"
+    oidc_role_map: Annotated[dict[str, str], NoDecode] = {}
+    """``claim value=role,…``; the claim values viewer, operator and admin need no mapping."""
 
     @property
     def effective_lease_s(self) -> float:
@@ -89,6 +109,19 @@ class Settings(_CwiSettings):
     @property
     def effective_prefetch(self) -> int:
         return self.concurrency if self.prefetch is None else self.prefetch
+
+    @field_validator("oidc_role_map", mode="before")
+    @classmethod
+    def _split_role_map(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        mapping = {}
+        for pair in filter(None, (p.strip() for p in value.split(","))):
+            claim, sep, role = pair.partition("=")
+            if not sep or role.strip() not in ("viewer", "operator", "admin"):
+                raise ValueError(f"must be value=role pairs (role: viewer, operator, admin), not {pair!r}")
+            mapping[claim.strip()] = role.strip()
+        return mapping
 
     @field_validator("retry_delays", mode="before")
     @classmethod

@@ -20,7 +20,8 @@ from tests.e2e.cli import SECRET_KEY, TOKEN, Cli, envelope, jsonl
 from tests.servicebus_peer import EntityOptions, ServiceBusPeer
 from worker.buses.azure import AzureBus
 from worker.buses.base import OutgoingMessage
-from worker.buses.local import ACTIVE, BUS, DEADLETTERED, LocalBus
+from worker.buses.local import LocalBus
+from worker.buses.local_sql import ACTIVE, BUS, DEADLETTERED
 from worker.db import Database
 from worker.settings import load_azure_settings
 

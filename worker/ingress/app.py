@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from config_db.webhooks import hash_token
 from worker.bootstrap import App
 from worker.buses.base import BusStatsUnavailable
+from worker.console.app import console_app
 from worker.ingress.admin import admin_app
 from worker.ingress.ratelimit import RateLimiter
 from worker.ingress.receiving import Accepted, Refused, lookup, parse, publish_new
@@ -168,7 +169,9 @@ def create_app(app: App, metrics: Metrics, *, limiter: RateLimiter | None = None
         Route("/readyz", ingress.readyz, methods=["GET"]),
         Route("/metrics", ingress.metrics_text, methods=["GET"]),
         # The operator API (dead letters): 401 without CWI_ADMIN_API_KEY's key, 503 when it is unset.
-        Mount("/admin", app=admin_app(app.db, app.bus, api_key=s.admin_api_key)),
+        Mount("/admin", app=admin_app(app.db, app.bus, s)),
+        # The operator console: pages on the same services as the admin API (worker/console).
+        Mount("/console", app=console_app(app.db, app.bus, s)),
     ]
     return Starlette(
         routes=routes,

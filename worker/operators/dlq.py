@@ -167,6 +167,8 @@ class DeadLetterOperations:
             action=action,
             message_id=letter.envelope_id or letter.id,
             client_id=letter.client_id,
+            entity=letter.entity,
+            cw_id=letter.cw_id,
             detail=json.dumps(info, ensure_ascii=False, default=str),
         )
 

@@ -112,6 +112,17 @@ class Letter:
         return _text((self.envelope or {}).get("id"))
 
     @property
+    def entity(self) -> str | None:
+        return self.type.partition(".")[0] if self.type else None
+
+    @property
+    def cw_id(self) -> str | None:
+        """The CW record the envelope is about (its data's id, or ``record_id``)."""
+        data = (self.envelope or {}).get("data")
+        found = data.get("id") if isinstance(data, dict) else None
+        return _text(found) or _text((self.envelope or {}).get("record_id"))
+
+    @property
     def at(self) -> dt.datetime:
         """When it was dead-lettered (Service Bus does not say: then when it was enqueued)."""
         return self.dead.dead_lettered_at or self.dead.enqueued_at
