@@ -18,6 +18,9 @@ from tests.databases import empty_postgres, sqlite_copy, sqlite_template
 from tests.servers import running_loop, serve_sandbox
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# No .env file of the developer's (worker/settings.py reads one from the working directory) reaches
+# the tests or the processes they start; a test that is about .env sets CWI_ENV_FILE itself.
+os.environ["CWI_ENV_FILE"] = ""
 PG_ADMIN_URL = os.environ.get(
     "CWI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
