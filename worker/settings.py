@@ -65,7 +65,7 @@ class Settings(_CwiSettings):
     """How long a record stays leased by a worker that died holding it (default: twice the lock
     duration, at least 120 s); a redelivery of the same message takes the lease over at once."""
     log_format: Literal["auto", "json", "console"] = "auto"
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # Webhooks: the base of the URLs `cwi webhooks url` prints, and each URL token's rate limit
     # (a token bucket: RATE_PER_S calls a second on average, RATE_BURST at once).
     public_url: str = "http://127.0.0.1:8080"
@@ -122,6 +122,11 @@ class Settings(_CwiSettings):
                 raise ValueError(f"must be value=role pairs (role: viewer, operator, admin), not {pair!r}")
             mapping[claim.strip()] = role.strip()
         return mapping
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("retry_delays", mode="before")
     @classmethod

@@ -33,7 +33,7 @@ def settings() -> Settings:
     try:
         s = load_settings()
     except SettingsError as exc:
-        fail(f"configuration error: {exc}")
+        fail(f"configuration error: {exc}", 2)
     configure(fmt=s.log_format, level=s.log_level)
     return s
 

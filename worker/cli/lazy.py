@@ -9,7 +9,9 @@ that each registered help is the command's own.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,8 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from worker.cli.errors import CliError
-from worker.extras import MissingExtraError
+from worker.cli.errors import explain
 
 if TYPE_CHECKING:
     from typer import _click as click  # typer's own click, which its command classes derive from
@@ -80,8 +81,23 @@ class LazyGroup(TyperGroup):
             self._listing = False
 
     def invoke(self, ctx: click.Context) -> Any:
+        """Every error a command lets through becomes one line on stderr and an exit code (2 for
+        usage and configuration, 1 for runtime failures); never a traceback. CWI_TRACEBACK=1 shows
+        the traceback as well (for a bug report)."""
         try:
             return super().invoke(ctx)
-        except (CliError, MissingExtraError) as exc:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            raise typer.Exit(exc.code if isinstance(exc, CliError) else 1) from None
+        except (typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if _is_click_exception(exc):
+                raise
+            message, code = explain(exc)
+            if os.environ.get("CWI_TRACEBACK"):
+                traceback.print_exc()
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            raise typer.Exit(code) from None
+
+
+def _is_click_exception(exc: BaseException) -> bool:
+    """Usage errors click reports itself (a missing argument, a bad option value: exit 2)."""
+    return any(cls.__name__ in ("ClickException", "Exit", "Abort") for cls in type(exc).__mro__)
