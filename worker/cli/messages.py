@@ -27,6 +27,7 @@ from worker.cli.common import (
     run_async,
     settings,
 )
+from worker.jsontext import BadText, decode
 from worker.publishing import read_envelopes, to_message
 
 if TYPE_CHECKING:
@@ -224,7 +225,11 @@ def preview(
 
 def _valid_envelopes(file: str, consequence: str) -> list[tuple[Envelope, str]]:
     """Every envelope in FILE (or stdin) with its raw JSON; exit 2 listing each bad record."""
-    text = sys.stdin.read() if file == "-" else _read_file(file)
+    data = sys.stdin.buffer.read() if file == "-" else _read_file(file)
+    try:
+        text = decode(data)
+    except BadText as exc:
+        fail(str(exc), 2)
     good, bad = read_envelopes(text)
     if bad:
         for record in bad:
@@ -236,8 +241,8 @@ def _valid_envelopes(file: str, consequence: str) -> list[tuple[Envelope, str]]:
     return good
 
 
-def _read_file(file: str) -> str:
+def _read_file(file: str) -> bytes:
     path = Path(file)
     if not path.is_file():
-        fail(f"no such file: {file}")
-    return path.read_text(encoding="utf-8")
+        fail(f"no such file: {file}", 2)
+    return path.read_bytes()
