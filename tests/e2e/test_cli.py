@@ -103,7 +103,10 @@ def test_connection_test_reports_why_it_fails(cli: Cli, sandbox_url: str) -> Non
             ["connections", "set", "ghost", "generic_rest", "--base-url", "http://x"],
             "client 'ghost' does not exist",
         ),
-        (["connections", "set", "acme", "generic_rest", "--base-url", "ftp://x"], "must be an http(s) URL"),
+        (
+            ["connections", "set", "acme", "generic_rest", "--base-url", "ftp://x"],
+            "it must start with http:// or https://",
+        ),
         (
             ["connections", "set", "acme", "generic_rest", "--base-url", "http://x", "--setting", "novalue"],
             "--setting expects key=value",
@@ -128,3 +131,46 @@ def test_unmigrated_database_says_what_to_do(tmp_path: Path) -> None:
 def test_contracts_schema_is_json_schema(tmp_path: Path) -> None:
     schema = json.loads(Cli(f"sqlite:///{tmp_path / 'x.db'}").run("contracts", "schema").stdout)
     assert "discriminator" in json.dumps(schema) or "oneOf" in json.dumps(schema)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["clients", "add", ""], "client id '' must be"),
+        (["clients", "add", "ac me"], "client id 'ac me' must be"),
+        (["clients", "add", "Acme AS!"], "client id 'Acme AS!' must be"),
+        (["connections", "set", "acme", "generic_rest", "--base-url", "http://"], "it names no host"),
+        (
+            ["connections", "set", "acme", "generic_rest", "--base-url", "http://erp example.com/"],
+            "white space",
+        ),
+        (["connections", "set", "acme", "generic_rest", "--base-url", "http://[::1/x"], "IPv6"),
+        (
+            [
+                "connections",
+                "set",
+                "acme",
+                "generic_rest",
+                "--base-url",
+                "http://x",
+                "--setting",
+                "timeout_s=soon",
+            ],
+            "timeout_s",
+        ),
+    ],
+    ids=[
+        "empty id",
+        "id with a space",
+        "id with punctuation",
+        "no host",
+        "space in host",
+        "bad ipv6",
+        "bad setting",
+    ],
+)
+def test_bad_ids_urls_and_settings_are_refused_when_set(cli: Cli, args: list[str], message: str) -> None:
+    cli.run("clients", "add", "acme", check=False)
+    result = cli.run(*args, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr, result.stderr

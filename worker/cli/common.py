@@ -17,6 +17,7 @@ from worker.settings import Settings, SettingsError, load_settings
 if TYPE_CHECKING:
     from config_db.clients import StoredConnection
     from worker.db import Database
+    from worker.operators.actors import Actor
 
 T = TypeVar("T")
 
@@ -54,6 +55,15 @@ def require_migrated(s: Settings) -> None:
         fail(f"cannot open the database {shown}: {exc.__class__.__name__}: {exc}".splitlines()[0])
     if current != HEAD_REVISION:
         fail(f"the database {shown} is not migrated (at {current}): run `cwi db upgrade`")
+
+
+def cli_actor() -> Actor:
+    """Who acts from the command line: the OS user, with every right (whoever runs ``cwi`` on the
+    server already holds the database and the key); journalled with each change it makes."""
+    from worker.operators.actors import Actor
+    from worker.operators.dlq import default_operator
+
+    return Actor(default_operator(), "admin", via="cli")
 
 
 def connection_of(db: Database, client_id: str) -> StoredConnection:
