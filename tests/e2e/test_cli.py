@@ -174,3 +174,22 @@ def test_bad_ids_urls_and_settings_are_refused_when_set(cli: Cli, args: list[str
     result = cli.run(*args, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr, result.stderr
+
+
+def test_run_refuses_to_start_when_the_key_cannot_read_a_connection(cli: Cli) -> None:
+    cli.provision_directly("http://127.0.0.1:9", "acme", "globex")
+    cli.run("send", "-", input=jsonl([envelope(1)]))
+    result = cli.run("run", "--until-idle", check=False, CWI_SECRET_KEY="not-the-key")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "cannot read the credentials of 2 connection(s)" in result.stderr
+    assert "client 'acme'" in result.stderr and "client 'globex'" in result.stderr
+    assert cli.status()["dead_lettered"] == 0 and cli.status()["active"] == 1, "nothing touched"
+
+
+def test_run_logs_its_configuration_first_with_secrets_masked(cli: Cli) -> None:
+    result = cli.run("run", "--until-idle", CWI_ADMIN_API_KEY="admin-key-123")
+    first = json.loads(
+        next(line for line in result.stdout.splitlines() + result.stderr.splitlines() if line.startswith("{"))
+    )
+    assert first["event"] == "configuration" and first["secret_key"] == "***"
+    assert first["admin_api_key"] == "***" and "admin-key-123" not in result.stdout + result.stderr

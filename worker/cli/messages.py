@@ -26,6 +26,7 @@ from worker.cli.common import (
     require_migrated,
     run_async,
     settings,
+    start_long_running,
 )
 from worker.jsontext import BadText, decode
 from worker.publishing import read_envelopes, to_message
@@ -62,7 +63,7 @@ def run(
 ) -> None:
     """Run the worker: receive, push to each client's ERP, settle. SIGINT/SIGTERM stop it gracefully."""
     s = settings()
-    require_migrated(s)
+    start_long_running(s, worker=True)
 
     async def main() -> None:
         async with open_app(s, http=True) as app:
