@@ -193,3 +193,17 @@ def test_run_logs_its_configuration_first_with_secrets_masked(cli: Cli) -> None:
     )
     assert first["event"] == "configuration" and first["secret_key"] == "***"
     assert first["admin_api_key"] == "***" and "admin-key-123" not in result.stdout + result.stderr
+
+
+def test_listings_have_json_and_dead_letter_ids_are_shown_whole(cli: Cli) -> None:
+    cli.run("clients", "add", "acme")
+    assert json.loads(cli.run("clients", "list", "--json").stdout) == {"id": "acme", "name": "acme"}
+    sent = json.loads(cli.run("send", "-", "--json", input=jsonl([envelope(1)])).stdout)  # no connection
+    assert sent["published"] == 1 and sent["ids"] == ["acme-e1"]
+    ran = json.loads(cli.run("run", "--until-idle", "--json").stdout.splitlines()[-1])
+    assert ran["processed"] == 1
+    listed = cli.run("dlq", "list", COLUMNS="60").stdout
+    [letter] = json.loads(cli.run("dlq", "list", "--json").stdout)["messages"]
+    assert letter["id"] in "".join(listed.split()), "the id whole (folded, never cut with …)"
+    bad = cli.run("dlq", "list", "--reason", "NoSuchReason", check=False)
+    assert bad.returncode == 2 and "not a dead-letter reason" in bad.stderr

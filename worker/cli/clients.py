@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -37,12 +38,16 @@ def add(
 
 
 @app.command("list")
-def list_() -> None:
+def list_(json_out: Annotated[bool, typer.Option("--json", help="JSON lines")] = False) -> None:
     """List clients."""
     s = settings()
     require_migrated(s)
     with database(s) as db:
         rows = db.run_sync(clients_repo.list_clients)
+    if json_out:
+        for client_id, name in rows:
+            print(json.dumps({"id": client_id, "name": name}))
+        return
     table = Table("id", "name")
     for client_id, name in rows:
         table.add_row(client_id, name)

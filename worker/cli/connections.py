@@ -108,7 +108,10 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="JSON lines")] =
 
 
 @app.command("test")
-def test(client_id: Annotated[str, typer.Argument(help="Client id")]) -> None:
+def test(
+    client_id: Annotated[str, typer.Argument(help="Client id")],
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
+) -> None:
     """Call the client's ERP (authenticate and one read) and report OK or why not."""
     from providers.errors import ProviderError
 
@@ -124,5 +127,13 @@ def test(client_id: Annotated[str, typer.Argument(help="Client id")]) -> None:
     try:
         summary = run_async(check())
     except ProviderError as exc:
+        if json_out:
+            print(
+                json.dumps({"client_id": client_id, "provider": stored.kind, "ok": False, "error": str(exc)})
+            )
+            raise typer.Exit(1) from None
         fail(f"FAILED: {client_id} ({stored.kind}): {exc}")
+    if json_out:
+        print(json.dumps({"client_id": client_id, "provider": stored.kind, "ok": True, "summary": summary}))
+        return
     console.print(f"OK: {summary}")

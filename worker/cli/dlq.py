@@ -13,8 +13,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
+from rich.table import Column, Table
 
+from contracts.reasons import DeadLetterReason
 from worker.bootstrap import open_app
 from worker.cli.common import console, err_console, exit_with, fail, require_migrated, run_async, settings
 from worker.operators.dlq import DeadLetterOperations, Halt, Outcome
@@ -23,6 +24,7 @@ from worker.operators.letters import Letter, Selection, SelectionError, grouped,
 app = typer.Typer(help="Dead-lettered messages: list, show, replay, purge.", no_args_is_help=True)
 
 ClientOpt = Annotated[str | None, typer.Option("--client", help="Only this client's messages")]
+KNOWN_REASONS = frozenset(r.value for r in DeadLetterReason)
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Only this dead-letter reason code")]
 TypeOpt = Annotated[str | None, typer.Option("--type", help="Only this event type, e.g. customer.created")]
 SinceOpt = Annotated[str | None, typer.Option("--since", help="Dead-lettered at or after (ISO 8601)")]
@@ -68,6 +70,9 @@ def _selection(
     older_than: str | None = None,
     limit: int | None = None,
 ) -> Selection:
+    if reason is not None and reason not in KNOWN_REASONS:
+        known = ", ".join(sorted(KNOWN_REASONS))
+        fail(f"--reason {reason!r} is not a dead-letter reason; one of: {known}", code=2)
     try:
         return Selection(
             ids=tuple(ids),
@@ -104,7 +109,9 @@ def list_(
         data = {"total": len(letters), "messages": [x.summary() for x in shown], "summary": grouped(letters)}
         print(json.dumps(data))
         return
-    table = Table("id", "client", "type", "reason", "description", "deliveries", "dead-lettered at")
+    # The id whole, never cut with an ellipsis: it is what `dlq show` and `dlq replay` take.
+    id_column = Column("id", overflow="fold", min_width=36)
+    table = Table(id_column, "client", "type", "reason", "description", "deliveries", "dead-lettered at")
     for letter in shown:
         row = letter.summary()
         table.add_row(

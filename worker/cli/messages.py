@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 def send(
     file: Annotated[str, typer.Argument(help="A JSON file (object, array or JSON lines), or - for stdin")],
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
 ) -> None:
     """Validate every envelope in FILE, then publish them all (or nothing, exit 2, if any is invalid)."""
     good = _valid_envelopes(file, "nothing was published")
@@ -50,6 +51,9 @@ def send(
             await app.bus.publish([to_message(env, raw) for env, raw in good])
 
     run_async(publish())
+    if json_out:
+        print(json.dumps({"published": len(good), "ids": [env.id for env, _ in good]}))
+        return
     console.print(f"published {len(good)} message(s)")
 
 
@@ -60,6 +64,7 @@ def run(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Messages in flight (CWI_CONCURRENCY)")
     ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="The summary at stop as one JSON object")] = False,
 ) -> None:
     """Run the worker: receive, push to each client's ERP, settle. SIGINT/SIGTERM stop it gracefully."""
     s = settings()
@@ -72,6 +77,11 @@ def run(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, worker.stop)
             stats = await worker.run(until_idle=until_idle)
+            if json_out:
+                print(
+                    json.dumps({"processed": stats.processed, "outcomes": dict(sorted(stats.counts.items()))})
+                )
+                return
             summary = ", ".join(f"{k}={v}" for k, v in sorted(stats.counts.items())) or "nothing"
             err_console.print(f"worker stopped after {stats.processed} message(s): {summary}", markup=False)
 
@@ -182,7 +192,7 @@ def synclog(
     for row in rows:
         at = row["at"]
         table.add_row(
-            at.strftime("%H:%M:%S") if at else "",  # type: ignore[attr-defined]
+            at.strftime("%Y-%m-%d %H:%M:%S") if at else "",  # type: ignore[attr-defined]
             *(str(row[k] or "") for k in ("message_id", "client_id", "provider", "direction", "entity")),
             *(str(row[k] or "") for k in ("cw_id", "external_id", "action", "detail")),
         )

@@ -9,6 +9,7 @@ is registered with the secret already stored.
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Protocol, runtime_checkable
 
@@ -41,6 +42,7 @@ def url(
     rotate: Annotated[
         bool, typer.Option("--rotate", help="Issue a new URL; the old one stops working")
     ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
 ) -> None:
     """Create the client's webhook URL and print it with the secret to register at the ERP.
 
@@ -54,7 +56,15 @@ def url(
             issued = db.run_sync(partial(issue, box=box, client_id=client_id, rotate=rotate))
     except (SecretKeyError, NoConnectionError, EndpointExistsError) as exc:
         fail(str(exc))
-    print(f"url: {s.public_url.rstrip('/')}/webhooks/{issued.kind}/{issued.token}")
+    endpoint = f"{s.public_url.rstrip('/')}/webhooks/{issued.kind}/{issued.token}"
+    if json_out:
+        print(
+            json.dumps(
+                {"client_id": client_id, "provider": issued.kind, "url": endpoint, "secret": issued.secret}
+            )
+        )
+        return
+    print(f"url: {endpoint}")
     print(f"secret: {issued.secret}")
     print(
         f"Register both with the client's {issued.kind} webhook subscription "
