@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Column, Table
 
@@ -19,7 +20,14 @@ from contracts.reasons import DeadLetterReason
 from worker.bootstrap import open_app
 from worker.cli.common import console, err_console, exit_with, fail, require_migrated, run_async, settings
 from worker.operators.dlq import DeadLetterOperations, Halt, Outcome
-from worker.operators.letters import Letter, Selection, SelectionError, grouped, parse_duration, parse_since
+from worker.operators.letters import (
+    Letter,
+    Selection,
+    SelectionError,
+    SelectionRequest,
+    describe_invalid,
+    grouped,
+)
 
 app = typer.Typer(help="Dead-lettered messages: list, show, replay, purge.", no_args_is_help=True)
 
@@ -73,16 +81,15 @@ def _selection(
     if reason is not None and reason not in KNOWN_REASONS:
         known = ", ".join(sorted(KNOWN_REASONS))
         fail(f"--reason {reason!r} is not a dead-letter reason; one of: {known}", code=2)
+    given = {"client": client, "reason": reason, "type": type_, "since": since, "older_than": older_than}
     try:
-        return Selection(
-            ids=tuple(ids),
-            client=client,
-            reason=reason,
-            type=type_,
-            since=None if since is None else parse_since(since),
-            older_than=None if older_than is None else parse_duration(older_than),
-            limit=limit,
+        # The same model as the admin API's parameters.
+        request = SelectionRequest(
+            ids=list(ids) or None, limit=limit, **{k: v for k, v in given.items() if v}
         )
+        return request.selection()
+    except ValidationError as exc:
+        fail(describe_invalid(exc), code=2)
     except SelectionError as exc:
         fail(str(exc), code=2)
 
