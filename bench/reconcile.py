@@ -46,7 +46,7 @@ def _customer(n: int, drifted: bool = False) -> dict[str, Any]:
 
 async def _serve_cw(port: int, records: int) -> None:
     from contracts import Entity
-    from worker.cw.sandbox import CWServer
+    from worker.dev.cw_sandbox import CWServer
 
     server = CWServer(api_key=CW_KEY)
     for n in range(records):

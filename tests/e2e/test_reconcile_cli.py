@@ -13,7 +13,7 @@ from contracts import Entity
 from tests.e2e.cli import Cli
 from tests.fakes.serve import in_thread
 from tests.integration.reconcile_rig import customer
-from worker.cw.sandbox import CWServer
+from worker.dev.cw_sandbox import CWServer
 
 CW_KEY = "cw-e2e-key"
 

@@ -28,9 +28,9 @@ from providers.generic_rest.sandbox import SandboxServer
 from tests.fakes.serve import ServedFake, serve_fake
 from worker.bootstrap import App, open_app
 from worker.buses.base import OutgoingMessage
-from worker.cw.sandbox import CWServer
-from worker.inbound.listening import listening
-from worker.inbound.quiet import run_until_quiet
+from worker.dev.cw_sandbox import CWServer
+from worker.dev.listening import listening
+from worker.dev.quiet import run_until_quiet
 from worker.messaging.connections import spec_from_stored
 from worker.operators.dlq import DeadLetterOperations
 from worker.operators.letters import Selection

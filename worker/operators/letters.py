@@ -9,9 +9,13 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from contracts.reasons import DeadLetterReason
 from worker.buses.base import DeadLetter
+from worker.jsontext import MAX_DEPTH, nesting_depth
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -43,29 +47,6 @@ def parse_since(text: str) -> dt.datetime:
 
 
 MAX_BODY = 1024 * 1024  # an envelope is a few kB; what is larger is shown raw, not parsed
-MAX_DEPTH = 64  # an envelope nests about 5 deep; json.loads recurses once per level
-
-
-def nesting_depth(text: bytes) -> int:
-    """How deep JSON brackets nest in ``text`` (outside strings): a linear scan, no recursion."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return deepest
 
 
 def _envelope(body: bytes) -> dict[str, Any] | None:
@@ -176,3 +157,44 @@ def grouped(letters: Iterable[Letter]) -> list[dict[str, Any]]:
     counts = Counter((letter.client_id or "", letter.dead.reason) for letter in letters)
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return [{"client_id": client, "reason": reason, "count": n} for (client, reason), n in ordered]
+
+
+class SelectionRequest(BaseModel):
+    """A selection as the CLI's options or the admin API's parameters give it: each value checked
+    (422 naming the field in the API, one line in the CLI), then turned into a ``Selection``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ids: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = None
+    client: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    reason: DeadLetterReason | None = None
+    type: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    since: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    older_than: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    limit: Annotated[int, Field(ge=1, le=100_000, strict=False, allow_inf_nan=False)] | None = None
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _whole_number(cls, value: object) -> object:
+        if isinstance(value, bool | float | list | dict):
+            raise ValueError("must be a whole number")
+        return value
+
+    def selection(self) -> Selection:
+        return Selection(
+            ids=tuple(self.ids or ()),
+            client=self.client,
+            reason=None if self.reason is None else self.reason.value,
+            type=self.type,
+            since=None if self.since is None else parse_since(self.since),
+            older_than=None if self.older_than is None else parse_duration(self.older_than),
+            limit=self.limit,
+        )
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """One line naming each bad field."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors(include_url=False)
+    )
