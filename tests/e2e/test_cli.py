@@ -207,3 +207,18 @@ def test_listings_have_json_and_dead_letter_ids_are_shown_whole(cli: Cli) -> Non
     assert letter["id"] in "".join(listed.split()), "the id whole (folded, never cut with …)"
     bad = cli.run("dlq", "list", "--reason", "NoSuchReason", check=False)
     assert bad.returncode == 2 and "not a dead-letter reason" in bad.stderr
+
+
+def test_secrets_generate_a_key_and_rotate_every_connection_to_it(cli: Cli) -> None:
+    cli.provision_directly("http://127.0.0.1:9", "acme", "globex")
+    new = cli.run("secrets", "generate-key").stdout.strip()
+    assert len(new) == 44
+    both = f"{new},{SECRET_KEY}"
+    out = cli.run("secrets", "rotate", CWI_SECRET_KEY=both).stdout
+    assert "2 connection(s) re-encrypted, 0 already current, 0 unreadable" in out
+    again = cli.run("secrets", "rotate", CWI_SECRET_KEY=both).stdout
+    assert "0 connection(s) re-encrypted, 2 already current" in again, "resumable, idempotent"
+    listed = cli.run("connections", "list", "--json", CWI_SECRET_KEY=new).stdout.splitlines()
+    assert [json.loads(line)["credentials"] for line in listed] == [["token"], ["token"]], "the new key alone"
+    old_only = cli.run("connections", "list", "--json").stdout
+    assert "cannot decrypt" in old_only

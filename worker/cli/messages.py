@@ -104,17 +104,21 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="One JSON objec
     async def stats() -> dict[str, object]:
         async with open_app(s) as app:
             try:
-                st = await app.bus.stats()
+                counts: dict[str, object] = status_data(s.bus, await app.bus.stats())
             except BusStatsUnavailable as exc:
-                fail(f"the {s.bus} bus cannot report its counts: {exc}")
+                # Say why, and still show what needs no counts (dead letters, the last outcomes).
+                counts = {"bus": s.bus, "counts_unavailable": str(exc)}
             operators = await _operator_status(app.db, app.bus)
-        return {**operators, **status_data(s.bus, st)}
+        return {**operators, **counts}
 
     data = run_async(stats())
     if json_out:
         print(json.dumps(data))
         return
-    console.print(status_table(data))
+    if "counts_unavailable" in data:
+        err_console.print(f"bus counts unavailable: {data['counts_unavailable']}", markup=False)
+    else:
+        console.print(status_table(data))
     _print_operator_status(data)
 
 
@@ -145,16 +149,37 @@ async def _operator_status(db: Database, bus: DeadLetterQueue) -> dict[str, obje
     from worker.operators.dlq import DeadLetterOperations
     from worker.operators.letters import Selection, grouped
 
-    letters = await DeadLetterOperations(db, bus).select(Selection())
+    found: dict[str, object] = {}
+    try:
+        letters = await DeadLetterOperations(db, bus).select(Selection())
+        found["dead_letters_by_client"] = grouped(letters)
+    except Exception as exc:  # noqa: BLE001 - the dead letters cannot be read: say so, show the rest
+        found["dead_letters_by_client"] = []
+        found["dead_letters_unavailable"] = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
     outcomes = await db.run(sync_log.last_outcomes)
     for row in outcomes:
+        success, failure = row["last_success"], row["last_failure"]
+        row["state"] = connection_state(success, failure)  # type: ignore[arg-type]
         for key in ("last_success", "last_failure"):
             at = row[key]
             row[key] = at.isoformat() if isinstance(at, dt.datetime) else None
-    return {"dead_letters_by_client": grouped(letters), "last_outcomes": outcomes}
+    found["last_outcomes"] = outcomes
+    return found
+
+
+def connection_state(success: dt.datetime | None, failure: dt.datetime | None) -> str:
+    """One word per connection: a wrong base URL that never answered is told apart from one that
+    worked and fails now (or flaps), and from a healthy one."""
+    if failure is None:
+        return "ok"
+    if success is None:
+        return "never succeeded"
+    return "failing" if failure > success else "ok (failed before)"
 
 
 def _print_operator_status(data: dict[str, object]) -> None:
+    if "dead_letters_unavailable" in data:
+        err_console.print(f"dead letters unavailable: {data['dead_letters_unavailable']}", markup=False)
     groups = data["dead_letters_by_client"]
     assert isinstance(groups, list)
     if groups:
@@ -165,10 +190,14 @@ def _print_operator_status(data: dict[str, object]) -> None:
     outcomes = data["last_outcomes"]
     assert isinstance(outcomes, list)
     if outcomes:
-        last = Table("client", "provider", "last success", "last failure")
+        last = Table("client", "provider", "state", "last success", "last failure")
         for row in outcomes:
             last.add_row(
-                row["client_id"], row["provider"], row["last_success"] or "", row["last_failure"] or ""
+                row["client_id"],
+                row["provider"],
+                row["state"],
+                row["last_success"] or "",
+                row["last_failure"] or "",
             )
         console.print(last)
 

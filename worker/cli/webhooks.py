@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Protocol, runtime_checkable
 
 import typer
 
+from config_db import webhooks as webhooks_repo
 from config_db.secrets import SecretBox, SecretKeyError
 from config_db.webhooks import SECRET_CREDENTIAL, EndpointExistsError
 from worker.bootstrap import database, open_provider
@@ -87,6 +88,7 @@ def register(
 ) -> None:
     """Create the webhook subscription in the client's ERP (or print the steps where there is no API)."""
     from providers.errors import ProviderError
+    from providers.registry import BY_NAME
     from worker.messaging.connections import spec_from_stored
 
     s = settings()
@@ -94,18 +96,29 @@ def register(
     with database(s) as db:
         stored = connection_of(db, client)
         kind = stored.kind
+        found = BY_NAME.get(kind)
+        if found is None or found.register_webhook is None:
+            # Checked before anything changes: the URL the ERP uses now stays as it is.
+            fail(f"{kind} has no webhook registration: configure its callbacks by hand (`cwi webhooks url`)")
+        issued_token: str | None = None
         try:
             if url is None:
                 issued = db.run_sync(partial(issue, box=SecretBox(s.secret), client_id=client, rotate=True))
+                issued_token = issued.token
                 url = f"{s.public_url.rstrip('/')}/webhooks/{issued.kind}/{issued.token}"
                 stored = connection_of(db, client)
             secret = _secret(spec_from_stored(stored, s.secret))
             summary = run_async(_register(s, stored, url, secret))
-        except (SecretKeyError, NoConnectionError) as exc:
-            fail(str(exc))
-        except ProviderError as exc:
-            fail(f"FAILED: {client} ({kind}): {exc}")
+        except (SecretKeyError, NoConnectionError, ProviderError) as exc:
+            if issued_token is not None:
+                # The new URL never reached the ERP: take it back; the one the ERP uses keeps working.
+                db.run_sync(partial(webhooks_repo.withdraw_endpoint, token=issued_token))
+            fail(f"FAILED: {client} ({kind}): {exc}" if isinstance(exc, ProviderError) else str(exc))
     console.print(summary)
+    if issued_token is not None:
+        console.print(
+            "The previous webhook URL keeps working for 24 hours, for deliveries already on their way."
+        )
 
 
 def _secret(spec: ConnectionSpec) -> str:
