@@ -23,6 +23,8 @@ from worker.messaging.retry import RetryPolicy
 from worker.messaging.runner import Handler, Worker
 from worker.operators.values import ValueRecorder
 from worker.outage import DatabaseUnavailable, one_line, unreachable
+from worker.publisher import Sender, publishing
+from worker.publisher.settings import load_publisher_settings
 from worker.settings import Settings
 
 log = get_logger()
@@ -35,6 +37,7 @@ class App:
     bus: Bus
     http: aiohttp.ClientSession | None = None
     _connections: ConnectionDirectory | None = field(default=None, repr=False)
+    _sender: Sender | None = field(default=None, repr=False)
 
     def worker(self, *, concurrency: int | None = None) -> Worker:
         assert self.http is not None, "open the app with http=True to run the worker"
@@ -55,6 +58,16 @@ class App:
         )
         if self.settings.record_values:
             handler = ValueRecorder(handler)  # the console's "values written" (worker/operators/values.py)
+        # Outermost: delivery messages go to the publisher, and completed changes fan out to subscribers.
+        if self._sender is None:
+            self._sender = Sender(load_publisher_settings())
+        handler = publishing(
+            handler,
+            self.bus,
+            self._sender,
+            secret_key=self.settings.secret,
+            lease_s=self.settings.effective_lease_s,
+        )
         return Worker(
             self.bus,
             handler,
@@ -147,9 +160,12 @@ async def open_app(settings: Settings, *, http: bool = False, wait: bool = False
     if http:
         connector = aiohttp.TCPConnector(limit=max(100, settings.concurrency * 2), ttl_dns_cache=300)
         session = aiohttp.ClientSession(connector=connector)
+    app = App(settings, db, bus, session)
     try:
-        yield App(settings, db, bus, session)
+        yield app
     finally:
+        if app._sender is not None:
+            await app._sender.close()
         if session is not None:
             await session.close()
         await bus.close()
