@@ -31,6 +31,7 @@ from worker.buses.base import Bus
 from worker.console.auth import key_label, role_of_key
 from worker.db import Database
 from worker.ingress.admin_routes import console_routes
+from worker.ingress.admin_subscriptions import subscription_routes
 from worker.ingress.openapi import openapi_document
 from worker.logging import get_logger
 from worker.operators.actors import Actor, Forbidden
@@ -206,6 +207,7 @@ def admin_app(
             Route("/dlq/purge", purge, methods=["POST"]),
             Route("/dlq/{id}", show_letter, methods=["GET"]),
             *console_routes(db, bus, settings),
+            *subscription_routes(db, bus, settings),
         ],
         middleware=[Middleware(_RequireKey, settings=settings)],
         exception_handlers={

@@ -36,7 +36,11 @@ MAX_LOG = 1000
 
 
 class SubscriptionError(Exception):
-    """Bad input or a missing subscription, said in one line."""
+    """Bad input or a missing precondition, said in one line."""
+
+
+class NoSuchSubscription(SubscriptionError):
+    pass
 
 
 def view(sub: StoredSubscription, counts: dict[str, int] | None = None) -> dict[str, Any]:
@@ -87,7 +91,7 @@ class Subscriptions:
     async def _get(self, subscription_id: str) -> StoredSubscription:
         found = await self.db.run(lambda conn: subscriptions.get(conn, subscription_id))
         if found is None:
-            raise SubscriptionError(f"no subscription {subscription_id!r} (cwi subscriptions list)")
+            raise NoSuchSubscription(f"no subscription {subscription_id!r} (cwi subscriptions list)")
         return found
 
     async def check_url(self, url: str) -> str:
@@ -177,7 +181,7 @@ class Subscriptions:
         except SecretKeyError as exc:
             raise SubscriptionError(str(exc)) from None
         if done is None:
-            raise SubscriptionError(f"no subscription {subscription_id!r} (cwi subscriptions list)")
+            raise NoSuchSubscription(f"no subscription {subscription_id!r} (cwi subscriptions list)")
         sub, rotated = done
         until = rotated.previous_until.isoformat() if rotated.previous_until else None
         await audit(
