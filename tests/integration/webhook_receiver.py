@@ -56,6 +56,7 @@ class Receiver:
     stray: list[str] = field(default_factory=list)
     """Paths called that are not the endpoint (a followed redirect would show here)."""
     port: int = 0
+    in_flight: int = 0
     _runner: web.AppRunner | None = None
 
     @property
@@ -84,7 +85,11 @@ class Receiver:
         signatures = len(headers["webhook-signature"].split(" "))
         self.calls.append(Call(webhook_id, json.loads(raw), tuple(verified), signatures, answer))
         if answer == "slow":
-            await asyncio.sleep(self.slow_s)
+            self.in_flight += 1
+            try:
+                await asyncio.sleep(self.slow_s)
+            finally:
+                self.in_flight -= 1
             return web.Response(status=200)
         if answer == "redirect":
             raise web.HTTPFound("/elsewhere")

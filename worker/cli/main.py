@@ -6,9 +6,10 @@ import sys
 
 import typer
 
-from worker.cli import admin, conformance, dlq, messages, serve, tools, webhooks_register
+from worker.cli import admin, conformance, dlq, messages, serve, subscriptions, tools, webhooks_register
 from worker.cli.common import CliError, err_console
 from worker.cli.webhooks import webhooks_app
+from worker.settings import SettingsError
 
 app = typer.Typer(
     name="cwi",
@@ -24,6 +25,7 @@ app.add_typer(admin.contracts_app, name="contracts")
 webhooks_app.command("register")(webhooks_register.register)
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(dlq.dlq_app, name="dlq")
+app.add_typer(subscriptions.subscriptions_app, name="subscriptions")
 app.command()(messages.send)
 app.command()(messages.run)
 app.command()(messages.status)
@@ -42,6 +44,9 @@ def main() -> None:
     except CliError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(exc.code)
+    except SettingsError as exc:  # settings read when a command starts its work (CWI_PUBLISHER_*)
+        err_console.print(f"error: configuration error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
