@@ -23,9 +23,10 @@ from tests.integration.publishing import (
 )
 from tests.integration.webhook_receiver import Receiver, always
 from tests.integration.worker_rig import Rig, env
+from worker.messaging.runner import Worker
 from worker.operators.dlq import DeadLetterOperations
 from worker.operators.letters import Selection
-from worker.publisher import Sender
+from worker.publisher import Sender, publishing
 
 RECORDS = 4
 CHANGES = 4
@@ -163,3 +164,59 @@ async def test_410_pauses_the_subscription_and_a_dead_letter_is_replayable(rig: 
     assert [c.answered for c in receiver.calls][:1] == [410] and receiver.calls[-1].answered == 200
     log = await service(rig).log(sub_id)
     assert log[0]["status"] == "delivered" and log[0]["last_status"] == 200 and log[0]["latency_ms"] >= 0
+
+
+@pytest.mark.parametrize("rig", ["local-sqlite"], indirect=True)
+async def test_a_replayed_delivery_older_than_one_the_subscriber_got_is_superseded(rig: Rig) -> None:
+    giving_up = FAST.model_copy(update={"retry_for_s": 0.2})
+    async with Receiver(behave=always(500)) as receiver:
+        issued = await subscribe(rig, receiver)
+        sender = Sender(giving_up)
+        try:
+            await rig.publish(env(1, name="first"))
+            await run_until(worker(rig, sender), lambda: statuses(rig) == {"dead": 1})
+            receiver.behave = always(200)
+            newer = env(2, name="second")
+            newer["data"]["id"], newer["type"] = "acme-c1", "customer.updated"
+            await rig.publish(newer)
+            await run_until(worker(rig, sender), lambda: statuses(rig) == {"dead": 1, "delivered": 1})
+            [letter] = await DeadLetterOperations(rig.db, rig.bus).select(Selection(type="webhook.delivery"))
+            assert (await DeadLetterOperations(rig.db, rig.bus).replay(letter)).status == "replayed"
+            await run_until(worker(rig, sender), lambda: statuses(rig) == {"superseded": 1, "delivered": 1})
+        finally:
+            await sender.close()
+    assert [c.body["data"]["name"] for c in receiver.delivered()] == ["second"], "never the older after"
+    log = await service(rig).log(issued.subscription["id"], status="superseded")
+    assert "newer delivery of the record" in log[0]["last_error"]
+
+
+@pytest.mark.parametrize("rig", ["local-sqlite"], indirect=True)
+async def test_a_secret_the_key_cannot_read_pauses_the_subscription_and_dead_letters_nothing(
+    rig: Rig,
+) -> None:
+    async with Receiver() as receiver:
+        issued = await subscribe(rig, receiver)
+        sub_id = issued.subscription["id"]
+        await rig.publish(env(1))
+        sender = Sender(FAST)
+        try:
+            wrong = Worker(
+                rig.bus,
+                publishing(
+                    rig.pipeline(), rig.bus, sender, secret_key="another-key", lease_s=10, settings=FAST
+                ),
+                concurrency=4,
+            )
+            await run_until(wrong, lambda: statuses(rig) == {"parked": 1})
+            sub = rig.db.run_sync(lambda c: subscriptions.get(c, sub_id))
+            assert (
+                sub is not None
+                and sub.paused
+                and "fix CWI_SECRET_KEY, then resume" in (sub.paused_reason or "")
+            )
+            assert receiver.calls == [] and await rig.bus.dead_letters() == []
+            await service(rig).resume(ADMIN, sub_id)
+            await run_until(worker(rig, sender), lambda: statuses(rig) == {"delivered": 1})
+        finally:
+            await sender.close()
+    assert len(receiver.delivered()) == 1

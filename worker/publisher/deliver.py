@@ -25,7 +25,7 @@ from worker.db import Database
 from worker.logging import get_logger
 from worker.messaging import retry
 from worker.messaging.journal import Begin
-from worker.messaging.outcomes import Complete, DeadLetter, Outcome, Retry
+from worker.messaging.outcomes import Complete, DeadLetter, Outcome
 from worker.operators.dlq import REPLAY_OF_PROPERTY
 from worker.publisher import messages, schedule, steps
 from worker.publisher.messages import BadDeliveryMessage
@@ -35,8 +35,6 @@ from worker.publisher.settings import PublisherSettings
 from worker.publisher.signing import Secrets
 
 log = get_logger()
-
-KEY_PROBLEM_DELAY_S = 60.0
 
 
 def _duration(seconds: float) -> str:
@@ -90,13 +88,16 @@ class Deliverer:
         if start.skipped is not None:
             log.info("webhook not sent", delivery_id=message.id, outcome=start.skipped)
             return Complete(start.skipped)
-        d, sub = start.delivery, start.subscription
-        assert d is not None and sub is not None
+        d, sub, held = start.delivery, start.subscription, start.lease
+        assert d is not None and sub is not None and held is not None
         try:
             secrets = self._secrets(sub)
         except SecretKeyError as exc:
-            log.error("cannot read the subscription's secret; the delivery waits", error=str(exc))
-            return Retry(KEY_PROBLEM_DELAY_S, retry.attempt_of(delivery), str(exc), steps.let_go(lease))
+            log.error(
+                "cannot read the subscription's secret; it is paused", subscription_id=sub.id, error=str(exc)
+            )
+            now = dt.datetime.now(dt.UTC)
+            return Complete("paused", steps.unreadable(d, held, str(exc), now))
         now = dt.datetime.now(dt.UTC)
         attempt = await self.sender.send(sub.url, d.delivery_id, d.payload, secrets.signing(now))
         log.info(
@@ -108,8 +109,7 @@ class Deliverer:
             error=attempt.error,
             latency_ms=attempt.latency_ms,
         )
-        assert start.lease is not None
-        return await self._settle(d, sub, attempt, start.lease)
+        return await self._settle(d, sub, attempt, held)
 
     async def _wake_next(self, d: StoredDelivery) -> tuple[StoredDelivery | None, list[OutgoingMessage]]:
         """The record's next delivery if it is parked behind ``d`` (we hold the record's lease, so it

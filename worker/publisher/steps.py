@@ -161,8 +161,13 @@ def failed(
     return journal
 
 
-def let_go(lease: Lease) -> Journal:
+def unreadable(d: StoredDelivery, lease: Lease, why: str, now: dt.datetime) -> Journal:
+    """The secret cannot be decrypted (CWI_SECRET_KEY): nothing is sent; the subscription is paused
+    with why, the delivery parked, until the key is fixed and the subscription resumed."""
+
     def journal(conn: Connection) -> None:
+        deliveries.set_fields(conn, d.delivery_id, status=deliveries.PARKED)
+        subscriptions.pause(conn, d.subscription_id, f"{why}; fix CWI_SECRET_KEY, then resume", now=now)
         leases.release(conn, lease)
 
     return journal
