@@ -25,6 +25,7 @@ from tests.integration.webhook_receiver import Receiver, always
 from tests.integration.worker_rig import Rig, env
 from worker.messaging.runner import Worker
 from worker.operators.dlq import DeadLetterOperations
+from worker.operators.failures import Failures
 from worker.operators.letters import Selection
 from worker.publisher import Sender, publishing
 
@@ -153,6 +154,8 @@ async def test_410_pauses_the_subscription_and_a_dead_letter_is_replayable(rig: 
             await run_until(worker(rig, sender), dead)
             [letter] = await DeadLetterOperations(rig.db, rig.bus).select(Selection(type="webhook.delivery"))
             assert letter.dead.reason == "RetriesExhausted" and letter.client_id == "acme"
+            [dry] = await Failures(DeadLetterOperations(rig.db, rig.bus)).dry_run([letter])
+            assert dry["would"] == "deliver the webhook again"
             assert "HTTP 500" in letter.dead.description and receiver.url in letter.dead.description
 
             receiver.behave = always(200)
@@ -180,8 +183,14 @@ async def test_a_replayed_delivery_older_than_one_the_subscriber_got_is_supersed
             newer["data"]["id"], newer["type"] = "acme-c1", "customer.updated"
             await rig.publish(newer)
             await run_until(worker(rig, sender), lambda: statuses(rig) == {"dead": 1, "delivered": 1})
-            [letter] = await DeadLetterOperations(rig.db, rig.bus).select(Selection(type="webhook.delivery"))
-            assert (await DeadLetterOperations(rig.db, rig.bus).replay(letter)).status == "replayed"
+            ops = DeadLetterOperations(rig.db, rig.bus)
+            [group] = await Failures(ops).groups()
+            assert (group.reason, group.provider) == ("RetriesExhausted", "webhooks")
+            [dry] = await Failures(ops).dry_run(group.letters)
+            assert (
+                dry["would"] == "complete without sending: the subscriber has a newer delivery of the record"
+            )
+            assert (await ops.replay(group.letters[0])).status == "replayed"
             await run_until(worker(rig, sender), lambda: statuses(rig) == {"superseded": 1, "delivered": 1})
         finally:
             await sender.close()

@@ -26,6 +26,7 @@ from config_db.deliveries import StoredDelivery
 from config_db.leases import Lease, LeaseKey
 from config_db.subscriptions import StoredSubscription
 from worker.db import Journal
+from worker.publisher import messages
 from worker.publisher.messages import DeliveryMessage
 from worker.publisher.sending import Attempt
 
@@ -88,6 +89,17 @@ def begin(
     if deliveries.earlier_open(conn, d):
         return skip("waiting", status=deliveries.PARKED)
     return Start(delivery=d, subscription=sub, lease=lease)
+
+
+def replay_superseded(conn: Connection, body: bytes) -> bool:
+    """Whether replaying this dead-lettered delivery would send nothing (``superseded``): the
+    subscriber has since received a newer delivery of the record. For the operators' dry run."""
+    try:
+        message = messages.parse(body)
+    except messages.BadDeliveryMessage:
+        return False
+    found = deliveries.get(conn, message.id)
+    return found is not None and deliveries.later_delivered(conn, found)
 
 
 def _attempted(d: StoredDelivery, attempt: Attempt) -> dict[str, Any]:
