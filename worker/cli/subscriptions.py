@@ -21,7 +21,7 @@ from worker.settings import SettingsError
 
 T = TypeVar("T")
 
-subscriptions_app = typer.Typer(
+app = typer.Typer(
     help="Webhook subscriptions: third parties receiving a client's changes, signed.", no_args_is_help=True
 )
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output")]
@@ -34,7 +34,7 @@ def _run(act: Callable[[Subscriptions, Actor], Awaitable[T]]) -> T:
     try:
         publisher = load_publisher_settings()
     except SettingsError as exc:
-        fail(f"configuration error: {exc}")
+        fail(f"configuration error: {exc}", 2)
 
     @asynccontextmanager
     async def service() -> AsyncIterator[Subscriptions]:
@@ -75,7 +75,7 @@ def _print_issued(issued: Issued, json_out: bool, what: str) -> None:
     print(f"{what} Give the secret to the subscriber; it is kept encrypted and shown only now.")
 
 
-@subscriptions_app.command("add")
+@app.command("add")
 def add(
     client_id: Annotated[str, typer.Argument(help="Client id whose changes are sent")],
     url: Annotated[str, typer.Argument(help="The subscriber's https:// endpoint")],
@@ -97,7 +97,7 @@ def add(
     _print_issued(issued, json_out, f"Subscribed {url} to {', '.join(issued.subscription['events'])}.")
 
 
-@subscriptions_app.command("list")
+@app.command("list")
 def list_(
     client: Annotated[str | None, typer.Option("--client", help="Only this client's")] = None,
     json_out: JsonOpt = False,
@@ -116,7 +116,7 @@ def list_(
     console.print(table)
 
 
-@subscriptions_app.command("rotate-secret")
+@app.command("rotate-secret")
 def rotate_secret(
     subscription_id: IdArg,
     grace: Annotated[
@@ -141,28 +141,28 @@ def _state(sub: dict[str, Any]) -> str:
     return f"{sub['status']} ({reason})" if reason else str(sub["status"])
 
 
-@subscriptions_app.command("pause")
+@app.command("pause")
 def pause(subscription_id: IdArg) -> None:
     """Stop delivering; deliveries wait, kept, until it is resumed."""
     sub = _run(lambda subs, actor: subs.pause(actor, subscription_id))
     print(f"{subscription_id}: {_state(sub)}")
 
 
-@subscriptions_app.command("resume")
+@app.command("resume")
 def resume(subscription_id: IdArg) -> None:
     """Deliver again, the waiting deliveries first, in order."""
     sub = _run(lambda subs, actor: subs.resume(actor, subscription_id))
     print(f"{subscription_id}: {_state(sub)}; {sub['woken']} record(s) with waiting deliveries resumed")
 
 
-@subscriptions_app.command("remove")
+@app.command("remove")
 def remove(subscription_id: IdArg) -> None:
     """Remove it; deliveries still waiting are dropped (its delivery log stays)."""
     dropped = _run(lambda subs, actor: subs.remove(actor, subscription_id))
     print(f"{subscription_id} removed; {dropped} waiting deliver{'y' if dropped == 1 else 'ies'} dropped")
 
 
-@subscriptions_app.command("deliveries")
+@app.command("deliveries")
 def deliveries(
     subscription_id: IdArg,
     status: Annotated[
