@@ -14,7 +14,6 @@ Roles: reading viewer, pause and resume operator, the rest admin. Bad input 400,
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from worker.buses.base import Bus
 from worker.db import Database
+from worker.ingress.admin_routes import _json as json_body
 from worker.operators.actors import Actor
 from worker.operators.subscriptions import NoSuchSubscription, SubscriptionError, Subscriptions
 from worker.settings import Settings
@@ -34,16 +34,6 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 def _actor(request: Request) -> Actor:
     found: Actor = request.state.actor
     return found
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise SubscriptionError("the request body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise SubscriptionError("the request body must be a JSON object")
-    return body
 
 
 def _texts(value: Any, what: str) -> list[str]:
@@ -75,7 +65,7 @@ def subscription_routes(db: Database, bus: Bus, settings: Settings) -> list[Base
         return JSONResponse({"subscriptions": await service.listed(request.query_params.get("client"))})
 
     async def add(request: Request) -> Response:
-        body = await _body(request)
+        body = await json_body(request)
         issued = await service.add(
             _actor(request),
             str(body.get("client_id") or ""),
@@ -93,7 +83,7 @@ def subscription_routes(db: Database, bus: Bus, settings: Settings) -> list[Base
         return JSONResponse({"dropped": await service.remove(_actor(request), request.path_params["id"])})
 
     async def rotate(request: Request) -> Response:
-        grace = (await _body(request)).get("grace_s")
+        grace = (await json_body(request)).get("grace_s")
         if grace is not None and (not isinstance(grace, int | float) or isinstance(grace, bool)):
             raise SubscriptionError("grace_s must be a number of seconds")
         issued = await service.rotate_secret(_actor(request), request.path_params["id"], grace)

@@ -82,6 +82,9 @@ class Subscriptions:
         self.settings = settings
         self.publisher = publisher or load_publisher_settings()
 
+    async def _audit(self, actor: Actor, action: str, sub: StoredSubscription, **what: Any) -> None:
+        await audit(self.db, actor, action, client_id=sub.client_id, subscription=sub.id, **what)
+
     def _box(self) -> SecretBox:
         try:
             return SecretBox(self.settings.secret)
@@ -143,9 +146,7 @@ class Subscriptions:
         added = await self.db.run(work)
         if added is None:
             raise SubscriptionError(f"no client {client_id!r}: add it with `cwi clients add`")
-        await audit(
-            self.db, actor, "subscription_added", client_id=client_id, subscription=added.id, url=added.url
-        )
+        await self._audit(actor, "subscription_added", added, url=added.url)
         return Issued(view(added), secrets.current)
 
     async def listed(self, client_id: str | None = None) -> list[dict[str, Any]]:
@@ -184,14 +185,7 @@ class Subscriptions:
             raise NoSuchSubscription(f"no subscription {subscription_id!r} (cwi subscriptions list)")
         sub, rotated = done
         until = rotated.previous_until.isoformat() if rotated.previous_until else None
-        await audit(
-            self.db,
-            actor,
-            "subscription_rotated",
-            client_id=sub.client_id,
-            subscription=sub.id,
-            grace_s=grace,
-        )
+        await self._audit(actor, "subscription_rotated", sub, grace_s=grace)
         return Issued(view(sub), rotated.current, until)
 
     async def pause(self, actor: Actor, subscription_id: str) -> dict[str, Any]:
@@ -200,7 +194,7 @@ class Subscriptions:
         now = dt.datetime.now(dt.UTC)
         why = f"paused by {actor.label}"
         await self.db.run(lambda conn: subscriptions.pause(conn, subscription_id, why, now=now))
-        await audit(self.db, actor, "subscription_paused", client_id=sub.client_id, subscription=sub.id)
+        await self._audit(actor, "subscription_paused", sub)
         return await self.get(subscription_id)
 
     async def resume(self, actor: Actor, subscription_id: str) -> dict[str, Any]:
@@ -217,12 +211,10 @@ class Subscriptions:
                 deliveries.wake(conn, d.delivery_id)
 
         await Outbox(self.bus).commit(self.db, wake, woken)
-        await audit(
-            self.db,
+        await self._audit(
             actor,
             "subscription_resumed",
-            client_id=sub.client_id,
-            subscription=sub.id,
+            sub,
             woken=len(heads),
         )
         return {**await self.get(subscription_id), "woken": len(heads)}
@@ -237,14 +229,7 @@ class Subscriptions:
             return deliveries.drop_open(conn, subscription_id, "the subscription was removed")
 
         dropped = await self.db.run(work)
-        await audit(
-            self.db,
-            actor,
-            "subscription_removed",
-            client_id=sub.client_id,
-            subscription=sub.id,
-            dropped=dropped,
-        )
+        await self._audit(actor, "subscription_removed", sub, dropped=dropped)
         return dropped
 
     async def log(
