@@ -10,7 +10,8 @@ configured admin key every request is refused. Keys are compared in constant tim
     POST /dlq/replay  {"ids": [...] | "all": true, filters, "dry_run", "operator"}
     POST /dlq/purge   {"ids": [...] | "older_than": "7d", filters, "dry_run", "operator"}
 
-and the console's operations (``worker/ingress/admin_routes.py``; the document: ``openapi.py``).
+and the console's operations (``worker/ingress/admin_routes.py``), the webhook subscriptions of
+third parties (``admin_subscriptions.py``); the document: ``openapi.py``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import structlog
+
 from config_db import deliveries
 from config_db.deliveries import StoredDelivery
 from config_db.leases import Lease
@@ -74,6 +76,13 @@ class Deliverer:
             message = messages.parse(delivery.body)
         except BadDeliveryMessage as exc:
             return DeadLetter(DeadLetterReason.InvalidEnvelope, str(exc))
+        # Every log line about this delivery names it (the runner gives each message a task of its own).
+        structlog.contextvars.bind_contextvars(
+            transport_message_id=delivery.message_id,
+            client_id=message.client_id,
+            subscription_id=message.subscription_id,
+            delivery_id=message.id,
+        )
         replay = REPLAY_OF_PROPERTY in delivery.properties
         lease = steps.lease_for(message, delivery.message_id)
         start = await self._begin(
