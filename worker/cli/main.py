@@ -58,6 +58,11 @@ COMMANDS: Mapping[str, Lazy] = {
         OPERATING,
     ),
     "dlq": Lazy("worker.cli.dlq:app", "Dead-lettered messages: list, show, replay, purge.", OPERATING),
+    "subscriptions": Lazy(
+        "worker.cli.subscriptions:app",
+        "Webhook subscriptions: third parties receiving a client's changes, signed.",
+        OPERATING,
+    ),
     "conformance": Lazy(
         "worker.cli.conformance:conformance",
         "Check an ERP endpoint against the generic REST interface (docs/interface.md).",
