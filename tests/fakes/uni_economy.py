@@ -35,6 +35,7 @@ from providers.uni_economy.webhooks import sign
 from tests.fakes import serve_app
 from tests.fakes.callbacks import CallbackSender
 from tests.fakes.control import add_control_routes
+from tests.fakes.history import WriteLog
 from tests.openapi import Spec, SpecViolation, load_spec
 
 SPEC_NAME = "uni-economy-2019.swagger2.json"
@@ -161,6 +162,7 @@ class FakeUni:
             name: {row["ID"]: dict(row) for row in rows} for name, rows in SEED.items()
         }
         self.callbacks = CallbackSender()
+        self.api_writes = WriteLog()  # every write made through the API, as stored after it
 
     # --- test controls ------------------------------------------------------------------------
     def register_client(
@@ -383,6 +385,7 @@ class FakeUni:
             entity["StatusCode"] = DRAFT
         self.store.setdefault(collection, {})[entity["ID"]] = entity
         self.writes[collection] += 1
+        self.api_writes.add(collection, entity["ID"], "created", entity)
         self._emit(collection, "Create", entity)
         return web.json_response(_shape(entity, set()), status=201)
 
@@ -396,6 +399,7 @@ class FakeUni:
         self.writes[collection] += 1
         if method == "DELETE":
             del self.store[collection][entity["ID"]]
+            self.api_writes.add(collection, entity["ID"], "deleted")
             self._emit(collection, "Delete", entity)
             return web.json_response(_shape(entity, set()))
         if method == "POST" and collection == "invoices" and action == "invoice":
@@ -405,6 +409,7 @@ class FakeUni:
         if method == "PUT":
             self._merge(entity, body)
             entity.update(UpdatedAt=dt.datetime.now(dt.UTC).isoformat(), UpdatedBy=API_USER)
+            self.api_writes.add(collection, entity["ID"], "updated", entity)
             self._emit(collection, "Update", entity)
             return web.json_response(_shape(entity, set()))
         return _error(501, f"the fake does not implement {method} on {collection}")
