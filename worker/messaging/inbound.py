@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from config_db.marks import HASH, VERSION, Mark
+from config_db.marks import HASH, TOMBSTONE, VERSION, Mark
 from config_db.sync_log import Link
 from contracts import Action, DeadLetterReason, Envelope, ExternalChange
 from providers.base import content_hash
@@ -88,7 +88,7 @@ class InboundHandler:
         if reason is not None:
             return InboundResult("echo_ignored", start.cw_id, reason)
         if state.deleted:
-            return await self._delete(env, start)
+            return await self._delete(env, start, state)
         assert state.value is not None
         draft = conn.inbound().to_cw(env.entity, state.value)
         resolved = await self.db.run(lambda c: journal.resolve(c, env, conn.kind, draft.references))
@@ -132,11 +132,15 @@ class InboundHandler:
         created = await self.cw.create(env.client_id, env.entity, fields, key=f"{env.id}:create")
         return created.cw_id, created.version
 
-    async def _delete(self, env: Envelope, start: InboundStart) -> InboundResult:
+    async def _delete(self, env: Envelope, start: InboundStart, state: ErpState) -> InboundResult:
+        """Deleted in the ERP: deleted in CW, and a tombstone kept either way, so that a late
+        create or update webhook of the record does not bring it back."""
         external = env.external
         assert external is not None
+        tombstone = (Mark(TOMBSTONE, state.version or ""),)
         if start.cw_id is None or start.link is None:
-            return InboundResult("unchanged", start.cw_id, "deleted in the ERP, never known to CW")
+            never = "deleted in the ERP, never known to CW"
+            return InboundResult("unchanged", start.cw_id, never, applied=tombstone)
         existed = await self.cw.delete(env.client_id, env.entity, start.cw_id, key=env.id)
         link = Link(
             external.external_id,
@@ -148,7 +152,7 @@ class InboundHandler:
             start.link.cw_at,
         )
         detail = None if existed else "already gone from CW"
-        return InboundResult("inbound", start.cw_id, detail, link, (), DELETED)
+        return InboundResult("inbound", start.cw_id, detail, link, tombstone, DELETED)
 
 
 def _newer(a: int | None, b: int | None) -> int | None:
