@@ -155,3 +155,17 @@ async def test_a_record_deleted_in_the_erp_before_cw_knew_it_is_not_created_by_i
 
     assert await outcome_of(db, erp, cw, erp_webhook("w1", "created", "1", "Short-lived")) == "echo_ignored"
     assert cw.records == {}
+
+
+async def test_a_delete_older_than_the_version_we_hold_is_stale(db: Database) -> None:
+    """Visma.net reuses keys: a user deletes the record, our next push creates it again under the
+    same number, and only then does the user's delete webhook arrive."""
+    erp, cw = Erp(), MemoryCW()
+    erp.results = [PushResult("created", "E-1", "1"), PushResult("created", "E-1", "3")]
+    await outcome_of(db, erp, cw, cw_event("e1", "created", "Acme", sequence=1))
+    await outcome_of(db, erp, cw, cw_event("e2", "updated", "Acme 2", sequence=2))
+
+    assert await outcome_of(db, erp, cw, erp_webhook("w2", "deleted", "2")) == "echo_ignored"
+    assert detail(db, "w2") == "deleted at version 2, older than 3, the one we hold"
+    link = db.run_sync(lambda c: sync_log.get_link(c, "acme", "generic_rest", "customer", "c-1"))
+    assert link is not None and not link.deleted

@@ -73,7 +73,7 @@ def echo_reason(
         # Never linked, but perhaps deleted in the ERP before this late report of it arrived.
         return None if state.deleted else _after_delete(state, written, version_kind)
     if state.deleted:
-        return "already deleted on both sides" if link.deleted else None
+        return "already deleted on both sides" if link.deleted else _stale_delete(state, link, version_kind)
     if link.deleted:
         return _after_delete(state, written, version_kind)
     if state.version is not None:
@@ -94,6 +94,17 @@ def echo_reason(
     if state.content_hash is not None and state.content_hash in written.hashes:
         return "content is what we wrote earlier"
     return None
+
+
+def _stale_delete(state: ErpState, link: Link, version_kind: VersionKind) -> str | None:
+    """A delete reported at a version older than the one we hold: the record was written again
+    after it (our push re-created it where the ERP reuses keys), so it is not gone."""
+    if state.version is None or link.version is None:
+        return None
+    order = compare_versions(version_kind, state.version, link.version)
+    if order is None or order >= 0:
+        return None
+    return f"deleted at version {state.version}, older than {link.version}, the one we hold"
 
 
 def _after_delete(state: ErpState, written: Written, version_kind: VersionKind) -> str | None:

@@ -116,7 +116,8 @@ class InboundHandler:
         if value is None:
             record = await conn.inbound().fetch(env.entity, external.external_id)
             if record is None:
-                return ErpState(True, None, version, author, None)
+                # Gone now, whatever version the report named: the delete is the truth.
+                return ErpState(True, None, None, author, None)
             value, version, author = dict(record.value), record.version or version, record.author
         return ErpState(False, value, version, author, content_hash(value))
 
@@ -137,7 +138,7 @@ class InboundHandler:
         create or update webhook of the record does not bring it back."""
         external = env.external
         assert external is not None
-        tombstone = (Mark(TOMBSTONE, state.version or ""),)
+        tombstone = (Mark(TOMBSTONE, state.version or external.version or ""),)
         if start.cw_id is None or start.link is None:
             never = "deleted in the ERP, never known to CW"
             return InboundResult("unchanged", start.cw_id, never, applied=tombstone)
