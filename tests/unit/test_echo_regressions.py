@@ -169,3 +169,16 @@ async def test_a_delete_older_than_the_version_we_hold_is_stale(db: Database) ->
     assert detail(db, "w2") == "deleted at version 2, older than 3, the one we hold"
     link = db.run_sync(lambda c: sync_log.get_link(c, "acme", "generic_rest", "customer", "c-1"))
     assert link is not None and not link.deleted
+
+
+async def test_a_cw_change_made_before_an_inbound_delete_does_not_bring_the_record_back(db: Database) -> None:
+    erp, cw = Erp(), MemoryCW()
+    erp.current["E-1"] = ExternalRecord("E-1", {"number": "1", "name": "Made in the ERP"}, "1", "kari")
+    await outcome_of(db, erp, cw, erp_webhook("w1", "created", "1", "Made in the ERP"))
+    edited_in_cw = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)  # CW's sequence 2, on its way
+    await outcome_of(db, erp, cw, erp_webhook("w2", "deleted", "2"))  # a user deleted it in the ERP
+    assert cw.records == {}
+
+    late = cw_event("e2", "updated", "Edited in CW", sequence=2, at=edited_in_cw, cw_id="cw-1")
+    assert await outcome_of(db, erp, cw, late) == "superseded"
+    assert erp.pushed == [], "not re-created in the ERP"

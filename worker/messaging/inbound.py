@@ -8,6 +8,7 @@ the webhook did not carry it; gone means deleted) → echo check → map to CW f
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from config_db.marks import HASH, TOMBSTONE, VERSION, Mark
@@ -143,17 +144,15 @@ class InboundHandler:
             never = "deleted in the ERP, never known to CW"
             return InboundResult("unchanged", start.cw_id, never, applied=tombstone)
         existed = await self.cw.delete(env.client_id, env.entity, start.cw_id, key=env.id)
-        link = Link(
-            external.external_id,
-            external.version,
-            None,
-            True,
-            DELETED,
-            start.link.cw_sequence,
-            start.link.cw_at,
-        )
+        # CW answers a delete with no version: the order key becomes the time of the delete, so a
+        # CW event made before it (still on its way) is superseded instead of re-creating the record.
+        link = Link(external.external_id, external.version, None, True, DELETED, None, _now())
         detail = None if existed else "already gone from CW"
         return InboundResult("inbound", start.cw_id, detail, link, tombstone, DELETED)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _newer(a: int | None, b: int | None) -> int | None:
