@@ -182,3 +182,12 @@ async def test_a_cw_change_made_before_an_inbound_delete_does_not_bring_the_reco
     late = cw_event("e2", "updated", "Edited in CW", sequence=2, at=edited_in_cw, cw_id="cw-1")
     assert await outcome_of(db, erp, cw, late) == "superseded"
     assert erp.pushed == [], "not re-created in the ERP"
+
+
+async def test_a_late_webhook_copy_of_a_record_the_erp_deleted_since_is_not_created_in_cw(
+    db: Database,
+) -> None:
+    erp, cw = Erp(), MemoryCW()  # the ERP no longer holds E-1
+    assert await outcome_of(db, erp, cw, erp_webhook("w1", "created", "1", "Short-lived")) == "unchanged"
+    assert detail(db, "w1") == "deleted in the ERP, never known to CW"
+    assert cw.records == {}

@@ -144,6 +144,7 @@ async def test_a_thin_webhook_is_fetched_and_a_vanished_record_is_a_delete(db: D
 
 async def test_cw_failures_retry_or_dead_letter_with_cws_text(db: Database) -> None:
     cw, provider = MemoryCW(), ErpProvider()
+    provider.current["E-1"] = ExternalRecord("E-1", RECORD, "2", "kari")  # what the webhook reports
     pipeline = pipeline_with(db, cw, provider)
     cw.fail = TransientError("CW create customer: HTTP 503: busy")
     outcome = await pipeline.handle(webhook("w1", value=RECORD))

@@ -15,7 +15,7 @@ from config_db.marks import HASH, TOMBSTONE, VERSION, Mark
 from config_db.sync_log import Link
 from contracts import Action, DeadLetterReason, Envelope, ExternalChange
 from providers.base import content_hash
-from providers.errors import PermanentError, TransientError
+from providers.errors import NotSupported, PermanentError, TransientError
 from worker.buses.base import Delivery
 from worker.cw.port import CWApi
 from worker.db import Database
@@ -86,6 +86,12 @@ class InboundHandler:
         state = await self._erp_state(env, external, conn)
         identity = await conn.identity()
         reason = echo_reason(state, start.link, start.written, identity, conn.version_kind)
+        if reason is None and start.link is None and external.value is not None and not state.deleted:
+            # About to create a record in CW from the webhook's copy: read what the ERP holds now,
+            # since a late copy may describe a record deleted since (or re-created under a new id
+            # by our own push, which CW already has).
+            state = await self._current(env, external, conn, state)
+            reason = echo_reason(state, start.link, start.written, identity, conn.version_kind)
         if reason is not None:
             return InboundResult("echo_ignored", start.cw_id, reason)
         if state.deleted:
@@ -108,6 +114,19 @@ class InboundHandler:
         if state.content_hash:
             applied.append(Mark(HASH, state.content_hash))
         return InboundResult("inbound", written_id, None, link, tuple(applied), link.cw_fingerprint)
+
+    async def _current(
+        self, env: Envelope, external: ExternalChange, conn: ErpConnection, reported: ErpState
+    ) -> ErpState:
+        """The record as the ERP holds it now (the report itself where the ERP cannot be read)."""
+        try:
+            record = await conn.inbound().fetch(env.entity, external.external_id)
+        except NotSupported:
+            return reported  # generic REST reads by CW id only; its webhooks carry the record
+        if record is None:
+            return ErpState(True, None, None, reported.author, None)
+        value = dict(record.value)
+        return ErpState(False, value, record.version or reported.version, record.author, content_hash(value))
 
     async def _erp_state(self, env: Envelope, external: ExternalChange, conn: ErpConnection) -> ErpState:
         if env.action is Action.deleted:
