@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -38,6 +38,10 @@ class Erp(ErpProvider):
     async def push(self, change: OutboundChange) -> PushResult:
         self.pushed.append(change)
         return self.results.pop(0)
+
+
+class UniErp(Erp):
+    kind: ClassVar[str] = "uni_economy"  # timestamp versions
 
 
 @pytest.fixture
@@ -97,6 +101,25 @@ def detail(db: Database, env_id: str) -> str | None:
 
 
 # -- the regressions the issue lists -------------------------------------------------------------
+
+
+async def test_uni_timestamp_versions_are_compared_as_times(db: Database) -> None:
+    erp, cw = UniErp(), MemoryCW()
+    erp.results = [PushResult("created", "E-1", "2026-11-23T10:00:05.120000+00:00", "h1")]
+    assert await outcome_of(db, erp, cw, cw_event("e1", "created", "Acme", sequence=1)) == "created"
+
+    # The create's webhook arrives after a later change was pushed; Uni writes no integer versions.
+    stale = erp_webhook("w1", "created", "2026-11-23T10:00:04.9Z", "Acme (first)", provider="uni_economy")
+    assert await outcome_of(db, erp, cw, stale) == "echo_ignored"
+    assert detail(db, "w1") == (
+        "version 2026-11-23T10:00:04.9Z is older than 2026-11-23T10:00:05.120000+00:00, the one we hold"
+    )
+    # The same instant written another way is the version we hold, not a change.
+    same = erp_webhook(
+        "w2", "updated", "2026-11-23T12:00:05.12+02:00", "Acme (edited)", provider="uni_economy"
+    )
+    assert await outcome_of(db, erp, cw, same) == "echo_ignored"
+    assert cw.records == {}, "nothing written to CW"
 
 
 async def test_after_our_own_delete_a_late_create_webhook_is_ignored(db: Database) -> None:

@@ -82,6 +82,8 @@ def echo_reason(
         if state.version in written.versions:
             return f"version {state.version} is one we wrote or applied earlier"
         order = None if link.version is None else compare_versions(version_kind, state.version, link.version)
+        if order == 0:  # the same version written another way (Uni's timestamps, with and without µs)
+            return f"version {state.version} is the one we last wrote"
         if order is not None and order < 0:
             return f"version {state.version} is older than {link.version}, the one we hold"
         if order is not None and order > 0:
