@@ -155,7 +155,7 @@ class FakeUni:
         self._clients: dict[str, _Client] = {}
         self._tokens: dict[str, tuple[str, float]] = {}
         self._jtis: set[str] = set()
-        self._failures: list[tuple[int, str | None, str]] = []
+        self._failures: list[tuple[int, str | None, str, str]] = []
         self._ids = itertools.count(1000)
         self._invoice_numbers = itertools.count(100001)
         self.store: dict[str, dict[int, dict[str, Any]]] = {
@@ -180,8 +180,11 @@ class FakeUni:
     def expire_tokens(self) -> None:
         self._tokens = {t: (c, 0.0) for t, (c, _) in self._tokens.items()}
 
-    def fail_next(self, n: int, status: int, *, retry_after: str | None = None, message: str = "") -> None:
-        self._failures += [(status, retry_after, message or f"fake failure {status}")] * n
+    def fail_next(
+        self, n: int, status: int, *, retry_after: str | None = None, message: str = "", on: str = ""
+    ) -> None:
+        """Answer the next ``n`` requests starting with ``on`` (``"PUT /customers"``) with ``status``."""
+        self._failures += [(status, retry_after, message or f"fake failure {status}", on)] * n
 
     def entities(self, collection: str) -> list[dict[str, Any]]:
         return list(self.store.get(collection, {}).values())
@@ -326,8 +329,10 @@ class FakeUni:
         spec_path = "/" + request.match_info["tail"] + (f"?action={action}" if action else "")
         self.requests.append((request.method, spec_path))
         self.times.append(time.monotonic())
-        if self._failures:
-            status, retry_after, message = self._failures.pop(0)
+        failure = next((f for f in self._failures if f"{request.method} {spec_path}".startswith(f[3])), None)
+        if failure is not None:
+            self._failures.remove(failure)
+            status, retry_after, message, _ = failure
             headers = {"Retry-After": retry_after} if retry_after else None
             return _error(status, message, ("Entity", message), headers=headers)
         denied = self._denied(request)
