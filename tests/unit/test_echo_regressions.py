@@ -214,3 +214,14 @@ async def test_a_late_webhook_copy_of_a_record_the_erp_deleted_since_is_not_crea
     assert await outcome_of(db, erp, cw, erp_webhook("w1", "created", "1", "Short-lived")) == "unchanged"
     assert detail(db, "w1") == "deleted in the ERP, never known to CW"
     assert cw.records == {}
+
+
+async def test_an_erp_change_to_a_record_cw_deleted_meanwhile_does_not_create_it_again(db: Database) -> None:
+    erp, cw = Erp(), MemoryCW()
+    erp.current["E-1"] = ExternalRecord("E-1", {"number": "1", "name": "Made in the ERP"}, "1", "kari")
+    await outcome_of(db, erp, cw, erp_webhook("w1", "created", "1", "Made in the ERP"))
+    del cw.records["cw-1"]  # a CW user deletes it; its delete event is still on its way
+
+    assert await outcome_of(db, erp, cw, erp_webhook("w2", "updated", "2", "Renamed")) == "unchanged"
+    assert detail(db, "w2") == "deleted in CW meanwhile; its delete event follows"
+    assert cw.records == {}, "not created in CW again"
