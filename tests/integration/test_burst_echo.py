@@ -57,9 +57,9 @@ from providers.generic_rest.sandbox.firing import Disorder
 from tests.integration.burst_erps import KINDS, ErpSide, erp_side
 from worker.bootstrap import App, open_app
 from worker.buses.base import OutgoingMessage
-from worker.cw.sandbox import CWServer
-from worker.inbound.listening import listening
-from worker.inbound.quiet import run_until_quiet
+from worker.dev.cw_sandbox import CWServer
+from worker.dev.listening import listening
+from worker.dev.quiet import run_until_quiet
 from worker.ingress.ratelimit import RateLimiter
 from worker.messaging.fingerprint import cw_fields
 from worker.settings import Settings

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.buses.base import DeadLetter
+from worker.jsontext import MAX_DEPTH, nesting_depth
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -42,10 +43,17 @@ def parse_since(text: str) -> dt.datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
+MAX_BODY = 1024 * 1024  # an envelope is a few kB; what is larger is shown raw, not parsed
+
+
 def _envelope(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None for anything else: not JSON, too large, nested too deep
+    (any body a bus can hold must leave the operator tools working; it is then shown raw)."""
+    if len(body) > MAX_BODY or nesting_depth(body) > MAX_DEPTH:
+        return None
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return parsed if isinstance(parsed, dict) else None
 
@@ -80,6 +88,17 @@ class Letter:
     @property
     def envelope_id(self) -> str | None:
         return _text((self.envelope or {}).get("id"))
+
+    @property
+    def entity(self) -> str | None:
+        return self.type.partition(".")[0] if self.type else None
+
+    @property
+    def cw_id(self) -> str | None:
+        """The CW record the envelope is about (its data's id, or ``record_id``)."""
+        data = (self.envelope or {}).get("data")
+        found = data.get("id") if isinstance(data, dict) else None
+        return _text(found) or _text((self.envelope or {}).get("record_id"))
 
     @property
     def at(self) -> dt.datetime:
