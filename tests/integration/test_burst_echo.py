@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import random
 import time
@@ -50,19 +49,17 @@ from typing import Any
 import aiohttp
 import pytest
 
-from config_db import clients, sync_log
-from config_db.secrets import SecretBox
+from config_db import sync_log
 from contracts import Entity
 from providers.generic_rest.sandbox.firing import Disorder
 from tests.integration.burst_erps import KINDS, ErpSide, erp_side
+from tests.integration.cw_rig import provision, publish_cw_event, settings_with_cw
 from worker.bootstrap import App, open_app
-from worker.buses.base import OutgoingMessage
 from worker.dev.cw_sandbox import CWServer
 from worker.dev.listening import listening
 from worker.dev.quiet import run_until_quiet
 from worker.ingress.ratelimit import RateLimiter
 from worker.messaging.fingerprint import cw_fields
-from worker.settings import Settings
 
 CHANGES = int(os.environ.get("CWI_BURST_CHANGES", "120"))
 SEED = int(os.environ.get("CWI_BURST_SEED", "10"))
@@ -125,15 +122,7 @@ class Rig:
 @asynccontextmanager
 async def _rig(db_url: str, kind: str) -> AsyncIterator[Rig]:
     async with CWServer(api_key=CW_KEY) as cw:
-        settings = Settings(
-            database_url=db_url,
-            secret_key=KEY,
-            retry_delays=(0.2,),
-            concurrency=16,
-            cw_graphql_url=cw.graphql_url,
-            cw_write_url=cw.write_url,
-            cw_api_key=CW_KEY,
-        )
+        settings = settings_with_cw(db_url, cw, secret_key=KEY, cw_key=CW_KEY, concurrency=16)
         limiter = RateLimiter(10_000, 10_000)  # bursts of webhooks are the point here
         async with (
             open_app(settings, http=True) as app,
@@ -141,24 +130,15 @@ async def _rig(db_url: str, kind: str) -> AsyncIterator[Rig]:
             erp_side(kind) as erp,
             aiohttp.ClientSession() as http,
         ):
-            cw.cw.on_event = partial(_publish, app)
-            await app.db.run(partial(_provision, erp=erp))
+            cw.cw.on_event = partial(publish_cw_event, app)
+            connection = {"kind": erp.kind, "base_url": erp.base_url, "settings": erp.settings}
+            await app.db.run(
+                partial(provision, client=CLIENT, credentials=erp.credentials, secret_key=KEY, **connection)
+            )
             endpoint = await listener.endpoint(CLIENT)
             erp.set_webhook(endpoint.url, endpoint.secret)
             yield Rig(app, cw, erp, http)
             assert erp.violations() == []
-
-
-def _provision(db: Any, *, erp: ErpSide) -> None:
-    clients.add_client(db, CLIENT, "Acme")
-    credentials = SecretBox(KEY).encrypt(erp.credentials)
-    stored = clients.StoredConnection(CLIENT, erp.kind, erp.base_url, erp.settings, credentials, True)
-    clients.set_connection(db, stored)
-
-
-async def _publish(app: App, event: dict[str, Any]) -> None:
-    """What CW does with its events: put them on the bus, the client id as session."""
-    await app.bus.publish([OutgoingMessage(json.dumps(event).encode(), event["id"], event["client_id"])])
 
 
 # -- the stream ----------------------------------------------------------------------------------

@@ -8,14 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-import pytest
-
 from config_db import sync_log
-from config_db.database import make_engine
-from config_db.models import Base
 from providers.base import ExternalRecord, OutboundChange, PushResult
 from tests.dispatching import CommittingDispatcher, StaticConnections
 from tests.unit.test_pipeline_inbound import ErpProvider, MemoryCW
@@ -42,14 +37,6 @@ class Erp(ErpProvider):
 
 class UniErp(Erp):
     kind: ClassVar[str] = "uni_economy"  # timestamp versions
-
-
-@pytest.fixture
-async def db() -> AsyncIterator[Database]:
-    database = Database(make_engine("sqlite://"))
-    Base.metadata.create_all(database.engine)
-    yield database
-    await database.close()
 
 
 def _delivery(body: dict[str, Any]) -> Delivery:

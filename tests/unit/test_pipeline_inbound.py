@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import pytest
-
 from config_db import sync_log
-from config_db.database import make_engine
-from config_db.models import Base
 from contracts import DeadLetterReason, Entity
 from providers.base import CWDraft, ExternalRecord, OutboundChange, PreparedRequest, PushResult
 from providers.errors import ProviderRejected, TransientError
@@ -74,14 +70,6 @@ class ErpProvider:
 
     def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> CWDraft:
         return CWDraft({k: v for k, v in value.items() if k != "id"})
-
-
-@pytest.fixture
-async def db() -> AsyncIterator[Database]:
-    database = Database(make_engine("sqlite://"))
-    Base.metadata.create_all(database.engine)
-    yield database
-    await database.close()
 
 
 POLICY = RetryPolicy(delays=(60,), inprocess_attempts=2, base_wait_s=0.001)
