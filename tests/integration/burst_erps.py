@@ -36,6 +36,7 @@ class OurWrite:
     """A write that came through the ERP's API: ours."""
 
     key: str
+    """The record's id in the ERP, as the sync log's ``external_id`` holds it."""
     action: str  # created, updated, deleted
     number: str | None
     name: str | None

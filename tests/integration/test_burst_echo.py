@@ -28,7 +28,7 @@ What users do not do here, because the integration cannot carry it: delete a cus
 the ERP is Visma.net (its API cannot delete one: NotSupported), or change in CW a record made in a
 generic REST ERP (the interface cannot address it; README, "Not built yet").
 
-Size: ``CWI_BURST_CHANGES`` changes per run (default 120; the issue's figure is 1,000), with
+Size: ``CWI_BURST_CHANGES`` changes per run (default 100; the issue's figure is 1,000), with
 ``CWI_BURST_SEED`` choosing the stream.
 """
 
@@ -61,7 +61,7 @@ from worker.dev.quiet import run_until_quiet
 from worker.ingress.ratelimit import RateLimiter
 from worker.messaging.fingerprint import cw_fields
 
-CHANGES = int(os.environ.get("CWI_BURST_CHANGES", "120"))
+CHANGES = int(os.environ.get("CWI_BURST_CHANGES", "100"))
 SEED = int(os.environ.get("CWI_BURST_SEED", "10"))
 KEY = "burst-test-key"
 CW_KEY = "cw-api-key-burst"
