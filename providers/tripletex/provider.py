@@ -252,11 +252,14 @@ class TripletexProvider(VendorProvider):
     async def _put_versioned(
         self, path: str, found: dict[str, Any], payload: Payload, params: dict[str, str] | None = None
     ) -> dict[str, Any]:
-        """PUT with the version we read; on 409 (edited meanwhile) re-read once and retry."""
+        """PUT with the version we read; on 409 (edited meanwhile) re-read once and retry. A 404 means
+        a user deleted the object since we found it: transient, so the next attempt looks again."""
         target = f"{path}/{found['id']}"
         for attempt in range(2):
             body = {**payload, "id": found["id"], "version": found.get("version")}
-            resp = await self._client.call("PUT", target, params=params, json_body=body, allow=(409,))
+            resp = await self._client.call("PUT", target, params=params, json_body=body, allow=(404, 409))
+            if resp.status == 404:
+                raise TransientError(f"PUT {target}: deleted in Tripletex while we wrote it")
             if resp.status != 409:
                 updated: dict[str, Any] = unwrap(resp, "value", f"PUT {target}")
                 return updated

@@ -180,11 +180,11 @@ class UniEconomyProvider(VendorProvider):
     async def _send(
         self, plan: Plan, method: str, path: str, body: Any = None, *, answer: Any, **params: str
     ) -> Any:
-        """One write through the plan; a 404 of a DELETE is None (already gone)."""
+        """One write through the plan; a 404 of a DELETE or a PUT is None (gone)."""
         query = f"?{urlencode(params)}" if params else ""
         headers = redact_headers(self._client.headers("<token>"))
         shown = PreparedRequest(method, f"{self._client.api_url}{path}{query}", headers, body)
-        gone_ok = method == "DELETE"
+        gone_ok = method in ("DELETE", "PUT")
         send = partial(
             self._client.request, method, path, params=params or None, json_body=body, missing_ok=gone_ok
         )
@@ -215,7 +215,10 @@ class UniEconomyProvider(VendorProvider):
         if mapping.already_holds(existing, payload):
             return "unchanged", existing
         body = mapping.with_ids(payload, existing)
-        return "updated", await self._send(plan, "PUT", f"{path}/{existing['ID']}", body, answer=body)
+        updated = await self._send(plan, "PUT", f"{path}/{existing['ID']}", body, answer=body)
+        if updated is None:  # a user deleted it since we found it: the next attempt looks again
+            raise TransientError(f"PUT {path}/{existing['ID']}: deleted in Uni Economy while we wrote it")
+        return "updated", updated
 
     async def _delete(self, change: OutboundChange, plan: Plan) -> PushResult:
         kind = KINDS[change.entity]

@@ -31,6 +31,7 @@ from providers.tripletex.webhooks import signed_headers
 from tests.fakes.callbacks import CallbackSender
 from tests.fakes.control import PREFIX as CONTROL_PREFIX
 from tests.fakes.control import add_control_routes
+from tests.fakes.history import WriteLog
 from tests.openapi import SpecViolation, load_spec
 
 SPEC = "tripletex-v2.openapi3.json"
@@ -109,6 +110,8 @@ class FakeTripletex:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
     subscriptions: dict[int, dict[str, Any]] = field(default_factory=dict)
     callbacks: CallbackSender = field(default_factory=CallbackSender)
+    api_writes: WriteLog = field(default_factory=WriteLog)
+    """Every write made through the API, with the object as stored after it."""
 
     # -- test controls ------------------------------------------------------------------------
 
@@ -387,6 +390,7 @@ class FakeTripletex:
         self.writes[kind] += 1
         new = self.add(kind, body)
         new["changes"] = [self._change("CREATE")]
+        self.api_writes.add(kind, new["id"], "created", new)
         self._emit(kind, "create", new)
         return web.json_response({"value": new}, status=201)
 
@@ -404,6 +408,7 @@ class FakeTripletex:
         found.update({k: v for k, v in body.items() if not (k == "orderLines" and keep_lines)})
         found["version"] += 1
         found["changes"].append(self._change("UPDATE"))
+        self.api_writes.add(self._kind(request), found["id"], "updated", found)
         self._emit(self._kind(request), "update", found)
         return web.json_response({"value": found})
 
@@ -413,6 +418,7 @@ class FakeTripletex:
             return _error(404, 6000, "Object not found")
         self.writes[self._kind(request)] += 1
         del self.store[self._kind(request)][found["id"]]
+        self.api_writes.add(self._kind(request), found["id"], "deleted")
         self._emit(self._kind(request), "delete", found)
         return web.Response(status=204)
 

@@ -35,6 +35,7 @@ from providers.uni_economy.webhooks import sign
 from tests.fakes import serve_app
 from tests.fakes.callbacks import CallbackSender
 from tests.fakes.control import add_control_routes
+from tests.fakes.history import WriteLog
 from tests.openapi import Spec, SpecViolation, load_spec
 
 SPEC_NAME = "uni-economy-2019.swagger2.json"
@@ -166,13 +167,14 @@ class FakeUni:
         self._clients: dict[str, _Client] = {}
         self._tokens: dict[str, tuple[str, float]] = {}
         self._jtis: set[str] = set()
-        self._failures: list[tuple[int, str | None, str]] = []
+        self._failures: list[tuple[int, str | None, str, str]] = []
         self._ids = itertools.count(1000)
         self._invoice_numbers = itertools.count(100001)
         self.store: dict[str, dict[int, dict[str, Any]]] = {
             name: {row["ID"]: dict(row) for row in rows} for name, rows in SEED.items()
         }
         self.callbacks = CallbackSender()
+        self.api_writes = WriteLog()  # every write made through the API, as stored after it
 
     # --- test controls ------------------------------------------------------------------------
     def register_client(
@@ -190,8 +192,11 @@ class FakeUni:
     def expire_tokens(self) -> None:
         self._tokens = {t: (c, 0.0) for t, (c, _) in self._tokens.items()}
 
-    def fail_next(self, n: int, status: int, *, retry_after: str | None = None, message: str = "") -> None:
-        self._failures += [(status, retry_after, message or f"fake failure {status}")] * n
+    def fail_next(
+        self, n: int, status: int, *, retry_after: str | None = None, message: str = "", on: str = ""
+    ) -> None:
+        """Answer the next ``n`` requests starting with ``on`` (``"PUT /customers"``) with ``status``."""
+        self._failures += [(status, retry_after, message or f"fake failure {status}", on)] * n
 
     def entities(self, collection: str) -> list[dict[str, Any]]:
         return list(self.store.get(collection, {}).values())
@@ -336,8 +341,10 @@ class FakeUni:
         spec_path = "/" + request.match_info["tail"] + (f"?action={action}" if action else "")
         self.requests.append((request.method, spec_path))
         self.times.append(time.monotonic())
-        if self._failures:
-            status, retry_after, message = self._failures.pop(0)
+        failure = next((f for f in self._failures if f"{request.method} {spec_path}".startswith(f[3])), None)
+        if failure is not None:
+            self._failures.remove(failure)
+            status, retry_after, message, _ = failure
             headers = {"Retry-After": retry_after} if retry_after else None
             return _error(status, message, ("Entity", message), headers=headers)
         denied = self._denied(request)
@@ -395,6 +402,7 @@ class FakeUni:
             entity["StatusCode"] = DRAFT
         self.store.setdefault(collection, {})[entity["ID"]] = entity
         self.writes[collection] += 1
+        self.api_writes.add(collection, entity["ID"], "created", entity)
         self._emit(collection, "Create", entity)
         return web.json_response(_shape(entity, set()), status=201)
 
@@ -408,6 +416,7 @@ class FakeUni:
         self.writes[collection] += 1
         if method == "DELETE":
             del self.store[collection][entity["ID"]]
+            self.api_writes.add(collection, entity["ID"], "deleted")
             self._emit(collection, "Delete", entity)
             return web.json_response(_shape(entity, set()))
         if method == "POST" and collection == "invoices" and action == "invoice":
@@ -417,6 +426,7 @@ class FakeUni:
         if method == "PUT":
             self._merge(entity, body)
             entity.update(UpdatedAt=dt.datetime.now(dt.UTC).isoformat(), UpdatedBy=API_USER)
+            self.api_writes.add(collection, entity["ID"], "updated", entity)
             self._emit(collection, "Update", entity)
             return web.json_response(_shape(entity, set()))
         return _error(501, f"the fake does not implement {method} on {collection}")

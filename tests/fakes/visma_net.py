@@ -34,6 +34,7 @@ from providers.visma_net.webhooks import DEFAULT_SIGNATURE_HEADER, signed_header
 from tests.fakes.callbacks import CallbackSender
 from tests.fakes.control import PREFIX as CONTROL_PREFIX
 from tests.fakes.control import add_control_routes
+from tests.fakes.history import WriteLog
 from tests.openapi import SpecViolation, load_spec
 
 SPEC_NAME = "visma-net-erp-v1.openapi3.json"
@@ -199,6 +200,7 @@ class FakeVismaNet:
         self._version = 0
         self._last_stamp = dt.datetime.now(dt.UTC)
         self.callbacks = CallbackSender()
+        self.api_writes = WriteLog()  # every write made through the API, as stored after it
         self.webhook: tuple[str, str, str] | None = None
 
     # test controls
@@ -399,6 +401,7 @@ class FakeVismaNet:
             return visma_error(400, f"{name.capitalize()} {key} already exists.")
         data.pop("overrideNumberSeries", None)
         store.records[key] = self._stamp({"status": "Active", **data})
+        self.api_writes.add(name, key, "created", store.records[key])
         self._emit(name, "Created", key, store.records[key])
         return self._written(store, key, 201, location=True)
 
@@ -408,6 +411,7 @@ class FakeVismaNet:
         if key not in store.records:
             return visma_error(404, f"{name.capitalize()} {key} not found.")
         store.records[key] = self._stamp({**store.records[key], **unwrap(await request.json())})
+        self.api_writes.add(name, key, "updated", store.records[key])
         self._emit(name, "Updated", key, store.records[key])
         return self._written(store, key, 204)
 

@@ -66,6 +66,20 @@ class CWStats:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class CWWrite:
+    """One write accepted through the Write API (the worker's, not a user's): the record as stored
+    after it, None for a delete. Tests count echoes and ping-pong from these."""
+
+    client_id: str
+    entity: str
+    cw_id: str
+    action: str
+    record: dict[str, Any] | None
+    event_id: str
+    """The id of the CW event this write caused."""
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -79,6 +93,7 @@ class FakeCW:
         self.records: dict[RecordKey, dict[str, Any]] = {}
         self.versions: dict[RecordKey, int] = {}
         self.stats = CWStats()
+        self.api_writes: list[CWWrite] = []
         self._replies: dict[tuple[str, str, str, str], tuple[int, dict[str, Any] | None]] = {}
         self._next_id = 0
         self.changed: dict[RecordKey, tuple[int, dt.datetime]] = {}
@@ -190,7 +205,10 @@ class FakeCW:
         if status < 300:
             self._replies[replay] = (status, body)
         if event is not None:
-            await self._emit(client_id, entity, *event)
+            action, key, record = event
+            event_id = f"cw-{uuid.uuid4()}"
+            self.api_writes.append(CWWrite(client_id, entity.value, key[2], action, record, event_id))
+            await self._emit(client_id, entity, *event, event_id=event_id)
         return _response(status, body)
 
     def _apply(
@@ -241,13 +259,20 @@ class FakeCW:
         self.changed[key] = (self._seq, dt.datetime.now(dt.UTC))
 
     async def _emit(
-        self, client_id: str, entity: Entity, action: str, key: RecordKey, record: dict[str, Any] | None
+        self,
+        client_id: str,
+        entity: Entity,
+        action: str,
+        key: RecordKey,
+        record: dict[str, Any] | None,
+        *,
+        event_id: str | None = None,
     ) -> None:
         self.stats.events += 1
         if self.on_event is None:
             return
         event: dict[str, Any] = {
-            "id": f"cw-{uuid.uuid4()}",
+            "id": event_id or f"cw-{uuid.uuid4()}",
             "client_id": client_id,
             "type": f"{entity.value}.{action}",
             "source": "frontend",

@@ -347,11 +347,10 @@ def begin_inbound(
     finished = inbox.finished_outcome(conn, env.client_id, env.id)
     if finished is not None:
         return InboundStart(finished=finished, cw_id=cw_id, link=link, held=tuple(held))
-    written = Written()
-    if link is not None:
-        written = Written.of(
-            m for _, m in marks.read(conn, _marks_of(env, provider, leases.ERP, external.external_id))
-        )
+    # Read even without a link: a user's delete in the ERP leaves a tombstone for a record CW never knew.
+    written = Written.of(
+        m for _, m in marks.read(conn, _marks_of(env, provider, leases.ERP, external.external_id))
+    )
     row = _entry(env, provider, "inbound", "pending", cw_id=cw_id, external_id=external.external_id)
     sync_log.record(conn, row)
     return InboundStart(cw_id=cw_id, link=link, written=written, held=tuple(held))
