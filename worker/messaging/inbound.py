@@ -93,7 +93,10 @@ class InboundHandler:
         draft = conn.inbound().to_cw(env.entity, state.value)
         resolved = await self.db.run(lambda c: journal.resolve(c, env, conn.kind, draft.references))
         fields = cw_fields(env.entity, {**draft.fields, **resolved})
-        written_id, cw_version = await self._write(env, start, fields)
+        written = await self._write(env, start, fields)
+        if written is None:
+            return InboundResult("unchanged", start.cw_id, "deleted in CW since: its delete event follows")
+        written_id, cw_version = written
         link = Link(
             external.external_id,
             state.version,
@@ -122,13 +125,18 @@ class InboundHandler:
 
     async def _write(
         self, env: Envelope, start: InboundStart, fields: dict[str, Any]
-    ) -> tuple[str, int | None]:
-        """Update the linked CW record (or the one the ERP named); create it when CW has none."""
+    ) -> tuple[str, int | None] | None:
+        """Update the linked CW record (or the one the ERP named); create it when CW has none.
+
+        None: the record is linked but CW deleted it meanwhile. CW's delete event is on its way and
+        deletes it in the ERP too; creating it again in CW would leave the two sides apart."""
         known = start.cw_id if start.link is None or not start.link.deleted else None
         if known is not None:
             updated = await self.cw.update(env.client_id, env.entity, known, fields, key=env.id)
             if updated is not None:
                 return updated.cw_id, updated.version
+            if start.link is not None:
+                return None
         created = await self.cw.create(env.client_id, env.entity, fields, key=f"{env.id}:create")
         return created.cw_id, created.version
 

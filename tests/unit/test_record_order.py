@@ -1,0 +1,72 @@
+"""Per-record order and conflicts through the real message core, against both sides in memory
+(tests/memory_sides.py); each test is one interleaving the model-based test
+(test_record_lifecycle.py) found or that the issue describes, pinned down."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from config_db.database import make_engine
+from config_db.models import Base
+from tests.dispatching import CommittingDispatcher, StaticConnections
+from tests.memory_sides import CLIENT, MemoryCW, MemoryErp, body, fields_of, webhook_envelope
+from worker.buses.base import Delivery
+from worker.db import Database
+from worker.messaging.outcomes import Complete, Outcome
+from worker.messaging.retry import RetryPolicy
+
+RECORD = "c1"
+POLICY = RetryPolicy(delays=(1.0,), inprocess_attempts=1, base_wait_s=0.0, max_inprocess_wait_s=0.01)
+
+
+class Sides:
+    """The message core between an ERP and a CW in memory; journals committed at once."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.erp = MemoryErp()
+        self.cw = MemoryCW()
+        self.core = CommittingDispatcher(db, StaticConnections(self.erp), POLICY, cw=self.cw, busy_wait_s=0.0)
+        self._transport = 0
+
+    async def handle(self, env: dict[str, Any]) -> Outcome:
+        self._transport += 1
+        delivery = Delivery(body(env), f"t{self._transport}", 1, dt.datetime.now(dt.UTC), CLIENT, {}, None)
+        return await self.core.handle(delivery)
+
+    def cw_change(self, name: str | None) -> dict[str, Any]:
+        value = None if name is None else {"id": RECORD, "number": "1001", "name": name}
+        return self.cw.change(RECORD, value)
+
+    def webhook(self, index: int) -> dict[str, Any]:
+        return webhook_envelope(self.erp.announced[index], index + 1)
+
+    def erp_value(self) -> dict[str, Any] | None:
+        record = self.erp.records.get(RECORD)
+        return None if record is None else fields_of(record.value)
+
+
+@pytest.fixture
+async def sides() -> AsyncIterator[Sides]:
+    db = Database(make_engine("sqlite://"))
+    Base.metadata.create_all(db.engine)
+    yield Sides(db)
+    await db.close()
+
+
+async def test_an_erp_edit_of_a_record_cw_deleted_meanwhile_does_not_bring_it_back(sides: Sides) -> None:
+    """CW deletes the record while an ERP user edits it: the edit's webhook, handled before CW's
+    delete event, must not create the record again in CW (under a new id, linked to the ERP record
+    that CW's delete event then deletes: the two sides would stay apart)."""
+    assert await sides.handle(sides.cw_change("cw1")) == Complete("created")
+    assert sides.erp.user_edit(RECORD, "erp1")
+    delete = sides.cw_change(None)  # CW's delete, its event still on the bus
+    outcome = await sides.handle(sides.webhook(1))
+    assert outcome == Complete("unchanged")
+    assert sides.cw.recreated == [] and sides.cw.value(RECORD) is None
+    assert await sides.handle(delete) == Complete("deleted")
+    assert sides.erp_value() is None
