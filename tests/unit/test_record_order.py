@@ -70,3 +70,28 @@ async def test_an_erp_edit_of_a_record_cw_deleted_meanwhile_does_not_bring_it_ba
     assert sides.cw.recreated == [] and sides.cw.value(RECORD) is None
     assert await sides.handle(delete) == Complete("deleted")
     assert sides.erp_value() is None
+
+
+async def test_a_late_webhook_older_than_a_users_delete_does_not_bring_the_record_back(sides: Sides) -> None:
+    """An ERP user edits, then deletes the record; the delete's webhook comes first. The edit's
+    (older) webhook then is history, not "the record is back": CW must not create it again."""
+    assert await sides.handle(sides.cw_change("cw1")) == Complete("created")
+    assert sides.erp.user_edit(RECORD, "erp1")
+    assert sides.erp.user_delete(RECORD)
+    assert await sides.handle(sides.webhook(2)) == Complete("inbound")  # the delete, applied to CW
+    assert sides.cw.value(RECORD) is None
+    assert await sides.handle(sides.webhook(1)) == Complete("echo_ignored")  # the older edit
+    assert await sides.handle(sides.webhook(0)) == Complete("echo_ignored")  # our own create
+    assert sides.cw.recreated == [] and sides.cw.value(RECORD) is None
+
+
+async def test_a_users_delete_older_than_our_later_write_does_not_delete_the_record_in_cw(
+    sides: Sides,
+) -> None:
+    """An ERP user deletes the record, and our next push (an upsert) brings it back in the ERP:
+    the delete's webhook, handled after, is older than what the ERP holds and CW keeps the record."""
+    assert await sides.handle(sides.cw_change("cw1")) == Complete("created")
+    assert sides.erp.user_delete(RECORD)
+    assert await sides.handle(sides.cw_change("cw2")) == Complete("created")
+    assert await sides.handle(sides.webhook(1)) == Complete("echo_ignored")
+    assert fields_of(sides.cw.value(RECORD)) == sides.erp_value() == {"number": "1001", "name": "cw2"}

@@ -70,9 +70,14 @@ def echo_reason(
     if link is None:
         return None
     if state.deleted:
-        return "already deleted on both sides" if link.deleted else None
+        if link.deleted:
+            return "already deleted on both sides"
+        # A user's delete reported after our later write (which brought the record back). Only a
+        # strictly older one: some ERPs report a delete with the record's last version.
+        return _older(state, link, version_kind, strictly=True)
     if link.deleted:
-        return _after_delete(state, written, version_kind)
+        # A change reported after a delete (ours, or a user's we applied) that came later.
+        return _after_delete(state, written, version_kind) or _older(state, link, version_kind)
     if state.version is not None:
         if state.version == link.version:
             return f"version {state.version} is the one we last wrote"
@@ -91,6 +96,17 @@ def echo_reason(
     if state.content_hash is not None and state.content_hash in written.hashes:
         return "content is what we wrote earlier"
     return None
+
+
+def _older(state: ErpState, link: Link, version_kind: VersionKind, *, strictly: bool = False) -> str | None:
+    """Why the reported version is history: not newer than the one we hold (``strictly``: older);
+    None when it is newer, or the two cannot be compared."""
+    if state.version is None or link.version is None:
+        return None
+    order = compare_versions(version_kind, state.version, link.version)
+    if order is None or order > 0 or (strictly and order == 0):
+        return None
+    return f"version {state.version} is not newer than {link.version}, the one we hold"
 
 
 def _after_delete(state: ErpState, written: Written, version_kind: VersionKind) -> str | None:

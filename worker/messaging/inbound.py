@@ -119,7 +119,8 @@ class InboundHandler:
         if value is None:
             record = await conn.inbound().fetch(env.entity, external.external_id)
             if record is None:
-                return ErpState(True, None, version, author, None)
+                # Gone since the webhook: its version was of the change it reported, not of the delete.
+                return ErpState(True, None, None, author, None)
             value, version, author = dict(record.value), record.version or version, record.author
         return ErpState(False, value, version, author, content_hash(value))
 
