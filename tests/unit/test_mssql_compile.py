@@ -82,3 +82,15 @@ def test_prepared_writes_compile(dialect: object) -> None:
         compiled = prepared.compiled(dialect)  # type: ignore[arg-type]
         assert compiled.sql.split()[0] in {"INSERT", "UPDATE"}
         assert set(compiled.names) >= {"client_id"} or "k_client_id" in compiled.names
+
+
+@pytest.mark.parametrize(
+    "dialect", [mssql.dialect(), postgresql.dialect(), sqlite.dialect()], ids=lambda d: d.name
+)
+def test_inserts_if_absent_compile(dialect: object) -> None:
+    """The inserts that a concurrent writer of the same key must not make fail."""
+    name = dialect.name  # type: ignore[attr-defined]
+    for statement in (sync_log.insert_link_if_absent(name), inbox.mark_if_absent(name)):
+        sql = str(statement.compile(dialect=dialect))  # type: ignore[attr-defined]
+        assert sql.split()[0] == "INSERT"
+        assert ("NOT (EXISTS" if name == "mssql" else "ON CONFLICT") in sql
