@@ -16,7 +16,7 @@ from tests.dispatching import CommittingDispatcher, StaticConnections
 from tests.memory_sides import CLIENT, MemoryCW, MemoryErp, body, fields_of, webhook_envelope
 from worker.buses.base import Delivery
 from worker.db import Database
-from worker.messaging.outcomes import Complete, Outcome
+from worker.messaging.outcomes import Complete, Outcome, Retry
 from worker.messaging.retry import RetryPolicy
 
 RECORD = "c1"
@@ -95,3 +95,18 @@ async def test_a_users_delete_older_than_our_later_write_does_not_delete_the_rec
     assert await sides.handle(sides.cw_change("cw2")) == Complete("created")
     assert await sides.handle(sides.webhook(1)) == Complete("echo_ignored")
     assert fields_of(sides.cw.value(RECORD)) == sides.erp_value() == {"number": "1001", "name": "cw2"}
+
+
+async def test_an_erp_edit_of_a_cw_record_never_linked_yet_does_not_create_it_again(sides: Sides) -> None:
+    """Our create reached the ERP but its outcome was never journalled (the ERP failed after
+    applying it), then CW deleted the record: an ERP user's edit, which names CW's id, must not
+    create the record in CW again."""
+    sides.erp.faults.append("after")
+    created = sides.cw_change("cw1")
+    assert isinstance(await sides.handle(created), Retry)  # applied in the ERP, no link yet
+    assert sides.erp.user_edit(RECORD, "erp1")
+    delete = sides.cw_change(None)
+    assert await sides.handle(sides.webhook(1)) == Complete("unchanged")
+    assert sides.cw.recreated == []
+    assert await sides.handle(delete) == Complete("deleted")
+    assert sides.erp_value() is None and sides.cw.value(RECORD) is None
