@@ -96,6 +96,8 @@ class MessageState:
     finished: str | None
     open_intent: bool
     link: Link | None
+    attempted: bool = False
+    """This message journalled an intent before (whatever came of it)."""
 
 
 def _q_message_state() -> Select[Any]:
@@ -118,7 +120,7 @@ def message_state(
     params = {"client_id": client_id, "message_id": message_id, **_key(client_id, provider, entity, cw_id)}
     row = db.execute(Q_MESSAGE_STATE, params).one()
     link = None if row.deleted is None else _link(row)
-    return MessageState(row.finished, row.last_action == "pending", link)
+    return MessageState(row.finished, row.last_action == "pending", link, row.last_action is not None)
 
 
 def _link(row: Any) -> Link:

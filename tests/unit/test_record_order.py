@@ -12,12 +12,13 @@ import pytest
 
 from config_db.database import make_engine
 from config_db.models import Base
+from contracts import DeadLetterReason
 from tests.dispatching import CommittingDispatcher, StaticConnections
 from tests.memory_sides import CLIENT, MemoryCW, MemoryErp, body, fields_of, webhook_envelope
 from worker.buses.base import Delivery
 from worker.db import Database
-from worker.messaging.outcomes import Complete, Outcome, Retry
-from worker.messaging.retry import RetryPolicy
+from worker.messaging.outcomes import Complete, DeadLetter, Outcome, Retry
+from worker.messaging.retry import ATTEMPT_PROPERTY, RetryPolicy
 
 RECORD = "c1"
 POLICY = RetryPolicy(delays=(1.0,), inprocess_attempts=1, base_wait_s=0.0, max_inprocess_wait_s=0.01)
@@ -33,10 +34,15 @@ class Sides:
         self.core = CommittingDispatcher(db, StaticConnections(self.erp), POLICY, cw=self.cw, busy_wait_s=0.0)
         self._transport = 0
 
-    async def handle(self, env: dict[str, Any]) -> Outcome:
+    async def handle(self, env: dict[str, Any], attempt: int = 0) -> Outcome:
         self._transport += 1
-        delivery = Delivery(body(env), f"t{self._transport}", 1, dt.datetime.now(dt.UTC), CLIENT, {}, None)
+        props = {ATTEMPT_PROPERTY: attempt} if attempt else {}
+        delivery = Delivery(body(env), f"t{self._transport}", 1, dt.datetime.now(dt.UTC), CLIENT, props, None)
         return await self.core.handle(delivery)
+
+    async def handle_retry(self, env: dict[str, Any]) -> Outcome:
+        """The delayed retry of ``env`` (the policy allows one): its last chance."""
+        return await self.handle(env, attempt=1)
 
     def cw_change(self, name: str | None) -> dict[str, Any]:
         value = None if name is None else {"id": RECORD, "number": "1001", "name": name}
@@ -110,3 +116,40 @@ async def test_an_erp_edit_of_a_cw_record_never_linked_yet_does_not_create_it_ag
     assert sides.cw.recreated == []
     assert await sides.handle(delete) == Complete("deleted")
     assert sides.erp_value() is None and sides.cw.value(RECORD) is None
+
+
+async def test_an_older_event_after_a_newer_one_whose_write_is_in_doubt_is_superseded(sides: Sides) -> None:
+    """Without sessions: v3's push fails after the ERP applied it (a 5xx after applying, a
+    timeout), so its outcome is a retry. v2, delivered meanwhile, must not be pushed over it; and
+    v3's own retry still goes out (its earlier attempt set the record's order key)."""
+    assert await sides.handle(sides.cw_change("cw1")) == Complete("created")
+    v2, v3 = sides.cw_change("cw2"), sides.cw_change("cw3")
+    sides.erp.faults.append("after")
+    assert isinstance(await sides.handle(v3), Retry)
+    assert sides.erp_value() == {"number": "1001", "name": "cw3"}
+    assert await sides.handle(v2) == Complete("superseded")
+    assert await sides.handle(v3) == Complete("updated")
+    assert [w.value["name"] for w in sides.erp.history[RECORD] if w.value] == ["cw1", "cw3"]
+    assert sides.erp_value() == fields_of(sides.cw.value(RECORD))
+
+
+async def test_a_delete_in_doubt_is_not_undone_by_an_older_update(sides: Sides) -> None:
+    assert await sides.handle(sides.cw_change("cw1")) == Complete("created")
+    v2, delete = sides.cw_change("cw2"), sides.cw_change(None)
+    sides.erp.faults.append("after")
+    assert isinstance(await sides.handle(delete), Retry)
+    assert await sides.handle(v2) == Complete("superseded")
+    assert await sides.handle(delete) == Complete("deleted")
+    assert sides.erp_value() is None and [w.value for w in sides.erp.history[RECORD]][1:] == [None]
+
+
+async def test_a_replay_of_an_event_that_ran_out_of_retries_is_pushed(sides: Sides) -> None:
+    """Its failed attempts set the record's order key to its own: the replay (the same envelope)
+    must still go out, not be taken for a repeat of what the ERP holds."""
+    sides.erp.faults.extend(["before", "before"])
+    created = sides.cw_change("cw1")
+    assert isinstance(await sides.handle(created), Retry)
+    retried = await sides.handle_retry(created)
+    assert isinstance(retried, DeadLetter) and retried.reason is DeadLetterReason.RetriesExhausted
+    assert await sides.handle({**created, "source": "replay"}) == Complete("created")
+    assert sides.erp_value() == {"number": "1001", "name": "cw1"}

@@ -145,7 +145,7 @@ def begin_outbound(
                 lease=lease,
                 contested=contested,
             )
-    stale = order.superseded(env, state.link) if ordered else None
+    stale = order.superseded(env, state.link, attempted=state.attempted) if ordered else None
     if stale is not None:
         return OutboundStart(
             link=state.link, skip="superseded", detail=stale, lease=lease, contested=contested
@@ -246,14 +246,26 @@ def _written(result: PushResult) -> list[Mark]:
 
 
 def outbound_failed(
-    env: Envelope, provider: str, start: OutboundStart | None, action: str, detail: str
+    env: Envelope,
+    provider: str,
+    start: OutboundStart | None,
+    action: str,
+    detail: str,
+    *,
+    in_doubt: bool = False,
 ) -> Journal:
-    """A ``retry`` or ``failed`` row; the intent stays open, the lease goes."""
+    """A ``retry`` or ``failed`` row; the intent stays open, the lease goes. ``in_doubt``: the
+    push may have reached the ERP (a transient failure), so the record's order key moves to this
+    event (``order.in_doubt``): an older event of the record is superseded from now on."""
 
     def journal(conn: Connection) -> None:
         sync_log.record(conn, _entry(env, provider, "outbound", action, cw_id=env.cw_id, detail=detail))
         if start is not None and start.lease is not None:
             leases.release(conn, start.lease)
+        if in_doubt and start is not None:
+            link = order.in_doubt(env, start.link)
+            if link != start.link:
+                sync_log.save_link(conn, env.client_id, provider, env.entity.value, env.cw_id, link)
 
     return journal
 
