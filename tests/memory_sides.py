@@ -27,16 +27,24 @@ from providers.base import (
     content_hash,
 )
 from providers.errors import TransientError
+from tests.dispatching import CommittingDispatcher, StaticConnections
+from worker.buses.base import Delivery
 from worker.cw.port import Written
+from worker.db import Database
+from worker.messaging.outcomes import Outcome
+from worker.messaging.retry import ATTEMPT_PROPERTY, RetryPolicy
 
 CLIENT = "acme"
+RECORD = "c1"
+POLICY = RetryPolicy(delays=(1.0,), inprocess_attempts=1, base_wait_s=0.0, max_inprocess_wait_s=0.01)
+"""One quick attempt, then one delayed retry: every failure shows as an outcome."""
 IDENTITY = "cwi"
 """Who our writes are made as in the ERP (``identity()``); a user's changes have another author."""
 USER = "erp-user"
 FAULTS = ("before", "after", "429")
 """``before``: 503 and nothing applied; ``after``: applied, then 503; ``429``: Retry-After 1 s."""
 
-_T0 = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
+T0 = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,7 @@ class ErpRecord:
     external_id: str
     version: int
     value: dict[str, Any] | None  # None: deleted
+    entity: str = "customer"
 
 
 @dataclass
@@ -98,7 +107,7 @@ class MemoryErp:
     async def fetch(self, entity: Entity, external_id: str) -> ExternalRecord | None:
         for record in self.records.values():
             if record.external_id == external_id and record.value is not None:
-                return ExternalRecord(external_id, dict(record.value), str(record.version))
+                return ExternalRecord(external_id, dict(record.value), self.version_text(record.version))
         return None
 
     def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> CWDraft:
@@ -113,15 +122,15 @@ class MemoryErp:
             if record is None or record.value is None:
                 return PushResult("deleted", change.known_external_id)  # 404: already gone
             self._write(cw_id, record, None, IDENTITY)
-            return PushResult("deleted", record.external_id, str(record.version))
+            return PushResult("deleted", record.external_id, self.version_text(record.version))
         assert change.record is not None
         body = change.record.model_dump(mode="json")
         created = record is None or record.value is None
         if record is None:
-            record = self.records[cw_id] = ErpRecord(f"X-{cw_id}", 0, None)
+            record = self.records[cw_id] = ErpRecord(f"X-{cw_id}", 0, None, change.entity.value)
         self._write(cw_id, record, body, IDENTITY)
         outcome = "created" if created else "updated"
-        return PushResult(outcome, record.external_id, str(record.version), content_hash(body))
+        return PushResult(outcome, record.external_id, self.version_text(record.version), content_hash(body))
 
     def _write(self, cw_id: str, record: ErpRecord, value: dict[str, Any] | None, author: str) -> None:
         action = "deleted" if value is None else ("created" if record.value is None else "updated")
@@ -131,12 +140,12 @@ class MemoryErp:
         external: dict[str, Any] = {
             "provider": self.kind,
             "external_id": record.external_id,
-            "version": str(record.version),
+            "version": self.version_text(record.version),
             "author": author,
         }
         if value is not None:
             external["value"] = dict(value)
-        self.announced.append({"type": f"customer.{action}", "record_id": cw_id, "external": external})
+        self.announced.append({"type": f"{record.entity}.{action}", "record_id": cw_id, "external": external})
 
     def user_edit(self, cw_id: str, name: str) -> bool:
         """A user changes the record's name in the ERP; False when it is not there."""
@@ -152,6 +161,10 @@ class MemoryErp:
             return False
         self._write(cw_id, record, None, USER)
         return True
+
+    def version_text(self, version: int) -> str:
+        """How this ERP writes a record's version: a counter (generic REST, Tripletex)."""
+        return str(version)
 
     def worker_writes(self) -> int:
         return sum(1 for writes in self.history.values() for w in writes if w.by == "worker")
@@ -237,7 +250,7 @@ class MemoryCW:
             "client_id": CLIENT,
             "type": f"customer.{action}",
             "source": "frontend",
-            "occurred_at": (_T0 + dt.timedelta(seconds=self._events_made)).isoformat(),
+            "occurred_at": (T0 + dt.timedelta(seconds=self._events_made)).isoformat(),
             "sequence": record.version,
         }
         if value is None:
@@ -258,7 +271,7 @@ def webhook_envelope(announced: Mapping[str, Any], n: int) -> dict[str, Any]:
         "client_id": CLIENT,
         "type": announced["type"],
         "source": "webhook",
-        "occurred_at": (_T0 + dt.timedelta(seconds=n)).isoformat(),
+        "occurred_at": (T0 + dt.timedelta(seconds=n)).isoformat(),
         "record_id": announced["record_id"],
         "external": dict(announced["external"]),
     }
@@ -271,3 +284,40 @@ def body(env: Mapping[str, Any]) -> bytes:
 def fields_of(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """A record's fields without its id and its empty ones (what both sides must agree on)."""
     return None if value is None else {k: v for k, v in value.items() if k != "id" and v is not None}
+
+
+class Sides:
+    """The message core between an ERP and a CW in memory, its journals committed at once (what
+    the runner does with each settlement): for tests that play one interleaving by hand."""
+
+    def __init__(self, db: Database, erp: MemoryErp | None = None) -> None:
+        self.db = db
+        self.erp = erp if erp is not None else MemoryErp()
+        self.cw = MemoryCW()
+        self.core = CommittingDispatcher(db, StaticConnections(self.erp), POLICY, cw=self.cw, busy_wait_s=0.0)
+        self._transport = 0
+
+    async def handle(self, env: dict[str, Any], attempt: int = 0) -> Outcome:
+        self._transport += 1
+        props = {ATTEMPT_PROPERTY: attempt} if attempt else {}
+        delivery = Delivery(body(env), f"t{self._transport}", 1, dt.datetime.now(dt.UTC), CLIENT, props, None)
+        return await self.core.handle(delivery)
+
+    async def handle_retry(self, env: dict[str, Any]) -> Outcome:
+        """The delayed retry of ``env`` (the policy allows one): its last chance."""
+        return await self.handle(env, attempt=1)
+
+    def cw_change(self, name: str | None, cw_id: str = RECORD) -> dict[str, Any]:
+        value = None if name is None else {"id": cw_id, "number": "1001", "name": name}
+        return self.cw.change(cw_id, value)
+
+    def webhook(self, index: int, *, anonymous: bool = False) -> dict[str, Any]:
+        """The envelope of the ERP's ``index``-th webhook; ``anonymous``: without its author."""
+        env = webhook_envelope(self.erp.announced[index], index + 1)
+        if anonymous:
+            env["external"].pop("author", None)
+        return env
+
+    def erp_value(self, cw_id: str = RECORD) -> dict[str, Any] | None:
+        record = self.erp.records.get(cw_id)
+        return None if record is None else fields_of(record.value)

@@ -62,9 +62,7 @@ async def test_a_delayed_retry_of_v1_does_not_overwrite_v2(rig: Rig) -> None:
 async def test_a_deleted_record_is_not_brought_back_by_a_delayed_retry(rig: Rig) -> None:
     """Issue: v1's retry came after the delete and brought the record back (v0,v2,…,D,v1)."""
     rig.sandbox.sandbox.failures.append(failure(503, 2))
-    await rig.publish(
-        change(1, "created", "Acme v1"), change(2, "updated", "Acme v2"), change(3, "deleted")
-    )
+    await rig.publish(change(1, "created", "Acme v1"), change(2, "updated", "Acme v2"), change(3, "deleted"))
     stats = await run_until(rig.worker(delays=(0.3,)), lambda s: finished(s, 3))
     assert not any(k.startswith("dead") for k in stats.counts), stats.counts
     record = rig.sandbox.sandbox.store.get("customer", "acme-c1")

@@ -14,48 +14,12 @@ import pytest
 from config_db.database import make_engine
 from config_db.models import Base
 from contracts import DeadLetterReason
-from tests.dispatching import CommittingDispatcher, StaticConnections
-from tests.memory_sides import CLIENT, MemoryCW, MemoryErp, body, fields_of, webhook_envelope
+from tests.dispatching import StaticConnections
+from tests.memory_sides import CLIENT, POLICY, RECORD, Sides, body, fields_of
 from worker.buses.base import Delivery
 from worker.db import Database
 from worker.messaging.dispatch import Dispatcher
-from worker.messaging.outcomes import Complete, DeadLetter, Outcome, Retry
-from worker.messaging.retry import ATTEMPT_PROPERTY, RetryPolicy
-
-RECORD = "c1"
-POLICY = RetryPolicy(delays=(1.0,), inprocess_attempts=1, base_wait_s=0.0, max_inprocess_wait_s=0.01)
-
-
-class Sides:
-    """The message core between an ERP and a CW in memory; journals committed at once."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.erp = MemoryErp()
-        self.cw = MemoryCW()
-        self.core = CommittingDispatcher(db, StaticConnections(self.erp), POLICY, cw=self.cw, busy_wait_s=0.0)
-        self._transport = 0
-
-    async def handle(self, env: dict[str, Any], attempt: int = 0) -> Outcome:
-        self._transport += 1
-        props = {ATTEMPT_PROPERTY: attempt} if attempt else {}
-        delivery = Delivery(body(env), f"t{self._transport}", 1, dt.datetime.now(dt.UTC), CLIENT, props, None)
-        return await self.core.handle(delivery)
-
-    async def handle_retry(self, env: dict[str, Any]) -> Outcome:
-        """The delayed retry of ``env`` (the policy allows one): its last chance."""
-        return await self.handle(env, attempt=1)
-
-    def cw_change(self, name: str | None) -> dict[str, Any]:
-        value = None if name is None else {"id": RECORD, "number": "1001", "name": name}
-        return self.cw.change(RECORD, value)
-
-    def webhook(self, index: int) -> dict[str, Any]:
-        return webhook_envelope(self.erp.announced[index], index + 1)
-
-    def erp_value(self) -> dict[str, Any] | None:
-        record = self.erp.records.get(RECORD)
-        return None if record is None else fields_of(record.value)
+from worker.messaging.outcomes import Complete, DeadLetter, Retry
 
 
 @pytest.fixture
