@@ -141,3 +141,17 @@ async def test_an_older_event_after_a_newer_one_that_died_in_flight_and_whose_le
 
 def delivery_of(env: dict[str, Any], transport_id: str) -> Delivery:
     return Delivery(body(env), transport_id, 1, dt.datetime.now(dt.UTC), CLIENT, {}, None)
+
+
+async def test_a_cw_change_made_before_the_erp_users_delete_reached_cw_is_not_pushed(sides: Sides) -> None:
+    """CW's user updates the record while an ERP user deletes it; the delete reaches CW first (our
+    inbound write deletes it there). CW's update event, older, must not re-create the record in
+    the ERP: the sides would end apart (the ERP holding it, CW not)."""
+    assert await sides.handle(sides.cw_change("cw1")) == Complete("created")
+    update = sides.cw_change("cw2")
+    assert sides.erp.user_delete(RECORD)
+    assert await sides.handle(sides.webhook(1)) == Complete("inbound")
+    assert sides.cw.value(RECORD) is None
+    assert await sides.handle(update) == Complete("superseded")
+    assert sides.erp_value() is None
+    assert await sides.handle(sides.cw.events[0]) == Complete("echo_ignored")  # CW's delete event

@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from config_db.sync_log import Link
-from contracts import Envelope
+from contracts import Action, Envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,10 @@ def superseded(env: Envelope, link: Link | None, *, attempted: bool = False) -> 
 
     ``attempted``: this envelope was tried before. Its own failed attempt may be what set the
     link's key (a write in doubt, see ``in_doubt``): the same key then means "try it again"."""
+    if link is not None and link.deleted and env.action is not Action.deleted:
+        # Deleted in CW: by its own delete event, or by our write of the ERP's delete. CW does not
+        # bring a record back, so a create or update of it was made before (not yet pushed).
+        return "the record is deleted in CW since this change"
     held = held_by(link)
     if held is None:
         return None
