@@ -19,7 +19,8 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# The repository root first; not this directory, whose azure.py would hide the Azure SDK.
+sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
 
 from sqlalchemy import create_engine, text  # noqa: E402 - after the path
 
