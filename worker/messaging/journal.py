@@ -128,31 +128,22 @@ def begin_outbound(
     taken = leases.take(conn, lease, now_ms=now_ms(), lease_ms=lease_ms)
     if taken is None:
         return OutboundStart(busy=True)
-    contested = taken == leases.TAKEN_OVER
     state = sync_log.message_state(conn, env.client_id, env.id, provider, env.entity.value, env.cw_id)
+    known: dict[str, Any] = {"link": state.link, "lease": lease, "contested": taken == leases.TAKEN_OVER}
     if state.finished is not None:
-        return OutboundStart(finished=state.finished, link=state.link, lease=lease, contested=contested)
+        return OutboundStart(finished=state.finished, **known)
     if state.link is not None and state.link.cw_fingerprint is not None:
         found = marks.read(conn, _marks_of(env, provider, leases.CW, env.cw_id))
         echoed = reverse_echo(env, state.link, found)
         if echoed is not None:
             why = "the CW event of our own inbound write"
-            return OutboundStart(
-                link=state.link,
-                skip="echo_ignored",
-                detail=why,
-                echo_mark=echoed,
-                lease=lease,
-                contested=contested,
-            )
+            return OutboundStart(skip="echo_ignored", detail=why, echo_mark=echoed, **known)
     stale = order.superseded(env, state.link, attempted=state.attempted) if ordered else None
     if stale is not None:
-        return OutboundStart(
-            link=state.link, skip="superseded", detail=stale, lease=lease, contested=contested
-        )
+        return OutboundStart(skip="superseded", detail=stale, **known)
     detail = "recovering: an earlier attempt may have reached the ERP" if state.open_intent else None
     sync_log.record(conn, _entry(env, provider, "outbound", "pending", cw_id=env.cw_id, detail=detail))
-    return OutboundStart(open_intent=state.open_intent, link=state.link, lease=lease, contested=contested)
+    return OutboundStart(open_intent=state.open_intent, **known)
 
 
 def _let_go(conn: Connection, start: OutboundStart) -> bool:
