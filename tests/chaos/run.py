@@ -157,14 +157,33 @@ def _publish_and_kill(chaos: Chaos, the_plan: Plan, workers: Workers, db_url: st
     for wave, wave_kills in zip(waves, per_wave, strict=True):
         asyncio.run(_publish(chaos, db_url, peer, wave))
         for _ in range(wave_kills):
-            time.sleep(rng.uniform(0.5, 2.0))  # long enough for work to be in flight
-            workers.check_alive()
+            _until_working(db_url, workers)
+            time.sleep(rng.uniform(0.0, 0.5))
             slot = rng.randrange(chaos.processes)
             workers.kill(slot)
             kills += 1
-            time.sleep(rng.uniform(0.0, 0.5))
+            time.sleep(rng.uniform(0.0, 0.3))
             workers.start(slot)
     return kills
+
+
+def _until_working(db_url: str, workers: Workers, *, intents: int = 5, limit_s: float = 20.0) -> None:
+    """Until the workers journal ``intents`` more intents: a kill then hits work in flight (a
+    process still starting, or one whose locks have not come back yet, would prove nothing)."""
+    start, deadline = _intents(db_url), time.monotonic() + limit_s
+    while _intents(db_url) < start + intents and time.monotonic() < deadline:
+        workers.check_alive()
+        time.sleep(0.05)
+
+
+def _intents(db_url: str) -> int:
+    engine = make_engine(db_url, pool_size=0)
+    try:
+        with engine.connect() as conn:
+            pending = text("SELECT COUNT(*) FROM sync_log WHERE action = 'pending'")
+            return int(conn.execute(pending).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def _wait_drained(chaos: Chaos, db_url: str, peer: Any, workers: Workers) -> None:
@@ -245,7 +264,7 @@ def _worker_env(chaos: Chaos, db_url: str, peer: ServiceBusPeer | None) -> dict[
         CWI_SECRET_KEY=SECRET_KEY,
         CWI_LOG_FORMAT="json",
         CWI_CONCURRENCY=str(chaos.concurrency),
-        CWI_RETRY_DELAYS="0.5,1,2,4,8",
+        CWI_RETRY_DELAYS="0.3,0.6,1,2,3",
         CWI_INPROCESS_ATTEMPTS="2",
         CWI_LOCK_DURATION_S=str(LOCK_S),
         CWI_MAX_DELIVERY_COUNT=str(MAX_DELIVERIES),

@@ -23,7 +23,7 @@ from tests.chaos.plan import Size
 from tests.chaos.run import Chaos, run
 
 FULL = os.environ.get("CWI_CHAOS_FULL", "") not in ("", "0")
-SMALL, SMALL_KILLS = Size(clients=8, records=5), 4
+SMALL, SMALL_KILLS = Size(clients=8, records=5), 3
 LARGE, LARGE_KILLS = Size(clients=40, records=25), 25
 
 
