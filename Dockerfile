@@ -26,7 +26,7 @@ RUN apt-get update \
 RUN useradd --create-home --uid 10001 cwi
 WORKDIR /app
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY contracts ./contracts
 COPY config_db ./config_db
 COPY providers ./providers

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Insert, Select, Update, insert, select, update
 
 from config_db.models import Client, ProviderConnection, table_of, utcnow
+from config_db.secrets import SecretBox
 
 clients = table_of(Client)
 connections = table_of(ProviderConnection)
@@ -115,3 +117,14 @@ def set_connection(db: Connection, conn: StoredConnection) -> None:
         db.execute(s_insert_connection(conn))
     else:
         db.execute(s_update_connection(conn))
+
+
+def rotate_credentials(db: Connection, client_id: str, box: SecretBox) -> bool:
+    """Re-encrypt one connection's credentials with the newest key; False when they already were
+    (or it has none). One connection per transaction: a rotation can stop and run again."""
+    stored = get_connection(db, client_id)
+    if stored is None or box.is_current(stored.credentials):
+        return False
+    rotated = box.rotate(stored.credentials, owner=f"client {client_id!r}")
+    set_connection(db, dataclasses.replace(stored, credentials=rotated))
+    return True

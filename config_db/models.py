@@ -245,3 +245,48 @@ class EchoMark(Base):
     kind: Mapped[str] = mapped_column(String(16))
     value: Mapped[str] = mapped_column(String(64))
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class ProviderDefinition(Base):
+    """A third-party system implementing the generic REST interface, registered without a code change.
+
+    Chosen when provisioning a client (its connection is ``generic_rest`` with the setting
+    ``definition`` naming it); ``report`` is the last conformance run against it (JSON).
+    """
+
+    __tablename__ = "provider_definitions"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(UnicodeText, default="")
+    base_url_template: Mapped[str] = mapped_column(String(1024))
+    auth_scheme: Mapped[str] = mapped_column(String(32))
+    entities: Mapped[list[str]] = mapped_column(JSON, default=list)
+    actions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    webhook_signing: Mapped[str] = mapped_column(String(32))
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    validated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class RecordValue(Base):
+    """The CW values a message carried, kept for the console's life of a record (secrets redacted).
+
+    Written with the message's journal; ``number`` and ``name`` make records findable by them.
+    """
+
+    __tablename__ = "record_values"
+    __table_args__ = (
+        Index("ix_record_values_record", "client_id", "entity", "cw_id", "id"),
+        Index("ix_record_values_number", "client_id", "number"),
+        Index("ix_record_values_name", "client_id", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    client_id: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(128))
+    entity: Mapped[str] = mapped_column(String(32))
+    cw_id: Mapped[str] = mapped_column(String(255))
+    number: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[str] = mapped_column(UnicodeText)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -17,7 +21,15 @@ from pydantic import (
     model_validator,
 )
 
-from contracts.records import Customer, CWRecord, Invoice, Project, Supplier
+from contracts.records import (
+    Customer,
+    CWRecord,
+    Identifier,
+    Invoice,
+    Project,
+    Supplier,
+    _no_surrounding_space,
+)
 
 
 class Entity(StrEnum):
@@ -46,6 +58,21 @@ class Source(StrEnum):
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 EnvelopeId = Annotated[str, Field(min_length=1, max_length=128)]
+_ISO_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|z|[+-]\d{2}(:?\d{2})?)")
+
+
+def _iso_instant(value: Any) -> Any:
+    """``occurred_at`` is an ISO 8601 date-time with its offset, never a Unix timestamp."""
+    if isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_INSTANT.fullmatch(value):
+        example = "2026-11-23T10:00:00Z"
+        raise ValueError(f"must be an ISO 8601 date-time with an offset like {example}, not {value!r}")
+    return value
+
+
+# Lax inside (a checked ISO string becomes a datetime); the validator before it admits nothing else.
+Instant = Annotated[AwareDatetime, Field(strict=False), BeforeValidator(_iso_instant)]
 
 
 class ExternalChange(BaseModel):
@@ -80,12 +107,12 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    id: EnvelopeId
+    id: Annotated[EnvelopeId, AfterValidator(_no_surrounding_space)]
     client_id: ClientId
     type: str
     source: Source
-    occurred_at: AwareDatetime
-    record_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    occurred_at: Instant
+    record_id: Identifier | None = None
     sequence: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
     data: CWRecord | None = None
     external: ExternalChange | None = None

@@ -7,10 +7,11 @@ the field instead of a value silently dropped. Money and quantities are ``Decima
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from contracts.codes import COUNTRY_CODES, CURRENCY_CODES
 
@@ -27,7 +28,36 @@ def _currency(value: str) -> str:
     return value
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date(value: Any) -> Any:
+    """Dates are ISO 8601 strings (``2026-11-23``) on the wire: pydantic alone would also read a
+    string of digits as a Unix timestamp (``"0"`` as 1970-01-01)."""
+    if isinstance(value, dt.datetime) or not isinstance(value, str | dt.date):
+        raise ValueError(f"must be an ISO 8601 date like 2026-11-23, not {value!r}")
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise ValueError(f"must be an ISO 8601 date like 2026-11-23, not {value!r}")
+    return value
+
+
+def _no_surrounding_space(value: str) -> str:
+    if value != value.strip():
+        raise ValueError(f"must not begin or end with white space: {value!r}")
+    return value
+
+
 NonEmpty = Annotated[str, Field(min_length=1, max_length=255)]
+Identifier = Annotated[
+    str,
+    Field(min_length=1, max_length=255),
+    AfterValidator(_no_surrounding_space),
+]
+"""An id: no white space around it (``" c1"`` and ``"c1"`` would be two records)."""
+# Lax inside (a checked ISO string becomes a date); the validator before it admits nothing else.
+IsoDate = Annotated[dt.date, Field(strict=False), BeforeValidator(_iso_date)]
+Amount = Annotated[Decimal, Field(max_digits=20, decimal_places=6)]
+"""Money and quantities: at most 20 digits, 6 of them after the point (``1E+999999`` is refused)."""
 CountryCode = Annotated[str, AfterValidator(_country)]
 CurrencyCode = Annotated[str, AfterValidator(_currency)]
 
@@ -37,7 +67,7 @@ class Record(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    id: NonEmpty
+    id: Identifier
 
 
 class Address(BaseModel):
@@ -69,9 +99,9 @@ class Supplier(Record):
 class Project(Record):
     number: NonEmpty
     name: NonEmpty
-    customer_id: NonEmpty
-    start_date: dt.date
-    end_date: dt.date | None = None
+    customer_id: Identifier
+    start_date: IsoDate
+    end_date: IsoDate | None = None
     customer_number: NonEmpty | None = None
     """The customer's number: ERPs key customers by number, not by CW id."""
 
@@ -86,22 +116,24 @@ class InvoiceLine(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     description: NonEmpty
-    quantity: Decimal
-    unit_price: Decimal
-    vat_rate: Annotated[Decimal, Field(ge=0, le=100, description="VAT rate in percent")]
+    quantity: Amount
+    unit_price: Amount
+    vat_rate: Annotated[
+        Decimal, Field(ge=0, le=100, max_digits=9, decimal_places=6, description="VAT rate in percent")
+    ]
     account: NonEmpty | None = None
     product_number: NonEmpty | None = None
 
 
 class Invoice(Record):
     number: NonEmpty
-    customer_id: NonEmpty
+    customer_id: Identifier
     customer_number: NonEmpty
-    invoice_date: dt.date
-    due_date: dt.date
+    invoice_date: IsoDate
+    due_date: IsoDate
     currency: CurrencyCode
     lines: Annotated[list[InvoiceLine], Field(min_length=1)]
-    project_id: NonEmpty | None = None
+    project_id: Identifier | None = None
     project_number: NonEmpty | None = None
     """The project's number, for ERPs that link invoices to projects by number."""
     reference: NonEmpty | None = None

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from providers import secrets
 from providers.errors import AuthenticationFailed, ProviderRejected, TransientError
 from providers.settings import SettingsReader
 
@@ -239,6 +240,7 @@ class TokenCache:
             current = self._token
             if current is None or current.value == refused or not current.fresh():
                 self._token = current = await self._fetch()
+                secrets.learned(current.value)
             return current.value
 
     async def call(self, send: Callable[[str], Awaitable[HttpResponse]]) -> HttpResponse:

@@ -4,6 +4,10 @@
 queued by many coroutines at once share one transaction (one fsync), which is what lets SQLite keep
 up with hundreds of messages a second. Each caller still learns its own result only after the
 commit, so the write-ahead guarantees (intent before push) hold.
+
+When the database stops answering (``worker.outage``), work waits for it and runs again, so every
+function given here must be safe to run twice: a commit that failed with the connection may have
+applied (inserts that must not double ignore a conflict; history rows may repeat).
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
+
+from worker.outage import Outage, is_impatient, unreachable
 
 T = TypeVar("T")
 Work = Callable[[Connection], T]
@@ -23,30 +29,53 @@ Journal = Callable[[Connection], None]
 _MAX_BATCH = 256
 
 
+Pending = tuple[Work[Any], asyncio.Future[Any], bool]
+"""Queued work, its caller's future, and whether the caller can wait out an outage."""
+
+
 class Database:
-    def __init__(self, engine: Engine, *, threads: int | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, threads: int | None = None, outage_exit_s: float | None = None
+    ) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         if threads is None:
             threads = 1 if self.is_sqlite else 4
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cwi-db")
-        self._pending: list[tuple[Work[Any], asyncio.Future[Any]]] = []
+        self._pending: list[Pending] = []
         self._flusher: asyncio.Task[None] | None = None
+        self.outage = Outage(self.ping, exit_after_s=outage_exit_s)
 
     def run_sync(self, work: Work[T]) -> T:
         with self.engine.begin() as conn:
             return work(conn)
 
-    async def run(self, work: Work[T]) -> T:
-        """Run ``work`` in its own transaction off the event loop."""
+    async def ping(self) -> None:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.run_sync, work)
+        await loop.run_in_executor(self._executor, self.run_sync, _select_one)
+
+    async def run(self, work: Work[T]) -> T:
+        """Run ``work`` in its own transaction off the event loop; through an outage, once it is over."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                result = await loop.run_in_executor(self._executor, self.run_sync, work)
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                if is_impatient():
+                    self.outage.went_down(exc)
+                    raise self.outage.fail_fast() from None
+                await self.outage.wait(exc)
+                continue
+            self.outage.back()
+            return result
 
     async def batched(self, work: Work[T]) -> T:
         """Run ``work`` in a transaction shared with whatever else is queued right now."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._pending.append((work, future))
+        self._pending.append((work, future, not is_impatient()))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         return await future
@@ -58,11 +87,16 @@ class Database:
             try:
                 results = await loop.run_in_executor(self._executor, self._run_batch, batch)
             except BaseException as exc:  # noqa: BLE001 - delivered to every waiter
-                for _, future in batch:
+                if isinstance(exc, Exception) and unreachable(exc):
+                    batch = await self._outlast(batch, exc)
+                    self._pending[:0] = batch  # run again first, once the database answers
+                    continue
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, future), (ok, value) in zip(batch, results, strict=True):
+            self.outage.back()
+            for (_, future, _), (ok, value) in zip(batch, results, strict=True):
                 if future.done():
                     continue
                 if ok:
@@ -70,17 +104,39 @@ class Database:
                 else:
                     future.set_exception(value)
 
-    def _run_batch(self, batch: list[tuple[Work[Any], asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
+    async def _outlast(self, batch: list[Pending], exc: Exception) -> list[Pending]:
+        """Fail the callers that cannot wait; wait for the database for the others (which are
+        returned to run again). If the outage outlasts CWI_OUTAGE_EXIT_S, everyone gets the error."""
+        self.outage.went_down(exc)
+        patient = []
+        for item in batch:
+            if item[2]:
+                patient.append(item)
+            elif not item[1].done():
+                item[1].set_exception(self.outage.fail_fast())
+        if not patient:
+            return []
+        try:
+            await self.outage.wait(exc)
+        except Exception as gave_up:  # noqa: BLE001 - delivered to every waiter
+            for _, future, _ in patient + self._pending:
+                if not future.done():
+                    future.set_exception(gave_up)
+            self._pending.clear()
+            return []
+        return patient
+
+    def _run_batch(self, batch: list[Pending]) -> list[tuple[bool, Any]]:
         try:
             with self.engine.begin() as conn:
-                return [(True, work(conn)) for work, _ in batch]
-        except Exception:
-            if len(batch) == 1:
+                return [(True, work(conn)) for work, _, _ in batch]
+        except Exception as exc:
+            if len(batch) == 1 or unreachable(exc):
                 raise
         # One function failed and rolled the shared transaction back: run each on its own so
         # that only the failing caller sees an error.
         results: list[tuple[bool, Any]] = []
-        for work, _ in batch:
+        for work, _, _ in batch:
             try:
                 results.append((True, self.run_sync(work)))
             except Exception as exc:  # noqa: BLE001
@@ -92,3 +148,7 @@ class Database:
             await self._flusher
         self._executor.shutdown(wait=True)
         self.engine.dispose()
+
+
+def _select_one(conn: Connection) -> None:
+    conn.execute(text("SELECT 1"))

@@ -11,6 +11,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from providers import secrets as provider_secrets
+
 _SECRET_KEYS = re.compile(
     r"(secret|token|password|passwd|credential|authorization|api_?key|private_key)", re.I
 )
@@ -41,6 +43,10 @@ class SecretRedactor:
         pattern = self._pattern
         return text if pattern is None else pattern.sub(REDACTED, text)
 
+    def redact(self, value: Any) -> Any:
+        """``value`` (text, or JSON-like data) with secret-named keys and known secret values masked."""
+        return self._clean(value)
+
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.scrub(value)
@@ -60,6 +66,8 @@ class SecretRedactor:
 
 
 redactor = SecretRedactor()
+# Tokens and Authorization values providers learn at run time are secrets too (an ERP may quote one).
+provider_secrets.on_secret(redactor.register)
 
 
 def configure(*, fmt: str = "auto", level: str = "INFO", stream: TextIO | None = None) -> None:

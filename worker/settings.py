@@ -1,16 +1,46 @@
-"""Configuration from ``CWI_*`` environment variables (12-factor)."""
+"""Configuration from ``CWI_*`` environment variables (12-factor), and from a ``.env`` file.
+
+The environment wins over the file. The file is ``.env`` in the working directory unless
+``CWI_ENV_FILE`` names another (empty: none); it is read each time settings are loaded.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_FILE_VARIABLE = "CWI_ENV_FILE"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CWI_", extra="ignore")
+class _CwiSettings(BaseSettings):
+    """``CWI_*`` variables; the environment first, then the .env file."""
 
+    model_config = SettingsConfigDict(env_prefix="CWI_", extra="ignore", env_file_encoding="utf-8")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env_file = os.environ.get(ENV_FILE_VARIABLE, ".env") or None
+        dotenv = DotEnvSettingsSource(settings_cls, env_file=env_file)
+        return init_settings, env_settings, dotenv, file_secret_settings
+
+
+class Settings(_CwiSettings):
     database_url: str = "sqlite:///cwi.db"
     bus: Literal["local", "azure"] = "local"
     queue: str = "cwi"
@@ -25,8 +55,17 @@ class Settings(BaseSettings):
     lock_duration_s: Annotated[float, Field(gt=0)] = 60.0
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 30.0
     connection_cache_s: Annotated[float, Field(ge=0)] = 30.0
+    startup_wait_s: Annotated[float, Field(ge=0)] = 60.0
+    """At start, how long to wait for the database before giving up (an orchestrator may start both)."""
+    outage_exit_s: Annotated[float | None, Field(gt=0)] = None
+    """How long a running worker waits out a database outage before it exits (unset: for ever)."""
+    echo_window_s: Annotated[float, Field(gt=0)] = 86400.0
+    """How long every version, hash and fingerprint we wrote is remembered to recognise its echo."""
+    record_lease_s: Annotated[float | None, Field(gt=0)] = None
+    """How long a record stays leased by a worker that died holding it (default: twice the lock
+    duration, at least 120 s); a redelivery of the same message takes the lease over at once."""
     log_format: Literal["auto", "json", "console"] = "auto"
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # Webhooks: the base of the URLs `cwi webhooks url` prints, and each URL token's rate limit
     # (a token bucket: RATE_PER_S calls a second on average, RATE_BURST at once).
     public_url: str = "http://127.0.0.1:8080"
@@ -40,10 +79,54 @@ class Settings(BaseSettings):
     cw_api_key: SecretStr | None = None
 
     admin_api_key: SecretStr | None = None  # the operator key of the admin API (/admin/...); unset: disabled
+    # Keys of the lesser roles (the admin API and the console's log-in): an operator replays and
+    # purges dead letters, a viewer only reads.
+    operator_api_key: SecretStr | None = None
+    viewer_api_key: SecretStr | None = None
+
+    # The operator console (/console).
+    console_edit_retry: bool = False
+    """Edit and retry of dead letters: off unless a deployment switches it on."""
+    console_session_key: SecretStr | None = None
+    """Signs the console's session cookie (default: derived from the admin key)."""
+    record_values: bool = True
+    """Keep the CW values of each completed write (record_values) for the console's record timeline."""
+    # OpenID Connect log-in for the console (authorization code with PKCE); unset issuer: key log-in only.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid profile email"
+    oidc_roles_claim: str = "roles"
+    oidc_role_map: Annotated[dict[str, str], NoDecode] = {}
+    """``claim value=role,…``; the claim values viewer, operator and admin need no mapping."""
+
+    @property
+    def effective_lease_s(self) -> float:
+        return (
+            self.record_lease_s if self.record_lease_s is not None else max(120.0, 2 * self.lock_duration_s)
+        )
 
     @property
     def effective_prefetch(self) -> int:
         return self.concurrency if self.prefetch is None else self.prefetch
+
+    @field_validator("oidc_role_map", mode="before")
+    @classmethod
+    def _split_role_map(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        mapping = {}
+        for pair in filter(None, (p.strip() for p in value.split(","))):
+            claim, sep, role = pair.partition("=")
+            if not sep or role.strip() not in ("viewer", "operator", "admin"):
+                raise ValueError(f"must be value=role pairs (role: viewer, operator, admin), not {pair!r}")
+            mapping[claim.strip()] = role.strip()
+        return mapping
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("retry_delays", mode="before")
     @classmethod
@@ -90,9 +173,7 @@ def load_settings(**overrides: object) -> Settings:
 _PUBLIC_CLOUD_SUFFIX = ".servicebus.windows.net"
 
 
-class AzureBusSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CWI_", extra="ignore")
-
+class AzureBusSettings(_CwiSettings):
     servicebus_queue: str | None = None
     servicebus_topic: str | None = None
     servicebus_subscription: str | None = None

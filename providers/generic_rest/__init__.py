@@ -34,6 +34,7 @@ KIND = ProviderKind(
         (
             Setting("timeout_s", "positive_number", "seconds one request may take (default 30)"),
             Setting("api_user", "text", "the author the ERP names for changes made with our token"),
+            Setting("definition", "text", "the provider definition (an integrator's system) it follows"),
         )
     ),
 )

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from providers import secrets
 from providers.base import ConnectionSpec
 from providers.errors import AuthenticationFailed, ProviderRejected
 from providers.http import (
@@ -118,6 +119,7 @@ class TripletexClient:
         self, method: str, path: str, token: str, params: Mapping[str, str] | None, json_body: Any
     ) -> HttpResponse:
         basic = base64.b64encode(f"{self._company}:{token}".encode()).decode()
+        secrets.learned(basic)
         headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
         url = self.base_url + path
         return await throttled_send(

@@ -189,6 +189,12 @@ def order_matches(order: Mapping[str, Any], payload: Payload) -> bool:
         return False
     if order.get("orderDate") != payload["orderDate"]:
         return False
+    # What only the invoice's head says (its reference, when it falls due) counts too: a charged
+    # invoice differing only there must not be taken for unchanged.
+    if (order.get("reference") or None) != payload.get("reference"):
+        return False
+    if order.get("invoicesDueIn") != payload["invoicesDueIn"]:
+        return False
     ours = sorted(_line_key(line) for line in payload["orderLines"])
     theirs = sorted(_line_key(line) for line in order.get("orderLines") or [] if isinstance(line, dict))
     return ours == theirs

@@ -29,7 +29,7 @@ from providers.tripletex.mapping import Payload, Ref
 from providers.vendor import VendorProvider, record_of
 
 ORDER_FIELDS = (
-    "id,version,number,orderDate,customer(id),"
+    "id,version,number,orderDate,reference,invoicesDueIn,invoicesDueInType,customer(id),"
     "orderLines(description,count,unitPriceExcludingVatCurrency,vatType(id))"
 )
 _SYNCED = ("customer", "supplier", "project")

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from providers import secrets
 from providers.base import ConnectionSpec
 from providers.errors import AuthenticationFailed, TransientError
 from providers.http import (
@@ -209,7 +210,9 @@ class UniClient:
             "client_id": client_id,
             "scope": SCOPE,
             "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": client_assertion(self._key, client_id, self.token_url, time.time()),
+            "client_assertion": secrets.learned_one(
+                client_assertion(self._key, client_id, self.token_url, time.time())
+            ),
         }
         resp = await send(self._http, "POST", self.token_url, data=form)
         if resp.status in (400, 401, 403):

@@ -20,7 +20,8 @@ from tests.e2e.cli import SECRET_KEY, TOKEN, Cli, envelope, jsonl
 from tests.servicebus_peer import EntityOptions, ServiceBusPeer
 from worker.buses.azure import AzureBus
 from worker.buses.base import OutgoingMessage
-from worker.buses.local import ACTIVE, BUS, DEADLETTERED, LocalBus
+from worker.buses.local import LocalBus
+from worker.buses.local_sql import ACTIVE, BUS, DEADLETTERED
 from worker.db import Database
 from worker.settings import load_azure_settings
 
@@ -133,7 +134,7 @@ async def _local_state(db_url: str, count: int) -> tuple[int, list[str]]:
 @SQLITE_ONLY
 def test_a_replay_sigkilled_halfway_then_rerun_replays_each_exactly_once(cli: Cli) -> None:
     asyncio.run(_local_state(cli.db_url, 4))
-    killed = cli.run("dlq", "replay", "--all", "--yes", check=False, CWI_DLQ_HALT_AT="sent:2")
+    killed = cli.run_process("dlq", "replay", "--all", "--yes", check=False, CWI_DLQ_HALT_AT="sent:2")
     assert killed.returncode == -signal.SIGKILL and "halted at sent 2" in killed.stderr
     dead, copies = asyncio.run(_local_state(cli.db_url, 0))
     assert (dead, len(copies)) == (3, 1), "the second resend's transaction never committed"
@@ -175,7 +176,9 @@ def test_a_replay_on_service_bus_sigkilled_after_the_resend_is_not_resent_again(
         "CWI_SERVICEBUS_QUEUE": "cwi",
         "CWI_SERVICEBUS_CONNECTION_STRING": peer.connection_string,
     }
-    killed = cli.run("dlq", "replay", "--all", "--yes", check=False, CWI_DLQ_HALT_AT="sent:2", **azure)
+    killed = cli.run_process(
+        "dlq", "replay", "--all", "--yes", check=False, CWI_DLQ_HALT_AT="sent:2", **azure
+    )
     assert killed.returncode == -signal.SIGKILL
     # Between the copy's acknowledgement and the dead letter's removal: both exist for a moment.
     assert (peer.dead_letter_count("cwi"), peer.active_count("cwi")) == (3, 2)
@@ -201,3 +204,20 @@ def test_two_operators_replaying_at_once_resend_each_once(cli: Cli) -> None:
     dead, copies = asyncio.run(_local_state(cli.db_url, 0))
     assert dead == 0 and sorted(copies) == sorted(f"c{n % 3}-e{n}" for n in range(12))
     assert len(journal(cli, "replayed")) == 12
+
+
+@SQLITE_ONLY
+def test_status_on_service_bus_without_counts_says_why_and_shows_the_rest(
+    cli: Cli, peer: ServiceBusPeer
+) -> None:
+    asyncio.run(_on_peer(peer, 2))
+    azure = {
+        "CWI_BUS": "azure",
+        "CWI_SERVICEBUS_QUEUE": "cwi",
+        "CWI_SERVICEBUS_CONNECTION_STRING": peer.connection_string,
+    }
+    data = json.loads(cli.run("status", "--json", **azure).stdout)
+    assert "management endpoint cannot be reached" in data["counts_unavailable"], "says which, not 'rights'"
+    assert sum(g["count"] for g in data["dead_letters_by_client"]) == 2, "dead letters still shown"
+    shown = cli.run("status", **azure)
+    assert "bus counts unavailable" in shown.stderr and "dead letters" in shown.stdout

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -45,7 +47,7 @@ def test_connection_needs_an_existing_client(engine: Engine) -> None:
 
 def test_wrong_secret_key_is_a_clear_error() -> None:
     token = SecretBox("right-key").encrypt({"token": "t"})
-    with pytest.raises(SecretKeyError, match="not the key they were stored with"):
+    with pytest.raises(SecretKeyError, match="holds none of the keys they were stored with"):
         SecretBox("wrong-key").decrypt(token)
     with pytest.raises(SecretKeyError, match="CWI_SECRET_KEY is not set"):
         SecretBox(None)
@@ -113,3 +115,59 @@ def test_migrations_build_exactly_the_models(
         upgrade(engine)  # idempotent
     finally:
         engine.dispose()
+
+
+def test_credentials_rotate_to_the_newest_key_and_still_decrypt_meanwhile(engine: Engine) -> None:
+    from config_db.secrets import generate_key
+
+    old, new = "an old passphrase", generate_key()
+    legacy = _legacy_box(old)
+    with engine.begin() as conn:
+        clients.add_client(conn, "acme", "Acme")
+        clients.add_client(conn, "globex", "Globex")
+        for client, box in (("acme", legacy), ("globex", SecretBox(old))):
+            stored = clients.StoredConnection(
+                client, "generic_rest", "http://x", {}, box.encrypt({"token": client}), True
+            )
+            clients.set_connection(conn, stored)
+    both = SecretBox(f"{new},{old}")
+    with engine.begin() as conn:
+        assert [both.decrypt(c.credentials) for c in clients.list_connections(conn)] == [
+            {"token": "acme"},
+            {"token": "globex"},
+        ], "during the roll-out both keys decrypt, the pre-rotation format included"
+        assert clients.rotate_credentials(conn, "acme", both)
+    with engine.begin() as conn:
+        assert clients.rotate_credentials(conn, "globex", both)
+        assert not clients.rotate_credentials(conn, "acme", both), "already rotated: resumable"
+    only_new = SecretBox(new)
+    with engine.begin() as conn:
+        assert [only_new.decrypt(c.credentials)["token"] for c in clients.list_connections(conn)] == [
+            "acme",
+            "globex",
+        ]
+    with pytest.raises(SecretKeyError, match="none of the keys"):
+        SecretBox(old).decrypt(clients_credentials(engine, "acme"))
+
+
+def _legacy_box(passphrase: str) -> Any:
+    """Credentials as versions before key rotation stored them (a bare SHA-256 of the passphrase)."""
+    import base64
+    import hashlib
+
+    from cryptography.fernet import Fernet
+
+    key = base64.urlsafe_b64encode(hashlib.sha256(b"cwi-credentials:" + passphrase.encode()).digest())
+
+    class Legacy:
+        def encrypt(self, credentials: dict[str, str]) -> str:
+            return Fernet(key).encrypt(json.dumps(credentials, sort_keys=True).encode()).decode()
+
+    return Legacy()
+
+
+def clients_credentials(engine: Engine, client_id: str) -> str:
+    with engine.begin() as conn:
+        stored = clients.get_connection(conn, client_id)
+        assert stored is not None
+        return stored.credentials

@@ -163,3 +163,42 @@ async def test_dead_lettered_after_its_write_reached_the_erp_is_replayed_without
     assert rig.actions("acme-e7") == ["pending", "replayed", "pending", stats.counts.most_common(1)[0][0]]
     rows = rig.db.run_sync(lambda c: sync_log.entries(c, message_id="acme-e7"))
     assert rows[1]["detail"] == "recovering: an earlier attempt may have reached the ERP"
+
+
+async def test_a_stale_dead_letter_replayed_is_journalled_superseded_and_never_overwrites(rig: Rig) -> None:
+    def version(n: int, name: str, org: str | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": "acme-c1", "number": "1001", "name": name}
+        if org is not None:
+            data["org_number"] = org
+        return {**env(1), "id": f"acme-v{n}", "type": "customer.updated", "sequence": n, "data": data}
+
+    # v1 is refused by the ERP (a bad organisation number) and dead-lettered; v2 is applied.
+    await rig.publish(version(1, "Acme v1", org="123456789"))
+    assert (await rig.run()).counts == {"dead:ProviderRejected": 1}
+    await rig.publish(version(2, "Acme v2"))
+    assert (await rig.run()).counts == {"created": 1}, "an update of a record the ERP lacks creates it"
+    ops = DeadLetterOperations(rig.db, rig.bus, operator="alice")
+    letters = await ops.select(Selection())
+    [preview] = await ops.preview(letters)
+    assert preview["superseded"] == "sequence 1 is older than 2, already applied"
+
+    outcome = await ops.replay(letters[0])
+    assert outcome.status == "replayed" and "superseded by a newer change" in outcome.detail
+    assert (await rig.run()).counts == {"superseded": 1}
+    record = rig.sandbox.sandbox.store.get("customer", "acme-c1")
+    assert record is not None and record.data["name"] == "Acme v2", "the stale replay wrote nothing"
+    assert rig.actions("acme-v1")[-1] == "superseded"
+
+
+async def test_a_body_nested_100000_deep_is_dead_lettered_and_the_operator_tools_still_work(rig: Rig) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    await rig.bus.publish([OutgoingMessage(body, "t-deep", "acme")])
+    assert (await rig.run()).counts == {"dead:InvalidEnvelope": 1}
+    ops = DeadLetterOperations(rig.db, rig.bus, operator="alice")
+    [letter] = await ops.select(Selection())
+    assert letter.envelope is None and letter.client_id == "acme"
+    shown = await ops.show("t-deep")
+    assert shown is not None and shown["body"].startswith("[[[[") and "more bytes" in shown["body"]
+    assert (await ops.preview([letter]))[0]["superseded"] is None
+    assert (await rig.bus.stats()).dead_lettered == 1
+    assert (await ops.purge(letter)).status == "purged"

@@ -21,7 +21,8 @@ from sqlalchemy import Connection
 from config_db.database import make_engine
 from config_db.models import Base
 from worker.buses.base import BusStats, Delivery, LockLostError, OutgoingMessage
-from worker.buses.local import LocalBus, select_ready, select_ready_filtered
+from worker.buses.local import LocalBus
+from worker.buses.local_sql import select_ready, select_ready_filtered
 from worker.db import Database
 
 LOCK_S = 30
@@ -475,6 +476,7 @@ def _wait_for(paths: list[Path], procs: list[subprocess.Popen[bytes]]) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_competing_processes_handle_every_message_once_and_keep_session_order(
     postgres_server: str, tmp_path: Path

@@ -329,6 +329,21 @@ async def test_changing_a_charged_invoice_is_not_supported(fake: FakeTripletex, 
         await provider.push(change(changed, Action.updated))
 
 
+@pytest.mark.parametrize(
+    "update",
+    [{"reference": "PO 4711"}, {"due_date": dt.date(2024, 5, 30)}],
+    ids=["only the reference", "only the due date"],
+)
+async def test_a_charged_invoice_changed_only_in_its_head_is_not_supported_not_unchanged(
+    fake: FakeTripletex, make: Make, update: dict[str, object]
+) -> None:
+    provider = make()
+    await with_customer(provider)
+    await provider.push(change(INVOICE))
+    with pytest.raises(NotSupported, match="already charged"):
+        await provider.push(change(INVOICE.model_copy(update=update), Action.updated))
+
+
 async def test_deleting_an_invoice_is_not_supported(fake: FakeTripletex, make: Make) -> None:
     with pytest.raises(NotSupported, match="credit notes are out of scope"):
         await make().push(change(INVOICE, Action.deleted))

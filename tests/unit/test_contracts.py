@@ -147,3 +147,37 @@ def test_every_reason_is_documented() -> None:
     described = describe_reasons()
     assert set(described) == {r.value for r in DeadLetterReason}
     assert all(text.strip() for text in described.values())
+
+
+def _invoice_problems(**data: Any) -> list[str]:
+    env = _env()
+    env["data"] = {**env["data"], **data}
+    return _problems(env)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"invoice_date": "0"}, "data.invoice_date: must be an ISO 8601 date like 2026-11-23, not '0'"),
+        ({"due_date": "86400"}, "data.due_date: must be an ISO 8601 date like 2026-11-23, not '86400'"),
+        ({"due_date": 86400}, "data.due_date: must be an ISO 8601 date like 2026-11-23, not 86400"),
+        ({"id": " inv-1"}, "data.id: must not begin or end with white space: ' inv-1'"),
+        ({"customer_id": "c-1\n"}, "data.customer_id: must not begin or end with white space: 'c-1\\n'"),
+    ],
+    ids=["date zero", "date as seconds", "date as number", "id with a space", "id with a newline"],
+)
+def test_dates_are_iso_strings_and_ids_have_no_surrounding_space(change: dict[str, Any], field: str) -> None:
+    assert field in _invoice_problems(**change)
+
+
+@pytest.mark.parametrize("occurred_at", ["1700000000", "2026-11-23T10:00:00", "2026-11-23"])
+def test_occurred_at_is_an_iso_date_time_with_an_offset(occurred_at: str) -> None:
+    [problem] = _problems(_env(occurred_at=occurred_at))
+    assert problem.startswith("occurred_at: must be an ISO 8601 date-time with an offset")
+
+
+@pytest.mark.parametrize("amount", ["1E+999999", "123456789012345678901", "0.0000001"])
+def test_amounts_are_bounded(amount: str) -> None:
+    line = {"description": "Work", "quantity": amount, "unit_price": "100.00", "vat_rate": "25"}
+    [problem] = _invoice_problems(lines=[line])
+    assert problem.startswith("data.lines[0].quantity: Decimal input should have no more than")

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from config_db.models import BusMessage
-from worker.buses.local import STATEMENTS, ready_statement, select_ready, select_ready_filtered
+from worker.buses.local_sql import STATEMENTS, ready_statement, select_ready, select_ready_filtered
 
 # deprecate_large_types: what a connection to SQL Server 2012+ sets (TEXT becomes VARCHAR(max))
 MSSQL = mssql.dialect(deprecate_large_types=True)  # type: ignore[no-untyped-call]

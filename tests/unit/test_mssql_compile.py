@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from sqlalchemy.dialects import mssql, postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from config_db import clients, inbox, sync_log
+from config_db import clients, inbox, leases, marks, sync_log
 from config_db.models import Base
 
 STATEMENTS = {
@@ -82,6 +83,31 @@ def test_prepared_writes_compile(dialect: object) -> None:
         compiled = prepared.compiled(dialect)  # type: ignore[arg-type]
         assert compiled.sql.split()[0] in {"INSERT", "UPDATE"}
         assert set(compiled.names) >= {"client_id"} or "k_client_id" in compiled.names
+
+
+@pytest.mark.parametrize(
+    "dialect", [mssql.dialect(), postgresql.dialect(), sqlite.dialect()], ids=lambda d: d.name
+)
+def test_lease_marks_and_inbox_statements_compile(dialect: Any) -> None:
+    statements = {
+        **leases.statements(dialect),
+        "mark_if_absent": inbox.mark_if_absent(dialect.name),
+        "Q_MARKS": marks.Q_MARKS,
+        "S_CONSUME": marks.S_CONSUME,
+        "q_expired": marks.q_expired(10),
+        "S_DELETE_IDS": marks.S_DELETE_IDS,
+    }
+    for name, statement in statements.items():
+        sql = str(statement.compile(dialect=dialect))
+        assert sql.split()[0] in {"SELECT", "INSERT", "UPDATE", "DELETE"}, name
+    insert_sql = str(leases.insert_lease(dialect.name).compile(dialect=dialect))
+    if dialect.name == "mssql":
+        assert "WITH (UPDLOCK, HOLDLOCK)" in insert_sql and "NOT (EXISTS" in insert_sql
+        assert "TOP" in str(marks.q_expired(10).compile(dialect=dialect))
+    else:
+        assert "ON CONFLICT DO NOTHING" in insert_sql
+    prepared = marks._INSERT.compiled(dialect)
+    assert prepared.sql.startswith("INSERT")
 
 
 @pytest.mark.parametrize(

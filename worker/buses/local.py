@@ -15,367 +15,41 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import (
-    CTE,
-    ColumnElement,
-    Connection,
-    Delete,
-    Exists,
-    FromClause,
-    Insert,
-    Row,
-    ScalarSelect,
-    Select,
-    Table,
-    Update,
-    and_,
-    bindparam,
-    case,
-    delete,
-    exists,
-    func,
-    insert,
-    or_,
-    select,
-    union_all,
-    update,
-)
+from sqlalchemy import Connection, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Executable
 
-from config_db.models import BusMessage
-from contracts.reasons import DeadLetterReason
 from worker.buses.base import BusStats, DeadLetter, Delivery, LockLostError, OutgoingMessage
+from worker.buses.local_sql import (
+    ACTIVE,
+    DEADLETTERED,
+    dead_letter_locked,
+    dead_letter_spent,
+    delete_dead_letter,
+    delete_locked,
+    extend_lock,
+    insert_messages,
+    lock_messages,
+    ready_statement,
+    release_lock,
+    retry_in_place,
+    select_dead_letter_by_id,
+    select_dead_letter_session,
+    select_dead_letters,
+    select_existing_ids,
+    select_stats,
+)
 from worker.db import Database, Journal
-
-BUS = cast(Table, BusMessage.__table__)
-ACTIVE = "active"
-DEADLETTERED = "deadlettered"
 
 _FIRST_POLL_S = 0.02
 _MAX_POLL_S = 0.25
 _IN_CHUNK = 500  # ids per IN (...) list: far below every dialect's bind parameter limit
 _PUBLISH_ATTEMPTS = 3
-
-# --- statements ---------------------------------------------------------------------------------
-# Built once (cached) with named parameters: building the receive query costs milliseconds, far
-# more than running it. Parameter names start with ``b_`` (SQLAlchemy reserves column names).
-
-
-def _unlocked(table: FromClause) -> ColumnElement[bool]:
-    return or_(table.c.locked_until.is_(None), table.c.locked_until < bindparam("b_now"))
-
-
-def _session_locked() -> Exists:
-    """Some message of the outer row's session holds a lock (only active messages hold locks).
-
-    Usually the holder is an earlier message, which already blocks the outer row; this catches a
-    later one: an earlier message that became visible after it was locked (a scheduled publish,
-    or concurrent publishers committing out of order). An index on (queue, session_id,
-    locked_until) makes this a seek; without one, it walks the session's messages.
-    """
-    holder = BUS.alias("holder")
-    return exists().where(
-        holder.c.queue == BUS.c.queue,
-        holder.c.session_id == BUS.c.session_id,
-        holder.c.locked_until >= bindparam("b_now"),
-    )
-
-
-def _lockable(candidates: Sequence[ColumnElement[bool]], limit: int) -> Select[Any]:
-    """The receive SELECT: the first ``limit`` rows meeting ``candidates`` in seq order, row-locked.
-
-    The deliverability tests are repeated although the candidates already met them: PostgreSQL
-    re-checks these outer conditions on a row changed since the snapshot, which is what stops a
-    row that a competitor locked or dead-lettered meanwhile from being handed out twice.
-    """
-    return (
-        select(
-            BUS.c.seq,
-            BUS.c.message_id,
-            BUS.c.session_id,
-            BUS.c.body,
-            BUS.c.properties,
-            BUS.c.enqueued_at,
-            BUS.c.delivery_count,
-        )
-        .where(
-            *candidates,
-            BUS.c.state == ACTIVE,
-            BUS.c.visible_at <= bindparam("b_now"),
-            _unlocked(BUS),
-            ~_session_locked(),
-        )
-        .order_by(BUS.c.seq)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        # SQLAlchemy renders nothing for FOR UPDATE on SQL Server; this hint is its equivalent.
-        # It names only the outer table: the session subqueries must still see locked rows.
-        .with_hint(BUS, "WITH (UPDLOCK, ROWLOCK, READPAST)", dialect_name="mssql")
-    )
-
-
-def _session_ids() -> CTE:
-    """Distinct session ids by a loose index scan: each step seeks the next one in ix_bus_session."""
-
-    def first_after(after: ColumnElement[Any] | None) -> ScalarSelect[Any]:
-        step = BUS.alias("next_session")
-        later = step.c.session_id.is_not(None) if after is None else step.c.session_id > after
-        return (
-            select(step.c.session_id)
-            .where(step.c.queue == bindparam("b_queue"), later)
-            .order_by(step.c.session_id)
-            .limit(1)
-            .scalar_subquery()
-        )
-
-    sessions = select(first_after(None).label("id")).cte("sessions", recursive=True)
-    return sessions.union_all(select(first_after(sessions.c.id)).where(sessions.c.id.is_not(None)))
-
-
-@functools.lru_cache(maxsize=128)
-def select_ready(limit: int) -> Select[Any]:
-    """Deliverable messages (SQLite, PostgreSQL): each session's head, and messages without a session.
-
-    Walking the sessions rather than the messages makes a receive cost O(sessions), not
-    O(backlog): a long queue behind a busy session is never read. A session's head is its first
-    active message that is visible or was delivered before (a message waiting for its delayed
-    retry keeps its place: the session's later messages wait for it); only the head can be
-    deliverable, and only once it is visible. A message published for later (``scheduled_at``)
-    joins its session only when it becomes visible, as on Service Bus.
-    """
-    sessions = _session_ids()
-    head = BUS.alias("head")
-    head_seq = (
-        select(head.c.seq)
-        .where(
-            head.c.queue == bindparam("b_queue"),
-            head.c.session_id == sessions.c.id,
-            head.c.state == ACTIVE,
-            or_(head.c.visible_at <= bindparam("b_now"), head.c.delivery_count > 0),
-        )
-        .order_by(head.c.seq)
-        .limit(1)
-        .scalar_subquery()
-    )
-    loose = BUS.alias("loose")
-    sessionless = (
-        select(loose.c.seq)
-        .where(
-            loose.c.queue == bindparam("b_queue"),
-            loose.c.session_id.is_(None),
-            loose.c.state == ACTIVE,
-            # "+ 0" keeps SQLite off ix_bus_ready (a range on visible_at, then a sort of the whole
-            # backlog): walking ix_bus_session in seq order stops after ``limit`` rows.
-            loose.c.visible_at + 0 <= bindparam("b_now"),
-            _unlocked(loose),
-        )
-        .order_by(loose.c.seq)
-        .limit(limit)
-        .subquery("sessionless")
-    )
-    candidates = union_all(select(head_seq).where(sessions.c.id.is_not(None)), select(sessionless.c.seq))
-    # No queue test out here: with one, SQLite would scan ix_bus_ready instead of looking up seqs.
-    return _lockable([BUS.c.seq.in_(candidates)], limit)
-
-
-@functools.lru_cache(maxsize=128)
-def select_ready_filtered(limit: int) -> Select[Any]:
-    """The same rows for SQL Server, whose recursive CTEs allow no subqueries: test every message.
-
-    O(backlog) per receive. A test checks that it returns exactly what ``select_ready`` does.
-    """
-    earlier = BUS.alias("earlier")
-    earlier_pending = exists().where(
-        earlier.c.queue == BUS.c.queue,
-        earlier.c.session_id == BUS.c.session_id,
-        earlier.c.state == ACTIVE,
-        earlier.c.seq < BUS.c.seq,
-        or_(earlier.c.visible_at <= bindparam("b_now"), earlier.c.delivery_count > 0),
-    )
-    return _lockable([BUS.c.queue == bindparam("b_queue"), ~earlier_pending], limit)
-
-
-def ready_statement(dialect_name: str) -> Callable[[int], Select[Any]]:
-    return select_ready_filtered if dialect_name == "mssql" else select_ready
-
-
-@functools.cache
-def lock_messages() -> Update:
-    return (
-        update(BUS)
-        .where(BUS.c.seq.in_(bindparam("b_seqs", expanding=True)))
-        .values(
-            lock_token=bindparam("b_token"),
-            locked_until=bindparam("b_until"),
-            delivery_count=BUS.c.delivery_count + 1,
-        )
-    )
-
-
-@functools.cache
-def dead_letter_spent() -> Update:
-    """Executed many: one ``b_seq``, ``b_description`` per message past its max delivery count."""
-    return (
-        update(BUS)
-        .where(BUS.c.seq == bindparam("b_seq"))
-        .values(
-            state=DEADLETTERED,
-            dead_letter_reason=DeadLetterReason.MaxDeliveryCountExceeded.value,
-            dead_letter_description=bindparam("b_description"),
-            dead_lettered_at=bindparam("b_now"),
-            locked_until=None,
-            lock_token=None,
-        )
-    )
-
-
-def _lock_held() -> ColumnElement[bool]:
-    """The settling caller still holds its lock: ``b_seq``, ``b_token``, ``b_now``."""
-    return and_(
-        BUS.c.seq == bindparam("b_seq"),
-        BUS.c.state == ACTIVE,
-        BUS.c.lock_token == bindparam("b_token"),
-        BUS.c.locked_until >= bindparam("b_now"),
-    )
-
-
-@functools.cache
-def delete_locked() -> Delete:
-    return delete(BUS).where(_lock_held())
-
-
-@functools.cache
-def release_lock() -> Update:
-    return update(BUS).where(_lock_held()).values(locked_until=None, lock_token=None)
-
-
-@functools.cache
-def retry_in_place() -> Update:
-    """A delayed retry keeps the row (and so its place in its session): lock released, visible
-    again at ``b_visible``, the retry count in its properties."""
-    return (
-        update(BUS)
-        .where(_lock_held())
-        .values(
-            locked_until=None,
-            lock_token=None,
-            visible_at=bindparam("b_visible"),
-            properties=bindparam("b_properties", type_=BUS.c.properties.type),
-        )
-    )
-
-
-@functools.cache
-def extend_lock() -> Update:
-    return update(BUS).where(_lock_held()).values(locked_until=bindparam("b_until"))
-
-
-@functools.cache
-def dead_letter_locked() -> Update:
-    return (
-        update(BUS)
-        .where(_lock_held())
-        .values(
-            state=DEADLETTERED,
-            dead_letter_reason=bindparam("b_reason"),
-            dead_letter_description=bindparam("b_description"),
-            dead_lettered_at=bindparam("b_now"),
-            locked_until=None,
-            lock_token=None,
-        )
-    )
-
-
-@functools.cache
-def insert_messages() -> Insert:
-    """Executed with full rows (``LocalBus._row``)."""
-    return insert(BUS)
-
-
-@functools.cache
-def select_existing_ids() -> Select[Any]:
-    return select(BUS.c.message_id).where(BUS.c.message_id.in_(bindparam("b_ids", expanding=True)))
-
-
-@functools.cache
-def select_stats() -> Select[Any]:
-    """(bucket, reason, count) rows; the bucket is computed in a subquery so GROUP BY is portable."""
-    bucket = case(
-        (BUS.c.state == DEADLETTERED, DEADLETTERED),
-        (BUS.c.visible_at > bindparam("b_now"), "scheduled"),
-        (BUS.c.locked_until >= bindparam("b_now"), "locked"),
-        else_=ACTIVE,
-    )
-    rows = (
-        select(bucket.label("bucket"), BUS.c.dead_letter_reason.label("reason"))
-        .where(BUS.c.queue == bindparam("b_queue"))
-        .subquery()
-    )
-    return select(rows.c.bucket, rows.c.reason, func.count()).group_by(rows.c.bucket, rows.c.reason)
-
-
-def select_dead_letters(limit: int) -> Select[Any]:
-    return (
-        select(BUS)
-        .where(BUS.c.queue == bindparam("b_queue"), BUS.c.state == DEADLETTERED)
-        .order_by(BUS.c.seq)
-        .limit(limit)
-    )
-
-
-def _dead_letter_at() -> ColumnElement[bool]:
-    return and_(
-        BUS.c.queue == bindparam("b_queue"), BUS.c.seq == bindparam("b_seq"), BUS.c.state == DEADLETTERED
-    )
-
-
-@functools.cache
-def select_dead_letter_session() -> Select[Any]:
-    return select(BUS.c.session_id).where(_dead_letter_at())
-
-
-@functools.cache
-def delete_dead_letter() -> Delete:
-    return delete(BUS).where(_dead_letter_at())
-
-
-@functools.cache
-def select_dead_letter_by_id() -> Select[Any]:
-    return select(BUS).where(
-        BUS.c.queue == bindparam("b_queue"),
-        BUS.c.message_id == bindparam("b_id"),
-        BUS.c.state == DEADLETTERED,
-    )
-
-
-STATEMENTS: Mapping[str, Callable[[], Any]] = {
-    "select_ready": lambda: select_ready(10),
-    "select_ready_filtered": lambda: select_ready_filtered(10),
-    "lock_messages": lock_messages,
-    "dead_letter_spent": dead_letter_spent,
-    "delete_locked": delete_locked,
-    "release_lock": release_lock,
-    "retry_in_place": retry_in_place,
-    "extend_lock": extend_lock,
-    "dead_letter_locked": dead_letter_locked,
-    "insert_messages": insert_messages,
-    "select_existing_ids": select_existing_ids,
-    "select_stats": select_stats,
-    "select_dead_letters": lambda: select_dead_letters(10),
-    "select_dead_letter_session": select_dead_letter_session,
-    "delete_dead_letter": delete_dead_letter,
-    "select_dead_letter_by_id": select_dead_letter_by_id,
-}
-"""Every statement the bus runs (for the tests that render them for SQL Server and PostgreSQL)."""
-
-
 # --- conversions --------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Message commands: send, run, status, synclog."""
+"""The message commands: send, run, status, synclog, preview."""
 
 from __future__ import annotations
 
@@ -9,24 +9,37 @@ import signal
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from config_db import sync_log
-from contracts import Envelope
-from worker.bootstrap import make_database, open_app
+from worker.bootstrap import database, open_app, open_provider
 from worker.buses.base import BusStats, BusStatsUnavailable, DeadLetterQueue
-from worker.cli.common import console, err_console, exit_with, fail, require_migrated, run_async, settings
-from worker.db import Database
-from worker.operators.dlq import DeadLetterOperations
-from worker.operators.letters import Selection, grouped
+from worker.cli.common import (
+    connection_of,
+    console,
+    err_console,
+    exit_with,
+    fail,
+    require_migrated,
+    run_async,
+    settings,
+    start_long_running,
+)
+from worker.jsontext import BadText, decode
 from worker.publishing import read_envelopes, to_message
+
+if TYPE_CHECKING:
+    from contracts import Envelope
+    from providers.base import PreparedRequest
+    from worker.db import Database
 
 
 def send(
     file: Annotated[str, typer.Argument(help="A JSON file (object, array or JSON lines), or - for stdin")],
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
 ) -> None:
     """Validate every envelope in FILE, then publish them all (or nothing, exit 2, if any is invalid)."""
     good = _valid_envelopes(file, "nothing was published")
@@ -38,6 +51,9 @@ def send(
             await app.bus.publish([to_message(env, raw) for env, raw in good])
 
     run_async(publish())
+    if json_out:
+        print(json.dumps({"published": len(good), "ids": [env.id for env, _ in good]}))
+        return
     console.print(f"published {len(good)} message(s)")
 
 
@@ -48,10 +64,11 @@ def run(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Messages in flight (CWI_CONCURRENCY)")
     ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="The summary at stop as one JSON object")] = False,
 ) -> None:
     """Run the worker: receive, push to each client's ERP, settle. SIGINT/SIGTERM stop it gracefully."""
     s = settings()
-    require_migrated(s)
+    start_long_running(s, worker=True)
 
     async def main() -> None:
         async with open_app(s, http=True) as app:
@@ -60,6 +77,11 @@ def run(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, worker.stop)
             stats = await worker.run(until_idle=until_idle)
+            if json_out:
+                print(
+                    json.dumps({"processed": stats.processed, "outcomes": dict(sorted(stats.counts.items()))})
+                )
+                return
             summary = ", ".join(f"{k}={v}" for k, v in sorted(stats.counts.items())) or "nothing"
             err_console.print(f"worker stopped after {stats.processed} message(s): {summary}", markup=False)
 
@@ -78,17 +100,21 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="One JSON objec
     async def stats() -> dict[str, object]:
         async with open_app(s) as app:
             try:
-                st = await app.bus.stats()
+                counts: dict[str, object] = status_data(s.bus, await app.bus.stats())
             except BusStatsUnavailable as exc:
-                fail(f"the {s.bus} bus cannot report its counts: {exc}")
+                # Say why, and still show what needs no counts (dead letters, the last outcomes).
+                counts = {"bus": s.bus, "counts_unavailable": str(exc)}
             operators = await _operator_status(app.db, app.bus)
-        return {**operators, **status_data(s.bus, st)}
+        return {**operators, **counts}
 
     data = run_async(stats())
     if json_out:
         print(json.dumps(data))
         return
-    console.print(status_table(data))
+    if "counts_unavailable" in data:
+        err_console.print(f"bus counts unavailable: {data['counts_unavailable']}", markup=False)
+    else:
+        console.print(status_table(data))
     _print_operator_status(data)
 
 
@@ -116,16 +142,40 @@ def status_table(data: dict[str, object]) -> Table:
 
 
 async def _operator_status(db: Database, bus: DeadLetterQueue) -> dict[str, object]:
-    letters = await DeadLetterOperations(db, bus).select(Selection())
+    from worker.operators.dlq import DeadLetterOperations
+    from worker.operators.letters import Selection, grouped
+
+    found: dict[str, object] = {}
+    try:
+        letters = await DeadLetterOperations(db, bus).select(Selection())
+        found["dead_letters_by_client"] = grouped(letters)
+    except Exception as exc:  # noqa: BLE001 - the dead letters cannot be read: say so, show the rest
+        found["dead_letters_by_client"] = []
+        found["dead_letters_unavailable"] = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
     outcomes = await db.run(sync_log.last_outcomes)
     for row in outcomes:
+        success, failure = row["last_success"], row["last_failure"]
+        row["state"] = connection_state(success, failure)  # type: ignore[arg-type]
         for key in ("last_success", "last_failure"):
             at = row[key]
             row[key] = at.isoformat() if isinstance(at, dt.datetime) else None
-    return {"dead_letters_by_client": grouped(letters), "last_outcomes": outcomes}
+    found["last_outcomes"] = outcomes
+    return found
+
+
+def connection_state(success: dt.datetime | None, failure: dt.datetime | None) -> str:
+    """One word per connection: a wrong base URL that never answered is told apart from one that
+    worked and fails now (or flaps), and from a healthy one."""
+    if failure is None:
+        return "ok"
+    if success is None:
+        return "never succeeded"
+    return "failing" if failure > success else "ok (failed before)"
 
 
 def _print_operator_status(data: dict[str, object]) -> None:
+    if "dead_letters_unavailable" in data:
+        err_console.print(f"dead letters unavailable: {data['dead_letters_unavailable']}", markup=False)
     groups = data["dead_letters_by_client"]
     assert isinstance(groups, list)
     if groups:
@@ -136,10 +186,14 @@ def _print_operator_status(data: dict[str, object]) -> None:
     outcomes = data["last_outcomes"]
     assert isinstance(outcomes, list)
     if outcomes:
-        last = Table("client", "provider", "last success", "last failure")
+        last = Table("client", "provider", "state", "last success", "last failure")
         for row in outcomes:
             last.add_row(
-                row["client_id"], row["provider"], row["last_success"] or "", row["last_failure"] or ""
+                row["client_id"],
+                row["provider"],
+                row["state"],
+                row["last_success"] or "",
+                row["last_failure"] or "",
             )
         console.print(last)
 
@@ -153,9 +207,8 @@ def synclog(
     """The synchronization log, oldest first among the newest LIMIT entries."""
     s = settings()
     require_migrated(s)
-    rows = make_database(s).run_sync(
-        partial(sync_log.entries, client_id=client, message_id=message, limit=limit)
-    )
+    with database(s) as db:
+        rows = db.run_sync(partial(sync_log.entries, client_id=client, message_id=message, limit=limit))
     rows.reverse()
     if json_out:
         for row in rows:
@@ -168,7 +221,7 @@ def synclog(
     for row in rows:
         at = row["at"]
         table.add_row(
-            at.strftime("%H:%M:%S") if at else "",  # type: ignore[attr-defined]
+            at.strftime("%Y-%m-%d %H:%M:%S") if at else "",  # type: ignore[attr-defined]
             *(str(row[k] or "") for k in ("message_id", "client_id", "provider", "direction", "entity")),
             *(str(row[k] or "") for k in ("cw_id", "external_id", "action", "detail")),
         )
@@ -182,14 +235,22 @@ def preview(
     client: Annotated[str, typer.Option(help="Whose connection to preview with")],
 ) -> None:
     """Print the exact HTTP requests the client's provider would send for each event; send nothing."""
+    from providers.errors import ProviderError
+    from worker.previewing import PreviewError, preview_requests
+
     good = _valid_envelopes(file, "nothing was previewed")
     s = settings()
     require_migrated(s)
-    from worker.previewing import PreviewError, preview_requests
+    with database(s) as db:
+        stored = connection_of(db, client)
+
+    async def plan() -> list[tuple[Envelope, list[PreparedRequest]]]:
+        async with open_provider(s, stored) as provider:  # its HTTP session stays unused
+            return preview_requests(provider, [env for env, _ in good])
 
     try:
-        previews = run_async(preview_requests(s, client, [env for env, _ in good]))
-    except PreviewError as exc:
+        previews = run_async(plan())
+    except (PreviewError, ProviderError) as exc:
         fail(str(exc))
     for env, requests in previews:
         print(f"# {env.id}  {env.type}  {env.cw_id}")
@@ -204,7 +265,11 @@ def preview(
 
 def _valid_envelopes(file: str, consequence: str) -> list[tuple[Envelope, str]]:
     """Every envelope in FILE (or stdin) with its raw JSON; exit 2 listing each bad record."""
-    text = sys.stdin.read() if file == "-" else _read_file(file)
+    data = sys.stdin.buffer.read() if file == "-" else _read_file(file)
+    try:
+        text = decode(data)
+    except BadText as exc:
+        fail(str(exc), 2)
     good, bad = read_envelopes(text)
     if bad:
         for record in bad:
@@ -216,8 +281,8 @@ def _valid_envelopes(file: str, consequence: str) -> list[tuple[Envelope, str]]:
     return good
 
 
-def _read_file(file: str) -> str:
+def _read_file(file: str) -> bytes:
     path = Path(file)
     if not path.is_file():
-        fail(f"no such file: {file}")
-    return path.read_text(encoding="utf-8")
+        fail(f"no such file: {file}", 2)
+    return path.read_bytes()

@@ -28,7 +28,8 @@ KEY = "Idempotency-Key"
 
 
 def _valid_id(value: Any) -> bool:
-    return isinstance(value, str) and 1 <= len(value) <= 255
+    """As the document has it: 1–255 characters, no white space around them."""
+    return isinstance(value, str) and 1 <= len(value) <= 255 and value == value.strip()
 
 
 @schemathesis.hook

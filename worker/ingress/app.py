@@ -13,23 +13,44 @@ from dataclasses import dataclass
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Connection, text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from config_db.webhooks import hash_token
 from worker.bootstrap import App
 from worker.buses.base import BusStatsUnavailable
+from worker.console.app import console_app
 from worker.ingress.admin import admin_app
 from worker.ingress.ratelimit import RateLimiter
 from worker.ingress.receiving import Accepted, Refused, lookup, parse, publish_new
 from worker.logging import get_logger
 from worker.metrics import Metrics
+from worker.outage import DatabaseUnavailable, impatient
 
 log = get_logger()
 
 MAX_BODY = 1024 * 1024  # bytes; vendors send single events, far below this
 READY_TIMEOUT_S = 5.0
+RETRY_LATER = {"Retry-After": "5"}
+
+
+class _FailFast:
+    """Requests never wait out a database outage: they fail at once, and the answer is a 503 with
+    ``Retry-After`` (an ERP retries its webhook; an operator tries again)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with impatient():
+            await self.app(scope, receive, send)
+
+
+async def _database_down(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": "unavailable", "message": str(exc)}, status_code=503, headers=RETRY_LATER)
 
 
 @dataclass
@@ -45,10 +66,13 @@ class Ingress:
             accepted = await self._receive(request, provider, token)
         except Refused as refused:
             return self._refuse(provider, refused)
-        except Exception as exc:  # database or bus down: the vendor should retry
+        except DatabaseUnavailable as exc:  # never accepted and then lost: the vendor retries later
+            return self._refuse(provider, Refused(503, "unavailable", str(exc), headers=RETRY_LATER))
+        except Exception as exc:  # the bus down: the vendor should retry
             log.exception("webhook not taken", provider=provider, error=f"{exc.__class__.__name__}: {exc}")
             return self._refuse(
-                provider, Refused(503, "unavailable", "cannot take webhooks right now: retry")
+                provider,
+                Refused(503, "unavailable", "cannot take webhooks right now: retry", headers=RETRY_LATER),
             )
         (self.metrics.webhooks_duplicates if accepted.duplicate else self.metrics.webhooks_accepted).inc()
         self.metrics.webhook_envelopes.inc(len(accepted.published))
@@ -145,6 +169,12 @@ def create_app(app: App, metrics: Metrics, *, limiter: RateLimiter | None = None
         Route("/readyz", ingress.readyz, methods=["GET"]),
         Route("/metrics", ingress.metrics_text, methods=["GET"]),
         # The operator API (dead letters): 401 without CWI_ADMIN_API_KEY's key, 503 when it is unset.
-        Mount("/admin", app=admin_app(app.db, app.bus, api_key=s.admin_api_key)),
+        Mount("/admin", app=admin_app(app.db, app.bus, s)),
+        # The operator console: pages on the same services as the admin API (worker/console).
+        Mount("/console", app=console_app(app.db, app.bus, s)),
     ]
-    return Starlette(routes=routes)
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(_FailFast)],
+        exception_handlers={DatabaseUnavailable: _database_down},
+    )

@@ -23,7 +23,7 @@ from providers.registry import WEBHOOK_PARSERS
 from worker.buses.base import Bus
 from worker.db import Database
 from worker.ingress.envelopes import delivery_key, webhook_envelopes
-from worker.messaging.connections import spec_from_stored
+from worker.messaging.connections import CredentialsUnreadable, spec_from_stored
 from worker.publishing import to_message
 
 _STATUS = {"missing_signature": 401, "bad_signature": 401, "stale_timestamp": 401, "malformed": 400}
@@ -69,6 +69,8 @@ async def lookup(db: Database, secret_key: str | None, token: str, provider: str
         raise Refused(404, "unknown_token", f"no enabled {provider} webhook endpoint has this URL")
     try:
         return spec_from_stored(stored, secret_key)
+    except CredentialsUnreadable as exc:  # our key, not the ERP's fault: it retries once it is fixed
+        raise Refused(503, "misconfigured", str(exc), headers={"Retry-After": "60"}) from None
     except ProviderError as exc:
         raise Refused(500, "misconfigured", f"cannot read the connection's credentials: {exc}") from None
 

@@ -141,15 +141,33 @@ def require_enabled(stored: clients.StoredConnection | None, client_id: str) -> 
     return stored
 
 
+class CredentialsUnreadable(SecretKeyError):
+    """This worker's CWI_SECRET_KEY cannot decrypt a connection's credentials: a configuration
+    problem of the worker, not of the message (which waits, and is never dead-lettered for it)."""
+
+
+def unreadable_credentials(connections: list[clients.StoredConnection], secret_key: str | None) -> list[str]:
+    """One line per enabled connection whose credentials this key cannot decrypt (checked at start)."""
+    problems = []
+    for stored in connections:
+        if stored.enabled and stored.credentials:
+            try:
+                SecretBox(secret_key).decrypt(stored.credentials, owner=f"client {stored.client_id!r}")
+            except SecretKeyError as exc:
+                problems.append(str(exc))
+    return problems
+
+
 def spec_from_stored(stored: clients.StoredConnection, secret_key: str | None) -> ConnectionSpec:
     """Decrypt a stored connection; the secret values are registered with the log redactor first."""
-    try:
-        credentials = SecretBox(secret_key).decrypt(stored.credentials, owner=f"client {stored.client_id!r}")
-    except SecretKeyError as exc:
-        if not stored.credentials:
-            credentials = {}
-        else:
-            raise PermanentError(str(exc), reason=DeadLetterReason.AuthenticationFailed) from None
+    if not stored.credentials:
+        credentials: dict[str, str] = {}
+    else:
+        try:
+            box = SecretBox(secret_key)
+            credentials = box.decrypt(stored.credentials, owner=f"client {stored.client_id!r}")
+        except SecretKeyError as exc:
+            raise CredentialsUnreadable(str(exc)) from None
     redactor.register(*credentials.values())
     return ConnectionSpec(
         client_id=stored.client_id,

@@ -9,22 +9,30 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+import structlog
+
 from contracts import DeadLetterReason, InvalidEnvelopeError, parse_envelope
 from providers.errors import PermanentError
 from worker.buses.base import Delivery
 from worker.cw.port import CWApi
 from worker.db import Database
-from worker.messaging.connections import ErpConnection
+from worker.logging import get_logger
+from worker.messaging.connections import CredentialsUnreadable, ErpConnection
 from worker.messaging.inbound import InboundHandler
 from worker.messaging.journal import Begin
 from worker.messaging.outbound import NO_CW, OutboundHandler
-from worker.messaging.outcomes import DeadLetter, Outcome
-from worker.messaging.retry import RetryPolicy
+from worker.messaging.outcomes import DeadLetter, Outcome, Retry
+from worker.messaging.retry import RetryPolicy, attempt_of
+
+log = get_logger()
 
 DEFAULT_LEASE_S = 120.0
 """How long a record's lease holds when its holder dies without letting it go (a redelivery of the
 same message takes it over at once)."""
 DEFAULT_BUSY_WAIT_S = 5.0
+KEY_PROBLEM_DELAY_S = 60.0
+"""A message whose connection's credentials this worker cannot decrypt waits this long (uncounted):
+the operator fixes CWI_SECRET_KEY; nothing is dead-lettered for it."""
 """How long a message waits for a record another message is working on before it steps aside."""
 
 
@@ -54,16 +62,30 @@ class Dispatcher:
         self.inbound = InboundHandler(db, cw, policy) if cw is not None else None
 
     async def handle(self, delivery: Delivery) -> Outcome:
+        # Every log line about this message, to its settlement, names it (the runner handles each
+        # delivery in a task of its own, so these context variables are the message's).
+        structlog.contextvars.bind_contextvars(
+            transport_message_id=delivery.message_id, client_id=delivery.session_id
+        )
         try:
             env = parse_envelope(delivery.body)
         except InvalidEnvelopeError as exc:
             return DeadLetter(DeadLetterReason.InvalidEnvelope, str(exc))
+        structlog.contextvars.bind_contextvars(message_id=env.id, client_id=env.client_id, type=env.type)
         if env.inbound and self.inbound is None:
             return DeadLetter(DeadLetterReason.NotSupported, f"webhook events: {NO_CW}")
         try:
             conn = await self.connections.connection_for(env.client_id)
         except PermanentError as exc:
             return DeadLetter(exc.reason, str(exc))
+        except CredentialsUnreadable as exc:
+            log.error(
+                "cannot read the connection's credentials; the message waits",
+                client_id=env.client_id,
+                error=str(exc),
+            )
+            return Retry(KEY_PROBLEM_DELAY_S, attempt_of(delivery), str(exc))
+        structlog.contextvars.bind_contextvars(provider=conn.kind)
         if env.inbound:
             assert self.inbound is not None
             return await self.inbound.handle(env, delivery, conn, self.begin)

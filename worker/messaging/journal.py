@@ -11,6 +11,7 @@ the record up before creating it) and the lease to run out (or to the redelivery
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from contracts import Envelope
 from providers.base import CWReference, PushResult
 from providers.errors import DependencyMissing
 from worker.db import Database, Journal
+from worker.logging import redactor
 from worker.messaging import order
 from worker.messaging.echo import Written, reverse_echo
 
@@ -81,6 +83,9 @@ def _marks_of(env: Envelope, provider: str, side: str, record_key: str) -> Recor
 
 
 def _entry(env: Envelope, provider: str, direction: str, action: str, **fields: Any) -> sync_log.Entry:
+    """A sync-log row; its detail (often an ERP's own error text) with every known secret masked."""
+    if isinstance(fields.get("detail"), str):
+        fields["detail"] = redactor.scrub(fields["detail"])
     return sync_log.Entry(
         direction=direction,
         action=action,
@@ -269,6 +274,15 @@ def outbound_unchanged(env: Envelope, provider: str, start: OutboundStart, detai
         inbox.mark_finished(conn, env.client_id, env.id, "unchanged", checked=_let_go(conn, start))
 
     return journal
+
+
+async def prune_echo_marks(db: Database, window: dt.timedelta) -> int:
+    """Forget what we wrote longer ago than ``window``, in small batches (the worker's own
+    statements wait at most one batch); returns how many marks went."""
+    total = 0
+    while removed := await db.run(lambda conn: marks.prune(conn, older_than=window)):
+        total += removed
+    return total
 
 
 # --- inbound (an ERP change to apply to CW) --------------------------------------------------------

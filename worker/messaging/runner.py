@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from worker.buses.base import Bus, Delivery, LockLostError
 from worker.db import Database, Journal
-from worker.logging import get_logger
+from worker.logging import get_logger, redactor
 from worker.messaging.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
 from worker.messaging.retry import ATTEMPT_PROPERTY
 
@@ -49,6 +49,8 @@ class Worker:
         prefetch: int = 0,
         shutdown_grace_s: float = 30.0,
         on_settled: Callable[[Outcome], None] | None = None,
+        housekeeping: Callable[[], Awaitable[object]] | None = None,
+        housekeeping_s: float = 300.0,
     ) -> None:
         self.bus = bus
         self.pipeline = pipeline
@@ -57,6 +59,8 @@ class Worker:
         """Messages held at once: ``concurrency`` being handled plus ``prefetch`` locked ahead."""
         self.shutdown_grace_s = shutdown_grace_s
         self.on_settled = on_settled
+        self._housekeeping = housekeeping
+        self._housekeeping_s = housekeeping_s
         self.stats = RunStats()
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -70,19 +74,52 @@ class Worker:
         self._slot_freed.set()
 
     async def run(self, *, until_idle: bool = False) -> RunStats:
-        renewer = asyncio.create_task(self._renew_locks())
+        log.info(
+            "worker started",
+            bus=type(self.bus).__name__,
+            concurrency=self.concurrency,
+            prefetch=self.capacity - self.concurrency,
+            until_idle=until_idle,
+        )
+        started = time.monotonic()
+        try:
+            return await self._run(until_idle)
+        finally:
+            log.info(
+                "worker stopped",
+                processed=self.stats.processed,
+                outcomes=dict(sorted(self.stats.counts.items())),
+                seconds=round(time.monotonic() - started, 1),
+            )
+
+    async def _run(self, until_idle: bool) -> RunStats:
+        background = [asyncio.create_task(self._renew_locks())]
+        if self._housekeeping is not None:
+            background.append(asyncio.create_task(self._keep_house(self._housekeeping)))
         try:
             await self._receive_loop(until_idle)
         finally:
             await self._drain()
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
         return self.stats
+
+    async def _keep_house(self, chore: Callable[[], Awaitable[object]]) -> None:
+        """Periodic upkeep (forgetting old echo marks) beside the work; a failure is logged, not fatal."""
+        while True:
+            try:
+                await chore()
+            except Exception as exc:  # noqa: BLE001 - retried at the next period
+                log.warning("housekeeping failed", error=f"{exc.__class__.__name__}: {exc}")
+            await asyncio.sleep(self._housekeeping_s)
 
     async def _receive_loop(self, until_idle: bool) -> None:
         idle_wait = 0.02
         while not self._stopping.is_set():
+            if self.pipeline.db.outage.down:
+                await self._wait_for_database()
+                continue
             free = self._free_slots()
             # With nothing in flight, give the bus its idle probe: a remote bus needs a moment
             # to attach and deliver before "nothing came" means the queue is idle.
@@ -102,6 +139,20 @@ class Worker:
                 idle_wait = min(idle_wait * 2, 1.0)
             else:
                 await self._wait_for_slot(0.25)
+
+    async def _wait_for_database(self) -> None:
+        """While the database is down nothing could be journalled: take no new messages (those in
+        flight keep their locks and finish once it answers), until it is back or we are stopped."""
+        back = asyncio.ensure_future(self.pipeline.db.outage.recovered())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({back, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not back.done():
+                back.cancel()
+        if back.done() and not back.cancelled():
+            back.result()  # the outage outlasted CWI_OUTAGE_EXIT_S: stop the worker with its error
 
     async def _others_hold_messages(self) -> bool:
         """Messages locked by another receiver (perhaps one that died): they come back when their
@@ -218,6 +269,7 @@ class Worker:
                 )
                 return "retry"
             case DeadLetter(reason, description):
+                description = redactor.scrub(description)  # an ERP's text may quote a credential
                 await self.bus.dead_letter(delivery, reason.value, description, journal)
                 log.warning(
                     "dead-lettered",

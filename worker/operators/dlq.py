@@ -29,11 +29,13 @@ from typing import Any, Literal
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from config_db import sync_log
+from config_db import clients, sync_log
 from config_db.sync_log import Entry
+from contracts import InvalidEnvelopeError, parse_envelope
 from worker.buses.base import DEAD_LETTER_PROPERTIES, DeadLetterQueue, OutgoingMessage
 from worker.db import Database
 from worker.logging import get_logger
+from worker.messaging import order
 from worker.messaging.retry import ATTEMPT_PROPERTY
 from worker.operators import claims
 from worker.operators.claims import Claim, Taken
@@ -124,6 +126,15 @@ class DeadLetterOperations:
         letters = [Letter.of(d) for d in await self.bus.dead_letters(SCAN_LIMIT)]
         return selection.pick(letters)
 
+    async def preview(self, letters: list[Letter]) -> list[dict[str, Any]]:
+        """What a dry run shows: each letter's summary, with ``superseded`` (why a replay would
+        write nothing: a newer change of its record is already in the ERP) or None."""
+
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            return [{**letter.summary(), "superseded": superseded_by(conn, letter)} for letter in letters]
+
+        return await self.db.run(work)
+
     async def show(self, transport_id: str) -> dict[str, Any] | None:
         dead = await self.bus.find_dead_letter(transport_id)
         if dead is None:
@@ -142,7 +153,7 @@ class DeadLetterOperations:
             **letter.summary(),
             "session_id": dead.session_id,
             "envelope": letter.envelope,
-            "body": None if letter.envelope is not None else dead.body.decode("utf-8", "replace"),
+            "body": None if letter.envelope is not None else _raw(dead.body),
             "properties": {k: _jsonable(v) for k, v in dead.properties.items()},
             "history": [{k: _jsonable(v) for k, v in row.items()} for row in history],
         }
@@ -156,6 +167,8 @@ class DeadLetterOperations:
             action=action,
             message_id=letter.envelope_id or letter.id,
             client_id=letter.client_id,
+            entity=letter.entity,
+            cw_id=letter.cw_id,
             detail=json.dumps(info, ensure_ascii=False, default=str),
         )
 
@@ -191,6 +204,8 @@ class DeadLetterOperations:
                 )
             return Outcome(letter.id, "skipped", f"already {claim.outcome}")
         self._halt("claimed")
+        # Asked before the copy goes: once the worker has applied it, it would look superseded too.
+        stale = await self.db.run(lambda conn: superseded_by(conn, letter))
         try:
             removed = await self._resend(letter, copy, resumed=claim.taken is Taken.RESUMED)
         except Exception as exc:  # noqa: BLE001 - reported per message; the claim says to check on resume
@@ -202,6 +217,9 @@ class DeadLetterOperations:
         if not removed:
             return Outcome(letter.id, "skipped", "no longer dead-lettered")
         log.info("dead letter replayed", transport_message_id=letter.id, copy=copy.message_id)
+        if stale is not None:
+            note = f"{copy.message_id}; superseded by a newer change ({stale}): journalled, not written"
+            return Outcome(letter.id, "replayed", note)
         return Outcome(letter.id, "replayed", copy.message_id)
 
     async def _resend(self, letter: Letter, copy: OutgoingMessage, *, resumed: bool) -> bool:
@@ -243,6 +261,31 @@ class DeadLetterOperations:
         return Outcome(
             letter.id, "purged" if removed else "skipped", "" if removed else "no longer dead-lettered"
         )
+
+
+def superseded_by(conn: Connection, letter: Letter) -> str | None:
+    """Why replaying this dead letter will write nothing: the ERP already holds a newer state of its
+    record (the worker journals the copy ``superseded``). None when it would be pushed."""
+    try:
+        env = parse_envelope(letter.dead.body)
+    except InvalidEnvelopeError:
+        return None
+    if env.inbound or (env.data is None and env.record_id is None):
+        return None
+    stored = clients.get_connection(conn, env.client_id)
+    if stored is None:
+        return None
+    link = sync_log.get_link(conn, env.client_id, stored.kind, env.entity.value, env.cw_id)
+    return order.superseded(env, link)
+
+
+_RAW_SHOWN = 64 * 1024
+
+
+def _raw(body: bytes) -> str:
+    """A body that is not an envelope, as text, bounded (a bus can hold megabytes)."""
+    text = body[:_RAW_SHOWN].decode("utf-8", "replace")
+    return text if len(body) <= _RAW_SHOWN else f"{text}… ({len(body) - _RAW_SHOWN} more bytes)"
 
 
 def _jsonable(value: Any) -> Any:

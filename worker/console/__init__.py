@@ -1,0 +1,1 @@
+"""The operator console (served by `cwi serve` at /console)."""
