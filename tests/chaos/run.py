@@ -32,6 +32,7 @@ from config_db.models import Base
 from config_db.secrets import SecretBox
 from tests.chaos.erp import ChaosErp
 from tests.chaos.plan import Plan, Size, client_name, plan
+from tests.integration.test_worker_processes import outcomes
 from tests.servicebus_peer import EntityOptions, ServiceBusPeer
 from worker.buses.azure import AzureBus
 from worker.buses.base import OutgoingMessage
@@ -142,7 +143,7 @@ def run(chaos: Chaos, db_url: str, workdir: Path) -> Outcome:
         seconds = time.monotonic() - started
         outcome = Outcome(the_plan, erp, db_url, workers.logs, kills, seconds)
         outcome.dead_letters = asyncio.run(_dead_letters(chaos, db_url, peer))
-        outcome.journal = _journal(db_url)
+        outcome.journal = outcomes(db_url)
     return outcome
 
 
@@ -323,13 +324,3 @@ async def _dead_letters(chaos: Chaos, db_url: str, peer: Any) -> list[dict[str, 
         {"id": json.loads(d.body).get("id"), "reason": d.reason, "description": d.description}
         for d in letters
     ]
-
-
-def _journal(db_url: str) -> dict[str, int]:
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT action, COUNT(*) FROM sync_log GROUP BY action")).all()
-    finally:
-        engine.dispose()
-    return {str(action): int(count) for action, count in rows}
