@@ -44,6 +44,18 @@ class Metrics:
             "cwi_worker_echo_ignored", "Inbound changes recognised as our own writes", registry=r
         )
         self.in_flight = Gauge("cwi_worker_in_flight", "Messages being handled now", registry=r)
+        self.reconcile_drift = Gauge(
+            "cwi_reconcile_drift",
+            "Records out of step at the last scheduled reconciliation",
+            ["client_id", "entity"],
+            registry=r,
+        )
+        self.mapping_problems = Gauge(
+            "cwi_mapping_problems",
+            "Settings that name something the ERP does not have, and unmapped VAT rates",
+            ["client_id"],
+            registry=r,
+        )
         self.handler_seconds = Histogram(
             "cwi_worker_handler_seconds", "Time the pipeline took per message", registry=r
         )

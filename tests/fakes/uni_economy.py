@@ -74,8 +74,9 @@ SEED: dict[str, list[dict[str, Any]]] = {
         {"ID": 12, "AccountNumber": 3100, "AccountName": "Salgsinntekt, avgiftsfri"},
     ],
     "currencycodes": [{"ID": 1, "Code": "NOK"}, {"ID": 2, "Code": "EUR"}],
+    "departments": [{"ID": 1, "Name": "Hovedavdeling"}],
 }
-FILTER = re.compile(r"^\s*([\w.]+)\s+eq\s+(.+?)\s*$")
+FILTER = re.compile(r"^\s*([\w.]+)\s+(eq|gt)\s+(.+?)\s*$")
 
 
 def uni_spec() -> Spec:
@@ -101,6 +102,17 @@ def _literal(raw: str) -> Any:
     if raw.startswith("'") and raw.endswith("'"):
         return raw[1:-1].replace("''", "'")
     return float(raw) if "." in raw else int(raw)
+
+
+def _holds(row: dict[str, Any], clause: re.Match[str]) -> bool:
+    field, op, value = row.get(clause[1]), clause[2], _literal(clause[3])
+    if op == "eq":
+        return bool(field == value)
+    if field is None:
+        return False
+    if isinstance(value, str):  # date-times: compare as times, whatever their text form
+        return dt.datetime.fromisoformat(str(field)) > dt.datetime.fromisoformat(value)
+    return bool(field > value)
 
 
 Store = dict[str, dict[int, dict[str, Any]]]
@@ -366,12 +378,12 @@ class FakeUni:
     def _query(self, collection: str, query: Any) -> list[dict[str, Any]]:
         rows = self.entities(collection)
         if "filter" in query:
-            match = FILTER.match(query["filter"])
-            if match is None:
+            clauses = [FILTER.match(part) for part in query["filter"].split(" or ")]
+            if not all(clauses):
                 raise web.HTTPBadRequest(
-                    text=f"fake understands only 'Field eq value', not {query['filter']!r}"
+                    text=f"fake understands only 'Field eq|gt value [or …]', not {query['filter']!r}"
                 )
-            rows = [r for r in rows if r.get(match[1]) == _literal(match[2])]
+            rows = [r for r in rows if any(_holds(r, m) for m in clauses if m is not None)]
         skip, top = int(query.get("skip", 0)), int(query.get("top", 100))
         return [self.shaped(collection, r, query.get("expand", "")) for r in rows[skip : skip + top]]
 

@@ -76,7 +76,11 @@ def run(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, worker.stop)
-            stats = await worker.run(until_idle=until_idle)
+            from worker.reconcile.schedule import scheduled
+
+            # A long-running worker checks the mappings at start; CWI_SCHEDULE=true runs the jobs too.
+            async with scheduled(app, jobs=s.schedule and not until_idle, validate=not until_idle):
+                stats = await worker.run(until_idle=until_idle)
             if json_out:
                 print(
                     json.dumps({"processed": stats.processed, "outcomes": dict(sorted(stats.counts.items()))})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from worker.bootstrap import open_app
 from worker.ingress.app import create_app
 from worker.ingress.server import base_url, make_server, wait_started
 from worker.metrics import MeteredPipeline, Metrics
+from worker.reconcile.schedule import scheduled
 from worker.settings import Settings
 
 
@@ -38,12 +40,15 @@ async def run_listener(
         tasks: list[asyncio.Task[object]] = [asyncio.create_task(server.serve(sockets=[sock]))]
         if runner is not None:
             tasks.append(asyncio.create_task(runner.run()))
-        try:
-            if await wait_started(server, tasks[0]):
-                on_listening(base_url(sock))
-            # Either part ending (a signal, or a failure) ends both.
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            stop()
-            await asyncio.gather(*tasks)
-        finally:
-            sock.close()
+        async with contextlib.AsyncExitStack() as beside:
+            if with_worker:  # scheduled reconciliation and mapping validation, beside the worker
+                await beside.enter_async_context(scheduled(app, metrics=metrics))
+            try:
+                if await wait_started(server, tasks[0]):
+                    on_listening(base_url(sock))
+                # Either part ending (a signal, or a failure) ends both.
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                stop()
+                await asyncio.gather(*tasks)
+            finally:
+                sock.close()

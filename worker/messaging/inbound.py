@@ -24,7 +24,7 @@ from worker.messaging.connections import ErpConnection
 from worker.messaging.echo import ErpState, echo_reason
 from worker.messaging.fingerprint import DELETED, cw_fields, fields_fingerprint
 from worker.messaging.journal import Begin, InboundResult, InboundStart
-from worker.messaging.outcomes import Complete, DeadLetter, Outcome
+from worker.messaging.outcomes import Changed, Complete, DeadLetter, Outcome
 from worker.messaging.retry import RetryPolicy
 
 log = get_logger()
@@ -77,7 +77,12 @@ class InboundHandler:
             external_id=external.external_id,
             outcome=result.action,
         )
-        return Complete(result.action, journal.inbound_finished(env, kind, start, result))
+        changed = (
+            Changed(env, result.cw_id, result.written)
+            if result.action == "inbound" and result.cw_id
+            else None
+        )
+        return Complete(result.action, journal.inbound_finished(env, kind, start, result), changed)
 
     async def _apply(
         self, env: Envelope, external: ExternalChange, conn: ErpConnection, start: InboundStart
@@ -109,7 +114,7 @@ class InboundHandler:
         applied = [Mark(VERSION, state.version)] if state.version else []
         if state.content_hash:
             applied.append(Mark(HASH, state.content_hash))
-        return InboundResult("inbound", written_id, None, link, tuple(applied), link.cw_fingerprint)
+        return InboundResult("inbound", written_id, None, link, tuple(applied), link.cw_fingerprint, fields)
 
     async def _erp_state(self, env: Envelope, external: ExternalChange, conn: ErpConnection) -> ErpState:
         if env.action is Action.deleted:

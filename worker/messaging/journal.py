@@ -310,6 +310,8 @@ class InboundResult:
     """ERP-side marks: the version and content we applied (their repeats are echoes)."""
     cw_mark: str | None = None
     """The fingerprint of the CW fields we wrote (its CW event is our echo)."""
+    written: dict[str, Any] | None = None
+    """The CW fields we wrote (for the webhooks publisher)."""
 
 
 def resolve(
