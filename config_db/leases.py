@@ -95,20 +95,33 @@ def statements(dialect: Dialect) -> dict[str, Executable]:
     }
 
 
-def acquire(conn: Connection, lease: Lease, *, now_ms: int, lease_ms: int) -> bool:
-    """Take the lease in the caller's transaction; False when another message holds it."""
+FREE = "free"
+TAKEN_OVER = "taken_over"
+
+
+def take(conn: Connection, lease: Lease, *, now_ms: int, lease_ms: int) -> str | None:
+    """Take the lease in the caller's transaction: ``FREE`` (nobody held it), ``TAKEN_OVER`` (from
+    a holder that ran out, or an earlier delivery of the same message, which may still be working
+    and journal after us), or None when another message holds it."""
     until = now_ms + lease_ms
     row = {name: getattr(lease.key, name) for name in _KEY}
     row.update(holder=lease.holder, owner=lease.owner, until=until)
     if conn.execute(insert_lease(conn.dialect.name), row).rowcount == 1:
-        return True
+        return FREE
     params = {**lease.key.params(), "b_holder": lease.holder, "b_owner": lease.owner, "b_until": until}
-    return int(conn.execute(take_over(), {**params, "b_now": now_ms}).rowcount) == 1
+    if int(conn.execute(take_over(), {**params, "b_now": now_ms}).rowcount) == 1:
+        return TAKEN_OVER
+    return None
 
 
-def release(conn: Connection, lease: Lease) -> None:
-    """Let the lease go (nothing happens if it ran out and someone else holds it now)."""
-    conn.execute(release_lease(), {**lease.key.params(), "b_owner": lease.owner})
+def acquire(conn: Connection, lease: Lease, *, now_ms: int, lease_ms: int) -> bool:
+    """Take the lease in the caller's transaction; False when another message holds it."""
+    return take(conn, lease, now_ms=now_ms, lease_ms=lease_ms) is not None
+
+
+def release(conn: Connection, lease: Lease) -> bool:
+    """Let the lease go; False (and nothing happens) if it ran out and someone else holds it now."""
+    return int(conn.execute(release_lease(), {**lease.key.params(), "b_owner": lease.owner}).rowcount) == 1
 
 
 def extend(conn: Connection, lease: Lease, *, now_ms: int, lease_ms: int) -> bool:

@@ -7,14 +7,15 @@ statement costs far more than running it on SQLite.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, Update, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Executable, Insert, Select, Update, bindparam, func, insert, select, update
 
 from config_db.inbox import Q_FINISHED
 from config_db.models import RecordLink, SyncLogEntry, table_of, utcnow
-from config_db.prepared import Prepared
+from config_db.prepared import Prepared, insert_if_absent
 
 log = table_of(SyncLogEntry)
 links = table_of(RecordLink)
@@ -95,6 +96,8 @@ class MessageState:
     finished: str | None
     open_intent: bool
     link: Link | None
+    attempted: bool = False
+    """This message journalled an intent before (whatever came of it)."""
 
 
 def _q_message_state() -> Select[Any]:
@@ -117,7 +120,7 @@ def message_state(
     params = {"client_id": client_id, "message_id": message_id, **_key(client_id, provider, entity, cw_id)}
     row = db.execute(Q_MESSAGE_STATE, params).one()
     link = None if row.deleted is None else _link(row)
-    return MessageState(row.finished, row.last_action == "pending", link)
+    return MessageState(row.finished, row.last_action == "pending", link, row.last_action is not None)
 
 
 def _link(row: Any) -> Link:
@@ -174,6 +177,12 @@ def get_link(db: Connection, client_id: str, provider: str, entity: str, cw_id: 
     return None if row is None else _link(row)
 
 
+@functools.cache
+def insert_link_if_absent(dialect_name: str) -> Executable:
+    """The link's insert that does nothing when the link exists (two writers of one new link)."""
+    return insert_if_absent(links, _LINK_KEY, dialect_name)
+
+
 def save_link(
     db: Connection,
     client_id: str,
@@ -184,15 +193,20 @@ def save_link(
     *,
     exists: bool | None = None,
 ) -> None:
-    """Insert or update the link; ``exists`` (when the caller knows) saves a statement."""
+    """Insert or update the link; ``exists`` (when the caller knows) saves a statement. Without it,
+    a writer racing another for the same new link neither fails nor loses its values."""
     values: dict[str, Any] = {f: getattr(link, f) for f in _LINK_FIELDS}
     values["updated_at"] = utcnow()
-    if (
-        exists is False
-        or db.execute(S_UPDATE_LINK, {**_key(client_id, provider, entity, cw_id), **values}).rowcount == 0
-    ):
-        key = {"client_id": client_id, "provider": provider, "entity": entity, "cw_id": cw_id}
-        db.execute(S_INSERT_LINK, {**key, **values})
+    row = {"client_id": client_id, "provider": provider, "entity": entity, "cw_id": cw_id, **values}
+    if exists is False:
+        db.execute(S_INSERT_LINK, row)
+        return
+    update_params = {**_key(client_id, provider, entity, cw_id), **values}
+    if db.execute(S_UPDATE_LINK, update_params).rowcount == 1:
+        return
+    if db.execute(insert_link_if_absent(db.dialect.name), row).rowcount != 1:
+        # Another transaction inserted it since our update found none: ours is the later write.
+        db.execute(S_UPDATE_LINK, update_params)
 
 
 def entries(

@@ -108,3 +108,15 @@ def test_lease_marks_and_inbox_statements_compile(dialect: Any) -> None:
         assert "ON CONFLICT DO NOTHING" in insert_sql
     prepared = marks._INSERT.compiled(dialect)
     assert prepared.sql.startswith("INSERT")
+
+
+@pytest.mark.parametrize(
+    "dialect", [mssql.dialect(), postgresql.dialect(), sqlite.dialect()], ids=lambda d: d.name
+)
+def test_inserts_if_absent_compile(dialect: object) -> None:
+    """The inserts that a concurrent writer of the same key must not make fail."""
+    name = dialect.name  # type: ignore[attr-defined]
+    for statement in (sync_log.insert_link_if_absent(name), inbox.mark_if_absent(name)):
+        sql = str(statement.compile(dialect=dialect))  # type: ignore[attr-defined]
+        assert sql.split()[0] == "INSERT"
+        assert ("NOT (EXISTS" if name == "mssql" else "ON CONFLICT") in sql

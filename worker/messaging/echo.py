@@ -73,9 +73,11 @@ def echo_reason(
         # Never linked, but perhaps deleted in the ERP before this late report of it arrived.
         return None if state.deleted else _after_delete(state, written, version_kind)
     if state.deleted:
+        # A delete reported at a version older than ours: our later write brought the record back.
         return "already deleted on both sides" if link.deleted else _stale_delete(state, link, version_kind)
     if link.deleted:
-        return _after_delete(state, written, version_kind)
+        # A change reported after a delete (ours, or a user's we applied) that came later.
+        return _after_delete(state, written, version_kind) or _older(state, link, version_kind)
     if state.version is not None:
         if state.version == link.version:
             return f"version {state.version} is the one we last wrote"
@@ -107,6 +109,17 @@ def _stale_delete(state: ErpState, link: Link, version_kind: VersionKind) -> str
     if order is None or order >= 0:
         return None
     return f"deleted at version {state.version}, older than {link.version}, the one we hold"
+
+
+def _older(state: ErpState, link: Link, version_kind: VersionKind, *, strictly: bool = False) -> str | None:
+    """Why the reported version is history: not newer than the one we hold (``strictly``: older);
+    None when it is newer, or the two cannot be compared."""
+    if state.version is None or link.version is None:
+        return None
+    order = compare_versions(version_kind, state.version, link.version)
+    if order is None or order > 0 or (strictly and order == 0):
+        return None
+    return f"version {state.version} is not newer than {link.version}, the one we hold"
 
 
 def _after_delete(state: ErpState, written: Written, version_kind: VersionKind) -> str | None:

@@ -156,15 +156,13 @@ class InboundHandler:
     ) -> tuple[str, int | None] | None:
         """Update the linked CW record (or the one the ERP named); create it when CW has none.
 
-        None when the linked record was deleted in CW since: CW's delete event is on its way and
-        is the later change (creating the record again would leave it in CW alone)."""
+        None: the record is CW's (linked, or the ERP named its CW id) but CW deleted it meanwhile.
+        CW's delete event is on its way and deletes it in the ERP too; creating it again in CW
+        would leave the two sides apart. Only a record born in the ERP is created in CW."""
         known = start.cw_id if start.link is None or not start.link.deleted else None
         if known is not None:
             updated = await self.cw.update(env.client_id, env.entity, known, fields, key=env.id)
-            if updated is not None:
-                return updated.cw_id, updated.version
-            if start.link is not None:
-                return None
+            return None if updated is None else (updated.cw_id, updated.version)
         created = await self.cw.create(env.client_id, env.entity, fields, key=f"{env.id}:create")
         return created.cw_id, created.version
 

@@ -117,6 +117,10 @@ class OutboundStart:
     detail: str | None = None
     echo_mark: int | None = None
     lease: Lease | None = field(default=None, repr=False)
+    contested: bool = False
+    """The lease was taken over (from an earlier delivery of this message whose lock ran out, or a
+    holder that died): that one may still journal after we began, so ours must not assume that
+    the inbox and the link are as we read them."""
 
 
 def begin_outbound(
@@ -126,25 +130,32 @@ def begin_outbound(
 
     ``ordered`` is False for thin events (their data is read from CW when pushed: never stale).
     """
-    if not leases.acquire(conn, lease, now_ms=now_ms(), lease_ms=lease_ms):
+    taken = leases.take(conn, lease, now_ms=now_ms(), lease_ms=lease_ms)
+    if taken is None:
         return OutboundStart(busy=True)
     state = sync_log.message_state(conn, env.client_id, env.id, provider, env.entity.value, env.cw_id)
+    known: dict[str, Any] = {"link": state.link, "lease": lease, "contested": taken == leases.TAKEN_OVER}
     if state.finished is not None:
-        return OutboundStart(finished=state.finished, link=state.link, lease=lease)
+        return OutboundStart(finished=state.finished, **known)
     if state.link is not None and state.link.cw_fingerprint is not None:
         found = marks.read(conn, _marks_of(env, provider, leases.CW, env.cw_id))
         echoed = reverse_echo(env, state.link, found)
         if echoed is not None:
             why = "the CW event of our own inbound write"
-            return OutboundStart(
-                link=state.link, skip="echo_ignored", detail=why, echo_mark=echoed, lease=lease
-            )
-    stale = order.superseded(env, state.link) if ordered else None
+            return OutboundStart(skip="echo_ignored", detail=why, echo_mark=echoed, **known)
+    stale = order.superseded(env, state.link, attempted=state.attempted) if ordered else None
     if stale is not None:
-        return OutboundStart(link=state.link, skip="superseded", detail=stale, lease=lease)
+        return OutboundStart(skip="superseded", detail=stale, **known)
     detail = "recovering: an earlier attempt may have reached the ERP" if state.open_intent else None
     sync_log.record(conn, _entry(env, provider, "outbound", "pending", cw_id=env.cw_id, detail=detail))
-    return OutboundStart(open_intent=state.open_intent, link=state.link, lease=lease)
+    return OutboundStart(open_intent=state.open_intent, **known)
+
+
+def _let_go(conn: Connection, start: OutboundStart) -> bool:
+    """Release the message's lease; True when the inbox and the link are still as ``begin_outbound``
+    read them (nobody else held the lease since), so the plain, faster writes are safe."""
+    held = start.lease is not None and leases.release(conn, start.lease)
+    return held and not start.contested
 
 
 def outbound_duplicate(env: Envelope, provider: str, start: OutboundStart) -> Journal:
@@ -167,8 +178,7 @@ def outbound_skipped(env: Envelope, provider: str, start: OutboundStart) -> Jour
         if start.echo_mark is not None:
             marks.consume(conn, start.echo_mark)
             _clear_flag_if_done(conn, env, provider)
-        inbox.mark_finished(conn, env.client_id, env.id, action, checked=True)
-        _release(conn, [start.lease] if start.lease else [])
+        inbox.mark_finished(conn, env.client_id, env.id, action, checked=_let_go(conn, start))
 
     return journal
 
@@ -184,6 +194,7 @@ def outbound_pushed(env: Envelope, provider: str, result: PushResult, start: Out
     """The outcome row, the link (with the record's new order key), echo marks, inbox, lease."""
 
     def journal(conn: Connection) -> None:
+        unchanged_since_begin = _let_go(conn, start)
         author = f"author {result.author}" if result.author else None
         sync_log.record(
             conn,
@@ -209,14 +220,12 @@ def outbound_pushed(env: Envelope, provider: str, result: PushResult, start: Out
             key.sequence,
             key.at,
         )
-        sync_log.save_link(
-            conn, env.client_id, provider, env.entity.value, env.cw_id, link, exists=start.link is not None
-        )
+        exists = (start.link is not None) if unchanged_since_begin else None
+        sync_log.save_link(conn, env.client_id, provider, env.entity.value, env.cw_id, link, exists=exists)
         if result.external_id is not None:
             ref = _marks_of(env, provider, leases.ERP, result.external_id)
             marks.add(conn, ref, _written(result))
-        inbox.mark_finished(conn, env.client_id, env.id, result.outcome, checked=True)
-        _release(conn, [start.lease] if start.lease else [])
+        inbox.mark_finished(conn, env.client_id, env.id, result.outcome, checked=unchanged_since_begin)
 
     return journal
 
@@ -233,14 +242,26 @@ def _written(result: PushResult) -> list[Mark]:
 
 
 def outbound_failed(
-    env: Envelope, provider: str, start: OutboundStart | None, action: str, detail: str
+    env: Envelope,
+    provider: str,
+    start: OutboundStart | None,
+    action: str,
+    detail: str,
+    *,
+    in_doubt: bool = False,
 ) -> Journal:
-    """A ``retry`` or ``failed`` row; the intent stays open, the lease goes."""
+    """A ``retry`` or ``failed`` row; the intent stays open, the lease goes. ``in_doubt``: the
+    push may have reached the ERP (a transient failure), so the record's order key moves to this
+    event (``order.in_doubt``): an older event of the record is superseded from now on."""
 
     def journal(conn: Connection) -> None:
         sync_log.record(conn, _entry(env, provider, "outbound", action, cw_id=env.cw_id, detail=detail))
         if start is not None and start.lease is not None:
             leases.release(conn, start.lease)
+        if in_doubt and start is not None:
+            link = order.in_doubt(env, start.link)
+            if link != start.link:
+                sync_log.save_link(conn, env.client_id, provider, env.entity.value, env.cw_id, link)
 
     return journal
 
@@ -250,8 +271,7 @@ def outbound_unchanged(env: Envelope, provider: str, start: OutboundStart, detai
 
     def journal(conn: Connection) -> None:
         sync_log.record(conn, _entry(env, provider, "outbound", "unchanged", cw_id=env.cw_id, detail=detail))
-        inbox.mark_finished(conn, env.client_id, env.id, "unchanged", checked=True)
-        _release(conn, [start.lease] if start.lease else [])
+        inbox.mark_finished(conn, env.client_id, env.id, "unchanged", checked=_let_go(conn, start))
 
     return journal
 

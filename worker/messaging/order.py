@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from config_db.sync_log import Link
-from contracts import Envelope
+from contracts import Action, Envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +41,21 @@ def _compare(event: OrderKey, held: OrderKey) -> int | None:
     return None
 
 
-def superseded(env: Envelope, link: Link | None) -> str | None:
-    """Why this CW event must not be pushed (the ERP holds its record's newer state), or None."""
+def superseded(env: Envelope, link: Link | None, *, attempted: bool = False) -> str | None:
+    """Why this CW event must not be pushed (the ERP holds its record's newer state), or None.
+
+    ``attempted``: this envelope was tried before. Its own failed attempt may be what set the
+    link's key (a write in doubt, see ``in_doubt``): the same key then means "try it again"."""
+    if link is not None and link.deleted and env.action is not Action.deleted:
+        # Deleted in CW: by its own delete event, or by our write of the ERP's delete. CW does not
+        # bring a record back, so a create or update of it was made before (not yet pushed).
+        return "the record is deleted in CW since this change"
     held = held_by(link)
     if held is None:
         return None
     event = key_of(env)
     order = _compare(event, held)
-    if order is None or order > 0:
+    if order is None or order > 0 or (order == 0 and attempted):
         return None
     if event.sequence is not None and held.sequence is not None:
         if order == 0:
@@ -58,6 +65,23 @@ def superseded(env: Envelope, link: Link | None) -> str | None:
         return None  # two events in the same instant: cannot tell, so push (idempotent)
     assert event.at is not None and held.at is not None
     return f"occurred at {event.at.isoformat()}, before {held.at.isoformat()}, already applied"
+
+
+def in_doubt(env: Envelope, link: Link | None) -> Link:
+    """The link once a push of this event failed in a way that may hide a write (a timeout, a 5xx
+    after applying, a crash): what the ERP holds is unknown, but it may be this event's state, so
+    no older event may be pushed after it. Only the order key moves; the ERP's side stays."""
+    key = after(env, link)
+    base = link or Link(None, None, None, False)
+    return Link(
+        base.external_id,
+        base.version,
+        base.content_hash,
+        base.deleted,
+        base.cw_fingerprint,
+        key.sequence,
+        key.at,
+    )
 
 
 def after(env: Envelope, link: Link | None) -> OrderKey:

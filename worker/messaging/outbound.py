@@ -106,7 +106,7 @@ class OutboundHandler:
             self.policy,
             delivery,
             exc,
-            lambda action, detail: journal.outbound_failed(env, kind, start, action, detail),
+            lambda action, detail: journal.outbound_failed(env, kind, start, action, detail, in_doubt=True),
         )
 
     async def _fill(
