@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from config_db.database import make_engine
+from worker import tracing
 from worker.buses.base import Bus
 from worker.buses.local import LocalBus
 from worker.cw.http import HttpCW
@@ -146,7 +147,7 @@ async def open_app(settings: Settings, *, http: bool = False, wait: bool = False
     session = None
     if http:
         connector = aiohttp.TCPConnector(limit=max(100, settings.concurrency * 2), ttl_dns_cache=300)
-        session = aiohttp.ClientSession(connector=connector)
+        session = aiohttp.ClientSession(connector=connector, trace_configs=tracing.trace_configs())
     try:
         yield App(settings, db, bus, session)
     finally:

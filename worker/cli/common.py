@@ -12,6 +12,7 @@ from rich.console import Console
 
 from config_db.database import make_engine
 from config_db.migrate import current_revision, head_revision
+from worker import tracing
 from worker.logging import configure
 from worker.settings import Settings, SettingsError, load_settings
 
@@ -39,6 +40,10 @@ def settings() -> Settings:
     except SettingsError as exc:
         fail(f"configuration error: {exc}")
     configure(fmt=s.log_format, level=s.log_level)
+    try:
+        tracing.configure(s)
+    except tracing.TracingUnavailable as exc:
+        fail(f"configuration error: {exc}")
     return s
 
 

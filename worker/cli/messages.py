@@ -49,9 +49,17 @@ def run(
         int | None, typer.Option(min=1, help="Messages in flight (CWI_CONCURRENCY)")
     ] = None,
 ) -> None:
-    """Run the worker: receive, push to each client's ERP, settle. SIGINT/SIGTERM stop it gracefully."""
+    """Run the worker: receive, push to each client's ERP, settle. SIGINT/SIGTERM stop it gracefully.
+
+    /healthz, /readyz and /metrics are served on CWI_METRICS_PORT (not with --until-idle)."""
+    from worker.observing import MetricsPortUnavailable, metrics_socket, serving_metrics
+
     s = settings()
     require_migrated(s)
+    try:
+        sock = None if until_idle else metrics_socket(s)
+    except MetricsPortUnavailable as exc:
+        fail(str(exc))
 
     async def main() -> None:
         async with open_app(s, http=True) as app:
@@ -59,7 +67,8 @@ def run(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, worker.stop)
-            stats = await worker.run(until_idle=until_idle)
+            async with serving_metrics(app, worker, sock):
+                stats = await worker.run(until_idle=until_idle)
             summary = ", ".join(f"{k}={v}" for k, v in sorted(stats.counts.items())) or "nothing"
             err_console.print(f"worker stopped after {stats.processed} message(s): {summary}", markup=False)
 
