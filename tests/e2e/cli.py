@@ -23,7 +23,9 @@ class Cli:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CWI_")}
-        env.update(CWI_DATABASE_URL=self.db_url, CWI_SECRET_KEY=SECRET_KEY, CWI_LOG_FORMAT="json", **extra)
+        # CWI_METRICS_PORT 0: each `cwi run` serves its metrics on a free port, never on another's.
+        env.update(CWI_DATABASE_URL=self.db_url, CWI_SECRET_KEY=SECRET_KEY, CWI_LOG_FORMAT="json")
+        env.update({"CWI_METRICS_PORT": "0", **extra})
         return env
 
     def run(

@@ -86,7 +86,8 @@ async def test_the_same_delivery_twice_is_acknowledged_twice_but_published_once(
     assert (first.status, again.status) == (202, 202)
     assert again.body == {"published": [], "duplicates": first.body["published"]}
     assert len(await ingress_any_db.published()) == 1
-    assert counted(ingress_any_db, "cwi_webhooks_duplicates_total", provider="tripletex", client="globex") == 1
+    labels = {"provider": "tripletex", "client": "globex"}
+    assert counted(ingress_any_db, "cwi_webhooks_duplicates_total", **labels) == 1
 
 
 async def test_a_retried_delivery_lost_before_its_receipt_is_published_again_with_the_same_id(

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -36,29 +36,38 @@ SQLITE = pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on for the test, every finished span kept in memory."""
-    memory = InMemorySpanExporter()
+def memory() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(memory: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    """Tracing on for the test, every finished span kept in ``memory``."""
     provider = provider_with(memory, batch=False)
     tracing.install(provider)
     try:
-        yield memory
+        yield provider
     finally:
         tracing.uninstall()
         provider.shutdown()
 
 
 @pytest.fixture
-async def rig(migrated_db_url: str, spans: InMemorySpanExporter) -> AsyncIterator[Rig]:
+def spans(memory: InMemorySpanExporter, provider: TracerProvider) -> InMemorySpanExporter:
+    return memory
+
+
+@pytest.fixture
+async def rig(migrated_db_url: str, provider: TracerProvider) -> AsyncIterator[Rig]:
     async with _rig(migrated_db_url, ["acme"]) as r:  # opened after tracing: its HTTP client is traced
-        r.cw.cw.on_event = _frontend_publisher(r)
+        r.cw.cw.on_event = _frontend_publisher(r, provider)
         yield r
 
 
-def _frontend_publisher(rig: Rig) -> Any:
+def _frontend_publisher(rig: Rig, provider: TracerProvider) -> Any:
     """CW as its frontend publishes: a ``traceparent`` of the frontend's own trace in the message's
     application properties (made here with a tracer of our own, as a foreign service would)."""
-    frontend = tracing._state.provider.get_tracer("cw-frontend")  # type: ignore[union-attr]
+    frontend = provider.get_tracer("cw-frontend")
 
     async def publish(event: dict[str, Any]) -> None:
         with frontend.start_as_current_span("frontend save", kind=SpanKind.PRODUCER):
@@ -190,7 +199,11 @@ async def test_a_vendor_s_tokens_in_a_url_query_never_reach_a_span(spans: InMemo
         async with aiohttp.ClientSession(trace_configs=tracing.trace_configs()) as http:
             await TripletexProvider(spec, http).push(change(CUSTOMER))
     finished = list(spans.get_finished_spans())
-    urls = [str((s.attributes or {}).get("url.full") or (s.attributes or {}).get("http.url")) for s in finished]
-    assert any(u.endswith("/token/session/:create") for u in urls), urls  # the call that has them in its query
+    urls = [
+        str((s.attributes or {}).get("url.full") or (s.attributes or {}).get("http.url")) for s in finished
+    ]
+    assert any(u.endswith("/token/session/:create") for u in urls), (
+        urls
+    )  # the call that has them in its query
     text = _text(finished)
     assert CONSUMER_TOKEN not in text and EMPLOYEE_TOKEN not in text

@@ -1,0 +1,127 @@
+"""Small parts of observability: bounded labels, when tracing is on, the trace context a message
+carries, and the one line when the tracing extra is missing."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from worker import tracing
+from worker.metrics import ClientLabels, Metrics, provider_label, status_class
+from worker.settings import load_settings
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_client_labels_are_capped_and_the_rest_is_other() -> None:
+    labels = ClientLabels(2)
+    assert [labels(c) for c in ("acme", "globex", "hooli", "acme", None)] == [
+        "acme",
+        "globex",
+        "other",
+        "acme",
+        "none",
+    ]
+    assert ClientLabels(0)("acme") == "other"
+
+
+def test_provider_and_status_labels_are_closed_sets() -> None:
+    assert provider_label("tripletex") == "tripletex"
+    assert provider_label("x" * 200) == "other"  # a webhook path names anything it likes
+    assert provider_label(None) == "none"
+    statuses = [200, 201, 302, 401, 403, 404, 429, 503, None]
+    assert [status_class(s) for s in statuses] == [
+        "2xx",
+        "2xx",
+        "3xx",
+        "auth",
+        "auth",
+        "4xx",
+        "429",
+        "5xx",
+        "error",
+    ]
+
+
+def test_the_hooks_for_reconciliation_and_the_publisher_count_with_bounded_labels() -> None:
+    m = Metrics(max_clients=1)
+    m.reconciled("acme", "tripletex", "drift")
+    m.reconciled("globex", "tripletex", "in_step")
+    m.subscriber_delivery("acme", "delivered", 0.2)
+    sample = m.registry.get_sample_value
+    assert (
+        sample("cwi_reconcile_runs_total", {"provider": "tripletex", "client": "acme", "result": "drift"})
+        == 1
+    )
+    assert (
+        sample("cwi_reconcile_runs_total", {"provider": "tripletex", "client": "other", "result": "in_step"})
+        == 1
+    )
+    assert sample("cwi_publisher_deliveries_total", {"client": "acme", "result": "delivered"}) == 1
+    assert sample("cwi_publisher_delivery_seconds_count") == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "endpoint", "wanted"),
+    [
+        (None, None, None),
+        (None, "http://collector:4318", "otlp"),
+        ("off", "http://collector:4318", None),
+        ("true", None, "otlp"),
+        ("console", None, "console"),
+        ("", None, None),
+    ],
+)
+def test_tracing_is_off_unless_cwi_tracing_or_an_otlp_endpoint_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch, setting: str | None, endpoint: str | None, wanted: str | None
+) -> None:
+    for name in ("CWI_TRACING", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    if setting is not None:
+        monkeypatch.setenv("CWI_TRACING", setting)
+    if endpoint is not None:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    assert tracing.wanted(load_settings()) == wanted
+
+
+def test_metrics_port_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().metrics_port == 9464
+    assert load_settings(metrics_port="off").metrics_port is None
+    assert load_settings(metrics_port="0").metrics_port == 0
+
+
+def test_a_missing_tracing_extra_is_one_line_naming_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "worker.tracing_sdk", raising=False)
+    with pytest.raises(tracing.TracingUnavailable) as caught:
+        tracing.configure(load_settings(tracing="otlp"))
+    assert str(caught.value) == (
+        "tracing (otlp) needs the tracing extra (opentelemetry.sdk.trace is missing): "
+        "pip install 'cwi[tracing]'"
+    )
+    assert not tracing.enabled()
+
+
+def test_the_trace_context_a_message_carries() -> None:
+    def trace_id(properties: dict[str, object]) -> str | None:
+        context = tracing.carried_context(properties)
+        if context is None:
+            return None
+        from opentelemetry import trace
+
+        return format(trace.get_current_span(context).get_span_context().trace_id, "032x")
+
+    assert trace_id({"traceparent": TRACEPARENT, "envelope_id": "e1"}) == TRACEPARENT.split("-")[1]
+    assert trace_id({"Diagnostic-Id": TRACEPARENT}) == TRACEPARENT.split("-")[1]  # the Azure SDK's name
+    assert trace_id({"traceparent": "not a traceparent"}) is None
+    assert trace_id({"envelope_id": "e1"}) is None
+
+
+def test_while_tracing_is_off_messages_carry_nothing_and_steps_cost_nothing() -> None:
+    assert not tracing.enabled()
+    assert tracing.message_properties(**{"cwi.message_id": "e1"}) == {}
+    with tracing.step("begin"), tracing.consuming({"traceparent": TRACEPARENT}):
+        tracing.annotate(x=1)
+        tracing.outcome("created")
+    assert tracing.trace_configs() == []
