@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import os
+import re
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -146,3 +151,46 @@ async def test_erp_latency_429s_and_rate_waits_are_reported_per_connection(repor
     # One client label allowed: the second client met is "other", and no request goes uncounted.
     assert value(reported, "cwi_erp_requests_total", client="globex") == 0
     assert value(reported, "cwi_erp_requests_total", client="other", status="2xx") >= 2
+
+
+DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
+
+
+def _instruction(name: str) -> str:
+    """The Dockerfile's instructions ``name`` (continuation lines joined), as one line."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    return " ".join(
+        line.removeprefix(name + " ").strip() for line in text.splitlines() if line.startswith(name + " ")
+    )
+
+
+def test_the_image_declares_its_port_and_keeps_its_sqlite_database_where_its_user_writes() -> None:
+    env = dict(re.findall(r"(\w+)=(\S+)", _instruction("ENV")))
+    port = env["CWI_METRICS_PORT"]
+    assert port in _instruction("EXPOSE").split() and env["CWI_METRICS_HOST"] == "0.0.0.0"
+    database = env["CWI_DATABASE_URL"].removeprefix("sqlite:///")
+    user = _instruction("USER")
+    run = DOCKERFILE.read_text().replace("\\\n", " ")
+    assert f"chown {user}:{user} {Path(database).parent}" in run  # the directory of the default database
+    assert "tracing" in _instruction("RUN pip install --no-cache-dir").split("[")[1]
+
+
+async def test_the_image_s_healthcheck_passes_against_the_worker_s_port_and_fails_without_it(
+    sqlite_url: str,
+) -> None:
+    command = json.loads(_instruction("HEALTHCHECK").split(" CMD ", 1)[1])
+    assert command[0] == "python"
+    command[0] = sys.executable
+
+    async def check(port: int) -> int:
+        env = {**os.environ, "CWI_METRICS_PORT": str(port)}
+        proc = await asyncio.create_subprocess_exec(
+            *command, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        return await proc.wait()
+
+    async with open_app(load_settings(database_url=sqlite_url)) as app:
+        async with serving(metrics_app(app, Metrics())) as url:
+            port = int(url.rsplit(":", 1)[1])
+            assert await check(port) == 0
+        assert await check(port) != 0  # nothing listens there any more
