@@ -16,21 +16,26 @@ from typing import Any
 
 import aiohttp
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from contracts import Entity
+from contracts import Entity, parse_envelope
 from providers.base import ConnectionSpec
 from providers.tripletex import TripletexProvider
 from tests.fakes import serve_app
 from tests.fakes.tripletex import CONSUMER_TOKEN, EMPLOYEE_TOKEN, FakeTripletex
+from tests.integration.test_bus_behaviour import Harness, bus, receive_n
 from tests.integration.test_inbound import API_USER, CW_KEY, TOKEN, Rig, _rig, customer
 from tests.integration.test_tripletex_provider import CREDENTIALS, CUSTOMER, SETTINGS, change
 from worker import tracing
 from worker.buses.base import OutgoingMessage
+from worker.publishing import to_message
 from worker.tracing_sdk import provider_with
+
+__all__ = ["bus"]  # the bus behaviour suite's fixture: the local bus and the Service Bus test peer
 
 SQLITE = pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)
 
@@ -207,3 +212,28 @@ async def test_a_vendor_s_tokens_in_a_url_query_never_reach_a_span(spans: InMemo
     )  # the call that has them in its query
     text = _text(finished)
     assert CONSUMER_TOKEN not in text and EMPLOYEE_TOKEN not in text
+
+
+async def test_the_trace_context_crosses_each_bus_in_the_message_s_properties(
+    bus: Harness, spans: InMemorySpanExporter
+) -> None:
+    envelope = parse_envelope(
+        json.dumps(
+            {
+                "id": "e1",
+                "client_id": "acme",
+                "type": "customer.created",
+                "source": "operator",
+                "occurred_at": "2026-11-23T10:00:00Z",
+                "data": customer("acme-c1", "Acme AS"),
+            }
+        )
+    )
+    await bus.bus.publish([to_message(envelope)])  # as `cwi send` does: a trace of its own starts
+    [delivery] = await receive_n(bus, 1)
+    await bus.bus.complete(delivery)
+    [publish] = spans.get_finished_spans()
+    context = tracing.carried_context(delivery.properties)
+    assert context is not None
+    carried = trace.get_current_span(context).get_span_context()
+    assert (carried.trace_id, carried.span_id) == (publish.context.trace_id, publish.context.span_id)  # type: ignore[union-attr]

@@ -4,9 +4,12 @@ carries, and the one line when the tracing extra is missing."""
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 
+from providers import reporting
+from providers.http import ConnectionThrottle, HttpResponse
 from worker import tracing
 from worker.metrics import ClientLabels, Metrics, provider_label, status_class
 from worker.settings import load_settings
@@ -125,3 +128,27 @@ def test_while_tracing_is_off_messages_carry_nothing_and_steps_cost_nothing() ->
         tracing.annotate(x=1)
         tracing.outcome("created")
     assert tracing.trace_configs() == []
+
+
+async def test_waits_for_our_cap_and_for_the_erp_s_window_are_reported_per_connection() -> None:
+    metrics = Metrics()
+    stop = reporting.on_http(metrics)
+    try:
+        throttle = ConnectionThrottle(1, connection=reporting.Connection("visma_net", "acme"))
+        throttle._sent = [
+            time.monotonic() - 59.95
+        ]  # the minute's one request went a moment short of 60 s ago
+        await throttle.acquire()  # waits for our cap (max_requests_per_minute = 1)
+        throttle.note(HttpResponse(429, {"Retry-After": "0.05"}, b""))
+        throttle._sent.clear()
+        await throttle.acquire()  # waits for the ERP's window, which the 429 closed
+    finally:
+        stop()
+    sample = metrics.registry.get_sample_value
+    labels = {"provider": "visma_net", "client": "acme"}
+    assert sample("cwi_erp_rate_waits_total", {**labels, "limit": "cap"}) == 1
+    assert sample("cwi_erp_rate_waits_total", {**labels, "limit": "erp"}) == 1
+    assert (sample("cwi_erp_rate_wait_seconds_total", {**labels, "limit": "cap"}) or 0) > 0
+    # A throttle that names no connection (a provider built outside a connection) reports nothing.
+    await ConnectionThrottle(None).acquire()
+    assert sample("cwi_erp_rate_waits_total", {**labels, "limit": "cap"}) == 1
