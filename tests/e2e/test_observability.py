@@ -4,13 +4,16 @@ travel in the messages' properties (CWI_TRACING=console prints the spans)."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import text
@@ -103,3 +106,41 @@ def test_cwi_send_starts_a_trace_per_message_carried_in_its_properties(cli: Cli,
     }
     span_ids = {(s["context"]["trace_id"][2:], s["context"]["span_id"][2:]) for s in spans}
     assert {tuple(tp.split("-")[1:3]) for tp in carried} == span_ids  # 00-<trace>-<span>-01
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector that keeps what it is sent."""
+
+    received: ClassVar[list[tuple[str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_otlp_endpoint_switches_tracing_on_and_the_spans_are_exported_there(
+    cli: Cli, tmp_path: Path
+) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    collector = http.server.HTTPServer(("127.0.0.1", 0), _Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    try:
+        path = tmp_path / "events.jsonl"
+        path.write_text(jsonl([envelope(1)]))
+        endpoint = f"http://127.0.0.1:{collector.server_address[1]}"
+        cli.run("send", str(path), OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_SERVICE_NAME="cwi-test")
+    finally:
+        collector.shutdown()
+    [(where, body)] = _Collector.received  # flushed as the command exits
+    request = ExportTraceServiceRequest.FromString(body)
+    [resource] = request.resource_spans
+    service = {a.key: a.value.string_value for a in resource.resource.attributes}["service.name"]
+    names = [span.name for scope in resource.scope_spans for span in scope.spans]
+    assert (where, service, names) == ("/v1/traces", "cwi-test", ["publish"])
