@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
 from sqlalchemy import update
+from starlette.applications import Starlette
 
 from config_db import clients, webhooks
-from config_db.database import make_engine
 from config_db.models import Base
 from providers.tripletex.webhooks import signed_headers
 from tests.integration._ingress import CLIENTS, SECRET_KEY, Call, Listener, listener
-from worker.bootstrap import open_app
+from worker.bootstrap import App, open_app
 from worker.buses.base import OutgoingMessage
 from worker.ingress.app import MAX_BODY, create_app
+from worker.ingress.health import metrics_app
 from worker.ingress.server import serving
 from worker.metrics import MeteredPipeline, Metrics
 from worker.settings import load_settings
-
-
-@pytest.fixture
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('ingress') / 'cwi.db'}"
-    engine = make_engine(url)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-    return url
 
 
 @pytest.fixture
@@ -228,11 +220,12 @@ async def test_the_admin_api_is_mounted_and_closed_without_a_key(ingress: Listen
     assert status in (401, 503) and "key" in body.lower()
 
 
-async def test_readyz_is_503_naming_what_is_down() -> None:
+@pytest.mark.parametrize("asgi", [create_app, metrics_app], ids=["listener", "worker-port"])
+async def test_readyz_is_503_naming_what_is_down(asgi: Callable[[App, Metrics], Starlette]) -> None:
     s = load_settings(database_url="postgresql+psycopg://postgres@127.0.0.1:9/none", secret_key=SECRET_KEY)
     async with (
         open_app(s) as app,
-        serving(create_app(app, Metrics())) as url,
+        serving(asgi(app, Metrics())) as url,
         aiohttp.ClientSession() as http,
     ):
         async with http.get(url + "/readyz") as resp:
@@ -241,6 +234,8 @@ async def test_readyz_is_503_naming_what_is_down() -> None:
             pass
     assert resp.status == 503
     assert set(body["down"]) == {"database", "bus"}  # the local bus lives in that database
+    # Told at once (the request fails fast on the outage), not after waiting it out.
+    assert body["down"]["database"].startswith("DatabaseUnavailable: the database is not answering")
     assert health.status == 200
 
 

@@ -16,8 +16,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from config_db.database import make_engine
-from config_db.models import Base
 from providers import reporting
 from providers.base import ConnectionSpec
 from providers.errors import TransientError
@@ -44,15 +42,6 @@ def value(metrics: Metrics, name: str, **labels: str) -> float:
     )
 
 
-@pytest.fixture
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'cwi.db'}"
-    engine = make_engine(url)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-    return url
-
-
 async def test_the_worker_s_port_serves_health_readiness_and_metrics(sqlite_url: str) -> None:
     metrics = Metrics()
     async with (
@@ -68,22 +57,6 @@ async def test_the_worker_s_port_serves_health_readiness_and_metrics(sqlite_url:
     assert answers["/readyz"] == (200, '{"status":"ready"}')
     assert answers["/metrics"][0] == 200 and "cwi_worker_in_flight 0.0" in answers["/metrics"][1]
     assert answers["/webhooks/generic_rest/x"][0] == 404, "only health, readiness and metrics there"
-
-
-async def test_the_worker_s_port_is_not_ready_while_its_database_is_down() -> None:
-    s = load_settings(database_url="postgresql+psycopg://postgres@127.0.0.1:9/none")
-    async with (
-        open_app(s) as app,
-        serving(metrics_app(app, Metrics())) as url,
-        aiohttp.ClientSession() as http,
-    ):
-        async with http.get(url + "/readyz") as resp:
-            body = await resp.json()
-        async with http.get(url + "/healthz") as health:
-            pass
-    assert resp.status == 503 and health.status == 200
-    # Told at once (the request fails fast on the outage), not after waiting it out.
-    assert body["down"]["database"].startswith("DatabaseUnavailable: the database is not answering")
 
 
 async def test_the_bus_depth_is_sampled_into_gauges(sqlite_url: str) -> None:

@@ -116,15 +116,25 @@ def _text(spans: list[ReadableSpan]) -> str:
     return "\n".join(parts)
 
 
-@SQLITE
-async def test_one_webhook_s_whole_tree_from_the_listener_through_the_bus_to_settlement(
-    rig: Rig, spans: InMemorySpanExporter
-) -> None:
+def _urls(spans: list[ReadableSpan]) -> list[str]:
+    """The URLs of the HTTP spans (the attribute's name depends on the semantic conventions)."""
+    return [str((s.attributes or {}).get("url.full") or (s.attributes or {}).get("http.url")) for s in spans]
+
+
+async def _both_ways(rig: Rig, spans: InMemorySpanExporter) -> list[ReadableSpan]:
+    """A customer made in CW (pushed to the ERP), then changed by a user in the ERP (applied to CW)."""
     await rig.cw.cw.user_change("acme", Entity.customer, customer("acme-c1", "Acme AS"))
     await rig.quiet()
     await rig.erp_change("acme", cw_id="acme-c1", data=customer("acme-c1", "Renamed in the ERP"))
     await rig.quiet()
-    finished = list(spans.get_finished_spans())
+    return list(spans.get_finished_spans())
+
+
+@SQLITE
+async def test_one_webhook_s_whole_tree_from_the_listener_through_the_bus_to_settlement(
+    rig: Rig, spans: InMemorySpanExporter
+) -> None:
+    finished = await _both_ways(rig, spans)
 
     [applied] = _received(finished, "inbound", "inbound")  # the user's change in the ERP, applied to CW
     trace = _trace(finished, applied)
@@ -149,7 +159,7 @@ async def test_one_webhook_s_whole_tree_from_the_listener_through_the_bus_to_set
     assert any(s.name.startswith("db") for s in _children(trace, by_name["begin"]))
     assert any(s.name.startswith("db") for s in _children(trace, by_name["settle"]))
     calls = [s for s in _children(trace, by_name["apply"]) if s.kind is SpanKind.CLIENT]
-    urls = [str((s.attributes or {}).get("url.full") or (s.attributes or {}).get("http.url")) for s in calls]
+    urls = _urls(calls)
     assert any(url.startswith(rig.cw.write_url) for url in urls), urls  # CW's Write API, an HTTP span
 
     # CW's event of that write carries the frontend's trace context: the worker joins that trace.
@@ -181,11 +191,7 @@ async def test_a_cw_event_s_push_is_traced_in_the_frontend_s_trace_down_to_the_e
 
 @SQLITE
 async def test_no_secret_in_any_span(rig: Rig, spans: InMemorySpanExporter) -> None:
-    await rig.cw.cw.user_change("acme", Entity.customer, customer("acme-c1", "Acme AS"))
-    await rig.quiet()
-    await rig.erp_change("acme", cw_id="acme-c1", data=customer("acme-c1", "Renamed"))
-    await rig.quiet()
-    text = _text(list(spans.get_finished_spans()))
+    text = _text(await _both_ways(rig, spans))
     subscription = rig.sandboxes["acme"].sandbox.webhooks.subscription
     assert subscription is not None
     url_token = subscription.url.rsplit("/", 1)[1]
