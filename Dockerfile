@@ -28,7 +28,7 @@ RUN useradd --create-home --uid 10001 cwi \
     && chown 10001:10001 /var/lib/cwi
 WORKDIR /app
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY contracts ./contracts
 COPY config_db ./config_db
 COPY providers ./providers

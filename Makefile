@@ -42,8 +42,9 @@ contracts-check: $(STAMP)
 docker-lint: $(STAMP)
 	$(BIN)/hadolint Dockerfile
 
+# The whole suite on every core (pytest-xdist), the 15 slowest tests listed at the end.
 test: lint typecheck contracts-check docker-lint postgres browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist worksteal --durations=15
 
 bench: $(STAMP)
 	bench/run.sh

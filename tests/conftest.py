@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import Engine, create_engine, text
 
 from config_db.database import make_engine
-from config_db.models import Base
+from tests.databases import empty_postgres, sqlite_copy, sqlite_template
+from tests.servers import running_loop, serve_sandbox
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# No .env file of the developer's (worker/settings.py reads one from the working directory) reaches
+# the tests or the processes they start; a test that is about .env sets CWI_ENV_FILE itself.
+os.environ["CWI_ENV_FILE"] = ""
 PG_ADMIN_URL = os.environ.get(
     "CWI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -49,28 +56,33 @@ def postgres_server() -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def sqlite_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The session's two SQLite templates: the schema (``create_all``), and as Alembic migrates it."""
+    directory = tmp_path_factory.mktemp("templates")
+    return {
+        "schema": sqlite_template(directory / "schema.db", migrated=False),
+        "migrated": sqlite_template(directory / "migrated.db", migrated=True),
+    }
+
+
+def _database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, kind: str) -> str:
+    if request.param == "sqlite":
+        templates: dict[str, Path] = request.getfixturevalue("sqlite_templates")
+        return sqlite_copy(templates[kind], tmp_path_factory.mktemp("db"))
+    return empty_postgres(request.getfixturevalue("postgres_server"))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A database URL with an empty, current schema: SQLite file or PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'cwi.db'}"
-    else:
-        url = request.getfixturevalue("postgres_server")
-    engine = make_engine(url)
-    Base.metadata.drop_all(engine)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-    return url
+    return _database(request, tmp_path_factory, "schema")
 
 
 @pytest.fixture
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def sqlite_url(sqlite_templates: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> str:
     """An SQLite file with an empty, current schema (for what does not depend on the database)."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'cwi.db'}"
-    engine = make_engine(url)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-    return url
+    return sqlite_copy(sqlite_templates["schema"], tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture
@@ -83,25 +95,26 @@ def engine(db_url: str) -> Iterator[Engine]:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def migrated_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A database URL migrated with Alembic (as ``cwi db upgrade`` leaves it), for CLI tests."""
-    from config_db.migrate import upgrade
+    return _database(request, tmp_path_factory, "migrated")
 
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'cwi.db'}"
-    else:
-        url = request.getfixturevalue("postgres_server")
-    engine = make_engine(url)
-    Base.metadata.drop_all(engine)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-    upgrade(engine)
-    engine.dispose()
-    return url
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """Each test starts with structlog unconfigured: a command run in-process configured it to write
+    to a stream that is closed by now."""
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture(scope="session")
+def background_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop in a daemon thread for the session: the servers the tests call from the main thread."""
+    with running_loop() as loop:
+        yield loop
 
 
 @pytest.fixture
-def sandbox_url() -> Iterator[str]:
-    """``cwi sandbox`` in its own process, token ``sandbox-token``."""
-    from worker.bench import sandbox_process
-
-    with sandbox_process("sandbox-token", 0) as url:
-        yield url
+def sandbox_url(background_loop: asyncio.AbstractEventLoop) -> Iterator[str]:
+    """A fresh sandbox ERP in this process (on the session's server loop), token ``sandbox-token``."""
+    with serve_sandbox(background_loop, token="sandbox-token") as sandbox:
+        yield sandbox.base_url

@@ -7,8 +7,8 @@ Works for OpenAPI 3.0 / 3.1 (``components/schemas``) and Swagger 2.0 (``definiti
 from __future__ import annotations
 
 import functools
+import gzip
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4, DRAFT202012
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = Path(os.environ.get("CWI_SPECS_DIR", ROOT.parent / "shared" / "specs"))
-OWN_SPECS = ROOT / "contracts"
+VENDOR_SPECS = ROOT / "tests" / "specs"  # the vendors' documents, gzipped (see its README)
+OWN_SPECS = ROOT / "contracts"  # CW's own interface documents
 
 
 class SpecViolation(AssertionError):
@@ -142,14 +142,15 @@ class Spec:
 
 @functools.cache
 def load_spec(name: str) -> Spec:
-    """``tripletex-v2.openapi3.json`` etc. from ../shared/specs, or a document in contracts/."""
-    path = SPECS / name if (SPECS / name).exists() else OWN_SPECS / name
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{name} is neither in {SPECS} (the vendors' specs: ../shared/specs beside the checkout, "
-            f"or CWI_SPECS_DIR) nor in {OWN_SPECS}"
-        )
-    return Spec(json.loads(path.read_text()), uri=f"urn:cwi-spec:{name}")
+    """``tripletex-v2.openapi3.json`` etc. from tests/specs (gzipped), or a document in contracts/."""
+    vendor = VENDOR_SPECS / f"{name}.gz"
+    if vendor.exists():
+        text = gzip.decompress(vendor.read_bytes()).decode("utf-8")
+    elif (OWN_SPECS / name).exists():
+        text = (OWN_SPECS / name).read_text(encoding="utf-8")
+    else:
+        raise FileNotFoundError(f"{name} is neither in {VENDOR_SPECS} (as {name}.gz) nor in {OWN_SPECS}")
+    return Spec(json.loads(text), uri=f"urn:cwi-spec:{name}")
 
 
 __all__ = ["Spec", "SpecViolation", "ValidationError", "load_spec"]

@@ -1,30 +1,34 @@
-"""The composition root: the only place that builds the real database, bus, HTTP client and pipeline."""
+"""The composition root: the only place that builds the real database, bus, HTTP client and pipeline.
+
+The CLI, ``cwi serve``, the demo and the benchmark all build what they need here. The parts each
+needs are imported where they are built (not at the top of this module): a command that only reads
+the database must not pay for aiohttp, the providers and the pipeline at start-up.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import aiohttp
-
-from config_db.database import make_engine
-from worker import tracing
-from worker.buses.base import Bus
-from worker.buses.local import LocalBus
-from worker.cw.http import HttpCW
 from worker.db import Database
+from worker.extras import extra_needed
 from worker.logging import get_logger
-from worker.messaging.connections import ConnectionDirectory
-from worker.messaging.dispatch import Dispatcher
-from worker.messaging.journal import prune_echo_marks
-from worker.messaging.retry import RetryPolicy
-from worker.messaging.runner import Handler, Worker
-from worker.operators.values import ValueRecorder
-from worker.outage import DatabaseUnavailable, one_line, unreachable
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    import aiohttp
+    from sqlalchemy import Engine
+
+    from config_db.clients import StoredConnection
+    from providers.base import Provider
+    from worker.buses.base import Bus
+    from worker.cw.http import HttpCW
+    from worker.messaging.connections import ConnectionDirectory
+    from worker.messaging.runner import Worker
 
 log = get_logger()
 
@@ -38,6 +42,12 @@ class App:
     _connections: ConnectionDirectory | None = field(default=None, repr=False)
 
     def worker(self, *, concurrency: int | None = None) -> Worker:
+        from worker.messaging.dispatch import Dispatcher
+        from worker.messaging.journal import prune_echo_marks
+        from worker.messaging.retry import RetryPolicy
+        from worker.messaging.runner import Handler, Worker
+        from worker.operators.values import ValueRecorder
+
         assert self.http is not None, "open the app with http=True to run the worker"
         connections = self.connections()
         policy = RetryPolicy(
@@ -67,6 +77,8 @@ class App:
 
     def connections(self) -> ConnectionDirectory:
         """The one connection directory: one provider instance per connection, both directions."""
+        from worker.messaging.connections import ConnectionDirectory
+
         assert self.http is not None, "open the app with http=True to reach the ERPs"
         if self._connections is None:
             s = self.settings
@@ -75,6 +87,8 @@ class App:
 
     def cw(self) -> HttpCW | None:
         """CW's APIs when CWI_CW_* are set; without them the inbound path dead-letters NotSupported."""
+        from worker.cw.http import HttpCW
+
         s = self.settings
         if self.http is None or not (s.cw_graphql_url or s.cw_write_url or s.cw_key):
             return None
@@ -86,14 +100,24 @@ class App:
         )
 
 
+def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
+    """The configuration database's engine; a missing driver extra is a MissingExtraError."""
+    from config_db.database import make_engine as engine_for
+
+    size = max(4, min(settings.concurrency, 32)) if pool_size is None else pool_size
+    with extra_needed(f"the database {settings.database_url.split(':', 1)[0]}"):
+        return engine_for(settings.database_url, pool_size=size)
+
+
 def make_database(settings: Settings) -> Database:
-    engine = make_engine(settings.database_url, pool_size=max(4, min(settings.concurrency, 32)))
-    return Database(engine, outage_exit_s=settings.outage_exit_s)
+    return Database(make_engine(settings), outage_exit_s=settings.outage_exit_s)
 
 
 async def wait_for_database(db: Database, settings: Settings) -> None:
     """At start, wait up to CWI_STARTUP_WAIT_S for the database (an orchestrator may be starting it
     beside us): one line saying what we wait for, then DatabaseUnavailable naming the setting."""
+    from worker.outage import DatabaseUnavailable, one_line, unreachable
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.startup_wait_s
     pause, said = 0.2, False
@@ -118,8 +142,43 @@ async def wait_for_database(db: Database, settings: Settings) -> None:
         pause = min(pause * 2, 2.0)
 
 
+@contextmanager
+def database(settings: Settings) -> Iterator[Database]:
+    """A database for synchronous use (``run_sync``), its connections closed at the end."""
+    db = make_database(settings)
+    try:
+        yield db
+    finally:
+        db.engine.dispose()
+
+
+def upgrade_database(settings: Settings) -> str | None:
+    """Create or migrate the configuration database to the latest schema; its revision after."""
+    from config_db.migrate import stored_revision, upgrade
+
+    engine = make_engine(settings)
+    try:
+        upgrade(engine)
+        return stored_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def database_revision(settings: Settings) -> str | None:
+    """The schema revision the database is at (None: never migrated), with one plain query."""
+    from config_db.migrate import stored_revision
+
+    engine = make_engine(settings, pool_size=0 if "sqlite" in settings.database_url else 1)
+    try:
+        return stored_revision(engine)
+    finally:
+        engine.dispose()
+
+
 def make_bus(settings: Settings, db: Database) -> Bus:
     if settings.bus == "local":
+        from worker.buses.local import LocalBus
+
         return LocalBus(
             db,
             queue=settings.queue,
@@ -127,10 +186,22 @@ def make_bus(settings: Settings, db: Database) -> Bus:
             max_delivery_count=settings.max_delivery_count,
         )
     # Imported here: the azure extra is optional, and the local bus must not need it.
-    from worker.buses.azure import AzureBus
+    with extra_needed("CWI_BUS=azure"):
+        from worker.buses.azure import AzureBus
     from worker.settings import load_azure_settings
 
     return AzureBus(load_azure_settings(), lock_duration_s=settings.lock_duration_s)
+
+
+def http_session(settings: Settings) -> aiohttp.ClientSession:
+    """The worker's HTTP client: one session, connections pooled across ERPs and CW's APIs."""
+    import aiohttp
+
+    from worker import tracing
+
+    connector = aiohttp.TCPConnector(limit=max(100, settings.concurrency * 2), ttl_dns_cache=300)
+    # While tracing is on, a span for every request (worker/tracing.py).
+    return aiohttp.ClientSession(connector=connector, trace_configs=tracing.trace_configs())
 
 
 @asynccontextmanager
@@ -144,10 +215,7 @@ async def open_app(settings: Settings, *, http: bool = False, wait: bool = False
             await db.close()
             raise
     bus = make_bus(settings, db)
-    session = None
-    if http:
-        connector = aiohttp.TCPConnector(limit=max(100, settings.concurrency * 2), ttl_dns_cache=300)
-        session = aiohttp.ClientSession(connector=connector, trace_configs=tracing.trace_configs())
+    session = http_session(settings) if http else None
     try:
         yield App(settings, db, bus, session)
     finally:
@@ -155,3 +223,16 @@ async def open_app(settings: Settings, *, http: bool = False, wait: bool = False
             await session.close()
         await bus.close()
         await db.close()
+
+
+@asynccontextmanager
+async def open_provider(settings: Settings, stored: StoredConnection) -> AsyncIterator[Provider]:
+    """The provider of one stored connection (credentials decrypted), with an HTTP session of its own."""
+    import aiohttp
+
+    from providers import registry
+    from worker.messaging.connections import spec_from_stored
+
+    spec = spec_from_stored(stored, settings.secret)
+    async with aiohttp.ClientSession() as session:
+        yield registry.build(spec, session)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from contracts import Envelope, InvalidEnvelopeError, parse_envelope
 from worker import tracing
 from worker.buses.base import OutgoingMessage
+from worker.jsontext import MAX_DEPTH, nesting_depth, position
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,28 +22,35 @@ class BadRecord:
         return f"{self.where}: " + "; ".join(self.problems)
 
 
-def _items(text: str) -> Iterable[tuple[str, str]]:
-    """(where, raw JSON) for each record in ``text``."""
+def _items(text: str) -> Iterable[tuple[str, str | BadRecord]]:
+    """(where, raw JSON, or why it cannot be read) for each record in ``text``."""
     stripped = text.strip()
     if not stripped:
         return
+    if nesting_depth(text) > MAX_DEPTH:
+        yield "input", BadRecord("input", [f"JSON nested deeper than {MAX_DEPTH} levels"])
+        return
     if stripped.startswith("["):
         try:
-            items = json.loads(stripped)
-        except ValueError as exc:
-            yield "array", f"<invalid JSON: {exc}>"
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            where = position(text, exc.pos)
+            yield where, BadRecord(where, [f"invalid JSON: {exc.msg}"])
             return
         for index, item in enumerate(items):
             yield f"index {index}", json.dumps(item)
         return
     try:
-        single = json.loads(stripped)
+        single = json.loads(text)
     except ValueError:
         single = None
     if isinstance(single, dict):
-        yield "object", stripped
+        yield "object", text.strip()
         return
-    for number, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines ends lines with \n only: U+2028, U+0085 and the like are characters inside a line
+    # (str.splitlines would cut a record in two there).
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if line.strip():
             yield f"line {number}", line
 
@@ -52,6 +60,9 @@ def read_envelopes(text: str) -> tuple[list[tuple[Envelope, str]], list[BadRecor
     good: list[tuple[Envelope, str]] = []
     bad: list[BadRecord] = []
     for where, raw in _items(text):
+        if isinstance(raw, BadRecord):
+            bad.append(raw)
+            continue
         try:
             good.append((parse_envelope(raw), raw))
         except InvalidEnvelopeError as exc:

@@ -1,16 +1,46 @@
-"""Configuration from ``CWI_*`` environment variables (12-factor)."""
+"""Configuration from ``CWI_*`` environment variables (12-factor), and from a ``.env`` file.
+
+The environment wins over the file. The file is ``.env`` in the working directory unless
+``CWI_ENV_FILE`` names another (empty: none); it is read each time settings are loaded.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_FILE_VARIABLE = "CWI_ENV_FILE"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CWI_", extra="ignore")
+class _CwiSettings(BaseSettings):
+    """``CWI_*`` variables; the environment first, then the .env file."""
 
+    model_config = SettingsConfigDict(env_prefix="CWI_", extra="ignore", env_file_encoding="utf-8")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env_file = os.environ.get(ENV_FILE_VARIABLE, ".env") or None
+        dotenv = DotEnvSettingsSource(settings_cls, env_file=env_file)
+        return init_settings, env_settings, dotenv, file_secret_settings
+
+
+class Settings(_CwiSettings):
     database_url: str = "sqlite:///cwi.db"
     bus: Literal["local", "azure"] = "local"
     queue: str = "cwi"
@@ -35,7 +65,7 @@ class Settings(BaseSettings):
     """How long a record stays leased by a worker that died holding it (default: twice the lock
     duration, at least 120 s); a redelivery of the same message takes the lease over at once."""
     log_format: Literal["auto", "json", "console"] = "auto"
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # Observability. `cwi run` serves /healthz, /readyz and /metrics on a port of its own (`off`: none;
     # 0: any free port, logged); the bus's depth is sampled every METRICS_SAMPLE_S; the first
     # METRICS_MAX_CLIENTS client ids a process meets are metric labels, the rest are `other`.
@@ -122,6 +152,11 @@ class Settings(BaseSettings):
             mapping[claim.strip()] = role.strip()
         return mapping
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("retry_delays", mode="before")
     @classmethod
     def _split_delays(cls, value: object) -> object:
@@ -167,9 +202,7 @@ def load_settings(**overrides: object) -> Settings:
 _PUBLIC_CLOUD_SUFFIX = ".servicebus.windows.net"
 
 
-class AzureBusSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CWI_", extra="ignore")
-
+class AzureBusSettings(_CwiSettings):
     servicebus_queue: str | None = None
     servicebus_topic: str | None = None
     servicebus_subscription: str | None = None

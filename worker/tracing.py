@@ -50,10 +50,6 @@ _MESSAGE_ATTRIBUTES = {
 }
 
 
-class TracingUnavailable(Exception):
-    """Tracing was asked for, but the tracing extra is not installed (the message says how)."""
-
-
 class _State:
     tracer: trace.Tracer | None = None
     provider: trace.TracerProvider | None = None
@@ -94,12 +90,10 @@ def configure(settings: Settings) -> None:
     mode = wanted(settings)
     if mode is None or enabled():
         return
-    try:
+    from worker.extras import extra_needed
+
+    with extra_needed(f"tracing ({mode})"):  # MissingExtraError: one line naming the pip command
         from worker.tracing_sdk import provider_for
-    except ModuleNotFoundError as exc:
-        raise TracingUnavailable(
-            f"tracing ({mode}) needs the tracing extra ({exc.name} is missing): pip install 'cwi[tracing]'"
-        ) from None
     install(provider_for(mode))
 
 

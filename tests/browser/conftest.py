@@ -6,6 +6,7 @@ Screenshots of every page go to tests/e2e/artifacts/console/ (git ignores them).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import re
@@ -24,6 +25,7 @@ from config_db.database import make_engine
 from config_db.migrate import upgrade
 from tests.browser.oidc_provider import CLIENT_ID, Provider, oidc_provider
 from tests.conftest import require_service
+from tests.servers import serve_sandbox
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -64,19 +66,20 @@ class Console:
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Console]:
+def console(
+    tmp_path_factory: pytest.TempPathFactory, browser: Any, background_loop: asyncio.AbstractEventLoop
+) -> Iterator[Console]:
     """`cwi serve --worker` (the console, the admin API and the worker) on a migrated SQLite
-    database, the sandbox ERP, and a local OpenID Connect provider."""
-    from worker.bench import sandbox_process
-
+    database, the sandbox ERP (in this process, tests/servers.py), and a local OpenID Connect provider."""
     db_url = f"sqlite:///{tmp_path_factory.mktemp('console') / 'cwi.db'}"
     engine = make_engine(db_url)
     upgrade(engine)
     engine.dispose()
-    with sandbox_process(SANDBOX_TOKEN, 0) as sandbox, oidc_provider() as idp:
+    with serve_sandbox(background_loop, token=SANDBOX_TOKEN) as erp, oidc_provider() as idp:
+        sandbox = erp.base_url
         env = {k: v for k, v in os.environ.items() if not k.startswith("CWI_")}
         env.update(
-            CWI_DATABASE_URL=db_url, CWI_SECRET_KEY=SECRET_KEY, CWI_ADMIN_API_KEY=ADMIN_KEY,
+            CWI_ENV_FILE="", CWI_DATABASE_URL=db_url, CWI_SECRET_KEY=SECRET_KEY, CWI_ADMIN_API_KEY=ADMIN_KEY,
             CWI_VIEWER_API_KEY=VIEWER_KEY, CWI_CONSOLE_EDIT_RETRY="true", CWI_OIDC_ISSUER=idp.issuer,
             CWI_OIDC_CLIENT_ID=CLIENT_ID, CWI_CONNECTION_CACHE_S="0", CWI_RETRY_DELAYS="1",
             CWI_INPROCESS_ATTEMPTS="1", CWI_LOG_FORMAT="json", CWI_CONCURRENCY="4",

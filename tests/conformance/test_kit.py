@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from tests.conformance.conftest import SUBJECT, TOKEN, ThreadServer, sandbox_app
@@ -29,6 +30,7 @@ def result(report: Report, name: str) -> tuple[str, list[str]]:
     return found.status, [f.message for f in found.findings]
 
 
+@pytest.mark.slow
 async def test_the_sandbox_passes_every_check_with_webhooks_and_generated_cases() -> None:
     with ThreadServer(sandbox_app()) as url:
 

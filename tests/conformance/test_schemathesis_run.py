@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from contracts.interface import DOCUMENT_NAME
 from tests.conformance.conftest import TOKEN
 from worker.conformance.fuzz import ACCEPTED_FOR_VALID_DATA
@@ -15,6 +17,7 @@ from worker.conformance.fuzz import ACCEPTED_FOR_VALID_DATA
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_schemathesis_run_with_stateful_testing_finds_no_issue(sandbox_url: str, tmp_path: Path) -> None:
     config = tmp_path / "schemathesis.toml"
     statuses = ", ".join(f'"{s}"' for s in ACCEPTED_FOR_VALID_DATA)

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_the_azure_bench_processes_every_event_through_the_peer() -> None:
     proc = subprocess.run(
         [sys.executable, "bench/azure.py", "--events", "40", "--concurrency", "8"],

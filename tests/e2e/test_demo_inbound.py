@@ -17,7 +17,7 @@ def _row(out: str, label: str) -> int:
 
 @pytest.mark.slow
 def test_the_demo_shows_inbound_changes_applied_and_echoes_ignored() -> None:
-    out = Cli("sqlite:///unused.db").run("demo", COLUMNS="160").stdout
+    out = Cli("sqlite:///unused.db").run_process("demo", COLUMNS="160").stdout
     cw_changes = _row(out, "changes made by users in CW")
     erp_changes = _row(out, "changes made by users in the ERP")
     assert _row(out, "inbound changes applied to CW") == erp_changes > 0

@@ -134,7 +134,7 @@ async def _local_state(db_url: str, count: int) -> tuple[int, list[str]]:
 @SQLITE_ONLY
 def test_a_replay_sigkilled_halfway_then_rerun_replays_each_exactly_once(cli: Cli) -> None:
     asyncio.run(_local_state(cli.db_url, 4))
-    killed = cli.run("dlq", "replay", "--all", "--yes", check=False, CWI_DLQ_HALT_AT="sent:2")
+    killed = cli.run_process("dlq", "replay", "--all", "--yes", check=False, CWI_DLQ_HALT_AT="sent:2")
     assert killed.returncode == -signal.SIGKILL and "halted at sent 2" in killed.stderr
     dead, copies = asyncio.run(_local_state(cli.db_url, 0))
     assert (dead, len(copies)) == (3, 1), "the second resend's transaction never committed"
@@ -176,7 +176,9 @@ def test_a_replay_on_service_bus_sigkilled_after_the_resend_is_not_resent_again(
         "CWI_SERVICEBUS_QUEUE": "cwi",
         "CWI_SERVICEBUS_CONNECTION_STRING": peer.connection_string,
     }
-    killed = cli.run("dlq", "replay", "--all", "--yes", check=False, CWI_DLQ_HALT_AT="sent:2", **azure)
+    killed = cli.run_process(
+        "dlq", "replay", "--all", "--yes", check=False, CWI_DLQ_HALT_AT="sent:2", **azure
+    )
     assert killed.returncode == -signal.SIGKILL
     # Between the copy's acknowledgement and the dead letter's removal: both exist for a moment.
     assert (peer.dead_letter_count("cwi"), peer.active_count("cwi")) == (3, 2)

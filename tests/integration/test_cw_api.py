@@ -18,7 +18,7 @@ from contracts import Customer, Entity, Invoice, Project, Supplier
 from providers.errors import PermanentError, TransientError
 from tests.openapi import load_spec
 from worker.cw.http import OPERATIONS, QUERY_DOCUMENT, HttpCW
-from worker.cw.sandbox import CWServer
+from worker.dev.cw_sandbox import CWServer
 from worker.logging import redactor
 
 API_KEY = "cw-test-api-key"

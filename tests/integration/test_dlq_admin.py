@@ -16,7 +16,7 @@ import uvicorn
 
 from config_db import sync_log
 from config_db.database import make_engine
-from config_db.models import Base
+from tests.databases import sqlite_copy
 from worker.buses.base import OutgoingMessage
 from worker.buses.local import LocalBus
 from worker.db import Database
@@ -53,10 +53,8 @@ async def served(app: Any) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'cwi.db'}")
-    Base.metadata.create_all(engine)
-    database = Database(engine)
+async def db(tmp_path: Path, sqlite_templates: dict[str, Path]) -> AsyncIterator[Database]:
+    database = Database(make_engine(sqlite_copy(sqlite_templates["schema"], tmp_path)))
     yield database
     await database.close()
 

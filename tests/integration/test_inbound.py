@@ -26,9 +26,9 @@ from providers.generic_rest.sandbox import SandboxServer
 from providers.generic_rest.sandbox.app import ERP_CREATED
 from worker.bootstrap import App, open_app
 from worker.buses.base import OutgoingMessage
-from worker.cw.sandbox import CWServer
-from worker.inbound.listening import Listener, listening
-from worker.inbound.quiet import run_until_quiet
+from worker.dev.cw_sandbox import CWServer
+from worker.dev.listening import Listener, listening
+from worker.dev.quiet import run_until_quiet
 from worker.ingress.ratelimit import RateLimiter
 from worker.messaging.fingerprint import cw_fields
 from worker.settings import Settings

@@ -29,9 +29,9 @@ from tests.fakes.serve import KINDS, ServedFake, serve_fake
 from tests.integration.test_visma_net_inbound import CUSTOMER, INVOICE
 from worker.bootstrap import App, open_app
 from worker.buses.base import OutgoingMessage
-from worker.cw.sandbox import CWServer
-from worker.inbound.listening import listening
-from worker.inbound.quiet import run_until_quiet
+from worker.dev.cw_sandbox import CWServer
+from worker.dev.listening import listening
+from worker.dev.quiet import run_until_quiet
 from worker.settings import Settings
 
 KEY = "inbound-erps-test-key"

@@ -476,6 +476,7 @@ def _wait_for(paths: list[Path], procs: list[subprocess.Popen[bytes]]) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_competing_processes_handle_every_message_once_and_keep_session_order(
     postgres_server: str, tmp_path: Path

@@ -142,7 +142,7 @@ async def test_the_worker_rides_out_a_database_restart(
 async def test_the_listener_answers_503_with_retry_after_while_the_database_is_down(
     cluster: pgcluster.PrivateCluster,
 ) -> None:
-    from worker.inbound.listening import listening  # the real listener, as `cwi serve` runs it
+    from worker.dev.listening import listening  # the real listener, as `cwi serve` runs it
 
     async with rig(cluster) as (app, _sandbox), listening(app) as listener:
         endpoint = await listener.endpoint("acme")

@@ -12,8 +12,8 @@ from config_db.secrets import SecretBox
 from tests.fakes.serve import KINDS, ServedFake, serve_in_thread
 from tests.fakes.tripletex import FakeTripletex
 from tests.fakes.uni_economy import FakeUni
-from worker.cli.common import CliError
-from worker.cli.webhooks_register import register
+from worker.cli.errors import CliError
+from worker.cli.webhooks import register
 
 SECRET_KEY = "register-secret-key-0123456789"
 WEBHOOK_SECRET = "whsec-register-1"

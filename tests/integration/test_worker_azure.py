@@ -21,8 +21,8 @@ from tests.e2e.cli import Cli, envelope
 from tests.integration.buses import LOCK_S, QUEUE
 from tests.integration.test_worker_processes import sandbox_stats
 from tests.integration.worker_rig import Rig, env
+from tests.servers import serve_sandbox
 from tests.servicebus_peer import EntityOptions, ServiceBusPeer
-from worker.bench import sandbox_process
 
 MAX_DELIVERIES = 2
 
@@ -57,10 +57,10 @@ async def test_connection_dropped_mid_batch_loses_nothing_and_writes_nothing_twi
 
 
 @pytest.fixture
-def hanging_erp() -> Iterator[str]:
-    """The sandbox ERP in its own process, taking a minute to answer: every push is in flight."""
-    with sandbox_process("sandbox-token", 60_000) as url:
-        yield url
+def hanging_erp(background_loop: asyncio.AbstractEventLoop) -> Iterator[str]:
+    """The sandbox ERP taking a minute to answer: every push is in flight."""
+    with serve_sandbox(background_loop, token="sandbox-token", latency_ms=60_000) as sandbox:
+        yield sandbox.base_url
 
 
 def test_repeated_crashes_mid_push_end_in_max_delivery_count_exceeded(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -15,15 +16,16 @@ from sqlalchemy import text
 
 from config_db.database import make_engine
 from tests.e2e.cli import Cli, envelope, jsonl
-from worker.bench import sandbox_process
+from tests.servers import serve_sandbox
 
 EVENTS_PER_CLIENT = 10
 
 
 @pytest.fixture
-def slow_sandbox() -> Iterator[str]:
-    with sandbox_process("sandbox-token", 40) as url:
-        yield url
+def slow_sandbox(background_loop: asyncio.AbstractEventLoop) -> Iterator[str]:
+    """The sandbox ERP answering after 40 ms, so that the workers are caught mid-batch."""
+    with serve_sandbox(background_loop, token="sandbox-token", latency_ms=40) as sandbox:
+        yield sandbox.base_url
 
 
 def sandbox_stats(url: str) -> dict[str, Any]:
@@ -56,6 +58,7 @@ def assert_each_written_once(sandbox_url: str, expected: list[str]) -> None:
     assert {k: v for k, v in writes.items() if v != 1} == {}, "none applied twice"
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_then_restart(migrated_db_url: str, slow_sandbox: str) -> None:
     cli = Cli(migrated_db_url)
     expected = workload(cli, slow_sandbox, n_clients=12)
@@ -80,6 +83,7 @@ def test_sigkill_mid_batch_then_restart(migrated_db_url: str, slow_sandbox: str)
     assert (status["active"], status["locked"], status["dead_lettered"]) == (0, 0, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_two_workers_compete_without_double_processing(
     request: pytest.FixtureRequest, slow_sandbox: str

@@ -20,9 +20,9 @@ import pytest
 
 from config_db import clients
 from config_db.database import make_engine
-from config_db.models import Base
 from config_db.secrets import SecretBox
 from providers.generic_rest.sandbox import SandboxServer
+from tests.databases import empty_postgres, sqlite_copy
 from tests.integration.buses import (
     LOCK_S,
     MAX_DELIVERIES,
@@ -144,13 +144,6 @@ def _provision(sandbox_url: str) -> Any:
     return provision
 
 
-def _fresh_schema(url: str) -> None:
-    engine = make_engine(url)
-    Base.metadata.drop_all(engine)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-
-
 RIG_BUSES = [
     "local-sqlite",
     pytest.param("local-postgres", marks=pytest.mark.postgres),
@@ -185,10 +178,9 @@ async def _bus_for(
 async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
     kind: str = request.param
     if kind == "local-postgres":
-        url = request.getfixturevalue("postgres_server")
+        url = empty_postgres(request.getfixturevalue("postgres_server"))
     else:
-        url = f"sqlite:///{tmp_path / 'cwi.db'}"
-    _fresh_schema(url)
+        url = sqlite_copy(request.getfixturevalue("sqlite_templates")["schema"], tmp_path)
     db = Database(make_engine(url))
     bus, extra = await _bus_for(kind, request, db)
     try:

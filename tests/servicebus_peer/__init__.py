@@ -8,7 +8,7 @@ Entities: queues; topics (``EntityOptions(subscriptions=[...])``), received from
 Faults: ``drop_connections()`` (locks go with the connection, per Microsoft's docs) and
 ``expire_lock(entity, message_id=None)``. Inspection: ``messages``, ``dead_letters`` and the
 ``*_count`` methods; ``send`` seeds a message without an SDK sender. What the SDK does on the
-wire: ../shared/docs/servicebus-wire.md.
+wire: docs/servicebus-wire.md.
 """
 
 from tests.servicebus_peer.entities import EntityOptions

@@ -11,6 +11,8 @@ import pytest
 from providers import reporting
 from providers.http import ConnectionThrottle, HttpResponse
 from worker import tracing
+from worker.cli.errors import explain
+from worker.extras import MissingExtraError
 from worker.metrics import ClientLabels, Metrics, provider_label, status_class
 from worker.settings import load_settings
 
@@ -97,12 +99,10 @@ def test_metrics_port_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_missing_tracing_extra_is_one_line_naming_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # as if not installed
     monkeypatch.delitem(sys.modules, "worker.tracing_sdk", raising=False)
-    with pytest.raises(tracing.TracingUnavailable) as caught:
+    with pytest.raises(MissingExtraError) as caught:
         tracing.configure(load_settings(tracing="otlp"))
-    assert str(caught.value) == (
-        "tracing (otlp) needs the tracing extra (opentelemetry.sdk.trace is missing): "
-        "pip install 'cwi[tracing]'"
-    )
+    assert str(caught.value) == "tracing (otlp) needs the tracing extra: pip install 'cwi[tracing]'"
+    assert explain(caught.value) == (str(caught.value), 2)  # what the CLI prints, and its exit code
     assert not tracing.enabled()
 
 

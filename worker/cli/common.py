@@ -1,62 +1,74 @@
-"""Helpers every CLI command shares: settings, migrated-database check, one-line errors."""
+"""Helpers the commands share: settings read per call, the migrated-database check, output, arguments."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 from collections.abc import Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
-from config_db.database import make_engine
-from config_db.migrate import current_revision, head_revision
-from worker import tracing
-from worker.logging import configure
+from worker.cli.errors import CliError, fail
+from worker.extras import MissingExtraError
 from worker.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from config_db.clients import StoredConnection
+    from worker.db import Database
 
 T = TypeVar("T")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
-
-class CliError(Exception):
-    """An error shown to the user as one line, with an exit code."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    raise CliError(message, code)
+__all__ = ["CliError", "console", "err_console", "fail"]
 
 
 def settings() -> Settings:
+    """The settings from the environment (and .env) as they are now, logging (and tracing) configured
+    by them."""
+    from worker import tracing
+    from worker.logging import configure
+
     try:
         s = load_settings()
     except SettingsError as exc:
-        fail(f"configuration error: {exc}")
+        fail(f"configuration error: {exc}", 2)
     configure(fmt=s.log_format, level=s.log_level)
-    try:
-        tracing.configure(s)
-    except tracing.TracingUnavailable as exc:
-        fail(f"configuration error: {exc}")
+    tracing.configure(s)  # CWI_TRACING / OTEL_EXPORTER_OTLP_ENDPOINT; a missing extra is one line
     return s
 
 
 def require_migrated(s: Settings) -> None:
-    engine = make_engine(s.database_url, pool_size=0 if "sqlite" in s.database_url else 1)
+    """Stop unless the database is at the schema this version of cwi was built for."""
+    from sqlalchemy.engine import make_url
+
+    from config_db.migrate import HEAD_REVISION
+    from worker.bootstrap import database_revision
+
+    shown = repr(make_url(s.database_url))  # the password masked
     try:
-        current = current_revision(engine)
+        current = database_revision(s)
+    except MissingExtraError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any driver error means the same to the user
-        fail(f"cannot open the database {engine.url!r}: {exc.__class__.__name__}: {exc}".splitlines()[0])
-    finally:
-        engine.dispose()
-    if current != head_revision():
-        fail(f"the database {engine.url!r} is not migrated (at {current}): run `cwi db upgrade`")
+        fail(f"cannot open the database {shown}: {exc.__class__.__name__}: {exc}".splitlines()[0])
+    if current != HEAD_REVISION:
+        fail(f"the database {shown} is not migrated (at {current}): run `cwi db upgrade`")
+
+
+def connection_of(db: Database, client_id: str) -> StoredConnection:
+    """The client's stored connection, or stop saying how to add one."""
+    from functools import partial
+
+    from config_db import clients
+
+    stored = db.run_sync(partial(clients.get_connection, client_id=client_id))
+    if stored is None:
+        fail(f"client {client_id!r} has no connection: add one with `cwi connections set`")
+    return stored
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

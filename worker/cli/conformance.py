@@ -10,8 +10,7 @@ from urllib.parse import urlsplit
 import typer
 
 from worker.cli.common import exit_with, fail
-
-_EXTRA = "cwi conformance needs the conformance extra: pip install 'cwi[conformance]'"
+from worker.extras import MissingExtraError, extra_needed
 
 
 def conformance(
@@ -57,11 +56,10 @@ def conformance(
     if webhook_listen and not webhook_listen.rpartition(":")[2].isdigit():
         fail(f"--webhook-listen takes HOST:PORT, not {webhook_listen!r}", 2)
     try:
-        from worker.conformance.run import Options, run_conformance
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in ("schemathesis", "hypothesis"):
-            fail(_EXTRA, 2)
-        raise
+        with extra_needed("cwi conformance"):
+            from worker.conformance.run import Options, run_conformance
+    except MissingExtraError as exc:
+        fail(str(exc), 2)
     if webhook_secret:
         from providers.generic_rest.webhooks import decode_secret
 

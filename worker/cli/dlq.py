@@ -20,7 +20,7 @@ from worker.cli.common import console, err_console, exit_with, fail, require_mig
 from worker.operators.dlq import DeadLetterOperations, Halt, Outcome
 from worker.operators.letters import Letter, Selection, SelectionError, grouped, parse_duration, parse_since
 
-dlq_app = typer.Typer(help="Dead-lettered messages: list, show, replay, purge.", no_args_is_help=True)
+app = typer.Typer(help="Dead-lettered messages: list, show, replay, purge.", no_args_is_help=True)
 
 ClientOpt = Annotated[str | None, typer.Option("--client", help="Only this client's messages")]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Only this dead-letter reason code")]
@@ -82,7 +82,7 @@ def _selection(
         fail(str(exc), code=2)
 
 
-@dlq_app.command("list")
+@app.command("list")
 def list_(
     client: ClientOpt = None,
     reason: ReasonOpt = None,
@@ -120,7 +120,7 @@ def list_(
     console.print(f"{len(letters)} dead-lettered message(s){more}")
 
 
-@dlq_app.command()
+@app.command()
 def show(
     message_id: Annotated[str, typer.Argument(metavar="ID", help="The dead letter's transport message id")],
     json_out: JsonOpt = False,
@@ -230,7 +230,7 @@ def _report_dry_run(letters: Sequence[Letter], verb: str, json_out: bool) -> Non
     console.print(f"dry run: {len(letters)} message(s) would be {done}; nothing was changed", markup=False)
 
 
-@dlq_app.command()
+@app.command()
 def replay(
     ids: Annotated[list[str] | None, typer.Argument(metavar="[ID]...", help="Transport message ids")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every dead letter the filters select")] = False,
@@ -254,7 +254,7 @@ def replay(
          json_out=json_out, act=lambda ops, letter: ops.replay(letter))  # fmt: skip
 
 
-@dlq_app.command()
+@app.command()
 def purge(
     ids: Annotated[list[str] | None, typer.Argument(metavar="[ID]...", help="Transport message ids")] = None,
     older_than: Annotated[

@@ -1,4 +1,4 @@
-"""Message commands: send, run, status, synclog."""
+"""The message commands: send, run, status, synclog, preview."""
 
 from __future__ import annotations
 
@@ -9,20 +9,31 @@ import signal
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from config_db import sync_log
-from contracts import Envelope
-from worker.bootstrap import make_database, open_app
+from worker.bootstrap import database, open_app, open_provider
 from worker.buses.base import BusStats, BusStatsUnavailable, DeadLetterQueue
-from worker.cli.common import console, err_console, exit_with, fail, require_migrated, run_async, settings
-from worker.db import Database
-from worker.operators.dlq import DeadLetterOperations
-from worker.operators.letters import Selection, grouped
+from worker.cli.common import (
+    connection_of,
+    console,
+    err_console,
+    exit_with,
+    fail,
+    require_migrated,
+    run_async,
+    settings,
+)
+from worker.jsontext import BadText, decode
 from worker.publishing import read_envelopes, to_message
+
+if TYPE_CHECKING:
+    from contracts import Envelope
+    from providers.base import PreparedRequest
+    from worker.db import Database
 
 
 def send(
@@ -125,6 +136,9 @@ def status_table(data: dict[str, object]) -> Table:
 
 
 async def _operator_status(db: Database, bus: DeadLetterQueue) -> dict[str, object]:
+    from worker.operators.dlq import DeadLetterOperations
+    from worker.operators.letters import Selection, grouped
+
     letters = await DeadLetterOperations(db, bus).select(Selection())
     outcomes = await db.run(sync_log.last_outcomes)
     for row in outcomes:
@@ -162,9 +176,8 @@ def synclog(
     """The synchronization log, oldest first among the newest LIMIT entries."""
     s = settings()
     require_migrated(s)
-    rows = make_database(s).run_sync(
-        partial(sync_log.entries, client_id=client, message_id=message, limit=limit)
-    )
+    with database(s) as db:
+        rows = db.run_sync(partial(sync_log.entries, client_id=client, message_id=message, limit=limit))
     rows.reverse()
     if json_out:
         for row in rows:
@@ -191,14 +204,22 @@ def preview(
     client: Annotated[str, typer.Option(help="Whose connection to preview with")],
 ) -> None:
     """Print the exact HTTP requests the client's provider would send for each event; send nothing."""
+    from providers.errors import ProviderError
+    from worker.previewing import PreviewError, preview_requests
+
     good = _valid_envelopes(file, "nothing was previewed")
     s = settings()
     require_migrated(s)
-    from worker.previewing import PreviewError, preview_requests
+    with database(s) as db:
+        stored = connection_of(db, client)
+
+    async def plan() -> list[tuple[Envelope, list[PreparedRequest]]]:
+        async with open_provider(s, stored) as provider:  # its HTTP session stays unused
+            return preview_requests(provider, [env for env, _ in good])
 
     try:
-        previews = run_async(preview_requests(s, client, [env for env, _ in good]))
-    except PreviewError as exc:
+        previews = run_async(plan())
+    except (PreviewError, ProviderError) as exc:
         fail(str(exc))
     for env, requests in previews:
         print(f"# {env.id}  {env.type}  {env.cw_id}")
@@ -213,7 +234,11 @@ def preview(
 
 def _valid_envelopes(file: str, consequence: str) -> list[tuple[Envelope, str]]:
     """Every envelope in FILE (or stdin) with its raw JSON; exit 2 listing each bad record."""
-    text = sys.stdin.read() if file == "-" else _read_file(file)
+    data = sys.stdin.buffer.read() if file == "-" else _read_file(file)
+    try:
+        text = decode(data)
+    except BadText as exc:
+        fail(str(exc), 2)
     good, bad = read_envelopes(text)
     if bad:
         for record in bad:
@@ -225,8 +250,8 @@ def _valid_envelopes(file: str, consequence: str) -> list[tuple[Envelope, str]]:
     return good
 
 
-def _read_file(file: str) -> str:
+def _read_file(file: str) -> bytes:
     path = Path(file)
     if not path.is_file():
-        fail(f"no such file: {file}")
-    return path.read_text(encoding="utf-8")
+        fail(f"no such file: {file}", 2)
+    return path.read_bytes()

@@ -1,54 +1,41 @@
-"""``cwi webhooks``: the URL and secret each client's ERP calls us with."""
+"""``cwi webhooks``: the URL and secret each client's ERP calls us with, and registering them there.
+
+Tripletex and Uni Economy have an API for the registration (event subscriptions, event plans);
+Visma.net does not, and its provider answers with the steps to take in Visma's Developer Portal
+instead. Without ``--url`` a new endpoint is issued (as ``cwi webhooks url --rotate`` does: the old URL
+stops working) and its URL and the connection's webhook secret are registered; with ``--url`` that URL
+is registered with the secret already stored.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from functools import partial
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol, runtime_checkable
 
 import typer
-from sqlalchemy import Connection
 
-from config_db import clients, webhooks
 from config_db.secrets import SecretBox, SecretKeyError
-from providers.registry import WEBHOOK_SECRETS
-from worker.bootstrap import make_database
-from worker.cli.common import fail, require_migrated, settings
+from config_db.webhooks import SECRET_CREDENTIAL, EndpointExistsError
+from worker.bootstrap import database, open_provider
+from worker.cli.common import connection_of, console, fail, require_migrated, run_async, settings
+from worker.webhook_endpoints import NoConnectionError, issue
 
-webhooks_app = typer.Typer(help="Webhook endpoints: where each client's ERP calls us.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from config_db.clients import StoredConnection
+    from providers.base import ConnectionSpec
+    from worker.settings import Settings
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Issued:
-    kind: str
-    token: str
-    secret: str
-    new_secret: bool
+app = typer.Typer(help="Webhook endpoints: where each client's ERP calls us.", no_args_is_help=True)
 
 
-class NoConnectionError(Exception):
-    pass
+@runtime_checkable
+class RegistersWebhooks(Protocol):
+    """The optional provider method: create the vendor's subscription, or say how to."""
+
+    async def register_webhook(self, url: str, secret: str) -> str: ...
 
 
-def issue(db: Connection, box: SecretBox, client_id: str, *, rotate: bool) -> Issued:
-    """A new endpoint token, and a webhook secret if the connection has none: one transaction."""
-    stored = clients.get_connection(db, client_id)
-    if stored is None:
-        raise NoConnectionError(
-            f"client {client_id!r} has no ERP connection: add one with `cwi connections set`"
-        )
-    token = webhooks.create_endpoint(db, client_id, stored.kind, rotate=rotate)
-    credentials = box.decrypt(stored.credentials, owner=f"client {client_id!r}")
-    secret = credentials.get(webhooks.SECRET_CREDENTIAL)
-    if secret:
-        return Issued(stored.kind, token, secret, new_secret=False)
-    secret = WEBHOOK_SECRETS[stored.kind]()
-    credentials[webhooks.SECRET_CREDENTIAL] = secret
-    clients.set_connection(db, dataclasses.replace(stored, credentials=box.encrypt(credentials)))
-    return Issued(stored.kind, token, secret, new_secret=True)
-
-
-@webhooks_app.command("url")
+@app.command("url")
 def url(
     client_id: Annotated[str, typer.Argument(help="Client id")],
     rotate: Annotated[
@@ -63,14 +50,67 @@ def url(
     require_migrated(s)
     try:
         box = SecretBox(s.secret)
-        issued = make_database(s).run_sync(partial(issue, box=box, client_id=client_id, rotate=rotate))
-    except (SecretKeyError, NoConnectionError, webhooks.EndpointExistsError) as exc:
+        with database(s) as db:
+            issued = db.run_sync(partial(issue, box=box, client_id=client_id, rotate=rotate))
+    except (SecretKeyError, NoConnectionError, EndpointExistsError) as exc:
         fail(str(exc))
     print(f"url: {s.public_url.rstrip('/')}/webhooks/{issued.kind}/{issued.token}")
     print(f"secret: {issued.secret}")
     print(
         f"Register both with the client's {issued.kind} webhook subscription "
         f"(the secret is {'new' if issued.new_secret else 'the one already stored'}; "
-        f"it is kept encrypted as the connection's {webhooks.SECRET_CREDENTIAL} credential). "
+        f"it is kept encrypted as the connection's {SECRET_CREDENTIAL} credential). "
         "The URL is shown only now."
     )
+
+
+@app.command("register")
+def register(
+    client: Annotated[str, typer.Argument(help="Client id")],
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="Register this URL instead of a newly issued CWI_PUBLIC_URL/webhooks/{provider}/{token}",
+        ),
+    ] = None,
+) -> None:
+    """Create the webhook subscription in the client's ERP (or print the steps where there is no API)."""
+    from providers.errors import ProviderError
+    from worker.messaging.connections import spec_from_stored
+
+    s = settings()
+    require_migrated(s)
+    with database(s) as db:
+        stored = connection_of(db, client)
+        kind = stored.kind
+        try:
+            if url is None:
+                issued = db.run_sync(partial(issue, box=SecretBox(s.secret), client_id=client, rotate=True))
+                url = f"{s.public_url.rstrip('/')}/webhooks/{issued.kind}/{issued.token}"
+                stored = connection_of(db, client)
+            secret = _secret(spec_from_stored(stored, s.secret))
+            summary = run_async(_register(s, stored, url, secret))
+        except (SecretKeyError, NoConnectionError) as exc:
+            fail(str(exc))
+        except ProviderError as exc:
+            fail(f"FAILED: {client} ({kind}): {exc}")
+    console.print(summary)
+
+
+def _secret(spec: ConnectionSpec) -> str:
+    secret = spec.credentials.get(SECRET_CREDENTIAL)
+    if not secret:
+        command = f"cwi connections set {spec.client_id} {spec.kind} --credential {SECRET_CREDENTIAL}=…"
+        fail(
+            f"the {spec.kind} connection of client {spec.client_id} has no credential {SECRET_CREDENTIAL}: "
+            f"add it with `{command}`"
+        )
+    return secret
+
+
+async def _register(s: Settings, stored: StoredConnection, url: str, secret: str) -> str:
+    async with open_provider(s, stored) as provider:
+        if not isinstance(provider, RegistersWebhooks):
+            fail(f"{stored.kind} has no webhook registration: configure its callbacks to call {url}")
+        return await provider.register_webhook(url, secret)

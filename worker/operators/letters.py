@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.buses.base import DeadLetter
+from worker.jsontext import MAX_DEPTH, nesting_depth
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -43,29 +44,6 @@ def parse_since(text: str) -> dt.datetime:
 
 
 MAX_BODY = 1024 * 1024  # an envelope is a few kB; what is larger is shown raw, not parsed
-MAX_DEPTH = 64  # an envelope nests about 5 deep; json.loads recurses once per level
-
-
-def nesting_depth(text: bytes) -> int:
-    """How deep JSON brackets nest in ``text`` (outside strings): a linear scan, no recursion."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return deepest
 
 
 def _envelope(body: bytes) -> dict[str, Any] | None:

@@ -2,7 +2,7 @@
 
 A fresh temporary SQLite database, two provisioned clients (plus one that has no connection),
 about 1,000 mixed events — some invalid, some the sandbox rejects, some duplicates — processed until
-idle, then a summary. Then the inbound part (``worker.inbound.demo``): a third client whose sandbox
+idle, then a summary. Then the inbound part (``worker.dev.demo_inbound``): a third client whose sandbox
 ERP fires webhooks, users changing records on both sides, and the echoes of our own writes ignored.
 """
 
@@ -24,14 +24,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from config_db import clients
-from config_db.migrate import upgrade
 from config_db.secrets import SecretBox
 from providers.generic_rest.sandbox import SandboxServer
-from worker import fixtures as fx
-from worker.bootstrap import open_app
+from worker.bootstrap import open_app, upgrade_database
 from worker.buses.base import OutgoingMessage
-from worker.cw.sandbox import CWServer
-from worker.inbound.demo import INBOUND_CLIENT, InboundReport, run_inbound
+from worker.dev import fixtures as fx
+from worker.dev.cw_sandbox import CWServer
+from worker.dev.demo_inbound import INBOUND_CLIENT, InboundReport, run_inbound
 from worker.logging import configure
 from worker.messaging.outcomes import Outcome, Retry
 from worker.settings import Settings
@@ -142,11 +141,7 @@ async def _run(console: Console, workdir: Path, settings: Settings, cw: CWServer
     log_path = workdir / "worker.log"
     with log_path.open("w") as log_file:
         configure(fmt="json", level="INFO", stream=log_file)
-        from config_db.database import make_engine
-
-        engine = make_engine(settings.database_url)
-        upgrade(engine)
-        engine.dispose()
+        upgrade_database(settings)
         token = secrets.token_urlsafe(16)
         plan = build_plan()
         async with SandboxServer(token=token, fail_rate=0.02, seed=1) as sandbox:

@@ -14,11 +14,11 @@ from functools import partial
 
 from config_db.secrets import SecretBox
 from worker.bootstrap import App
-from worker.cli.webhooks import issue
 from worker.ingress.app import create_app
 from worker.ingress.ratelimit import RateLimiter
 from worker.ingress.server import serving
 from worker.metrics import Metrics
+from worker.webhook_endpoints import issue
 
 
 @dataclass(frozen=True, slots=True)

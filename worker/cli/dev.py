@@ -1,4 +1,4 @@
-"""Tool commands: sandbox, demo, bench."""
+"""Development commands: sandbox, demo, bench (their code lives in worker.dev, loaded on use)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from worker.cli.common import console, run_async
+from worker.cli.common import console, fail, run_async
 
 
 class BenchBus(StrEnum):
@@ -17,7 +17,7 @@ class BenchBus(StrEnum):
 
 
 def sandbox(
-    port: Annotated[int, typer.Option(help="Port to listen on")] = 8900,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port)")] = 8900,
     host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
     token: Annotated[
         str, typer.Option(help="Bearer token clients must send", envvar="CWI_SANDBOX_TOKEN")
@@ -27,14 +27,18 @@ def sandbox(
     db: Annotated[str | None, typer.Option(help="SQLite file to keep records in (default: memory)")] = None,
 ) -> None:
     """Run the sandbox ERP: the reference implementation of CW's generic REST interface."""
-    from providers.generic_rest.sandbox import run_sandbox
+    from worker.dev.sandbox import bind, serve_sandbox
 
-    run_sandbox(host, port, token=token, latency_ms=latency_ms, fail_rate=fail_rate, db_path=db)
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    serve_sandbox(sock, token=token, latency_ms=latency_ms, fail_rate=fail_rate, db_path=db)
 
 
 def demo() -> None:
     """Run the worker end to end on a temporary SQLite database against the sandbox ERP."""
-    from worker.demo import run_demo
+    from worker.dev.demo import run_demo
 
     raise typer.Exit(run_async(run_demo(console)))
 
@@ -51,7 +55,7 @@ def bench(
     ] = BenchBus.local,
 ) -> None:
     """Benchmark the real pipeline over a bus; prints one JSON object."""
-    from worker.bench import run_bench
+    from worker.dev.bench import run_bench
 
     result = run_bench(
         events=events, concurrency=concurrency, latency_ms=latency_ms, clients_n=clients, bus=bus.value

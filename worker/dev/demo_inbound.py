@@ -1,7 +1,7 @@
 """The inbound part of ``cwi demo``: one client whose sandbox ERP fires webhooks, users changing
 records on both sides, every genuine change applied once and every echo of our own writes ignored.
 
-CW is the fake CW (``worker.cw.sandbox``), whose events go onto the bus as CW's would; the sandbox's
+CW is the fake CW (``worker.dev.cw_sandbox``), whose events go onto the bus as CW's would; the sandbox's
 webhooks go to the real listener (``worker.ingress``, as `cwi serve` runs it) at the endpoint
 `cwi webhooks url` would issue, and the listener publishes them to the bus.
 """
@@ -20,12 +20,12 @@ from config_db import clients, sync_log
 from config_db.secrets import SecretBox
 from contracts import Entity
 from providers.generic_rest.sandbox import SandboxServer
-from worker import fixtures as fx
 from worker.bootstrap import App, open_app
 from worker.buses.base import OutgoingMessage
-from worker.cw.sandbox import CWServer
-from worker.inbound.listening import listening
-from worker.inbound.quiet import run_until_quiet
+from worker.dev import fixtures as fx
+from worker.dev.cw_sandbox import CWServer
+from worker.dev.listening import listening
+from worker.dev.quiet import run_until_quiet
 from worker.ingress.ratelimit import RateLimiter
 from worker.settings import Settings
 

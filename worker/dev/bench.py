@@ -11,7 +11,6 @@ import json
 import os
 import resource
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,51 +21,41 @@ from pathlib import Path
 from typing import Any, Literal
 
 from config_db import clients
-from config_db.database import make_engine
-from config_db.migrate import upgrade
 from config_db.secrets import SecretBox
-from worker import fixtures as fx
-from worker.bootstrap import open_app
+from worker.bootstrap import open_app, upgrade_database
 from worker.buses.base import OutgoingMessage
+from worker.dev import fixtures as fx
 from worker.logging import configure
 from worker.settings import Settings
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def sandbox_process(token: str, latency_ms: float) -> Iterator[str]:
-    """``cwi sandbox`` in a child process (its own core); yields its base URL."""
-    port = _free_port()
+    """``cwi sandbox --port 0`` in a child process (its own core); yields the base URL it reports.
+
+    The child binds the port itself and prints its URL: no port is chosen here and then taken by
+    someone else before the child binds it (tests run in parallel).
+    """
     cmd = [
         sys.executable,
         "-m",
         "worker.cli.main",
         "sandbox",
         "--port",
-        str(port),
+        "0",
         "--token",
         token,
         "--latency-ms",
         str(latency_ms),
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603 - our own CLI
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # noqa: S603 - our own CLI
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"the sandbox did not start: {err.strip()[-500:]}")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        assert proc.stdout is not None and proc.stderr is not None
+        url = proc.stdout.readline().strip()  # the first line, printed once the port is bound
+        if not url.startswith("http://"):
+            proc.kill()
+            raise RuntimeError(f"the sandbox did not start: {proc.stderr.read().strip()[-500:]}")
+        yield url
     finally:
         proc.terminate()
         try:
@@ -74,6 +63,9 @@ def sandbox_process(token: str, latency_ms: float) -> Iterator[str]:
         except subprocess.TimeoutExpired:  # still sleeping out its latency for requests nobody awaits
             proc.kill()
             proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def _messages(events: int, n_clients: int) -> list[OutgoingMessage]:
@@ -135,9 +127,7 @@ def run_bench(
         bus=bus,
     )
     configure(fmt="json", level="WARNING", stream=open(os.devnull, "w"))  # noqa: SIM115
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    engine.dispose()
+    upgrade_database(settings)
     token = secrets.token_urlsafe(16)
     with sandbox_process(token, latency_ms) as base_url:
         seconds = asyncio.run(_run(settings, base_url, token, events, n_clients))

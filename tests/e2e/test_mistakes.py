@@ -1,0 +1,102 @@
+"""Every command against a table of configuration mistakes: one clear line on stderr, an exit code
+(2 for usage and configuration, 1 for runtime failures), never a traceback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.cli import Cli
+
+COMMANDS = [
+    ("status",),
+    ("synclog",),
+    ("clients", "list"),
+    ("clients", "add", "acme"),
+    ("connections", "test", "acme"),
+    ("dlq", "list"),
+    ("db", "upgrade"),
+    ("send", "-"),
+    ("run", "--until-idle"),
+    ("preview", "-", "--client", "acme"),
+]
+
+NEED_THE_BUS = {"status", "dlq", "send", "run"}
+ENVELOPE = (
+    '{"id": "e1", "client_id": "acme", "type": "customer.created", "source": "frontend", '
+    '"occurred_at": "2026-12-03T10:00:00Z", "data": {"id": "c1", "number": "1", "name": "A"}}\n'
+)
+
+MISTAKES = {
+    "garbage database URL": ({"CWI_DATABASE_URL": "garbage"}, 2, "CWI_DATABASE_URL"),
+    "unreachable database": (
+        {"CWI_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/x", "CWI_STARTUP_WAIT_S": "0"},
+        1,
+        "Connection refused",
+    ),
+    "missing driver": ({"CWI_DATABASE_URL": "mssql+pyodbc://x/y"}, 2, "pip install 'cwi[mssql]'"),
+    "bad log level": ({"CWI_LOG_LEVEL": "verbose"}, 2, "CWI_LOG_LEVEL"),
+    "azure without settings": ({"CWI_BUS": "azure"}, 2, "CWI_SERVICEBUS"),
+    "bad retry delays": ({"CWI_RETRY_DELAYS": "soon"}, 2, "CWI_RETRY_DELAYS"),
+}
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('mistakes') / 'cwi.db'}"
+    cli = Cli(url)
+    cli.run("db", "upgrade")
+    yield cli
+
+
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
+def test_a_mistake_gets_one_line_and_the_right_exit_code(
+    cli: Cli, command: tuple[str, ...], mistake: str
+) -> None:
+    env, code, words = MISTAKES[mistake]
+    if mistake == "azure without settings" and command[0] not in NEED_THE_BUS:
+        pytest.skip("this command needs no bus")
+    result = cli.run(*command, input=ENVELOPE, check=False, **env)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert words in errors[0], errors[0]
+    assert result.returncode == code, (result.returncode, errors[0])
+
+
+def test_the_sandbox_on_a_busy_port_is_one_line(cli: Cli) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = cli.run("sandbox", "--port", str(port), check=False)
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert str(port) in line or "in use" in line
+    assert result.returncode == 1
+
+
+def test_preview_without_the_secret_key_is_one_line(cli: Cli) -> None:
+    cli.run("clients", "add", "globex", check=False)
+    cli.run(
+        "connections",
+        "set",
+        "globex",
+        "generic_rest",
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--credential",
+        "token=t",
+    )
+    envelope = (
+        '{"id": "e1", "client_id": "globex", "type": "customer.created", "source": "frontend", '
+        '"occurred_at": "2026-12-03T10:00:00Z", "data": {"id": "c1", "number": "1", "name": "G"}}'
+    )
+    result = cli.run("preview", "-", "--client", "globex", input=envelope, check=False, CWI_SECRET_KEY="")
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "CWI_SECRET_KEY" in line and result.returncode == 2

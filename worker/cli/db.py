@@ -1,0 +1,18 @@
+"""``cwi db``: the configuration database's schema."""
+
+from __future__ import annotations
+
+import typer
+
+from worker.cli.common import console, settings
+
+app = typer.Typer(help="Database schema.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def upgrade() -> None:
+    """Create or migrate the configuration database (CWI_DATABASE_URL) to the latest schema."""
+    from worker.bootstrap import upgrade_database
+
+    revision = upgrade_database(settings())
+    console.print(f"database at revision {revision}")

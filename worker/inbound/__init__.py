@@ -1,1 +1,0 @@
-"""The inbound direction: ERP changes reported by webhooks, applied to Contracting Works."""
