@@ -92,7 +92,7 @@ def test_a_metrics_port_in_use_is_one_line_and_exit_1(cli: Cli) -> None:
 def test_cwi_send_starts_a_trace_per_message_carried_in_its_properties(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     path.write_text(jsonl([envelope(1), envelope(2)]))
-    proc = cli.run("send", str(path), CWI_TRACING="console")
+    proc = cli.run_process("send", str(path), CWI_TRACING="console")  # tracing is set up per process
     spans = json.loads("[" + proc.stderr.replace("}\n{", "},\n{") + "]")
     assert [s["name"] for s in spans] == ["publish", "publish"]
     assert {s["attributes"]["cwi.message_id"] for s in spans} == {"acme-e1", "acme-e2"}
@@ -135,7 +135,7 @@ def test_an_otlp_endpoint_switches_tracing_on_and_the_spans_are_exported_there(
         path = tmp_path / "events.jsonl"
         path.write_text(jsonl([envelope(1)]))
         endpoint = f"http://127.0.0.1:{collector.server_address[1]}"
-        cli.run("send", str(path), OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_SERVICE_NAME="cwi-test")
+        cli.run_process("send", str(path), OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_SERVICE_NAME="cwi-test")
     finally:
         collector.shutdown()
     [(where, body)] = _Collector.received  # flushed as the command exits
