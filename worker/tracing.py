@@ -28,6 +28,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from worker.logging import redactor
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -107,8 +109,6 @@ def trace_configs() -> list[aiohttp.TraceConfig]:
 
 
 def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    from worker.logging import redactor
-
     return {k: redactor.scrub(v) if isinstance(v, str) else v for k, v in attributes.items() if v is not None}
 
 
