@@ -65,8 +65,9 @@ def s_insert_endpoint(token_hash: str, client_id: str, provider: str) -> Insert:
     )
 
 
-def s_delete_endpoints(client_id: str) -> Delete:
-    return delete(endpoints).where(endpoints.c.client_id == client_id)
+def s_delete_endpoints(client_id: str, *, before: dt.datetime | None = None) -> Delete:
+    statement = delete(endpoints).where(endpoints.c.client_id == client_id)
+    return statement if before is None else statement.where(endpoints.c.created_at < before)
 
 
 def q_receipts(client_id: str, provider: str, keys: Collection[str]) -> Select[Any]:
@@ -82,10 +83,22 @@ def s_insert_receipt(client_id: str, provider: str, key: str) -> Insert:
     )
 
 
-def find_endpoint(db: Connection, token: str) -> Endpoint | None:
-    """The endpoint a URL token opens, or None for a token we never issued (or rotated away)."""
+ROTATION_GRACE = dt.timedelta(hours=24)
+"""How long a client's previous webhook URL keeps working after a new one was issued: the ERP may
+still deliver (or retry) on the old URL until its subscription moves to the new one."""
+
+
+def find_endpoint(db: Connection, token: str, *, grace: dt.timedelta = ROTATION_GRACE) -> Endpoint | None:
+    """The endpoint a URL token opens; None for a token we never issued, or one whose client got a
+    newer token more than ``grace`` ago (rotated away)."""
     row = db.execute(q_endpoint(hash_token(token))).first()
-    return None if row is None else Endpoint(row.client_id, row.provider, row.created_at)
+    if row is None:
+        return None
+    found = Endpoint(row.client_id, row.provider, row.created_at)
+    newest = max((e.created_at for e in client_endpoints(db, found.client_id)), default=found.created_at)
+    if newest > found.created_at and utcnow() - newest > grace:
+        return None
+    return found
 
 
 def client_endpoints(db: Connection, client_id: str) -> list[Endpoint]:
@@ -95,19 +108,28 @@ def client_endpoints(db: Connection, client_id: str) -> list[Endpoint]:
 
 
 def create_endpoint(db: Connection, client_id: str, provider: str, *, rotate: bool = False) -> str:
-    """A new URL token for the client's connection; with ``rotate`` the old tokens stop working.
+    """A new URL token for the client's connection; with ``rotate`` the previous one keeps working
+    for ``ROTATION_GRACE`` (older ones, already past it, go now).
 
     Returns the token in clear: only its hash is stored, so this is the one chance to show it.
     """
-    if not rotate and client_endpoints(db, client_id):
+    existing = client_endpoints(db, client_id)
+    if not rotate and existing:
         raise EndpointExistsError(
             f"client {client_id!r} already has a webhook URL; its token is stored hashed and cannot be "
-            "shown again: use --rotate to issue a new URL (the old one stops working)"
+            "shown again: use --rotate to issue a new URL (the old one keeps working for a day)"
         )
-    db.execute(s_delete_endpoints(client_id))
+    if existing:
+        newest = max(e.created_at for e in existing)
+        db.execute(s_delete_endpoints(client_id, before=newest))  # only the previous one stays, for now
     token = new_token()
     db.execute(s_insert_endpoint(hash_token(token), client_id, provider))
     return token
+
+
+def withdraw_endpoint(db: Connection, token: str) -> None:
+    """Take back a token just issued (its registration at the ERP failed): the previous one stays."""
+    db.execute(delete(endpoints).where(endpoints.c.token_hash == hash_token(token)))
 
 
 def received_keys(db: Connection, client_id: str, provider: str, keys: Collection[str]) -> set[str]:

@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pydantic import SecretStr
+
 from worker.db import Database
 from worker.extras import extra_needed
 from worker.logging import get_logger
@@ -236,3 +238,37 @@ async def open_provider(settings: Settings, stored: StoredConnection) -> AsyncIt
     spec = spec_from_stored(stored, settings.secret)
     async with aiohttp.ClientSession() as session:
         yield registry.build(spec, session)
+
+
+async def ready_to_start(settings: Settings, *, worker: bool) -> list[str]:
+    """Before a long-running command: wait for the database (CWI_STARTUP_WAIT_S; DatabaseUnavailable
+    naming the setting when it does not come), then, for a worker, one line per enabled connection
+    whose credentials this CWI_SECRET_KEY cannot read (the worker must not start with those)."""
+    from config_db import clients
+    from worker.messaging.connections import unreadable_credentials
+
+    db = make_database(settings)
+    try:
+        await wait_for_database(db, settings)
+        if not worker:
+            return []
+        stored = await db.run(clients.list_connections)
+    finally:
+        await db.close()
+    return unreadable_credentials(stored, settings.secret)
+
+
+def startup_summary(settings: Settings) -> dict[str, object]:
+    """The configuration a worker runs with, for its start-up log line: secrets masked, the
+    database URL's password masked."""
+    from sqlalchemy.engine import make_url
+
+    shown = settings.model_dump(mode="json")
+    for name, value in list(shown.items()):
+        if isinstance(getattr(settings, name), SecretStr) or (name.endswith("_key") and value):
+            shown[name] = "***" if value else None
+    try:
+        shown["database_url"] = repr(make_url(settings.database_url))
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as unparsable, never raw
+        shown["database_url"] = "(not a URL)"
+    return shown

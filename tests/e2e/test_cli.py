@@ -103,7 +103,10 @@ def test_connection_test_reports_why_it_fails(cli: Cli, sandbox_url: str) -> Non
             ["connections", "set", "ghost", "generic_rest", "--base-url", "http://x"],
             "client 'ghost' does not exist",
         ),
-        (["connections", "set", "acme", "generic_rest", "--base-url", "ftp://x"], "must be an http(s) URL"),
+        (
+            ["connections", "set", "acme", "generic_rest", "--base-url", "ftp://x"],
+            "it must start with http:// or https://",
+        ),
         (
             ["connections", "set", "acme", "generic_rest", "--base-url", "http://x", "--setting", "novalue"],
             "--setting expects key=value",
@@ -128,3 +131,94 @@ def test_unmigrated_database_says_what_to_do(tmp_path: Path) -> None:
 def test_contracts_schema_is_json_schema(tmp_path: Path) -> None:
     schema = json.loads(Cli(f"sqlite:///{tmp_path / 'x.db'}").run("contracts", "schema").stdout)
     assert "discriminator" in json.dumps(schema) or "oneOf" in json.dumps(schema)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["clients", "add", ""], "client id '' must be"),
+        (["clients", "add", "ac me"], "client id 'ac me' must be"),
+        (["clients", "add", "Acme AS!"], "client id 'Acme AS!' must be"),
+        (["connections", "set", "acme", "generic_rest", "--base-url", "http://"], "it names no host"),
+        (
+            ["connections", "set", "acme", "generic_rest", "--base-url", "http://erp example.com/"],
+            "white space",
+        ),
+        (["connections", "set", "acme", "generic_rest", "--base-url", "http://[::1/x"], "IPv6"),
+        (
+            [
+                "connections",
+                "set",
+                "acme",
+                "generic_rest",
+                "--base-url",
+                "http://x",
+                "--setting",
+                "timeout_s=soon",
+            ],
+            "timeout_s",
+        ),
+    ],
+    ids=[
+        "empty id",
+        "id with a space",
+        "id with punctuation",
+        "no host",
+        "space in host",
+        "bad ipv6",
+        "bad setting",
+    ],
+)
+def test_bad_ids_urls_and_settings_are_refused_when_set(cli: Cli, args: list[str], message: str) -> None:
+    cli.run("clients", "add", "acme", check=False)
+    result = cli.run(*args, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def test_run_refuses_to_start_when_the_key_cannot_read_a_connection(cli: Cli) -> None:
+    cli.provision_directly("http://127.0.0.1:9", "acme", "globex")
+    cli.run("send", "-", input=jsonl([envelope(1)]))
+    result = cli.run("run", "--until-idle", check=False, CWI_SECRET_KEY="not-the-key")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "cannot read the credentials of 2 connection(s)" in result.stderr
+    assert "client 'acme'" in result.stderr and "client 'globex'" in result.stderr
+    assert cli.status()["dead_lettered"] == 0 and cli.status()["active"] == 1, "nothing touched"
+
+
+def test_run_logs_its_configuration_first_with_secrets_masked(cli: Cli) -> None:
+    result = cli.run("run", "--until-idle", CWI_ADMIN_API_KEY="admin-key-123")
+    first = json.loads(
+        next(line for line in result.stdout.splitlines() + result.stderr.splitlines() if line.startswith("{"))
+    )
+    assert first["event"] == "configuration" and first["secret_key"] == "***"
+    assert first["admin_api_key"] == "***" and "admin-key-123" not in result.stdout + result.stderr
+
+
+def test_listings_have_json_and_dead_letter_ids_are_shown_whole(cli: Cli) -> None:
+    cli.run("clients", "add", "acme")
+    assert json.loads(cli.run("clients", "list", "--json").stdout) == {"id": "acme", "name": "acme"}
+    sent = json.loads(cli.run("send", "-", "--json", input=jsonl([envelope(1)])).stdout)  # no connection
+    assert sent["published"] == 1 and sent["ids"] == ["acme-e1"]
+    ran = json.loads(cli.run("run", "--until-idle", "--json").stdout.splitlines()[-1])
+    assert ran["processed"] == 1
+    listed = cli.run("dlq", "list", COLUMNS="60").stdout
+    [letter] = json.loads(cli.run("dlq", "list", "--json").stdout)["messages"]
+    assert letter["id"] in "".join(listed.split()), "the id whole (folded, never cut with …)"
+    bad = cli.run("dlq", "list", "--reason", "NoSuchReason", check=False)
+    assert bad.returncode == 2 and "not a dead-letter reason" in bad.stderr
+
+
+def test_secrets_generate_a_key_and_rotate_every_connection_to_it(cli: Cli) -> None:
+    cli.provision_directly("http://127.0.0.1:9", "acme", "globex")
+    new = cli.run("secrets", "generate-key").stdout.strip()
+    assert len(new) == 44
+    both = f"{new},{SECRET_KEY}"
+    out = cli.run("secrets", "rotate", CWI_SECRET_KEY=both).stdout
+    assert "2 connection(s) re-encrypted, 0 already current, 0 unreadable" in out
+    again = cli.run("secrets", "rotate", CWI_SECRET_KEY=both).stdout
+    assert "0 connection(s) re-encrypted, 2 already current" in again, "resumable, idempotent"
+    listed = cli.run("connections", "list", "--json", CWI_SECRET_KEY=new).stdout.splitlines()
+    assert [json.loads(line)["credentials"] for line in listed] == [["token"], ["token"]], "the new key alone"
+    old_only = cli.run("connections", "list", "--json").stdout
+    assert "cannot decrypt" in old_only

@@ -204,3 +204,20 @@ def test_two_operators_replaying_at_once_resend_each_once(cli: Cli) -> None:
     dead, copies = asyncio.run(_local_state(cli.db_url, 0))
     assert dead == 0 and sorted(copies) == sorted(f"c{n % 3}-e{n}" for n in range(12))
     assert len(journal(cli, "replayed")) == 12
+
+
+@SQLITE_ONLY
+def test_status_on_service_bus_without_counts_says_why_and_shows_the_rest(
+    cli: Cli, peer: ServiceBusPeer
+) -> None:
+    asyncio.run(_on_peer(peer, 2))
+    azure = {
+        "CWI_BUS": "azure",
+        "CWI_SERVICEBUS_QUEUE": "cwi",
+        "CWI_SERVICEBUS_CONNECTION_STRING": peer.connection_string,
+    }
+    data = json.loads(cli.run("status", "--json", **azure).stdout)
+    assert "management endpoint cannot be reached" in data["counts_unavailable"], "says which, not 'rights'"
+    assert sum(g["count"] for g in data["dead_letters_by_client"]) == 2, "dead letters still shown"
+    shown = cli.run("status", **azure)
+    assert "bus counts unavailable" in shown.stderr and "dead letters" in shown.stdout

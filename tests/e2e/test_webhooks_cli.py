@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import queue
 import re
@@ -73,7 +74,9 @@ def test_webhooks_url_shows_the_token_once_and_rotates_it(cli: Cli) -> None:
         stored = clients.get_connection(db, "acme")
         assert stored is not None
         assert SecretBox(SECRET_KEY).decrypt(stored.credentials) == {"token": "t", "webhook_secret": secret}
-        assert webhooks.find_endpoint(db, url.rsplit("/", 1)[1]) is None
+        old_token = url.rsplit("/", 1)[1]
+        assert webhooks.find_endpoint(db, old_token) is not None, "kept for the grace period"
+        assert webhooks.find_endpoint(db, old_token, grace=dt.timedelta(0)) is None
         assert webhooks.find_endpoint(db, new_url.rsplit("/", 1)[1]) is not None
     engine.dispose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
 import pytest
@@ -35,8 +36,16 @@ def test_a_second_token_needs_rotate_and_rotating_retires_the_old_one(engine: En
         webhooks.create_endpoint(db, "acme", "uni_economy")
     with engine.begin() as db:
         new = webhooks.create_endpoint(db, "acme", "uni_economy", rotate=True)
-        assert webhooks.find_endpoint(db, old) is None
+        assert webhooks.find_endpoint(db, old) is not None, "the old URL works during the grace period"
+        assert webhooks.find_endpoint(db, old, grace=dt.timedelta(0)) is None, "and not after it"
         assert webhooks.find_endpoint(db, new) is not None
+    with engine.begin() as db:
+        newer = webhooks.create_endpoint(db, "acme", "uni_economy", rotate=True)
+        assert webhooks.find_endpoint(db, old) is None, "only the previous URL is kept"
+        assert webhooks.find_endpoint(db, new) is not None
+        webhooks.withdraw_endpoint(db, newer)
+        assert webhooks.find_endpoint(db, newer) is None
+        assert webhooks.find_endpoint(db, new, grace=dt.timedelta(0)) is not None, "the newest again"
 
 
 def test_receipts_are_per_client_and_provider_and_recording_twice_is_harmless(engine: Engine) -> None:

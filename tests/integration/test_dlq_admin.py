@@ -112,7 +112,7 @@ async def test_list_show_replay_purge_with_the_key(db: Database, bus: LocalBus) 
         assert listed["total"] == 2 and {m["id"] for m in listed["messages"]} == {"t-acme-e1", "t-acme-e2"}
         assert listed["summary"] == [{"client_id": "acme", "reason": "MappingError", "count": 2}]
         async with http.get(f"{url}/dlq", params={"since": "yesterday"}) as response:
-            assert response.status == 400 and "since" in (await response.json())["error"]
+            assert response.status == 422 and "since" in (await response.json())["error"]
 
         async with http.get(f"{url}/dlq/t-acme-e1", headers={"X-Admin-Key": KEY}) as response:
             shown = await response.json()
@@ -143,3 +143,31 @@ async def test_list_show_replay_purge_with_the_key(db: Database, bus: LocalBus) 
         (r["action"], json.loads(r["detail"])["operator"]) for r in log if r["direction"] == "operator"
     ]
     assert sorted(operator) == [("purged", "admin-api"), ("replayed", "erin")]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("GET", "/admin/dlq?limit=-1", None, "limit"),
+        ("GET", "/admin/dlq?limit=abc", None, "limit"),
+        ("GET", "/admin/dlq?reason=NoSuchReason", None, "reason"),
+        ("GET", "/admin/dlq?colour=red", None, "colour"),
+        ("POST", "/admin/dlq/replay", {"all": True, "limit": -1}, "limit"),
+        ("POST", "/admin/dlq/replay", {"all": True, "limit": [1]}, "limit"),
+        ("POST", "/admin/dlq/replay", {"all": True, "limit": 1e400}, "limit"),
+        ("POST", "/admin/dlq/replay", {"all": "yes"}, "all"),
+        ("POST", "/admin/dlq/purge", {"older_than": "soon"}, "duration"),
+        ("POST", "/admin/dlq/replay", {"all": True, "reason": "Nope"}, "reason"),
+    ],
+)
+async def test_every_parameter_is_validated_422_naming_the_field_never_500(
+    db: Database, bus: LocalBus, method: str, path: str, body: Any, field: str
+) -> None:
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    async with served(admin_app(db, bus, api_key=KEY)) as url, aiohttp.ClientSession(headers=bearer) as http:
+        data = None if body is None else json.dumps(body).encode()
+        async with http.request(method, url + path.removeprefix("/admin"), data=data) as resp:
+            answer = await resp.json()
+            assert resp.status == 422, (resp.status, answer)
+            assert field in answer["error"], answer
+    assert len(await bus.dead_letters()) == 3, "nothing replayed or purged"

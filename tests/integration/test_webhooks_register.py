@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,7 @@ from tests.fakes.tripletex import FakeTripletex
 from tests.fakes.uni_economy import FakeUni
 from worker.cli.errors import CliError
 from worker.cli.webhooks import register
+from worker.webhook_endpoints import issue
 
 SECRET_KEY = "register-secret-key-0123456789"
 WEBHOOK_SECRET = "whsec-register-1"
@@ -109,3 +111,28 @@ def test_register_without_url_issues_a_new_endpoint_and_secret(
 def test_register_needs_a_connection(env: str, served: ServedFake) -> None:
     with pytest.raises(CliError, match="has no connection"):
         register("nobody", url="https://cwi.example/webhooks/x/y")
+
+
+def test_a_failed_registration_leaves_the_url_the_erp_uses_working(env: str, served: ServedFake) -> None:
+    fake = served.fake
+    if not isinstance(fake, FakeTripletex | FakeUni):
+        pytest.skip("Visma.net is registered by hand in its portal: nothing to fail")
+    provision(env, served, served.credentials)
+    engine = make_engine(env)
+    with engine.begin() as conn:
+        issued = issue(conn, SecretBox(SECRET_KEY), "acme", rotate=False)  # the URL the ERP uses now
+    if isinstance(fake, FakeTripletex):
+        fake.fail_next(3, 400, on="POST /")  # the ERP refuses the new subscription
+    else:
+        fake.fail_next(3, 400)
+
+    with pytest.raises(CliError, match="FAILED"):
+        register("acme", url=None)
+
+    with engine.begin() as conn:
+        kept = webhooks.find_endpoint(conn, issued.token, grace=dt.timedelta(0))
+        assert kept is not None, (
+            "still the newest: the token issued for the failed registration was withdrawn"
+        )
+        assert len(webhooks.client_endpoints(conn, "acme")) == 1
+    engine.dispose()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from functools import partial
+import json
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from config_db import clients as clients_repo
-from worker.bootstrap import database
-from worker.cli.common import console, fail, require_migrated, settings
+from worker.bootstrap import database, open_app
+from worker.cli.common import cli_actor, console, fail, require_migrated, run_async, settings
 
 app = typer.Typer(help="CW clients (tenants).", no_args_is_help=True)
 
@@ -21,23 +21,33 @@ def add(
     name: Annotated[str | None, typer.Option(help="Display name (default: the id)")] = None,
 ) -> None:
     """Add a client."""
+    from worker.operators.provisioning import Provisioning, ProvisioningError
+
     s = settings()
     require_migrated(s)
-    with database(s) as db:
-        try:
-            db.run_sync(partial(clients_repo.add_client, client_id=client_id, name=name or client_id))
-        except clients_repo.ClientExistsError as exc:
-            fail(str(exc))
+
+    async def add() -> None:
+        async with open_app(s) as app:
+            await Provisioning(app.db, s).add_client(cli_actor(), client_id, name)
+
+    try:
+        run_async(add())
+    except ProvisioningError as exc:
+        fail(str(exc), 2)
     console.print(f"client {client_id} added")
 
 
 @app.command("list")
-def list_() -> None:
+def list_(json_out: Annotated[bool, typer.Option("--json", help="JSON lines")] = False) -> None:
     """List clients."""
     s = settings()
     require_migrated(s)
     with database(s) as db:
         rows = db.run_sync(clients_repo.list_clients)
+    if json_out:
+        for client_id, name in rows:
+            print(json.dumps({"id": client_id, "name": name}))
+        return
     table = Table("id", "name")
     for client_id, name in rows:
         table.add_row(client_id, name)

@@ -17,6 +17,7 @@ from worker.settings import Settings, SettingsError, load_settings
 if TYPE_CHECKING:
     from config_db.clients import StoredConnection
     from worker.db import Database
+    from worker.operators.actors import Actor
 
 T = TypeVar("T")
 
@@ -57,6 +58,35 @@ def require_migrated(s: Settings) -> None:
         fail(f"cannot open the database {shown}: {exc.__class__.__name__}: {exc}".splitlines()[0])
     if current != HEAD_REVISION:
         fail(f"the database {shown} is not migrated (at {current}): run `cwi db upgrade`")
+
+
+def start_long_running(s: Settings, *, worker: bool) -> None:
+    """For ``run`` and ``serve``: wait for the database (CWI_STARTUP_WAIT_S), check its schema, refuse
+    to start a worker whose CWI_SECRET_KEY cannot read a connection's credentials, and log the
+    configuration in force (secrets masked) as the first line."""
+    from worker.bootstrap import ready_to_start, startup_summary
+    from worker.logging import get_logger
+
+    problems = run_async(ready_to_start(s, worker=worker))
+    require_migrated(s)
+    if problems:
+        for problem in problems:
+            err_console.print(f"  {problem}", markup=False, highlight=False)
+        fail(
+            f"CWI_SECRET_KEY cannot read the credentials of {len(problems)} connection(s): "
+            "set the key they were stored with (several may be given, newest first)",
+            2,
+        )
+    get_logger().info("configuration", **startup_summary(s))
+
+
+def cli_actor() -> Actor:
+    """Who acts from the command line: the OS user, with every right (whoever runs ``cwi`` on the
+    server already holds the database and the key); journalled with each change it makes."""
+    from worker.operators.actors import Actor
+    from worker.operators.dlq import default_operator
+
+    return Actor(default_operator(), "admin", via="cli")
 
 
 def connection_of(db: Database, client_id: str) -> StoredConnection:

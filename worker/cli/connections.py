@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 from typing import Annotated
 
 import typer
@@ -11,8 +10,18 @@ from rich.table import Table
 
 from config_db import clients as clients_repo
 from config_db.secrets import SecretBox, SecretKeyError
-from worker.bootstrap import database, open_provider
-from worker.cli.common import connection_of, console, fail, parse_pairs, require_migrated, run_async, settings
+from worker.bootstrap import database, open_app, open_provider
+from worker.cli.common import (
+    cli_actor,
+    connection_of,
+    console,
+    err_console,
+    fail,
+    parse_pairs,
+    require_migrated,
+    run_async,
+    settings,
+)
 
 app = typer.Typer(help="Each client's ERP connection.", no_args_is_help=True)
 
@@ -33,53 +42,34 @@ def set_(
         bool, typer.Option("--enabled/--disabled", help="Switch the connection on or off")
     ] = True,
 ) -> None:
-    """Create or update a client's connection. Settings and credentials merge into what is there."""
-    from providers.registry import KINDS
+    """Create or update a client's connection. Settings and credentials merge into what is there;
+    each is checked now (a bad value is refused with its fix), not first when a message needs it."""
+    from worker.operators.provisioning import ConnectionRequest, Provisioning, ProvisioningError
 
-    if provider not in KINDS:
-        fail(f"unknown provider {provider!r}: choose one of {', '.join(KINDS)}")
-    new_settings = parse_pairs(setting, "--setting")
-    new_credentials = parse_pairs(credential, "--credential")
+    request = ConnectionRequest(
+        kind=provider,
+        base_url=base_url,
+        settings=parse_pairs(setting, "--setting"),
+        credentials=parse_pairs(credential, "--credential"),
+        unset=list(unset or []),
+        enabled=enabled,
+    )
     s = settings()
     require_migrated(s)
-    with database(s) as db:
-        existing = db.run_sync(partial(clients_repo.get_connection, client_id=client_id))
-        same_kind = existing is not None and existing.kind == provider
-        url = base_url or (existing.base_url if same_kind and existing else None)
-        if not url:
-            fail("--base-url is required for a new connection")
-        if not url.startswith(("http://", "https://")):
-            fail(f"--base-url must be an http(s) URL, got {url!r}")
-        try:
-            box = (
-                SecretBox(s.secret)
-                if (new_credentials or (same_kind and existing and existing.credentials))
-                else None
-            )
-            merged_settings = {**(existing.settings if same_kind and existing else {}), **new_settings}
-            old_creds = box.decrypt(existing.credentials) if box and same_kind and existing else {}
-            merged_creds = {**old_creds, **new_credentials}
-        except SecretKeyError as exc:
-            fail(str(exc))
-        for name in unset or []:
-            merged_settings.pop(name, None)
-            merged_creds.pop(name, None)
-        stored = clients_repo.StoredConnection(
-            client_id=client_id,
-            kind=provider,
-            base_url=url.rstrip("/"),
-            settings=merged_settings,
-            credentials=box.encrypt(merged_creds) if box else "",
-            enabled=enabled,
-        )
-        try:
-            db.run_sync(partial(clients_repo.set_connection, conn=stored))
-        except clients_repo.ClientNotFoundError as exc:
-            fail(str(exc))
-    console.print(
-        f"{provider} connection for {client_id} saved "
-        f"({len(merged_settings)} settings, credentials: {', '.join(sorted(merged_creds)) or 'none'})"
-    )
+
+    async def save() -> tuple[int, list[str]]:
+        async with open_app(s) as app:
+            view = await Provisioning(app.db, s).save_connection(cli_actor(), client_id, request)
+            return len(view.settings), list(view.credentials)
+
+    try:
+        count, names = run_async(save())
+    except ProvisioningError as exc:
+        for problem in exc.problems:
+            err_console.print(f"  {problem}", markup=False, highlight=False)
+        fail(str(exc), 2)
+    saved = ", ".join(names) or "none"
+    console.print(f"{provider} connection for {client_id} saved ({count} settings, credentials: {saved})")
 
 
 @app.command("list")
@@ -118,7 +108,10 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="JSON lines")] =
 
 
 @app.command("test")
-def test(client_id: Annotated[str, typer.Argument(help="Client id")]) -> None:
+def test(
+    client_id: Annotated[str, typer.Argument(help="Client id")],
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
+) -> None:
     """Call the client's ERP (authenticate and one read) and report OK or why not."""
     from providers.errors import ProviderError
 
@@ -134,5 +127,13 @@ def test(client_id: Annotated[str, typer.Argument(help="Client id")]) -> None:
     try:
         summary = run_async(check())
     except ProviderError as exc:
+        if json_out:
+            print(
+                json.dumps({"client_id": client_id, "provider": stored.kind, "ok": False, "error": str(exc)})
+            )
+            raise typer.Exit(1) from None
         fail(f"FAILED: {client_id} ({stored.kind}): {exc}")
+    if json_out:
+        print(json.dumps({"client_id": client_id, "provider": stored.kind, "ok": True, "summary": summary}))
+        return
     console.print(f"OK: {summary}")

@@ -12,17 +12,27 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
+from rich.table import Column, Table
 
+from contracts.reasons import DeadLetterReason
 from worker.bootstrap import open_app
 from worker.cli.common import console, err_console, exit_with, fail, require_migrated, run_async, settings
 from worker.operators.dlq import DeadLetterOperations, Halt, Outcome
-from worker.operators.letters import Letter, Selection, SelectionError, grouped, parse_duration, parse_since
+from worker.operators.letters import (
+    Letter,
+    Selection,
+    SelectionError,
+    SelectionRequest,
+    describe_invalid,
+    grouped,
+)
 
 app = typer.Typer(help="Dead-lettered messages: list, show, replay, purge.", no_args_is_help=True)
 
 ClientOpt = Annotated[str | None, typer.Option("--client", help="Only this client's messages")]
+KNOWN_REASONS = frozenset(r.value for r in DeadLetterReason)
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Only this dead-letter reason code")]
 TypeOpt = Annotated[str | None, typer.Option("--type", help="Only this event type, e.g. customer.created")]
 SinceOpt = Annotated[str | None, typer.Option("--since", help="Dead-lettered at or after (ISO 8601)")]
@@ -68,16 +78,18 @@ def _selection(
     older_than: str | None = None,
     limit: int | None = None,
 ) -> Selection:
+    if reason is not None and reason not in KNOWN_REASONS:
+        known = ", ".join(sorted(KNOWN_REASONS))
+        fail(f"--reason {reason!r} is not a dead-letter reason; one of: {known}", code=2)
+    given = {"client": client, "reason": reason, "type": type_, "since": since, "older_than": older_than}
     try:
-        return Selection(
-            ids=tuple(ids),
-            client=client,
-            reason=reason,
-            type=type_,
-            since=None if since is None else parse_since(since),
-            older_than=None if older_than is None else parse_duration(older_than),
-            limit=limit,
+        # The same model as the admin API's parameters.
+        request = SelectionRequest(
+            ids=list(ids) or None, limit=limit, **{k: v for k, v in given.items() if v}
         )
+        return request.selection()
+    except ValidationError as exc:
+        fail(describe_invalid(exc), code=2)
     except SelectionError as exc:
         fail(str(exc), code=2)
 
@@ -104,7 +116,9 @@ def list_(
         data = {"total": len(letters), "messages": [x.summary() for x in shown], "summary": grouped(letters)}
         print(json.dumps(data))
         return
-    table = Table("id", "client", "type", "reason", "description", "deliveries", "dead-lettered at")
+    # The id whole, never cut with an ellipsis: it is what `dlq show` and `dlq replay` take.
+    id_column = Column("id", overflow="fold", min_width=36)
+    table = Table(id_column, "client", "type", "reason", "description", "deliveries", "dead-lettered at")
     for letter in shown:
         row = letter.summary()
         table.add_row(

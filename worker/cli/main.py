@@ -23,6 +23,9 @@ COMMANDS: Mapping[str, Lazy] = {
         "worker.cli.webhooks:app", "Webhook endpoints: where each client's ERP calls us.", SETUP
     ),
     "contracts": Lazy("worker.cli.contracts:app", "The data contracts.", SETUP),
+    "secrets": Lazy(
+        "worker.cli.secrets:app", "The keys that encrypt connection credentials (CWI_SECRET_KEY).", SETUP
+    ),
     "send": Lazy(
         "worker.cli.messages:send",
         "Validate every envelope in FILE, then publish them all (or nothing, exit 2, if any is invalid).",

@@ -26,6 +26,7 @@ from worker.cli.common import (
     require_migrated,
     run_async,
     settings,
+    start_long_running,
 )
 from worker.jsontext import BadText, decode
 from worker.publishing import read_envelopes, to_message
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 def send(
     file: Annotated[str, typer.Argument(help="A JSON file (object, array or JSON lines), or - for stdin")],
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
 ) -> None:
     """Validate every envelope in FILE, then publish them all (or nothing, exit 2, if any is invalid)."""
     good = _valid_envelopes(file, "nothing was published")
@@ -49,6 +51,9 @@ def send(
             await app.bus.publish([to_message(env, raw) for env, raw in good])
 
     run_async(publish())
+    if json_out:
+        print(json.dumps({"published": len(good), "ids": [env.id for env, _ in good]}))
+        return
     console.print(f"published {len(good)} message(s)")
 
 
@@ -59,6 +64,7 @@ def run(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Messages in flight (CWI_CONCURRENCY)")
     ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="The summary at stop as one JSON object")] = False,
 ) -> None:
     """Run the worker: receive, push to each client's ERP, settle. SIGINT/SIGTERM stop it gracefully.
 
@@ -66,7 +72,7 @@ def run(
     from worker.observing import MetricsPortUnavailable, metrics_socket, serving_metrics
 
     s = settings()
-    require_migrated(s)
+    start_long_running(s, worker=True)
     try:
         sock = None if until_idle else metrics_socket(s)
     except MetricsPortUnavailable as exc:
@@ -80,6 +86,11 @@ def run(
                 loop.add_signal_handler(sig, worker.stop)
             async with serving_metrics(app, worker, sock):
                 stats = await worker.run(until_idle=until_idle)
+            if json_out:
+                print(
+                    json.dumps({"processed": stats.processed, "outcomes": dict(sorted(stats.counts.items()))})
+                )
+                return
             summary = ", ".join(f"{k}={v}" for k, v in sorted(stats.counts.items())) or "nothing"
             err_console.print(f"worker stopped after {stats.processed} message(s): {summary}", markup=False)
 
@@ -98,17 +109,21 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="One JSON objec
     async def stats() -> dict[str, object]:
         async with open_app(s) as app:
             try:
-                st = await app.bus.stats()
+                counts: dict[str, object] = status_data(s.bus, await app.bus.stats())
             except BusStatsUnavailable as exc:
-                fail(f"the {s.bus} bus cannot report its counts: {exc}")
+                # Say why, and still show what needs no counts (dead letters, the last outcomes).
+                counts = {"bus": s.bus, "counts_unavailable": str(exc)}
             operators = await _operator_status(app.db, app.bus)
-        return {**operators, **status_data(s.bus, st)}
+        return {**operators, **counts}
 
     data = run_async(stats())
     if json_out:
         print(json.dumps(data))
         return
-    console.print(status_table(data))
+    if "counts_unavailable" in data:
+        err_console.print(f"bus counts unavailable: {data['counts_unavailable']}", markup=False)
+    else:
+        console.print(status_table(data))
     _print_operator_status(data)
 
 
@@ -139,16 +154,37 @@ async def _operator_status(db: Database, bus: DeadLetterQueue) -> dict[str, obje
     from worker.operators.dlq import DeadLetterOperations
     from worker.operators.letters import Selection, grouped
 
-    letters = await DeadLetterOperations(db, bus).select(Selection())
+    found: dict[str, object] = {}
+    try:
+        letters = await DeadLetterOperations(db, bus).select(Selection())
+        found["dead_letters_by_client"] = grouped(letters)
+    except Exception as exc:  # noqa: BLE001 - the dead letters cannot be read: say so, show the rest
+        found["dead_letters_by_client"] = []
+        found["dead_letters_unavailable"] = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
     outcomes = await db.run(sync_log.last_outcomes)
     for row in outcomes:
+        success, failure = row["last_success"], row["last_failure"]
+        row["state"] = connection_state(success, failure)  # type: ignore[arg-type]
         for key in ("last_success", "last_failure"):
             at = row[key]
             row[key] = at.isoformat() if isinstance(at, dt.datetime) else None
-    return {"dead_letters_by_client": grouped(letters), "last_outcomes": outcomes}
+    found["last_outcomes"] = outcomes
+    return found
+
+
+def connection_state(success: dt.datetime | None, failure: dt.datetime | None) -> str:
+    """One word per connection: a wrong base URL that never answered is told apart from one that
+    worked and fails now (or flaps), and from a healthy one."""
+    if failure is None:
+        return "ok"
+    if success is None:
+        return "never succeeded"
+    return "failing" if failure > success else "ok (failed before)"
 
 
 def _print_operator_status(data: dict[str, object]) -> None:
+    if "dead_letters_unavailable" in data:
+        err_console.print(f"dead letters unavailable: {data['dead_letters_unavailable']}", markup=False)
     groups = data["dead_letters_by_client"]
     assert isinstance(groups, list)
     if groups:
@@ -159,10 +195,14 @@ def _print_operator_status(data: dict[str, object]) -> None:
     outcomes = data["last_outcomes"]
     assert isinstance(outcomes, list)
     if outcomes:
-        last = Table("client", "provider", "last success", "last failure")
+        last = Table("client", "provider", "state", "last success", "last failure")
         for row in outcomes:
             last.add_row(
-                row["client_id"], row["provider"], row["last_success"] or "", row["last_failure"] or ""
+                row["client_id"],
+                row["provider"],
+                row["state"],
+                row["last_success"] or "",
+                row["last_failure"] or "",
             )
         console.print(last)
 
@@ -190,7 +230,7 @@ def synclog(
     for row in rows:
         at = row["at"]
         table.add_row(
-            at.strftime("%H:%M:%S") if at else "",  # type: ignore[attr-defined]
+            at.strftime("%Y-%m-%d %H:%M:%S") if at else "",  # type: ignore[attr-defined]
             *(str(row[k] or "") for k in ("message_id", "client_id", "provider", "direction", "entity")),
             *(str(row[k] or "") for k in ("cw_id", "external_id", "action", "detail")),
         )

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from worker.cli.common import err_console, fail, require_migrated, run_async, settings
+from worker.cli.common import err_console, fail, run_async, settings, start_long_running
 
 
 def serve(
@@ -25,7 +25,7 @@ def serve(
     from worker.ingress.server import listen
 
     s = settings()
-    require_migrated(s)
+    start_long_running(s, worker=worker)
     try:
         sock = listen(host, port)
     except OSError as exc:

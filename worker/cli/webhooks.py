@@ -9,11 +9,13 @@ is registered with the secret already stored.
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Protocol, runtime_checkable
 
 import typer
 
+from config_db import webhooks as webhooks_repo
 from config_db.secrets import SecretBox, SecretKeyError
 from config_db.webhooks import SECRET_CREDENTIAL, EndpointExistsError
 from worker.bootstrap import database, open_provider
@@ -41,6 +43,7 @@ def url(
     rotate: Annotated[
         bool, typer.Option("--rotate", help="Issue a new URL; the old one stops working")
     ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
 ) -> None:
     """Create the client's webhook URL and print it with the secret to register at the ERP.
 
@@ -54,7 +57,15 @@ def url(
             issued = db.run_sync(partial(issue, box=box, client_id=client_id, rotate=rotate))
     except (SecretKeyError, NoConnectionError, EndpointExistsError) as exc:
         fail(str(exc))
-    print(f"url: {s.public_url.rstrip('/')}/webhooks/{issued.kind}/{issued.token}")
+    endpoint = f"{s.public_url.rstrip('/')}/webhooks/{issued.kind}/{issued.token}"
+    if json_out:
+        print(
+            json.dumps(
+                {"client_id": client_id, "provider": issued.kind, "url": endpoint, "secret": issued.secret}
+            )
+        )
+        return
+    print(f"url: {endpoint}")
     print(f"secret: {issued.secret}")
     print(
         f"Register both with the client's {issued.kind} webhook subscription "
@@ -77,6 +88,7 @@ def register(
 ) -> None:
     """Create the webhook subscription in the client's ERP (or print the steps where there is no API)."""
     from providers.errors import ProviderError
+    from providers.registry import BY_NAME
     from worker.messaging.connections import spec_from_stored
 
     s = settings()
@@ -84,18 +96,29 @@ def register(
     with database(s) as db:
         stored = connection_of(db, client)
         kind = stored.kind
+        found = BY_NAME.get(kind)
+        if found is None or found.register_webhook is None:
+            # Checked before anything changes: the URL the ERP uses now stays as it is.
+            fail(f"{kind} has no webhook registration: configure its callbacks by hand (`cwi webhooks url`)")
+        issued_token: str | None = None
         try:
             if url is None:
                 issued = db.run_sync(partial(issue, box=SecretBox(s.secret), client_id=client, rotate=True))
+                issued_token = issued.token
                 url = f"{s.public_url.rstrip('/')}/webhooks/{issued.kind}/{issued.token}"
                 stored = connection_of(db, client)
             secret = _secret(spec_from_stored(stored, s.secret))
             summary = run_async(_register(s, stored, url, secret))
-        except (SecretKeyError, NoConnectionError) as exc:
-            fail(str(exc))
-        except ProviderError as exc:
-            fail(f"FAILED: {client} ({kind}): {exc}")
+        except (SecretKeyError, NoConnectionError, ProviderError) as exc:
+            if issued_token is not None:
+                # The new URL never reached the ERP: take it back; the one the ERP uses keeps working.
+                db.run_sync(partial(webhooks_repo.withdraw_endpoint, token=issued_token))
+            fail(f"FAILED: {client} ({kind}): {exc}" if isinstance(exc, ProviderError) else str(exc))
     console.print(summary)
+    if issued_token is not None:
+        console.print(
+            "The previous webhook URL keeps working for 24 hours, for deliveries already on their way."
+        )
 
 
 def _secret(spec: ConnectionSpec) -> str:

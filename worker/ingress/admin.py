@@ -19,7 +19,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -37,7 +37,14 @@ from worker.operators.actors import Actor, Forbidden
 from worker.operators.definitions import DefinitionError
 from worker.operators.dlq import DeadLetterOperations, Outcome
 from worker.operators.edits import EditError
-from worker.operators.letters import Letter, Selection, SelectionError, grouped, parse_duration, parse_since
+from worker.operators.letters import (
+    Letter,
+    Selection,
+    SelectionError,
+    SelectionRequest,
+    describe_invalid,
+    grouped,
+)
 from worker.operators.provisioning import ProvisioningError
 from worker.settings import Settings
 
@@ -96,20 +103,19 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+class Invalid(Exception):
+    """A parameter that does not validate: 422 naming the field."""
+
+
 def _selection(values: Mapping[str, Any], ids: list[str] | None = None) -> Selection:
+    """The same model the CLI's options go through (``SelectionRequest``)."""
+    given = {k: v for k, v in values.items() if v is not None}
     try:
-        since, older, limit = values.get("since"), values.get("older_than"), values.get("limit")
-        return Selection(
-            ids=tuple(ids or ()),
-            client=values.get("client"),
-            reason=values.get("reason"),
-            type=values.get("type"),
-            since=None if since is None else parse_since(str(since)),
-            older_than=None if older is None else parse_duration(str(older)),
-            limit=None if limit is None else int(limit),
-        )
-    except (SelectionError, ValueError) as exc:
-        raise BadRequest(str(exc)) from None
+        return SelectionRequest.model_validate({**given, "ids": ids}).selection()
+    except ValidationError as exc:
+        raise Invalid(describe_invalid(exc)) from None
+    except SelectionError as exc:
+        raise Invalid(str(exc)) from None
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -145,6 +151,9 @@ def admin_app(
 
     async def list_letters(request: Request) -> Response:
         query = dict(request.query_params)
+        unknown = sorted(set(query) - {*_FILTERS, "limit"})
+        if unknown:
+            raise Invalid(f"{unknown[0]}: not a parameter of this operation")
         limit = _selection({"limit": query.pop("limit", 100)}).limit
         letters = await operations().select(_selection(query))
         shown = letters[:limit]
@@ -160,10 +169,19 @@ def admin_app(
 
     async def act(request: Request, verb: str, run: Act) -> Response:
         body = await _body(request)
+        scope_key = "all" if verb == "replay" else "older_than"
+        allowed = {*_FILTERS, "ids", "limit", "dry_run", "operator", scope_key, "older_than"}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise Invalid(f"{unknown[0]}: not a field of this operation")
+        for flag in ("dry_run", "all"):
+            if flag in body and not isinstance(body[flag], bool):
+                raise Invalid(f"{flag}: must be true or false")
+        if "operator" in body and not (isinstance(body["operator"], str) and 0 < len(body["operator"]) <= 64):
+            raise Invalid("operator: must be a name of 1 to 64 characters")
         if not body.get("dry_run"):
             actor(request).require("operator", f"dlq {verb}")
         ids = _ids(body)
-        scope_key = "all" if verb == "replay" else "older_than"
         if bool(ids) == bool(body.get(scope_key)):
             raise BadRequest(f"give ids, or {scope_key} (with filters to narrow it)")
         selection = _selection({k: body.get(k) for k in (*_FILTERS, "older_than", "limit")}, ids)
@@ -195,6 +213,9 @@ def admin_app(
     async def forbidden(request: Request, exc: Exception) -> Response:
         return _error(403, str(exc))
 
+    async def invalid(request: Request, exc: Exception) -> Response:
+        return _error(422, str(exc))
+
     async def document(request: Request) -> Response:
         return JSONResponse(openapi_document())
 
@@ -210,6 +231,7 @@ def admin_app(
         middleware=[Middleware(_RequireKey, settings=settings)],
         exception_handlers={
             BadRequest: bad_request,
+            Invalid: invalid,
             Forbidden: forbidden,
             ProvisioningError: bad_request,
             DefinitionError: bad_request,

@@ -9,8 +9,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from contracts.reasons import DeadLetterReason
 from worker.buses.base import DeadLetter
 from worker.jsontext import MAX_DEPTH, nesting_depth
 
@@ -154,3 +157,44 @@ def grouped(letters: Iterable[Letter]) -> list[dict[str, Any]]:
     counts = Counter((letter.client_id or "", letter.dead.reason) for letter in letters)
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return [{"client_id": client, "reason": reason, "count": n} for (client, reason), n in ordered]
+
+
+class SelectionRequest(BaseModel):
+    """A selection as the CLI's options or the admin API's parameters give it: each value checked
+    (422 naming the field in the API, one line in the CLI), then turned into a ``Selection``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ids: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = None
+    client: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    reason: DeadLetterReason | None = None
+    type: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    since: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    older_than: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    limit: Annotated[int, Field(ge=1, le=100_000, strict=False, allow_inf_nan=False)] | None = None
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _whole_number(cls, value: object) -> object:
+        if isinstance(value, bool | float | list | dict):
+            raise ValueError("must be a whole number")
+        return value
+
+    def selection(self) -> Selection:
+        return Selection(
+            ids=tuple(self.ids or ()),
+            client=self.client,
+            reason=None if self.reason is None else self.reason.value,
+            type=self.type,
+            since=None if self.since is None else parse_since(self.since),
+            older_than=None if self.older_than is None else parse_duration(self.older_than),
+            limit=self.limit,
+        )
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """One line naming each bad field."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors(include_url=False)
+    )

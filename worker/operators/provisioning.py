@@ -57,6 +57,31 @@ def setting_problems(kind: str, settings: Mapping[str, str], client_id: str = "C
     return [f"{line} — fix: cwi connections set {client_id} {kind} --setting NAME=…" for line in found]
 
 
+def checked_base_url(url: str) -> str:
+    """An absolute http(s) URL with a host and nothing that cannot travel in a request line;
+    ProvisioningError naming what is wrong."""
+    from urllib.parse import urlsplit
+
+    problem = None
+    try:
+        parts = urlsplit(url)
+        host, _port = parts.hostname, parts.port  # .port raises on a bad port
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = "it must start with http:// or https://"
+        elif not host:
+            problem = "it names no host"
+        elif any(c.isspace() or ord(c) < 0x20 for c in url):
+            problem = "it contains white space or control characters"
+        elif parts.query or parts.fragment:
+            problem = "it must not have a query or a fragment"
+    if problem is not None:
+        raise ProvisioningError(f"the base URL {url!r} is not usable: {problem}")
+    return url
+
+
 def merge_connection(
     existing: repo.StoredConnection | None, client_id: str, request: ConnectionRequest, box: SecretBox | None
 ) -> tuple[repo.StoredConnection, list[str]]:
@@ -69,8 +94,7 @@ def merge_connection(
     url = request.base_url or (existing.base_url if same_kind and existing else None)
     if not url:
         raise ProvisioningError("a base URL is required for a new connection")
-    if not url.startswith(("http://", "https://")):
-        raise ProvisioningError(f"the base URL must be an http(s) URL, got {url!r}")
+    url = checked_base_url(url)
     merged_settings = {**(existing.settings if same_kind and existing else {}), **request.settings}
     keeps_credentials = same_kind and existing is not None and bool(existing.credentials)
     if (request.credentials or keeps_credentials) and box is None:

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ClientAuthenticationError, ServiceRequestError
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 from azure.servicebus.aio.management import ServiceBusAdministrationClient
@@ -308,7 +308,14 @@ class AzureBus:
                 )
         except (AzureError, OSError, TimeoutError) as exc:
             detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise StatsUnavailableError(f"counts need Manage rights on the namespace: {detail}") from exc
+            status = getattr(exc, "status_code", None)
+            if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
+                why = "these credentials have no Manage rights on the namespace (counts need them)"
+            elif isinstance(exc, ServiceRequestError | OSError | TimeoutError):
+                why = "the namespace's management endpoint cannot be reached"
+            else:
+                why = "the management endpoint refused the request"
+            raise StatsUnavailableError(f"{why}: {detail}") from exc
 
     def _admin_client(self) -> ServiceBusAdministrationClient:
         options: dict[str, Any] = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 10}
