@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks whose figures the README quotes. Run from the repository root after `make test`
 # (or any command that created .venv). Appends one JSON line per run to bench/results.jsonl.
-# `bench/run.sh local` or `bench/run.sh azure` runs one bus's set only (default: both).
+# `bench/run.sh local`, `bench/run.sh azure` or `bench/run.sh reconcile` runs one set only (default: all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m), Python $(.venv/bin/python -c 'import platform; print(platform.python_version())')"
@@ -28,5 +28,12 @@ if [[ "$which" == all || "$which" == azure ]]; then
   for args in "--events 2000" "--events 4000 --concurrency 64" "--sessions --events 2000 --concurrency 64"; do
     # shellcheck disable=SC2086
     record "bench/azure.py $args" .venv/bin/python bench/azure.py $args
+  done
+fi
+# Reconciliation of 10,000 customers per side, against the sandbox and against the Tripletex fake.
+if [[ "$which" == all || "$which" == reconcile ]]; then
+  for args in "--records 10000 --drift 100" "--records 10000 --drift 100 --erp tripletex"; do
+    # shellcheck disable=SC2086
+    record "bench/reconcile.py $args" .venv/bin/python bench/reconcile.py $args
   done
 fi

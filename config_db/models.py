@@ -290,3 +290,109 @@ class RecordValue(Base):
     number: Mapped[str | None] = mapped_column(String(255))
     name: Mapped[str | None] = mapped_column(String(255))
     data: Mapped[str] = mapped_column(UnicodeText)
+
+
+class ReconcileAnchor(Base):
+    """Where the next incremental reconciliation of a client's entity starts, on each side.
+
+    ``cw_anchor`` is the cursor of CW's listing after the last run; ``erp_anchor`` the ERP's (its
+    newest change time read, or its change token); ``full_at`` when the last full run started, so
+    that a run whose anchors are too old is a full one again.
+    """
+
+    __tablename__ = "reconcile_anchors"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cw_anchor: Mapped[str | None] = mapped_column(String(600))
+    erp_anchor: Mapped[str | None] = mapped_column(String(600))
+    full_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    pending: Mapped[list[list[str | None]] | None] = mapped_column(JSON)
+    """``[cw_id, external_id]`` of what the last run found out of step: read again by the next
+    incremental run, changed or not, until it is in step."""
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ReconcileRun(Base):
+    """One client's scheduled work: who runs it now (a lease, across processes) and when it last ran.
+
+    ``holder`` and ``until`` (epoch ms) are set while a scheduler holds the client; a holder that
+    died is replaced once ``until`` has passed. ``job`` is ``reconcile`` or ``validate``.
+    """
+
+    __tablename__ = "reconcile_runs"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job: Mapped[str] = mapped_column(String(16), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(64))
+    until: Mapped[int | None] = mapped_column(BigInteger)
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_outcome: Mapped[str | None] = mapped_column(UnicodeText)
+
+
+class Subscription(Base):
+    """A third party's webhook subscription (``worker/publisher``): which of a client's events it
+    wants (``events``: ``invoice.created``, ``customer.*``, ``*``), where, and with which fields.
+
+    ``secrets`` is Fernet ciphertext of ``{"current", "previous"?, "previous_until"?}``: during a
+    rotation's grace period both secrets sign every delivery. ``status`` is ``active`` or ``paused``
+    (by an operator, after ``failures`` consecutive failed attempts, or by a 410 answer); a paused
+    subscription's deliveries are kept until it is resumed.
+    """
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (Index("ix_subscriptions_client", "client_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), ForeignKey("clients.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    fields: Mapped[list[str]] = mapped_column(JSON, default=list)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    secrets: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    paused_reason: Mapped[str | None] = mapped_column(UnicodeText, nullable=True)
+    paused_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: the delivery log, and the order of a record's deliveries.
+
+    ``id`` orders a subscription's deliveries of one record (``entity``, ``record_id``): none is
+    sent while an earlier one is open (``queued``, ``retrying``, ``parked``). ``delivery_id`` is
+    the ``webhook-id`` the subscriber sees (the same on every attempt). The rest is the last
+    attempt: its HTTP status or error, latency and the start of the answer.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_subscription", "subscription_id", "id"),
+        Index("ix_webhook_deliveries_record", "subscription_id", "entity", "record_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    delivery_id: Mapped[str] = mapped_column(String(36), unique=True)
+    subscription_id: Mapped[str] = mapped_column(String(32))
+    client_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(128))
+    event_type: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(32))
+    record_id: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[str] = mapped_column(UnicodeText)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    first_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(UnicodeText, nullable=True)
+    response_excerpt: Mapped[str | None] = mapped_column(UnicodeText, nullable=True)
+    latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)

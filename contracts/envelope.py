@@ -53,7 +53,8 @@ class Source(StrEnum):
     replay = "replay"
     """Re-sent by an operator from the dead-letter queue."""
     operator = "operator"
-    """Published by an operator by hand (``cwi send``)."""
+    """Published by an operator by hand (``cwi send``), or by ``cwi reconcile --repair``; with
+    ``external``, an ERP change to apply to CW (the inbound path)."""
 
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -100,6 +101,9 @@ class Envelope(BaseModel):
     (``source: "webhook"``) carry ``external`` instead: the ERP's side of the change, with
     ``record_id`` only when the ERP told us the CW id.
 
+    ``external`` is also allowed on ``source: "operator"`` events: a repair that applies the ERP's
+    record to CW (``cwi reconcile --repair`` when the ERP wins).
+
     ``sequence`` orders the events of one record: CW's row version, strictly increasing per record
     (a delete included). The worker never applies an event older than one it has applied for the
     same record (it is journalled ``superseded``); without ``sequence`` it compares ``occurred_at``.
@@ -123,7 +127,13 @@ class Envelope(BaseModel):
             if self.external is None:
                 raise ValueError("external is required for webhook events")
         elif self.external is not None:
-            raise ValueError(f"external is only allowed on webhook events, not source {self.source.value!r}")
+            if self.source is not Source.operator:
+                raise ValueError(
+                    "external is only allowed on webhook and operator events, "
+                    f"not source {self.source.value!r}"
+                )
+            if self.data is not None:
+                raise ValueError("an operator event carries data (a CW change) or external (an ERP change)")
         elif self.data is None and self.record_id is None:
             raise ValueError("record_id is required when data is omitted")
         if self.data is not None and self.record_id is not None and self.record_id != self.data.id:

@@ -13,10 +13,14 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
+from croniter import croniter
+
 from providers.base import ConnectionSpec
 from providers.errors import AuthenticationFailed, MappingError
 
-SettingType = Literal["text", "integer", "flag", "positive_integer", "positive_number"]
+SettingType = Literal[
+    "text", "integer", "flag", "positive_integer", "positive_number", "share", "side", "cron"
+]
 VAT_PREFIX = "vat_code."
 
 
@@ -57,6 +61,27 @@ def _flag(value: str) -> bool:
     return lowered == "true"
 
 
+def _share(value: str) -> float:
+    number = _positive_number(value)
+    if number > 1:
+        raise SettingProblem(f"{value!r} is not a share between 0 and 1 (0.25 is a quarter)")
+    return number
+
+
+def _side(value: str) -> str:
+    if value.strip().lower() not in ("cw", "erp"):
+        raise SettingProblem(f"{value!r} must be cw or erp")
+    return value.strip().lower()
+
+
+def _cron(value: str) -> str:
+    if not croniter.is_valid(value):
+        raise SettingProblem(
+            f"{value!r} is not a cron expression (minute hour day month weekday, e.g. 0 2 * * *)"
+        )
+    return value
+
+
 def _rate(text: str) -> Decimal:
     try:
         return Decimal(text).normalize()
@@ -70,6 +95,9 @@ _PARSERS: Mapping[SettingType, Callable[[str], object]] = {
     "flag": _flag,
     "positive_integer": _positive_integer,
     "positive_number": _positive_number,
+    "share": _share,
+    "side": _side,
+    "cron": _cron,
 }
 
 
@@ -86,10 +114,22 @@ class Setting:
     name: str
     type: SettingType
     help: str
+    company: bool = False
+    """Names something that exists in one ERP company only (an employee, a department, the tenant):
+    left out when a mapping is carried to another client (``cwi connections export``)."""
 
 
 COMMON_SETTINGS = (
     Setting("max_requests_per_minute", "positive_integer", "cap on this connection's requests a minute"),
+    Setting("reconcile_schedule", "cron", "when reconciliation runs on its own (cron, e.g. 0 2 * * *)"),
+    Setting("reconcile_repair", "flag", "scheduled reconciliation repairs what it finds (default false)"),
+    Setting("reconcile_full_after_days", "positive_number", "a run reads everything again after this (7)"),
+    Setting("reconcile_share", "share", "share of max_requests_per_minute reconciliation may use (0.25)"),
+    *(
+        Setting(f"reconcile_winner.{entity}", "side", f"cw or erp: whose {entity} a repair keeps (cw)")
+        for entity in ("customer", "supplier", "project", "invoice")
+    ),
+    Setting("validate_schedule", "cron", "when the mapping is checked against the ERP (0 6 * * *)"),
 )
 
 
@@ -200,6 +240,18 @@ class SettingsReader:
     def positive_number(self, name: str, default: float) -> float:
         found = self._parsed(name, _positive_number)
         return found if isinstance(found, float) else default
+
+    def share(self, name: str, default: float) -> float:
+        found = self._parsed(name, _share)
+        return found if isinstance(found, float) else default
+
+    def cron(self, name: str, default: str | None = None) -> str | None:
+        found = self._parsed(name, _cron)
+        return found if isinstance(found, str) else default
+
+    def side(self, name: str, default: str) -> str:
+        found = self._parsed(name, _side)
+        return found if isinstance(found, str) else default
 
     def flag(self, name: str) -> bool:
         """A true/false setting, false when absent."""

@@ -4,14 +4,23 @@ and the inbound dispatch from an entity to the reader that maps the vendor's rec
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 
 from contracts import CWRecord, Entity
-from providers.base import ConnectionSpec, CWDraft, OutboundChange, PreparedRequest, PushResult
+from providers.base import (
+    ConnectionSpec,
+    CWDraft,
+    ExternalRecord,
+    OutboundChange,
+    PreparedRequest,
+    PushResult,
+)
 from providers.errors import MappingError
+from providers.listing import Listed
 from providers.plan import LIVE, Dry, Plan
 from providers.settings import SettingsReader
 
@@ -116,3 +125,27 @@ class VendorProvider:
 
     def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> CWDraft:
         return self.readers[entity](value, self.settings)
+
+    def anchor_at(self, when: dt.datetime) -> str:
+        """The listing anchor of a point in time: the vendors filter by change time."""
+        return when.astimezone(dt.UTC).isoformat()
+
+    async def read_record(
+        self, entity: Entity, *, external_id: str | None, cw_id: str | None, number: str | None
+    ) -> Listed | None:
+        """By the ERP's id (``fetch``); a record never linked by ``find_record`` (its number, or
+        CW's id where the vendor keeps it)."""
+        if external_id is not None:
+            found = await self.fetch(entity, external_id)
+            return None if found is None else self.listed(entity, found.value)
+        return await self.find_record(entity, cw_id=cw_id, number=number)
+
+    async def fetch(self, entity: Entity, external_id: str) -> ExternalRecord | None:
+        raise NotImplementedError
+
+    def listed(self, entity: Entity, value: Mapping[str, Any]) -> Listed:
+        """A record as ``fetch`` reads it, as reconciliation lists it."""
+        raise NotImplementedError
+
+    async def find_record(self, entity: Entity, *, cw_id: str | None, number: str | None) -> Listed | None:
+        raise NotImplementedError

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from worker.cw.http import HttpCW
     from worker.messaging.connections import ConnectionDirectory
     from worker.messaging.runner import Worker
+    from worker.publisher import Sender
 
 log = get_logger()
 
@@ -42,6 +43,7 @@ class App:
     bus: Bus
     http: aiohttp.ClientSession | None = None
     _connections: ConnectionDirectory | None = field(default=None, repr=False)
+    _sender: Sender | None = field(default=None, repr=False)
 
     def worker(self, *, concurrency: int | None = None) -> Worker:
         from worker.messaging.dispatch import Dispatcher
@@ -49,6 +51,8 @@ class App:
         from worker.messaging.retry import RetryPolicy
         from worker.messaging.runner import Handler, Worker
         from worker.operators.values import ValueRecorder
+        from worker.publisher import Sender, publishing
+        from worker.publisher.settings import load_publisher_settings
 
         assert self.http is not None, "open the app with http=True to run the worker"
         connections = self.connections()
@@ -68,6 +72,16 @@ class App:
         )
         if self.settings.record_values:
             handler = ValueRecorder(handler)  # the console's "values written" (worker/operators/values.py)
+        # Outermost: delivery messages go to the publisher, and completed changes fan out to subscribers.
+        if self._sender is None:
+            self._sender = Sender(load_publisher_settings())
+        handler = publishing(
+            handler,
+            self.bus,
+            self._sender,
+            secret_key=self.settings.secret,
+            lease_s=self.settings.effective_lease_s,
+        )
         return Worker(
             self.bus,
             handler,
@@ -218,9 +232,12 @@ async def open_app(settings: Settings, *, http: bool = False, wait: bool = False
             raise
     bus = make_bus(settings, db)
     session = http_session(settings) if http else None
+    app = App(settings, db, bus, session)
     try:
-        yield App(settings, db, bus, session)
+        yield app
     finally:
+        if app._sender is not None:
+            await app._sender.close()
         if session is not None:
             await session.close()
         await bus.close()

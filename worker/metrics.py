@@ -11,7 +11,7 @@ its log lines (``worker.messaging.dispatch``), read when it is settled: one plac
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -154,8 +154,21 @@ class Metrics:
             registry=r,
         )
         # Hooks for the parts that land from other branches: reconciliation and the webhooks publisher.
+        # Reconciliation and mapping validation (worker/reconcile/schedule.py).
         self.reconcile_runs = Counter(
-            "cwi_reconcile_runs", "Reconciliation runs by result", [*pc, "result"], registry=r
+            "cwi_reconcile_runs", "Scheduled reconciliation runs by result", ["client", "result"], registry=r
+        )
+        self.reconcile_drift = Gauge(
+            "cwi_reconcile_drift",
+            "Records out of step at the last scheduled reconciliation",
+            ["client", "entity"],
+            registry=r,
+        )
+        self.mapping_problems = Gauge(
+            "cwi_mapping_problems",
+            "Settings that name something the ERP does not have, and unmapped VAT rates",
+            ["client"],
+            registry=r,
         )
         self.publisher_deliveries = Counter(
             "cwi_publisher_deliveries",
@@ -183,7 +196,12 @@ class Metrics:
     def settled(self, outcome: Outcome) -> None:
         """The worker's ``on_settled`` hook (called in the message's task)."""
         provider, client = self.message_labels()
-        direction = structlog.contextvars.get_contextvars().get("direction") or NONE
+        bound = structlog.contextvars.get_contextvars()
+        direction = bound.get("direction") or NONE
+        if bound.get("subscription_id") is not None:  # a delivery to a subscriber (worker/publisher)
+            latency = bound.get("subscriber_latency_ms")
+            seconds = latency / 1000 if isinstance(latency, int | float) else None
+            self.subscriber_delivery(bound.get("client_id") or "", _result_of(outcome), seconds)
         match outcome:
             case Complete(result):
                 self.completed.labels(result, provider, client).inc()
@@ -240,17 +258,37 @@ class Metrics:
 
     # --- hooks for other parts ---------------------------------------------------------------------
 
-    def reconciled(self, client_id: str, provider: str, result: str) -> None:
-        """Reconciliation's hook: one run of a client's reconciliation ended with ``result``
-        (``in_step``, ``drift``, ``repaired``, ``failed``)."""
-        self.reconcile_runs.labels(provider_label(provider), self.client(client_id), result).inc()
+    def reconciled(self, client_id: str, result: str, drift: Mapping[str, int] | None = None) -> None:
+        """Reconciliation's hook: one scheduled run of a client's reconciliation ended with ``result``
+        (``in_step``, ``drift``, ``failed``), ``drift`` the records out of step by entity."""
+        client = self.client(client_id)
+        self.reconcile_runs.labels(client, result).inc()
+        for entity, count in (drift or {}).items():
+            self.reconcile_drift.labels(client, entity).set(count)
+
+    def mapping_checked(self, client_id: str, problems: int) -> None:
+        """Mapping validation's hook: the client's settings were checked, ``problems`` found."""
+        self.mapping_problems.labels(self.client(client_id)).set(problems)
 
     def subscriber_delivery(self, client_id: str, result: str, seconds: float | None = None) -> None:
-        """The webhooks publisher's hook: one delivery attempt to a subscriber ended with ``result``
-        (``delivered``, ``retried``, ``dead_lettered``, ``paused``); ``seconds`` its answer's latency."""
+        """One delivery message of the webhooks publisher settled with ``result`` (``delivered``,
+        ``retry_scheduled``, ``paused``, ``unsubscribed``, ``dead_lettered``, …); ``seconds`` the
+        subscriber's answer latency when a call was made. ``settled`` calls it for the publisher's
+        messages (they bind ``subscription_id``)."""
         self.publisher_deliveries.labels(self.client(client_id), result).inc()
         if seconds is not None:
             self.publisher_seconds.observe(seconds)
+
+
+def _result_of(outcome: Outcome) -> str:
+    match outcome:
+        case Complete(result):
+            return result
+        case DeadLetter():
+            return "dead_lettered"
+        case Retry():
+            return "retry"
+    return "abandoned"
 
 
 class MeteredPipeline:

@@ -88,6 +88,9 @@ class Settings(_CwiSettings):
     cw_write_url: str | None = None
     cw_api_key: SecretStr | None = None
 
+    # `cwi run` also runs scheduled reconciliation and mapping validation (`cwi serve --worker` always).
+    schedule: bool = False
+
     admin_api_key: SecretStr | None = None  # the operator key of the admin API (/admin/...); unset: disabled
     # Keys of the lesser roles (the admin API and the console's log-in): an operator replays and
     # purges dead letters, a viewer only reads.

@@ -33,7 +33,9 @@ KIND = ProviderKind(
     settings=SettingSchema(
         (
             Setting("timeout_s", "positive_number", "seconds one request may take (default 30)"),
-            Setting("api_user", "text", "the author the ERP names for changes made with our token"),
+            Setting(
+                "api_user", "text", "the author the ERP names for changes made with our token", company=True
+            ),
             Setting("definition", "text", "the provider definition (an integrator's system) it follows"),
         )
     ),

@@ -100,6 +100,22 @@ class GenericRestClient:
             raise_for_status(resp, what, describe=describe_error)
         return resp
 
+    async def list_page(self, entity: Entity, params: dict[str, str]) -> HttpResponse:
+        """``GET {base}/v1/{entity}?changed_since=&cursor=&limit=``; error statuses become typed errors."""
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        url = f"{self.base_url}/v1/{entity.value}"
+        resp = await throttled_send(
+            self._rate_cap,
+            self._session,
+            "GET",
+            url,
+            headers=headers,
+            params=params,
+            timeout_s=self._timeout_s,
+        )
+        raise_for_status(resp, f"generic_rest GET {url}", describe=describe_error)
+        return resp
+
     async def ping(self) -> HttpResponse:
         """``GET {base}/v1/_ping``; error statuses other than 404 become typed errors."""
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}

@@ -8,8 +8,9 @@ keeps the repeat from counting as a second change.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,9 +29,11 @@ from providers.base import (
     content_hash,
 )
 from providers.errors import AuthenticationFailed, MappingError, NotSupported, ProviderRejected
+from providers.generic_rest import listing
 from providers.generic_rest.client import GenericRestClient, describe_error
 from providers.generic_rest.mapping import RECORD_TYPES, to_body
 from providers.http import ConnectionThrottle, HttpResponse
+from providers.listing import DEFAULT_PAGE_SIZE, Listed, ListedPage
 from providers.settings import SettingsReader
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -162,6 +165,23 @@ class GenericRestProvider:
             f"generic_rest reads records by CW id only, not by external id {external_id!r}: "
             "its webhooks must carry the record (contracts/generic_rest.openapi.json, WebhookChange)"
         )
+
+    # Reconciliation: the interface's listing, and reads by CW id.
+
+    def list_records(
+        self, entity: Entity, since: str | None, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> AsyncIterator[ListedPage]:
+        self._require_token()
+        return listing.list_records(self._client, entity, since, page_size)
+
+    async def read_record(
+        self, entity: Entity, *, external_id: str | None, cw_id: str | None, number: str | None
+    ) -> Listed | None:
+        self._require_token()
+        return None if cw_id is None else await listing.read_by_cw_id(self._client, entity, cw_id)
+
+    def anchor_at(self, when: dt.datetime) -> str:
+        return listing.anchor_at(when)
 
     def to_cw(self, entity: Entity, value: Mapping[str, Any]) -> CWDraft:
         fields = {k: v for k, v in value.items() if k != "id"}

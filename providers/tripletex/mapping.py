@@ -205,20 +205,28 @@ def order_matches(order: Mapping[str, Any], payload: Payload) -> bool:
 FETCH_FIELDS = {
     "customer": (
         "id,version,name,customerNumber,organizationNumber,email,phoneNumber,"
-        "postalAddress(addressLine1,postalCode,city,country(isoAlpha2Code)),changes(employeeId)"
+        "postalAddress(addressLine1,postalCode,city,country(isoAlpha2Code)),changes(employeeId,timestamp)"
     ),
     "supplier": (
         "id,version,name,supplierNumber,organizationNumber,email,"
-        "postalAddress(addressLine1,postalCode,city,country(isoAlpha2Code)),changes(employeeId)"
+        "postalAddress(addressLine1,postalCode,city,country(isoAlpha2Code)),changes(employeeId,timestamp)"
     ),
-    "project": "id,version,name,number,startDate,endDate,customer(id,customerNumber),changes(employeeId)",
+    "project": (
+        "id,version,name,number,startDate,endDate,customer(id,customerNumber),changes(employeeId,timestamp)"
+    ),
     "invoice": (
         "id,version,invoiceDate,invoiceDueDate,currency(code),customer(id,customerNumber),"
         "orders(number,reference,orderLines(description,count,unitPriceExcludingVatCurrency,vatType(id))),"
-        "changes(employeeId)"
+        "changes(employeeId,timestamp)"
     ),
 }
 """What ``fetch`` asks for per entity: every field ``to_cw`` reads, references with their numbers."""
+
+
+def last_change_time(value: Mapping[str, Any]) -> str | None:
+    """When the latest change was made (``changes`` is oldest first)."""
+    changes = [c for c in value.get("changes") or [] if isinstance(c, dict) and c.get("timestamp")]
+    return str(changes[-1]["timestamp"]) if changes else None
 
 
 def last_author(value: Mapping[str, Any]) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -19,11 +19,13 @@ from providers.base import (
     PushResult,
     content_hash,
 )
+from providers.catalogues import Reference
 from providers.errors import DependencyMissing, MappingError, NotSupported, TransientError
 from providers.http import HttpResponse
+from providers.listing import DEFAULT_PAGE_SIZE, Listed, ListedPage
 from providers.plan import Plan, placeholder
 from providers.settings import SettingsReader
-from providers.tripletex import mapping
+from providers.tripletex import listing, mapping
 from providers.tripletex.client import TripletexClient, unwrap
 from providers.tripletex.mapping import Payload, Ref
 from providers.vendor import VendorProvider, record_of
@@ -61,9 +63,24 @@ def _numeric_id(external_id: str | None) -> str | None:
     return external_id if external_id and external_id.isdigit() else None
 
 
+CATALOGUES = {
+    "vat_codes": ("/ledger/vatType", "id"),
+    "departments": ("/department", "id"),
+    "employees": ("/employee", "id"),
+    "currencies": ("/currency", "code"),
+}
+
+
 class TripletexProvider(VendorProvider):
     kind = "tripletex"
     readers = mapping.READERS
+    references = (
+        Reference("vat_code.<rate>", "vat_codes", "vatType id"),
+        Reference("department_id", "departments", "department id"),
+        Reference("project_manager_id", "employees", "employee id"),
+        Reference("api_employee_id", "employees", "employee id"),
+        Reference("currency", "currencies", "currency code"),
+    )
 
     def __init__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> None:
         super().__init__(spec, http)
@@ -155,6 +172,24 @@ class TripletexProvider(VendorProvider):
             author=mapping.last_author(value),
         )
 
+    # -- reconciliation and mapping validation ---------------------------------------------------
+
+    def list_records(
+        self, entity: Entity, since: str | None, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> AsyncIterator[ListedPage]:
+        return listing.list_records(self._client, entity, since, page_size)
+
+    def listed(self, entity: Entity, value: Mapping[str, Any]) -> Listed:
+        return listing.listed(value)
+
+    async def find_record(self, entity: Entity, *, cw_id: str | None, number: str | None) -> Listed | None:
+        return None if number is None else await listing.find_by_number(self._client, entity, number)
+
+    async def catalogue(self, name: str) -> frozenset[str]:
+        path, key = CATALOGUES[name]
+        found = await self._client.values(path, {"fields": key})
+        return frozenset(str(v[key]) for v in found if v.get(key) is not None)
+
     async def register_webhook(self, url: str, secret: str) -> str:
         """One subscription per event CW syncs, signed with ``secret``; existing ones are updated."""
         parts = urlsplit(url)
@@ -217,11 +252,14 @@ class TripletexProvider(VendorProvider):
     async def _put_versioned(
         self, path: str, found: dict[str, Any], payload: Payload, params: dict[str, str] | None = None
     ) -> dict[str, Any]:
-        """PUT with the version we read; on 409 (edited meanwhile) re-read once and retry."""
+        """PUT with the version we read; on 409 (edited meanwhile) re-read once and retry. A 404 means
+        a user deleted the object since we found it: transient, so the next attempt looks again."""
         target = f"{path}/{found['id']}"
         for attempt in range(2):
             body = {**payload, "id": found["id"], "version": found.get("version")}
-            resp = await self._client.call("PUT", target, params=params, json_body=body, allow=(409,))
+            resp = await self._client.call("PUT", target, params=params, json_body=body, allow=(404, 409))
+            if resp.status == 404:
+                raise TransientError(f"PUT {target}: deleted in Tripletex while we wrote it")
             if resp.status != 409:
                 updated: dict[str, Any] = unwrap(resp, "value", f"PUT {target}")
                 return updated

@@ -12,13 +12,13 @@ KIND = ProviderKind(
     version_kind="timestamp",
     settings=SettingSchema(
         (
-            Setting("company_key", "text", "the Uni company's key (CompanyKey header)"),
+            Setting("company_key", "text", "the Uni company's key (CompanyKey header)", company=True),
             Setting("vat_code.<rate>", "text", "the Uni VatCode for a VAT rate"),
             Setting("revenue_account", "integer", "account number of invoice lines without their own"),
             Setting("finalise_invoices", "flag", "invoice (finalise) drafts after writing them"),
             Setting("send_invoices", "flag", "not supported: Uni distributes by the company's plan"),
             Setting("release_invoices", "flag", "not supported: use finalise_invoices"),
-            Setting("department_id", "integer", "department dimension of invoices"),
+            Setting("department_id", "integer", "department dimension of invoices", company=True),
             Setting("base_currency", "text", "the company's own currency (default NOK)"),
             Setting("token_url", "text", "the login host's token endpoint"),
             Setting("webhook_tolerance_s", "positive_number", "reject webhooks signed longer ago"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Any
 from urllib.parse import urlencode
@@ -17,10 +18,12 @@ from providers.base import (
     PushResult,
     content_hash,
 )
+from providers.catalogues import Reference
 from providers.errors import DependencyMissing, MappingError, NotSupported, TransientError
 from providers.http import redact_headers
+from providers.listing import DEFAULT_PAGE_SIZE, Listed, ListedPage
 from providers.plan import Plan, placeholder
-from providers.uni_economy import inbound, mapping
+from providers.uni_economy import inbound, listing, mapping
 from providers.uni_economy.client import UniClient
 from providers.uni_economy.mapping import KINDS, EntityKind, InvoiceIds, Lookup
 from providers.vendor import VendorProvider
@@ -78,6 +81,12 @@ def _id_of(entity: Any) -> str:
 class UniEconomyProvider(VendorProvider):
     kind = "uni_economy"
     readers = inbound.READERS
+    references = (
+        Reference("vat_code.<rate>", "vat_codes", "VatCode"),
+        Reference("revenue_account", "accounts", "account number"),
+        Reference("department_id", "departments", "department ID"),
+        Reference("base_currency", "currencies", "currency code"),
+    )
 
     def __init__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> None:
         super().__init__(spec, http)
@@ -129,6 +138,22 @@ class UniEconomyProvider(VendorProvider):
         version, author = inbound.stamp(found)
         return ExternalRecord(str(found.get("ID", external_id)), found, version, author)
 
+    # -- reconciliation and mapping validation ---------------------------------------------------
+
+    def list_records(
+        self, entity: Entity, since: str | None, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> AsyncIterator[ListedPage]:
+        return listing.list_records(self._client, entity, since, page_size)
+
+    def listed(self, entity: Entity, value: Mapping[str, Any]) -> Listed:
+        return listing.listed(value)
+
+    async def find_record(self, entity: Entity, *, cw_id: str | None, number: str | None) -> Listed | None:
+        return await listing.find_by_key(self._client, entity, cw_id, number)
+
+    async def catalogue(self, name: str) -> frozenset[str]:
+        return await listing.catalogue(self._client, name)
+
     async def register_webhook(self, url: str, secret: str) -> str:
         """One event plan for the entities CW syncs, calling ``url``; re-registering updates it.
 
@@ -155,11 +180,11 @@ class UniEconomyProvider(VendorProvider):
     async def _send(
         self, plan: Plan, method: str, path: str, body: Any = None, *, answer: Any, **params: str
     ) -> Any:
-        """One write through the plan; a 404 of a DELETE is None (already gone)."""
+        """One write through the plan; a 404 of a DELETE or a PUT is None (gone)."""
         query = f"?{urlencode(params)}" if params else ""
         headers = redact_headers(self._client.headers("<token>"))
         shown = PreparedRequest(method, f"{self._client.api_url}{path}{query}", headers, body)
-        gone_ok = method == "DELETE"
+        gone_ok = method in ("DELETE", "PUT")
         send = partial(
             self._client.request, method, path, params=params or None, json_body=body, missing_ok=gone_ok
         )
@@ -190,7 +215,10 @@ class UniEconomyProvider(VendorProvider):
         if mapping.already_holds(existing, payload):
             return "unchanged", existing
         body = mapping.with_ids(payload, existing)
-        return "updated", await self._send(plan, "PUT", f"{path}/{existing['ID']}", body, answer=body)
+        updated = await self._send(plan, "PUT", f"{path}/{existing['ID']}", body, answer=body)
+        if updated is None:  # a user deleted it since we found it: the next attempt looks again
+            raise TransientError(f"PUT {path}/{existing['ID']}: deleted in Uni Economy while we wrote it")
+        return "updated", updated
 
     async def _delete(self, change: OutboundChange, plan: Plan) -> PushResult:
         kind = KINDS[change.entity]

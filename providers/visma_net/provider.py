@@ -10,7 +10,7 @@ our own write compares equal.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -25,12 +25,14 @@ from providers.base import (
     PushResult,
     content_hash,
 )
+from providers.catalogues import Reference
 from providers.errors import DependencyMissing, NotSupported, ProviderRejected, TransientError
 from providers.http import HttpResponse
+from providers.listing import DEFAULT_PAGE_SIZE, Listed, ListedPage
 from providers.plan import Plan, placeholder
 from providers.settings import SettingsReader
 from providers.vendor import VendorProvider, record_of
-from providers.visma_net import mapping
+from providers.visma_net import listing, mapping
 from providers.visma_net.client import VismaNetClient, item_path, location_id, token_subject
 
 INVOICES = "/v1/customerinvoice"
@@ -83,9 +85,23 @@ def webhook_steps(spec: ConnectionSpec, url: str) -> str:
     )
 
 
+CATALOGUES: Mapping[str, tuple[str, str, Mapping[str, str]]] = {
+    "vat_codes": ("/v1/vat", "vatId", {}),
+    "accounts": ("/v1/account", "accountCD", {}),
+    "project_templates": ("/v1/project", "projectID", {"systemTemplate": "true", "pageSize": "100"}),
+    "branches": ("/v1/branch", "number", {}),
+}
+
+
 class VismaNetProvider(VendorProvider):
     kind = "visma_net"
     readers = mapping.READERS
+    references = (
+        Reference("vat_code.<rate>", "vat_codes", "VAT code"),
+        Reference("revenue_account", "accounts", "account"),
+        Reference("project_template", "project_templates", "project template"),
+        Reference("branch_number", "branches", "branch"),
+    )
 
     def __init__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> None:
         super().__init__(spec, http)
@@ -124,6 +140,30 @@ class VismaNetProvider(VendorProvider):
             return None
         stamp = found.get("lastModifiedDateTime")
         return ExternalRecord(external_id, found, str(stamp) if stamp else None, None)
+
+    # reconciliation and mapping validation
+
+    def list_records(
+        self, entity: Entity, since: str | None, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> AsyncIterator[ListedPage]:
+        return listing.list_records(self.client, entity, since, page_size)
+
+    def listed(self, entity: Entity, value: Mapping[str, Any]) -> Listed:
+        return listing.listed(entity, value)
+
+    async def find_record(self, entity: Entity, *, cw_id: str | None, number: str | None) -> Listed | None:
+        """By the number (the key of customers, suppliers, projects); an invoice by CW's id
+        (externalReference)."""
+        key = number
+        if entity is Entity.invoice:
+            found = await self._find_invoice(None, cw_id) if cw_id else None
+            key = None if found is None else str(found.get("referenceNumber"))
+        record = None if key is None else await self.fetch(entity, key)
+        return None if record is None else listing.listed(entity, record.value)
+
+    async def catalogue(self, name: str) -> frozenset[str]:
+        path, key, params = CATALOGUES[name]
+        return await listing.list_keys(self.client, path, key, params)
 
     async def register_webhook(self, url: str, secret: str) -> str:
         """No API call: the steps for the Developer Portal (the secret is not repeated in them)."""

@@ -2,7 +2,8 @@
 
 A fake calls ``send`` from inside the request handler that changed a record; the POST runs as a
 task of its own, so the request that caused it is answered without waiting for the receiver.
-``drain`` waits for what is in flight (tests); ``close`` is the app's cleanup.
+``drain`` waits for what is in flight (tests); ``close`` is the app's cleanup. With ``disorder``
+set, each POST waits a random time first (so they overtake each other) and some are sent twice.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
+
+from providers.generic_rest.sandbox.firing import Disorder
 
 TIMEOUT = aiohttp.ClientTimeout(total=5)
 
@@ -32,14 +35,19 @@ class CallbackSender:
     deliveries: list[Delivery] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _session: aiohttp.ClientSession | None = None
+    disorder: Disorder | None = None
 
     def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> None:
         """Schedule the POST on the running loop and return at once."""
-        task = asyncio.get_running_loop().create_task(self._post(url, body, dict(headers)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        delays = [0.0] if self.disorder is None else self.disorder.delays()
+        for delay in delays:
+            task = asyncio.get_running_loop().create_task(self._post(url, body, dict(headers), delay))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], delay: float = 0.0) -> None:
+        if delay:
+            await asyncio.sleep(delay)
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=TIMEOUT)
         try:

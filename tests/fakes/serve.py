@@ -11,10 +11,11 @@ import asyncio
 import datetime as dt
 import queue
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -131,24 +132,34 @@ async def serve_fake(kind: str) -> AsyncIterator[ServedFake]:
 @contextmanager
 def serve_in_thread(kind: str) -> Iterator[ServedFake]:
     """The fake on its own event loop in a daemon thread, for as long as the block runs."""
-    started: queue.Queue[ServedFake | BaseException] = queue.Queue()
+    with in_thread(lambda: serve_fake(kind), f"fake-{kind}") as served:
+        yield served
+
+
+T = TypeVar("T")
+
+
+@contextmanager
+def in_thread(serve: Callable[[], AbstractAsyncContextManager[T]], name: str) -> Iterator[T]:
+    """What ``serve()`` yields, served on its own event loop in a daemon thread while the block runs."""
+    started: queue.Queue[T | BaseException] = queue.Queue()
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
 
-    async def serve() -> None:
-        async with serve_fake(kind) as served:
+    async def run_served() -> None:
+        async with serve() as served:
             started.put(served)
             await stop.wait()
 
     def run() -> None:
         try:
-            loop.run_until_complete(serve())
+            loop.run_until_complete(run_served())
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting test
             started.put(exc)
         finally:
             loop.close()
 
-    thread = threading.Thread(target=run, name=f"fake-{kind}", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     served = started.get(timeout=30)
     if isinstance(served, BaseException):

@@ -31,6 +31,7 @@ from providers.tripletex.webhooks import signed_headers
 from tests.fakes.callbacks import CallbackSender
 from tests.fakes.control import PREFIX as CONTROL_PREFIX
 from tests.fakes.control import add_control_routes
+from tests.fakes.history import WriteLog
 from tests.openapi import SpecViolation, load_spec
 
 SPEC = "tripletex-v2.openapi3.json"
@@ -49,6 +50,17 @@ EVENTS = (
     "invoice.charged",
 )
 COUNTRIES = {"NO": 161, "SE": 200, "DK": 57}
+VAT_TYPES = (3, 5, 6, 31)
+"""vatType ids the company has (``GET /ledger/vatType``)."""
+DEPARTMENTS = (1, 2)
+EMPLOYEES = (7, 11, 99)
+CURRENCIES = ("NOK", "EUR", "SEK")
+CATALOGUES = {
+    "ledger/vatType": [{"id": i} for i in VAT_TYPES],
+    "department": [{"id": i} for i in DEPARTMENTS],
+    "employee": [{"id": i} for i in EMPLOYEES],
+    "currency": [{"id": n, "code": c} for n, c in enumerate(CURRENCIES, start=1)],
+}
 BODY: web.RequestKey[dict[str, Any]] = web.RequestKey("json", dict)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -98,6 +110,8 @@ class FakeTripletex:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
     subscriptions: dict[int, dict[str, Any]] = field(default_factory=dict)
     callbacks: CallbackSender = field(default_factory=CallbackSender)
+    api_writes: WriteLog = field(default_factory=WriteLog)
+    """Every write made through the API, with the object as stored after it."""
 
     # -- test controls ------------------------------------------------------------------------
 
@@ -239,6 +253,8 @@ class FakeTripletex:
         r.add_put("/v2/token/session/:create", self._create_session)
         r.add_get("/v2/token/session/>whoAmI", self._who_am_i)
         r.add_get("/v2/country", self._list)
+        for catalogue in CATALOGUES:
+            r.add_get(f"/v2/{catalogue}", self._catalogue)
         for kind in ("customer", "supplier", "project", "order", "invoice"):
             r.add_get(f"/v2/{kind}", self._list)
             r.add_get(f"/v2/{kind}/{{id}}", self._get)
@@ -340,12 +356,23 @@ class FakeTripletex:
             code = request.query.get("code", "")
             values = [{"id": COUNTRIES[code]}] if code in COUNTRIES else []
         else:
-            values = [o for o in self.objects(kind) if _matches(kind, o, request.query)]
+            values = [
+                o
+                for o in self.objects(kind)
+                if _matches(kind, o, request.query) and _changed_since(o, request.query.get("changedSince"))
+            ]
         start = int(request.query.get("from", "0"))
         page = values[start : start + int(request.query.get("count", "1000"))]
+        if kind != "country":
+            page = [self.render(kind, o) for o in page]
         return web.json_response(
             {"fullResultSize": len(values), "from": start, "count": len(page), "values": page}
         )
+
+    async def _catalogue(self, request: web.Request) -> web.Response:
+        values = CATALOGUES[request.path.removeprefix("/v2/")]
+        size = len(values)
+        return web.json_response({"fullResultSize": size, "from": 0, "count": size, "values": values})
 
     async def _get(self, request: web.Request) -> web.Response:
         found = self._found(request)
@@ -363,6 +390,7 @@ class FakeTripletex:
         self.writes[kind] += 1
         new = self.add(kind, body)
         new["changes"] = [self._change("CREATE")]
+        self.api_writes.add(kind, new["id"], "created", new)
         self._emit(kind, "create", new)
         return web.json_response({"value": new}, status=201)
 
@@ -380,6 +408,7 @@ class FakeTripletex:
         found.update({k: v for k, v in body.items() if not (k == "orderLines" and keep_lines)})
         found["version"] += 1
         found["changes"].append(self._change("UPDATE"))
+        self.api_writes.add(self._kind(request), found["id"], "updated", found)
         self._emit(self._kind(request), "update", found)
         return web.json_response({"value": found})
 
@@ -389,6 +418,7 @@ class FakeTripletex:
             return _error(404, 6000, "Object not found")
         self.writes[self._kind(request)] += 1
         del self.store[self._kind(request)][found["id"]]
+        self.api_writes.add(self._kind(request), found["id"], "deleted")
         self._emit(self._kind(request), "delete", found)
         return web.Response(status=204)
 
@@ -477,6 +507,15 @@ def _duplicate(kind: str, body: dict[str, Any], existing: list[dict[str, Any]]) 
     if key and body.get(key) is not None and any(o.get(key) == body[key] for o in existing):
         return key
     return None
+
+
+def _changed_since(obj: dict[str, Any], since: str | None) -> bool:
+    """Tripletex's ``changedSince``: the object's latest change is after that time."""
+    if since is None:
+        return True
+    stamps = [c["timestamp"] for c in obj.get("changes", []) if c.get("timestamp")]
+    latest = dt.datetime.fromisoformat(stamps[-1]) if stamps else None
+    return latest is not None and latest > dt.datetime.fromisoformat(since)
 
 
 def _in_range(value: str | None, start: str, end: str) -> bool:

@@ -35,6 +35,7 @@ from providers.uni_economy.webhooks import sign
 from tests.fakes import serve_app
 from tests.fakes.callbacks import CallbackSender
 from tests.fakes.control import add_control_routes
+from tests.fakes.history import WriteLog
 from tests.openapi import Spec, SpecViolation, load_spec
 
 SPEC_NAME = "uni-economy-2019.swagger2.json"
@@ -74,8 +75,9 @@ SEED: dict[str, list[dict[str, Any]]] = {
         {"ID": 12, "AccountNumber": 3100, "AccountName": "Salgsinntekt, avgiftsfri"},
     ],
     "currencycodes": [{"ID": 1, "Code": "NOK"}, {"ID": 2, "Code": "EUR"}],
+    "departments": [{"ID": 1, "Name": "Hovedavdeling"}],
 }
-FILTER = re.compile(r"^\s*([\w.]+)\s+eq\s+(.+?)\s*$")
+FILTER = re.compile(r"^\s*([\w.]+)\s+(eq|gt)\s+(.+?)\s*$")
 
 
 def uni_spec() -> Spec:
@@ -101,6 +103,17 @@ def _literal(raw: str) -> Any:
     if raw.startswith("'") and raw.endswith("'"):
         return raw[1:-1].replace("''", "'")
     return float(raw) if "." in raw else int(raw)
+
+
+def _holds(row: dict[str, Any], clause: re.Match[str]) -> bool:
+    field, op, value = row.get(clause[1]), clause[2], _literal(clause[3])
+    if op == "eq":
+        return bool(field == value)
+    if field is None:
+        return False
+    if isinstance(value, str):  # date-times: compare as times, whatever their text form
+        return dt.datetime.fromisoformat(str(field)) > dt.datetime.fromisoformat(value)
+    return bool(field > value)
 
 
 Store = dict[str, dict[int, dict[str, Any]]]
@@ -154,13 +167,14 @@ class FakeUni:
         self._clients: dict[str, _Client] = {}
         self._tokens: dict[str, tuple[str, float]] = {}
         self._jtis: set[str] = set()
-        self._failures: list[tuple[int, str | None, str]] = []
+        self._failures: list[tuple[int, str | None, str, str]] = []
         self._ids = itertools.count(1000)
         self._invoice_numbers = itertools.count(100001)
         self.store: dict[str, dict[int, dict[str, Any]]] = {
             name: {row["ID"]: dict(row) for row in rows} for name, rows in SEED.items()
         }
         self.callbacks = CallbackSender()
+        self.api_writes = WriteLog()  # every write made through the API, as stored after it
 
     # --- test controls ------------------------------------------------------------------------
     def register_client(
@@ -178,8 +192,11 @@ class FakeUni:
     def expire_tokens(self) -> None:
         self._tokens = {t: (c, 0.0) for t, (c, _) in self._tokens.items()}
 
-    def fail_next(self, n: int, status: int, *, retry_after: str | None = None, message: str = "") -> None:
-        self._failures += [(status, retry_after, message or f"fake failure {status}")] * n
+    def fail_next(
+        self, n: int, status: int, *, retry_after: str | None = None, message: str = "", on: str = ""
+    ) -> None:
+        """Answer the next ``n`` requests starting with ``on`` (``"PUT /customers"``) with ``status``."""
+        self._failures += [(status, retry_after, message or f"fake failure {status}", on)] * n
 
     def entities(self, collection: str) -> list[dict[str, Any]]:
         return list(self.store.get(collection, {}).values())
@@ -324,8 +341,10 @@ class FakeUni:
         spec_path = "/" + request.match_info["tail"] + (f"?action={action}" if action else "")
         self.requests.append((request.method, spec_path))
         self.times.append(time.monotonic())
-        if self._failures:
-            status, retry_after, message = self._failures.pop(0)
+        failure = next((f for f in self._failures if f"{request.method} {spec_path}".startswith(f[3])), None)
+        if failure is not None:
+            self._failures.remove(failure)
+            status, retry_after, message, _ = failure
             headers = {"Retry-After": retry_after} if retry_after else None
             return _error(status, message, ("Entity", message), headers=headers)
         denied = self._denied(request)
@@ -366,12 +385,12 @@ class FakeUni:
     def _query(self, collection: str, query: Any) -> list[dict[str, Any]]:
         rows = self.entities(collection)
         if "filter" in query:
-            match = FILTER.match(query["filter"])
-            if match is None:
+            clauses = [FILTER.match(part) for part in query["filter"].split(" or ")]
+            if not all(clauses):
                 raise web.HTTPBadRequest(
-                    text=f"fake understands only 'Field eq value', not {query['filter']!r}"
+                    text=f"fake understands only 'Field eq|gt value [or …]', not {query['filter']!r}"
                 )
-            rows = [r for r in rows if r.get(match[1]) == _literal(match[2])]
+            rows = [r for r in rows if any(_holds(r, m) for m in clauses if m is not None)]
         skip, top = int(query.get("skip", 0)), int(query.get("top", 100))
         return [self.shaped(collection, r, query.get("expand", "")) for r in rows[skip : skip + top]]
 
@@ -383,6 +402,7 @@ class FakeUni:
             entity["StatusCode"] = DRAFT
         self.store.setdefault(collection, {})[entity["ID"]] = entity
         self.writes[collection] += 1
+        self.api_writes.add(collection, entity["ID"], "created", entity)
         self._emit(collection, "Create", entity)
         return web.json_response(_shape(entity, set()), status=201)
 
@@ -396,6 +416,7 @@ class FakeUni:
         self.writes[collection] += 1
         if method == "DELETE":
             del self.store[collection][entity["ID"]]
+            self.api_writes.add(collection, entity["ID"], "deleted")
             self._emit(collection, "Delete", entity)
             return web.json_response(_shape(entity, set()))
         if method == "POST" and collection == "invoices" and action == "invoice":
@@ -405,6 +426,7 @@ class FakeUni:
         if method == "PUT":
             self._merge(entity, body)
             entity.update(UpdatedAt=dt.datetime.now(dt.UTC).isoformat(), UpdatedBy=API_USER)
+            self.api_writes.add(collection, entity["ID"], "updated", entity)
             self._emit(collection, "Update", entity)
             return web.json_response(_shape(entity, set()))
         return _error(501, f"the fake does not implement {method} on {collection}")

@@ -24,7 +24,7 @@ import secrets
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from providers.visma_net.webhooks import DEFAULT_SIGNATURE_HEADER, signed_header
 from tests.fakes.callbacks import CallbackSender
 from tests.fakes.control import PREFIX as CONTROL_PREFIX
 from tests.fakes.control import add_control_routes
+from tests.fakes.history import WriteLog
 from tests.openapi import SpecViolation, load_spec
 
 SPEC_NAME = "visma-net-erp-v1.openapi3.json"
@@ -133,6 +134,27 @@ def _line_dto(line: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _page(records: list[dict[str, Any]], query: Mapping[str, str]) -> list[dict[str, Any]]:
+    size, number = int(query["pageSize"]), int(query["pageNumber"])
+    return records[(number - 1) * size : number * size]
+
+
+_CONDITIONS: dict[str, Callable[[str, str], bool]] = {
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+}
+
+
+def _modified(record: dict[str, Any], query: Mapping[str, str]) -> bool:
+    """``lastModifiedDateTime`` with its condition (Visma's stamps compare as text: one fixed format)."""
+    since = query.get("lastModifiedDateTime")
+    if since is None:
+        return True
+    return _CONDITIONS[query["lastModifiedDateTimeCondition"]](str(record["lastModifiedDateTime"]), since)
+
+
 @dataclass
 class _Failure:
     status: int
@@ -157,6 +179,9 @@ class FakeVismaNet:
         self.token_lifetime = token_lifetime
         self.base_url = ""  # set by the test once the app is served
         self.vat_codes = {"1", "3", "5", "6"}
+        self.accounts = {"3000", "3100"}
+        self.project_templates = {"STANDARD"}
+        self.branches = {"1"}
         self.tokens: dict[str, float] = {}
         self.token_requests = 0
         self.requests: list[tuple[str, str]] = []
@@ -175,6 +200,7 @@ class FakeVismaNet:
         self._version = 0
         self._last_stamp = dt.datetime.now(dt.UTC)
         self.callbacks = CallbackSender()
+        self.api_writes = WriteLog()  # every write made through the API, as stored after it
         self.webhook: tuple[str, str, str] | None = None
 
     # test controls
@@ -263,6 +289,9 @@ class FakeVismaNet:
         app.router.add_put("/v1/customer/{customerCd}", self._bind(self._update, "customer"))
         app.router.add_put("/v1/supplier/{supplierCd}", self._bind(self._update, "supplier"))
         app.router.add_put("/v1/project/{projectId}", self._bind(self._update, "project"))
+        app.router.add_get("/v1/vat", self._catalogue("vatId", lambda: self.vat_codes))
+        app.router.add_get("/v1/account", self._catalogue("accountCD", lambda: self.accounts))
+        app.router.add_get("/v1/branch", self._catalogue("number", lambda: self.branches))
         app.router.add_get("/v1/customerinvoice", self._list_invoices)
         app.router.add_post("/v2/customerinvoice", self._create_invoice)
         app.router.add_get("/v1/customerinvoice/{invoiceNumber}", self._get_invoice)
@@ -372,6 +401,7 @@ class FakeVismaNet:
             return visma_error(400, f"{name.capitalize()} {key} already exists.")
         data.pop("overrideNumberSeries", None)
         store.records[key] = self._stamp({"status": "Active", **data})
+        self.api_writes.add(name, key, "created", store.records[key])
         self._emit(name, "Created", key, store.records[key])
         return self._written(store, key, 201, location=True)
 
@@ -381,6 +411,7 @@ class FakeVismaNet:
         if key not in store.records:
             return visma_error(404, f"{name.capitalize()} {key} not found.")
         store.records[key] = self._stamp({**store.records[key], **unwrap(await request.json())})
+        self.api_writes.add(name, key, "updated", store.records[key])
         self._emit(name, "Updated", key, store.records[key])
         return self._written(store, key, 204)
 
@@ -390,9 +421,19 @@ class FakeVismaNet:
             return visma_error(404, f"{name.capitalize()} not found.")
         return web.json_response(_dto(name, record))
 
+    @staticmethod
+    def _catalogue(key: str, keys: Callable[[], set[str]]) -> Handler:
+        async def catalogue(request: web.Request) -> web.Response:
+            return web.json_response([{key: k} for k in sorted(keys())])
+
+        return catalogue
+
     async def _list(self, request: web.Request, name: str) -> web.Response:
-        records = list(self.stores[name].records.values())[: int(request.query["pageSize"])]
-        return web.json_response([_dto(name, r) for r in records])
+        if request.query.get("systemTemplate") == "true":
+            records = [{"projectID": t, "description": t} for t in sorted(self.project_templates)]
+        else:
+            records = [r for r in self.stores[name].records.values() if _modified(r, request.query)]
+        return web.json_response([_dto(name, r) for r in _page(records, request.query)])
 
     # invoices
 
@@ -434,9 +475,9 @@ class FakeVismaNet:
         found = [
             {k: v for k, v in _dto("invoice", inv).items() if k != "invoiceLines"}
             for inv in self.invoices.values()
-            if wanted is None or inv.get("externalReference") == wanted
+            if (wanted is None or inv.get("externalReference") == wanted) and _modified(inv, request.query)
         ]
-        return web.json_response(found[: int(request.query["pageSize"])])
+        return web.json_response(_page(found, request.query))
 
     async def _get_invoice(self, request: web.Request) -> web.Response:
         invoice = self._invoice(request)

@@ -21,6 +21,7 @@ import pytest
 
 from contracts import Action, CWRecord, Entity, Invoice
 from providers.base import InboundChange, OutboundChange, PushResult
+from providers.catalogues import mapping_problems
 from providers.errors import AuthenticationFailed, DependencyMissing, MappingError, TransientError
 from providers.plan import is_placeholder
 from providers.registry import kind as provider_kind
@@ -304,3 +305,49 @@ class ProviderContract:
                 shown,
                 sent,
             )
+
+    # -- reconciliation: listings, point reads -------------------------------------------------------
+
+    async def test_listing_reads_every_record_then_only_those_changed_after_the_anchor(
+        self, erp: Harness
+    ) -> None:
+        provider = erp.make()
+        first = await erp.with_customer(provider)
+        pages = [page async for page in provider.list_records(Entity.customer, None, page_size=1)]
+        listed = {item.external_id: item for page in pages for item in page.items}
+        assert first.external_id in listed and pages[-1].anchor
+        draft = provider.to_cw(Entity.customer, listed[str(first.external_id)].value)
+        assert draft.fields["number"] == erp.customer.number
+
+        other = erp.customer.model_copy(update={"id": "c-other", "number": "10077"})
+        second = await provider.push(change(other))
+        since = [page async for page in provider.list_records(Entity.customer, pages[-1].anchor)]
+        changed = [item.external_id for page in since for item in page.items]
+        assert changed == [second.external_id]
+
+    async def test_a_record_is_read_by_its_id_or_its_number_and_a_missing_one_is_none(
+        self, erp: Harness
+    ) -> None:
+        provider = erp.make()
+        pushed = await erp.with_customer(provider)
+        number, cw_id = erp.customer.number, erp.customer.id
+        by_id = await provider.read_record(
+            Entity.customer, external_id=pushed.external_id, cw_id=cw_id, number=number
+        )
+        by_number = await provider.read_record(Entity.customer, external_id=None, cw_id=cw_id, number=number)
+        assert by_id is not None and by_number is not None
+        assert by_id.external_id == by_number.external_id == pushed.external_id
+        missing = await provider.read_record(Entity.customer, external_id=None, cw_id="nope", number="4040")
+        assert missing is None
+
+    # -- mapping validation --------------------------------------------------------------------------
+
+    async def test_mapping_validation_names_settings_the_erp_does_not_know(self, erp: Harness) -> None:
+        provider = erp.make({"vat_code.25": "9999"})
+        references = getattr(provider, "references", ())
+        if not references:
+            pytest.skip(f"{erp.kind}'s settings name nothing in the ERP")
+        problems = await mapping_problems(provider, provider.settings, erp.kind)
+        assert [p.setting for p in problems] == ["vat_code.25"]
+        assert f"cwi connections set acme {erp.kind} --setting vat_code.25=" in problems[0].message
+        assert await mapping_problems(erp.make(), erp.make().settings, erp.kind) == []

@@ -12,12 +12,18 @@ import aiohttp
 import pytest
 from aiohttp import web
 from graphql import build_schema, parse, validate
-from graphql.language import FieldNode, OperationDefinitionNode
+from graphql.language import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
 
 from contracts import Customer, Entity, Invoice, Project, Supplier
 from providers.errors import PermanentError, TransientError
 from tests.openapi import load_spec
-from worker.cw.http import OPERATIONS, QUERY_DOCUMENT, HttpCW
+from worker.cw.http import LIST_OPERATIONS, OPERATIONS, QUERY_DOCUMENT, HttpCW
 from worker.dev.cw_sandbox import CWServer
 from worker.logging import redactor
 
@@ -37,8 +43,21 @@ SCHEMA = build_schema(
     type Invoice { id: ID! number: String! customer_id: ID! customer_number: String! project_id: ID
                    project_number: String invoice_date: String! due_date: String! currency: String!
                    reference: String lines: [InvoiceLine!]! }
+    scalar DateTime
+    type CustomerChange { id: ID! sequence: Int! updated_at: DateTime! deleted: Boolean! record: Customer }
+    type SupplierChange { id: ID! sequence: Int! updated_at: DateTime! deleted: Boolean! record: Supplier }
+    type ProjectChange { id: ID! sequence: Int! updated_at: DateTime! deleted: Boolean! record: Project }
+    type InvoiceChange { id: ID! sequence: Int! updated_at: DateTime! deleted: Boolean! record: Invoice }
+    type CustomerPage { items: [CustomerChange!]! next_cursor: String! has_more: Boolean! }
+    type SupplierPage { items: [SupplierChange!]! next_cursor: String! has_more: Boolean! }
+    type ProjectPage { items: [ProjectChange!]! next_cursor: String! has_more: Boolean! }
+    type InvoicePage { items: [InvoiceChange!]! next_cursor: String! has_more: Boolean! }
     type Query { customer(id: ID!): Customer supplier(id: ID!): Supplier project(id: ID!): Project
-                 invoice(id: ID!): Invoice }
+                 invoice(id: ID!): Invoice
+                 customerChanges(changedSince: DateTime, cursor: String, first: Int!): CustomerPage!
+                 supplierChanges(changedSince: DateTime, cursor: String, first: Int!): SupplierPage!
+                 projectChanges(changedSince: DateTime, cursor: String, first: Int!): ProjectPage!
+                 invoiceChanges(changedSince: DateTime, cursor: String, first: Int!): InvoicePage! }
     """
 )
 MODELS = {
@@ -152,22 +171,82 @@ async def test_every_request_is_one_the_documents_in_contracts_allow(
 
 def _check_graphql(body: dict[str, Any]) -> None:
     assert body["query"] == QUERY_DOCUMENT
+    if body["operationName"] in LIST_OPERATIONS.values():
+        assert set(body["variables"]) == {"changedSince", "cursor", "first"}
+        return
     assert body["operationName"] in OPERATIONS.values() and set(body["variables"]) == {"id"}
+
+
+def _selected(selection: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode]) -> dict[str, Any]:
+    """Field name → its own selection (None for a leaf), fragment spreads resolved."""
+    found: dict[str, Any] = {}
+    for node in selection.selections:
+        if isinstance(node, FragmentSpreadNode):
+            found |= _selected(fragments[node.name.value].selection_set, fragments)
+        elif isinstance(node, FieldNode):
+            found[node.name.value] = node.selection_set and _selected(node.selection_set, fragments)
+    return found
 
 
 def test_the_graphql_documents_parse_validate_and_select_every_record_field() -> None:
     document = parse(files("contracts").joinpath("cw_query.graphql").read_text())
     assert validate(SCHEMA, document) == []
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     operations = {
         d.name.value: d for d in document.definitions if isinstance(d, OperationDefinitionNode) and d.name
     }
-    assert set(operations) == set(OPERATIONS.values())
+    assert set(operations) == {*OPERATIONS.values(), *LIST_OPERATIONS.values()}
     for entity, name in OPERATIONS.items():
-        (root,) = operations[name].selection_set.selections
-        assert isinstance(root, FieldNode) and root.name.value == entity.value
-        assert root.selection_set is not None
-        selected = {s.name.value for s in root.selection_set.selections if isinstance(s, FieldNode)}
-        assert selected == set(MODELS[entity].model_fields), f"{name} must select every field of the record"
+        (root,) = _selected(operations[name].selection_set, fragments).items()
+        assert root[0] == entity.value
+        assert set(root[1]) == set(MODELS[entity].model_fields), f"{name} must select every field"
+        listing = _selected(operations[LIST_OPERATIONS[entity]].selection_set, fragments)
+        items = listing[f"{entity.value}Changes"]["items"]
+        assert set(items) == {"id", "sequence", "updated_at", "deleted", "record"}
+        assert items["record"] == root[1], "a listing reads the same fields as a query"
+
+
+async def test_the_listing_pages_in_change_order_with_deletions_and_a_resumable_cursor(
+    cw_server: tuple[CWServer, Recorded], http: aiohttp.ClientSession
+) -> None:
+    server, recorded = cw_server
+    cw = adapter(http, server)
+    ids = [
+        (await cw.create("acme", Entity.customer, {**FIELDS, "number": str(n)}, key=f"c{n}")).cw_id
+        for n in range(3)
+    ]
+    await cw.create("globex", Entity.customer, FIELDS, key="other client")
+    await cw.update("acme", Entity.customer, ids[0], {**FIELDS, "number": "0", "name": "Renamed"}, key="u")
+    await cw.delete("acme", Entity.customer, ids[1], key="d")
+
+    async def read(since: Any, cursor: str | None) -> tuple[list[Any], str]:
+        items, has_more = [], True
+        while has_more:
+            page = await cw.list_changes(
+                "acme", Entity.customer, changed_since=since, cursor=cursor, first=2, key="l"
+            )
+            items += page.items
+            cursor, has_more = page.next_cursor, page.has_more
+        assert cursor is not None
+        return items, cursor
+
+    items, cursor = await read(None, None)
+    assert [(i.cw_id, i.sequence, i.deleted) for i in items] == [
+        (ids[2], 1, False),
+        (ids[0], 2, False),
+        (ids[1], 2, True),
+    ]
+    assert items[1].record is not None and items[1].record["name"] == "Renamed"
+    assert (await read(None, cursor))[0] == [], "nothing changed after the last page"
+    await cw.update("acme", Entity.customer, ids[2], {**FIELDS, "number": "2", "name": "Later"}, key="u2")
+    later, _ = await read(None, cursor)
+    assert [i.cw_id for i in later] == [ids[2]]
+    assert items[0].updated_at is not None
+    since, _ = await read(items[2].updated_at, None)
+    assert [i.cw_id for i in since] == [ids[1], ids[2]]
+    for _, path, _, body in recorded.requests:
+        if path == "/graphql":
+            _check_graphql(body)
 
 
 def test_the_write_api_document_names_every_record_field_but_the_id() -> None:

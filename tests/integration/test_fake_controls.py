@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -9,6 +10,7 @@ import aiohttp
 import pytest
 
 from providers.base import InboundChange
+from providers.generic_rest.sandbox.firing import Disorder
 from providers.tripletex.webhooks import parse_webhook as tripletex_parse
 from providers.uni_economy.webhooks import parse_webhook as uni_parse
 from providers.visma_net.webhooks import parse_webhook as visma_parse
@@ -77,3 +79,27 @@ def test_the_control_helper_reaches_a_fake_in_another_thread() -> None:
             control(served.base_url, "user_update", {"kind": "customer", "id": "nobody", "fields": {}})
 
     assert made["number"] == "7" and made["lastModifiedDateTime"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_fakes_callbacks_can_come_late_out_of_order_and_twice_and_its_api_writes_are_logged(
+    kind: str,
+) -> None:
+    entity, value, key, fields, parse = CASES[kind]
+    async with serve_fake(kind) as served, serve_receiver() as hook, aiohttp.ClientSession() as http:
+        served.fake.callbacks.disorder = Disorder(max_delay_s=0.2, duplicate_rate=0.5, rng=random.Random(4))
+        await post(http, served.base_url, "webhook", {"url": hook.url, "secret": SECRET})
+        made = await post(http, served.base_url, "user_create", {"kind": entity, "value": value})
+        for _ in range(12):
+            await post(
+                http, served.base_url, "user_update", {"kind": entity, "id": made[key], "fields": fields}
+            )
+        await served.fake.callbacks.drain()
+        calls = [hook.calls.get_nowait() for _ in range(hook.calls.qsize())]
+
+    assert len(calls) > 13 and len({body for _, body in calls}) == 13, "each change came, some twice"
+    versions = [parse(h, b, secret=SECRET, settings=served.settings)[0].version for h, b in calls]
+    assert versions != sorted(versions, key=lambda v: (len(v or ""), v)), (
+        "later changes overtook earlier ones"
+    )
+    assert served.fake.api_writes.writes == [], "a user's changes are not API writes"

@@ -24,6 +24,7 @@ from config_db.secrets import SecretBox
 from contracts import Entity
 from providers.generic_rest.sandbox import SandboxServer
 from providers.generic_rest.sandbox.app import ERP_CREATED
+from tests.integration.cw_rig import publish_cw_event, settings_with_cw
 from worker.bootstrap import App, open_app
 from worker.buses.base import OutgoingMessage
 from worker.dev.cw_sandbox import CWServer
@@ -31,7 +32,6 @@ from worker.dev.listening import Listener, listening
 from worker.dev.quiet import run_until_quiet
 from worker.ingress.ratelimit import RateLimiter
 from worker.messaging.fingerprint import cw_fields
-from worker.settings import Settings
 
 KEY = "inbound-test-key"
 TOKEN = "tok-inbound"
@@ -79,19 +79,11 @@ class Rig:
 @asynccontextmanager
 async def _rig(db_url: str, client_ids: list[str], *, api_user: str | None = None) -> AsyncIterator[Rig]:
     async with CWServer(api_key=CW_KEY) as cw:
-        settings = Settings(
-            database_url=db_url,
-            secret_key=KEY,
-            retry_delays=(0.2,),
-            concurrency=16,
-            cw_graphql_url=cw.graphql_url,
-            cw_write_url=cw.write_url,
-            cw_api_key=CW_KEY,
-        )
+        settings = settings_with_cw(db_url, cw, secret_key=KEY, cw_key=CW_KEY, concurrency=16)
         # No 429s here: the sandbox fires a client's webhooks back to back.
         limiter = RateLimiter(10_000, 10_000)
         async with open_app(settings, http=True) as app, listening(app, limiter=limiter) as listener:
-            cw.cw.on_event = _publisher(app)
+            cw.cw.on_event = partial(publish_cw_event, app)
             rig = Rig(app, cw, listener)
             try:
                 for client in client_ids:
@@ -115,16 +107,6 @@ def _provision(db: Any, *, client: str, base_url: str, api_user: str | None) -> 
     clients.set_connection(
         db, clients.StoredConnection(client, "generic_rest", base_url, settings, credentials, True)
     )
-
-
-def _publisher(app: App) -> Any:
-    """What CW does with its events: put them on the bus, the client id as session."""
-
-    async def publish(event: dict[str, Any]) -> None:
-        message = OutgoingMessage(json.dumps(event).encode(), event["id"], event["client_id"])
-        await app.bus.publish([message])
-
-    return publish
 
 
 @pytest.fixture

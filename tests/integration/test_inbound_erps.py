@@ -12,7 +12,6 @@ listener (``worker.ingress`` on uvicorn) at an endpoint issued as `cwi webhooks 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,17 +21,15 @@ from typing import Any
 
 import pytest
 
-from config_db import clients, sync_log
-from config_db.secrets import SecretBox
+from config_db import sync_log
 from contracts import Entity
 from tests.fakes.serve import KINDS, ServedFake, serve_fake
+from tests.integration.cw_rig import provision, publish_cw_event, settings_with_cw
 from tests.integration.test_visma_net_inbound import CUSTOMER, INVOICE
 from worker.bootstrap import App, open_app
-from worker.buses.base import OutgoingMessage
 from worker.dev.cw_sandbox import CWServer
 from worker.dev.listening import listening
 from worker.dev.quiet import run_until_quiet
-from worker.settings import Settings
 
 KEY = "inbound-erps-test-key"
 CW_KEY = "cw-api-key-erps"
@@ -74,39 +71,27 @@ class Rig:
 @asynccontextmanager
 async def _rig(db_url: str, kind: str, **extra_settings: str) -> AsyncIterator[Rig]:
     async with CWServer(api_key=CW_KEY) as cw:
-        settings = Settings(
-            database_url=db_url,
-            secret_key=KEY,
-            retry_delays=(0.2,),
-            cw_graphql_url=cw.graphql_url,
-            cw_write_url=cw.write_url,
-            cw_api_key=CW_KEY,
-        )
+        settings = settings_with_cw(db_url, cw, secret_key=KEY, cw_key=CW_KEY)
         async with (
             open_app(settings, http=True) as app,
             listening(app) as listener,
             serve_fake(kind) as erp,
         ):
-            cw.cw.on_event = partial(_publish, app)
-            await app.db.run(partial(_provision, erp=erp, extra=extra_settings))
+            cw.cw.on_event = partial(publish_cw_event, app)
+            connection = {"kind": erp.kind, "base_url": erp.base_url, "credentials": erp.credentials}
+            await app.db.run(
+                partial(
+                    provision,
+                    client=CLIENT,
+                    settings={**erp.settings, **extra_settings},
+                    secret_key=KEY,
+                    **connection,
+                )
+            )
             endpoint = await listener.endpoint(CLIENT)
             erp.fake.set_webhook(endpoint.url, endpoint.secret)
             yield Rig(app, cw, erp)
             assert getattr(erp.fake, "violations", []) == []
-
-
-def _provision(db: Any, *, erp: ServedFake, extra: dict[str, str]) -> None:
-    clients.add_client(db, CLIENT, "Acme")
-    credentials = SecretBox(KEY).encrypt(erp.credentials)
-    stored = clients.StoredConnection(
-        CLIENT, erp.kind, erp.base_url, {**erp.settings, **extra}, credentials, True
-    )
-    clients.set_connection(db, stored)
-
-
-async def _publish(app: App, event: dict[str, Any]) -> None:
-    """What CW does with its events: put them on the bus, the client id as session."""
-    await app.bus.publish([OutgoingMessage(json.dumps(event).encode(), event["id"], event["client_id"])])
 
 
 def _writes(actions: Counter[str]) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from standardwebhooks import Webhook
 
 from providers.generic_rest.sandbox import SandboxServer
+from providers.generic_rest.sandbox.firing import Disorder
 from providers.generic_rest.webhooks import parse_webhook
 
 SECRET = "whsec_" + base64.b64encode(b"sandbox-webhook-test-key-32bytes").decode()
@@ -142,3 +144,22 @@ async def test_a_subscription_needs_a_standard_webhooks_secret() -> None:
     ):
         assert r.status == 400
         assert "whsec_" in (await r.json())["error"]
+
+
+async def test_with_disorder_calls_come_late_out_of_order_and_some_twice(receiver: Receiver) -> None:
+    async with SandboxServer(token=TOKEN, api_user="cwi-api") as sb, aiohttp.ClientSession() as http:
+        sb.sandbox.webhooks.history = []
+        sb.sandbox.webhooks.disorder = Disorder(max_delay_s=0.2, duplicate_rate=0.5, rng=random.Random(3))
+        sb.sandbox.webhooks.subscribe(receiver.url, SECRET)
+        for n in range(20):
+            await _put(http, sb, "c1", f"Acme {n}", f"k{n}")
+        await asyncio.wait_for(sb.drain_webhooks(), 5)
+        history = sb.sandbox.webhooks.history
+
+    versions = [Webhook(SECRET).verify(body, headers)["data"]["version"] for headers, body in receiver.calls]
+    assert sorted(set(versions)) == list(range(1, 21)), "every change was delivered"
+    assert versions != sorted(versions), "later changes overtook earlier ones"
+    assert len(versions) > 20, "some calls came twice"
+    ids = [headers["webhook-id"] for headers, _ in receiver.calls]
+    assert len(set(ids)) == 20, "a repeated call keeps its webhook-id"
+    assert [e["data"]["version"] for e in history] == list(range(1, 21)), "history keeps the changes in order"

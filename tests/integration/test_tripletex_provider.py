@@ -229,6 +229,19 @@ async def test_edit_conflict_rereads_and_retries_once(fake: FakeTripletex, make:
         await provider.push(change(CUSTOMER, Action.updated, known_external_id=created.external_id))
 
 
+async def test_an_object_deleted_between_lookup_and_put_is_transient(fake: FakeTripletex, make: Make) -> None:
+    provider = make()
+    created = await provider.push(change(CUSTOMER))
+    fake.fail_next(1, 404, on="PUT /customer")  # a user deleted it just before our PUT
+    with pytest.raises(TransientError, match="deleted in Tripletex while we wrote it"):
+        await provider.push(change(CUSTOMER, Action.updated, known_external_id=created.external_id))
+
+    assert created.external_id is not None
+    fake.user_delete("customer", int(created.external_id))
+    again = await provider.push(change(CUSTOMER, Action.updated, known_external_id=created.external_id))
+    assert again.outcome == "created", "the next attempt looks again: CW's change re-creates it"
+
+
 async def test_delete_customer_then_again(fake: FakeTripletex, make: Make) -> None:
     provider = make()
     created = await provider.push(change(CUSTOMER))

@@ -238,6 +238,21 @@ async def test_recovering_after_write_reached_uni(provider: UniEconomyProvider, 
     assert len(fake.entities("invoices")) == 1
 
 
+async def test_an_entity_deleted_between_lookup_and_put_is_transient(
+    provider: UniEconomyProvider, fake: FakeUni
+) -> None:
+    created = await provider.push(change(CUSTOMER))
+    renamed = CUSTOMER.model_copy(update={"name": "Acme Holding AS"})
+    fake.fail_next(1, 404, on="PUT /customers")  # a user deleted it just before our PUT
+    with pytest.raises(TransientError, match="deleted in Uni Economy while we wrote it"):
+        await provider.push(change(renamed, Action.updated, known=created.external_id))
+
+    assert created.external_id is not None
+    fake.user_delete("customers", int(created.external_id))
+    again = await provider.push(change(renamed, Action.updated, known=created.external_id))
+    assert again.outcome == "created", "the next attempt looks again: CW's change re-creates it"
+
+
 async def test_stale_known_id_falls_back_to_natural_key(provider: UniEconomyProvider, fake: FakeUni) -> None:
     created = await provider.push(change(SUPPLIER))
     renamed = SUPPLIER.model_copy(update={"name": "Rør og Rør Vest AS"})

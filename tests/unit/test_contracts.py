@@ -132,6 +132,16 @@ def test_webhook_events_carry_the_external_change() -> None:
     assert any("only allowed on webhook" in p for p in _problems(_env(external=external)))
 
 
+def test_an_operator_event_may_carry_an_erp_change_for_the_inbound_path() -> None:
+    external = {"provider": "tripletex", "external_id": "77", "version": "3", "value": {"name": "A"}}
+    raw = _env(type="customer.updated", source="operator", data=None, record_id="cus-9", external=external)
+    env = parse_envelope(json.dumps(raw))
+    assert env.inbound and env.cw_id == "cus-9"
+    assert any(
+        "data (a CW change) or external" in p for p in _problems(_env(source="operator", external=external))
+    )
+
+
 def test_not_json_is_reported() -> None:
     with pytest.raises(InvalidEnvelopeError, match="Invalid JSON"):
         parse_envelope(b"{nope")

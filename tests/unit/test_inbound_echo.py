@@ -108,7 +108,7 @@ def state(**over: Any) -> ErpState:
             Link("GR-1", "3", "hash-3", True),
             Written(tombstones=frozenset({"3"})),
             None,
-            "we deleted this record; the change reported is not newer than our delete",
+            "the record was deleted; the change reported is not newer than its delete",
         ),
         (
             state(version="5"),
@@ -117,6 +117,21 @@ def state(**over: Any) -> ErpState:
             None,
             None,
         ),
+        (
+            state(version="1"),
+            None,
+            Written(tombstones=frozenset({"2"})),
+            None,
+            "the record was deleted; the change reported is not newer than its delete",
+        ),
+        (
+            state(version="1"),
+            None,
+            Written(tombstones=frozenset({""})),
+            None,
+            "the record was deleted; the change reported is not newer than its delete",
+        ),
+        (state(deleted=True), None, Written(tombstones=frozenset({"2"})), None, None),
     ],
     ids=[
         "new record",
@@ -130,9 +145,12 @@ def state(**over: Any) -> ErpState:
         "author unknown",
         "deleted in the ERP",
         "our delete",
-        "revived after a user's delete",
-        "late webhook after our delete",
-        "newer than our delete",
+        "back after a delete older than the window",
+        "late webhook after a delete",
+        "newer than the delete",
+        "late create after a user's delete of a record CW never knew",
+        "late create after a delete without a version",
+        "a repeated delete of a record CW never knew",
     ],
 )
 def test_echo_rules(

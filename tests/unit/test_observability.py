@@ -7,12 +7,15 @@ import sys
 import time
 
 import pytest
+import structlog
 
+from contracts import DeadLetterReason
 from providers import reporting
 from providers.http import ConnectionThrottle, HttpResponse
 from worker import tracing
 from worker.cli.errors import explain
 from worker.extras import MissingExtraError
+from worker.messaging.outcomes import Complete, DeadLetter
 from worker.metrics import ClientLabels, Metrics, provider_label, status_class
 from worker.settings import load_settings
 
@@ -51,20 +54,36 @@ def test_provider_and_status_labels_are_closed_sets() -> None:
 
 def test_the_hooks_for_reconciliation_and_the_publisher_count_with_bounded_labels() -> None:
     m = Metrics(max_clients=1)
-    m.reconciled("acme", "tripletex", "drift")
-    m.reconciled("globex", "tripletex", "in_step")
+    m.reconciled("acme", "drift", {"customer": 2})
+    m.reconciled("globex", "in_step", {"customer": 0})
+    m.mapping_checked("globex", 1)
     m.subscriber_delivery("acme", "delivered", 0.2)
     sample = m.registry.get_sample_value
-    assert (
-        sample("cwi_reconcile_runs_total", {"provider": "tripletex", "client": "acme", "result": "drift"})
-        == 1
-    )
-    assert (
-        sample("cwi_reconcile_runs_total", {"provider": "tripletex", "client": "other", "result": "in_step"})
-        == 1
-    )
+    assert sample("cwi_reconcile_runs_total", {"client": "acme", "result": "drift"}) == 1
+    assert sample("cwi_reconcile_runs_total", {"client": "other", "result": "in_step"}) == 1
+    assert sample("cwi_reconcile_drift", {"client": "acme", "entity": "customer"}) == 2
+    assert sample("cwi_mapping_problems", {"client": "other"}) == 1
     assert sample("cwi_publisher_deliveries_total", {"client": "acme", "result": "delivered"}) == 1
     assert sample("cwi_publisher_delivery_seconds_count") == 1
+
+
+def test_a_subscriber_delivery_settled_is_counted_with_its_latency() -> None:
+    m = Metrics()
+    # worker/publisher/deliver.py binds the delivery's identity and the attempt's latency for its task
+    structlog.contextvars.bind_contextvars(
+        client_id="acme", subscription_id="sub-1", subscriber_latency_ms=120
+    )
+    try:
+        m.settled(Complete("delivered"))
+        m.settled(DeadLetter(DeadLetterReason.RetriesExhausted, "gave up"))
+    finally:
+        structlog.contextvars.clear_contextvars()
+    m.settled(Complete("created"))  # a message of the worker's own: no delivery
+    sample = m.registry.get_sample_value
+    assert sample("cwi_publisher_deliveries_total", {"client": "acme", "result": "delivered"}) == 1
+    assert sample("cwi_publisher_deliveries_total", {"client": "acme", "result": "dead_lettered"}) == 1
+    assert sample("cwi_publisher_delivery_seconds_count") == 2
+    assert sample("cwi_publisher_delivery_seconds_sum") == pytest.approx(0.24)
 
 
 @pytest.mark.parametrize(

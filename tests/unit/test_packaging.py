@@ -72,7 +72,7 @@ def test_the_cli_answers_a_missing_extra_with_one_line(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "psycopg", None)
     env = {"CWI_DATABASE_URL": "postgresql+psycopg://cwi@db/cwi", "CWI_LOG_FORMAT": "json"}
     result = CliRunner().invoke(app, ["clients", "list"], env=env)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a configuration problem (README: exit codes)
     assert result.stderr.strip().splitlines() == [
         "error: the database postgresql+psycopg needs the postgres extra: pip install 'cwi[postgres]'"
     ]

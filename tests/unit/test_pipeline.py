@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
 
 from config_db import inbox, sync_log
-from config_db.database import make_engine
-from config_db.models import Base
 from contracts import DeadLetterReason
 from providers.base import OutboundChange, PreparedRequest, PushResult
 from providers.errors import ProviderRejected, TransientError
@@ -50,14 +48,6 @@ def raise_(exc: Exception) -> Callable[[OutboundChange], PushResult]:
         raise exc
 
     return fn
-
-
-@pytest.fixture
-async def db() -> AsyncIterator[Database]:
-    database = Database(make_engine("sqlite://"))
-    Base.metadata.create_all(database.engine)
-    yield database
-    await database.close()
 
 
 @pytest.fixture

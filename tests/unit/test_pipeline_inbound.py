@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import pytest
-
 from config_db import sync_log
-from config_db.database import make_engine
-from config_db.models import Base
 from contracts import DeadLetterReason, Entity
 from providers.base import CWDraft, ExternalRecord, OutboundChange, PreparedRequest, PushResult
 from providers.errors import ProviderRejected, TransientError
@@ -76,14 +72,6 @@ class ErpProvider:
         return CWDraft({k: v for k, v in value.items() if k != "id"})
 
 
-@pytest.fixture
-async def db() -> AsyncIterator[Database]:
-    database = Database(make_engine("sqlite://"))
-    Base.metadata.create_all(database.engine)
-    yield database
-    await database.close()
-
-
 POLICY = RetryPolicy(delays=(60,), inprocess_attempts=2, base_wait_s=0.001)
 
 
@@ -144,6 +132,7 @@ async def test_a_thin_webhook_is_fetched_and_a_vanished_record_is_a_delete(db: D
 
 async def test_cw_failures_retry_or_dead_letter_with_cws_text(db: Database) -> None:
     cw, provider = MemoryCW(), ErpProvider()
+    provider.current["E-1"] = ExternalRecord("E-1", RECORD, "2", "kari")  # what the webhook reports
     pipeline = pipeline_with(db, cw, provider)
     cw.fail = TransientError("CW create customer: HTTP 503: busy")
     outcome = await pipeline.handle(webhook("w1", value=RECORD))

@@ -168,6 +168,11 @@ class LocalBus:
                 if attempt == _PUBLISH_ATTEMPTS - 1:
                     raise
 
+    def publish_in(self, conn: Connection, messages: Sequence[OutgoingMessage]) -> None:
+        """Publish in the caller's transaction, with its other writes (an outbox: the messages exist
+        exactly when those writes do). Duplicate detection as ``publish``."""
+        self._insert_new(conn, [(m, _encode_body(m.body), _scheduled_ms(m)) for m in messages])
+
     def _insert_new(self, conn: Connection, encoded: Sequence[tuple[OutgoingMessage, str, int]]) -> None:
         ids = list(dict.fromkeys(m.message_id for m, _, _ in encoded))
         seen: set[str] = set()

@@ -22,6 +22,7 @@ from worker.cli.common import (
     run_async,
     settings,
 )
+from worker.cli.mapping import register as register_mapping
 
 app = typer.Typer(help="Each client's ERP connection.", no_args_is_help=True)
 
@@ -70,6 +71,10 @@ def set_(
         fail(str(exc), 2)
     saved = ", ".join(names) or "none"
     console.print(f"{provider} connection for {client_id} saved ({count} settings, credentials: {saved})")
+    if enabled:
+        from worker.cli.mapping import warn_after_set
+
+        warn_after_set(s, client_id)  # the mapping checked against the ERP: warnings
 
 
 @app.command("list")
@@ -137,3 +142,6 @@ def test(
         print(json.dumps({"client_id": client_id, "provider": stored.kind, "ok": True, "summary": summary}))
         return
     console.print(f"OK: {summary}")
+
+
+register_mapping(app)  # validate, export, import (worker/cli/mapping.py)

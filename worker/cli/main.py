@@ -58,9 +58,20 @@ COMMANDS: Mapping[str, Lazy] = {
         OPERATING,
     ),
     "dlq": Lazy("worker.cli.dlq:app", "Dead-lettered messages: list, show, replay, purge.", OPERATING),
+    "subscriptions": Lazy(
+        "worker.cli.subscriptions:app",
+        "Webhook subscriptions: third parties receiving a client's changes, signed.",
+        OPERATING,
+    ),
     "conformance": Lazy(
         "worker.cli.conformance:conformance",
         "Check an ERP endpoint against the generic REST interface (docs/interface.md).",
+        OPERATING,
+    ),
+    "reconcile": Lazy(
+        "worker.cli.reconcile:reconcile",
+        "Find records missing on a side, different (field by field), or linked to an ERP record that no "
+        "longer exists. Exit 0 when in step (or every finding was repaired), 1 when drift remains.",
         OPERATING,
     ),
     "sandbox": Lazy(

@@ -84,7 +84,13 @@ def run(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, worker.stop)
-            async with serving_metrics(app, worker, sock):
+            from worker.reconcile.schedule import scheduled
+
+            # A long-running worker checks the mappings at start; CWI_SCHEDULE=true runs the jobs too.
+            async with (
+                serving_metrics(app, worker, sock) as metrics,
+                scheduled(app, metrics=metrics, jobs=s.schedule and not until_idle, validate=not until_idle),
+            ):
                 stats = await worker.run(until_idle=until_idle)
             if json_out:
                 print(

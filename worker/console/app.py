@@ -157,7 +157,7 @@ def page(console: Console, role: Role, handler: Handler) -> Callable[[Request], 
 
 
 def console_app(db: Database, bus: Bus, settings: Settings) -> Starlette:
-    from worker.console import views_admin, views_auth, views_ops
+    from worker.console import views_admin, views_auth, views_ops, views_subscriptions
 
     console = Console(db, bus, settings)
     routes: list[BaseRoute] = [
@@ -165,6 +165,7 @@ def console_app(db: Database, bus: Bus, settings: Settings) -> Starlette:
         *views_auth.routes(console),
         *views_ops.routes(console),
         *views_admin.routes(console),
+        *views_subscriptions.routes(console),
     ]
     secret = auth.session_secret(settings)
     if secret is None:

@@ -6,6 +6,7 @@ contracts/cw_write.openapi.json; the tests validate them against those documents
 
 from __future__ import annotations
 
+import datetime as dt
 from importlib.resources import files
 from typing import Any
 from urllib.parse import quote
@@ -15,13 +16,15 @@ import aiohttp
 from contracts import Entity
 from providers.errors import PermanentError, ProviderRejected
 from providers.http import HttpResponse, raise_for_status, send
-from worker.cw.port import Written
+from worker.cw.port import CWChange, CWPage, Written
 from worker.logging import redactor
 
 CLIENT_HEADER = "X-CW-Client-Id"
 QUERY_DOCUMENT = files("contracts").joinpath("cw_query.graphql").read_text()
 #: the operation of contracts/cw_query.graphql that reads each entity.
 OPERATIONS = {entity: entity.value.capitalize() for entity in Entity}
+#: … and the one that lists each entity's changes (its field is ``<entity>Changes``).
+LIST_OPERATIONS = {entity: f"{entity.value.capitalize()}Changes" for entity in Entity}
 
 
 class CWConfigError(ValueError):
@@ -93,6 +96,35 @@ class HttpCW:
             raise ProviderRejected(f"{what}: data.{entity.value} is not an object")
         return record
 
+    async def list_changes(
+        self,
+        client_id: str,
+        entity: Entity,
+        *,
+        changed_since: dt.datetime | None,
+        cursor: str | None,
+        first: int,
+        key: str,
+    ) -> CWPage:
+        variables = {
+            "changedSince": None if changed_since is None else changed_since.isoformat(),
+            "cursor": cursor,
+            "first": first,
+        }
+        body = {"query": QUERY_DOCUMENT, "operationName": LIST_OPERATIONS[entity], "variables": variables}
+        resp = await self._send("POST", self.graphql_url, client_id, key, body)
+        what = f"CW listing of {entity.value} records"
+        _raise(resp, what)
+        answer = resp.json()
+        if isinstance(answer, dict) and answer.get("errors"):
+            raise ProviderRejected(f"{what}: {_describe(resp)}")
+        data = answer.get("data") if isinstance(answer, dict) else None
+        page = data.get(f"{entity.value}Changes") if isinstance(data, dict) else None
+        if not isinstance(page, dict) or not isinstance(page.get("items"), list):
+            raise ProviderRejected(f"{what}: the answer is not a page: {resp.text(200)}")
+        items = tuple(_change(item) for item in page["items"] if isinstance(item, dict))
+        return CWPage(items, str(page.get("next_cursor") or cursor or ""), page.get("has_more") is True)
+
     def record_url(self, entity: Entity, cw_id: str | None = None) -> str:
         base = f"{self.write_url}/v1/{entity.value}"
         return base if cw_id is None else f"{base}/{quote(cw_id, safe='')}"
@@ -122,6 +154,18 @@ class HttpCW:
             return False
         _raise(resp, f"CW delete {entity.value} {cw_id!r}")
         return True
+
+
+def _change(item: dict[str, Any]) -> CWChange:
+    record = item.get("record")
+    stamp = item.get("updated_at")
+    sequence = item.get("sequence")
+    return CWChange(
+        cw_id=str(item["id"]),
+        sequence=sequence if isinstance(sequence, int) and not isinstance(sequence, bool) else None,
+        updated_at=dt.datetime.fromisoformat(stamp) if isinstance(stamp, str) and stamp else None,
+        record=record if isinstance(record, dict) and not item.get("deleted") else None,
+    )
 
 
 def _version(body: Any) -> int | None:

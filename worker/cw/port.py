@@ -7,6 +7,7 @@ typed errors of ``providers.errors``: TransientError is retried, PermanentError 
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,4 +40,42 @@ class CWApi(Protocol):
 
     async def delete(self, client_id: str, entity: Entity, cw_id: str, *, key: str) -> bool:
         """Delete the record; False when it was already gone."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CWChange:
+    """One record of a CW listing: its latest state (``record`` None when deleted)."""
+
+    cw_id: str
+    sequence: int | None
+    updated_at: dt.datetime | None
+    record: dict[str, Any] | None
+
+    @property
+    def deleted(self) -> bool:
+        return self.record is None
+
+
+@dataclass(frozen=True, slots=True)
+class CWPage:
+    items: tuple[CWChange, ...]
+    next_cursor: str
+    has_more: bool
+
+
+class CWLister(Protocol):
+    """CW's records in bulk (reconciliation): the Query API's paginated listing."""
+
+    async def list_changes(
+        self,
+        client_id: str,
+        entity: Entity,
+        *,
+        changed_since: dt.datetime | None,
+        cursor: str | None,
+        first: int,
+        key: str,
+    ) -> CWPage:
+        """One page of the client's records changed since ``changed_since`` (or after ``cursor``)."""
         ...

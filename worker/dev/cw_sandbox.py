@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from contracts import Customer, CWRecord, Entity, Invoice, Project, Supplier
 from contracts.envelope import describe_errors
-from worker.cw.http import CLIENT_HEADER, OPERATIONS
+from worker.cw.http import CLIENT_HEADER, LIST_OPERATIONS, OPERATIONS
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None]]
 RecordKey = tuple[str, str, str]
@@ -35,11 +35,13 @@ RECORD_TYPES: dict[Entity, type[CWRecord]] = {
     Entity.invoice: Invoice,
 }
 _ENTITY_OF_OPERATION = {operation: entity for entity, operation in OPERATIONS.items()}
+_ENTITY_OF_LISTING = {operation: entity for entity, operation in LIST_OPERATIONS.items()}
 
 
 @dataclass(slots=True)
 class CWStats:
     queries: int = 0
+    listings: int = 0
     creates: int = 0
     updates: int = 0
     deletes: int = 0
@@ -54,6 +56,7 @@ class CWStats:
     def as_json(self) -> dict[str, int]:
         return {
             "queries": self.queries,
+            "listings": self.listings,
             "creates": self.creates,
             "updates": self.updates,
             "deletes": self.deletes,
@@ -61,6 +64,20 @@ class CWStats:
             "user_changes": self.user_changes,
             "events": self.events,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class CWWrite:
+    """One write accepted through the Write API (the worker's, not a user's): the record as stored
+    after it, None for a delete. Tests count echoes and ping-pong from these."""
+
+    client_id: str
+    entity: str
+    cw_id: str
+    action: str
+    record: dict[str, Any] | None
+    event_id: str
+    """The id of the CW event this write caused."""
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -76,8 +93,12 @@ class FakeCW:
         self.records: dict[RecordKey, dict[str, Any]] = {}
         self.versions: dict[RecordKey, int] = {}
         self.stats = CWStats()
+        self.api_writes: list[CWWrite] = []
         self._replies: dict[tuple[str, str, str, str], tuple[int, dict[str, Any] | None]] = {}
         self._next_id = 0
+        self.changed: dict[RecordKey, tuple[int, dt.datetime]] = {}
+        """Each record's place in the change sequence and when it last changed (deletes included)."""
+        self._seq = 0
 
     # -- what a CW user does -------------------------------------------------------------------
 
@@ -92,10 +113,16 @@ class FakeCW:
         await self._emit(client_id, entity, action, key, stored)
         return stored
 
+    def seed(self, client_id: str, entity: Entity, record: dict[str, Any]) -> None:
+        """A record as if made in CW long ago: stored, announced to nobody (benchmarks, fixtures)."""
+        fields = {k: v for k, v in record.items() if k != "id"}
+        self._store((client_id, entity.value, record["id"]), _validated(entity, record["id"], fields))
+
     async def user_delete(self, client_id: str, entity: Entity, cw_id: str) -> None:
         key = (client_id, entity.value, cw_id)
         if self.records.pop(key, None) is not None:
             self.versions[key] = self.versions.get(key, 0) + 1
+            self._touch(key)
             self.stats.user_changes += 1
             await self._emit(client_id, entity, "deleted", key, None)
 
@@ -119,14 +146,44 @@ class FakeCW:
             return refusal
         try:
             body = await request.json()
+            if body["operationName"] in _ENTITY_OF_LISTING:
+                return self._listing(request.headers[CLIENT_HEADER], body)
             entity = _ENTITY_OF_OPERATION[body["operationName"]]
             cw_id = body["variables"]["id"]
         except (ValueError, KeyError, TypeError):
-            names = ", ".join(_ENTITY_OF_OPERATION)
+            names = ", ".join([*_ENTITY_OF_OPERATION, *_ENTITY_OF_LISTING])
             return web.json_response({"errors": [{"message": f"operationName must be one of {names}"}]})
         self.stats.queries += 1
         record = self.get(request.headers[CLIENT_HEADER], entity, str(cw_id))
         return web.json_response({"data": {entity.value: record}})
+
+    def _listing(self, client_id: str, body: dict[str, Any]) -> web.Response:
+        """``<Entity>Changes``: the client's records in change order, a page at a time."""
+        entity = _ENTITY_OF_LISTING[body["operationName"]]
+        variables = body["variables"]
+        first, cursor, since = int(variables["first"]), variables.get("cursor"), variables.get("changedSince")
+        after = int(cursor) if cursor else 0
+        start = dt.datetime.fromisoformat(since) if since else None
+        rows = sorted(
+            (seq, at, key)
+            for key, (seq, at) in self.changed.items()
+            if key[:2] == (client_id, entity.value) and seq > after and (start is None or at >= start)
+        )
+        self.stats.listings += 1
+        page, has_more = rows[:first], len(rows) > first
+        items = [
+            {
+                "id": key[2],
+                "sequence": self.versions[key],
+                "updated_at": at.isoformat(),
+                "deleted": key not in self.records,
+                "record": self.records.get(key),
+            }
+            for _, at, key in page
+        ]
+        last = page[-1][0] if has_more else max(after, self._seq)
+        answer = {"items": items, "next_cursor": str(last), "has_more": has_more}
+        return web.json_response({"data": {f"{entity.value}Changes": answer}})
 
     async def write(self, request: web.Request) -> web.Response:
         refusal = self._refusal(request)
@@ -148,7 +205,10 @@ class FakeCW:
         if status < 300:
             self._replies[replay] = (status, body)
         if event is not None:
-            await self._emit(client_id, entity, *event)
+            action, key, record = event
+            event_id = f"cw-{uuid.uuid4()}"
+            self.api_writes.append(CWWrite(client_id, entity.value, key[2], action, record, event_id))
+            await self._emit(client_id, entity, *event, event_id=event_id)
         return _response(status, body)
 
     def _apply(
@@ -159,6 +219,7 @@ class FakeCW:
             if self.records.pop(key, None) is None:
                 return 404, {"error": f"{entity.value} {cw_id!r} does not exist"}, None
             self.versions[key] = self.versions.get(key, 0) + 1  # a delete is a new version too
+            self._touch(key)
             self.stats.deletes += 1
             return 204, None, ("deleted", key, None)
         try:
@@ -191,15 +252,27 @@ class FakeCW:
     def _store(self, key: RecordKey, record: dict[str, Any]) -> None:
         self.records[key] = record
         self.versions[key] = self.versions.get(key, 0) + 1
+        self._touch(key)
+
+    def _touch(self, key: RecordKey) -> None:
+        self._seq += 1
+        self.changed[key] = (self._seq, dt.datetime.now(dt.UTC))
 
     async def _emit(
-        self, client_id: str, entity: Entity, action: str, key: RecordKey, record: dict[str, Any] | None
+        self,
+        client_id: str,
+        entity: Entity,
+        action: str,
+        key: RecordKey,
+        record: dict[str, Any] | None,
+        *,
+        event_id: str | None = None,
     ) -> None:
         self.stats.events += 1
         if self.on_event is None:
             return
         event: dict[str, Any] = {
-            "id": f"cw-{uuid.uuid4()}",
+            "id": event_id or f"cw-{uuid.uuid4()}",
             "client_id": client_id,
             "type": f"{entity.value}.{action}",
             "source": "frontend",

@@ -10,7 +10,8 @@ configured admin key every request is refused. Keys are compared in constant tim
     POST /dlq/replay  {"ids": [...] | "all": true, filters, "dry_run", "operator"}
     POST /dlq/purge   {"ids": [...] | "older_than": "7d", filters, "dry_run", "operator"}
 
-and the console's operations (``worker/ingress/admin_routes.py``; the document: ``openapi.py``).
+and the console's operations (``worker/ingress/admin_routes.py``), the webhook subscriptions of
+third parties (``admin_subscriptions.py``); the document: ``openapi.py``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from worker.buses.base import Bus
 from worker.console.auth import key_label, role_of_key
 from worker.db import Database
 from worker.ingress.admin_routes import console_routes
+from worker.ingress.admin_subscriptions import subscription_routes
 from worker.ingress.openapi import openapi_document
 from worker.logging import get_logger
 from worker.operators.actors import Actor, Forbidden
@@ -227,6 +229,7 @@ def admin_app(
             Route("/dlq/purge", purge, methods=["POST"]),
             Route("/dlq/{id}", show_letter, methods=["GET"]),
             *console_routes(db, bus, settings),
+            *subscription_routes(db, bus, settings),
         ],
         middleware=[Middleware(_RequireKey, settings=settings)],
         exception_handlers={

@@ -84,6 +84,59 @@ DEFINITION = _obj(
 )
 
 
+SUBSCRIPTION = (_param("id"),)
+
+
+def _subscription_paths() -> dict[str, Any]:
+    """Webhook subscriptions of third parties (``worker/ingress/admin_subscriptions.py``)."""
+    return {
+        "/subscriptions": {
+            "get": _op(
+                "Webhook subscriptions with their delivery counts",
+                "viewer",
+                params=(_param("client", "query", False),),
+            ),
+            "post": _op(
+                "Add a subscription; answers its signing secret once",
+                "admin",
+                body=_obj(
+                    client_id={"type": "string"},
+                    url={"type": "string"},
+                    events=IDS,
+                    fields=IDS,
+                    description={"type": "string"},
+                ),
+                ok=201,
+            ),
+        },
+        "/subscriptions/{id}": {
+            "get": _op("One subscription (never its secrets)", "viewer", params=SUBSCRIPTION),
+            "delete": _op("Remove it; its waiting deliveries are dropped", "admin", params=SUBSCRIPTION),
+        },
+        "/subscriptions/{id}/rotate-secret": {
+            "post": _op(
+                "A new secret (answered once); the old one signs beside it for grace_s",
+                "admin",
+                params=SUBSCRIPTION,
+                body=_obj(grace_s={"type": "number", "minimum": 0}),
+            )
+        },
+        "/subscriptions/{id}/pause": {
+            "post": _op("Pause: its deliveries wait, kept", "operator", params=SUBSCRIPTION)
+        },
+        "/subscriptions/{id}/resume": {
+            "post": _op("Resume: the backlog is delivered, in order", "operator", params=SUBSCRIPTION)
+        },
+        "/subscriptions/{id}/deliveries": {
+            "get": _op(
+                "The delivery log, newest first: status, attempts, latency, the answer's start",
+                "viewer",
+                params=(*SUBSCRIPTION, _param("status", "query", False), _param("limit", "query", False)),
+            )
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/openapi.json": {"get": _op("This document", "viewer")},
@@ -207,6 +260,7 @@ def openapi_document() -> dict[str, Any]:
                 "Every operator action: who, what, when", "viewer", params=(_param("client", "query", False),)
             )
         },
+        **_subscription_paths(),
     }
     return {
         "openapi": "3.1.0",

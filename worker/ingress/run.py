@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from worker.ingress.app import create_app
 from worker.ingress.server import base_url, make_server, wait_started
 from worker.metrics import Metrics
 from worker.observing import observed
+from worker.reconcile.schedule import scheduled
 from worker.settings import Settings
 
 
@@ -33,10 +35,12 @@ async def run_listener(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
         try:
-            async with observed(app, metrics, runner):  # provider HTTP, bus depth, the worker metered
+            async with observed(app, metrics, runner), contextlib.AsyncExitStack() as beside:
                 tasks: list[asyncio.Task[object]] = [asyncio.create_task(server.serve(sockets=[sock]))]
                 if runner is not None:
                     tasks.append(asyncio.create_task(runner.run()))
+                if with_worker:  # scheduled reconciliation and mapping validation, beside the worker
+                    await beside.enter_async_context(scheduled(app, metrics=metrics))
                 if await wait_started(server, tasks[0]):
                     on_listening(base_url(sock))
                 # Either part ending (a signal, or a failure) ends both.

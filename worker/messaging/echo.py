@@ -4,8 +4,10 @@ ERP → CW: an ERP change is our own write coming back (or a stale report) when 
 API identity (the provider discovers it), when its version is one we wrote or applied, when it is
 older than the version we hold (versions compared by their real type; opaque ones only for
 equality), when its content is what we wrote (for ERPs without versions), or when it reports a
-record we deleted ourselves with nothing newer than our delete. Every version, hash and tombstone
-we wrote is kept for a window (``config_db.marks``), not only the last one.
+record deleted in the ERP (by our push, or by a user: a delete webhook leaves a tombstone too, even
+for a record CW never knew) with nothing newer than that delete: a late create or update webhook
+must not bring it back. Every version, hash and tombstone is kept for a window
+(``config_db.marks``), not only the last one.
 
 CW → ERP: the CW event of our own inbound write carries exactly the fields we wrote: their
 fingerprint is among the record's ``cw`` marks (consumed when seen); the order rule
@@ -68,9 +70,10 @@ def echo_reason(
     if identity and state.author == identity:
         return f"author {state.author!r} is our API user"
     if link is None:
-        return None
+        # Never linked, but perhaps deleted in the ERP before this late report of it arrived.
+        return None if state.deleted else _after_delete(state, written, version_kind)
     if state.deleted:
-        return "already deleted on both sides" if link.deleted else None
+        return "already deleted on both sides" if link.deleted else _stale_delete(state, link, version_kind)
     if link.deleted:
         return _after_delete(state, written, version_kind)
     if state.version is not None:
@@ -79,6 +82,8 @@ def echo_reason(
         if state.version in written.versions:
             return f"version {state.version} is one we wrote or applied earlier"
         order = None if link.version is None else compare_versions(version_kind, state.version, link.version)
+        if order == 0:  # the same version written another way (Uni's timestamps, with and without µs)
+            return f"version {state.version} is the one we last wrote"
         if order is not None and order < 0:
             return f"version {state.version} is older than {link.version}, the one we hold"
         if order is not None and order > 0:
@@ -93,16 +98,28 @@ def echo_reason(
     return None
 
 
+def _stale_delete(state: ErpState, link: Link, version_kind: VersionKind) -> str | None:
+    """A delete reported at a version older than the one we hold: the record was written again
+    after it (our push re-created it where the ERP reuses keys), so it is not gone."""
+    if state.version is None or link.version is None:
+        return None
+    order = compare_versions(version_kind, state.version, link.version)
+    if order is None or order >= 0:
+        return None
+    return f"deleted at version {state.version}, older than {link.version}, the one we hold"
+
+
 def _after_delete(state: ErpState, written: Written, version_kind: VersionKind) -> str | None:
-    """A change reported for a record that is deleted on our side."""
+    """A change reported for a record deleted in the ERP (by our push, or a user's delete we
+    applied or noted): stale unless its version is newer than the delete's."""
     if not written.tombstones:
-        return None  # deleted by a user, and now it is back: genuine
+        return None  # the delete is older than the window: a record that is back is genuine
     for tombstone in written.tombstones:
         order = None
         if state.version is not None and tombstone:
             order = compare_versions(version_kind, state.version, tombstone)
         if order is None or order <= 0:
-            return "we deleted this record; the change reported is not newer than our delete"
+            return "the record was deleted; the change reported is not newer than its delete"
     return None
 
 

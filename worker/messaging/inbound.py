@@ -8,13 +8,14 @@ the webhook did not carry it; gone means deleted) → echo check → map to CW f
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from config_db.marks import HASH, VERSION, Mark
+from config_db.marks import HASH, TOMBSTONE, VERSION, Mark
 from config_db.sync_log import Link
 from contracts import Action, DeadLetterReason, Envelope, ExternalChange
 from providers.base import content_hash
-from providers.errors import PermanentError, TransientError
+from providers.errors import NotSupported, PermanentError, TransientError
 from worker.buses.base import Delivery
 from worker.cw.port import CWApi
 from worker.db import Database
@@ -24,7 +25,7 @@ from worker.messaging.connections import ErpConnection
 from worker.messaging.echo import ErpState, echo_reason
 from worker.messaging.fingerprint import DELETED, cw_fields, fields_fingerprint
 from worker.messaging.journal import Begin, InboundResult, InboundStart
-from worker.messaging.outcomes import Complete, DeadLetter, Outcome
+from worker.messaging.outcomes import Changed, Complete, DeadLetter, Outcome
 from worker.messaging.retry import RetryPolicy
 from worker.tracing import step
 
@@ -79,7 +80,12 @@ class InboundHandler:
             external_id=external.external_id,
             outcome=result.action,
         )
-        return Complete(result.action, journal.inbound_finished(env, kind, start, result))
+        changed = (
+            Changed(env, result.cw_id, result.written)
+            if result.action == "inbound" and result.cw_id
+            else None
+        )
+        return Complete(result.action, journal.inbound_finished(env, kind, start, result), changed)
 
     async def _apply(
         self, env: Envelope, external: ExternalChange, conn: ErpConnection, start: InboundStart
@@ -87,15 +93,26 @@ class InboundHandler:
         state = await self._erp_state(env, external, conn)
         identity = await conn.identity()
         reason = echo_reason(state, start.link, start.written, identity, conn.version_kind)
+        if reason is None and start.link is None and external.value is not None and not state.deleted:
+            # About to create a record in CW from the webhook's copy: read what the ERP holds now,
+            # since a late copy may describe a record deleted since (or re-created under a new id
+            # by our own push, which CW already has).
+            state = await self._current(env, external, conn, state)
+            reason = echo_reason(state, start.link, start.written, identity, conn.version_kind)
         if reason is not None:
             return InboundResult("echo_ignored", start.cw_id, reason)
         if state.deleted:
-            return await self._delete(env, start)
+            return await self._delete(env, start, state)
         assert state.value is not None
         draft = conn.inbound().to_cw(env.entity, state.value)
         resolved = await self.db.run(lambda c: journal.resolve(c, env, conn.kind, draft.references))
         fields = cw_fields(env.entity, {**draft.fields, **resolved})
-        written_id, cw_version = await self._write(env, start, fields)
+        written = await self._write(env, start, fields)
+        if written is None:
+            return InboundResult(
+                "unchanged", start.cw_id, "deleted in CW meanwhile; its delete event follows"
+            )
+        written_id, cw_version = written
         link = Link(
             external.external_id,
             state.version,
@@ -108,7 +125,20 @@ class InboundHandler:
         applied = [Mark(VERSION, state.version)] if state.version else []
         if state.content_hash:
             applied.append(Mark(HASH, state.content_hash))
-        return InboundResult("inbound", written_id, None, link, tuple(applied), link.cw_fingerprint)
+        return InboundResult("inbound", written_id, None, link, tuple(applied), link.cw_fingerprint, fields)
+
+    async def _current(
+        self, env: Envelope, external: ExternalChange, conn: ErpConnection, reported: ErpState
+    ) -> ErpState:
+        """The record as the ERP holds it now (the report itself where the ERP cannot be read)."""
+        try:
+            record = await conn.inbound().fetch(env.entity, external.external_id)
+        except NotSupported:
+            return reported  # generic REST reads by CW id only; its webhooks carry the record
+        if record is None:
+            return ErpState(True, None, None, reported.author, None)
+        value = dict(record.value)
+        return ErpState(False, value, record.version or reported.version, record.author, content_hash(value))
 
     async def _erp_state(self, env: Envelope, external: ExternalChange, conn: ErpConnection) -> ErpState:
         if env.action is Action.deleted:
@@ -118,39 +148,47 @@ class InboundHandler:
         if value is None:
             record = await conn.inbound().fetch(env.entity, external.external_id)
             if record is None:
-                return ErpState(True, None, version, author, None)
+                # Gone now, whatever version the report named: the delete is the truth.
+                return ErpState(True, None, None, author, None)
             value, version, author = dict(record.value), record.version or version, record.author
         return ErpState(False, value, version, author, content_hash(value))
 
     async def _write(
         self, env: Envelope, start: InboundStart, fields: dict[str, Any]
-    ) -> tuple[str, int | None]:
-        """Update the linked CW record (or the one the ERP named); create it when CW has none."""
+    ) -> tuple[str, int | None] | None:
+        """Update the linked CW record (or the one the ERP named); create it when CW has none.
+
+        None when the linked record was deleted in CW since: CW's delete event is on its way and
+        is the later change (creating the record again would leave it in CW alone)."""
         known = start.cw_id if start.link is None or not start.link.deleted else None
         if known is not None:
             updated = await self.cw.update(env.client_id, env.entity, known, fields, key=env.id)
             if updated is not None:
                 return updated.cw_id, updated.version
+            if start.link is not None:
+                return None
         created = await self.cw.create(env.client_id, env.entity, fields, key=f"{env.id}:create")
         return created.cw_id, created.version
 
-    async def _delete(self, env: Envelope, start: InboundStart) -> InboundResult:
+    async def _delete(self, env: Envelope, start: InboundStart, state: ErpState) -> InboundResult:
+        """Deleted in the ERP: deleted in CW, and a tombstone kept either way, so that a late
+        create or update webhook of the record does not bring it back."""
         external = env.external
         assert external is not None
+        tombstone = (Mark(TOMBSTONE, state.version or external.version or ""),)
         if start.cw_id is None or start.link is None:
-            return InboundResult("unchanged", start.cw_id, "deleted in the ERP, never known to CW")
+            never = "deleted in the ERP, never known to CW"
+            return InboundResult("unchanged", start.cw_id, never, applied=tombstone)
         existed = await self.cw.delete(env.client_id, env.entity, start.cw_id, key=env.id)
-        link = Link(
-            external.external_id,
-            external.version,
-            None,
-            True,
-            DELETED,
-            start.link.cw_sequence,
-            start.link.cw_at,
-        )
+        # CW answers a delete with no version: the order key becomes the time of the delete, so a
+        # CW event made before it (still on its way) is superseded instead of re-creating the record.
+        link = Link(external.external_id, external.version, None, True, DELETED, None, _now())
         detail = None if existed else "already gone from CW"
-        return InboundResult("inbound", start.cw_id, detail, link, (), DELETED)
+        return InboundResult("inbound", start.cw_id, detail, link, tombstone, DELETED)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _newer(a: int | None, b: int | None) -> int | None:

@@ -295,6 +295,8 @@ class InboundResult:
     """ERP-side marks: the version and content we applied (their repeats are echoes)."""
     cw_mark: str | None = None
     """The fingerprint of the CW fields we wrote (its CW event is our echo)."""
+    written: dict[str, Any] | None = None
+    """The CW fields we wrote (for the webhooks publisher)."""
 
 
 def resolve(
@@ -350,11 +352,10 @@ def begin_inbound(
     finished = inbox.finished_outcome(conn, env.client_id, env.id)
     if finished is not None:
         return InboundStart(finished=finished, cw_id=cw_id, link=link, held=tuple(held))
-    written = Written()
-    if link is not None:
-        written = Written.of(
-            m for _, m in marks.read(conn, _marks_of(env, provider, leases.ERP, external.external_id))
-        )
+    # Read even without a link: a user's delete in the ERP leaves a tombstone for a record CW never knew.
+    written = Written.of(
+        m for _, m in marks.read(conn, _marks_of(env, provider, leases.ERP, external.external_id))
+    )
     row = _entry(env, provider, "inbound", "pending", cw_id=cw_id, external_id=external.external_id)
     sync_log.record(conn, row)
     return InboundStart(cw_id=cw_id, link=link, written=written, held=tuple(held))

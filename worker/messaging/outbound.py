@@ -22,7 +22,7 @@ from worker.logging import get_logger
 from worker.messaging import journal, retry
 from worker.messaging.connections import ErpConnection
 from worker.messaging.journal import Begin, OutboundStart
-from worker.messaging.outcomes import Complete, DeadLetter, Outcome
+from worker.messaging.outcomes import Changed, Complete, DeadLetter, Outcome
 from worker.messaging.retry import RetryPolicy
 
 log = get_logger()
@@ -98,7 +98,8 @@ class OutboundHandler:
             outcome=result.outcome,
             external_id=result.external_id,
         )
-        return Complete(result.outcome, journal.outbound_pushed(env, kind, result, start))
+        pushed = journal.outbound_pushed(env, kind, result, start)
+        return Complete(result.outcome, pushed, Changed(env, env.cw_id))
 
     def _transient(
         self, env: Envelope, kind: str, delivery: Delivery, start: OutboundStart, exc: TransientError

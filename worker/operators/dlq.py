@@ -77,10 +77,11 @@ def replay_id(transport_id: str) -> str:
 
 
 def replay_body(letter: Letter) -> bytes:
-    """The body with ``source: "replay"``. A webhook event keeps its source: the contract allows
-    ``external`` on webhook events only (its copy is marked by ``cwi-replay-of`` instead)."""
+    """The body with ``source: "replay"``. An event carrying ``external`` (an ERP change) keeps its
+    source: the contract allows ``external`` on webhook and operator events only (its copy is
+    marked by ``cwi-replay-of`` instead)."""
     envelope = letter.envelope
-    if envelope is None or envelope.get("source") == "webhook":
+    if envelope is None or envelope.get("external") is not None:
         return letter.dead.body
     return json.dumps({**envelope, "source": "replay"}, ensure_ascii=False).encode("utf-8")
 

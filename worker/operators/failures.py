@@ -19,6 +19,8 @@ from contracts import InvalidEnvelopeError, parse_envelope
 from worker.db import Database
 from worker.operators.dlq import DeadLetterOperations, Outcome, superseded_by
 from worker.operators.letters import Letter, Selection
+from worker.publisher.messages import KIND as WEBHOOK_DELIVERY
+from worker.publisher.steps import replay_superseded
 
 _MASKS = (
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I), "<id>"),
@@ -86,6 +88,8 @@ class Failures:
         found: dict[str, Group] = {}
         for letter in letters:
             provider = kinds.get(letter.client_id or "", "") or "-"
+            if letter.type == WEBHOOK_DELIVERY:
+                provider = "webhooks"  # a subscriber's endpoint failed, not the client's ERP
             masked = fingerprint(letter.dead.description)
             key = group_key(letter.dead.reason, provider, masked)
             group = found.setdefault(key, Group(key, letter.dead.reason, provider, masked))
@@ -108,6 +112,12 @@ class Failures:
         notes = []
         if again:
             notes.append("failed again after an earlier retry")
+        if letter.type == WEBHOOK_DELIVERY:
+            newer = await self.db.run(lambda conn: replay_superseded(conn, letter.dead.body))
+            would = "deliver the webhook again"
+            if newer:
+                would = "complete without sending: the subscriber has a newer delivery of the record"
+            return {**letter.summary(), "would": would, "notes": notes}
         try:
             env = parse_envelope(letter.dead.body)
         except InvalidEnvelopeError as exc:

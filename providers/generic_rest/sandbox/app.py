@@ -36,6 +36,7 @@ from providers.generic_rest.sandbox.wire import (
 @dataclass(slots=True)
 class Stats:
     requests: int = 0
+    listings: int = 0  # listing requests (the reconciliation tests count them; not in as_json)
     writes: Counter[str] = field(default_factory=Counter)
     creates: int = 0
     updates: int = 0
@@ -128,6 +129,7 @@ class Sandbox:
         refused = await self._admit(request, entity)
         if refused is not None:
             return refused
+        self.stats.listings += 1
         query = self.rules.list_query(request.query)
         if isinstance(query, str):
             return error(400, query)

@@ -140,7 +140,11 @@ class AzureBus:
             return
         converted = [to_service_bus_message(m, sessions=self.sessions) for m in messages]
         sender = self.sender
-        await send_in_batches(converted, sender.create_message_batch, sender.send_messages)
+        # One call on the sender at a time: the worker publishes from many tasks at once (the
+        # webhooks publisher's outbox) beside the scheduling of retries, and the SDK's sender
+        # breaks when its link is opened or used concurrently.
+        async with self._sender_calls:
+            await send_in_batches(converted, sender.create_message_batch, sender.send_messages)
 
     # --- receiving ------------------------------------------------------------------------------
 

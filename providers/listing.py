@@ -1,0 +1,89 @@
+"""Reading an ERP's records in bulk, for reconciliation: every record, or those changed since an anchor.
+
+Each vendor pages with its own parameters (Tripletex ``from``/``count`` + ``changedSince``, Visma.net
+``pageNumber``/``pageSize`` + ``lastModifiedDateTime``, Uni ``top``/``skip`` + ``filter=UpdatedAt gt``,
+the generic REST interface ``cursor`` + ``changed_since``); what comes back is the same everywhere:
+pages of ``Listed`` records, each in the shape ``fetch`` gives (so ``to_cw`` maps it), and an
+``anchor`` after each page, the point the next incremental run starts from (a change time, or the
+vendor's change token). Anchors are opaque text to the caller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from contracts import Entity
+
+DEFAULT_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One ERP record as a listing (or a point read) found it; ``value`` is None when deleted."""
+
+    external_id: str
+    value: Mapping[str, Any] | None
+    version: str | None = None
+    author: str | None = None
+    changed_at: dt.datetime | None = None
+    cw_id: str | None = None
+    """CW's id where the ERP keeps it (the generic REST interface)."""
+
+    @property
+    def deleted(self) -> bool:
+        return self.value is None
+
+
+@dataclass(frozen=True, slots=True)
+class ListedPage:
+    items: tuple[Listed, ...]
+    anchor: str | None
+    """Where a later run starts to read what changed after this page (None: nothing known yet)."""
+
+
+class ListingProvider(Protocol):
+    """What reconciliation needs from a provider on the ERP's side."""
+
+    def list_records(
+        self, entity: Entity, since: str | None, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> AsyncIterator[ListedPage]:
+        """Pages of the entity's records: all of them (``since`` None), or those changed after the
+        anchor ``since`` (records deleted in the ERP only where the ERP lists deletions)."""
+        ...
+
+    async def read_record(
+        self, entity: Entity, *, external_id: str | None, cw_id: str | None, number: str | None
+    ) -> Listed | None:
+        """One record: by the ERP's id when known, else by CW's id (generic REST) or by its number;
+        None when the ERP has no such record."""
+        ...
+
+    def anchor_at(self, when: dt.datetime) -> str:
+        """The anchor from which ``list_records`` reads what changed after ``when``."""
+        ...
+
+
+def latest(anchor: str | None, *times: dt.datetime | None) -> str | None:
+    """The newer of an ISO anchor and some change times, as an ISO anchor (UTC)."""
+    known = [t.astimezone(dt.UTC) for t in times if t is not None]
+    if anchor:
+        known.append(parse_time(anchor))
+    return max(known).isoformat() if known else anchor
+
+
+def parse_time(text: str) -> dt.datetime:
+    """An ISO 8601 date-time; without an offset it is read as UTC (as the vendors mean it)."""
+    when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+def parse_time_or_none(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
