@@ -8,6 +8,7 @@ the worker on the local bus, the sandbox ERP firing signed webhooks, the fake CW
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import uuid
@@ -32,6 +33,8 @@ from tests.integration.test_inbound import API_USER, CW_KEY, TOKEN, Rig, _rig, c
 from tests.integration.test_tripletex_provider import CREDENTIALS, CUSTOMER, SETTINGS, change
 from worker import tracing
 from worker.buses.base import OutgoingMessage
+from worker.publisher import messages as publisher_messages
+from worker.publisher.messages import DeliveryMessage
 from worker.publishing import to_message
 from worker.tracing_sdk import provider_with
 
@@ -243,3 +246,27 @@ async def test_the_trace_context_crosses_each_bus_in_the_message_s_properties(
     assert context is not None
     carried = trace.get_current_span(context).get_span_context()
     assert (carried.trace_id, carried.span_id) == (publish.context.trace_id, publish.context.span_id)  # type: ignore[union-attr]
+
+
+def test_a_subscriber_s_delivery_message_continues_the_trace_of_the_change_it_delivers(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    message = DeliveryMessage(
+        id="d1",
+        client_id="acme",
+        subscription_id="sub-1",
+        event_id="e1",
+        event_type="customer.created",
+        entity="customer",
+        record_id="acme-c1",
+        payload="{}",
+        created_at=dt.datetime.now(dt.UTC),
+    )
+    with provider.get_tracer("test").start_as_current_span("receive") as receiving:
+        outgoing = publisher_messages.first(message)
+    context = tracing.carried_context(outgoing.properties)
+    assert context is not None
+    carried = trace.get_current_span(context).get_span_context()
+    [publish] = [s for s in spans.get_finished_spans() if s.name == "publish"]
+    assert carried.span_id == publish.context.span_id  # type: ignore[union-attr]
+    assert carried.trace_id == receiving.get_span_context().trace_id
