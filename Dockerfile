@@ -23,7 +23,9 @@ RUN apt-get update \
     && apt-get purge -y --auto-remove curl gnupg \
     && rm -rf /var/lib/apt/lists/*
 
-RUN useradd --create-home --uid 10001 cwi
+RUN useradd --create-home --uid 10001 cwi \
+    && mkdir -p /var/lib/cwi \
+    && chown 10001:10001 /var/lib/cwi
 WORKDIR /app
 
 COPY pyproject.toml README.md LICENSE ./
@@ -33,8 +35,20 @@ COPY providers ./providers
 COPY worker ./worker
 # The project itself is installed from source; its dependency ranges live in pyproject.toml.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir '.[azure,mssql,postgres]'
+RUN pip install --no-cache-dir '.[azure,mssql,postgres,tracing]'
+
+# The default SQLite database lives where the non-root user can write (mount a volume there, or set
+# CWI_DATABASE_URL to PostgreSQL / SQL Server). `cwi run` serves /healthz, /readyz and /metrics on
+# CWI_METRICS_PORT; `cwi serve` serves them beside the webhooks on its --port (8080 by default).
+ENV CWI_DATABASE_URL=sqlite:////var/lib/cwi/cwi.db \
+    CWI_METRICS_HOST=0.0.0.0 \
+    CWI_METRICS_PORT=9464
+VOLUME ["/var/lib/cwi"]
+EXPOSE 9464 8080
 
 USER 10001
+# Liveness, not readiness: a worker riding out a database outage is alive (its /readyz says 503).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('CWI_METRICS_PORT', '9464') + '/healthz', timeout=4)"]
 ENTRYPOINT ["cwi"]
 CMD ["run"]

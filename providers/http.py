@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from providers import secrets
+from providers import reporting, secrets
 from providers.errors import AuthenticationFailed, ProviderRejected, TransientError
 from providers.settings import SettingsReader
 
@@ -138,14 +138,22 @@ class ConnectionThrottle:
     none are left (remaining 0, until the reset), whatever its status. While the ERP's window is
     closed a request waits for it to reopen, up to ``max_wait_s``; a longer wait is a
     TransientError with ``retry_after``, so the message is retried later instead of holding a slot.
+
+    ``connection`` names whose requests these are in what it reports (``providers.reporting``).
     """
 
     def __init__(
-        self, per_minute: int | None, headers: RateHeaders = RateHeaders(), *, max_wait_s: float = 5.0
+        self,
+        per_minute: int | None,
+        headers: RateHeaders = RateHeaders(),
+        *,
+        max_wait_s: float = 5.0,
+        connection: reporting.Connection | None = None,
     ) -> None:
         self.per_minute = per_minute
         self.headers = headers
         self.max_wait_s = max_wait_s
+        self.connection = connection
         self._sent: list[float] = []
         self._lock = asyncio.Lock()
         self._closed_until = 0.0
@@ -155,7 +163,8 @@ class ConnectionThrottle:
         cls, settings: SettingsReader, headers: RateHeaders = RateHeaders()
     ) -> ConnectionThrottle:
         """The throttle of a connection with setting ``max_requests_per_minute`` (none: no cap)."""
-        return cls(settings.positive_integer("max_requests_per_minute"), headers)
+        connection = reporting.Connection(settings.kind, settings.client_id)
+        return cls(settings.positive_integer("max_requests_per_minute"), headers, connection=connection)
 
     @property
     def closed_for(self) -> float:
@@ -170,15 +179,20 @@ class ConnectionThrottle:
                 raise TransientError(f"rate limit used up for {wait:.0f} s more", retry_after=wait)
             if wait > 0:
                 await asyncio.sleep(wait)
+                reporting.waited(self.connection, wait, "erp")
             if self.per_minute is None:
                 return
+            capped = 0.0
             while True:
                 now = time.monotonic()
                 self._sent = [t for t in self._sent if now - t < 60.0]
                 if len(self._sent) < self.per_minute:
                     self._sent.append(now)
+                    reporting.waited(self.connection, capped, "cap")
                     return
-                await asyncio.sleep(60.0 - (now - self._sent[0]))
+                pause = 60.0 - (now - self._sent[0])
+                await asyncio.sleep(pause)
+                capped += pause
 
     def note(self, resp: HttpResponse) -> float | None:
         """Read the rate headers of any response; return the wait a 429 asks for (None: unknown)."""
@@ -201,8 +215,16 @@ async def throttled_send(
 ) -> HttpResponse:
     """``send`` through the connection's throttle; a 429's wait becomes the error's ``retry_after``."""
     await throttle.acquire()
-    resp = await send(session, method, url, **kwargs)
+    started = time.monotonic()
+    try:
+        resp = await send(session, method, url, **kwargs)
+    except TransientError:
+        reporting.answered(throttle.connection, method, None, time.monotonic() - started)
+        raise
+    reporting.answered(throttle.connection, method, resp.status, time.monotonic() - started)
     wait = throttle.note(resp)
+    if resp.status == 429:
+        reporting.rate_limited(throttle.connection)
     if resp.status == 429 and wait is not None:
         resp = HttpResponse(resp.status, {**resp.headers, "Retry-After": f"{wait:g}"}, resp.body)
     return resp

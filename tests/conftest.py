@@ -80,6 +80,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture
+def sqlite_url(sqlite_templates: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An SQLite file with an empty, current schema (for what does not depend on the database)."""
+    return sqlite_copy(sqlite_templates["schema"], tmp_path_factory.mktemp("db"))
+
+
+@pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
     eng = make_engine(db_url)
     yield eng

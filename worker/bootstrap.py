@@ -213,8 +213,11 @@ def http_session(settings: Settings) -> aiohttp.ClientSession:
     """The worker's HTTP client: one session, connections pooled across ERPs and CW's APIs."""
     import aiohttp
 
+    from worker import tracing
+
     connector = aiohttp.TCPConnector(limit=max(100, settings.concurrency * 2), ttl_dns_cache=300)
-    return aiohttp.ClientSession(connector=connector)
+    # While tracing is on, a span for every request (worker/tracing.py).
+    return aiohttp.ClientSession(connector=connector, trace_configs=tracing.trace_configs())
 
 
 @asynccontextmanager

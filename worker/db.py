@@ -13,12 +13,14 @@ applied (inserts that must not double ignore a conflict; history rows may repeat
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, text
 
+from worker import tracing
 from worker.outage import Outage, is_impatient, unreachable
 
 T = TypeVar("T")
@@ -56,6 +58,10 @@ class Database:
 
     async def run(self, work: Work[T]) -> T:
         """Run ``work`` in its own transaction off the event loop; through an outage, once it is over."""
+        with tracing.step(_span_name(work), **{"db.system": self.engine.dialect.name}):
+            return await self._run(work)
+
+    async def _run(self, work: Work[T]) -> T:
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -73,6 +79,12 @@ class Database:
 
     async def batched(self, work: Work[T]) -> T:
         """Run ``work`` in a transaction shared with whatever else is queued right now."""
+        with tracing.step(
+            _span_name(work), **{"db.system": self.engine.dialect.name, "cwi.db.batched": True}
+        ):
+            return await self._batched(work)
+
+    async def _batched(self, work: Work[T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._pending.append((work, future, not is_impatient()))
@@ -152,3 +164,11 @@ class Database:
 
 def _select_one(conn: Connection) -> None:
     conn.execute(text("SELECT 1"))
+
+
+def _span_name(work: Callable[..., Any]) -> str:
+    """``db <function>`` for a trace (plain ``db`` for a lambda)."""
+    while isinstance(work, functools.partial):
+        work = work.func
+    name = getattr(work, "__name__", "")
+    return f"db {name}" if name and name != "<lambda>" else "db"

@@ -13,6 +13,8 @@ EXTRA_OF_MODULE = {
     "azure": "azure",
     "schemathesis": "conformance",
     "hypothesis": "conformance",
+    # The OpenTelemetry API is a dependency of cwi; the SDK, the exporter and the aiohttp spans are not.
+    "opentelemetry": "tracing",
 }
 
 

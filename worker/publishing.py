@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from contracts import Envelope, InvalidEnvelopeError, parse_envelope
+from worker import tracing
 from worker.buses.base import OutgoingMessage
 from worker.jsontext import MAX_DEPTH, nesting_depth, position
 
@@ -70,11 +71,21 @@ def read_envelopes(text: str) -> tuple[list[tuple[Envelope, str]], list[BadRecor
 
 
 def to_message(envelope: Envelope, raw: str | None = None, **properties: object) -> OutgoingMessage:
-    """A bus message for an envelope: a fresh transport id, the client id as session id."""
+    """A bus message for an envelope: a fresh transport id, the client id as session id, and the
+    trace it continues (or starts) in its properties."""
     body = (raw if raw is not None else envelope.model_dump_json(exclude_none=True)).encode()
+    message_id = str(uuid.uuid4())
+    traced = tracing.message_properties(
+        **{
+            "messaging.message.id": message_id,
+            "cwi.message_id": envelope.id,
+            "cwi.client": envelope.client_id,
+            "cwi.type": envelope.type,
+        }
+    )
     return OutgoingMessage(
         body=body,
-        message_id=str(uuid.uuid4()),
+        message_id=message_id,
         session_id=envelope.client_id,
-        properties={"envelope_id": envelope.id, "type": envelope.type, **properties},
+        properties={"envelope_id": envelope.id, "type": envelope.type, **traced, **properties},
     )

@@ -66,6 +66,16 @@ class Settings(_CwiSettings):
     duration, at least 120 s); a redelivery of the same message takes the lease over at once."""
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # Observability. `cwi run` serves /healthz, /readyz and /metrics on a port of its own (`off`: none;
+    # 0: any free port, logged); the bus's depth is sampled every METRICS_SAMPLE_S; the first
+    # METRICS_MAX_CLIENTS client ids a process meets are metric labels, the rest are `other`.
+    metrics_port: Annotated[int | None, Field(ge=0, le=65535)] = 9464
+    metrics_host: str = "127.0.0.1"
+    metrics_sample_s: Annotated[float, Field(gt=0)] = 15.0
+    metrics_max_clients: Annotated[int, Field(ge=0)] = 100
+    tracing: Literal["off", "otlp", "console"] | None = None
+    """Traces: ``otlp`` (to OTEL_EXPORTER_OTLP_ENDPOINT), ``console`` (stderr) or ``off``; unset,
+    they are on (otlp) exactly when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
     # Webhooks: the base of the URLs `cwi webhooks url` prints, and each URL token's rate limit
     # (a token bucket: RATE_PER_S calls a second on average, RATE_BURST at once).
     public_url: str = "http://127.0.0.1:8080"
@@ -112,6 +122,25 @@ class Settings(_CwiSettings):
     @property
     def effective_prefetch(self) -> int:
         return self.concurrency if self.prefetch is None else self.prefetch
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _port_off(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none", "false"):
+            return None
+        return value
+
+    @field_validator("tracing", mode="before")
+    @classmethod
+    def _tracing_words(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        word = value.strip().lower()
+        if not word:
+            return None
+        if word in ("0", "false", "no", "off", "none"):
+            return "off"
+        return "otlp" if word in ("1", "true", "yes", "on") else word
 
     @field_validator("oidc_role_map", mode="before")
     @classmethod

@@ -40,6 +40,7 @@ class Cli:
             "CWI_SECRET_KEY": SECRET_KEY,
             "CWI_LOG_FORMAT": "json",
             "CWI_ENV_FILE": "",
+            "CWI_METRICS_PORT": "0",  # each `cwi run` serves its metrics on a free port, never on another's
             **extra,
         }
 

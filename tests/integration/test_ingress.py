@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
 from sqlalchemy import update
+from starlette.applications import Starlette
 
 from config_db import clients, webhooks
-from config_db.database import make_engine
 from config_db.models import Base
 from providers.tripletex.webhooks import signed_headers
 from tests.integration._ingress import CLIENTS, SECRET_KEY, Call, Listener, listener
-from worker.bootstrap import open_app
+from worker.bootstrap import App, open_app
 from worker.buses.base import OutgoingMessage
 from worker.ingress.app import MAX_BODY, create_app
+from worker.ingress.health import metrics_app
 from worker.ingress.server import serving
 from worker.metrics import MeteredPipeline, Metrics
 from worker.settings import load_settings
-
-
-@pytest.fixture
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('ingress') / 'cwi.db'}"
-    engine = make_engine(url)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-    return url
 
 
 @pytest.fixture
@@ -44,9 +36,18 @@ async def ingress_any_db(db_url: str) -> AsyncIterator[Listener]:
         yield lst
 
 
+def counted(lst: Listener, name: str, **labels: str) -> float:
+    """The sum of the samples ``name`` whose labels include ``labels``."""
+    return sum(
+        sample.value
+        for family in lst.metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
 def rejected(lst: Listener, reason: str) -> float:
-    value = lst.metrics.registry.get_sample_value("cwi_webhooks_rejected_total", {"reason": reason})
-    return value or 0.0
+    return counted(lst, "cwi_webhooks_rejected_total", reason=reason)
 
 
 # ── accepted ────────────────────────────────────────────────────────────────────────────────
@@ -64,7 +65,8 @@ async def test_a_signed_call_of_each_provider_is_published_as_webhook_envelopes(
     assert envelope["source"] == "webhook"
     assert envelope["type"] == "customer.updated"
     assert envelope["external"]["provider"] == CLIENTS[client]
-    assert ingress.metrics.registry.get_sample_value("cwi_webhooks_accepted_total") == 1
+    labels = {"provider": CLIENTS[client], "client": client}
+    assert counted(ingress, "cwi_webhooks_accepted_total", **labels) == 1
 
 
 async def test_the_same_delivery_twice_is_acknowledged_twice_but_published_once(
@@ -76,7 +78,8 @@ async def test_the_same_delivery_twice_is_acknowledged_twice_but_published_once(
     assert (first.status, again.status) == (202, 202)
     assert again.body == {"published": [], "duplicates": first.body["published"]}
     assert len(await ingress_any_db.published()) == 1
-    assert ingress_any_db.metrics.registry.get_sample_value("cwi_webhooks_duplicates_total") == 1
+    labels = {"provider": "tripletex", "client": "globex"}
+    assert counted(ingress_any_db, "cwi_webhooks_duplicates_total", **labels) == 1
 
 
 async def test_a_retried_delivery_lost_before_its_receipt_is_published_again_with_the_same_id(
@@ -217,11 +220,12 @@ async def test_the_admin_api_is_mounted_and_closed_without_a_key(ingress: Listen
     assert status in (401, 503) and "key" in body.lower()
 
 
-async def test_readyz_is_503_naming_what_is_down() -> None:
+@pytest.mark.parametrize("asgi", [create_app, metrics_app], ids=["listener", "worker-port"])
+async def test_readyz_is_503_naming_what_is_down(asgi: Callable[[App, Metrics], Starlette]) -> None:
     s = load_settings(database_url="postgresql+psycopg://postgres@127.0.0.1:9/none", secret_key=SECRET_KEY)
     async with (
         open_app(s) as app,
-        serving(create_app(app, Metrics())) as url,
+        serving(asgi(app, Metrics())) as url,
         aiohttp.ClientSession() as http,
     ):
         async with http.get(url + "/readyz") as resp:
@@ -230,6 +234,8 @@ async def test_readyz_is_503_naming_what_is_down() -> None:
             pass
     assert resp.status == 503
     assert set(body["down"]) == {"database", "bus"}  # the local bus lives in that database
+    # Told at once (the request fails fast on the outage), not after waiting it out.
+    assert body["down"]["database"].startswith("DatabaseUnavailable: the database is not answering")
     assert health.status == 200
 
 
@@ -249,13 +255,14 @@ async def test_metrics_count_webhooks_and_the_in_process_worker(ingress: Listene
     status, text = await ingress.get("/metrics")
     assert status == 200
     for line in (
-        "cwi_webhooks_received_total 2.0",
-        "cwi_webhooks_accepted_total 1.0",
-        'cwi_webhooks_rejected_total{reason="unknown_token"} 1.0',
-        "cwi_worker_received_total 1.0",
-        'cwi_worker_dead_lettered_total{reason="InvalidEnvelope"} 1.0',
+        'cwi_webhooks_received_total{provider="tripletex"} 2.0',
+        'cwi_webhooks_accepted_total{client="globex",provider="tripletex"} 1.0',
+        'cwi_webhooks_rejected_total{provider="tripletex",reason="unknown_token"} 1.0',
+        # an envelope that does not parse names no provider; its client is the message's session
+        'cwi_worker_received_total{client="acme",provider="none"} 1.0',
+        'cwi_worker_dead_lettered_total{client="acme",provider="none",reason="InvalidEnvelope"} 1.0',
         "cwi_worker_in_flight 0.0",
-        "cwi_worker_handler_seconds_count 1.0",
+        'cwi_worker_handler_seconds_count{provider="none"} 1.0',
     ):
         assert line in text, line
 

@@ -158,10 +158,14 @@ async def test_the_scheduler_reconciles_and_repairs_on_the_clients_schedule(sqli
         ran = await Scheduler(rig.app, metrics=metrics).tick()
         assert sorted(job.name for job in ran) == ["reconcile", "validate"], "both never ran: due at once"
         drift = metrics.registry.get_sample_value(
-            "cwi_reconcile_drift", {"client_id": CLIENT, "entity": "customer"}
+            "cwi_reconcile_drift", {"client": CLIENT, "entity": "customer"}
         )
         assert drift == 1
-        assert metrics.registry.get_sample_value("cwi_mapping_problems", {"client_id": CLIENT}) == 0
+        runs = metrics.registry.get_sample_value(
+            "cwi_reconcile_runs_total", {"client": CLIENT, "result": "drift"}
+        )
+        assert runs == 1
+        assert metrics.registry.get_sample_value("cwi_mapping_problems", {"client": CLIENT}) == 0
         audited = {a: n for a, n in rig.actions("operator").items() if a in ("reconciled", "mapping_checked")}
         assert audited == {"reconciled": 1, "mapping_checked": 1}, "each run is in the audit trail"
         await rig.quiet()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 
+import structlog
+
 from contracts import DeadLetterReason
 from providers.generic_rest.webhooks import decode_secret
 from providers.registry import KINDS, WEBHOOK_PARSERS, WEBHOOK_SECRETS
@@ -40,28 +42,38 @@ def test_every_provider_kind_has_a_webhook_parser_and_a_secret_of_its_scheme() -
     base64.urlsafe_b64decode(WEBHOOK_SECRETS["visma_net"]() + "=")
 
 
-def test_outcomes_feed_the_worker_counters() -> None:
+def test_outcomes_feed_the_worker_counters_labelled_by_provider_and_client() -> None:
     m = Metrics()
     seen = []
     hook = m.chain_settled(seen.append)
-    for outcome in (
-        Complete("created"),
-        Complete("echo_ignored"),
-        Retry(60, 2, "timeout"),
-        DeadLetter(DeadLetterReason.InvalidEnvelope, "bad"),
-        Abandon("shutdown"),
-    ):
-        hook(outcome)
+    # dispatch binds the message's identity for its task; the hook reads it there
+    structlog.contextvars.bind_contextvars(client_id="acme", provider="tripletex", direction="inbound")
+    try:
+        for outcome in (
+            Complete("created"),
+            Complete("echo_ignored"),
+            Retry(60, 2, "timeout"),
+            DeadLetter(DeadLetterReason.InvalidEnvelope, "bad"),
+            Abandon("shutdown"),
+        ):
+            hook(outcome)
+    finally:
+        structlog.contextvars.clear_contextvars()
     sample = m.registry.get_sample_value
-    assert sample("cwi_worker_completed_total", {"result": "created"}) == 1
-    assert sample("cwi_worker_echo_ignored_total") == 1
-    assert sample("cwi_worker_retried_total") == 1
-    assert sample("cwi_worker_dead_lettered_total", {"reason": "InvalidEnvelope"}) == 1
-    assert sample("cwi_worker_abandoned_total") == 1
+    labels = {"provider": "tripletex", "client": "acme"}
+    assert sample("cwi_worker_completed_total", {"result": "created", **labels}) == 1
+    assert sample("cwi_worker_echo_ignored_total", {"direction": "inbound", **labels}) == 1
+    decisions = {"direction": "inbound", **labels}
+    assert sample("cwi_worker_echo_decisions_total", {"decision": "ignored", **decisions}) == 1
+    assert sample("cwi_worker_echo_decisions_total", {"decision": "applied", **decisions}) == 1
+    assert sample("cwi_worker_retried_total", labels) == 1
+    assert sample("cwi_worker_dead_lettered_total", {"reason": "InvalidEnvelope", **labels}) == 1
+    assert sample("cwi_worker_abandoned_total", labels) == 1
     assert len(seen) == 5
 
 
 def test_each_metrics_object_has_its_own_registry() -> None:
     a, b = Metrics(), Metrics()
-    a.webhooks_received.inc()
-    assert b.registry.get_sample_value("cwi_webhooks_received_total") == 0
+    a.webhooks_received.labels("tripletex").inc()
+    assert a.registry.get_sample_value("cwi_webhooks_received_total", {"provider": "tripletex"}) == 1
+    assert b.registry.get_sample_value("cwi_webhooks_received_total", {"provider": "tripletex"}) is None

@@ -28,7 +28,9 @@ __all__ = ["CliError", "console", "err_console", "fail"]
 
 
 def settings() -> Settings:
-    """The settings from the environment (and .env) as they are now, logging configured by them."""
+    """The settings from the environment (and .env) as they are now, logging (and tracing) configured
+    by them."""
+    from worker import tracing
     from worker.logging import configure
 
     try:
@@ -36,6 +38,7 @@ def settings() -> Settings:
     except SettingsError as exc:
         fail(f"configuration error: {exc}", 2)
     configure(fmt=s.log_format, level=s.log_level)
+    tracing.configure(s)  # CWI_TRACING / OTEL_EXPORTER_OTLP_ENDPOINT; a missing extra is one line
     return s
 
 

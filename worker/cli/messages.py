@@ -66,9 +66,17 @@ def run(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="The summary at stop as one JSON object")] = False,
 ) -> None:
-    """Run the worker: receive, push to each client's ERP, settle. SIGINT/SIGTERM stop it gracefully."""
+    """Run the worker: receive, push to each client's ERP, settle. SIGINT/SIGTERM stop it gracefully.
+
+    /healthz, /readyz and /metrics are served on CWI_METRICS_PORT (not with --until-idle)."""
+    from worker.observing import MetricsPortUnavailable, metrics_socket, serving_metrics
+
     s = settings()
     start_long_running(s, worker=True)
+    try:
+        sock = None if until_idle else metrics_socket(s)
+    except MetricsPortUnavailable as exc:
+        fail(str(exc))
 
     async def main() -> None:
         async with open_app(s, http=True) as app:
@@ -79,7 +87,10 @@ def run(
             from worker.reconcile.schedule import scheduled
 
             # A long-running worker checks the mappings at start; CWI_SCHEDULE=true runs the jobs too.
-            async with scheduled(app, jobs=s.schedule and not until_idle, validate=not until_idle):
+            async with (
+                serving_metrics(app, worker, sock) as metrics,
+                scheduled(app, metrics=metrics, jobs=s.schedule and not until_idle, validate=not until_idle),
+            ):
                 stats = await worker.run(until_idle=until_idle)
             if json_out:
                 print(

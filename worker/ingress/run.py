@@ -11,7 +11,8 @@ from collections.abc import Callable
 from worker.bootstrap import open_app
 from worker.ingress.app import create_app
 from worker.ingress.server import base_url, make_server, wait_started
-from worker.metrics import MeteredPipeline, Metrics
+from worker.metrics import Metrics
+from worker.observing import observed
 from worker.reconcile.schedule import scheduled
 from worker.settings import Settings
 
@@ -20,14 +21,10 @@ async def run_listener(
     s: Settings, sock: socket.socket, *, with_worker: bool, on_listening: Callable[[str], None]
 ) -> None:
     """Serve until SIGINT/SIGTERM: the listener stops accepting, the worker finishes what is in flight."""
-    metrics = Metrics()
+    metrics = Metrics(max_clients=s.metrics_max_clients)
     async with open_app(s, http=with_worker) as app:
         server = make_server(create_app(app, metrics))
-        runner = None
-        if with_worker:
-            runner = app.worker()
-            runner.pipeline = MeteredPipeline(runner.pipeline, metrics)
-            runner.on_settled = metrics.chain_settled(runner.on_settled)
+        runner = app.worker() if with_worker else None
 
         def stop() -> None:
             server.should_exit = True
@@ -37,18 +34,18 @@ async def run_listener(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
-        tasks: list[asyncio.Task[object]] = [asyncio.create_task(server.serve(sockets=[sock]))]
-        if runner is not None:
-            tasks.append(asyncio.create_task(runner.run()))
-        async with contextlib.AsyncExitStack() as beside:
-            if with_worker:  # scheduled reconciliation and mapping validation, beside the worker
-                await beside.enter_async_context(scheduled(app, metrics=metrics))
-            try:
+        try:
+            async with observed(app, metrics, runner), contextlib.AsyncExitStack() as beside:
+                tasks: list[asyncio.Task[object]] = [asyncio.create_task(server.serve(sockets=[sock]))]
+                if runner is not None:
+                    tasks.append(asyncio.create_task(runner.run()))
+                if with_worker:  # scheduled reconciliation and mapping validation, beside the worker
+                    await beside.enter_async_context(scheduled(app, metrics=metrics))
                 if await wait_started(server, tasks[0]):
                     on_listening(base_url(sock))
                 # Either part ending (a signal, or a failure) ends both.
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 stop()
                 await asyncio.gather(*tasks)
-            finally:
-                sock.close()
+        finally:
+            sock.close()

@@ -71,7 +71,12 @@ class Dispatcher:
             env = parse_envelope(delivery.body)
         except InvalidEnvelopeError as exc:
             return DeadLetter(DeadLetterReason.InvalidEnvelope, str(exc))
-        structlog.contextvars.bind_contextvars(message_id=env.id, client_id=env.client_id, type=env.type)
+        structlog.contextvars.bind_contextvars(
+            message_id=env.id,
+            client_id=env.client_id,
+            type=env.type,
+            direction="inbound" if env.inbound else "outbound",
+        )
         if env.inbound and self.inbound is None:
             return DeadLetter(DeadLetterReason.NotSupported, f"webhook events: {NO_CW}")
         try:

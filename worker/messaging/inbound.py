@@ -27,6 +27,7 @@ from worker.messaging.fingerprint import DELETED, cw_fields, fields_fingerprint
 from worker.messaging.journal import Begin, InboundResult, InboundStart
 from worker.messaging.outcomes import Changed, Complete, DeadLetter, Outcome
 from worker.messaging.retry import RetryPolicy
+from worker.tracing import step
 
 log = get_logger()
 
@@ -55,7 +56,8 @@ class InboundHandler:
         if start.finished is not None:
             return Complete("duplicate", journal.inbound_duplicate(env, kind, start))
         try:
-            result = await self.policy.call(lambda: self._apply(env, external, conn, start))
+            with step("apply", **{"cwi.provider": kind}):
+                result = await self.policy.call(lambda: self._apply(env, external, conn, start))
         except TransientError as exc:
             return retry.after_transient(
                 self.policy,

@@ -31,6 +31,7 @@ from worker.db import Database, Journal
 from worker.logging import redactor
 from worker.messaging import order
 from worker.messaging.echo import Written, reverse_echo
+from worker.tracing import step
 
 
 def now_ms() -> int:
@@ -60,6 +61,10 @@ class Begin:
         self._wait_s = wait_s
 
     async def __call__(self, work: StartWork[S]) -> S | None:
+        with step("begin"):
+            return await self._begin(work)
+
+    async def _begin(self, work: StartWork[S]) -> S | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait_s
         pause = _FIRST_PAUSE_S

@@ -14,6 +14,7 @@ from config_db.leases import CW
 from contracts import Action, DeadLetterReason, Envelope
 from providers.base import OutboundChange, Provider, PushResult
 from providers.errors import PermanentError, TransientError
+from worker import tracing
 from worker.buses.base import Delivery
 from worker.cw.port import CWApi
 from worker.cw.thin import fill_thin_event
@@ -81,7 +82,8 @@ class OutboundHandler:
         )
         try:
             async with self._slot():
-                result: PushResult = await self.policy.call(lambda: provider.push(change))
+                with tracing.step("push", **{"cwi.provider": kind}):
+                    result: PushResult = await self.policy.call(lambda: provider.push(change))
         except TransientError as exc:
             return self._transient(env, kind, delivery, start, exc)
         except PermanentError as exc:
@@ -117,7 +119,8 @@ class OutboundHandler:
         assert self.cw is not None
         cw = self.cw
         try:
-            filled = await self.policy.call(lambda: fill_thin_event(cw, env))
+            with tracing.step("fill"):
+                filled = await self.policy.call(lambda: fill_thin_event(cw, env))
         except TransientError as exc:
             return self._transient(env, kind, delivery, start, exc)
         except PermanentError as exc:

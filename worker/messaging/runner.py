@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from worker import tracing
 from worker.buses.base import Bus, Delivery, LockLostError
 from worker.db import Database, Journal
 from worker.logging import get_logger, redactor
@@ -202,6 +203,14 @@ class Worker:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _process(self, delivery: Delivery) -> None:
+        attributes = {
+            "messaging.message.id": delivery.message_id,
+            "cwi.delivery_count": delivery.delivery_count,
+        }
+        with tracing.consuming(delivery.properties, **attributes):  # the message's trace (worker/tracing.py)
+            await self._handle_and_settle(delivery)
+
+    async def _handle_and_settle(self, delivery: Delivery) -> None:
         try:
             outcome = await self.pipeline.handle(delivery)
         except asyncio.CancelledError:
@@ -245,11 +254,16 @@ class Worker:
             )
             await self._let_go(delivery)
             key = "settle_failed"
+        tracing.outcome(key)
         self.stats.counts[key] += 1
         if self.on_settled is not None:
             self.on_settled(outcome)
 
     async def _settle_as(self, delivery: Delivery, outcome: Outcome) -> str:
+        with tracing.step("settle"):
+            return await self._settle_by(delivery, outcome)
+
+    async def _settle_by(self, delivery: Delivery, outcome: Outcome) -> str:
         journal = await self._commit_unless_bus_does(outcome.journal)
         match outcome:
             case Complete(result):

@@ -22,6 +22,7 @@ from config_db.leases import Lease
 from config_db.secrets import SecretBox, SecretKeyError
 from config_db.subscriptions import StoredSubscription
 from contracts import DeadLetterReason
+from worker import tracing
 from worker.buses.base import Delivery, OutgoingMessage
 from worker.db import Database
 from worker.logging import get_logger
@@ -108,7 +109,10 @@ class Deliverer:
             now = dt.datetime.now(dt.UTC)
             return Complete("paused", steps.unreadable(d, held, str(exc), now))
         now = dt.datetime.now(dt.UTC)
-        attempt = await self.sender.send(sub.url, d.delivery_id, d.payload, secrets.signing(now))
+        with tracing.step("deliver", **{"cwi.subscription": sub.id, "cwi.delivery_id": d.delivery_id}):
+            attempt = await self.sender.send(sub.url, d.delivery_id, d.payload, secrets.signing(now))
+            tracing.annotate(**{"http.response.status_code": attempt.status})
+        structlog.contextvars.bind_contextvars(subscriber_latency_ms=attempt.latency_ms)  # for the metrics
         log.info(
             "webhook attempt",
             delivery_id=d.delivery_id,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from config_db import deliveries
 from config_db.deliveries import StoredDelivery
+from worker import tracing
 from worker.buses.base import OutgoingMessage
 
 KIND_PROPERTY = "cwi-kind"
@@ -104,10 +105,14 @@ def again(stored: StoredDelivery, attempt: int, at: dt.datetime | None = None) -
 
 
 def _outgoing(message: DeliveryMessage, message_id: str, at: dt.datetime | None = None) -> OutgoingMessage:
+    # In the trace of the change it delivers (worker/tracing.py), when tracing is on.
+    traced = tracing.message_properties(
+        **{"messaging.message.id": message_id, "cwi.client": message.client_id, "cwi.delivery_id": message.id}
+    )
     return OutgoingMessage(
         body=message.model_dump_json().encode(),
         message_id=message_id,
         session_id=message.subscription_id,
-        properties={KIND_PROPERTY: KIND, "envelope_id": message.event_id, "type": KIND},
+        properties={KIND_PROPERTY: KIND, "envelope_id": message.event_id, "type": KIND, **traced},
         scheduled_at=at,
     )

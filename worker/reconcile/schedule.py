@@ -170,6 +170,8 @@ class Scheduler:
             return await self.run_job(job)
         except (ProviderError, ReconcileError, ValidationError) as exc:
             log.warning(f"scheduled {job.name} failed", client_id=job.client_id, error=str(exc))
+            if self.metrics is not None and job.name != VALIDATE:
+                self.metrics.reconciled(job.client_id, "failed")
             return f"failed: {exc}"
         finally:
             keeper.cancel()
@@ -192,11 +194,9 @@ class Scheduler:
             counts=counts,
             published=report.published,
         )
-        for entity in report.entities:
-            if self.metrics is not None:
-                self.metrics.reconcile_drift.labels(client_id=job.client_id, entity=entity.entity.value).set(
-                    len(entity.findings)
-                )
+        if self.metrics is not None:
+            drift = {entity.entity.value: len(entity.findings) for entity in report.entities}
+            self.metrics.reconciled(job.client_id, "drift" if report.drift else "in_step", drift)
         log.info(
             "reconciled",
             client_id=job.client_id,
@@ -225,7 +225,7 @@ def report_validation(found: Validation, metrics: Metrics | None) -> str:
     for note in found.notes:
         log.info("mapping not fully checked", client_id=found.client_id, detail=note)
     if metrics is not None:
-        metrics.mapping_problems.labels(client_id=found.client_id).set(len(found.problems))
+        metrics.mapping_checked(found.client_id, len(found.problems))
     return f"{len(found.problems)} mapping problem(s)"
 
 

@@ -1,0 +1,106 @@
+"""A process made observable: its metrics (``worker.metrics``) fed by the providers' HTTP and by the
+bus's depth sampled every CWI_METRICS_SAMPLE_S, the worker's pipeline metered; for `cwi run`, served
+with /healthz and /readyz on a port of its own (CWI_METRICS_PORT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+from providers import reporting
+from worker.bootstrap import App
+from worker.buses.base import Bus, BusStatsUnavailable
+from worker.logging import get_logger
+from worker.messaging.runner import Worker
+from worker.metrics import MeteredPipeline, Metrics
+from worker.outage import impatient
+from worker.settings import Settings
+
+log = get_logger()
+
+
+class MetricsPortUnavailable(Exception):
+    """CWI_METRICS_PORT cannot be listened on; the message says what to do."""
+
+
+def metrics_socket(settings: Settings) -> socket.socket | None:
+    """The bound socket of the worker's own port (None when CWI_METRICS_PORT is off). Bound before
+    anything else starts, so that a port in use is one clear line at once."""
+    from worker.ingress.server import listen
+
+    if settings.metrics_port is None:
+        return None
+    host, port = settings.metrics_host, settings.metrics_port
+    try:
+        return listen(host, port)
+    except OSError as exc:
+        raise MetricsPortUnavailable(
+            f"CWI_METRICS_PORT: cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(another process has it? set another port, 0 for any free one, or off)"
+        ) from None
+
+
+async def sample_bus(bus: Bus, metrics: Metrics, interval_s: float) -> None:
+    """Read the bus's counts every ``interval_s`` into the bus gauges, until cancelled. A bus whose
+    credentials cannot read its counts is said once, and sampling stops."""
+    failing = False
+    while True:
+        try:
+            with impatient():  # during a database outage: no sample, rather than a wait
+                stats = await bus.stats()
+        except BusStatsUnavailable as exc:
+            log.warning("the bus cannot report its counts; no bus depth metrics", error=str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - tried again at the next interval
+            if not failing:
+                log.warning("bus depth not sampled", error=f"{exc.__class__.__name__}: {exc}"[:300])
+            failing = True
+        else:
+            failing = False
+            metrics.bus_sampled_now(stats)
+        await asyncio.sleep(interval_s)
+
+
+@contextlib.asynccontextmanager
+async def observed(app: App, metrics: Metrics, worker: Worker | None = None) -> AsyncIterator[None]:
+    """While the block runs: the providers' requests reported to ``metrics``, the bus sampled, and
+    the ``worker`` (if any) metered and its settlements counted."""
+    stop_reporting = reporting.on_http(metrics)
+    sampler = asyncio.create_task(sample_bus(app.bus, metrics, app.settings.metrics_sample_s))
+    if worker is not None:
+        worker.pipeline = MeteredPipeline(worker.pipeline, metrics)
+        worker.on_settled = metrics.chain_settled(worker.on_settled)
+    try:
+        yield
+    finally:
+        stop_reporting()
+        sampler.cancel()
+        await asyncio.gather(sampler, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def serving_metrics(app: App, worker: Worker, sock: socket.socket | None) -> AsyncIterator[Metrics]:
+    """`cwi run`'s observability: ``observed``, and /healthz, /readyz, /metrics served on ``sock``
+    (the one ``metrics_socket`` bound; None: metrics kept but not served)."""
+    from worker.ingress.health import metrics_app
+    from worker.ingress.server import base_url, make_server, wait_started
+
+    metrics = Metrics(max_clients=app.settings.metrics_max_clients)
+    async with observed(app, metrics, worker):
+        if sock is None:
+            yield metrics
+            return
+        server = make_server(metrics_app(app, metrics))
+        task: asyncio.Task[object] = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            if not await wait_started(server, task):
+                task.result()  # startup failed: raise why
+            log.info("metrics served", url=f"{base_url(sock)}/metrics")
+            yield metrics
+        finally:
+            server.should_exit = True
+            await asyncio.gather(task, return_exceptions=True)
+            sock.close()
