@@ -271,6 +271,7 @@ def _worker_env(chaos: Chaos, db_url: str, peer: ServiceBusPeer | None) -> dict[
         CWI_MAX_DELIVERY_COUNT=str(MAX_DELIVERIES),
         CWI_SHUTDOWN_GRACE_S="5",
         CWI_CONNECTION_CACHE_S="600",
+        CWI_METRICS_PORT="0",  # several workers on one host: the default port is taken by the first
     )
     if peer is not None:
         env.update(

@@ -14,6 +14,8 @@ import os
 import subprocess
 import sys
 import traceback
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +99,14 @@ class Cli:
             text=True,
             env=self.env(**env),
         )
+
+    @staticmethod
+    def communicate_all(procs: Sequence[subprocess.Popen[str]], timeout: float) -> list[tuple[str, str]]:
+        """(stdout, stderr) of each process, read at the same time: read one after the other, a
+        chatty process fills its pipe (64 KiB) and blocks in a log write while holding its messages'
+        locks, which the first one then waits for."""
+        with ThreadPoolExecutor(max_workers=max(1, len(procs))) as pool:
+            return list(pool.map(lambda proc: proc.communicate(timeout=timeout), procs))
 
     def status(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.run("status", "--json").stdout)

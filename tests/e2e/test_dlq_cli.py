@@ -197,7 +197,7 @@ def test_two_operators_replaying_at_once_resend_each_once(cli: Cli) -> None:
     operators = [
         cli.start("dlq", "replay", "--all", "--yes", "--json", "--operator", name) for name in ("ann", "ben")
     ]
-    results = [as_json(proc.communicate(timeout=120)[0]) for proc in operators]
+    results = [as_json(out) for out, _ in cli.communicate_all(operators, timeout=120)]
 
     assert sum(r["summary"]["replayed"] for r in results) == 12
     assert all(r["summary"]["failed"] == 0 for r in results)

@@ -6,14 +6,11 @@ settlement that fails never kills its task: the message is let go, comes back an
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from azure.servicebus import ServiceBusMessage
-from azure.servicebus.aio import ServiceBusClient
 from azure.servicebus.exceptions import ServiceBusError
 
 from config_db.database import make_engine
@@ -30,22 +27,6 @@ from worker.messaging.retry import RetryPolicy
 from worker.messaging.runner import Worker
 
 CONCURRENT = 4
-
-
-async def test_the_sdk_fails_concurrent_first_calls_on_a_fresh_sender(peer: ServiceBusPeer) -> None:
-    """Why the adapter serialises them: if this stops failing, the SDK was fixed (drop this test)."""
-    client = ServiceBusClient.from_connection_string(peer.connection_string, retry_total=0)
-    sender = client.get_queue_sender(QUEUE)
-    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
-    try:
-        results = await asyncio.gather(
-            *(sender.schedule_messages(ServiceBusMessage(b"x"), due) for _ in range(CONCURRENT)),
-            return_exceptions=True,
-        )
-    finally:
-        await sender.close()
-        await client.close()
-    assert any(isinstance(r, ServiceBusError) for r in results), results
 
 
 async def test_delayed_retries_started_together_on_a_fresh_sender_are_all_scheduled(

@@ -101,7 +101,7 @@ def test_two_workers_compete_without_double_processing(
     cli = Cli(url)
     expected = workload(cli, slow_sandbox, n_clients=40)
     workers = [cli.start("run", "--until-idle", CWI_CONCURRENCY="8") for _ in range(2)]
-    reports = [w.communicate(timeout=120)[1] for w in workers]
+    reports = [err for _, err in cli.communicate_all(workers, timeout=120)]
     assert all(w.returncode == 0 for w in workers), reports
     processed = [int(re.search(r"after (\d+) message", r).group(1)) for r in reports]  # type: ignore[union-attr]
     assert sum(processed) == len(expected), reports
