@@ -290,7 +290,8 @@ def last_outcomes(db: Connection) -> list[dict[str, object]]:
             is_success.label("success"),
             func.max(log.c.at).label("at"),
         )
-        .where(log.c.client_id.is_not(None), log.c.action.in_(sorted(SUCCESSES | {"failed"})))
+        # A retry is a failure too: an ERP refusing connections shows at once, not after the policy.
+        .where(log.c.client_id.is_not(None), log.c.action.in_(sorted(SUCCESSES | {"failed", "retry"})))
         .group_by(log.c.client_id, log.c.provider, is_success)
     ).all()
     table: dict[tuple[str, str], dict[str, object]] = {}

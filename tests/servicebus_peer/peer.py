@@ -159,6 +159,28 @@ class ServiceBusPeer:
         """Close every client connection without an AMQP close; their locks are lost at once."""
         return int(self._call(self._handler.drop_connections))
 
+    def go_offline(self) -> int:
+        """The broker becomes unreachable: stop listening (connections are refused) and drop every
+        client connection (their locks go, as on Service Bus). Messages are kept. Returns how many
+        connections were dropped; ``come_back`` listens again on the same port."""
+
+        def offline() -> int:
+            if self._handler.acceptor is not None:
+                self._handler.acceptor.close()
+                self._handler.acceptor = None
+            return int(self._handler.drop_connections())
+
+        return int(self._call(offline))
+
+    def come_back(self) -> None:
+        """Listen again on the same port (after ``go_offline``), with every message kept."""
+
+        def online() -> None:
+            if self._handler.acceptor is None:
+                self._handler.acceptor = self._container.listen(f"{self._host}:{self.port}")
+
+        self._call(online)
+
     def expire_lock(self, entity: str, message_id: str | None = None) -> int:
         """Expire the lock(s) on ``entity`` now (all, or the message's); return how many."""
         return int(self._call(lambda: self._handler.expire_locks(entity, message_id)))

@@ -159,6 +159,7 @@ def status_table(data: dict[str, object]) -> Table:
 async def _operator_status(db: Database, bus: DeadLetterQueue) -> dict[str, object]:
     from worker.operators.dlq import DeadLetterOperations
     from worker.operators.letters import Selection, grouped
+    from worker.operators.overview import connection_state
 
     found: dict[str, object] = {}
     try:
@@ -176,16 +177,6 @@ async def _operator_status(db: Database, bus: DeadLetterQueue) -> dict[str, obje
             row[key] = at.isoformat() if isinstance(at, dt.datetime) else None
     found["last_outcomes"] = outcomes
     return found
-
-
-def connection_state(success: dt.datetime | None, failure: dt.datetime | None) -> str:
-    """One word per connection: a wrong base URL that never answered is told apart from one that
-    worked and fails now (or flaps), and from a healthy one."""
-    if failure is None:
-        return "ok"
-    if success is None:
-        return "never succeeded"
-    return "failing" if failure > success else "ok (failed before)"
 
 
 def _print_operator_status(data: dict[str, object]) -> None:

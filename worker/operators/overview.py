@@ -28,6 +28,17 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
+def connection_state(success: dt.datetime | None, failure: dt.datetime | None) -> str:
+    """One word per connection: a wrong base URL that never answered is told apart from one that
+    worked and fails now (or flaps), and from a healthy one. A failure is a message that failed or
+    waits for a retry (an ERP that refuses connections, times out, answers 5xx)."""
+    if failure is None:
+        return "ok"
+    if success is None:
+        return "never succeeded"
+    return "failing" if failure > success else "ok (failed before)"
+
+
 def _latency(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     started: dict[tuple[str, str], dt.datetime] = {}
     spans: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -75,7 +86,8 @@ async def overview(db: Database, bus: Bus, letters: list[Letter]) -> dict[str, A
                 "client_id": client_id, "name": found["names"].get(client_id, client_id),
                 "provider": provider,
                 "hour": {}, "day": {}, "messages_hour": 0, "messages_day": 0, "dead_letters": {},
-                "last_success": None, "last_failure": None, "latency_ms_median": None,
+                "last_success": None, "last_failure": None, "state": "no messages yet",
+                "latency_ms_median": None,
                 "latency_ms_p95": None, "rate_limited_429": 0,
             },
         )  # fmt: skip
@@ -91,6 +103,7 @@ async def overview(db: Database, bus: Bus, letters: list[Letter]) -> dict[str, A
     for r in found["last"]:
         entry = row(str(r["client_id"]), str(r["provider"] or "-"))
         entry["last_success"], entry["last_failure"] = _iso(r["last_success"]), _iso(r["last_failure"])
+        entry["state"] = connection_state(r["last_success"], r["last_failure"])
     for (client_id, provider), numbers in _latency(found["timings"]).items():
         row(client_id or "-", provider or "-").update(numbers)
     for letter in letters:

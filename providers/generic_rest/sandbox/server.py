@@ -61,7 +61,8 @@ def create_app(
 
 
 class SandboxServer:
-    """``async with SandboxServer(token="t") as sb: sb.base_url`` — listens on 127.0.0.1, a free port."""
+    """``async with SandboxServer(token="t") as sb: sb.base_url`` — listens on 127.0.0.1, a free port
+    (or ``port``)."""
 
     def __init__(
         self,
@@ -75,7 +76,9 @@ class SandboxServer:
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
         rate_limit: float | None = None,
+        port: int = 0,
     ) -> None:
+        self._port = port  # 0: a free one; a given one lets a test stop the ERP and bring it back
         self.app = create_app(
             token=token,
             latency_ms=latency_ms,
@@ -105,7 +108,7 @@ class SandboxServer:
 
     async def __aenter__(self) -> Self:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
 
 from azure.servicebus.aio import ServiceBusReceiver
 from azure.servicebus.exceptions import (
@@ -16,7 +18,13 @@ from azure.servicebus.exceptions import (
     SessionCannotBeLockedError,
     SessionLockLostError,
 )
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay
+from tenacity import (
+    AsyncRetrying,
+    AttemptManager,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+)
 from tenacity.wait import wait_exponential_jitter
 
 from worker.buses.base import BusStatsUnavailable, LockLostError
@@ -65,20 +73,64 @@ def lock_errors(message_id: str) -> Iterator[None]:
         ) from exc
 
 
-def reconnecting(reconnect_s: float, what: str) -> AsyncRetrying:
-    def before_sleep(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        log.warning(
-            "service bus unreachable, retrying", operation=what, attempt=state.attempt_number, error=str(exc)
-        )
+class BrokerOutage:
+    """Whether the namespace answers, shared by every receiver of the process: an outage is told in
+    one line when it starts and one when it ends, however many receivers (one per session) retry
+    meanwhile; each further attempt is a debug line."""
 
-    return AsyncRetrying(
+    def __init__(self) -> None:
+        self.down_since: float | None = None
+
+    def failed(self, what: str, attempt: int, exc: BaseException | None) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log.warning("service bus unreachable; reconnecting", operation=what, error=str(exc))
+        else:
+            log.debug("service bus still unreachable", operation=what, attempt=attempt, error=str(exc))
+
+    def answered(self) -> None:
+        if self.down_since is not None:
+            log.info("service bus back", down_for_s=round(time.monotonic() - self.down_since, 1))
+            self.down_since = None
+
+
+BROKER = BrokerOutage()
+
+
+class _Attempt:
+    """Tenacity's attempt, which tells ``BROKER`` when it succeeded (a caller may ``return`` from
+    inside the attempt, leaving the retry loop without finishing it)."""
+
+    def __init__(self, inner: AttemptManager) -> None:
+        self._inner = inner
+
+    def __enter__(self) -> None:
+        self._inner.__enter__()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        if kind is None:
+            BROKER.answered()
+        return self._inner.__exit__(kind, exc, tb)
+
+
+async def reconnecting(reconnect_s: float, what: str) -> AsyncIterator[_Attempt]:
+    """Tenacity's attempts at ``what`` while the namespace is unreachable (capped exponential
+    backoff with jitter, for up to ``reconnect_s``); the outage told once through ``BROKER``."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        BROKER.failed(what, state.attempt_number, state.outcome.exception() if state.outcome else None)
+
+    retrying = AsyncRetrying(
         retry=retry_if_exception_type(TRANSIENT_ERRORS),
         wait=wait_exponential_jitter(multiplier=0.2, max=15.0, jitter=0.2),
         stop=stop_after_delay(reconnect_s),
         before_sleep=before_sleep,
         reraise=True,
     )
+    async for attempt in retrying:
+        yield _Attempt(attempt)
 
 
 @contextlib.contextmanager
