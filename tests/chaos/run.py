@@ -85,8 +85,10 @@ class Workers:
         self.logs = [workdir / f"worker-{n}.log" for n in range(processes)]
         self._procs: list[subprocess.Popen[bytes] | None] = [None] * processes
         self._files: list[IO[bytes]] = [log.open("ab") for log in self.logs]
+        self._starts = [0] * processes
 
     def start(self, slot: int) -> None:
+        self._starts[slot] += 1
         command = [sys.executable, "-m", "worker.cli.main", "run"]
         self._procs[slot] = subprocess.Popen(
             command, env=self.env, cwd=ROOT, stdout=self._files[slot], stderr=subprocess.STDOUT
@@ -105,8 +107,20 @@ class Workers:
                     f"worker {slot} exited by itself ({proc.returncode}): see {self.logs[slot]}"
                 )
 
+    def _until_started(self, limit_s: float = 60.0) -> None:
+        """Until every process has said "worker started" (its signal handlers are installed): a
+        SIGTERM to a process still importing (seconds on a loaded machine) kills it outright."""
+        deadline = time.monotonic() + limit_s
+        for slot, log in enumerate(self.logs):
+            while log.read_bytes().count(b'"worker started"') < self._starts[slot]:
+                self.check_alive()
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"worker {slot} did not start within {limit_s:g} s: see {log}")
+                time.sleep(0.1)
+
     def stop(self) -> None:
         """SIGTERM every process; each must stop cleanly (exit 0)."""
+        self._until_started()
         for proc in self._procs:
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

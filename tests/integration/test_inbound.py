@@ -228,6 +228,7 @@ async def test_a_change_authored_by_our_api_user_is_an_echo(migrated_db_url: str
 
 
 CLIENTS, SEEDED, ERP_BORN = 24, 5, 1
+CHANGES = 500  # bench/ has no bigger stream: the property (each change once, no ping-pong) is per change
 """Many clients (sessions) so that the worker has work in parallel; per client, one at a time."""
 
 
@@ -275,7 +276,7 @@ async def _erp_creates(rig: Rig, client: str, count: int, start: int, book: Ledg
 
 
 @pytest.mark.slow
-async def test_a_mixed_stream_of_1000_changes_arrives_exactly_once_without_ping_pong(
+async def test_a_mixed_stream_of_500_changes_arrives_exactly_once_without_ping_pong(
     migrated_db_url: str,
 ) -> None:
     client_ids = [f"client{i}" for i in range(CLIENTS)]
@@ -295,7 +296,7 @@ async def test_a_mixed_stream_of_1000_changes_arrives_exactly_once_without_ping_
             book.alive[link] = _erp_key(rig, *link)
 
         n = 0
-        while book.cw_changes + book.erp_changes < 1000:
+        while book.cw_changes + book.erp_changes < CHANGES:
             # One change per record per round: a record changed on both sides at once is a
             # conflict, not an echo, and is not what this test is about.
             for client, cw_id in rng.sample(sorted(book.alive), k=len(book.alive)):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
+from collections.abc import Callable
 
 import pytest
 from standardwebhooks import Webhook
@@ -82,12 +84,21 @@ def test_backoff_doubles_with_jitter_up_to_the_cap_and_stops_after_the_window() 
     assert last == T0 + dt.timedelta(seconds=86400), "the last attempt at the window's end"
     done = T0 + dt.timedelta(seconds=86400)
     assert next_attempt(s, failures=16, first_attempt_at=T0, now=done, retry_after=None) is None
-    attempts, now = 1, T0
-    while (
-        found := next_attempt(s, failures=attempts, first_attempt_at=T0, now=now, retry_after=None)
-    ) is not None:
-        attempts, now = attempts + 1, found
-    assert 20 <= attempts <= 40, f"about a day of retries takes {attempts} attempts"
+
+    def attempts_in_a_day(rand: Callable[[], float]) -> int:
+        attempts, now = 1, T0
+        while (
+            found := next_attempt(
+                s, failures=attempts, first_attempt_at=T0, now=now, retry_after=None, rand=rand
+            )
+        ) is not None:
+            attempts, now = attempts + 1, found
+        return attempts
+
+    # Full waits (30 s doubling to the hour's cap) and halved ones bound every jittered run.
+    fewest, most = attempts_in_a_day(lambda: 1.0), attempts_in_a_day(lambda: 0.0)
+    assert (fewest, most) == (31, 55), "about a day of retries: one an hour once capped"
+    assert fewest <= attempts_in_a_day(random.Random(7).random) <= most
 
 
 @pytest.mark.parametrize(
