@@ -20,6 +20,7 @@ from config_db import clients
 from config_db.secrets import SecretBox
 from providers.generic_rest.sandbox import SandboxServer
 from tests.integration.buses import LOCK_S, QUEUE, SESSION_QUEUE, azure_bus
+from tests.integration.worker_rig import env as envelope_of
 from tests.servicebus_peer import EntityOptions, ServiceBusPeer
 from worker.buses.base import OutgoingMessage
 from worker.db import Database
@@ -46,17 +47,6 @@ def private_peer() -> Iterator[ServiceBusPeer]:
     }
     with ServiceBusPeer(entities) as peer:
         yield peer
-
-
-def envelope(client: str, n: int) -> dict[str, Any]:
-    return {
-        "id": f"{client}-e{n}",
-        "client_id": client,
-        "type": "customer.created",
-        "source": "frontend",
-        "occurred_at": "2026-12-03T10:00:00Z",
-        "data": {"id": f"{client}-c{n}", "number": str(1000 + n), "name": f"Customer {n}"},
-    }
 
 
 def provision(sandbox_url: str) -> Any:
@@ -86,7 +76,7 @@ async def test_the_worker_reconnects_after_a_broker_outage_and_writes_each_recor
         try:
             await bus.publish(
                 [
-                    OutgoingMessage(json.dumps(envelope(c, n)).encode(), f"t-{c}-{n}", c)
+                    OutgoingMessage(json.dumps(envelope_of(n, c)).encode(), f"t-{c}-{n}", c)
                     for n in range(PER_CLIENT)
                     for c in CLIENTS
                 ]

@@ -19,6 +19,7 @@ from config_db.database import make_engine
 from config_db.secrets import SecretBox
 from providers.generic_rest.sandbox import SandboxServer
 from tests.e2e.cli import SECRET_KEY, Cli
+from tests.integration.worker_rig import env as envelope_of
 from worker.buses.base import OutgoingMessage
 from worker.buses.local import LocalBus
 from worker.db import Database
@@ -33,23 +34,15 @@ pytestmark = pytest.mark.slow
 TOKEN = "tok-unreachable"
 
 
+def envelope(client: str, n: int) -> OutgoingMessage:
+    return OutgoingMessage(json.dumps(envelope_of(n, client)).encode(), f"t-{client}-{n}", client)
+
+
 def closed_port() -> int:
     """A port nothing listens on: bound, then released (connections to it are refused)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def envelope(client: str, n: int) -> OutgoingMessage:
-    env = {
-        "id": f"{client}-e{n}",
-        "client_id": client,
-        "type": "customer.created",
-        "source": "frontend",
-        "occurred_at": "2026-12-03T10:00:00Z",
-        "data": {"id": f"{client}-c{n}", "number": str(1000 + n), "name": f"Customer {n}"},
-    }
-    return OutgoingMessage(json.dumps(env).encode(), f"t-{client}-{n}", client)
 
 
 async def until(predicate: Any, task: asyncio.Task[Any], timeout_s: float = 60) -> None:

@@ -21,6 +21,7 @@ from providers.generic_rest.sandbox import SandboxServer
 from tests import pgcluster
 from tests.conftest import require_service
 from tests.integration.buses import LOCK_S, QUEUE, SESSION_QUEUE, azure_bus
+from tests.integration.worker_rig import env as envelope_of
 from tests.servicebus_peer import ServiceBusPeer
 from worker.bootstrap import App, open_app
 from worker.buses.base import OutgoingMessage
@@ -42,17 +43,6 @@ def cluster() -> Iterator[pgcluster.PrivateCluster]:
     private.start()
     yield private
     private.destroy()
-
-
-def envelope(client: str, n: int) -> dict[str, Any]:
-    return {
-        "id": f"{client}-e{n}",
-        "client_id": client,
-        "type": "customer.created",
-        "source": "frontend",
-        "occurred_at": "2026-12-03T10:00:00Z",
-        "data": {"id": f"{client}-c{n}", "number": str(1000 + n), "name": f"Customer {n}"},
-    }
 
 
 @asynccontextmanager
@@ -87,7 +77,7 @@ async def rig(
 
 def workload() -> list[OutgoingMessage]:
     return [
-        OutgoingMessage(json.dumps(envelope(c, n)).encode(), f"t-{c}-{n}", c)
+        OutgoingMessage(json.dumps(envelope_of(n, c)).encode(), f"t-{c}-{n}", c)
         for n in range(PER_CLIENT)
         for c in CLIENTS
     ]
