@@ -1,4 +1,4 @@
-"""Durations as operators write them: ``90d``, ``12h``, ``30m``, ``45s`` (no SQLAlchemy here: the
+"""Durations as operators write them: ``90d``, ``12h``, ``30m``, ``45s``, ``2w`` (no SQLAlchemy here: the
 settings read them too)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([dhms])\s*$", re.IGNORECASE)
-_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_DURATION = re.compile(r"^\s*(\d+)\s*([wdhms])\s*$", re.IGNORECASE)
+_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
 
 class BadDuration(ValueError):
@@ -15,11 +15,11 @@ class BadDuration(ValueError):
 
 
 def parse_duration(text: str) -> dt.timedelta:
-    """``90d`` → 90 days; a number with one unit (d, h, m, s), more than zero."""
+    """``90d`` → 90 days; a number with one unit (w, d, h, m, s), more than zero."""
     found = _DURATION.match(text)
     if found is None or int(found.group(1)) == 0:
         raise BadDuration(
-            f"must be a duration like 90d, 12h or 30m (a number above 0 and d, h, m or s), not {text!r}"
+            f"must be a duration like 90d, 12h or 30m (a number above 0 and w, d, h, m or s), not {text!r}"
         )
     amount, unit = int(found.group(1)), found.group(2).lower()
     try:

@@ -158,7 +158,7 @@ def test_durations(text: str, expected: dt.timedelta) -> None:
     assert format_duration(expected) == text
 
 
-@pytest.mark.parametrize("text", ["", "90", "d", "0d", "-1d", "1.5d", "90 days", "1y"])
+@pytest.mark.parametrize("text", ["", "90", "d", "0d", "-1d", "1.5d", "90 days", "1y", "99999999999w"])
 def test_bad_durations_are_refused(text: str) -> None:
-    with pytest.raises(BadDuration, match="like 90d, 12h or 30m"):
+    with pytest.raises(BadDuration, match="duration"):
         parse_duration(text)
