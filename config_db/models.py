@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UnicodeText,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -78,6 +79,12 @@ class ProviderConnection(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+def _where_set(column: str) -> dict[str, Any]:
+    """A partial index's condition, on every dialect: only the rows where ``column`` is set."""
+    condition = text(f"{column} IS NOT NULL")
+    return {f"{dialect}_where": condition for dialect in ("postgresql", "sqlite", "mssql")}
+
+
 class SyncLogEntry(Base):
     """Append-only journal of everything the worker did, per message and per record."""
 
@@ -85,6 +92,11 @@ class SyncLogEntry(Base):
     __table_args__ = (
         Index("ix_sync_log_message", "message_id", "client_id", "id"),
         Index("ix_sync_log_client_at", "client_id", "id"),
+        # The console's record timeline and search (migration 0008): a record's rows by its CW id or
+        # by its ERP id, without walking the client's rows. Partial: a pending outbound row has no
+        # external id, a webhook of a record not linked yet no CW id.
+        Index("ix_sync_log_record", "client_id", "cw_id", **_where_set("cw_id")),
+        Index("ix_sync_log_external", "client_id", "external_id", **_where_set("external_id")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
