@@ -162,3 +162,17 @@ def test_durations(text: str, expected: dt.timedelta) -> None:
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(BadDuration, match="duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("90d", dt.timedelta(days=90)), ("12h", dt.timedelta(hours=12)), ("off", None), ("", None)],
+)
+def test_the_retention_setting(monkeypatch: pytest.MonkeyPatch, value: str, expected: object) -> None:
+    from worker.settings import load_settings
+
+    monkeypatch.setenv("CWI_ENV_FILE", "")
+    monkeypatch.setenv("CWI_SYNCLOG_RETENTION", value)
+    assert load_settings().synclog_retention == expected
+    monkeypatch.delenv("CWI_SYNCLOG_RETENTION")
+    assert load_settings().synclog_retention is None, "off by default"
