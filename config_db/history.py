@@ -33,15 +33,18 @@ def _rows(db: Connection, query: Any) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in db.execute(query)]
 
 
-def record_links(db: Connection, client_id: str, entity: str, cw_id: str) -> list[dict[str, Any]]:
-    """The record's current link in each provider it was written to."""
+def record_links(
+    db: Connection, client_id: str, entity: str, cw_id: str, providers: Collection[str] = ()
+) -> list[dict[str, Any]]:
+    """The record's current link in each provider it was written to. ``providers``: the kinds it
+    can be (every registered one), so that the primary key (client, provider, entity, CW id) is
+    sought once per kind instead of walking the client's links (42 ms for a client with 200,000)."""
     c = links.c
-    return _rows(
-        db,
-        select(c.provider, c.external_id, c.version, c.deleted, c.updated_at, c.cw_sequence, c.cw_at).where(
-            c.client_id == client_id, c.entity == entity, c.cw_id == cw_id
-        ),
-    )
+    fields = (c.provider, c.external_id, c.version, c.deleted, c.updated_at, c.cw_sequence, c.cw_at)
+    query = select(*fields).where(c.client_id == client_id, c.entity == entity, c.cw_id == cw_id)
+    if providers:
+        query = query.where(c.provider.in_(sorted(providers)))
+    return _rows(db, query)
 
 
 def record_entries(

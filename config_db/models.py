@@ -2,54 +2,57 @@
 
 Portable across SQLite, PostgreSQL and SQL Server: every indexed string has a length, JSON is
 stored through SQLAlchemy's JSON type, and bus timestamps are epoch milliseconds so that lock and
-visibility comparisons are plain integer comparisons on every dialect.
+visibility comparisons are plain integer comparisons on every dialect. The local bus's table
+(``models_bus``) and the leases' and echo marks' (``models_marks``) live in their own modules and are
+re-exported here: ``from config_db.models import X`` works for every model.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
     String,
-    Table,
     Text,
     UnicodeText,
+    text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column
 
+from config_db.models_base import Base, UtcDateTime, table_of, utcnow
+from config_db.models_bus import BusMessage
+from config_db.models_marks import EchoMark, RecordLease
 
-class UtcDateTime(TypeDecorator[dt.datetime]):
-    """Stores naive UTC, returns aware UTC: the same on every dialect."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(dt.UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        return None if value is None else value.replace(tzinfo=dt.UTC)
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class Base(DeclarativeBase):
-    pass
+__all__ = [
+    "TABLES",
+    "Base",
+    "BusMessage",
+    "Client",
+    "EchoMark",
+    "InboxEntry",
+    "ProviderConnection",
+    "ProviderDefinition",
+    "ReconcileAnchor",
+    "ReconcileRun",
+    "RecordLease",
+    "RecordLink",
+    "RecordValue",
+    "Subscription",
+    "SyncLogEntry",
+    "UtcDateTime",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookReceipt",
+    "table_of",
+    "utcnow",
+]
 
 
 class Client(Base):
@@ -76,6 +79,12 @@ class ProviderConnection(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+def _where_set(column: str) -> dict[str, Any]:
+    """A partial index's condition, on every dialect: only the rows where ``column`` is set."""
+    condition = text(f"{column} IS NOT NULL")
+    return {f"{dialect}_where": condition for dialect in ("postgresql", "sqlite", "mssql")}
+
+
 class SyncLogEntry(Base):
     """Append-only journal of everything the worker did, per message and per record."""
 
@@ -83,6 +92,11 @@ class SyncLogEntry(Base):
     __table_args__ = (
         Index("ix_sync_log_message", "message_id", "client_id", "id"),
         Index("ix_sync_log_client_at", "client_id", "id"),
+        # The console's record timeline and search (migration 0008): a record's rows by its CW id or
+        # by its ERP id, without walking the client's rows. Partial: a pending outbound row has no
+        # external id, a webhook of a record not linked yet no CW id.
+        Index("ix_sync_log_record", "client_id", "cw_id", **_where_set("cw_id")),
+        Index("ix_sync_log_external", "client_id", "external_id", **_where_set("external_id")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -140,46 +154,6 @@ class InboxEntry(Base):
     finished_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class BusMessage(Base):
-    """The local bus: one row per message, in the active queue or dead-lettered.
-
-    Times are epoch milliseconds. A completed message is deleted. ``session_id`` (the client id)
-    orders a client's messages: one at a time, in ``seq`` order.
-    """
-
-    __tablename__ = "bus_messages"
-    __table_args__ = (
-        Index("ix_bus_ready", "queue", "state", "visible_at", "seq"),
-        Index("ix_bus_session", "queue", "session_id", "state", "seq"),
-        # "is any message of this session locked?" is a seek instead of a walk of the session.
-        Index("ix_bus_session_lock", "queue", "session_id", "locked_until"),
-    )
-
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    queue: Mapped[str] = mapped_column(String(64))
-    message_id: Mapped[str] = mapped_column(String(128), unique=True)
-    session_id: Mapped[str | None] = mapped_column(String(64))
-    body: Mapped[str] = mapped_column(UnicodeText)
-    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    state: Mapped[str] = mapped_column(String(16), default="active")
-    enqueued_at: Mapped[int] = mapped_column(BigInteger)
-    visible_at: Mapped[int] = mapped_column(BigInteger)
-    locked_until: Mapped[int | None] = mapped_column(BigInteger)
-    lock_token: Mapped[str | None] = mapped_column(String(36))
-    delivery_count: Mapped[int] = mapped_column(Integer, default=0)
-    dead_letter_reason: Mapped[str | None] = mapped_column(String(64))
-    dead_letter_description: Mapped[str | None] = mapped_column(UnicodeText)
-    dead_lettered_at: Mapped[int | None] = mapped_column(BigInteger)
-
-
-TABLES = Base.metadata.sorted_tables
-
-
-def table_of(model: type[Base]) -> Table:
-    """The Core table of a model (``__table__`` is typed too loosely for insert/update)."""
-    return cast(Table, model.__table__)
-
-
 class WebhookEndpoint(Base):
     """A connection's webhook URL token, stored as its SHA-256: the token is shown once, at creation."""
 
@@ -201,50 +175,6 @@ class WebhookReceipt(Base):
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     delivery_key: Mapped[str] = mapped_column(String(255), primary_key=True)
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
-
-
-class RecordLease(Base):
-    """Who is working on a record right now: one message at a time per record, across processes.
-
-    ``side`` says what ``record_key`` is: ``cw`` (a CW id) or ``erp`` (an ERP's external id, for a
-    change about a record not linked yet). ``holder`` is the transport message id: a redelivery of
-    the same message (its earlier holder lost the lock) takes the lease over at once. The row exists
-    only while the lease is held; ``until`` (epoch ms) bounds a holder that died.
-    """
-
-    __tablename__ = "record_leases"
-
-    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
-    entity: Mapped[str] = mapped_column(String(32), primary_key=True)
-    side: Mapped[str] = mapped_column(String(3), primary_key=True)
-    record_key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(128))
-    owner: Mapped[str] = mapped_column(String(36))
-    until: Mapped[int] = mapped_column(BigInteger)
-
-
-class EchoMark(Base):
-    """Something we wrote, remembered for a window so that its echo is recognised.
-
-    ``side`` ``erp``: a version or content hash we wrote to (or applied from) the ERP record
-    ``record_key`` (its external id), or a ``tombstone`` of our own delete. ``side`` ``cw``: the
-    ``fingerprint`` of CW fields our inbound write put into CW record ``record_key`` (its CW id);
-    consumed when its CW event comes back.
-    """
-
-    __tablename__ = "echo_marks"
-    __table_args__ = (Index("ix_echo_marks_record", "client_id", "provider", "entity", "side", "record_key"),)
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    client_id: Mapped[str] = mapped_column(String(64))
-    provider: Mapped[str] = mapped_column(String(32))
-    entity: Mapped[str] = mapped_column(String(32))
-    side: Mapped[str] = mapped_column(String(3))
-    record_key: Mapped[str] = mapped_column(String(255))
-    kind: Mapped[str] = mapped_column(String(16))
-    value: Mapped[str] = mapped_column(String(64))
-    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 
 class ProviderDefinition(Base):
@@ -396,3 +326,6 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(UnicodeText, nullable=True)
     response_excerpt: Mapped[str | None] = mapped_column(UnicodeText, nullable=True)
     latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+TABLES = Base.metadata.sorted_tables

@@ -46,8 +46,8 @@ class App:
     _sender: Sender | None = field(default=None, repr=False)
 
     def worker(self, *, concurrency: int | None = None) -> Worker:
+        from worker.housekeeping import keep_house
         from worker.messaging.dispatch import Dispatcher
-        from worker.messaging.journal import prune_echo_marks
         from worker.messaging.retry import RetryPolicy
         from worker.messaging.runner import Handler, Worker
         from worker.operators.values import ValueRecorder
@@ -85,7 +85,7 @@ class App:
         return Worker(
             self.bus,
             handler,
-            housekeeping=lambda: prune_echo_marks(self.db, window),
+            housekeeping=lambda: keep_house(self.db, window, self.settings.synclog_retention),
             concurrency=calls,
             prefetch=prefetch,
             shutdown_grace_s=self.settings.shutdown_grace_s,

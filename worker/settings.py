@@ -6,6 +6,7 @@ The environment wins over the file. The file is ``.env`` in the working director
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from typing import Annotated, Literal, Self
 
@@ -17,6 +18,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from config_db.durations import parse_duration
 
 ENV_FILE_VARIABLE = "CWI_ENV_FILE"
 
@@ -61,6 +64,9 @@ class Settings(_CwiSettings):
     """How long a running worker waits out a database outage before it exits (unset: for ever)."""
     echo_window_s: Annotated[float, Field(gt=0)] = 86400.0
     """How long every version, hash and fingerprint we wrote is remembered to recognise its echo."""
+    synclog_retention: dt.timedelta | None = None
+    """``90d``, ``12h``, ``30m``: `cwi run`'s housekeeping deletes older sync-log entries (what the worker
+    still needs is kept; ``cwi synclog prune``). Unset or ``off``: the sync log is kept for ever."""
     record_lease_s: Annotated[float | None, Field(gt=0)] = None
     """How long a record stays leased by a worker that died holding it (default: twice the lock
     duration, at least 120 s); a redelivery of the same message takes the lease over at once."""
@@ -129,6 +135,15 @@ class Settings(_CwiSettings):
         if isinstance(value, str) and value.strip().lower() in ("", "off", "none", "false"):
             return None
         return value
+
+    @field_validator("synclog_retention", mode="before")
+    @classmethod
+    def _retention(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if value.strip().lower() in ("", "off", "none", "false", "0"):
+            return None
+        return parse_duration(value)
 
     @field_validator("tracing", mode="before")
     @classmethod

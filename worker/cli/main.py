@@ -53,7 +53,7 @@ COMMANDS: Mapping[str, Lazy] = {
         OPERATING,
     ),
     "synclog": Lazy(
-        "worker.cli.messages:synclog",
+        "worker.cli.synclog:app",
         "The synchronization log, oldest first among the newest LIMIT entries.",
         OPERATING,
     ),

@@ -1,4 +1,4 @@
-"""The message commands: send, run, status, synclog, preview."""
+"""The message commands: send, run, status, preview (``cwi synclog`` is ``worker/cli/synclog.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import signal
 import sys
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -202,36 +201,6 @@ def _print_operator_status(data: dict[str, object]) -> None:
                 row["last_failure"] or "",
             )
         console.print(last)
-
-
-def synclog(
-    client: Annotated[str | None, typer.Option(help="Only this client")] = None,
-    message: Annotated[str | None, typer.Option(help="Only this envelope id")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Newest N entries")] = 50,
-    json_out: Annotated[bool, typer.Option("--json", help="JSON lines, one entry each")] = False,
-) -> None:
-    """The synchronization log, oldest first among the newest LIMIT entries."""
-    s = settings()
-    require_migrated(s)
-    with database(s) as db:
-        rows = db.run_sync(partial(sync_log.entries, client_id=client, message_id=message, limit=limit))
-    rows.reverse()
-    if json_out:
-        for row in rows:
-            row["at"] = row["at"].isoformat() if row["at"] is not None else None  # type: ignore[attr-defined]
-            print(json.dumps(row))
-        return
-    table = Table(
-        "at", "message", "client", "provider", "dir", "entity", "cw id", "external id", "action", "detail"
-    )
-    for row in rows:
-        at = row["at"]
-        table.add_row(
-            at.strftime("%Y-%m-%d %H:%M:%S") if at else "",  # type: ignore[attr-defined]
-            *(str(row[k] or "") for k in ("message_id", "client_id", "provider", "direction", "entity")),
-            *(str(row[k] or "") for k in ("cw_id", "external_id", "action", "detail")),
-        )
-    console.print(table)
 
 
 def preview(

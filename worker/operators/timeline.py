@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from config_db import history, values
+from providers.registry import KINDS as PROVIDER_KINDS
 from worker.db import Database
 from worker.logging import REDACTED, redactor
 from worker.operators.dlq import DeadLetterOperations
@@ -89,7 +90,7 @@ class Timeline:
         ]
 
         def read(conn: Connection) -> dict[str, Any]:
-            links = history.record_links(conn, client_id, entity, cw_id)
+            links = history.record_links(conn, client_id, entity, cw_id, PROVIDER_KINDS)
             external = {str(x["external_id"]) for x in links if x["external_id"]}
             ids = {x.envelope_id for x in letters if x.envelope_id}
             rows = history.record_entries(conn, client_id, entity, cw_id, external, ids)

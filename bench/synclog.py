@@ -1,0 +1,483 @@
+"""Benchmark: the sync log at ten million rows (PostgreSQL). Generates the rows, then measures the
+per-message lookups the worker makes, ``cwi synclog --client`` and the console's record timeline.
+
+    .venv/bin/python bench/synclog.py [--rows 10000000] [--clients 200] [--days 180] [--samples 3000]
+                                      [--url postgresql+psycopg://postgres@127.0.0.1:5432/cwi_bench_synclog]
+                                      [--regenerate] [--explain] [--prune 90d]
+
+The database is created and migrated if absent, and the rows generated once (``--regenerate`` drops
+them and starts again); the data: ``rows / 2.11`` messages over ``--days`` days, a record every four
+messages, clients skewed (the biggest has ~17 % of the messages); per message the rows the worker
+writes (``pending`` + outcome; 5 % with a retry, 0.5 % dead-lettered, 15 % inbound), its inbox row
+(unless dead-lettered), a record link per record and echo marks for the last day's writes. Loaded
+with ``INSERT … SELECT generate_series`` with the tables' indexes dropped, then rebuilt and analysed.
+
+Each lookup is timed as the worker runs it (the same prepared statement, SQLAlchemy over psycopg,
+one connection): p50/p99 in milliseconds over ``--samples`` random keys, lookups interleaved.
+``--prune 90d`` also times ``cwi synclog prune`` in-process (every batch: the longest a worker
+waits behind it) and the lookups again afterwards (it deletes rows: generate again after it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.schema import CreateIndex
+
+from config_db import history, inbox, marks, sync_log
+from config_db.database import make_engine
+from config_db.migrate import upgrade
+from config_db.models import Base
+from providers.registry import KINDS
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/cwi_bench_synclog"
+ROOT = Path(__file__).resolve().parents[1]
+LOADED = ("sync_log", "inbox", "record_links", "echo_marks")
+ROWS_PER_MESSAGE = 2.11
+
+_MESSAGES = """
+CREATE UNLOGGED TABLE bench_messages AS
+SELECT m, r, 'client-' || lpad(c::text, 3, '0') AS client_id, md5('m' || m)::uuid::text AS message_id,
+       (ARRAY['customer','supplier','project','invoice'])[1 + r % 4] AS entity,
+       md5('r' || r)::uuid::text AS cw_id, (100000 + r)::text AS external_id,
+       CASE WHEN h < 30 THEN 'echo' WHEN h < 150 THEN 'in' WHEN h < 200 THEN 'retry'
+            WHEN h < 205 THEN 'dead' ELSE 'out' END AS kind,
+       :t0 + (m::float8 / :m_count) * (:t1 - :t0) AS at
+FROM (
+  SELECT m, r, floor(:clients * power(((r * 2654435761) % 1000003) / 1000003.0, 3))::int AS c,
+         (m * 40503) % 1000 AS h
+  FROM (SELECT m, ((m - 1) % :r_count) + 1 AS r FROM generate_series(1::bigint, :m_count) AS m) AS g
+) AS x
+"""
+
+_STEPS = """
+INSERT INTO sync_log (at, message_id, client_id, provider, direction, entity, cw_id, external_id,
+                      action, version, content_hash, detail)
+SELECT b.at + (s.step * interval '40 milliseconds'), b.message_id, b.client_id, 'generic_rest',
+       CASE WHEN b.kind IN ('in', 'echo') THEN 'inbound' ELSE 'outbound' END, b.entity, b.cw_id,
+       CASE WHEN s.action = 'pending' AND b.kind NOT IN ('in', 'echo') THEN NULL ELSE b.external_id END,
+       s.action,
+       CASE WHEN s.action IN ('created', 'updated', 'inbound') THEN b.m::text END,
+       CASE WHEN s.action IN ('created', 'updated', 'inbound') THEN md5(b.m::text) END,
+       CASE s.action WHEN 'retry' THEN 'HTTP 503 from the ERP: Service Unavailable'
+                     WHEN 'failed' THEN 'HTTP 422 from the ERP: the customer''s VAT number is invalid'
+                     WHEN 'echo_ignored' THEN 'the ERP change we wrote ourselves' END
+FROM bench_messages AS b
+CROSS JOIN LATERAL unnest(CASE b.kind
+    WHEN 'in' THEN ARRAY['pending', 'inbound']
+    WHEN 'echo' THEN ARRAY['pending', 'echo_ignored']
+    WHEN 'retry' THEN ARRAY['pending', 'retry', 'pending',
+                            CASE WHEN b.m <= :r_count THEN 'created' ELSE 'updated' END]
+    WHEN 'dead' THEN ARRAY['pending', 'retry', 'pending', 'failed']
+    ELSE ARRAY['pending', CASE WHEN b.m <= :r_count THEN 'created' ELSE 'updated' END] END)
+  WITH ORDINALITY AS s(action, step)
+ORDER BY b.m, s.step
+"""
+
+_INBOX = """
+INSERT INTO inbox (client_id, message_id, outcome, finished_at)
+SELECT client_id, message_id,
+       CASE kind WHEN 'in' THEN 'inbound' WHEN 'echo' THEN 'echo_ignored'
+                 ELSE CASE WHEN m <= :r_count THEN 'created' ELSE 'updated' END END,
+       at + interval '100 milliseconds'
+FROM bench_messages WHERE kind <> 'dead'
+"""
+
+_LINKS = """
+INSERT INTO record_links (client_id, provider, entity, cw_id, external_id, version, content_hash, deleted,
+                          updated_at, cw_fingerprint, cw_sequence, cw_at)
+SELECT b.client_id, 'generic_rest', b.entity, b.cw_id, b.external_id, b.m::text, md5(b.m::text), false,
+       b.at, NULL, NULL, b.at
+FROM bench_messages AS b WHERE b.m > :m_count - :r_count
+"""
+
+_MARKS = """
+INSERT INTO echo_marks (client_id, provider, entity, side, record_key, kind, value, at)
+SELECT b.client_id, 'generic_rest', b.entity, 'erp', b.external_id, k.kind,
+       CASE k.kind WHEN 'version' THEN b.m::text ELSE md5(b.m::text) END, b.at
+FROM bench_messages AS b CROSS JOIN (VALUES ('version'), ('hash')) AS k(kind)
+WHERE b.at > :t1 - interval '1 day' AND b.kind IN ('out', 'retry')
+"""
+
+
+def _admin_engine(url: str) -> tuple[Engine, str]:
+    base, _, name = url.rpartition("/")
+    return create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT"), name
+
+
+def ensure_database(url: str) -> Engine:
+    admin, name = _admin_engine(url)
+    with admin.connect() as conn:
+        if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is None:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    engine = make_engine(url, pool_size=2)
+    started = time.perf_counter()
+    upgrade(engine)  # on a loaded database: the new migrations' index builds
+    _say(f"migrated in {time.perf_counter() - started:.1f} s")
+    return engine
+
+
+def _say(what: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
+
+
+def generate(engine: Engine, rows: int, clients: int, days: int) -> dict[str, Any]:
+    m_count = int(rows / ROWS_PER_MESSAGE)
+    r_count = max(1, m_count // 4)
+    t1 = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    t0 = t1 - dt.timedelta(days=days)
+    params = {"m_count": m_count, "r_count": r_count, "clients": clients, "t0": t0, "t1": t1}
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS bench_messages")
+        conn.exec_driver_sql(f"TRUNCATE {', '.join(LOADED)} RESTART IDENTITY")
+        # Load without the indexes (rebuilt after, as a bulk load does), primary keys included.
+        for table in LOADED:
+            conn.exec_driver_sql(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {table}_pkey")
+            for index in Base.metadata.tables[table].indexes:
+                conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{index.name}"')
+    steps = [("messages", _MESSAGES), ("sync_log", _STEPS), ("inbox", _INBOX), ("links", _LINKS)]
+    steps.append(("echo marks", _MARKS))
+    for what, sql in steps:
+        _say(f"generating {what}")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
+            conn.execute(text(sql), params)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE bench_messages ADD PRIMARY KEY (m)")
+    build_indexes(engine)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE")
+    counts = table_counts(engine)
+    return {"seconds": round(time.perf_counter() - started, 1), **counts, "messages": m_count}
+
+
+def build_indexes(engine: Engine) -> list[str]:
+    """The loaded tables' primary keys and indexes (the models', which are the migrations'), where
+    missing: after a bulk load, or a load interrupted before it rebuilt them."""
+    built = []
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET maintenance_work_mem = '512MB'")
+        present = set(conn.exec_driver_sql("SELECT indexname FROM pg_indexes").scalars())
+        for name in LOADED:
+            table = Base.metadata.tables[name]
+            if f"{name}_pkey" not in present:
+                _say(f"building {name}_pkey")
+                columns = ", ".join(c.name for c in table.primary_key.columns)
+                conn.exec_driver_sql(f"ALTER TABLE {name} ADD CONSTRAINT {name}_pkey PRIMARY KEY ({columns})")
+                built.append(f"{name}_pkey")
+            for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                if index.name not in present:
+                    _say(f"building {index.name}")
+                    conn.execute(CreateIndex(index))
+                    built.append(str(index.name))
+    if built:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
+    return built
+
+
+def table_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: int(conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() or 0) for t in LOADED}
+
+
+def _ms(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return {"p50_ms": round(statistics.median(ordered), 3), "p99_ms": round(p99, 3), "n": len(ordered)}
+
+
+def _keys(conn: Connection, samples: int) -> list[Any]:
+    top = int(conn.exec_driver_sql("SELECT max(m) FROM bench_messages").scalar() or 0)
+    picks = random.sample(range(1, top + 1), min(samples, top))
+    query = text("SELECT * FROM bench_messages WHERE m = ANY(:ms)")
+    return list(conn.execute(query, {"ms": picks}).all())
+
+
+def lookups(engine: Engine, samples: int, server_samples: int = 300) -> dict[str, Any]:
+    """Each statement the worker runs per message, for existing keys and (inbox, intent) new ones."""
+    timed: dict[str, list[float]] = {}
+    with engine.connect() as conn:
+        keys = _keys(conn, samples)
+        cold = _keys(conn, server_samples)  # others than those timed: not in the cache yet
+
+        def state(k: Any, new: bool) -> dict[str, Any]:
+            mid = f"new-{k.m}" if new else k.message_id
+            return {
+                "client_id": k.client_id,
+                "message_id": mid,
+                "k_client_id": k.client_id,
+                "k_provider": "generic_rest",
+                "k_entity": k.entity,
+                "k_cw_id": k.cw_id,
+            }
+
+        erp = "erp"
+        runs: list[tuple[str, Any, Callable[[Any], dict[str, Any]]]] = [
+            (
+                "inbox (seen)",
+                inbox.Q_FINISHED,
+                lambda k: {"client_id": k.client_id, "message_id": k.message_id},
+            ),
+            ("inbox (new)", inbox.Q_FINISHED, lambda k: {"client_id": k.client_id, "message_id": f"n{k.m}"}),
+            (
+                "intent (seen)",
+                sync_log.Q_LAST_ACTION,
+                lambda k: {"client_id": k.client_id, "message_id": k.message_id},
+            ),
+            (
+                "intent (new)",
+                sync_log.Q_LAST_ACTION,
+                lambda k: {"client_id": k.client_id, "message_id": f"n{k.m}"},
+            ),
+            ("link", sync_log.Q_LINK, lambda k: state(k, False)),
+            (
+                "link by external id",
+                sync_log.Q_LINK_BY_EXTERNAL,
+                lambda k: {
+                    "client_id": k.client_id,
+                    "provider": "generic_rest",
+                    "entity": k.entity,
+                    "external_id": k.external_id,
+                },
+            ),
+            (
+                "echo marks",
+                marks.Q_MARKS,
+                lambda k: marks.RecordRef(k.client_id, "generic_rest", k.entity, erp, k.external_id).params(),
+            ),
+            ("message state (new message)", sync_log.Q_MESSAGE_STATE, lambda k: state(k, True)),
+            ("message state (redelivery)", sync_log.Q_MESSAGE_STATE, lambda k: state(k, False)),
+        ]
+        for name, stmt, params in runs:  # warm: the statement cache, the connection
+            conn.execute(stmt, params(keys[0])).all()
+            timed[name] = []
+        for k in keys:
+            for name, stmt, params in runs:
+                p = params(k)
+                start = time.perf_counter_ns()
+                conn.execute(stmt, p).all()
+                timed[name].append((time.perf_counter_ns() - start) / 1e6)
+        # The server's execution time (EXPLAIN ANALYZE), apart from the round trip and this client's
+        # scheduling: on a shared machine the p99 above is mostly waiting for a CPU.
+        server: dict[str, list[float]] = {name: [] for name, _, _ in runs}
+        for k in cold:
+            for name, stmt, params in runs:
+                sql = stmt.params(**params(k)).compile(engine, compile_kwargs={"literal_binds": True})
+                plan = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}").scalar()
+                server[name].append(float(plan[0]["Execution Time"]))  # planning apart: psycopg
+                # prepares a statement run five times, as the worker's are
+        conn.rollback()
+    return {
+        name: {**_ms(values), "server": _ms(server[name]) if server[name] else None}
+        for name, values in timed.items()
+    }
+
+
+def _biggest_clients(conn: Connection) -> list[str]:
+    rows = conn.exec_driver_sql(
+        "SELECT client_id FROM bench_messages GROUP BY client_id ORDER BY count(*) DESC"
+    ).scalars()
+    ordered = list(rows)
+    return [ordered[0], ordered[len(ordered) // 2]]
+
+
+def _time(work: Callable[[], object], repeat: int) -> dict[str, float]:
+    work()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter_ns()
+        work()
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    return _ms(samples)
+
+
+def operators(engine: Engine, url: str, repeat: int) -> dict[str, Any]:
+    """``cwi synclog --client`` (its query in-process, and the command end to end) and the record timeline."""
+    found: dict[str, Any] = {}
+    with engine.connect() as conn:
+        big, middle = _biggest_clients(conn)
+        record = conn.execute(
+            text(
+                "SELECT client_id, entity, cw_id FROM bench_messages "
+                "WHERE client_id = :c ORDER BY m DESC LIMIT 1"
+            ),
+            {"c": big},
+        ).one()
+        for label, client in (("biggest client", big), ("median client", middle)):
+            found[f"synclog --client ({label}) query"] = _time(
+                lambda c=client: sync_log.entries(conn, client_id=c, limit=50), repeat
+            )
+        message = record_message(conn, record)
+        found["synclog --message query"] = _time(
+            lambda: sync_log.entries(conn, message_id=message, limit=50), repeat
+        )
+    env = {**os.environ, "CWI_DATABASE_URL": url, "CWI_ENV_FILE": ""}
+    cwi = [str(ROOT / ".venv/bin/cwi"), "synclog", "--client", big, "--json"]
+    found["cwi synclog --client (biggest) command, wall"] = _time(
+        lambda: subprocess.run(cwi, env=env, check=True, capture_output=True), max(3, repeat // 5)
+    )
+    found["cwi --version (the interpreter and the CLI's start, for comparison)"] = _time(
+        lambda: subprocess.run([cwi[0], "--version"], env=env, check=True, capture_output=True),
+        max(3, repeat // 5),
+    )
+    found["record timeline (biggest client's busiest record)"] = _time(
+        lambda: asyncio.run(_timeline(url, record)), max(3, repeat // 5)
+    )
+    found["record timeline reads (in-process)"] = _time(lambda: _timeline_reads(engine, record), repeat)
+    return found
+
+
+def record_message(conn: Connection, record: Any) -> str:
+    query = text("SELECT message_id FROM bench_messages WHERE cw_id = :c ORDER BY m DESC LIMIT 1")
+    return str(conn.execute(query, {"c": record.cw_id}).scalar())
+
+
+def _timeline_reads(engine: Engine, record: Any) -> None:
+    with engine.connect() as conn:
+        links = history.record_links(conn, record.client_id, record.entity, record.cw_id, KINDS)
+        external = {str(x["external_id"]) for x in links if x["external_id"]}
+        history.record_entries(conn, record.client_id, record.entity, record.cw_id, external, ())
+
+
+async def _timeline(url: str, record: Any) -> None:
+    """What the console's record page does: the dead letters, the links, the entries, the values."""
+    from worker.bootstrap import open_app
+    from worker.operators.dlq import DeadLetterOperations
+    from worker.operators.timeline import Timeline
+    from worker.settings import Settings
+
+    async with open_app(Settings(database_url=url, metrics_port=None)) as app:
+        await Timeline(app.db, DeadLetterOperations(app.db, app.bus)).life(
+            record.client_id, record.entity, record.cw_id
+        )
+
+
+def explain(engine: Engine) -> dict[str, str]:
+    """The plan of each operator query (EXPLAIN ANALYZE), first lines."""
+    plans = {}
+    with engine.connect() as conn:
+        big, _ = _biggest_clients(conn)
+        record = conn.execute(
+            text(
+                "SELECT client_id, entity, cw_id, external_id FROM bench_messages "
+                "WHERE client_id = :c ORDER BY m DESC LIMIT 1"
+            ),
+            {"c": big},
+        ).one()
+        c = sync_log.log.c
+        own = (c.entity == record.entity) & (c.cw_id == record.cw_id)
+        ext = (c.entity == record.entity) & c.external_id.in_([record.external_id])
+        from sqlalchemy import or_, select
+
+        queries = {
+            "synclog --client": sync_log.q_entries(big, None, 50),
+            "record entries (ids)": select(c.message_id).where(
+                c.client_id == record.client_id, or_(own, ext), c.message_id.is_not(None)
+            ),
+        }
+        for name, query in queries.items():
+            compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
+            lines = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {compiled}").scalars()
+            plans[name] = "\n".join(lines)
+    return plans
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    return {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default=os.environ.get("CWI_BENCH_SYNCLOG_URL", DEFAULT_URL))
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--days", type=int, default=180)
+    parser.add_argument("--samples", type=int, default=3000)
+    parser.add_argument("--repeat", type=int, default=30, help="runs of each operator query")
+    parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--prune", default=None, help="also time `cwi synclog prune --older-than` this")
+    args = parser.parse_args()
+    result: dict[str, Any] = {
+        "benchmark": "synclog",
+        "command": " ".join(["bench/synclog.py", *sys.argv[1:]]),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
+    engine = ensure_database(args.url)
+    counts = table_counts(engine)
+    if args.regenerate or counts["sync_log"] < args.rows * 0.95:
+        result["generated"] = generate(engine, args.rows, args.clients, args.days)
+    result["indexes_built"] = build_indexes(engine)
+    result["rows"] = table_counts(engine)
+    result["lookups"] = lookups(engine, args.samples)
+    result["operators"] = operators(engine, args.url, args.repeat)
+    if args.explain:
+        result["plans"] = explain(engine)
+    if args.prune:
+        result["prune"] = prune(engine, args.prune, args.samples)
+    result["machine"]["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
+    engine.dispose()
+    print(json.dumps(result, indent=1))
+
+
+def prune(engine: Engine, older_than: str, samples: int) -> dict[str, Any]:
+    from config_db import retention
+    from config_db.durations import parse_duration
+
+    def run(work: retention.Work) -> retention.Step:
+        with engine.begin() as conn:
+            return work(conn)
+
+    batches: list[float] = []
+    started = time.perf_counter()
+    pruned = retention.prune(
+        run, parse_duration(older_than), on_batch=lambda _, seconds: batches.append(seconds * 1000)
+    )
+    return {
+        "older_than": older_than,
+        "deleted": pruned.deleted,
+        "kept": pruned.kept,
+        "batches": pruned.batches,
+        "seconds": round(time.perf_counter() - started, 1),
+        "batch": _ms(batches) if batches else None,
+        "rows_after": table_counts(engine),
+        "lookups_after": lookups(engine, samples),
+    }
+
+
+if __name__ == "__main__":
+    main()

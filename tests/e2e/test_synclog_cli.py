@@ -1,0 +1,57 @@
+"""``cwi synclog prune``: the CLI as a user runs it (durations, --dry-run, --json, bad values)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cli import Cli, envelope, jsonl
+
+
+@pytest.fixture
+def cli(migrated_db_url: str) -> Cli:
+    return Cli(migrated_db_url)
+
+
+def test_prune_deletes_old_finished_entries_and_keeps_the_dead_letters(
+    cli: Cli, sandbox_url: str, tmp_path: Path
+) -> None:
+    cli.provision(sandbox_url, "acme")
+    bad = envelope(9, data={"id": "acme-c9", "number": "9", "name": "Bad", "org_number": "123456789"})
+    path = tmp_path / "events.jsonl"
+    path.write_text(jsonl([*(envelope(n) for n in range(3)), bad]))
+    cli.run("send", str(path))
+    cli.run("run", "--until-idle")
+    before = cli.synclog()
+    dead = [e for e in before if e["message_id"] == "acme-e9"]
+    assert [e["action"] for e in dead] == ["pending", "failed"]
+    time.sleep(1.1)  # every entry is now older than 1s
+
+    dry = json.loads(cli.run("synclog", "prune", "--older-than", "1s", "--dry-run", "--json").stdout)
+    assert dry["dry_run"] and dry["deleted"] == 0
+    assert (dry["would_delete"], dry["kept"]) == (len(before) - 2, 2)
+    assert len(cli.synclog()) == len(before)
+    said = cli.run("synclog", "prune", "--older-than", "1s", "--dry-run").stdout
+    assert f"would delete {len(before) - 2} sync-log entries" in said
+
+    done = json.loads(cli.run("synclog", "prune", "--older-than", "1s", "--json", "--batch", "2").stdout)
+    assert (done["deleted"], done["kept"], done["older_than"]) == (len(before) - 2, 2, "1s")
+    assert cli.synclog() == dead, "only the dead letter's entries are left: a replay reads them"
+    assert "deleted 0 sync-log entries" in cli.run("synclog", "prune", "--older-than", "90d").stdout
+
+
+@pytest.mark.parametrize("value", ["soon", "90", "0d", "-5m"])
+def test_a_bad_age_is_one_line_and_exit_2(cli: Cli, value: str) -> None:
+    result = cli.run("synclog", "prune", "--older-than", value, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--older-than" in lines[0] and "90d" in lines[0], result.stderr
+
+
+def test_a_bad_retention_setting_is_named(cli: Cli) -> None:
+    result = cli.run("synclog", check=False, CWI_SYNCLOG_RETENTION="forever")
+    assert result.returncode == 2
+    assert "CWI_SYNCLOG_RETENTION" in result.stderr and "90d" in result.stderr

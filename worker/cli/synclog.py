@@ -1,0 +1,100 @@
+"""``cwi synclog``: read the synchronization log; ``cwi synclog prune``: its retention."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from config_db import sync_log
+from worker.bootstrap import database
+from worker.cli.common import console, fail, require_migrated, settings
+
+app = typer.Typer(
+    help="The synchronization log, oldest first among the newest LIMIT entries.",
+    invoke_without_command=True,
+)
+
+
+@app.callback()
+def synclog(
+    ctx: typer.Context,
+    client: Annotated[str | None, typer.Option(help="Only this client")] = None,
+    message: Annotated[str | None, typer.Option(help="Only this envelope id")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Newest N entries")] = 50,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON lines, one entry each")] = False,
+) -> None:
+    """The synchronization log, oldest first among the newest LIMIT entries.
+
+    `cwi synclog prune --older-than 90d` deletes old entries (see `cwi synclog prune --help`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    s = settings()
+    require_migrated(s)
+    with database(s) as db:
+        rows = db.run_sync(partial(sync_log.entries, client_id=client, message_id=message, limit=limit))
+    rows.reverse()
+    if json_out:
+        for row in rows:
+            row["at"] = row["at"].isoformat() if row["at"] is not None else None  # type: ignore[attr-defined]
+            print(json.dumps(row))
+        return
+    table = Table(
+        "at", "message", "client", "provider", "dir", "entity", "cw id", "external id", "action", "detail"
+    )
+    for row in rows:
+        at = row["at"]
+        table.add_row(
+            at.strftime("%Y-%m-%d %H:%M:%S") if at else "",  # type: ignore[attr-defined]
+            *(str(row[k] or "") for k in ("message_id", "client_id", "provider", "direction", "entity")),
+            *(str(row[k] or "") for k in ("cw_id", "external_id", "action", "detail")),
+        )
+    console.print(table)
+
+
+@app.command("prune")
+def prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Age of the entries to delete: 90d, 12h, 30m, 45s")
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be deleted")] = False,
+    batch: Annotated[int, typer.Option(min=1, max=100_000, help="Entries per transaction")] = 1000,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
+) -> None:
+    """Delete sync-log entries older than the given age, in batches (each a short transaction: a
+    running worker waits at most one batch). Entries of a message that has not finished (in flight,
+    waiting for a retry, dead-lettered) are kept whatever their age: the worker and a replay read
+    them. CWI_SYNCLOG_RETENTION makes `cwi run` do this periodically."""
+    from config_db import retention
+    from config_db.durations import BadDuration, format_duration, parse_duration
+
+    try:
+        window = parse_duration(older_than)
+    except BadDuration as exc:
+        fail(f"--older-than {exc}", 2)
+    s = settings()
+    require_migrated(s)
+    with database(s) as db:
+        done = retention.prune(db.run_sync, window, batch=batch, dry_run=dry_run)
+    result = {
+        "older_than": format_duration(window),
+        "before": done.before.isoformat(),
+        "dry_run": dry_run,
+        "deleted": 0 if dry_run else done.deleted,
+        "would_delete": done.deleted if dry_run else None,
+        "kept": done.kept,
+        "batches": done.batches,
+    }
+    if json_out:
+        print(json.dumps(result))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    console.print(
+        f"{verb} {done.deleted} sync-log entries older than {done.before:%Y-%m-%d %H:%M:%S} UTC; "
+        f"kept {done.kept} older ones still needed (unfinished messages)",
+        markup=False,
+        highlight=False,
+    )
