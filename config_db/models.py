@@ -79,10 +79,14 @@ class ProviderConnection(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+def _where(condition: str) -> dict[str, Any]:
+    """A partial index's condition, on every dialect."""
+    return {f"{dialect}_where": text(condition) for dialect in ("postgresql", "sqlite", "mssql")}
+
+
 def _where_set(column: str) -> dict[str, Any]:
-    """A partial index's condition, on every dialect: only the rows where ``column`` is set."""
-    condition = text(f"{column} IS NOT NULL")
-    return {f"{dialect}_where": condition for dialect in ("postgresql", "sqlite", "mssql")}
+    """A partial index: only the rows where ``column`` is set."""
+    return _where(f"{column} IS NOT NULL")
 
 
 class SyncLogEntry(Base):
@@ -97,6 +101,10 @@ class SyncLogEntry(Base):
         # external id, a webhook of a record not linked yet no CW id.
         Index("ix_sync_log_record", "client_id", "cw_id", **_where_set("cw_id")),
         Index("ix_sync_log_external", "client_id", "external_id", **_where_set("external_id")),
+        # The last failure of each connection (migration 0009) from the few failure rows.
+        Index(
+            "ix_sync_log_failures", "client_id", "provider", "id", **_where("action IN ('failed', 'retry')")
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -112,6 +120,9 @@ class SyncLogEntry(Base):
     version: Mapped[str | None] = mapped_column(String(64))
     content_hash: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(UnicodeText)
+    # On a ``pending`` row: the order key of the CW event being pushed (worker/messaging/order.py).
+    cw_sequence: Mapped[int | None] = mapped_column(BigInteger)
+    cw_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
 class RecordLink(Base):

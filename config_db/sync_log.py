@@ -11,10 +11,22 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Insert, Select, Update, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Executable,
+    Insert,
+    Select,
+    Update,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from config_db.inbox import Q_FINISHED
-from config_db.models import RecordLink, SyncLogEntry, table_of, utcnow
+from config_db.models import ProviderConnection, RecordLink, SyncLogEntry, table_of, utcnow
 from config_db.prepared import Prepared, insert_if_absent
 
 log = table_of(SyncLogEntry)
@@ -40,6 +52,8 @@ class Entry:
     content_hash: str | None = None
     detail: str | None = None
     at: dt.datetime = field(default_factory=utcnow)
+    cw_sequence: int | None = None  # pending rows: the order key of the event being pushed
+    cw_at: dt.datetime | None = None
 
     def row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -257,6 +271,44 @@ def clear_fingerprint(db: Connection, client_id: str, provider: str, entity: str
 SUCCESSES = frozenset({"created", "updated", "deleted", "unchanged", "inbound"})
 
 
+_ATTEMPTS_READ = 50
+
+Q_RECORD_OUTBOUND: Select[Any] = (
+    select(log.c.message_id, log.c.action, log.c.cw_sequence, log.c.cw_at)
+    .where(
+        log.c.client_id == bindparam("client_id"),
+        log.c.cw_id == bindparam("cw_id"),
+        log.c.provider == bindparam("provider"),
+        log.c.entity == bindparam("entity"),
+        log.c.direction == "outbound",
+    )
+    .order_by(log.c.id.desc())
+    .limit(_ATTEMPTS_READ)
+)
+
+
+def open_attempts(
+    db: Connection, client_id: str, provider: str, entity: str, cw_id: str, *, other_than: str
+) -> list[tuple[int | None, dt.datetime | None]]:
+    """The order keys of pushes of this record by other messages whose outcome was never journalled
+    (their worker died in flight): what the ERP holds may be theirs. Read from the record's newest
+    outbound rows (``ix_sync_log_record``); only on the rare path of a lease taken from a holder
+    that ran out."""
+    params = {"client_id": client_id, "cw_id": cw_id, "provider": provider, "entity": entity}
+    seen: set[str] = set()
+    found = []
+    for row in db.execute(Q_RECORD_OUTBOUND, params):
+        if row.message_id in seen:
+            continue
+        seen.add(row.message_id)
+        if row.action == "pending" and row.message_id != other_than:
+            cw_at = row.cw_at
+            if cw_at is not None and cw_at.tzinfo is None:
+                cw_at = cw_at.replace(tzinfo=dt.UTC)
+            found.append((row.cw_sequence, cw_at))
+    return found
+
+
 def latest_id(
     db: Connection, client_id: str | None, message_id: str, *, direction: str, action: str
 ) -> int | None:
@@ -280,25 +332,45 @@ def worked_on_after(db: Connection, client_id: str | None, message_id: str, afte
     return db.execute(query.limit(1)).first() is not None
 
 
+# A retry is a failure too: an ERP refusing connections shows at once, not after the policy. Literal
+# (not bound) so that PostgreSQL matches the partial index ix_sync_log_failures.
+_IS_FAILURE = text("action IN ('failed', 'retry')")
+Q_LAST_FAILURES: Select[Any] = (
+    select(log.c.client_id, log.c.provider, func.max(log.c.id).label("id"))
+    .where(_IS_FAILURE, log.c.client_id.is_not(None))
+    .group_by(log.c.client_id, log.c.provider)
+)
+Q_LAST_SUCCESS: Select[Any] = (
+    select(log.c.at)
+    .where(
+        log.c.client_id == bindparam("client_id"),
+        log.c.provider == bindparam("provider"),
+        log.c.action.in_(sorted(SUCCESSES)),
+    )
+    .order_by(log.c.id.desc())
+    .limit(1)
+)
+
+
 def last_outcomes(db: Connection) -> list[dict[str, object]]:
-    """Per client and provider: when the last success and the last failure were journalled."""
-    is_success = log.c.action.in_(sorted(SUCCESSES))
-    rows = db.execute(
-        select(
-            log.c.client_id,
-            log.c.provider,
-            is_success.label("success"),
-            func.max(log.c.at).label("at"),
+    """Per connection (and per client and provider that failed): when the last success and the last
+    failure were journalled. Failures from their partial index; each last success by walking the
+    client's newest rows back (``ix_sync_log_client_at``) to the first success: never the whole log."""
+    connections = table_of(ProviderConnection)
+    pairs = {
+        (str(r.client_id), str(r.kind))
+        for r in db.execute(select(connections.c.client_id, connections.c.kind))
+    }
+    failures = {(str(r.client_id), str(r.provider or "")): r.id for r in db.execute(Q_LAST_FAILURES)}
+    failed_ids = list(failures.values())
+    failed_at = {r.id: r.at for r in db.execute(select(log.c.id, log.c.at).where(log.c.id.in_(failed_ids)))}
+    out = []
+    for client_id, provider in sorted(pairs | failures.keys()):
+        success = db.execute(Q_LAST_SUCCESS, {"client_id": client_id, "provider": provider}).scalar()
+        failure = failed_at.get(failures.get((client_id, provider), -1))
+        if success is None and failure is None:
+            continue
+        out.append(
+            {"client_id": client_id, "provider": provider, "last_success": success, "last_failure": failure}
         )
-        # A retry is a failure too: an ERP refusing connections shows at once, not after the policy.
-        .where(log.c.client_id.is_not(None), log.c.action.in_(sorted(SUCCESSES | {"failed", "retry"})))
-        .group_by(log.c.client_id, log.c.provider, is_success)
-    ).all()
-    table: dict[tuple[str, str], dict[str, object]] = {}
-    for row in rows:
-        key = (str(row.client_id), str(row.provider or ""))
-        entry = table.setdefault(
-            key, {"client_id": key[0], "provider": key[1], "last_success": None, "last_failure": None}
-        )
-        entry["last_success" if row.success else "last_failure"] = row.at
-    return [table[key] for key in sorted(table)]
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from functools import partial
 from typing import Annotated
@@ -39,8 +40,7 @@ def synclog(
     rows.reverse()
     if json_out:
         for row in rows:
-            row["at"] = row["at"].isoformat() if row["at"] is not None else None  # type: ignore[attr-defined]
-            print(json.dumps(row))
+            print(json.dumps({k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in row.items()}))
         return
     table = Table(
         "at", "message", "client", "provider", "dir", "entity", "cw id", "external id", "action", "detail"

@@ -122,6 +122,9 @@ class OutboundStart:
     detail: str | None = None
     echo_mark: int | None = None
     lease: Lease | None = field(default=None, repr=False)
+    doubt: Link | None = None
+    """Superseded by a push of a newer event left in doubt: the link with its key, kept so that
+    the next older event sees it too (its lease is free by then)."""
     contested: bool = False
     """The lease was taken over (from an earlier delivery of this message whose lock ran out, or a
     holder that died): that one may still journal after we began, so ours must not assume that
@@ -148,11 +151,29 @@ def begin_outbound(
         if echoed is not None:
             why = "the CW event of our own inbound write"
             return OutboundStart(skip="echo_ignored", detail=why, echo_mark=echoed, **known)
-    stale = order.superseded(env, state.link, attempted=state.attempted) if ordered else None
+    link = state.link
+    if ordered and taken == leases.TAKEN_OVER:
+        # The lease ran out on its holder: its push of another event may be in doubt.
+        attempts = sync_log.open_attempts(
+            conn, env.client_id, provider, env.entity.value, env.cw_id, other_than=env.id
+        )
+        link = order.with_attempts(state.link, attempts)
+    stale = order.superseded(env, link, attempted=state.attempted) if ordered else None
     if stale is not None:
-        return OutboundStart(skip="superseded", detail=stale, **known)
+        doubt = link if link != state.link else None
+        return OutboundStart(skip="superseded", detail=stale, doubt=doubt, **known)
     detail = "recovering: an earlier attempt may have reached the ERP" if state.open_intent else None
-    sync_log.record(conn, _entry(env, provider, "outbound", "pending", cw_id=env.cw_id, detail=detail))
+    intent = _entry(
+        env,
+        provider,
+        "outbound",
+        "pending",
+        cw_id=env.cw_id,
+        detail=detail,
+        cw_sequence=env.sequence,
+        cw_at=env.occurred_at,
+    )
+    sync_log.record(conn, intent)
     return OutboundStart(open_intent=state.open_intent, **known)
 
 
@@ -180,6 +201,8 @@ def outbound_skipped(env: Envelope, provider: str, start: OutboundStart) -> Jour
         action = start.skip or ""
         row = _entry(env, provider, "outbound", action, cw_id=env.cw_id, detail=start.detail)
         sync_log.record(conn, row)
+        if start.doubt is not None:
+            sync_log.save_link(conn, env.client_id, provider, env.entity.value, env.cw_id, start.doubt)
         if start.echo_mark is not None:
             marks.consume(conn, start.echo_mark)
             _clear_flag_if_done(conn, env, provider)

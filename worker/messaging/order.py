@@ -11,6 +11,7 @@ never ends with a stale value, and a delete is never undone by an earlier create
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from config_db.sync_log import Link
@@ -81,6 +82,30 @@ def in_doubt(env: Envelope, link: Link | None) -> Link:
         base.cw_fingerprint,
         key.sequence,
         key.at,
+    )
+
+
+def with_attempts(
+    link: Link | None, attempts: Sequence[tuple[int | None, dt.datetime | None]]
+) -> Link | None:
+    """The link as the order rule must see it while pushes of other events of the record are in
+    doubt (their worker died before journalling an outcome): the ERP may hold any of them, so its
+    key is the newest of the link's and theirs. Those messages come back (they were never settled)
+    and are pushed again if newer than what the ERP holds by then."""
+    if not attempts:
+        return link
+    held = held_by(link) or OrderKey(None, None)
+    sequences = [s for s in (held.sequence, *(a[0] for a in attempts)) if s is not None]
+    times = [t for t in (held.at, *(a[1] for a in attempts)) if t is not None]
+    base = link or Link(None, None, None, False)
+    return Link(
+        base.external_id,
+        base.version,
+        base.content_hash,
+        base.deleted,
+        base.cw_fingerprint,
+        max(sequences) if sequences else None,
+        max(times) if times else None,
     )
 
 
