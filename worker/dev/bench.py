@@ -68,7 +68,7 @@ def sandbox_process(token: str, latency_ms: float) -> Iterator[str]:
                 stream.close()
 
 
-def _messages(events: int, n_clients: int) -> list[OutgoingMessage]:
+def messages_for(events: int, n_clients: int) -> list[OutgoingMessage]:
     import random
 
     rng = random.Random(1)
@@ -80,7 +80,10 @@ def _messages(events: int, n_clients: int) -> list[OutgoingMessage]:
     return out
 
 
-async def _run(settings: Settings, base_url: str, token: str, events: int, n_clients: int) -> float:
+async def _run(
+    settings: Settings, base_url: str, token: str, events: int, n_clients: int
+) -> tuple[float, float]:
+    """Seconds to the last settlement, and the CPU seconds this process spent meanwhile."""
     box = SecretBox(settings.secret)
     credentials = box.encrypt({"token": token})
 
@@ -93,21 +96,23 @@ async def _run(settings: Settings, base_url: str, token: str, events: int, n_cli
 
     async with open_app(settings, http=True) as app:
         await app.db.run(provision)
-        await app.bus.publish(_messages(events, n_clients))
+        await app.bus.publish(messages_for(events, n_clients))
         worker = app.worker()
         # Timed to the last settlement: a remote bus's idle probe at the end is not work.
         last_settled = started = time.perf_counter()
+        cpu_started = cpu_settled = time.process_time()
 
         def settled(_: object) -> None:
-            nonlocal last_settled
+            nonlocal last_settled, cpu_settled
             last_settled = time.perf_counter()
+            cpu_settled = time.process_time()
 
         worker.on_settled = settled
         stats = await worker.run(until_idle=True)
-        seconds = last_settled - started
+        seconds, cpu = last_settled - started, cpu_settled - cpu_started
     if stats.counts.get("created", 0) != events:
         raise RuntimeError(f"benchmark run was not clean: {dict(stats.counts)}")
-    return seconds
+    return seconds, cpu
 
 
 def run_bench(
@@ -130,7 +135,7 @@ def run_bench(
     upgrade_database(settings)
     token = secrets.token_urlsafe(16)
     with sandbox_process(token, latency_ms) as base_url:
-        seconds = asyncio.run(_run(settings, base_url, token, events, n_clients))
+        seconds, cpu = asyncio.run(_run(settings, base_url, token, events, n_clients))
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "bus": bus,
@@ -139,5 +144,6 @@ def run_bench(
         "latency_ms": latency_ms,
         "seconds": round(seconds, 3),
         "events_per_s": round(events / seconds, 1),
+        "cpu_ms_per_event": round(cpu * 1000 / events, 3),
         "rss_mb": round(rss_mb, 1),
     }
