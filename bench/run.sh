@@ -67,3 +67,17 @@ if [[ "$which" == peers ]]; then
   .venv/bin/python bench/peers/table.py < "$sitting"
   rm -f "$sitting"
 fi
+# Scale out on PostgreSQL: 1, 2 and 4 worker processes on one database, beside SQLite's one process.
+if [[ "$which" == scale ]]; then
+  pg="${CWI_BENCH_POSTGRES:-postgresql+psycopg://postgres@127.0.0.1:5432/postgres}"
+  echo "load before: $(uptime)" >&2
+  for scenario in "--events ${EVENTS_A:-5000} --concurrency 16" "--events ${EVENTS_B:-3000} --concurrency 64 --latency-ms 100"; do
+    # shellcheck disable=SC2086
+    record "cwi bench $scenario" .venv/bin/cwi bench $scenario
+    for n in 1 2 4; do
+      # shellcheck disable=SC2086
+      record "cwi bench $scenario --database-url POSTGRES --processes $n" .venv/bin/cwi bench $scenario --database-url "$pg" --processes "$n"
+    done
+  done
+  echo "load after: $(uptime)" >&2
+fi
