@@ -119,6 +119,9 @@ class LocalBus:
         self.lock_duration_s = lock_duration_s
         self.idle_probe_s = 0.0  # a local receive sees every ready message at once
         self.journals = True  # settlements commit the message's journal in their own transaction
+        self.exclusive_sessions = True
+        """A session's messages are handed out one at a time, to one receiver (across processes: the
+        head's row lock): with session = client id, a record's messages never run side by side."""
         self.queue = queue
         self.max_delivery_count = max_delivery_count
         self._db = db
