@@ -69,12 +69,11 @@ class OutboundHandler:
         )
         if start is None:
             return retry.busy(delivery, f"the {env.entity.value} {env.cw_id!r}")
-        bound = log.bind(message_id=env.id, client_id=env.client_id, provider=kind, type=env.type)
         if start.finished is not None:
-            bound.info("duplicate", outcome="duplicate")
+            self._said(env, kind, "duplicate", outcome="duplicate")
             return Complete("duplicate", journal.outbound_duplicate(env, kind, start))
         if start.skip is not None:
-            bound.info(start.skip, outcome=start.skip, detail=start.detail)
+            self._said(env, kind, start.skip, outcome=start.skip, detail=start.detail)
             return Complete(start.skip, journal.outbound_skipped(env, kind, start))
         if thin:
             filled = await self._fill(env, kind, delivery, start)
@@ -82,6 +81,10 @@ class OutboundHandler:
                 return filled
             env = filled
         return await self._push(env, delivery, conn.provider, start)
+
+    @staticmethod
+    def _said(env: Envelope, kind: str, event: str, **fields: object) -> None:
+        log.info(event, message_id=env.id, client_id=env.client_id, provider=kind, type=env.type, **fields)
 
     async def _push(
         self, env: Envelope, delivery: Delivery, provider: Provider, start: OutboundStart
