@@ -16,12 +16,24 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Delete, Dialect, Executable, Update, and_, bindparam, delete, or_, update
+from sqlalchemy import (
+    Connection,
+    Delete,
+    Dialect,
+    Executable,
+    Insert,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    or_,
+    update,
+)
 
 from config_db.models import RecordLease, table_of
-from config_db.prepared import insert_if_absent
+from config_db.prepared import Prepared, insert_if_absent
 
 leases = table_of(RecordLease)
 
@@ -85,6 +97,14 @@ def extend_lease() -> Update:
     )
 
 
+@functools.cache
+def _prepared_insert(dialect_name: str) -> Prepared:
+    return Prepared(cast(Insert, insert_lease(dialect_name)))  # an Insert on every dialect
+
+
+_RELEASE = Prepared(release_lease())
+
+
 def statements(dialect: Dialect) -> dict[str, Executable]:
     """Every statement, for the tests that render them per dialect."""
     return {
@@ -106,7 +126,7 @@ def take(conn: Connection, lease: Lease, *, now_ms: int, lease_ms: int) -> str |
     until = now_ms + lease_ms
     row = {name: getattr(lease.key, name) for name in _KEY}
     row.update(holder=lease.holder, owner=lease.owner, until=until)
-    if conn.execute(insert_lease(conn.dialect.name), row).rowcount == 1:
+    if _prepared_insert(conn.dialect.name).execute(conn, row).rowcount == 1:
         return FREE
     params = {**lease.key.params(), "b_holder": lease.holder, "b_owner": lease.owner, "b_until": until}
     if int(conn.execute(take_over(), {**params, "b_now": now_ms}).rowcount) == 1:
@@ -121,7 +141,7 @@ def acquire(conn: Connection, lease: Lease, *, now_ms: int, lease_ms: int) -> bo
 
 def release(conn: Connection, lease: Lease) -> bool:
     """Let the lease go; False (and nothing happens) if it ran out and someone else holds it now."""
-    return int(conn.execute(release_lease(), {**lease.key.params(), "b_owner": lease.owner}).rowcount) == 1
+    return int(_RELEASE.execute(conn, {**lease.key.params(), "b_owner": lease.owner}).rowcount) == 1
 
 
 def extend(conn: Connection, lease: Lease, *, now_ms: int, lease_ms: int) -> bool:

@@ -4,8 +4,8 @@
 each call; on SQLite that costs more than the statement itself (an insert into the sync log:
 about 100 µs through ``execute``, 40 µs through ``exec_driver_sql``). A ``Prepared`` write keeps
 the dialect's SQL, parameter order and bind processors (UTC datetimes, booleans), so that each
-call only converts values and runs ``exec_driver_sql``. Only for INSERT/UPDATE/DELETE whose every
-value is a named parameter the caller supplies.
+call only converts values and runs ``exec_driver_sql``. For INSERT/UPDATE/DELETE whose values are
+named parameters the caller supplies, or values the statement fixes itself (literals, NULL).
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class _Compiled:
     names: Sequence[str]
     positional: bool
     processors: Mapping[str, Callable[[Any], Any]]
+    fixed: Mapping[str, Any]
+    """Values the statement itself gives (``state = 'active'``, ``SET lock_token = NULL``)."""
 
 
 class Prepared:
@@ -56,13 +58,14 @@ class Prepared:
             processors = {k: v for k, v in c._bind_processors.items() if callable(v)}
             positional = bool(c.positional and c.positiontup is not None)
             names = list(c.positiontup) if positional and c.positiontup is not None else list(c.binds)
-            found = _Compiled(c.string, names, positional, processors)
+            fixed = {name: bind.effective_value for bind, name in c.bind_names.items() if not bind.required}
+            found = _Compiled(c.string, names, positional, processors, fixed)
             self._by_dialect[dialect.name] = found
         return found
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> CursorResult[Any]:
         c = self.compiled(conn.dialect)
-        values = dict(params)
+        values = {**c.fixed, **params} if c.fixed else dict(params)
         for name, process in c.processors.items():
             values[name] = process(values[name])
         args: Any = tuple(values[n] for n in c.names) if c.positional else values

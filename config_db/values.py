@@ -9,10 +9,13 @@ from typing import Any
 from sqlalchemy import Connection, Insert, insert, or_, select
 
 from config_db.models import RecordValue, table_of
+from config_db.prepared import Prepared
 
 values = table_of(RecordValue)
 
 S_INSERT: Insert = insert(values)
+_COLUMNS = ["client_id", "message_id", "entity", "cw_id", "data", "number", "name", "at"]
+_INSERT = Prepared(S_INSERT, column_keys=_COLUMNS)  # once per completed write: the fast path
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +39,8 @@ def add(
     name: str | None,
     at: dt.datetime,
 ) -> None:
-    db.execute(
-        S_INSERT,
+    _INSERT.execute(
+        db,
         {
             "client_id": client_id,
             "message_id": message_id,

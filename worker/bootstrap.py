@@ -69,6 +69,7 @@ class App:
             cw=self.cw(),
             max_calls=calls,
             lease_s=self.settings.effective_lease_s,
+            exclusive_sessions=getattr(self.bus, "exclusive_sessions", False),
         )
         if self.settings.record_values:
             handler = ValueRecorder(handler)  # the console's "values written" (worker/operators/values.py)

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection, Delete, Row, Update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql import Executable
 
+from config_db.prepared import Prepared
 from worker.buses.base import BusStats, DeadLetter, Delivery, LockLostError, OutgoingMessage
 from worker.buses.local_sql import (
     ACTIVE,
@@ -92,6 +93,12 @@ def _dead_letter(r: Row[Any]) -> DeadLetter:
     )
 
 
+@functools.cache
+def _prepared(statement: Update | Delete) -> Prepared:
+    """A settlement's statement compiled once and run through the driver (one per message)."""
+    return Prepared(statement)
+
+
 def _seq_token(delivery: Delivery) -> tuple[int, str]:
     seq, token = delivery.lock
     return int(seq), str(token)
@@ -112,6 +119,9 @@ class LocalBus:
         self.lock_duration_s = lock_duration_s
         self.idle_probe_s = 0.0  # a local receive sees every ready message at once
         self.journals = True  # settlements commit the message's journal in their own transaction
+        self.exclusive_sessions = True
+        """A session's messages are handed out one at a time, to one receiver (across processes: the
+        head's row lock): with session = client id, a record's messages never run side by side."""
         self.queue = queue
         self.max_delivery_count = max_delivery_count
         self._db = db
@@ -250,7 +260,7 @@ class LocalBus:
     # --- settling -------------------------------------------------------------------------------
 
     async def _settle(
-        self, delivery: Delivery, statement: Executable, journal: Journal | None = None, **params: Any
+        self, delivery: Delivery, statement: Update | Delete, journal: Journal | None = None, **params: Any
     ) -> None:
         """Run a lock-checked statement in a group commit; no row touched means the lock is lost.
 
@@ -258,13 +268,14 @@ class LocalBus:
         records what the ERP now holds, which stays true whoever settles the message.
         """
         seq, token = _seq_token(delivery)
+        prepared = _prepared(statement)
 
         def work(conn: Connection) -> int:
             if journal is not None:
                 journal(conn)
             now = self._now_ms()
             bound = {"b_seq": seq, "b_token": token, "b_now": now, "b_until": now + self._lock_ms, **params}
-            return int(conn.execute(statement, bound).rowcount)
+            return int(prepared.execute(conn, bound).rowcount)
 
         if await self._db.batched(work) != 1:
             raise LockLostError(f"lock on message {delivery.message_id} expired or was taken over")

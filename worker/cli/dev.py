@@ -53,11 +53,30 @@ def bench(
     bus: Annotated[
         BenchBus, typer.Option(help="local, or azure: the entity CWI_SERVICEBUS_* names (see bench/azure.py)")
     ] = BenchBus.local,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="A PostgreSQL server (postgresql+psycopg://…): the run makes a scratch database there"
+        ),
+    ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(min=1, help="Worker processes sharing the queue (more than one needs --database-url)"),
+    ] = 1,
 ) -> None:
     """Benchmark the real pipeline over a bus; prints one JSON object."""
     from worker.dev.bench import run_bench
 
+    if processes > 1 and not database_url:
+        fail("several worker processes share one PostgreSQL database: give --database-url", 2)
+
     result = run_bench(
-        events=events, concurrency=concurrency, latency_ms=latency_ms, clients_n=clients, bus=bus.value
+        events=events,
+        concurrency=concurrency,
+        latency_ms=latency_ms,
+        clients_n=clients,
+        bus=bus.value,
+        database_url=database_url,
+        processes=processes,
     )
     print(json.dumps(result))

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -68,7 +68,7 @@ def sandbox_process(token: str, latency_ms: float) -> Iterator[str]:
                 stream.close()
 
 
-def _messages(events: int, n_clients: int) -> list[OutgoingMessage]:
+def messages_for(events: int, n_clients: int) -> list[OutgoingMessage]:
     import random
 
     rng = random.Random(1)
@@ -80,9 +80,8 @@ def _messages(events: int, n_clients: int) -> list[OutgoingMessage]:
     return out
 
 
-async def _run(settings: Settings, base_url: str, token: str, events: int, n_clients: int) -> float:
-    box = SecretBox(settings.secret)
-    credentials = box.encrypt({"token": token})
+def _provisioning(settings: Settings, base_url: str, token: str, n_clients: int) -> Callable[[Any], None]:
+    credentials = SecretBox(settings.secret).encrypt({"token": token})
 
     def provision(db: Any) -> None:
         for i in range(n_clients):
@@ -91,23 +90,113 @@ async def _run(settings: Settings, base_url: str, token: str, events: int, n_cli
                 db, clients.StoredConnection(f"bench{i}", "generic_rest", base_url, {}, credentials, True)
             )
 
+    return provision
+
+
+async def _run(
+    settings: Settings, base_url: str, token: str, events: int, n_clients: int
+) -> tuple[float, float]:
+    """Seconds to the last settlement, and the CPU seconds this process spent meanwhile."""
     async with open_app(settings, http=True) as app:
-        await app.db.run(provision)
-        await app.bus.publish(_messages(events, n_clients))
+        await app.db.run(_provisioning(settings, base_url, token, n_clients))
+        await app.bus.publish(messages_for(events, n_clients))
         worker = app.worker()
         # Timed to the last settlement: a remote bus's idle probe at the end is not work.
         last_settled = started = time.perf_counter()
+        cpu_started = cpu_settled = time.process_time()
 
         def settled(_: object) -> None:
-            nonlocal last_settled
+            nonlocal last_settled, cpu_settled
             last_settled = time.perf_counter()
+            cpu_settled = time.process_time()
 
         worker.on_settled = settled
         stats = await worker.run(until_idle=True)
-        seconds = last_settled - started
+        seconds, cpu = last_settled - started, cpu_settled - cpu_started
     if stats.counts.get("created", 0) != events:
         raise RuntimeError(f"benchmark run was not clean: {dict(stats.counts)}")
-    return seconds
+    return seconds, cpu
+
+
+@contextmanager
+def scratch_database(server_url: str | None, workdir: Path) -> Iterator[str]:
+    """A fresh, empty database for one run: SQLite in ``workdir``, or on the PostgreSQL server
+    ``server_url`` names a database of its own, dropped afterwards."""
+    if server_url is None or server_url.startswith("sqlite"):
+        yield f"sqlite:///{workdir / 'bench.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"cwi_bench_{secrets.token_hex(4)}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def _child(settings: Settings, ready: Any, go: Any, results: Any) -> None:
+    """One worker process of a ``--processes`` run: open the app, wait for the start, work until idle."""
+    configure(fmt="json", level="WARNING", stream=open(os.devnull, "w"))  # noqa: SIM115
+
+    async def work() -> dict[str, Any]:
+        async with open_app(settings, http=True) as app:
+            worker = app.worker()
+            times = {"first": 0.0, "last": 0.0, "cpu0": 0.0, "cpu1": 0.0}
+
+            def settled(_: object) -> None:
+                times["last"], times["cpu1"] = time.time(), time.process_time()
+
+            worker.on_settled = settled
+            ready.set()
+            await asyncio.get_running_loop().run_in_executor(None, go.wait)
+            times["first"], times["cpu0"] = time.time(), time.process_time()
+            stats = await worker.run(until_idle=True)
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {**times, "counts": dict(stats.counts), "rss_mb": rss_mb}
+
+    results.put(asyncio.run(work()))
+
+
+def _run_processes(
+    settings: Settings, base_url: str, token: str, events: int, n_clients: int, n: int
+) -> dict[str, Any]:
+    """Publish, then ``n`` worker processes on the same database (spawned: no state shared) work
+    the queue down together; timed from the common start to the last settlement anywhere."""
+    import multiprocessing
+
+    async def prepare() -> None:
+        async with open_app(settings) as app:
+            await app.db.run(_provisioning(settings, base_url, token, n_clients))
+            await app.bus.publish(messages_for(events, n_clients))
+
+    asyncio.run(prepare())
+    ctx = multiprocessing.get_context("spawn")
+    go, results = ctx.Event(), ctx.Queue()
+    readies = [ctx.Event() for _ in range(n)]
+    children = [ctx.Process(target=_child, args=(settings, r, go, results)) for r in readies]
+    for child in children:
+        child.start()
+    for r in readies:
+        r.wait(120)
+    go.set()
+    started = time.time()
+    done = [results.get(timeout=600) for _ in children]
+    for child in children:
+        child.join(30)
+    created = sum(d["counts"].get("created", 0) for d in done)
+    if created != events:
+        raise RuntimeError(f"benchmark run was not clean: {[d['counts'] for d in done]}")
+    seconds = max(d["last"] for d in done) - started
+    cpu = sum(d["cpu1"] - d["cpu0"] for d in done)
+    return {"seconds": seconds, "cpu": cpu, "rss_mb": max(d["rss_mb"] for d in done)}
 
 
 def run_bench(
@@ -117,27 +206,38 @@ def run_bench(
     latency_ms: float,
     clients_n: int | None = None,
     bus: Literal["local", "azure"] = "local",
+    database_url: str | None = None,
+    processes: int = 1,
 ) -> dict[str, Any]:
+    """``database_url``: a PostgreSQL server to run on (a scratch database is made there), else
+    SQLite; ``processes`` worker processes share the queue (more than one needs PostgreSQL)."""
     workdir = Path(tempfile.mkdtemp(prefix="cwi-bench-"))
     n_clients = clients_n or max(64, concurrency * 2)
-    settings = Settings(
-        database_url=f"sqlite:///{workdir / 'bench.db'}",
-        secret_key=secrets.token_urlsafe(32),
-        concurrency=concurrency,
-        bus=bus,
-    )
     configure(fmt="json", level="WARNING", stream=open(os.devnull, "w"))  # noqa: SIM115
-    upgrade_database(settings)
     token = secrets.token_urlsafe(16)
-    with sandbox_process(token, latency_ms) as base_url:
-        seconds = asyncio.run(_run(settings, base_url, token, events, n_clients))
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with scratch_database(database_url, workdir) as url:
+        if processes > 1 and url.startswith("sqlite"):
+            raise ValueError("several worker processes need PostgreSQL (--database-url)")
+        settings = Settings(
+            database_url=url, secret_key=secrets.token_urlsafe(32), concurrency=concurrency, bus=bus
+        )
+        upgrade_database(settings)
+        with sandbox_process(token, latency_ms) as base_url:
+            if processes > 1:
+                got = _run_processes(settings, base_url, token, events, n_clients, processes)
+                seconds, cpu, rss_mb = got["seconds"], got["cpu"], got["rss_mb"]
+            else:
+                seconds, cpu = asyncio.run(_run(settings, base_url, token, events, n_clients))
+                rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "bus": bus,
+        "database": url.split(":", 1)[0].split("+", 1)[0],
+        "processes": processes,
         "events": events,
         "concurrency": concurrency,
         "latency_ms": latency_ms,
         "seconds": round(seconds, 3),
         "events_per_s": round(events / seconds, 1),
+        "cpu_ms_per_event": round(cpu * 1000 / events, 3),
         "rss_mb": round(rss_mb, 1),
     }

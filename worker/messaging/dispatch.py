@@ -41,7 +41,9 @@ class ConnectionLookup(Protocol):
 
 
 class Dispatcher:
-    """The runner's handler. ``max_calls`` bounds the ERP pushes in flight."""
+    """The runner's handler. ``max_calls`` bounds the ERP pushes in flight. ``exclusive_sessions``:
+    the bus hands a session's messages out one at a time (the local bus), so an outbound message
+    whose session is its client needs no record lease on its first delivery (``OutboundHandler``)."""
 
     def __init__(
         self,
@@ -53,12 +55,13 @@ class Dispatcher:
         max_calls: int | None = None,
         lease_s: float = DEFAULT_LEASE_S,
         busy_wait_s: float = DEFAULT_BUSY_WAIT_S,
+        exclusive_sessions: bool = False,
     ) -> None:
         self.db = db
         self.connections = connections
         self.begin = Begin(db, lease_s=lease_s, wait_s=busy_wait_s)
         calls = asyncio.Semaphore(max_calls) if max_calls else None
-        self.outbound = OutboundHandler(policy, cw=cw, calls=calls)
+        self.outbound = OutboundHandler(policy, cw=cw, calls=calls, exclusive_sessions=exclusive_sessions)
         self.inbound = InboundHandler(db, cw, policy) if cw is not None else None
 
     async def handle(self, delivery: Delivery) -> Outcome:

@@ -127,22 +127,45 @@ class OutboundStart:
     the next older event sees it too (its lease is free by then)."""
     contested: bool = False
     """The lease was taken over (from an earlier delivery of this message whose lock ran out, or a
-    holder that died): that one may still journal after we began, so ours must not assume that
-    the inbox and the link are as we read them."""
+    holder that died), or this is a redelivery on a bus whose sessions stand in for the lease:
+    that one may still journal after we began, so ours must not assume that the inbox and the link
+    are as we read them."""
+    exclusive: bool = False
+    """No lease: the bus runs the record's messages one at a time (its session is the client)."""
 
 
 def begin_outbound(
-    conn: Connection, env: Envelope, provider: str, lease: Lease, *, lease_ms: int, ordered: bool
+    conn: Connection,
+    env: Envelope,
+    provider: str,
+    lease: Lease | None,
+    *,
+    lease_ms: int,
+    ordered: bool,
+    exclusive: bool = False,
 ) -> OutboundStart:
     """Lease, inbox, link, order and reverse echo, then the intent: one transaction.
 
     ``ordered`` is False for thin events (their data is read from CW when pushed: never stale).
+    ``exclusive``: the bus runs this record's messages one at a time; ``lease`` is then None on a
+    first delivery (no lease taken), and a redelivery's start is treated as contested.
     """
-    taken = leases.take(conn, lease, now_ms=now_ms(), lease_ms=lease_ms)
-    if taken is None:
-        return OutboundStart(busy=True)
+    if lease is None:
+        if not exclusive:
+            raise ValueError("a message runs under its record's lease unless the bus runs it exclusively")
+        taken: str | None = leases.FREE
+    else:
+        taken = leases.take(conn, lease, now_ms=now_ms(), lease_ms=lease_ms)
+        if taken is None:
+            return OutboundStart(busy=True)
     state = sync_log.message_state(conn, env.client_id, env.id, provider, env.entity.value, env.cw_id)
-    known: dict[str, Any] = {"link": state.link, "lease": lease, "contested": taken == leases.TAKEN_OVER}
+    contested = taken == leases.TAKEN_OVER or (exclusive and lease is not None)
+    known: dict[str, Any] = {
+        "link": state.link,
+        "lease": lease,
+        "contested": contested,
+        "exclusive": exclusive,
+    }
     if state.finished is not None:
         return OutboundStart(finished=state.finished, **known)
     if state.link is not None and state.link.cw_fingerprint is not None:
@@ -179,8 +202,11 @@ def begin_outbound(
 
 def _let_go(conn: Connection, start: OutboundStart) -> bool:
     """Release the message's lease; True when the inbox and the link are still as ``begin_outbound``
-    read them (nobody else held the lease since), so the plain, faster writes are safe."""
-    held = start.lease is not None and leases.release(conn, start.lease)
+    read them (nobody else held the lease since, or the bus ran the record exclusively), so the
+    plain, faster writes are safe."""
+    if start.lease is None:
+        return start.exclusive and not start.contested
+    held = leases.release(conn, start.lease)
     return held and not start.contested
 
 

@@ -34,10 +34,18 @@ class OutboundHandler:
     """``calls`` bounds the ERP calls in flight; messages beyond it have journalled their intent and
     wait for a free call, so a call that finishes is followed at once by the next."""
 
-    def __init__(self, policy: RetryPolicy, *, cw: CWApi | None, calls: asyncio.Semaphore | None) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        cw: CWApi | None,
+        calls: asyncio.Semaphore | None,
+        exclusive_sessions: bool = False,
+    ) -> None:
         self.policy = policy
         self.cw = cw
         self._calls = calls
+        self._exclusive_sessions = exclusive_sessions
 
     def _slot(self) -> AbstractAsyncContextManager[object]:
         return self._calls if self._calls is not None else nullcontext()
@@ -47,18 +55,25 @@ class OutboundHandler:
         if thin and self.cw is None:
             return DeadLetter(DeadLetterReason.NotSupported, f"{env.type} without data: {NO_CW}")
         kind = conn.kind
-        lease = journal.lease_for(env, kind, CW, env.cw_id, delivery.message_id)
+        # The bus already runs this client's messages one at a time: the record's lease would only
+        # cost two writes. A redelivery takes it (an earlier delivery may still be at work) and
+        # writes as if contested.
+        exclusive = self._exclusive_sessions and delivery.session_id == env.client_id
+        lease = None
+        if not exclusive or delivery.delivery_count > 1:
+            lease = journal.lease_for(env, kind, CW, env.cw_id, delivery.message_id)
         start = await begin(
-            lambda c, ms: journal.begin_outbound(c, env, kind, lease, lease_ms=ms, ordered=not thin)
+            lambda c, ms: journal.begin_outbound(
+                c, env, kind, lease, lease_ms=ms, ordered=not thin, exclusive=exclusive
+            )
         )
         if start is None:
             return retry.busy(delivery, f"the {env.entity.value} {env.cw_id!r}")
-        bound = log.bind(message_id=env.id, client_id=env.client_id, provider=kind, type=env.type)
         if start.finished is not None:
-            bound.info("duplicate", outcome="duplicate")
+            self._said(env, kind, "duplicate", outcome="duplicate")
             return Complete("duplicate", journal.outbound_duplicate(env, kind, start))
         if start.skip is not None:
-            bound.info(start.skip, outcome=start.skip, detail=start.detail)
+            self._said(env, kind, start.skip, outcome=start.skip, detail=start.detail)
             return Complete(start.skip, journal.outbound_skipped(env, kind, start))
         if thin:
             filled = await self._fill(env, kind, delivery, start)
@@ -66,6 +81,10 @@ class OutboundHandler:
                 return filled
             env = filled
         return await self._push(env, delivery, conn.provider, start)
+
+    @staticmethod
+    def _said(env: Envelope, kind: str, event: str, **fields: object) -> None:
+        log.info(event, message_id=env.id, client_id=env.client_id, provider=kind, type=env.type, **fields)
 
     async def _push(
         self, env: Envelope, delivery: Delivery, provider: Provider, start: OutboundStart
