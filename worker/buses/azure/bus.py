@@ -42,6 +42,7 @@ from worker.buses.azure.dead_letters import DeadLetters
 from worker.buses.azure.errors import SettlementUnconfirmedError, StatsUnavailableError, lock_errors
 from worker.buses.azure.receiving import Lock, QueueReceiving, Receiving
 from worker.buses.azure.sessions import SessionReceiving
+from worker.buses.azure.settling import Action
 from worker.buses.base import BusStats, DeadLetter, Delivery, LockLostError, OutgoingMessage
 from worker.db import Journal
 from worker.logging import get_logger
@@ -171,34 +172,35 @@ class AzureBus:
 
     # --- settling -------------------------------------------------------------------------------
 
-    async def _settle(
-        self, delivery: Delivery, action: Callable[[ServiceBusReceiver, Message], Awaitable[None]]
-    ) -> None:
+    async def _settle(self, delivery: Delivery, action: Action | None) -> None:
+        """Through the receiving side's settler (``None``: complete, which it may batch)."""
         lock = _lock_of(delivery)
         lost = True
         try:
             with lock_errors(delivery.message_id):
-                await action(lock.receiver, lock.message)
+                await self._receiving.settle(lock, action)
             lost = False
         finally:
             self._receiving.settled(lock, lost=lost)
 
     async def complete(self, delivery: Delivery, journal: Journal | None = None) -> None:
         _no_journal(journal)
-        await self._settle(delivery, lambda r, m: r.complete_message(m))
+        await self._settle(delivery, None)
 
     async def abandon(self, delivery: Delivery, journal: Journal | None = None) -> None:
         _no_journal(journal)
-        await self._settle(delivery, lambda r, m: r.abandon_message(m))
+        await self._settle(delivery, _abandon)
 
     async def dead_letter(
         self, delivery: Delivery, reason: str, description: str, journal: Journal | None = None
     ) -> None:
         _no_journal(journal)
         reason, description = reason[:_REASON_MAX], description[:_DESCRIPTION_MAX]
-        await self._settle(
-            delivery, lambda r, m: r.dead_letter_message(m, reason=reason, error_description=description)
-        )
+
+        async def dead_letter(receiver: ServiceBusReceiver, message: Message) -> None:
+            await receiver.dead_letter_message(message, reason=reason, error_description=description)
+
+        await self._settle(delivery, dead_letter)
 
     async def renew_lock(self, delivery: Delivery) -> None:
         lock = _lock_of(delivery)
@@ -366,6 +368,10 @@ class AzureBus:
         await self._client.close()
         if self._credential is not None:
             await self._credential.close()
+
+
+async def _abandon(receiver: ServiceBusReceiver, message: Message) -> None:
+    await receiver.abandon_message(message)
 
 
 def _count(value: int | None) -> int:
