@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -84,6 +85,7 @@ class AzureBus:
         poll_s: float = 5.0,
         accept_wait_s: float = 5.0,
         idle_probe_s: float = 3.0,
+        prefetch: int = 0,
     ) -> None:
         self.lock_duration_s = lock_duration_s
         self.idle_probe_s = idle_probe_s
@@ -107,16 +109,22 @@ class AzureBus:
             )
             self._receiving = self._held
         else:
+            # Without sessions the SDK prefetches up to the worker's capacity: messages arriving
+            # after a receive call returned stay buffered (with prefetch 0 the SDK releases them,
+            # and the service sends them again), and a receive finds a batch waiting.
             self._receiving = QueueReceiving(
-                self._receiver, poll_s=poll_s, reconnect_s=settings.servicebus_reconnect_s
+                functools.partial(self._receiver, prefetch_count=prefetch),
+                poll_s=poll_s,
+                reconnect_s=settings.servicebus_reconnect_s,
             )
 
-    def _receiver(self, **kwargs: Any) -> ServiceBusReceiver:
+    def _receiver(self, prefetch_count: int = 0, **kwargs: Any) -> ServiceBusReceiver:
         s = self.settings
+        kwargs["prefetch_count"] = prefetch_count
         if s.servicebus_queue:
-            return self._client.get_queue_receiver(s.servicebus_queue, prefetch_count=0, **kwargs)
+            return self._client.get_queue_receiver(s.servicebus_queue, **kwargs)
         return self._client.get_subscription_receiver(
-            str(s.servicebus_topic), str(s.servicebus_subscription), prefetch_count=0, **kwargs
+            str(s.servicebus_topic), str(s.servicebus_subscription), **kwargs
         )
 
     @property
