@@ -7,7 +7,9 @@ customer envelope (pydantic), PUT it with aiohttp, one SQLite sync-log-like row 
 ``synchronous=NORMAL``), complete. The loop runs in a child process of its own, as the worker does.
 
 ``--mode between``: one task receives and, between receives, completes what has finished (prefetch
-sized to the concurrency). ``--mode per-task``: each message is completed by its own task while the
+sized to the concurrency); ``between-gather`` completes them side by side (``asyncio.gather``), still
+between receives: slower than one after the other, as each completion reads the connection itself.
+``--mode per-task``: each message is completed by its own task while the
 receive loop goes on. ``--sessions``: a session queue (session = client), one lane per message in
 flight, each lane one session at a time and one message at a time in it (per-client order); in
 ``per-task`` mode a lane's completion runs in its own task while the lane receives the next message.
