@@ -28,11 +28,31 @@ if [[ "$which" == all || "$which" == local ]]; then
     record "cwi bench $args" .venv/bin/cwi bench $args
   done
 fi
-# Azure Service Bus through the real SDK, against the AMQP test peer that bench/azure.py starts.
+# Azure Service Bus through the real SDK, against the AMQP test peer that bench/azure.py starts: each
+# configuration beside the bare SDK loops of bench/sb_bare.py (same peer, same work) in the same
+# sitting; prints cwi / best bare loop, and for 100 ms latency the share of Little's bound.
 if [[ "$which" == all || "$which" == azure ]]; then
-  for args in "--events 2000" "--events 4000 --concurrency 64" "--sessions --events 2000 --concurrency 64"; do
+  for config in "--events 3000 --concurrency 16" \
+                "--events 3000 --latency-ms 100 --concurrency 64" \
+                "--sessions --events 3000 --concurrency 16 --clients 32" \
+                "--sessions --events 3000 --latency-ms 100 --concurrency 64 --clients 128"; do
     # shellcheck disable=SC2086
-    record "bench/azure.py $args" .venv/bin/python bench/azure.py $args
+    cwi=$(record "bench/azure.py $config" .venv/bin/python bench/azure.py $config | tail -1)
+    best=0
+    for mode in between per-task; do
+      # shellcheck disable=SC2086
+      bare=$(record "bench/sb_bare.py --mode $mode $config" .venv/bin/python bench/sb_bare.py --mode $mode $config | tail -1)
+      best=$(.venv/bin/python -c 'import json,sys; print(max(float(sys.argv[1]), json.loads(sys.argv[2])["events_per_s"]))' "$best" "$bare")
+    done
+    .venv/bin/python - "$config" "$cwi" "$best" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+import json, sys
+config, cwi, best, load = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+line = f"azure {config}: cwi {cwi['events_per_s']}/s, best bare loop {best}/s, ratio {cwi['events_per_s'] / best:.2f}"
+if cwi["latency_ms"] > 0:
+    bound = cwi["concurrency"] / (cwi["latency_ms"] / 1000)
+    line += f", {cwi['events_per_s'] / bound:.0%} of Little's bound ({bound:.0f}/s)"
+print(f"{line}; rss {cwi['rss_mb']} MB; load {load}")
+PY
   done
 fi
 # Reconciliation of 10,000 customers per side, against the sandbox and against the Tripletex fake.

@@ -207,7 +207,8 @@ def make_bus(settings: Settings, db: Database) -> Bus:
         from worker.buses.azure import AzureBus
     from worker.settings import load_azure_settings
 
-    return AzureBus(load_azure_settings(), lock_duration_s=settings.lock_duration_s)
+    capacity = settings.concurrency + settings.effective_prefetch
+    return AzureBus(load_azure_settings(), lock_duration_s=settings.lock_duration_s, prefetch=capacity)
 
 
 def http_session(settings: Settings) -> aiohttp.ClientSession:

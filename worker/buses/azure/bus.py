@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -42,6 +43,7 @@ from worker.buses.azure.dead_letters import DeadLetters
 from worker.buses.azure.errors import SettlementUnconfirmedError, StatsUnavailableError, lock_errors
 from worker.buses.azure.receiving import Lock, QueueReceiving, Receiving
 from worker.buses.azure.sessions import SessionReceiving
+from worker.buses.azure.settling import Action
 from worker.buses.base import BusStats, DeadLetter, Delivery, LockLostError, OutgoingMessage
 from worker.db import Journal
 from worker.logging import get_logger
@@ -83,6 +85,7 @@ class AzureBus:
         poll_s: float = 5.0,
         accept_wait_s: float = 5.0,
         idle_probe_s: float = 3.0,
+        prefetch: int = 0,
     ) -> None:
         self.lock_duration_s = lock_duration_s
         self.idle_probe_s = idle_probe_s
@@ -106,16 +109,22 @@ class AzureBus:
             )
             self._receiving = self._held
         else:
+            # Without sessions the SDK prefetches up to the worker's capacity: messages arriving
+            # after a receive call returned stay buffered (with prefetch 0 the SDK releases them,
+            # and the service sends them again), and a receive finds a batch waiting.
             self._receiving = QueueReceiving(
-                self._receiver, poll_s=poll_s, reconnect_s=settings.servicebus_reconnect_s
+                functools.partial(self._receiver, prefetch_count=prefetch),
+                poll_s=poll_s,
+                reconnect_s=settings.servicebus_reconnect_s,
             )
 
-    def _receiver(self, **kwargs: Any) -> ServiceBusReceiver:
+    def _receiver(self, prefetch_count: int = 0, **kwargs: Any) -> ServiceBusReceiver:
         s = self.settings
+        kwargs["prefetch_count"] = prefetch_count
         if s.servicebus_queue:
-            return self._client.get_queue_receiver(s.servicebus_queue, prefetch_count=0, **kwargs)
+            return self._client.get_queue_receiver(s.servicebus_queue, **kwargs)
         return self._client.get_subscription_receiver(
-            str(s.servicebus_topic), str(s.servicebus_subscription), prefetch_count=0, **kwargs
+            str(s.servicebus_topic), str(s.servicebus_subscription), **kwargs
         )
 
     @property
@@ -171,34 +180,35 @@ class AzureBus:
 
     # --- settling -------------------------------------------------------------------------------
 
-    async def _settle(
-        self, delivery: Delivery, action: Callable[[ServiceBusReceiver, Message], Awaitable[None]]
-    ) -> None:
+    async def _settle(self, delivery: Delivery, action: Action | None) -> None:
+        """Through the receiving side's settler (``None``: complete, which it may batch)."""
         lock = _lock_of(delivery)
         lost = True
         try:
             with lock_errors(delivery.message_id):
-                await action(lock.receiver, lock.message)
+                await self._receiving.settle(lock, action)
             lost = False
         finally:
             self._receiving.settled(lock, lost=lost)
 
     async def complete(self, delivery: Delivery, journal: Journal | None = None) -> None:
         _no_journal(journal)
-        await self._settle(delivery, lambda r, m: r.complete_message(m))
+        await self._settle(delivery, None)
 
     async def abandon(self, delivery: Delivery, journal: Journal | None = None) -> None:
         _no_journal(journal)
-        await self._settle(delivery, lambda r, m: r.abandon_message(m))
+        await self._settle(delivery, _abandon)
 
     async def dead_letter(
         self, delivery: Delivery, reason: str, description: str, journal: Journal | None = None
     ) -> None:
         _no_journal(journal)
         reason, description = reason[:_REASON_MAX], description[:_DESCRIPTION_MAX]
-        await self._settle(
-            delivery, lambda r, m: r.dead_letter_message(m, reason=reason, error_description=description)
-        )
+
+        async def dead_letter(receiver: ServiceBusReceiver, message: Message) -> None:
+            await receiver.dead_letter_message(message, reason=reason, error_description=description)
+
+        await self._settle(delivery, dead_letter)
 
     async def renew_lock(self, delivery: Delivery) -> None:
         lock = _lock_of(delivery)
@@ -366,6 +376,10 @@ class AzureBus:
         await self._client.close()
         if self._credential is not None:
             await self._credential.close()
+
+
+async def _abandon(receiver: ServiceBusReceiver, message: Message) -> None:
+    await receiver.abandon_message(message)
 
 
 def _count(value: int | None) -> int:

@@ -1,13 +1,15 @@
 """Receiving from a non-session entity, and what both kinds of receiving share.
 
-A background fetch asks the service for at most as many messages as the caller could start when it
-asked (``max_count``), and ``take`` hands out what has arrived. Prefetch stays 0: the lock clock
-starts when the service sends a message, so a message may only be fetched once a slot is free.
+The receiver's pump asks the service for at most as many messages as the caller could start when it
+asked (``max_count``), and ``take`` hands out what has arrived; between receives the pump settles
+(``settling``). Prefetch stays 0: the lock clock starts when the service sends a message, so a
+message may only be fetched once a slot is free.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from azure.servicebus.exceptions import ServiceBusConnectionError
 
 from worker.buses.azure.convert import Message, lock_left_s
 from worker.buses.azure.errors import close_quietly, handler_failures_as_connection_loss, reconnecting
+from worker.buses.azure.settling import Action, Settler
 from worker.logging import get_logger
 
 if TYPE_CHECKING:
@@ -46,6 +49,8 @@ class Receiving(Protocol):
 
     async def renew(self, lock: Lock) -> None: ...
 
+    async def settle(self, lock: Lock, action: Action | None) -> None: ...
+
     def settled(self, lock: Lock, *, lost: bool) -> None: ...
 
     async def close(self) -> None: ...
@@ -55,15 +60,28 @@ ReceiverFactory = Callable[..., ServiceBusReceiver]
 
 
 class QueueReceiving:
-    """A non-session entity: one receiver, one background fetch at a time, a small hand-out buffer."""
+    """A non-session entity: one receiver, and one pump task that does everything on its link in
+    turn: the queued settlements and renewals first (``Settler``), then a receive for what ``take``
+    asked for; never a settlement while a receive waits (see ``settling``)."""
 
-    def __init__(self, open_receiver: ReceiverFactory, *, poll_s: float, reconnect_s: float) -> None:
+    def __init__(
+        self, open_receiver: ReceiverFactory, *, poll_s: float, reconnect_s: float, busy_wait_s: float = 0.05
+    ) -> None:
         self._open_receiver = open_receiver
         self._receiver: ServiceBusReceiver | None = None
         self._poll_s = poll_s
+        self._busy_wait_s = busy_wait_s
         self._reconnect_s = reconnect_s
-        self._buffer: deque[Message] = deque()
-        self._task: asyncio.Task[list[Message]] | None = None
+        self._buffer: deque[tuple[ServiceBusReceiver, Message]] = deque()
+        self._settler = Settler()
+        self._want = 0
+        self._wait = poll_s
+        self._wanted = asyncio.Event()
+        self._arrived = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._pump_task: asyncio.Task[None] | None = None
+        self._fetching: asyncio.Task[list[Message]] | None = None
+        self._closing = False
 
     async def open(self) -> None:
         await self._opened()
@@ -78,35 +96,79 @@ class QueueReceiving:
         return self._receiver
 
     async def take(self, max_count: int, wait_s: float) -> list[Lock]:
+        """Hand out what has arrived; otherwise ask the pump for up to ``max_count`` and wait up to
+        ``wait_s`` (0: the caller has work in flight, so the pump's receive waits only briefly)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(wait_s, 0.0)
         while True:
-            self._collect()
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure  # reconnecting gave up, or bad credentials
             out = self._pop(max_count)
-            if out and self._receiver is not None:
-                return [Lock(self._receiver, m) for m in out]
-            if self._task is None:
-                self._task = asyncio.create_task(self._fetch(max_count))
+            if out:
+                return [Lock(receiver, m) for receiver, m in out]
+            self._want = max_count
+            self._wait = self._poll_s if wait_s > 0 else self._busy_wait_s
+            self._arrived.clear()
+            self._wanted.set()
+            self._ensure_pump()
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
-            await asyncio.wait({self._task}, timeout=remaining)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
 
-    def _collect(self) -> None:
-        if self._task is not None and self._task.done():
-            task, self._task = self._task, None
-            self._buffer.extend(task.result())  # raises when reconnecting gave up, or on bad credentials
+    def _ensure_pump(self) -> None:
+        if self._pump_task is None and not self._closing:
+            self._pump_task = asyncio.create_task(self._pump())
 
-    def _pop(self, max_count: int) -> list[Message]:
-        out: list[Message] = []
+    def _pop(self, max_count: int) -> list[tuple[ServiceBusReceiver, Message]]:
+        out: list[tuple[ServiceBusReceiver, Message]] = []
         while self._buffer and len(out) < max_count:
-            message = self._buffer.popleft()
+            receiver, message = self._buffer.popleft()
             left = lock_left_s(message)
             if left is not None and left < MIN_LOCK_LEFT_S:
                 log.warning("lock expired while buffered", transport_message_id=message.message_id)
                 continue
-            out.append(message)
+            out.append((receiver, message))
         return out
+
+    async def _pump(self) -> None:
+        while True:
+            if len(self._settler):
+                await self._settler.drain()
+                continue
+            if self._closing:
+                return
+            if self._want > 0:
+                wanted, self._want = self._want, 0
+                self._wanted.clear()
+                await self._fetch_into_buffer(wanted)
+                self._arrived.set()
+                continue
+            self._wanted.clear()
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._wanted, self._settler.queued)]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+
+    async def _fetch_into_buffer(self, max_count: int) -> None:
+        """One receive as a task of its own, so that close() can cancel it (and only it)."""
+        self._fetching = asyncio.create_task(self._fetch(max_count))
+        try:
+            await asyncio.wait({self._fetching})
+        finally:
+            task, self._fetching = self._fetching, None
+        if task.cancelled():
+            return
+        if (error := task.exception()) is not None:
+            self._failure = error
+            return
+        receiver = self._receiver
+        if receiver is not None:
+            self._buffer.extend((receiver, m) for m in task.result())
 
     async def _fetch(self, max_count: int) -> list[Message]:
         async for attempt in reconnecting(self._reconnect_s, "receive"):
@@ -115,7 +177,7 @@ class QueueReceiving:
                     with handler_failures_as_connection_loss():
                         receiver = await self._opened()
                         return await receiver.receive_messages(
-                            max_message_count=max_count, max_wait_time=self._poll_s
+                            max_message_count=max_count, max_wait_time=self._wait
                         )
                 except ServiceBusConnectionError:
                     await self._forget_receiver()  # the next attempt starts from a fresh one
@@ -128,27 +190,38 @@ class QueueReceiving:
         if receiver is not None:
             await close_quietly(receiver)
 
+    async def settle(self, lock: Lock, action: Action | None) -> None:
+        """Queue the settlement (``None``: complete) for the pump; wait for its result."""
+        self._ensure_pump()
+        await self._settler.submit(lock.receiver, lock.message, action)
+
     async def renew(self, lock: Lock) -> None:
-        await lock.receiver.renew_message_lock(lock.message)
+        await self.settle(lock, _renew)
 
     def settled(self, lock: Lock, *, lost: bool) -> None:
         """Nothing to do: the receiver serves the next fetch regardless."""
 
     async def close(self) -> None:
-        """Stop fetching, abandon what was never handed out, close the receiver.
+        """Stop fetching, finish the queued settlements, abandon what was never handed out, close.
 
         A fetch cancelled mid-call leaves what arrived in the SDK's buffer (it returns a batch
         without awaiting in between), and closing the receiver releases that buffer.
         """
-        if self._task is not None:
-            self._task.cancel()
-            [fetched] = await asyncio.gather(self._task, return_exceptions=True)
-            if isinstance(fetched, list):
-                self._buffer.extend(fetched)
-            self._task = None
+        self._closing = True
+        if self._fetching is not None:
+            self._fetching.cancel()
+        self._wanted.set()
+        if self._pump_task is not None:
+            await asyncio.gather(self._pump_task, return_exceptions=True)
+            self._pump_task = None
+        await self._settler.drain()  # anything queued after the pump stopped
         if self._receiver is not None:
             await asyncio.gather(
-                *(self._receiver.abandon_message(m) for m in self._buffer), return_exceptions=True
+                *(receiver.abandon_message(m) for receiver, m in self._buffer), return_exceptions=True
             )
             self._buffer.clear()
             await close_quietly(self._receiver)
+
+
+async def _renew(receiver: ServiceBusReceiver, message: Message) -> None:
+    await receiver.renew_message_lock(message)

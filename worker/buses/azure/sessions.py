@@ -33,6 +33,7 @@ from worker.buses.azure.errors import (
     reconnecting,
 )
 from worker.buses.azure.receiving import Lock, ReceiverFactory
+from worker.buses.azure.settling import Action
 from worker.logging import get_logger
 
 log = get_logger()
@@ -194,6 +195,13 @@ class SessionReceiving:
     async def renew(self, lock: Lock) -> None:
         assert lock.session is not None
         await self._renew_session(lock.session)
+
+    async def settle(self, lock: Lock, action: Action | None) -> None:
+        """At once: nothing else uses the session's link while its one message is out."""
+        if action is None:
+            await lock.receiver.complete_message(lock.message)
+        else:
+            await action(lock.receiver, lock.message)
 
     def hold(self, lock: Lock, delay_s: float, properties: Mapping[str, Any]) -> None:
         """Keep the message (and its session) for a retry in ``delay_s``; hand it out again then."""

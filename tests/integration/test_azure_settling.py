@@ -1,0 +1,102 @@
+"""The Service Bus adapter's settler (worker/buses/azure/settling.py) through the real SDK against the
+test peer: settlements queued by many tasks while a receive waits are all applied, a batch's lost
+lock fails only its own message (whose redelivery comes back), mixed outcomes keep their meaning,
+and closing the bus finishes what was queued."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.integration.buses import LOCK_S, QUEUE, azure_bus
+from tests.servicebus_peer import ServiceBusPeer
+from worker.buses.azure import AzureBus
+from worker.buses.base import Delivery, LockLostError
+
+
+@pytest.fixture
+async def bus(peer: ServiceBusPeer) -> AsyncIterator[AzureBus]:
+    adapter = azure_bus(peer.connection_string, QUEUE, sessions=False, lock_s=LOCK_S)
+    await adapter.open()
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+
+
+def _send(peer: ServiceBusPeer, n: int) -> None:
+    for i in range(n):
+        peer.send(QUEUE, f'{{"n": {i}}}', message_id=f"m{i}")
+
+
+async def _receive(bus: AzureBus, n: int) -> list[Delivery]:
+    got: list[Delivery] = []
+    async with asyncio.timeout(20):
+        while len(got) < n:
+            got += await bus.receive(n - len(got), 1.0)
+    return got
+
+
+async def test_completions_queued_by_many_tasks_while_a_receive_waits_are_all_applied(
+    peer: ServiceBusPeer, bus: AzureBus
+) -> None:
+    _send(peer, 12)
+    got = await _receive(bus, 12)
+    waiting = asyncio.create_task(bus.receive(5, 2.0))  # the queue is empty: the pump's receive waits
+    await asyncio.sleep(0.05)
+    await asyncio.gather(*(bus.complete(d) for d in got))
+    assert await waiting == []
+    assert peer.active_count(QUEUE) == 0
+    assert peer.messages(QUEUE) == []
+
+
+async def test_a_lost_lock_in_a_batch_fails_only_its_message_and_it_comes_back(
+    peer: ServiceBusPeer, bus: AzureBus
+) -> None:
+    _send(peer, 6)
+    got = await _receive(bus, 6)
+    lost = got[2]
+    assert peer.expire_lock(QUEUE, message_id=lost.message_id) == 1
+    results = await asyncio.gather(*(bus.complete(d) for d in got), return_exceptions=True)
+    failed = [d.message_id for d, r in zip(got, results, strict=True) if isinstance(r, BaseException)]
+    assert failed == [lost.message_id]
+    assert isinstance(results[2], LockLostError)
+    again = await _receive(bus, 1)
+    assert [d.message_id for d in again] == [lost.message_id]
+    assert again[0].delivery_count >= 1
+    await bus.complete(again[0])
+    assert peer.messages(QUEUE) == []
+
+
+async def test_mixed_outcomes_queued_together_keep_their_meaning(peer: ServiceBusPeer, bus: AzureBus) -> None:
+    _send(peer, 5)
+    got = await _receive(bus, 5)
+    by_id = {d.message_id: d for d in got}
+    await asyncio.gather(
+        bus.complete(by_id["m0"]),
+        bus.abandon(by_id["m1"]),
+        bus.complete(by_id["m2"]),
+        bus.dead_letter(by_id["m3"], "ValidationFailed", "bad field"),
+        bus.complete(by_id["m4"]),
+    )
+    assert peer.dead_letter_count(QUEUE) == 1
+    [letter] = await bus.dead_letters()
+    assert (letter.message_id, letter.reason) == ("m3", "ValidationFailed")
+    again = await _receive(bus, 1)
+    assert [d.message_id for d in again] == ["m1"]
+    await bus.complete(again[0])
+    assert peer.active_count(QUEUE) == 0
+
+
+async def test_closing_the_bus_finishes_the_queued_settlements(peer: ServiceBusPeer) -> None:
+    _send(peer, 8)
+    bus = azure_bus(peer.connection_string, QUEUE, sessions=False, lock_s=LOCK_S)
+    await bus.open()
+    got = await _receive(bus, 8)
+    completing = [asyncio.create_task(bus.complete(d)) for d in got]
+    await asyncio.sleep(0)  # queued, not yet settled
+    await bus.close()
+    await asyncio.gather(*completing)
+    assert peer.messages(QUEUE) == []
