@@ -1,6 +1,6 @@
 """The inbound path: one webhook envelope (a change made in the ERP) applied to CW, or ignored as an echo.
 
-leases + inbox + link + marks + intent (``journal.begin_inbound``) → the ERP's record (fetched when
+leases + inbox + link + marks + intent (``inbound_journal.begin_inbound``) → the ERP's record (fetched when
 the webhook did not carry it; gone means deleted) → echo check → map to CW fields → CW Write API
 → the outcome with its journal: ``inbound`` (both ids, the link both ways, marks on both sides) or
 ``echo_ignored``.
@@ -20,11 +20,12 @@ from worker.buses.base import Delivery
 from worker.cw.port import CWApi
 from worker.db import Database
 from worker.logging import get_logger
-from worker.messaging import journal, retry
+from worker.messaging import inbound_journal, retry
 from worker.messaging.connections import ErpConnection
 from worker.messaging.echo import ErpState, echo_reason
 from worker.messaging.fingerprint import DELETED, cw_fields, fields_fingerprint
-from worker.messaging.journal import Begin, InboundResult, InboundStart
+from worker.messaging.inbound_journal import InboundResult, InboundStart
+from worker.messaging.journal import Begin
 from worker.messaging.outcomes import Changed, Complete, DeadLetter, Outcome
 from worker.messaging.retry import RetryPolicy
 from worker.tracing import step
@@ -49,12 +50,12 @@ class InboundHandler:
             )
         kind = conn.kind
         start = await begin(
-            lambda c, ms: journal.begin_inbound(c, env, kind, delivery.message_id, lease_ms=ms)
+            lambda c, ms: inbound_journal.begin_inbound(c, env, kind, delivery.message_id, lease_ms=ms)
         )
         if start is None:
             return retry.busy(delivery, f"the {env.entity.value} {external.external_id!r}")
         if start.finished is not None:
-            return Complete("duplicate", journal.inbound_duplicate(env, kind, start))
+            return Complete("duplicate", inbound_journal.inbound_duplicate(env, kind, start))
         try:
             with step("apply", **{"cwi.provider": kind}):
                 result = await self.policy.call(lambda: self._apply(env, external, conn, start))
@@ -63,12 +64,12 @@ class InboundHandler:
                 self.policy,
                 delivery,
                 exc,
-                lambda action, detail: journal.inbound_failed(env, kind, start, action, detail),
+                lambda action, detail: inbound_journal.inbound_failed(env, kind, start, action, detail),
             )
         except PermanentError as exc:
             detail = f"{exc.reason}: {exc}"
             return DeadLetter(
-                exc.reason, str(exc), journal.inbound_failed(env, kind, start, "failed", detail)
+                exc.reason, str(exc), inbound_journal.inbound_failed(env, kind, start, "failed", detail)
             )
         log.info(
             result.action,
@@ -85,7 +86,7 @@ class InboundHandler:
             if result.action == "inbound" and result.cw_id
             else None
         )
-        return Complete(result.action, journal.inbound_finished(env, kind, start, result), changed)
+        return Complete(result.action, inbound_journal.inbound_finished(env, kind, start, result), changed)
 
     async def _apply(
         self, env: Envelope, external: ExternalChange, conn: ErpConnection, start: InboundStart
@@ -105,7 +106,7 @@ class InboundHandler:
             return await self._delete(env, start, state)
         assert state.value is not None
         draft = conn.inbound().to_cw(env.entity, state.value)
-        resolved = await self.db.run(lambda c: journal.resolve(c, env, conn.kind, draft.references))
+        resolved = await self.db.run(lambda c: inbound_journal.resolve(c, env, conn.kind, draft.references))
         fields = cw_fields(env.entity, {**draft.fields, **resolved})
         written = await self._write(env, start, fields)
         if written is None:

@@ -25,12 +25,11 @@ from config_db.leases import Lease, LeaseKey
 from config_db.marks import Mark, RecordRef
 from config_db.sync_log import Link
 from contracts import Envelope
-from providers.base import CWReference, PushResult
-from providers.errors import DependencyMissing
+from providers.base import PushResult
 from worker.db import Database, Journal
 from worker.logging import redactor
 from worker.messaging import order
-from worker.messaging.echo import Written, reverse_echo
+from worker.messaging.echo import reverse_echo
 from worker.tracing import step
 
 
@@ -83,11 +82,11 @@ def lease_for(env: Envelope, provider: str, side: str, record_key: str, holder: 
     return Lease(key, holder, uuid.uuid4().hex)
 
 
-def _marks_of(env: Envelope, provider: str, side: str, record_key: str) -> RecordRef:
+def marks_of(env: Envelope, provider: str, side: str, record_key: str) -> RecordRef:
     return RecordRef(env.client_id, provider, env.entity.value, side, record_key)
 
 
-def _entry(env: Envelope, provider: str, direction: str, action: str, **fields: Any) -> sync_log.Entry:
+def entry(env: Envelope, provider: str, direction: str, action: str, **fields: Any) -> sync_log.Entry:
     """A sync-log row; its detail (often an ERP's own error text) with every known secret masked."""
     if isinstance(fields.get("detail"), str):
         fields["detail"] = redactor.scrub(fields["detail"])
@@ -102,7 +101,7 @@ def _entry(env: Envelope, provider: str, direction: str, action: str, **fields: 
     )
 
 
-def _release(conn: Connection, held: Sequence[Lease]) -> None:
+def release_all(conn: Connection, held: Sequence[Lease]) -> None:
     for lease in held:
         leases.release(conn, lease)
 
@@ -169,7 +168,7 @@ def begin_outbound(
     if state.finished is not None:
         return OutboundStart(finished=state.finished, **known)
     if state.link is not None and state.link.cw_fingerprint is not None:
-        found = marks.read(conn, _marks_of(env, provider, leases.CW, env.cw_id))
+        found = marks.read(conn, marks_of(env, provider, leases.CW, env.cw_id))
         echoed = reverse_echo(env, state.link, found)
         if echoed is not None:
             why = "the CW event of our own inbound write"
@@ -186,7 +185,7 @@ def begin_outbound(
         doubt = link if link != state.link else None
         return OutboundStart(skip="superseded", detail=stale, doubt=doubt, **known)
     detail = "recovering: an earlier attempt may have reached the ERP" if state.open_intent else None
-    intent = _entry(
+    intent = entry(
         env,
         provider,
         "outbound",
@@ -213,8 +212,8 @@ def _let_go(conn: Connection, start: OutboundStart) -> bool:
 def outbound_duplicate(env: Envelope, provider: str, start: OutboundStart) -> Journal:
     def journal(conn: Connection) -> None:
         detail = f"already {start.finished}"
-        sync_log.record(conn, _entry(env, provider, "outbound", "duplicate", cw_id=env.cw_id, detail=detail))
-        _release(conn, [start.lease] if start.lease else [])
+        sync_log.record(conn, entry(env, provider, "outbound", "duplicate", cw_id=env.cw_id, detail=detail))
+        release_all(conn, [start.lease] if start.lease else [])
 
     return journal
 
@@ -225,7 +224,7 @@ def outbound_skipped(env: Envelope, provider: str, start: OutboundStart) -> Jour
 
     def journal(conn: Connection) -> None:
         action = start.skip or ""
-        row = _entry(env, provider, "outbound", action, cw_id=env.cw_id, detail=start.detail)
+        row = entry(env, provider, "outbound", action, cw_id=env.cw_id, detail=start.detail)
         sync_log.record(conn, row)
         if start.doubt is not None:
             sync_log.save_link(conn, env.client_id, provider, env.entity.value, env.cw_id, start.doubt)
@@ -239,7 +238,7 @@ def outbound_skipped(env: Envelope, provider: str, start: OutboundStart) -> Jour
 
 def _clear_flag_if_done(conn: Connection, env: Envelope, provider: str) -> None:
     """No fingerprint left to wait for: the hot path stops reading the record's ``cw`` marks."""
-    ref = _marks_of(env, provider, leases.CW, env.cw_id)
+    ref = marks_of(env, provider, leases.CW, env.cw_id)
     if not any(mark.kind == marks.FINGERPRINT for _, mark in marks.read(conn, ref)):
         sync_log.clear_fingerprint(conn, env.client_id, provider, env.entity.value, env.cw_id)
 
@@ -252,7 +251,7 @@ def outbound_pushed(env: Envelope, provider: str, result: PushResult, start: Out
         author = f"author {result.author}" if result.author else None
         sync_log.record(
             conn,
-            _entry(
+            entry(
                 env,
                 provider,
                 "outbound",
@@ -277,7 +276,7 @@ def outbound_pushed(env: Envelope, provider: str, result: PushResult, start: Out
         exists = (start.link is not None) if unchanged_since_begin else None
         sync_log.save_link(conn, env.client_id, provider, env.entity.value, env.cw_id, link, exists=exists)
         if result.external_id is not None:
-            ref = _marks_of(env, provider, leases.ERP, result.external_id)
+            ref = marks_of(env, provider, leases.ERP, result.external_id)
             marks.add(conn, ref, _written(result))
         inbox.mark_finished(conn, env.client_id, env.id, result.outcome, checked=unchanged_since_begin)
 
@@ -309,7 +308,7 @@ def outbound_failed(
     event (``order.in_doubt``): an older event of the record is superseded from now on."""
 
     def journal(conn: Connection) -> None:
-        sync_log.record(conn, _entry(env, provider, "outbound", action, cw_id=env.cw_id, detail=detail))
+        sync_log.record(conn, entry(env, provider, "outbound", action, cw_id=env.cw_id, detail=detail))
         if start is not None and start.lease is not None:
             leases.release(conn, start.lease)
         if in_doubt and start is not None:
@@ -324,7 +323,7 @@ def outbound_unchanged(env: Envelope, provider: str, start: OutboundStart, detai
     """Nothing to push (a thin event whose record CW no longer has): journalled, finished."""
 
     def journal(conn: Connection) -> None:
-        sync_log.record(conn, _entry(env, provider, "outbound", "unchanged", cw_id=env.cw_id, detail=detail))
+        sync_log.record(conn, entry(env, provider, "outbound", "unchanged", cw_id=env.cw_id, detail=detail))
         inbox.mark_finished(conn, env.client_id, env.id, "unchanged", checked=_let_go(conn, start))
 
     return journal
@@ -337,151 +336,3 @@ async def prune_echo_marks(db: Database, window: dt.timedelta) -> int:
     while removed := await db.run(lambda conn: marks.prune(conn, older_than=window)):
         total += removed
     return total
-
-
-# --- inbound (an ERP change to apply to CW) --------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class InboundStart:
-    busy: bool = False
-    finished: str | None = None
-    cw_id: str | None = None
-    link: Link | None = None
-    written: Written = field(default_factory=Written)
-    held: tuple[Lease, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class InboundResult:
-    """``inbound`` (CW written), ``echo_ignored`` or ``unchanged``; with what to remember."""
-
-    action: str
-    cw_id: str | None
-    detail: str | None = None
-    link: Link | None = None
-    applied: tuple[Mark, ...] = ()
-    """ERP-side marks: the version and content we applied (their repeats are echoes)."""
-    cw_mark: str | None = None
-    """The fingerprint of the CW fields we wrote (its CW event is our echo)."""
-    written: dict[str, Any] | None = None
-    """The CW fields we wrote (for the webhooks publisher)."""
-
-
-def resolve(
-    conn: Connection, env: Envelope, provider: str, references: Sequence[CWReference]
-) -> dict[str, str]:
-    """CW's ids of the records an ERP record refers to (a project's customer), through the links.
-
-    A parent not linked yet is on its way (its own webhook, or CW's event of it): wait for it.
-    """
-    resolved: dict[str, str] = {}
-    for ref in references:
-        found = sync_log.find_link_by_external(
-            conn, env.client_id, provider, ref.entity.value, ref.external_id
-        )
-        if found is None or found[1].deleted:
-            raise DependencyMissing(f"the {ref.entity.value} {ref.external_id!r} it refers to", "CW")
-        resolved[ref.field] = found[0]
-    return resolved
-
-
-def locate(env: Envelope, provider: str, conn: Connection) -> tuple[str | None, Link | None]:
-    """The CW record this ERP change is about: by the CW id the ERP named, else by its external id."""
-    assert env.external is not None
-    entity = env.entity.value
-    if env.record_id is not None:
-        link = sync_log.get_link(conn, env.client_id, provider, entity, env.record_id)
-        if link is not None:
-            return env.record_id, link
-    found = sync_log.find_link_by_external(conn, env.client_id, provider, entity, env.external.external_id)
-    if found is not None:
-        return found
-    return env.record_id, None
-
-
-def begin_inbound(
-    conn: Connection, env: Envelope, provider: str, holder: str, *, lease_ms: int
-) -> InboundStart:
-    """Both leases (the ERP record's, then the linked CW record's), inbox, link, marks, intent."""
-    external = env.external
-    assert external is not None
-    now = now_ms()
-    first = lease_for(env, provider, leases.ERP, external.external_id, holder)
-    if not leases.acquire(conn, first, now_ms=now, lease_ms=lease_ms):
-        return InboundStart(busy=True)
-    held = [first]
-    cw_id, link = locate(env, provider, conn)
-    if cw_id is not None:
-        second = lease_for(env, provider, leases.CW, cw_id, holder)
-        if not leases.acquire(conn, second, now_ms=now, lease_ms=lease_ms):
-            leases.release(conn, first)
-            return InboundStart(busy=True)
-        held.append(second)
-    finished = inbox.finished_outcome(conn, env.client_id, env.id)
-    if finished is not None:
-        return InboundStart(finished=finished, cw_id=cw_id, link=link, held=tuple(held))
-    # Read even without a link: a user's delete in the ERP leaves a tombstone for a record CW never knew.
-    written = Written.of(
-        m for _, m in marks.read(conn, _marks_of(env, provider, leases.ERP, external.external_id))
-    )
-    row = _entry(env, provider, "inbound", "pending", cw_id=cw_id, external_id=external.external_id)
-    sync_log.record(conn, row)
-    return InboundStart(cw_id=cw_id, link=link, written=written, held=tuple(held))
-
-
-def _inbound_entry(
-    env: Envelope, provider: str, action: str, cw_id: str | None, **fields: Any
-) -> sync_log.Entry:
-    assert env.external is not None
-    link: Link | None = fields.pop("link", None)
-    return _entry(
-        env,
-        provider,
-        "inbound",
-        action,
-        cw_id=cw_id,
-        external_id=(link.external_id if link else None) or env.external.external_id,
-        version=link.version if link else None,
-        content_hash=link.content_hash if link else None,
-        **fields,
-    )
-
-
-def inbound_duplicate(env: Envelope, provider: str, start: InboundStart) -> Journal:
-    def journal(conn: Connection) -> None:
-        detail = f"already {start.finished}"
-        sync_log.record(conn, _inbound_entry(env, provider, "duplicate", start.cw_id, detail=detail))
-        _release(conn, start.held)
-
-    return journal
-
-
-def inbound_finished(env: Envelope, provider: str, start: InboundStart, result: InboundResult) -> Journal:
-    """Outcome row, the link both ways (CW id ↔ external id), echo marks on both sides, inbox."""
-    external = env.external
-    assert external is not None
-
-    def journal(conn: Connection) -> None:
-        link = result.link
-        row = _inbound_entry(env, provider, result.action, result.cw_id, link=link, detail=result.detail)
-        sync_log.record(conn, row)
-        if link is not None and result.cw_id is not None:
-            sync_log.save_link(conn, env.client_id, provider, env.entity.value, result.cw_id, link)
-            if result.cw_mark is not None:
-                ref = _marks_of(env, provider, leases.CW, result.cw_id)
-                marks.add(conn, ref, [Mark(marks.FINGERPRINT, result.cw_mark)])
-        if result.applied:
-            marks.add(conn, _marks_of(env, provider, leases.ERP, external.external_id), result.applied)
-        inbox.mark_finished(conn, env.client_id, env.id, result.action)
-        _release(conn, start.held)
-
-    return journal
-
-
-def inbound_failed(env: Envelope, provider: str, start: InboundStart, action: str, detail: str) -> Journal:
-    def journal(conn: Connection) -> None:
-        sync_log.record(conn, _inbound_entry(env, provider, action, start.cw_id, detail=detail))
-        _release(conn, start.held)
-
-    return journal
