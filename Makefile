@@ -42,9 +42,10 @@ contracts-check: $(STAMP)
 docker-lint: $(STAMP)
 	$(BIN)/hadolint Dockerfile
 
-# The whole suite on every core (pytest-xdist), the 15 slowest tests listed at the end.
+# The whole suite on two processes per core (pytest-xdist: many tests wait on sockets, locks and
+# child processes, so two per core finish sooner), the 15 slowest tests listed at the end.
 test: lint typecheck contracts-check docker-lint postgres browser
-	$(BIN)/pytest -q -n auto --dist worksteal --durations=15
+	$(BIN)/pytest -q -n $$(( $$(nproc) * 2 )) --dist worksteal --durations=15
 
 bench: $(STAMP)
 	bench/run.sh
