@@ -10,6 +10,7 @@ never ends with a stale value, and a delete is never undone by an earlier create
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,17 +73,7 @@ def in_doubt(env: Envelope, link: Link | None) -> Link:
     """The link once a push of this event failed in a way that may hide a write (a timeout, a 5xx
     after applying, a crash): what the ERP holds is unknown, but it may be this event's state, so
     no older event may be pushed after it. Only the order key moves; the ERP's side stays."""
-    key = after(env, link)
-    base = link or Link(None, None, None, False)
-    return Link(
-        base.external_id,
-        base.version,
-        base.content_hash,
-        base.deleted,
-        base.cw_fingerprint,
-        key.sequence,
-        key.at,
-    )
+    return _keyed(link, after(env, link))
 
 
 def with_attempts(
@@ -94,25 +85,22 @@ def with_attempts(
     and are pushed again if newer than what the ERP holds by then."""
     if not attempts:
         return link
-    held = held_by(link) or OrderKey(None, None)
-    sequences = [s for s in (held.sequence, *(a[0] for a in attempts)) if s is not None]
-    times = [t for t in (held.at, *(a[1] for a in attempts)) if t is not None]
-    base = link or Link(None, None, None, False)
-    return Link(
-        base.external_id,
-        base.version,
-        base.content_hash,
-        base.deleted,
-        base.cw_fingerprint,
-        max(sequences) if sequences else None,
-        max(times) if times else None,
-    )
+    return _keyed(link, _newest([held_by(link), *(OrderKey(seq, at) for seq, at in attempts)]))
 
 
 def after(env: Envelope, link: Link | None) -> OrderKey:
     """The key the link keeps once this event is applied: the newer of the two, field by field (a
     thin event is pushed whatever its key, since its data is read from CW when it is handled)."""
-    held = held_by(link) or OrderKey(None, None)
-    sequences = [s for s in (env.sequence, held.sequence) if s is not None]
-    times = [t for t in (env.occurred_at, held.at) if t is not None]
+    return _newest([key_of(env), held_by(link)])
+
+
+def _newest(keys: Sequence[OrderKey | None]) -> OrderKey:
+    """Field by field, the newest of ``keys``."""
+    sequences = [k.sequence for k in keys if k is not None and k.sequence is not None]
+    times = [k.at for k in keys if k is not None and k.at is not None]
     return OrderKey(max(sequences) if sequences else None, max(times) if times else None)
+
+
+def _keyed(link: Link | None, key: OrderKey) -> Link:
+    """``link`` (or none yet) with only its order key changed."""
+    return dataclasses.replace(link or Link(None, None, None, False), cw_sequence=key.sequence, cw_at=key.at)
