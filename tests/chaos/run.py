@@ -85,10 +85,12 @@ class Workers:
         self.logs = [workdir / f"worker-{n}.log" for n in range(processes)]
         self._procs: list[subprocess.Popen[bytes] | None] = [None] * processes
         self._files: list[IO[bytes]] = [log.open("ab") for log in self.logs]
-        self._starts = [0] * processes
+        self._offsets = [0] * processes
+        """Where each slot's current process began writing in its log (the log is appended to)."""
 
     def start(self, slot: int) -> None:
-        self._starts[slot] += 1
+        self._files[slot].flush()
+        self._offsets[slot] = self.logs[slot].stat().st_size
         command = [sys.executable, "-m", "worker.cli.main", "run"]
         self._procs[slot] = subprocess.Popen(
             command, env=self.env, cwd=ROOT, stdout=self._files[slot], stderr=subprocess.STDOUT
@@ -112,11 +114,17 @@ class Workers:
         SIGTERM to a process still importing (seconds on a loaded machine) kills it outright."""
         deadline = time.monotonic() + limit_s
         for slot, log in enumerate(self.logs):
-            while log.read_bytes().count(b'"worker started"') < self._starts[slot]:
+            while b'"worker started"' not in log.read_bytes()[self._offsets[slot] :]:
                 self.check_alive()
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"worker {slot} did not start within {limit_s:g} s: see {log}")
+                    raise AssertionError(
+                        f"worker {slot} (pid {self._pid(slot)}) did not start within {limit_s:g} s: see {log}"
+                    )
                 time.sleep(0.1)
+
+    def _pid(self, slot: int) -> int | None:
+        proc = self._procs[slot]
+        return proc.pid if proc is not None else None
 
     def stop(self) -> None:
         """SIGTERM every process; each must stop cleanly (exit 0)."""

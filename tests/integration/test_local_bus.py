@@ -153,6 +153,7 @@ async def test_a_journaled_completion_commits_the_journal_with_the_completion(
         await bus.complete(second, journal("second"))
 
     names = await db.run(lambda c: sorted(r[0] for r in c.exec_driver_sql("SELECT name FROM journal_probe")))
+    await db.run(lambda c: c.exec_driver_sql("DROP TABLE journal_probe"))  # the session's database is shared
     assert names == ["first", "second"]
     assert await receive_ids(bus) == ["m2"]
 

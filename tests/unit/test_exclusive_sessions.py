@@ -77,6 +77,16 @@ def test_a_redelivery_on_an_exclusive_bus_takes_the_lease_and_writes_as_conteste
         journal.outbound_pushed(env, PROVIDER, result, start)(conn)
         assert _leases(conn) == 0
         assert inbox.finished_outcome(conn, env.client_id, env.id) == "created"
+        # One outcome per message in the sync log: the second to finish is journalled as a duplicate.
+        actions = conn.execute(
+            select(sync_log.log.c.action, sync_log.log.c.detail).order_by(sync_log.log.c.id)
+        ).all()
+        assert [tuple(row) for row in actions] == [
+            ("pending", None),
+            ("pending", "recovering: an earlier attempt may have reached the ERP"),
+            ("created", None),
+            ("duplicate", "already created"),
+        ]
 
 
 def test_no_lease_is_refused_where_the_bus_does_not_run_records_exclusively(engine: Engine) -> None:

@@ -209,6 +209,20 @@ def _let_go(conn: Connection, start: OutboundStart) -> bool:
     return held and not start.contested
 
 
+def _finished_beside(conn: Connection, env: Envelope, provider: str, checked: bool) -> bool:
+    """Another delivery of this message ran beside ours (our lock ran out while we worked) and
+    finished first: its outcome stands, ours is journalled as a duplicate (True). ``checked``: the
+    inbox is as ``begin_outbound`` read it (unfinished), so there is nothing to look up."""
+    if checked:
+        return False
+    prior = inbox.finished_outcome(conn, env.client_id, env.id)
+    if prior is None:
+        return False
+    row = entry(env, provider, "outbound", "duplicate", cw_id=env.cw_id, detail=f"already {prior}")
+    sync_log.record(conn, row)
+    return True
+
+
 def outbound_duplicate(env: Envelope, provider: str, start: OutboundStart) -> Journal:
     def journal(conn: Connection) -> None:
         detail = f"already {start.finished}"
@@ -248,6 +262,8 @@ def outbound_pushed(env: Envelope, provider: str, result: PushResult, start: Out
 
     def journal(conn: Connection) -> None:
         unchanged_since_begin = _let_go(conn, start)
+        if _finished_beside(conn, env, provider, unchanged_since_begin):
+            return
         author = f"author {result.author}" if result.author else None
         sync_log.record(
             conn,
