@@ -1,26 +1,30 @@
-"""Writes on the message path, compiled once per dialect and run through the driver.
+"""Statements on the message path, compiled once per dialect and run through the driver.
 
 ``Connection.execute`` derives a cache key from the statement and processes every parameter on
 each call; on SQLite that costs more than the statement itself (an insert into the sync log:
 about 100 µs through ``execute``, 40 µs through ``exec_driver_sql``). A ``Prepared`` write keeps
 the dialect's SQL, parameter order and bind processors (UTC datetimes, booleans), so that each
 call only converts values and runs ``exec_driver_sql``. For INSERT/UPDATE/DELETE whose values are
-named parameters the caller supplies, or values the statement fixes itself (literals, NULL).
+named parameters the caller supplies, or values the statement fixes itself (literals, NULL); and
+for a SELECT whose caller reads the driver's raw values (no result processors run: a datetime may
+come back as text on SQLite, a boolean as 0/1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     Connection,
     CursorResult,
     Delete,
     Dialect,
     Executable,
     Insert,
+    Select,
     Table,
     Update,
     bindparam,
@@ -44,32 +48,45 @@ class _Compiled:
 
 class Prepared:
     def __init__(
-        self, statement: Insert | Update | Delete, *, column_keys: Sequence[str] | None = None
+        self, statement: Insert | Update | Delete | Select[Any], *, column_keys: Sequence[str] | None = None
     ) -> None:
         self.statement = statement
         self.column_keys = list(column_keys) if column_keys is not None else None
-        self._by_dialect: dict[str, _Compiled] = {}
+        self._by_dialect: dict[str, _Compiled | None] = {}
 
-    def compiled(self, dialect: Dialect) -> _Compiled:
-        found = self._by_dialect.get(dialect.name)
-        if found is None:
-            c = self.statement.compile(dialect=dialect, column_keys=self.column_keys)
+    def compiled(self, dialect: Dialect) -> _Compiled | None:
+        """The dialect's SQL, or None when SQLAlchemy renders it anew on each execution (SQL
+        Server's ``TOP n``, an expanding ``IN``): that one runs through ``execute``."""
+        if dialect.name in self._by_dialect:
+            return self._by_dialect[dialect.name]
+        found: _Compiled | None = None
+        c = self.statement.compile(dialect=dialect, column_keys=self.column_keys)
+        if not (c.post_compile_params or c.literal_execute_params):
             # SQLAlchemy's per-parameter value converters (the same ones execute() applies).
             processors = {k: v for k, v in c._bind_processors.items() if callable(v)}
             positional = bool(c.positional and c.positiontup is not None)
             names = list(c.positiontup) if positional and c.positiontup is not None else list(c.binds)
             fixed = {name: bind.effective_value for bind, name in c.bind_names.items() if not bind.required}
             found = _Compiled(c.string, names, positional, processors, fixed)
-            self._by_dialect[dialect.name] = found
+        self._by_dialect[dialect.name] = found
         return found
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> CursorResult[Any]:
         c = self.compiled(conn.dialect)
+        if c is None:
+            return conn.execute(self.statement, params)
         values = {**c.fixed, **params} if c.fixed else dict(params)
         for name, process in c.processors.items():
             values[name] = process(values[name])
         args: Any = tuple(values[n] for n in c.names) if c.positional else values
         return conn.exec_driver_sql(c.sql, args)
+
+
+def fixed(values: Iterable[str]) -> list[BindParameter[str]]:
+    """The members of an ``IN`` whose values never change, as one bind parameter each: a plain
+    ``in_(list)`` is an expanding parameter, which SQLAlchemy re-renders into the SQL text on
+    every execution (a regular-expression pass over the whole statement)."""
+    return [literal(value) for value in sorted(values)]
 
 
 def insert_if_absent(table: Table, key: Sequence[str], dialect_name: str) -> Executable:

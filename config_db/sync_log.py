@@ -17,9 +17,11 @@ from sqlalchemy import (
     Insert,
     Select,
     Update,
+    and_,
     bindparam,
     func,
     insert,
+    literal_column,
     select,
     text,
     update,
@@ -27,7 +29,7 @@ from sqlalchemy import (
 
 from config_db.inbox import Q_FINISHED
 from config_db.models import ProviderConnection, RecordLink, SyncLogEntry, table_of, utcnow
-from config_db.prepared import Prepared, insert_if_absent
+from config_db.prepared import Prepared, fixed, insert_if_absent
 
 log = table_of(SyncLogEntry)
 links = table_of(RecordLink)
@@ -82,7 +84,7 @@ Q_LAST_ACTION: Select[Any] = (
     .where(
         log.c.message_id == bindparam("message_id"),
         log.c.client_id == bindparam("client_id"),
-        log.c.action.in_(sorted(INTENT_ACTIONS)),
+        log.c.action.in_(fixed(INTENT_ACTIONS)),
     )
     .order_by(log.c.id.desc())
     .limit(1)
@@ -115,13 +117,15 @@ class MessageState:
 
 
 def _q_message_state() -> Select[Any]:
-    last_action = Q_LAST_ACTION.scalar_subquery()
-    link = Q_LINK.subquery()
+    """One row: the two scalar reads beside the link, outer-joined to a constant row so that a
+    missing link still gives a row (its columns NULL)."""
+    one = select(literal_column("1").label("one")).subquery("one")
+    link_key = and_(*(links.c[k] == bindparam(f"k_{k}") for k in _LINK_KEY))
     return select(
         Q_FINISHED.scalar_subquery().label("finished"),
-        last_action.label("last_action"),
-        *(select(link.c[f]).scalar_subquery().label(f) for f in _LINK_FIELDS),
-    )
+        Q_LAST_ACTION.scalar_subquery().label("last_action"),
+        *(links.c[f] for f in _LINK_FIELDS),
+    ).select_from(one.outerjoin(links, link_key))
 
 
 Q_MESSAGE_STATE: Select[Any] = _q_message_state()
@@ -132,7 +136,7 @@ def message_state(
 ) -> MessageState:
     """Inbox outcome, open intent and record link for a message, in one round trip."""
     params = {"client_id": client_id, "message_id": message_id, **_key(client_id, provider, entity, cw_id)}
-    row = db.execute(Q_MESSAGE_STATE, params).one()
+    row = _MESSAGE_STATE.execute(db, params).one()
     link = None if row.deleted is None else _link(row)
     return MessageState(row.finished, row.last_action == "pending", link, row.last_action is not None)
 
@@ -166,6 +170,7 @@ def q_entries(client_id: str | None = None, message_id: str | None = None, limit
 _RECORD = Prepared(S_RECORD, column_keys=list(Entry.__slots__))
 _INSERT_LINK = Prepared(S_INSERT_LINK, column_keys=[*_LINK_KEY, *_LINK_FIELDS, "updated_at"])
 _UPDATE_LINK = Prepared(S_UPDATE_LINK)
+_MESSAGE_STATE = Prepared(Q_MESSAGE_STATE)  # read once per message: see _link for its raw values
 
 
 def record(db: Connection, entry: Entry) -> None:
@@ -213,14 +218,14 @@ def save_link(
     values["updated_at"] = utcnow()
     row = {"client_id": client_id, "provider": provider, "entity": entity, "cw_id": cw_id, **values}
     if exists is False:
-        db.execute(S_INSERT_LINK, row)
+        _INSERT_LINK.execute(db, row)
         return
     update_params = {**_key(client_id, provider, entity, cw_id), **values}
-    if db.execute(S_UPDATE_LINK, update_params).rowcount == 1:
+    if _UPDATE_LINK.execute(db, update_params).rowcount == 1:
         return
     if db.execute(insert_link_if_absent(db.dialect.name), row).rowcount != 1:
         # Another transaction inserted it since our update found none: ours is the later write.
-        db.execute(S_UPDATE_LINK, update_params)
+        _UPDATE_LINK.execute(db, update_params)
 
 
 def entries(
@@ -345,7 +350,7 @@ Q_LAST_SUCCESS: Select[Any] = (
     .where(
         log.c.client_id == bindparam("client_id"),
         log.c.provider == bindparam("provider"),
-        log.c.action.in_(sorted(SUCCESSES)),
+        log.c.action.in_(fixed(SUCCESSES)),
     )
     .order_by(log.c.id.desc())
     .limit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 from typing import Any
 
@@ -83,6 +84,28 @@ def test_links_upsert(engine: Engine) -> None:
         assert sync_log.get_link(db, "acme", "generic_rest", "customer", "c1") == sync_log.Link(
             "X1", "2", "h2", False
         )
+
+
+def test_message_state_reads_the_inbox_the_last_intent_and_the_link_with_its_types(engine: Engine) -> None:
+    at = dt.datetime(2026, 3, 1, 12, 30, 5, 123000, tzinfo=dt.UTC)
+    link = sync_log.Link("X1", "v7", "h7", True, "fp", 42, at)
+    with engine.begin() as db:
+        empty = sync_log.message_state(db, "acme", "m1", "generic_rest", "customer", "c1")
+        assert empty == sync_log.MessageState(None, False, None, False)
+        sync_log.save_link(db, "acme", "generic_rest", "customer", "c1", link, exists=False)
+        pending = sync_log.Entry(direction="outbound", action="pending", message_id="m1", client_id="acme")
+        sync_log.record(db, pending)
+        other = sync_log.Entry(direction="outbound", action="failed", message_id="m1", client_id="globex")
+        sync_log.record(db, other)
+        state = sync_log.message_state(db, "acme", "m1", "generic_rest", "customer", "c1")
+        assert state == sync_log.MessageState(None, True, link, True)
+        assert isinstance(state.link, sync_log.Link) and state.link.deleted is True
+        sync_log.record(db, dataclasses.replace(pending, action="updated"))
+        inbox.mark_finished(db, "acme", "m1", "updated")
+        assert sync_log.message_state(db, "acme", "m1", "generic_rest", "customer", "c1") == (
+            sync_log.MessageState("updated", False, link, True)
+        )
+        assert sync_log.message_state(db, "acme", "m1", "generic_rest", "customer", "c2").link is None
 
 
 def test_inbox_records_once(engine: Engine) -> None:

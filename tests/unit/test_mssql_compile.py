@@ -81,8 +81,19 @@ def test_prepared_writes_compile(dialect: object) -> None:
 
     for prepared in (_RECORD, _INSERT_LINK, _UPDATE_LINK, _MARK_FINISHED):
         compiled = prepared.compiled(dialect)  # type: ignore[arg-type]
+        assert compiled is not None
         assert compiled.sql.split()[0] in {"INSERT", "UPDATE"}
         assert set(compiled.names) >= {"client_id"} or "k_client_id" in compiled.names
+
+
+def test_the_message_state_read_is_prepared_except_where_sql_server_renders_top_per_execution() -> None:
+    from config_db.sync_log import _MESSAGE_STATE
+
+    for dialect in (postgresql.dialect(), sqlite.dialect()):
+        compiled = _MESSAGE_STATE.compiled(dialect)
+        assert compiled is not None and "POSTCOMPILE" not in compiled.sql
+        assert {"client_id", "message_id", "k_cw_id"} <= set(compiled.names)
+    assert _MESSAGE_STATE.compiled(mssql.dialect()) is None  # runs through execute(), TOP 1 rendered there
 
 
 @pytest.mark.parametrize(
