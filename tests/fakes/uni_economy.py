@@ -7,18 +7,19 @@ Webhooks: event plans written to ``/eventplans`` (or ``add_event_plan``) are hon
 a customer, supplier, project or invoice, ours or a user's (``user_create``/``user_update``/
 ``user_delete``), is POSTed to the plan's subscribers, signed with its ``SigningKey``, in the
 background. ``expand`` also follows ``…ID`` references (``Items.VatType``, ``Customer`` …).
+
+The login host (tokens, client assertions, the bearer check) is in ``uni_economy_login.py``, the
+wire format (constants, seed data, errors, filters, ``expand``) in ``uni_economy_wire.py``; the
+names tests use are re-exported here.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import datetime as dt
 import itertools
 import json
-import re
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,133 +27,55 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from providers.uni_economy.webhooks import sign
 from tests.fakes import serve_app
 from tests.fakes.callbacks import CallbackSender
 from tests.fakes.control import add_control_routes
 from tests.fakes.history import WriteLog
-from tests.openapi import Spec, SpecViolation, load_spec
+from tests.fakes.uni_economy_login import Client, UniLogin
+from tests.fakes.uni_economy_wire import (
+    API_PREFIX,
+    API_USER,
+    ASSERTION_TYPE,
+    DRAFT,
+    EVENT_EXPAND,
+    EVENT_NAMES,
+    FILTER,
+    INVOICED,
+    OTHER_USER,
+    RELATIONS,
+    SEED,
+    SPEC_NAME,
+    Store,
+    error,
+    holds,
+    shape,
+    uni_spec,
+)
+from tests.openapi import SpecViolation
 
-SPEC_NAME = "uni-economy-2019.swagger2.json"
-API_PREFIX = "/api/biz"
-DRAFT, INVOICED = 42001, 42002
-API_USER = "6b1f0e2a-6c1d-4a55-9f0e-5f4d8c1e0a01"  # GlobalIdentity of the integration's user
-OTHER_USER = "0d5e2c44-1b7a-4f9e-8c3d-2a6b9e7f1c10"  # an accountant working in Uni's UI
-EVENT_NAMES = {
-    "customers": "Customer",
-    "suppliers": "Supplier",
-    "projects": "Project",
-    "invoices": "CustomerInvoice",
-}
-EVENT_EXPAND = {
-    "customers": "Info,Info.DefaultEmail,Info.DefaultPhone,Info.InvoiceAddress",
-    "suppliers": "Info,Info.DefaultEmail,Info.DefaultPhone,Info.InvoiceAddress",
-    "projects": "ProjectCustomer",
-    "invoices": "Items,Items.VatType,Items.Account,Customer,CurrencyCode",
-}
-"""What the fake puts in a callback's ``Entity``: the record as a fully expanded GET shows it."""
-RELATIONS = {
-    "VatType": "vattypes",
-    "Account": "accounts",
-    "Customer": "customers",
-    "ProjectCustomer": "customers",
-    "CurrencyCode": "currencycodes",
-}
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-SEED: dict[str, list[dict[str, Any]]] = {
-    "vattypes": [
-        {"ID": 1, "VatCode": "3", "VatPercent": 25.0, "Name": "Utgående mva, høy sats"},
-        {"ID": 2, "VatCode": "31", "VatPercent": 15.0, "Name": "Utgående mva, middels sats"},
-        {"ID": 4, "VatCode": "6", "VatPercent": 0.0, "Name": "Utenfor mva-loven"},
-    ],
-    "accounts": [
-        {"ID": 11, "AccountNumber": 3000, "AccountName": "Salgsinntekt, avgiftspliktig"},
-        {"ID": 12, "AccountNumber": 3100, "AccountName": "Salgsinntekt, avgiftsfri"},
-    ],
-    "currencycodes": [{"ID": 1, "Code": "NOK"}, {"ID": 2, "Code": "EUR"}],
-    "departments": [{"ID": 1, "Name": "Hovedavdeling"}],
-}
-FILTER = re.compile(r"^\s*([\w.]+)\s+(eq|gt)\s+(.+?)\s*$")
-
-
-def uni_spec() -> Spec:
-    """The Uni spec (tests.openapi maps its non-standard ``date``/``double`` types)."""
-    return load_spec(SPEC_NAME)
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _error(
-    status: int, message: str, *details: tuple[str, str], headers: dict[str, str] | None = None
-) -> web.Response:
-    body = {
-        "Message": message,
-        "Messages": [{"PropertyName": p, "Message": m, "Level": 3} for p, m in details],
-    }
-    return web.json_response(body, status=status, headers=headers)
-
-
-def _literal(raw: str) -> Any:
-    if raw.startswith("'") and raw.endswith("'"):
-        return raw[1:-1].replace("''", "'")
-    return float(raw) if "." in raw else int(raw)
-
-
-def _holds(row: dict[str, Any], clause: re.Match[str]) -> bool:
-    field, op, value = row.get(clause[1]), clause[2], _literal(clause[3])
-    if op == "eq":
-        return bool(field == value)
-    if field is None:
-        return False
-    if isinstance(value, str):  # date-times: compare as times, whatever their text form
-        return dt.datetime.fromisoformat(str(field)) > dt.datetime.fromisoformat(value)
-    return bool(field > value)
-
-
-Store = dict[str, dict[int, dict[str, Any]]]
-
-
-def _shape(
-    entity: dict[str, Any], expand: set[str], prefix: str = "", store: Store | None = None
-) -> dict[str, Any]:
-    """Like Uni: nested objects only when named in ``expand`` (dotted paths for deeper ones).
-
-    With ``store``, an expanded name that is only a reference (``VatTypeID``) is looked up.
-    """
-    out: dict[str, Any] = {}
-    for key, value in entity.items():
-        path = prefix + key
-        if isinstance(value, dict):
-            if path in expand:
-                out[key] = _shape(value, expand, path + ".", store)
-        elif isinstance(value, list) and value and isinstance(value[0], dict):
-            if path in expand:
-                out[key] = [_shape(v, expand, path + ".", store) for v in value]
-        else:
-            out[key] = value
-    for name, collection in RELATIONS.items():
-        ref = entity.get(name + "ID")
-        target = (store or {}).get(collection, {}).get(ref) if isinstance(ref, int) else None
-        if prefix + name in expand and name not in entity and target is not None:
-            out[name] = _shape(target, expand, prefix + name + ".", store)
-    return out
+__all__ = [  # the fake's public names, wherever they are defined
+    "API_PREFIX",
+    "API_USER",
+    "ASSERTION_TYPE",
+    "DRAFT",
+    "EVENT_EXPAND",
+    "EVENT_NAMES",
+    "FILTER",
+    "INVOICED",
+    "OTHER_USER",
+    "RELATIONS",
+    "SEED",
+    "SPEC_NAME",
+    "FakeUni",
+    "Store",
+    "uni_spec",
+]
 
 
 @dataclass
-class _Client:
-    public_key: rsa.RSAPublicKey
-    x5t: str | None
-
-
-@dataclass
-class FakeUni:
+class FakeUni(UniLogin):
     company_key: str = "company-key-1"
     token_lifetime_s: int = 3600
     base_url: str = ""
@@ -164,7 +87,7 @@ class FakeUni:
     assertion_headers: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._clients: dict[str, _Client] = {}
+        self._clients: dict[str, Client] = {}
         self._tokens: dict[str, tuple[str, float]] = {}
         self._jtis: set[str] = set()
         self._failures: list[tuple[int, str | None, str, str]] = []
@@ -177,21 +100,6 @@ class FakeUni:
         self.api_writes = WriteLog()  # every write made through the API, as stored after it
 
     # --- test controls ------------------------------------------------------------------------
-    def register_client(
-        self, client_id: str, public_key: rsa.RSAPublicKey, cert: x509.Certificate | None = None
-    ) -> None:
-        x5t = None
-        if cert is not None:
-            x5t = base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA1())).rstrip(b"=").decode()  # noqa: S303
-        self._clients[client_id] = _Client(public_key, x5t)
-
-    def revoke(self, client_id: str) -> None:
-        self._clients.pop(client_id, None)
-        self._tokens = {t: v for t, v in self._tokens.items() if v[0] != client_id}
-
-    def expire_tokens(self) -> None:
-        self._tokens = {t: (c, 0.0) for t, (c, _) in self._tokens.items()}
-
     def fail_next(
         self, n: int, status: int, *, retry_after: str | None = None, message: str = "", on: str = ""
     ) -> None:
@@ -238,7 +146,7 @@ class FakeUni:
         self._emit(collection, "Delete", self.store[collection].pop(entity_id))
 
     def shaped(self, collection: str, entity: dict[str, Any], expand: str) -> dict[str, Any]:
-        return _shape(entity, set(expand.split(",")), store=self.store)
+        return shape(entity, set(expand.split(",")), store=self.store)
 
     def _emit(self, collection: str, event_type: str, entity: dict[str, Any]) -> None:
         name = EVENT_NAMES.get(collection)
@@ -279,62 +187,6 @@ class FakeUni:
             self.base_url = url
             yield self
 
-    # --- login host ---------------------------------------------------------------------------
-    async def _token(self, request: web.Request) -> web.Response:
-        self.token_requests += 1
-        form = await request.post()
-        problem = self._assertion_problem({k: str(v) for k, v in form.items()})
-        if problem is not None:
-            return web.json_response({"error": "invalid_client", "error_description": problem}, status=400)
-        token = uuid.uuid4().hex
-        self._tokens[token] = (str(form["client_id"]), time.time() + self.token_lifetime_s)
-        body = {
-            "access_token": token,
-            "expires_in": self.token_lifetime_s,
-            "token_type": "Bearer",
-            "scope": "AppFramework",
-        }
-        return web.json_response(body)
-
-    def _assertion_problem(self, form: dict[str, str]) -> str | None:
-        if form.get("grant_type") != "client_credentials" or form.get("scope") != "AppFramework":
-            return "grant_type must be client_credentials and scope AppFramework"
-        client = self._clients.get(form.get("client_id", ""))
-        if client is None or form.get("client_assertion_type") != ASSERTION_TYPE:
-            return "unknown client or missing client assertion"
-        try:
-            head, claims_part, sig = form["client_assertion"].split(".")
-            header, claims = json.loads(_b64url_decode(head)), json.loads(_b64url_decode(claims_part))
-            client.public_key.verify(
-                _b64url_decode(sig), f"{head}.{claims_part}".encode(), padding.PKCS1v15(), hashes.SHA256()
-            )
-        except (KeyError, ValueError, InvalidSignature):
-            return "client assertion is not a JWT signed with the registered key"
-        self.assertion_headers.append(header)
-        return self._claims_problem(header, claims, form["client_id"], client)
-
-    def _claims_problem(
-        self, header: dict[str, Any], claims: dict[str, Any], client_id: str, client: _Client
-    ) -> str | None:
-        now = time.time()
-        if header.get("alg") != "RS256" or (client.x5t and header.get("x5t") != client.x5t):
-            return "assertion header must be RS256 with the registered certificate's x5t"
-        if (
-            claims.get("iss") != client_id
-            or claims.get("sub") != client_id
-            or claims.get("aud") != self.token_url
-        ):
-            return "iss and sub must be the client id and aud the token endpoint"
-        if (
-            not (claims.get("nbf", 0) - 5 <= now < claims.get("exp", 0))
-            or claims["exp"] - claims.get("iat", 0) > 300
-        ):
-            return "assertion expired, not yet valid or valid for more than 5 minutes"
-        if claims.get("jti") in self._jtis or not claims.get("jti"):
-            return "assertion jti missing or replayed"
-        self._jtis.add(claims["jti"])
-        return None
-
     # --- /api/biz -----------------------------------------------------------------------------
     async def _api(self, request: web.Request) -> web.Response:
         action = request.query.get("action")
@@ -346,7 +198,7 @@ class FakeUni:
             self._failures.remove(failure)
             status, retry_after, message, _ = failure
             headers = {"Retry-After": retry_after} if retry_after else None
-            return _error(status, message, ("Entity", message), headers=headers)
+            return error(status, message, ("Entity", message), headers=headers)
         denied = self._denied(request)
         if denied is not None:
             return denied
@@ -355,17 +207,8 @@ class FakeUni:
             uni_spec().validate_request(request.method, spec_path, body)
         except (ValueError, SpecViolation) as exc:
             self.violations.append(f"{request.method} {spec_path}: {exc}")
-            return _error(400, "Request does not match the API", ("body", str(exc)))
+            return error(400, "Request does not match the API", ("body", str(exc)))
         return self._dispatch(request, request.match_info["tail"].strip("/").split("/"), body)
-
-    def _denied(self, request: web.Request) -> web.Response | None:
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        holder = self._tokens.get(token)
-        if holder is None or holder[1] <= time.time():
-            return _error(401, "Authorization has been denied for this request.")
-        if request.headers.get("CompanyKey") != self.company_key:
-            return _error(403, "Unknown CompanyKey")
-        return None
 
     def _dispatch(self, request: web.Request, parts: list[str], body: Any) -> web.Response:
         method, action, collection = request.method, request.query.get("action"), parts[0]
@@ -377,7 +220,7 @@ class FakeUni:
             return self._create(collection, body)
         entity = self.store.get(collection, {}).get(int(parts[1])) if parts[1].isdigit() else None
         if entity is None:
-            return _error(404, f"{collection} {parts[1]} not found")
+            return error(404, f"{collection} {parts[1]} not found")
         if method == "GET":
             return web.json_response(self.shaped(collection, entity, request.query.get("expand", "")))
         return self._change(collection, entity, method, action, body)
@@ -390,13 +233,13 @@ class FakeUni:
                 raise web.HTTPBadRequest(
                     text=f"fake understands only 'Field eq|gt value [or …]', not {query['filter']!r}"
                 )
-            rows = [r for r in rows if any(_holds(r, m) for m in clauses if m is not None)]
+            rows = [r for r in rows if any(holds(r, m) for m in clauses if m is not None)]
         skip, top = int(query.get("skip", 0)), int(query.get("top", 100))
         return [self.shaped(collection, r, query.get("expand", "")) for r in rows[skip : skip + top]]
 
     def _create(self, collection: str, body: dict[str, Any]) -> web.Response:
         if collection in ("customers", "suppliers") and not (body.get("Info") or {}).get("Name"):
-            return _error(400, "Validation failed", ("Info.Name", "Name is required"))
+            return error(400, "Validation failed", ("Info.Name", "Name is required"))
         entity = self._with_ids(copy.deepcopy(body))
         if collection == "invoices":
             entity["StatusCode"] = DRAFT
@@ -404,21 +247,19 @@ class FakeUni:
         self.writes[collection] += 1
         self.api_writes.add(collection, entity["ID"], "created", entity)
         self._emit(collection, "Create", entity)
-        return web.json_response(_shape(entity, set()), status=201)
+        return web.json_response(shape(entity, set()), status=201)
 
     def _change(
         self, collection: str, entity: dict[str, Any], method: str, action: str | None, body: Any
     ) -> web.Response:
         if collection == "invoices" and entity.get("StatusCode") != DRAFT:
-            return _error(
-                400, "Only a draft invoice can be changed", ("StatusCode", "Invoice is not a draft")
-            )
+            return error(400, "Only a draft invoice can be changed", ("StatusCode", "Invoice is not a draft"))
         self.writes[collection] += 1
         if method == "DELETE":
             del self.store[collection][entity["ID"]]
             self.api_writes.add(collection, entity["ID"], "deleted")
             self._emit(collection, "Delete", entity)
-            return web.json_response(_shape(entity, set()))
+            return web.json_response(shape(entity, set()))
         if method == "POST" and collection == "invoices" and action == "invoice":
             entity.update(StatusCode=INVOICED, InvoiceNumber=str(next(self._invoice_numbers)))
             self._emit(collection, "Update", entity)
@@ -428,8 +269,8 @@ class FakeUni:
             entity.update(UpdatedAt=dt.datetime.now(dt.UTC).isoformat(), UpdatedBy=API_USER)
             self.api_writes.add(collection, entity["ID"], "updated", entity)
             self._emit(collection, "Update", entity)
-            return web.json_response(_shape(entity, set()))
-        return _error(501, f"the fake does not implement {method} on {collection}")
+            return web.json_response(shape(entity, set()))
+        return error(501, f"the fake does not implement {method} on {collection}")
 
     def _with_ids(self, node: dict[str, Any]) -> dict[str, Any]:
         """New objects get an ID, like Uni does for every nested object sent without one."""

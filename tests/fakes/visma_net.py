@@ -13,19 +13,20 @@ assumes (unverified): ``{tenantId, event: "Customer.Updated", entityId, lastModi
 changedBy, …}``; ``changedBy`` is the subject of the access token a change was made with
 (``API_SUBJECT``, the ``sub`` of every token this fake issues, a JWT as Visma Connect's are), or
 ``USER_NAME`` for a user's change.
+
+The customer invoices are in ``visma_net_invoices.py``, the wire format (constants, errors, DTO
+shapes, paging) in ``visma_net_wire.py``; the names tests use are re-exported here.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import secrets
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -35,145 +36,45 @@ from tests.fakes.callbacks import CallbackSender
 from tests.fakes.control import PREFIX as CONTROL_PREFIX
 from tests.fakes.control import add_control_routes
 from tests.fakes.history import WriteLog
+from tests.fakes.visma_net_invoices import VismaInvoices
+from tests.fakes.visma_net_wire import (
+    API_SUBJECT,
+    DRAFTS,
+    EVENT_NAMES,
+    LISTS,
+    SPEC_NAME,
+    TOKEN_PATH,
+    USER_NAME,
+    Failure,
+    Handler,
+    Store,
+    dto,
+    jwt,
+    modified,
+    page,
+    unknown_fields,
+    unwrap,
+    visma_error,
+)
 from tests.openapi import SpecViolation, load_spec
 
-SPEC_NAME = "visma-net-erp-v1.openapi3.json"
-TOKEN_PATH = "/connect/token"
-DRAFTS = ("Hold", "Balanced")
-LISTS = ("/v1/customer", "/v1/supplier", "/v1/project", "/v1/customerinvoice")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-API_SUBJECT = "3f0c2b1e-cw-integration"
-"""``sub`` of the tokens issued to our API client: who Visma says made the changes we make."""
-USER_NAME = "kari.nordmann@acme.no"
+__all__ = [  # the fake's public names, wherever they are defined
+    "API_SUBJECT",
+    "DRAFTS",
+    "EVENT_NAMES",
+    "LISTS",
+    "SPEC_NAME",
+    "TOKEN_PATH",
+    "USER_NAME",
+    "FakeVismaNet",
+    "Handler",
+    "jwt",
+    "unwrap",
+    "visma_error",
+]
 
 
-def _b64(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-
-def jwt(claims: dict[str, Any]) -> str:
-    """A JWT-shaped token (the signature is random: the fake checks tokens by lookup)."""
-    return f"{_b64({'alg': 'RS256', 'typ': 'at+jwt'})}.{_b64(claims)}.{secrets.token_urlsafe(16)}"
-
-
-def visma_error(status: int, message: str, details: str = "") -> web.Response:
-    body = {
-        "ExceptionType": "ValidationException" if status < 500 else "InternalServerError",
-        "ExceptionMessage": message,
-        "ExceptionFaultCode": str(10000 + status),
-        "ExceptionMessageID": f"{status}_{uuid.uuid4()}",
-        "ExceptionDetails": details,
-    }
-    return web.json_response(body, status=status)
-
-
-def unwrap(node: Any) -> Any:
-    """``{"name": {"value": "Acme"}}`` → ``{"name": "Acme"}``, recursively."""
-    if isinstance(node, dict):
-        if set(node) == {"value"}:
-            return unwrap(node["value"])
-        return {k: unwrap(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [unwrap(v) for v in node]
-    return node
-
-
-def _unknown_fields(template: str, method: str, body: Any) -> list[str]:
-    """Property names the spec does not declare: its schemas allow them, but Visma drops them silently."""
-    spec = load_spec(SPEC_NAME)
-    schema = spec.request_schema(method, template)
-    return _walk(spec.document, schema, body, "") if schema is not None else []
-
-
-def _walk(document: dict[str, Any], schema: dict[str, Any], node: Any, where: str) -> list[str]:
-    while "$ref" in schema:
-        schema = document["components"]["schemas"][schema["$ref"].rpartition("/")[2]]
-    if isinstance(node, list) and "items" in schema:
-        return [
-            p for i, item in enumerate(node) for p in _walk(document, schema["items"], item, f"{where}[{i}]")
-        ]
-    if not isinstance(node, dict) or "properties" not in schema:
-        return []
-    found = [f"{where}.{key}".lstrip(".") for key in node if key not in schema["properties"]]
-    for key, value in node.items():
-        if key in schema["properties"]:
-            found += _walk(document, schema["properties"][key], value, f"{where}.{key}")
-    return found
-
-
-EVENT_NAMES = {
-    "customer": "Customer",
-    "supplier": "Supplier",
-    "project": "Project",
-    "invoice": "CustomerInvoice",
-}
-
-
-def _dto(name: str, record: dict[str, Any]) -> dict[str, Any]:
-    """A stored record (what the update DTOs said, unwrapped) in the shape of Visma's read DTO."""
-    out = {k: v for k, v in record.items() if not k.startswith("_")}
-    address = out.get("mainAddress")
-    if isinstance(address, dict) and "countryId" in address:
-        country = address["countryId"]
-        out["mainAddress"] = {k: v for k, v in address.items() if k != "countryId"} | {
-            "country": {"id": country}
-        }
-    if name == "project" and isinstance(out.get("customer"), str):
-        out["customer"] = {"number": out["customer"]}
-    if name == "invoice":
-        out["customer"] = {"number": out.pop("customerNumber", None)}
-        out["invoiceLines"] = [_line_dto(line) for line in out.get("invoiceLines", [])]
-    return out
-
-
-def _line_dto(line: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in line.items() if k not in ("operation", "vatCodeId", "accountNumber")}
-    out["vatCode"] = {"id": line.get("vatCodeId")}
-    if line.get("accountNumber"):
-        out["account"] = {"number": line["accountNumber"]}
-    return out
-
-
-def _page(records: list[dict[str, Any]], query: Mapping[str, str]) -> list[dict[str, Any]]:
-    size, number = int(query["pageSize"]), int(query["pageNumber"])
-    return records[(number - 1) * size : number * size]
-
-
-_CONDITIONS: dict[str, Callable[[str, str], bool]] = {
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-}
-
-
-def _modified(record: dict[str, Any], query: Mapping[str, str]) -> bool:
-    """``lastModifiedDateTime`` with its condition (Visma's stamps compare as text: one fixed format)."""
-    since = query.get("lastModifiedDateTime")
-    if since is None:
-        return True
-    return _CONDITIONS[query["lastModifiedDateTimeCondition"]](str(record["lastModifiedDateTime"]), since)
-
-
-@dataclass
-class _Failure:
-    status: int
-    message: str
-    headers: dict[str, str]
-
-
-@dataclass
-class _Store:
-    """One master-data entity: records keyed by ``key`` (customerCd, supplierCd, projectID)."""
-
-    name: str
-    key: str
-    required: tuple[str, ...]
-    etag: bool = False
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-class FakeVismaNet:
+class FakeVismaNet(VismaInvoices):
     def __init__(self, *, token_lifetime: int = 3600) -> None:
         self.client_id, self.client_secret, self.tenant_id = "cw-integration", "s3cret-value", "tenant-42"
         self.token_lifetime = token_lifetime
@@ -191,12 +92,12 @@ class FakeVismaNet:
         self.sent_invoices: set[str] = set()
         self.release_error: str | None = None
         self.stores = {
-            "customer": _Store("customer", "number", ("number", "name")),
-            "supplier": _Store("supplier", "number", ("number", "name"), etag=True),
-            "project": _Store("project", "projectID", ("projectID", "description", "startDate")),
+            "customer": Store("customer", "number", ("number", "name")),
+            "supplier": Store("supplier", "number", ("number", "name"), etag=True),
+            "project": Store("project", "projectID", ("projectID", "description", "startDate")),
         }
         self.invoices: dict[str, dict[str, Any]] = {}
-        self._failures: deque[_Failure] = deque()
+        self._failures: deque[Failure] = deque()
         self._version = 0
         self._last_stamp = dt.datetime.now(dt.UTC)
         self.callbacks = CallbackSender()
@@ -212,7 +113,7 @@ class FakeVismaNet:
         if status == 429:
             headers |= {"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "30"}
         for _ in range(n):
-            self._failures.append(_Failure(status, message or f"injected HTTP {status}", headers))
+            self._failures.append(Failure(status, message or f"injected HTTP {status}", headers))
 
     def expire_tokens(self) -> None:
         self.tokens = dict.fromkeys(self.tokens, 0.0)
@@ -223,10 +124,6 @@ class FakeVismaNet:
 
     def seed_customer(self, number: str, name: str = "Seeded AS") -> None:
         self.stores["customer"].records[number] = {"number": number, "name": name, "status": "Active"}
-
-    @property
-    def customers(self) -> dict[str, dict[str, Any]]:
-        return self.stores["customer"].records
 
     def configure_webhook(self, url: str, secret: str, header: str = DEFAULT_SIGNATURE_HEADER) -> None:
         """What an operator does in the Visma Developer Portal: one callback for every entity."""
@@ -292,13 +189,7 @@ class FakeVismaNet:
         app.router.add_get("/v1/vat", self._catalogue("vatId", lambda: self.vat_codes))
         app.router.add_get("/v1/account", self._catalogue("accountCD", lambda: self.accounts))
         app.router.add_get("/v1/branch", self._catalogue("number", lambda: self.branches))
-        app.router.add_get("/v1/customerinvoice", self._list_invoices)
-        app.router.add_post("/v2/customerinvoice", self._create_invoice)
-        app.router.add_get("/v1/customerinvoice/{invoiceNumber}", self._get_invoice)
-        app.router.add_put("/v1/customerinvoice/{invoiceNumber}", self._update_invoice)
-        app.router.add_delete("/v1/customerinvoice/{invoiceNumber}", self._delete_invoice)
-        app.router.add_post("/v1/customerinvoice/{invoiceNumber}/action/release", self._release)
-        app.router.add_post("/v1/customerinvoice/{invoiceNumber}/action/sendToAutoInvoice", self._send)
+        self.add_invoice_routes(app.router)
         return app
 
     @staticmethod
@@ -345,7 +236,7 @@ class FakeVismaNet:
             return f"{request.method} {request.path}: body is not JSON"
         except SpecViolation as exc:
             return str(exc)
-        unknown = _unknown_fields(template, request.method, body)
+        unknown = unknown_fields(template, request.method, body)
         if unknown:
             return f"{request.method} {template}: not in the spec (Visma ignores them): {', '.join(unknown)}"
         paged = {"pageNumber", "pageSize"} <= set(request.query)
@@ -382,7 +273,7 @@ class FakeVismaNet:
         record["_version"] = self._version
         return record
 
-    def _written(self, store: _Store, key: str, status: int, *, location: bool = False) -> web.Response:
+    def _written(self, store: Store, key: str, status: int, *, location: bool = False) -> web.Response:
         self.writes[store.name] += 1
         resp = web.Response(status=status)
         if location:
@@ -419,7 +310,7 @@ class FakeVismaNet:
         record = self.stores[name].records.get(next(iter(request.match_info.values())))
         if record is None:
             return visma_error(404, f"{name.capitalize()} not found.")
-        return web.json_response(_dto(name, record))
+        return web.json_response(dto(name, record))
 
     @staticmethod
     def _catalogue(key: str, keys: Callable[[], set[str]]) -> Handler:
@@ -432,106 +323,5 @@ class FakeVismaNet:
         if request.query.get("systemTemplate") == "true":
             records = [{"projectID": t, "description": t} for t in sorted(self.project_templates)]
         else:
-            records = [r for r in self.stores[name].records.values() if _modified(r, request.query)]
-        return web.json_response([_dto(name, r) for r in _page(records, request.query)])
-
-    # invoices
-
-    def _lines(self, invoice: dict[str, Any], lines: list[dict[str, Any]]) -> str | None:
-        """Apply line operations; the first problem as Visma would word it, else None."""
-        current = invoice.setdefault("invoiceLines", [])
-        for line in lines:
-            if line.get("operation") == "Delete":
-                current[:] = [old for old in current if old["lineNumber"] != line.get("lineNumber")]
-                continue
-            if line.get("vatCodeId") not in self.vat_codes:
-                return f"VAT code '{line.get('vatCodeId')}' was not found."
-            if not line.get("accountNumber") and not line.get("inventoryNumber"):
-                return "Account is required when no inventory item is given."
-            number = max((old["lineNumber"] for old in current), default=0) + 1
-            current.append({**line, "lineNumber": number})
-        return None
-
-    async def _create_invoice(self, request: web.Request) -> web.Response:
-        data = unwrap(await request.json())
-        if data.get("customerNumber") not in self.customers:
-            return visma_error(400, f"Customer '{data.get('customerNumber')}' was not found.")
-        number = f"{len(self.invoices) + 1:06d}"
-        invoice = {"referenceNumber": number, "documentType": "Invoice", "status": "Balanced"}
-        invoice |= {k: v for k, v in data.items() if k != "invoiceLines"}
-        problem = self._lines(invoice, data.get("invoiceLines", []))
-        if problem:
-            return visma_error(400, problem)
-        self.invoices[number] = self._stamp(invoice)
-        self.writes["invoice"] += 1
-        self._emit("invoice", "Created", number, invoice)
-        return web.Response(status=201, headers={"Location": f"{self.base_url}/v1/customerinvoice/{number}"})
-
-    def _invoice(self, request: web.Request) -> dict[str, Any] | None:
-        return self.invoices.get(request.match_info["invoiceNumber"])
-
-    async def _list_invoices(self, request: web.Request) -> web.Response:
-        wanted = request.query.get("externalReference")
-        found = [
-            {k: v for k, v in _dto("invoice", inv).items() if k != "invoiceLines"}
-            for inv in self.invoices.values()
-            if (wanted is None or inv.get("externalReference") == wanted) and _modified(inv, request.query)
-        ]
-        return web.json_response(_page(found, request.query))
-
-    async def _get_invoice(self, request: web.Request) -> web.Response:
-        invoice = self._invoice(request)
-        return (
-            web.json_response(_dto("invoice", invoice)) if invoice else visma_error(404, "Invoice not found.")
-        )
-
-    async def _update_invoice(self, request: web.Request) -> web.Response:
-        invoice = self._invoice(request)
-        if invoice is None:
-            return visma_error(404, "Invoice not found.")
-        if invoice["status"] not in DRAFTS:
-            return visma_error(400, "The document is released and cannot be changed.")
-        data = unwrap(await request.json())
-        problem = self._lines(invoice, data.pop("invoiceLines", []))
-        if problem:
-            return visma_error(400, problem)
-        invoice.update(data)
-        self._stamp(invoice)
-        self.writes["invoice"] += 1
-        self._emit("invoice", "Updated", invoice["referenceNumber"], invoice)
-        return web.Response(status=204)
-
-    async def _delete_invoice(self, request: web.Request) -> web.Response:
-        invoice = self._invoice(request)
-        if invoice is None:
-            return visma_error(404, "Invoice not found.")
-        if invoice["status"] not in DRAFTS:
-            return visma_error(400, "A released document cannot be deleted.")
-        del self.invoices[invoice["referenceNumber"]]
-        self.writes["invoice"] += 1
-        self._emit("invoice", "Deleted", invoice["referenceNumber"], invoice)
-        return web.Response(status=204)
-
-    async def _release(self, request: web.Request) -> web.Response:
-        invoice = self._invoice(request)
-        if invoice is None:
-            return visma_error(404, "Invoice not found.")
-        if self.release_error:
-            return web.json_response(
-                {"actionId": str(uuid.uuid4()), "actionResult": "Failed", "errorInfo": self.release_error}
-            )
-        if invoice["status"] not in DRAFTS:
-            return visma_error(400, "The document is already released.")
-        invoice["status"] = "Open"
-        self._stamp(invoice)
-        self.writes["invoice"] += 1
-        self._emit("invoice", "Updated", invoice["referenceNumber"], invoice)
-        return web.json_response({"actionId": str(uuid.uuid4()), "actionResult": "Done"})
-
-    async def _send(self, request: web.Request) -> web.Response:
-        invoice = self._invoice(request)
-        if invoice is None or invoice["status"] in DRAFTS:
-            return visma_error(400, "Only released invoices can be sent to AutoInvoice.")
-        self.sent_invoices.add(invoice["referenceNumber"])
-        body = {"refNbr": invoice["referenceNumber"], "documentType": "Invoice", "actionResult": "Done"}
-        return web.json_response(body)
+            records = [r for r in self.stores[name].records.values() if modified(r, request.query)]
+        return web.json_response([dto(name, r) for r in page(records, request.query)])

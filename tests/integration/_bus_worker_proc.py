@@ -1,4 +1,4 @@
-"""One competing consumer for test_local_bus's multi-process test.
+"""One competing consumer for test_local_bus_sessions's multi-process test.
 
 Usage: ``_bus_worker_proc.py <db_url> <out_file>``. Touches ``<out_file>.ready`` once connected,
 waits for ``<out_file>.go``, then receives and completes until the queue is empty, writing one

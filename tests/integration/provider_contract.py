@@ -3,7 +3,8 @@
 Each vendor's test module subclasses ``ProviderContract`` and gives it an ``erp`` fixture: a
 ``Harness`` around that vendor's fake (faststream's ``tests/brokers/base`` pattern). What only
 one vendor does stays in its own module. Every fake checks each request against the vendor's
-spec; the ``erp`` fixtures fail a test whose requests violated it.
+spec; the ``erp`` fixtures fail a test whose requests violated it. The vendor fakes' modules also
+share ``change``, the ``http`` fixture and ``deleted_between_lookup_and_put``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import asyncio
 import contextlib
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
+import aiohttp
 import pytest
 
 from contracts import Action, CWRecord, Entity, Invoice
@@ -54,6 +56,29 @@ def same_target(shown_url: str, sent_path: str) -> bool:
     return len(shown) >= len(sent) and all(
         a == b or is_placeholder(a) for a, b in zip(tail, sent, strict=True)
     )
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """The client session a vendor fake's provider is built with (the vendors' modules import it)."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def deleted_between_lookup_and_put(
+    provider: Provider, fake: Any, record: CWRecord, updated: CWRecord, *, kind: str, vendor: str
+) -> None:
+    """A user deletes ``record`` in the ERP just before our PUT of ``updated``: a transient error;
+    the next attempt looks again and re-creates it. ``kind``: the fake's name of the collection."""
+    created = await provider.push(change(record))
+    fake.fail_next(1, 404, on=f"PUT /{kind}")  # a user deleted it just before our PUT
+    with pytest.raises(TransientError, match=f"deleted in {vendor} while we wrote it"):
+        await provider.push(change(updated, Action.updated, known=created.external_id))
+
+    assert created.external_id is not None
+    fake.user_delete(kind, int(created.external_id))
+    again = await provider.push(change(updated, Action.updated, known=created.external_id))
+    assert again.outcome == "created", "the next attempt looks again: CW's change re-creates it"
 
 
 class Harness(ABC):

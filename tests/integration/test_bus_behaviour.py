@@ -3,184 +3,26 @@
 ``azure`` and ``azure-sessions`` run the adapter against the AMQP test peer (tests/servicebus_peer);
 the ``*-connected`` params run it against a real namespace or Microsoft's emulator (see
 tests/integration/buses.py: ``CWI_TEST_SERVICEBUS_CONNECTION_STRING``, or the emulator in Docker).
+Here: publishing, peek-lock, delayed retries, dead letters, stats and a topic subscription; locks,
+ordering and faults: ``test_bus_behaviour_locks.py``; the harness: ``bus_harness.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from config_db.database import make_engine
-from config_db.models import Base
-from tests.integration.buses import (
-    LOCK_S,
-    MAX_DELIVERIES,
-    QUEUE,
-    SESSION_QUEUE,
-    Namespace,
-    OffsetClock,
-    azure_bus,
-    drain,
-)
+from tests.integration.bus_harness import SESSIONLESS, Harness, bus, message, nothing_left, receive_n
+from tests.integration.buses import LOCK_S, MAX_DELIVERIES
 from tests.servicebus_peer import EntityOptions, ServiceBusPeer
 from worker.buses.azure import AzureBus, StatsUnavailableError
-from worker.buses.base import Delivery, LockLostError, OutgoingMessage
+from worker.buses.base import LockLostError, OutgoingMessage
 from worker.buses.local import LocalBus
-from worker.db import Database
 from worker.settings import load_azure_settings
 
-
-@dataclass
-class Harness:
-    name: str
-    bus: LocalBus | AzureBus
-    orders_sessions: bool  # one message per session in flight, in order
-    lock_s: float
-    max_deliveries: int
-    peer: ServiceBusPeer | None = None
-    entity: str = QUEUE
-    clock: OffsetClock | None = None
-
-    @property
-    def can_expire_locks(self) -> bool:
-        return self.clock is not None or self.peer is not None
-
-    async def elapse(self, seconds: float) -> None:
-        """Let ``seconds`` pass: on the local bus's clock at once, on Service Bus in real time."""
-        if self.clock is not None:
-            self.clock.offset += seconds
-        else:
-            await asyncio.sleep(seconds)
-
-    def expire_locks(self) -> None:
-        if self.clock is not None:
-            self.clock.offset += self.lock_s + 1
-        elif self.peer is not None:
-            self.peer.expire_lock(self.entity)
-
-
-# --- fixtures -----------------------------------------------------------------------------------
-
-
-async def _local(tmp_path: Path) -> AsyncIterator[Harness]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'bus.db'}")
-    Base.metadata.create_all(engine)
-    db = Database(engine)
-    clock = OffsetClock()
-    bus = LocalBus(db, queue=QUEUE, lock_duration_s=LOCK_S, max_delivery_count=MAX_DELIVERIES, clock=clock)
-    yield Harness(
-        "local", bus, orders_sessions=True, lock_s=LOCK_S, max_deliveries=MAX_DELIVERIES, clock=clock
-    )
-    await bus.close()
-    await db.close()
-
-
-async def _on_peer(peer: ServiceBusPeer, sessions: bool) -> AsyncIterator[Harness]:
-    entity = SESSION_QUEUE if sessions else QUEUE
-    bus = azure_bus(peer.connection_string, entity, sessions, LOCK_S)
-    await bus.open()
-    await bus.receive(1, 0)  # with sessions, starts accepting one in the background
-    name = "azure-sessions" if sessions else "azure"
-    yield Harness(name, bus, sessions, LOCK_S, MAX_DELIVERIES, peer=peer, entity=entity)
-    await bus.close()
-
-
-async def _connected(ns: Namespace, sessions: bool) -> AsyncIterator[Harness]:
-    entity = ns.entity(sessions)
-    await drain(ns, sessions)
-    bus = azure_bus(ns.connection_string, entity, sessions, ns.lock_s)
-    await bus.open()
-    name = f"{'azure-sessions' if sessions else 'azure'}-connected"
-    yield Harness(name, bus, sessions, ns.lock_s, ns.max_deliveries, entity=entity)
-    await bus.close()
-    await drain(ns, sessions)
-
-
-BUSES = [
-    "local",
-    "azure",
-    "azure-sessions",
-    pytest.param("azure-connected", marks=pytest.mark.connected),
-    pytest.param("azure-sessions-connected", marks=pytest.mark.connected),
-]
-
-
-# What does not depend on sessions (publishing, the management endpoint) runs once per namespace kind.
-SESSIONLESS = ["local", "azure", pytest.param("azure-connected", marks=pytest.mark.connected)]
-
-
-@pytest.fixture(params=BUSES)
-async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
-    kind = request.param
-    if kind == "local":
-        harnesses = _local(tmp_path)
-    elif kind.endswith("-connected"):
-        harnesses = _connected(
-            request.getfixturevalue("servicebus_namespace"), kind.startswith("azure-sessions")
-        )
-    else:
-        harnesses = _on_peer(request.getfixturevalue("peer"), kind == "azure-sessions")
-    async for harness in harnesses:
-        yield harness
-
-
-@pytest.fixture(
-    params=["local", "azure-sessions", pytest.param("azure-sessions-connected", marks=pytest.mark.connected)]
-)
-async def ordered_bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
-    """Buses that order by session id: the local bus always, Service Bus on a session entity."""
-    kind = request.param
-    if kind == "local":
-        harnesses = _local(tmp_path)
-    elif kind.endswith("-connected"):
-        harnesses = _connected(request.getfixturevalue("servicebus_namespace"), True)
-    else:
-        harnesses = _on_peer(request.getfixturevalue("peer"), True)
-    async for harness in harnesses:
-        yield harness
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def message(message_id: str, session: str, **properties: Any) -> OutgoingMessage:
-    body = json.dumps({"id": message_id}).encode()
-    return OutgoingMessage(body=body, message_id=message_id, session_id=session, properties=properties)
-
-
-async def receive_n(h: Harness, n: int, timeout_s: float = 15.0) -> list[Delivery]:
-    """Exactly ``n`` deliveries (no more are asked for), or fail after ``timeout_s``."""
-    got: list[Delivery] = []
-    deadline = time.monotonic() + timeout_s
-    while len(got) < n:
-        assert time.monotonic() < deadline, f"received {len(got)} of {n}: {[d.message_id for d in got]}"
-        got += await h.bus.receive(n - len(got), 0.5)
-    return got
-
-
-async def nothing_left(h: Harness) -> bool:
-    """No message is active (deliverable or locked); scheduled ones do not count."""
-    if h.peer is not None:
-        return h.peer.active_count(h.entity) == 0
-    return not await h.bus.receive(10, 0 if isinstance(h.bus, LocalBus) else 2.0)
-
-
-def require_peer(h: Harness) -> ServiceBusPeer:
-    if h.peer is None:
-        pytest.skip("needs the Service Bus test peer")
-    return h.peer
-
-
-def require_lock_control(h: Harness) -> None:
-    if not h.can_expire_locks:
-        pytest.skip("cannot expire locks on a real namespace")
+__all__ = ["bus"]  # the fixture: each bus in turn
 
 
 # --- peek-lock ----------------------------------------------------------------------------------
@@ -316,108 +158,6 @@ async def test_stats(bus: Harness) -> None:
     stats = await bus.bus.stats()
     assert (stats.active, stats.dead_lettered) == (1, 1)
     assert stats.dead_lettered_by_reason == {"UnknownClient": 1}
-
-
-# --- locks --------------------------------------------------------------------------------------
-
-
-async def test_renewed_lock_outlives_the_lock_duration_and_an_unrenewed_one_does_not(bus: Harness) -> None:
-    if bus.lock_s > 5:
-        pytest.skip("the namespace's lock duration is too long to wait out here")
-    await bus.bus.publish([message("kept", "acme"), message("lapsed", "globex")])
-    got = {d.message_id: d for d in await receive_n(bus, 2)}
-    await bus.elapse(bus.lock_s * 0.6)
-    await bus.bus.renew_lock(got["kept"])
-    await bus.elapse(bus.lock_s * 0.6)
-    await bus.bus.complete(got["kept"])
-    with pytest.raises(LockLostError):
-        await bus.bus.complete(got["lapsed"])
-    [again] = await receive_n(bus, 1)
-    assert (again.message_id, again.delivery_count) == ("lapsed", 2)
-    await bus.bus.complete(again)
-
-
-async def test_settling_or_rescheduling_after_the_lock_expired_raises_lock_lost(bus: Harness) -> None:
-    require_lock_control(bus)
-    await bus.bus.publish([message("completed", "acme"), message("rescheduled", "globex")])
-    got = {d.message_id: d for d in await receive_n(bus, 2)}
-    bus.expire_locks()
-    with pytest.raises(LockLostError):
-        await bus.bus.complete(got["completed"])
-    with pytest.raises(LockLostError):
-        await bus.bus.reschedule(got["rescheduled"], 60, {"cwi-attempt": 2})
-    # The retry copy was cancelled: the redelivered original is the only live copy.
-    if bus.peer is not None:
-        assert bus.peer.scheduled_count(bus.entity) == 0
-    elif isinstance(bus.bus, LocalBus):
-        assert (await bus.bus.stats()).scheduled == 0
-    again = await receive_n(bus, 2)
-    assert sorted((d.message_id, d.delivery_count) for d in again) == [("completed", 2), ("rescheduled", 2)]
-    await asyncio.gather(*(bus.bus.complete(d) for d in again))
-
-
-# --- ordering -----------------------------------------------------------------------------------
-
-
-async def test_one_message_per_client_in_flight_in_order_and_clients_in_parallel(
-    ordered_bus: Harness,
-) -> None:
-    h = ordered_bus
-    clients = ["acme", "globex", "initech"]
-    await h.bus.publish([message(f"{c}-{i}", c) for i in range(3) for c in clients])
-    seen: dict[str, list[str]] = {c: [] for c in clients}
-    most_in_flight = 0
-    deadline = time.monotonic() + 20
-    while sum(map(len, seen.values())) < 9:
-        assert time.monotonic() < deadline, f"stalled: {seen}"
-        in_flight: dict[str, Delivery] = {}
-        # Gather what arrives within a moment: several clients should be in flight together.
-        for _ in range(6):
-            for delivery in await h.bus.receive(10, 0.2):
-                assert delivery.session_id not in in_flight, "two messages of one client in flight"
-                in_flight[str(delivery.session_id)] = delivery
-            if len(in_flight) == len(clients):
-                break
-        most_in_flight = max(most_in_flight, len(in_flight))
-        for client, delivery in in_flight.items():
-            seen[client].append(delivery.message_id)
-        await asyncio.gather(*(h.bus.complete(d) for d in in_flight.values()))
-    assert seen == {c: [f"{c}-{i}" for i in range(3)] for c in clients}
-    assert most_in_flight > 1
-
-
-# --- faults (the test peer only) ----------------------------------------------------------------
-
-
-async def test_dropped_connection_mid_batch_settles_nothing_twice_and_receiving_recovers(
-    bus: Harness,
-) -> None:
-    peer = require_peer(bus)
-    await bus.bus.publish([message(f"m{i}", f"client-{i}") for i in range(4)])
-    got = await receive_n(bus, 4)
-    await bus.bus.complete(got[0])
-    peer.drop_connections()
-    # Settled concurrently, as the runner does.
-    outcomes = await asyncio.gather(*(bus.bus.complete(d) for d in got[1:]), return_exceptions=True)
-    assert all(o is None or isinstance(o, LockLostError) for o in outcomes), outcomes
-    completed = {got[0].message_id} | {
-        d.message_id for d, o in zip(got[1:], outcomes, strict=True) if o is None
-    }
-    lost = {d.message_id for d, o in zip(got[1:], outcomes, strict=True) if o is not None}
-    # The peer loses locks with the connection, as Microsoft documents; a namespace that keeps them
-    # would let the completions through instead. Either way, each message is settled exactly once.
-    redelivered = await receive_n(bus, len(lost)) if lost else []
-    assert {d.message_id for d in redelivered} == lost
-    assert completed | lost == {f"m{i}" for i in range(4)}
-    assert not completed & lost
-    assert all(d.delivery_count == 2 for d in redelivered)
-    await asyncio.gather(*(bus.bus.complete(d) for d in redelivered))
-    assert await nothing_left(bus)
-    # Receiving and publishing carry on over new connections.
-    await bus.bus.publish([message("after", "client-9")])
-    [after] = await receive_n(bus, 1)
-    await bus.bus.complete(after)
-    assert after.message_id == "after"
 
 
 async def test_a_topic_subscription_works_like_a_queue() -> None:

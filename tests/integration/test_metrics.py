@@ -22,7 +22,8 @@ from providers.errors import TransientError
 from providers.tripletex import TripletexProvider
 from tests.fakes import serve_app
 from tests.fakes.tripletex import FakeTripletex
-from tests.integration.test_tripletex_provider import CREDENTIALS, CUSTOMER, SETTINGS, change
+from tests.integration.provider_contract import change
+from tests.integration.tripletex_rig import CREDENTIALS, CUSTOMER, SETTINGS
 from worker.bootstrap import open_app
 from worker.buses.base import OutgoingMessage
 from worker.ingress.health import metrics_app

@@ -28,9 +28,10 @@ from providers.base import ConnectionSpec
 from providers.tripletex import TripletexProvider
 from tests.fakes import serve_app
 from tests.fakes.tripletex import CONSUMER_TOKEN, EMPLOYEE_TOKEN, FakeTripletex
-from tests.integration.test_bus_behaviour import Harness, bus, receive_n
+from tests.integration.bus_harness import Harness, bus, receive_n
+from tests.integration.provider_contract import change
 from tests.integration.test_inbound import API_USER, CW_KEY, TOKEN, Rig, _rig, customer
-from tests.integration.test_tripletex_provider import CREDENTIALS, CUSTOMER, SETTINGS, change
+from tests.integration.tripletex_rig import CREDENTIALS, CUSTOMER, SETTINGS
 from worker import tracing
 from worker.buses.base import OutgoingMessage
 from worker.publisher import messages as publisher_messages
