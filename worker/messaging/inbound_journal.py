@@ -144,6 +144,14 @@ def inbound_finished(env: Envelope, provider: str, start: InboundStart, result: 
     assert external is not None
 
     def journal(conn: Connection) -> None:
+        prior = inbox.finished_outcome(conn, env.client_id, env.id)
+        if prior is not None:
+            # Another delivery of this message took our leases over (ours ran out while we worked)
+            # and finished first: its outcome stands, ours is a duplicate.
+            row = _inbound_entry(env, provider, "duplicate", result.cw_id, detail=f"already {prior}")
+            sync_log.record(conn, row)
+            release_all(conn, start.held)
+            return
         link = result.link
         row = _inbound_entry(env, provider, result.action, result.cw_id, link=link, detail=result.detail)
         sync_log.record(conn, row)
