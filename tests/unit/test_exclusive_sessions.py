@@ -6,6 +6,7 @@ lease (an earlier delivery may still be at work) and writes as if contested (the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -87,6 +88,33 @@ def test_a_redelivery_on_an_exclusive_bus_takes_the_lease_and_writes_as_conteste
             ("created", None),
             ("duplicate", "already created"),
         ]
+
+
+@pytest.mark.parametrize("ending", ["unchanged", "superseded"])
+def test_a_redelivery_ending_without_a_push_after_its_earlier_delivery_finished_is_a_duplicate(
+    engine: Engine, ending: str
+) -> None:
+    env = _env()
+    lease = journal.lease_for(env, PROVIDER, "cw", env.cw_id, "transport-1")
+    with engine.begin() as conn:
+        first = journal.begin_outbound(conn, env, PROVIDER, None, lease_ms=1000, ordered=True, exclusive=True)
+        start = journal.begin_outbound(
+            conn, env, PROVIDER, lease, lease_ms=1000, ordered=True, exclusive=True
+        )
+    with engine.begin() as conn:
+        journal.outbound_pushed(env, PROVIDER, PushResult("created", "E1", "1", "h1"), first)(conn)
+    if ending == "unchanged":
+        late = journal.outbound_unchanged(env, PROVIDER, start, "CW no longer has it")
+    else:
+        late = journal.outbound_skipped(
+            env, PROVIDER, dataclasses.replace(start, skip="superseded", detail="older")
+        )
+    with engine.begin() as conn:
+        late(conn)
+        assert _leases(conn) == 0 and inbox.finished_outcome(conn, env.client_id, env.id) == "created"
+        log = sync_log.log.c
+        actions = [row.action for row in conn.execute(select(log.action).order_by(log.id))]
+        assert actions == ["pending", "pending", "created", "duplicate"]
 
 
 def test_no_lease_is_refused_where_the_bus_does_not_run_records_exclusively(engine: Engine) -> None:

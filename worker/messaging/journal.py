@@ -237,6 +237,9 @@ def outbound_skipped(env: Envelope, provider: str, start: OutboundStart) -> Jour
     assert start.skip is not None
 
     def journal(conn: Connection) -> None:
+        checked = _let_go(conn, start)
+        if _finished_beside(conn, env, provider, checked):
+            return
         action = start.skip or ""
         row = entry(env, provider, "outbound", action, cw_id=env.cw_id, detail=start.detail)
         sync_log.record(conn, row)
@@ -245,7 +248,7 @@ def outbound_skipped(env: Envelope, provider: str, start: OutboundStart) -> Jour
         if start.echo_mark is not None:
             marks.consume(conn, start.echo_mark)
             _clear_flag_if_done(conn, env, provider)
-        inbox.mark_finished(conn, env.client_id, env.id, action, checked=_let_go(conn, start))
+        inbox.mark_finished(conn, env.client_id, env.id, action, checked=checked)
 
     return journal
 
@@ -339,8 +342,11 @@ def outbound_unchanged(env: Envelope, provider: str, start: OutboundStart, detai
     """Nothing to push (a thin event whose record CW no longer has): journalled, finished."""
 
     def journal(conn: Connection) -> None:
+        checked = _let_go(conn, start)
+        if _finished_beside(conn, env, provider, checked):
+            return
         sync_log.record(conn, entry(env, provider, "outbound", "unchanged", cw_id=env.cw_id, detail=detail))
-        inbox.mark_finished(conn, env.client_id, env.id, "unchanged", checked=_let_go(conn, start))
+        inbox.mark_finished(conn, env.client_id, env.id, "unchanged", checked=checked)
 
     return journal
 
