@@ -6,9 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from config_db import clients
-from config_db.database import make_engine
-from config_db.secrets import SecretBox
 from tests.e2e.cli import SECRET_KEY, Cli
 from tests.fakes.serve import KINDS, ServedFake, serve_in_thread
 
@@ -23,19 +20,8 @@ def served(request: pytest.FixtureRequest) -> Iterator[ServedFake]:
         yield fake
 
 
-def provision(db_url: str, served: ServedFake, credentials: dict[str, str]) -> None:
-    """Client acme with a connection to the fake, written through config_db as `cwi connections set` would."""
-    encrypted = SecretBox(SECRET_KEY).encrypt(credentials)
-    stored = clients.StoredConnection("acme", served.kind, served.base_url, served.settings, encrypted, True)
-    engine = make_engine(db_url)
-    with engine.begin() as conn:
-        clients.add_client(conn, "acme", "Acme AS")
-        clients.set_connection(conn, stored)
-    engine.dispose()
-
-
 def test_connection_to_the_erp_is_ok(migrated_db_url: str, served: ServedFake) -> None:
-    provision(migrated_db_url, served, served.credentials)
+    served.provision(migrated_db_url, SECRET_KEY, served.credentials)
 
     run = Cli(migrated_db_url).run("connections", "test", "acme")
 
@@ -49,7 +35,7 @@ def test_connection_to_the_erp_is_ok(migrated_db_url: str, served: ServedFake) -
 
 
 def test_bad_credentials_fail_without_showing_them(migrated_db_url: str, served: ServedFake) -> None:
-    provision(migrated_db_url, served, {**served.credentials, **served.wrong_credentials})
+    served.provision(migrated_db_url, SECRET_KEY, {**served.credentials, **served.wrong_credentials})
 
     run = Cli(migrated_db_url).run("connections", "test", "acme", check=False)
 

@@ -20,12 +20,22 @@ INVOICE = {
     "lines": [{"description": "Work", "quantity": "2", "unit_price": "100.00", "vat_rate": "25"}],
 }
 
+TRIPLETEX_URL = "http://127.0.0.1:9/v2"  # nothing listens there: preview must not call it
+
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     cli = Cli(f"sqlite:///{tmp_path / 'cwi.db'}")
     cli.run("db", "upgrade")
     return cli
+
+
+def add_tripletex(cli: Cli, consumer_token: str, employee_token: str, *options: str) -> None:
+    """Client acme with a Tripletex connection where nothing listens, through the CLI as a user would."""
+    cli.run("clients", "add", "acme")
+    tokens = (f"consumer_token={consumer_token}", f"employee_token={employee_token}")
+    credentials = [arg for token in tokens for arg in ("--credential", token)]
+    cli.run("connections", "set", "acme", "tripletex", "--base-url", TRIPLETEX_URL, *options, *credentials)
 
 
 def test_generic_rest_preview(cli: Cli) -> None:
@@ -41,21 +51,7 @@ def test_generic_rest_preview(cli: Cli) -> None:
 
 
 def test_tripletex_preview_redacts_and_shows_the_vendor_flow(cli: Cli) -> None:
-    cli.run("clients", "add", "acme")
-    cli.run(
-        "connections",
-        "set",
-        "acme",
-        "tripletex",
-        "--base-url",
-        "http://127.0.0.1:9/v2",
-        "--setting",
-        "vat_code.25=3",
-        "--credential",
-        "consumer_token=ct-secret-1",
-        "--credential",
-        "employee_token=et-secret-2",
-    )
+    add_tripletex(cli, "ct-secret-1", "et-secret-2", "--setting", "vat_code.25=3")
     event = envelope(1, type="invoice.created", data=INVOICE)
     out = cli.run("preview", "-", "--client", "acme", input=jsonl([event])).stdout
     assert "POST http://127.0.0.1:9/v2/order" in out
@@ -63,19 +59,7 @@ def test_tripletex_preview_redacts_and_shows_the_vendor_flow(cli: Cli) -> None:
 
 
 def test_preview_names_a_missing_mapping(cli: Cli) -> None:
-    cli.run("clients", "add", "acme")
-    cli.run(
-        "connections",
-        "set",
-        "acme",
-        "tripletex",
-        "--base-url",
-        "http://127.0.0.1:9/v2",
-        "--credential",
-        "consumer_token=a",
-        "--credential",
-        "employee_token=b",
-    )
+    add_tripletex(cli, "a", "b")
     event = envelope(1, type="invoice.created", data=INVOICE)
     result = cli.run("preview", "-", "--client", "acme", input=jsonl([event]), check=False)
     assert result.returncode == 1 and "vat_code.25" in result.stderr

@@ -22,6 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from config_db import clients
+from config_db.database import make_engine
+from config_db.secrets import SecretBox
 from tests.fakes import serve_app
 from tests.fakes.tripletex import CONSUMER_TOKEN, EMPLOYEE_TOKEN, FakeTripletex
 from tests.fakes.uni_economy import FakeUni
@@ -43,6 +46,23 @@ class ServedFake:
     credentials: dict[str, str]
     wrong_credentials: dict[str, str] = field(default_factory=dict)
     """Credentials the fake refuses (merged over ``credentials``); each value is a secret to keep hidden."""
+
+    def connection(
+        self, client: str, secret_key: str, credentials: dict[str, str] | None = None
+    ) -> clients.StoredConnection:
+        """``client``'s connection to the fake, its credentials (``credentials`` if given) sealed with
+        ``secret_key``."""
+        sealed = SecretBox(secret_key).encrypt(self.credentials if credentials is None else credentials)
+        return clients.StoredConnection(client, self.kind, self.base_url, self.settings, sealed, True)
+
+    def provision(self, db_url: str, secret_key: str, credentials: dict[str, str]) -> None:
+        """Client acme with a connection to the fake, written through config_db as `cwi connections set`
+        would."""
+        engine = make_engine(db_url)
+        with engine.begin() as conn:
+            clients.add_client(conn, "acme", "Acme AS")
+            clients.set_connection(conn, self.connection("acme", secret_key, credentials))
+        engine.dispose()
 
 
 @cache

@@ -17,23 +17,13 @@ import uvicorn
 from config_db import sync_log
 from config_db.database import make_engine
 from tests.databases import sqlite_copy
+from tests.integration.worker_rig import env
 from worker.buses.base import OutgoingMessage
 from worker.buses.local import LocalBus
 from worker.db import Database
 from worker.ingress.admin import admin_app
 
 KEY = "op-key-5f2e9c"
-
-
-def envelope(n: int, client: str = "acme") -> dict[str, Any]:
-    return {
-        "id": f"{client}-e{n}",
-        "client_id": client,
-        "type": "customer.created",
-        "source": "frontend",
-        "occurred_at": "2026-11-23T10:00:00Z",
-        "data": {"id": f"{client}-c{n}", "number": str(1000 + n), "name": f"Customer {n}"},
-    }
 
 
 @contextlib.asynccontextmanager
@@ -62,7 +52,7 @@ async def db(tmp_path: Path, sqlite_templates: dict[str, Path]) -> AsyncIterator
 @pytest.fixture
 async def bus(db: Database) -> LocalBus:
     local = LocalBus(db)
-    envs = [envelope(1), envelope(2), envelope(3, "globex")]
+    envs = [env(1), env(2), env(3, "globex")]
     await local.publish(
         [OutgoingMessage(json.dumps(e).encode(), f"t-{e['id']}", e["client_id"]) for e in envs]
     )

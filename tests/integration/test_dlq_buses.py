@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,9 @@ import pytest
 from config_db import sync_log
 from config_db.database import make_engine
 from tests.databases import sqlite_copy
-from tests.servicebus_peer import EntityOptions, ServiceBusPeer
+from tests.integration.buses import LOCK_S, MAX_DELIVERIES, QUEUE, SESSION_QUEUE, OffsetClock, peer_entities
+from tests.integration.worker_rig import env
+from tests.servicebus_peer import ServiceBusPeer
 from worker.buses.azure import AzureBus
 from worker.buses.base import Delivery, OutgoingMessage
 from worker.buses.local import LocalBus
@@ -26,20 +27,9 @@ from worker.operators.dlq import DeadLetterOperations, replay_id
 from worker.operators.letters import Selection
 from worker.settings import AzureBusSettings, load_azure_settings
 
-LOCK_S = 2.0
-QUEUE, SESSION_QUEUE = "cwi", "cwi-sessions"
-
 
 class Halted(Exception):
     """Stands in for a crash at a replay step."""
-
-
-class OffsetClock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
 
 
 @dataclass
@@ -55,17 +45,6 @@ class Rig:
     def journal(self, action: str) -> list[dict[str, Any]]:
         rows = self.db.run_sync(lambda c: sync_log.entries(c, limit=10_000))
         return [r for r in rows if r["direction"] == "operator" and r["action"] == action]
-
-
-def envelope(n: int, client: str = "acme", type_: str = "customer.created") -> dict[str, Any]:
-    return {
-        "id": f"{client}-e{n}",
-        "client_id": client,
-        "type": type_,
-        "source": "frontend",
-        "occurred_at": "2026-11-23T10:00:00Z",
-        "data": {"id": f"{client}-c{n}", "number": str(1000 + n), "name": f"Customer {n}"},
-    }
 
 
 async def dead_letter(rig: Rig, envs: list[dict[str, Any]], reason: str = "AuthenticationFailed") -> None:
@@ -123,17 +102,13 @@ async def rig(
     kind: str = request.param
     if kind == "local":
         bus: LocalBus | AzureBus = LocalBus(
-            db, lock_duration_s=LOCK_S, max_delivery_count=3, clock=OffsetClock()
+            db, lock_duration_s=LOCK_S, max_delivery_count=MAX_DELIVERIES, clock=OffsetClock()
         )
         yield Rig(kind, bus, db)
         await bus.close()
     else:
         sessions = kind == "azure-sessions"
-        entities = {
-            QUEUE: EntityOptions(max_delivery_count=3, lock_duration_s=LOCK_S),
-            SESSION_QUEUE: EntityOptions(max_delivery_count=3, lock_duration_s=LOCK_S, requires_session=True),
-        }
-        with ServiceBusPeer(entities=entities) as peer:
+        with ServiceBusPeer(entities=peer_entities()) as peer:
             settings = load_azure_settings(
                 servicebus_queue=SESSION_QUEUE if sessions else QUEUE,
                 servicebus_connection_string=peer.connection_string,
@@ -149,7 +124,7 @@ async def rig(
 
 @pytest.mark.parametrize("rig", ["local", "azure-sessions"], indirect=True)
 async def test_replay_resends_a_clean_copy_and_journals_who(rig: Rig) -> None:
-    envs = [envelope(1), envelope(2, "globex")]
+    envs = [env(1), env(2, "globex")]
     await dead_letter(rig, envs)
     letters = await rig.ops().select(Selection())
     assert {x.envelope_id for x in letters} == {"acme-e1", "globex-e2"}
@@ -174,7 +149,7 @@ async def test_replay_resends_a_clean_copy_and_journals_who(rig: Rig) -> None:
 
 @pytest.mark.parametrize("rig", ["local", "azure"], indirect=True)
 async def test_the_same_selection_twice_and_two_operators_at_once_resend_each_once(rig: Rig) -> None:
-    envs = [envelope(n, client) for n in range(3) for client in ("acme", "globex")]
+    envs = [env(n, client) for n in range(3) for client in ("acme", "globex")]
     await dead_letter(rig, envs)
     letters = await rig.ops().select(Selection())
     alice, bob = rig.ops("alice"), rig.ops("bob")
@@ -207,7 +182,7 @@ async def test_the_same_selection_twice_and_two_operators_at_once_resend_each_on
 async def test_a_replay_stopped_at_any_step_then_rerun_replays_each_exactly_once(
     rig: Rig, stage: str
 ) -> None:
-    envs = [envelope(n) for n in range(3)]
+    envs = [env(n) for n in range(3)]
     await dead_letter(rig, envs)
     reached: list[str] = []
 
@@ -237,8 +212,8 @@ async def test_a_replay_stopped_at_any_step_then_rerun_replays_each_exactly_once
 
 @pytest.mark.parametrize("rig", ["local", "azure"], indirect=True)
 async def test_purge_journals_each_with_its_body_and_filters_select(rig: Rig) -> None:
-    await dead_letter(rig, [envelope(1), envelope(2, type_="customer.updated")], reason="MappingError")
-    await dead_letter(rig, [envelope(3, "globex")], reason="UnknownClient")
+    await dead_letter(rig, [env(1), env(2, type_="customer.updated")], reason="MappingError")
+    await dead_letter(rig, [env(3, "globex")], reason="UnknownClient")
     ops = rig.ops("dave")
     assert [x.envelope_id for x in await ops.select(Selection(client="globex"))] == ["globex-e3"]
     assert [x.envelope_id for x in await ops.select(Selection(type="customer.updated"))] == ["acme-e2"]

@@ -7,7 +7,6 @@ again, and not when the dead letter's write had in fact reached the ERP before a
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,8 @@ from contracts import parse_envelope
 from providers.base import OutboundChange
 from providers.generic_rest.sandbox import SandboxServer
 from providers.generic_rest.sandbox.app import InjectedFailure
+from tests.integration.buses import OffsetClock
+from tests.integration.worker_rig import env
 from worker.buses.base import OutgoingMessage
 from worker.buses.local import LocalBus
 from worker.db import Database
@@ -35,14 +36,6 @@ from worker.operators.letters import Selection
 KEY = "dlq-replay-test-key"
 TOKEN = "tok-dlq-replay"
 MAX_DELIVERIES = 3
-
-
-class OffsetClock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
 
 
 @dataclass
@@ -74,17 +67,6 @@ class Rig:
     def actions(self, envelope_id: str) -> list[str]:
         rows = self.db.run_sync(lambda c: sync_log.entries(c, message_id=envelope_id))
         return [r["action"] for r in reversed(rows)]
-
-
-def env(n: int, client: str = "acme") -> dict[str, Any]:
-    return {
-        "id": f"{client}-e{n}",
-        "client_id": client,
-        "type": "customer.created",
-        "source": "frontend",
-        "occurred_at": "2026-11-23T10:00:00Z",
-        "data": {"id": f"{client}-c{n}", "number": str(1000 + n), "name": f"Customer {n}"},
-    }
 
 
 @pytest.fixture

@@ -7,10 +7,11 @@ file), the real pipeline and worker, the real provider, the fake ERP over HTTP o
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
 import pytest
@@ -19,7 +20,6 @@ from sqlalchemy import Connection
 from config_db import clients, sync_log
 from config_db.database import make_engine
 from config_db.models import Base
-from config_db.secrets import SecretBox
 from contracts import parse_envelope
 from providers.base import OutboundChange
 from tests.fakes.serve import KINDS, ServedFake, serve_fake
@@ -42,30 +42,45 @@ RECOVERING = "recovering: an earlier attempt may have reached the ERP"
 # -- what each fake holds and how to make it misbehave ---------------------------------------------
 
 
-class Controls(Protocol):
-    def customers(self) -> dict[str, str]:
-        """External id → name of every customer in the ERP."""
-
-    def invoice_documents(self) -> dict[str, list[str]]:
-        """Ids of the documents invoices leave behind, by kind; ``"invoice"`` is the invoice itself."""
-
-    def fail_next_with_429(self) -> None: ...
-
-    def reject_next_write(self, message: str) -> None:
-        """The next write is refused with a vendor validation body carrying ``message``."""
-
-    def expire_tokens(self) -> None: ...
-
-    def tokens_issued(self) -> int: ...
-
-    def failures_left(self) -> int:
-        """Injected failures not yet served."""
+F = TypeVar("F", FakeTripletex, FakeVismaNet, FakeUni)
+T = TypeVar("T", FakeVismaNet, FakeUni)
 
 
 @dataclass
-class TripletexControls:
-    fake: FakeTripletex
+class Controls(ABC, Generic[F]):
+    """What a fake holds and how to make it misbehave: here what every fake does alike, in the
+    subclasses where the vendors differ."""
 
+    fake: F
+
+    @abstractmethod
+    def customers(self) -> dict[str, str]:
+        """External id → name of every customer in the ERP."""
+
+    @abstractmethod
+    def invoice_documents(self) -> dict[str, list[str]]:
+        """Ids of the documents invoices leave behind, by kind; ``"invoice"`` is the invoice itself."""
+
+    @abstractmethod
+    def fail_next_with_429(self) -> None: ...
+
+    @abstractmethod
+    def reject_next_write(self, message: str) -> None:
+        """The next write is refused with a vendor validation body carrying ``message``."""
+
+    @abstractmethod
+    def tokens_issued(self) -> int: ...
+
+    def expire_tokens(self) -> None:
+        self.fake.expire_tokens()
+
+    def failures_left(self) -> int:
+        """Injected failures not yet served."""
+        return len(self.fake._failures)
+
+
+@dataclass
+class TripletexControls(Controls[FakeTripletex]):
     def customers(self) -> dict[str, str]:
         return {str(c["id"]): c["name"] for c in self.fake.objects("customer")}
 
@@ -78,19 +93,29 @@ class TripletexControls:
     def reject_next_write(self, message: str) -> None:
         self.fake.fail_next(1, 422, on="POST /customer", fields={"organizationNumber": message})
 
-    def expire_tokens(self) -> None:
-        self.fake.expire_tokens()
-
     def tokens_issued(self) -> int:
         return self.fake.sessions_created
 
-    def failures_left(self) -> int:
-        return len(self.fake._failures)
+
+@dataclass
+class TokenControls(Controls[T]):
+    """Visma.net and Uni Economy: OAuth tokens counted, failures queued with a Retry-After."""
+
+    REJECT_STATUS: ClassVar[int]
+
+    def fail_next_with_429(self) -> None:
+        self.fake.fail_next(1, 429, retry_after="0")
+
+    def reject_next_write(self, message: str) -> None:
+        self.fake.fail_next(1, self.REJECT_STATUS, message=message)
+
+    def tokens_issued(self) -> int:
+        return self.fake.token_requests
 
 
 @dataclass
-class VismaNetControls:
-    fake: FakeVismaNet
+class VismaNetControls(TokenControls[FakeVismaNet]):
+    REJECT_STATUS = 422
 
     def customers(self) -> dict[str, str]:
         return {number: c["name"] for number, c in self.fake.customers.items()}
@@ -98,25 +123,10 @@ class VismaNetControls:
     def invoice_documents(self) -> dict[str, list[str]]:
         return {"invoice": list(self.fake.invoices)}
 
-    def fail_next_with_429(self) -> None:
-        self.fake.fail_next(1, 429, retry_after="0")
-
-    def reject_next_write(self, message: str) -> None:
-        self.fake.fail_next(1, 422, message=message)
-
-    def expire_tokens(self) -> None:
-        self.fake.expire_tokens()
-
-    def tokens_issued(self) -> int:
-        return self.fake.token_requests
-
-    def failures_left(self) -> int:
-        return len(self.fake._failures)
-
 
 @dataclass
-class UniControls:
-    fake: FakeUni
+class UniControls(TokenControls[FakeUni]):
+    REJECT_STATUS = 400
 
     def customers(self) -> dict[str, str]:
         return {str(c["ID"]): c["Info"]["Name"] for c in self.fake.entities("customers")}
@@ -124,23 +134,8 @@ class UniControls:
     def invoice_documents(self) -> dict[str, list[str]]:
         return {"invoice": [str(i["ID"]) for i in self.fake.entities("invoices")]}
 
-    def fail_next_with_429(self) -> None:
-        self.fake.fail_next(1, 429, retry_after="0")
 
-    def reject_next_write(self, message: str) -> None:
-        self.fake.fail_next(1, 400, message=message)
-
-    def expire_tokens(self) -> None:
-        self.fake.expire_tokens()
-
-    def tokens_issued(self) -> int:
-        return self.fake.token_requests
-
-    def failures_left(self) -> int:
-        return len(self.fake._failures)
-
-
-def controls_of(served: ServedFake) -> Controls:
+def controls_of(served: ServedFake) -> Controls[Any]:
     fake = served.fake
     if isinstance(fake, FakeTripletex):
         return TripletexControls(fake)
@@ -158,7 +153,7 @@ class Rig:
     db: Database
     bus: LocalBus
     http: aiohttp.ClientSession
-    erp: Controls
+    erp: Controls[Any]
     pipeline: Dispatcher
 
     async def publish(self, *envs: dict[str, Any]) -> None:
@@ -194,14 +189,7 @@ async def rig(served: ServedFake, tmp_path: Path) -> AsyncIterator[Rig]:
     engine = make_engine(f"sqlite:///{tmp_path / 'cwi.db'}")
     Base.metadata.create_all(engine)
     db = Database(engine)
-    stored = clients.StoredConnection(
-        CLIENT,
-        served.kind,
-        served.base_url,
-        served.settings,
-        SecretBox(KEY).encrypt(served.credentials),
-        True,
-    )
+    stored = served.connection(CLIENT, KEY)
 
     def provision(conn: Connection) -> None:
         clients.add_client(conn, CLIENT, "Acme AS")

@@ -13,7 +13,7 @@ import pytest
 from config_db import clients
 from config_db.database import make_engine
 from config_db.secrets import SecretBox
-from worker.buses.base import OutgoingMessage
+from tests.integration.worker_rig import publish_one_customer
 from worker.buses.local import LocalBus
 from worker.db import Database
 from worker.messaging.connections import ConnectionDirectory, unreadable_credentials
@@ -50,15 +50,7 @@ async def test_a_message_whose_credentials_cannot_be_read_waits_instead_of_dead_
     db: Database,
 ) -> None:
     bus = LocalBus(db)
-    envelope = {
-        "id": "e1",
-        "client_id": "acme",
-        "type": "customer.created",
-        "source": "frontend",
-        "occurred_at": "2026-12-03T10:00:00Z",
-        "data": {"id": "c1", "number": "1", "name": "Acme"},
-    }
-    await bus.publish([OutgoingMessage(json.dumps(envelope).encode(), "t-e1", "acme")])
+    await publish_one_customer(bus)
     async with aiohttp.ClientSession() as http:
         directory = ConnectionDirectory(db, http, "another key")
         worker = Worker(bus, Dispatcher(db, directory, RetryPolicy()), concurrency=1)

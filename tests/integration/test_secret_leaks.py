@@ -16,7 +16,7 @@ from config_db import clients, sync_log
 from config_db.database import make_engine
 from config_db.secrets import SecretBox
 from providers import secrets as provider_secrets
-from worker.buses.base import OutgoingMessage
+from tests.integration.worker_rig import publish_one_customer
 from worker.buses.local import LocalBus
 from worker.db import Database
 from worker.logging import configure
@@ -80,15 +80,7 @@ async def test_credentials_an_erp_quotes_are_masked_in_logs_stored_texts_and_ope
             )
 
         await db.run(provision)
-        envelope = {
-            "id": "e1",
-            "client_id": "acme",
-            "type": "customer.created",
-            "source": "frontend",
-            "occurred_at": "2026-12-03T10:00:00Z",
-            "data": {"id": "c1", "number": "1", "name": "Acme"},
-        }
-        await bus.publish([OutgoingMessage(json.dumps(envelope).encode(), "t-e1", "acme")])
+        await publish_one_customer(bus)
         async with aiohttp.ClientSession() as http:
             policy = RetryPolicy(delays=(), inprocess_attempts=1)
             worker = Worker(bus, Dispatcher(db, ConnectionDirectory(db, http, KEY), policy), concurrency=2)

@@ -38,20 +38,10 @@ def env(monkeypatch: pytest.MonkeyPatch, migrated_db_url: str) -> str:
     return migrated_db_url
 
 
-def provision(db_url: str, served: ServedFake, credentials: dict[str, str]) -> None:
-    encrypted = SecretBox(SECRET_KEY).encrypt(credentials)
-    stored = clients.StoredConnection("acme", served.kind, served.base_url, served.settings, encrypted, True)
-    engine = make_engine(db_url)
-    with engine.begin() as conn:
-        clients.add_client(conn, "acme", "Acme AS")
-        clients.set_connection(conn, stored)
-    engine.dispose()
-
-
 def test_register_subscribes_or_prints_the_steps(
     env: str, served: ServedFake, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    provision(env, served, {**served.credentials, "webhook_secret": WEBHOOK_SECRET})
+    served.provision(env, SECRET_KEY, {**served.credentials, "webhook_secret": WEBHOOK_SECRET})
     url = URL.format(kind=served.kind)
 
     register("acme", url=url)
@@ -70,7 +60,7 @@ def test_register_subscribes_or_prints_the_steps(
 
 
 def test_register_without_a_webhook_secret_names_the_credential(env: str, served: ServedFake) -> None:
-    provision(env, served, served.credentials)
+    served.provision(env, SECRET_KEY, served.credentials)
 
     with pytest.raises(CliError, match="no credential webhook_secret: add it with `cwi connections set acme"):
         register("acme", url=URL.format(kind=served.kind))
@@ -80,7 +70,7 @@ def test_register_without_url_issues_a_new_endpoint_and_secret(
     env: str, served: ServedFake, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CWI_PUBLIC_URL", "https://cwi.example/")
-    provision(env, served, served.credentials)
+    served.provision(env, SECRET_KEY, served.credentials)
 
     register("acme", url=None)
 
@@ -117,7 +107,7 @@ def test_a_failed_registration_leaves_the_url_the_erp_uses_working(env: str, ser
     fake = served.fake
     if not isinstance(fake, FakeTripletex | FakeUni):
         pytest.skip("Visma.net is registered by hand in its portal: nothing to fail")
-    provision(env, served, served.credentials)
+    served.provision(env, SECRET_KEY, served.credentials)
     engine = make_engine(env)
     with engine.begin() as conn:
         issued = issue(conn, SecretBox(SECRET_KEY), "acme", rotate=False)  # the URL the ERP uses now

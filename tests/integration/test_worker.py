@@ -33,6 +33,16 @@ async def run_until(worker: Worker, done: Callable[[RunStats], bool], timeout_s:
     return stats
 
 
+async def stop_once_the_erp_was_called(rig: Rig, worker: Worker) -> RunStats:
+    """Run ``worker`` until the sandbox received its first request, then stop it: work is in flight."""
+    task = asyncio.create_task(worker.run())
+    async with asyncio.timeout(15):
+        while rig.sandbox.sandbox.stats.requests == 0:
+            await asyncio.sleep(0.01)
+    worker.stop()
+    return await asyncio.wait_for(task, 10)
+
+
 def journal(rig: Rig, message_id: str) -> list[dict[str, object]]:
     """The sync log of one envelope, oldest first."""
     return list(reversed(rig.db.run_sync(lambda c: sync_log.entries(c, message_id=message_id))))
@@ -157,12 +167,7 @@ async def test_shutdown_finishes_in_flight_work_and_stops(rig: Rig) -> None:
     rig.sandbox.sandbox._latency_s = 0.3
     await rig.publish(*(env(n, client) for n in range(8) for client in ("acme", "globex")))
     worker = rig.worker(concurrency=4)
-    task = asyncio.create_task(worker.run())
-    async with asyncio.timeout(15):
-        while rig.sandbox.sandbox.stats.requests == 0:
-            await asyncio.sleep(0.01)
-    worker.stop()
-    stats = await asyncio.wait_for(task, 10)
+    stats = await stop_once_the_erp_was_called(rig, worker)
     assert stats.processed >= 1
     assert set(stats.counts) == {"created"}, "in-flight work finished within the grace period"
     assert await rig.waiting() == 16 - stats.counts["created"], "it stopped receiving; the rest waits"
@@ -174,12 +179,7 @@ async def test_grace_period_over_abandons_the_rest(rig: Rig) -> None:
     rig.sandbox.sandbox._latency_s = 2.0
     await rig.publish(env(1))
     worker = rig.worker(grace_s=0.1)
-    task = asyncio.create_task(worker.run())
-    async with asyncio.timeout(15):
-        while rig.sandbox.sandbox.stats.requests == 0:
-            await asyncio.sleep(0.01)
-    worker.stop()
-    stats = await asyncio.wait_for(task, 10)
+    stats = await stop_once_the_erp_was_called(rig, worker)
     assert stats.counts == {"abandoned": 1}
     assert await rig.waiting() == 1, "the abandoned message is ready for the next worker"
 

@@ -208,6 +208,19 @@ def env(n: int, client: str = "acme", type_: str = "customer.created", **data: A
     }
 
 
+async def publish_one_customer(bus: LocalBus | AzureBus) -> None:
+    """One customer.created of acme's, envelope ``e1``, as the frontend sends it."""
+    envelope = {
+        "id": "e1",
+        "client_id": "acme",
+        "type": "customer.created",
+        "source": "frontend",
+        "occurred_at": "2026-12-03T10:00:00Z",
+        "data": {"id": "c1", "number": "1", "name": "Acme"},
+    }
+    await bus.publish([OutgoingMessage(json.dumps(envelope).encode(), "t-e1", "acme")])
+
+
 def failure(status: int, count: int) -> Any:
     from providers.generic_rest.sandbox.app import InjectedFailure
 

@@ -1,10 +1,12 @@
-"""Fixtures of the unit tests: the sync log on an in-memory SQLite database."""
+"""Fixtures of the unit tests: the schema on an in-memory SQLite database, as the worker's ``Database``
+(``db``) or as a bare engine for the journal's synchronous functions (``engine``)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import Engine
 
 from config_db.database import make_engine
 from config_db.models import Base
@@ -17,3 +19,10 @@ async def db() -> AsyncIterator[Database]:
     Base.metadata.create_all(database.engine)
     yield database
     await database.close()
+
+
+@pytest.fixture
+def engine() -> Engine:
+    engine = make_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    return engine

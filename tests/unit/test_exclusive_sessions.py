@@ -14,22 +14,13 @@ import pytest
 from sqlalchemy import Connection, Engine, func, select
 
 from config_db import inbox, sync_log
-from config_db.database import make_engine
 from config_db.leases import leases
-from config_db.models import Base
 from contracts import parse_envelope
 from providers.base import PushResult
 from worker.dev import fixtures as fx
 from worker.messaging import journal
 
 PROVIDER = "generic_rest"
-
-
-@pytest.fixture
-def engine() -> Engine:
-    engine = make_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    return engine
 
 
 def _env(seq: int = 1):  # type: ignore[no-untyped-def]

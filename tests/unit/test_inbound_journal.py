@@ -6,24 +6,14 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 from sqlalchemy import Engine, select
 
 from config_db import inbox, marks, sync_log
-from config_db.database import make_engine
 from config_db.marks import Mark
-from config_db.models import Base
 from contracts import Envelope, parse_envelope
 from worker.messaging import inbound_journal as ij
 
 PROVIDER = "generic_rest"
-
-
-@pytest.fixture
-def engine() -> Engine:
-    engine = make_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    return engine
 
 
 def _env() -> Envelope:
