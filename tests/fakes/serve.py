@@ -8,19 +8,12 @@ drive the real CLI in a subprocess while the test itself blocks.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from functools import cache
 from typing import TypeVar
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from config_db import clients
 from config_db.database import make_engine
@@ -28,6 +21,7 @@ from config_db.secrets import SecretBox
 from tests.fakes import serve_app
 from tests.fakes.tripletex import CONSUMER_TOKEN, EMPLOYEE_TOKEN, FakeTripletex
 from tests.fakes.uni_economy import FakeUni
+from tests.fakes.uni_keys import certificate, pem, uni_connection, uni_key
 from tests.fakes.visma_net import FakeVismaNet
 
 KINDS = ("tripletex", "visma_net", "uni_economy")
@@ -65,25 +59,6 @@ class ServedFake:
         engine.dispose()
 
 
-@cache
-def _uni_key(name: str) -> rsa.RSAPrivateKey:
-    """One key per ``name`` for the whole session: generating an RSA key takes a noticeable moment."""
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _pem(key: rsa.RSAPrivateKey) -> str:
-    fmt = serialization.PrivateFormat.PKCS8
-    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
-
-
-def _certificate(key: rsa.RSAPrivateKey) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, UNI_CLIENT_ID)])
-    now = dt.datetime.now(dt.UTC)
-    builder = x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-    builder = builder.serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-    return builder.sign(key, hashes.SHA256())
-
-
 @asynccontextmanager
 async def _tripletex() -> AsyncIterator[ServedFake]:
     erp = FakeTripletex()
@@ -118,25 +93,14 @@ async def _visma_net() -> AsyncIterator[ServedFake]:
 
 @asynccontextmanager
 async def _uni_economy() -> AsyncIterator[ServedFake]:
-    key = _uni_key("registered")
-    cert = _certificate(key)
+    key = uni_key("registered")
+    cert = certificate(key, UNI_CLIENT_ID)
     uni = FakeUni()
     uni.register_client(UNI_CLIENT_ID, key.public_key(), cert)
     async with uni.serve():
-        settings = {
-            "company_key": uni.company_key,
-            "token_url": uni.token_url,
-            "vat_code.25": "3",
-            "vat_code.0": "6",
-            "revenue_account": "3000",
-        }
-        credentials = {
-            "client_id": UNI_CLIENT_ID,
-            "private_key_pem": _pem(key),
-            "certificate_pem": cert.public_bytes(serialization.Encoding.PEM).decode(),
-        }
+        settings, credentials = uni_connection(uni, UNI_CLIENT_ID, key, cert)
         # A key the fake never registered: the signature of the client assertion does not verify.
-        wrong = {"private_key_pem": _pem(_uni_key("stranger")), "certificate_pem": ""}
+        wrong = {"private_key_pem": pem(uni_key("stranger")), "certificate_pem": ""}
         yield ServedFake("uni_economy", uni, uni.base_url, settings, credentials, wrong)
 
 

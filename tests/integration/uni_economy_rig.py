@@ -11,9 +11,7 @@ from decimal import Decimal
 import aiohttp
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from contracts import Address, Customer, Entity, Invoice, InvoiceLine, Project, Supplier
 from providers.base import ConnectionSpec, PushResult
@@ -21,6 +19,7 @@ from providers.uni_economy import UniEconomyProvider
 from providers.uni_economy import mapping as m
 from providers.uni_economy.webhooks import parse_webhook
 from tests.fakes.uni_economy import FakeUni
+from tests.fakes.uni_keys import certificate, pem, uni_connection, uni_key
 from tests.integration.provider_contract import FakeHarness
 
 CLIENT_ID = "cw-integration"
@@ -58,21 +57,12 @@ def invoice(cw_id: str = "i-1", *lines: InvoiceLine, currency: str = "NOK") -> I
 
 @pytest.fixture(scope="session")
 def key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return uni_key("provider tests")
 
 
 @pytest.fixture(scope="session")
 def cert(key: rsa.RSAPrivateKey) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cw-integration")])
-    now = dt.datetime.now(dt.UTC)
-    builder = x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-    builder = builder.serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-    return builder.sign(key, hashes.SHA256())
-
-
-def pem(key: rsa.RSAPrivateKey) -> str:
-    fmt = serialization.PrivateFormat.PKCS8
-    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
+    return certificate(key, "cw-integration")
 
 
 @pytest.fixture
@@ -95,18 +85,7 @@ def make(
     def build(
         settings: dict[str, str] | None = None, credentials: dict[str, str] | None = None
     ) -> UniEconomyProvider:
-        base_settings = {
-            "company_key": fake.company_key,
-            "token_url": fake.token_url,
-            "vat_code.25": "3",
-            "vat_code.0": "6",
-            "revenue_account": "3000",
-        }
-        creds = {
-            "client_id": CLIENT_ID,
-            "private_key_pem": pem(key),
-            "certificate_pem": cert.public_bytes(serialization.Encoding.PEM).decode(),
-        }
+        base_settings, creds = uni_connection(fake, CLIENT_ID, key, cert)
         spec = ConnectionSpec(
             "acme",
             "uni_economy",
