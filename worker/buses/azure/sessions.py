@@ -39,7 +39,10 @@ from worker.logging import get_logger
 log = get_logger()
 
 _MIN_ACCEPT_S = 0.25  # a "no session available" answer is not asked again sooner than this
-_MAX_PARALLEL_ACCEPTS = 4  # each accept opens a connection: ramp up, do not stampede
+# Each accept opens a connection of its own (the SDK shares none between receivers): ramp up, do
+# not stampede. Against the test peer 4 left most of 64 lanes empty at 100 ms (102 events/s over
+# 128 sessions); 16 gave 168/s, 32 gave 198/s for 12 MB more per 16 receivers held.
+_MAX_PARALLEL_ACCEPTS = 16
 
 
 @dataclass(eq=False)
