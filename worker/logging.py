@@ -87,6 +87,30 @@ def configure(*, fmt: str = "auto", level: str = "INFO", stream: TextIO | None =
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    _route_library_logs()
+
+
+class _LibraryRecords(logging.Handler):
+    """The libraries' own log records (the Azure SDK's) as our events: one line each, redacted,
+    the exception as its type and message (the SDK logs some expected timeouts with a traceback)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields: dict[str, Any] = {"logger": record.name}
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            fields["error"] = f"{type(exc).__name__}: {exc}"
+        get_logger().log(record.levelno, record.getMessage(), **fields)
+
+
+_LIBRARIES = ("azure",)
+
+
+def _route_library_logs() -> None:
+    for name in _LIBRARIES:
+        library = logging.getLogger(name)
+        library.handlers = [_LibraryRecords()]
+        library.setLevel(logging.WARNING)
+        library.propagate = False
 
 
 def get_logger(**bound: Any) -> Any:

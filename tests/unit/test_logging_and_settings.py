@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 import pytest
 
@@ -31,6 +32,26 @@ def test_registered_secret_never_reaches_the_log_output() -> None:
     )
     assert second["authorization"] == "***"
     assert second["nested"] == {"client_secret": "***", "ok": ["***"]}
+
+
+def test_the_azure_sdks_records_are_one_redacted_line_without_a_traceback() -> None:
+    out = io.StringIO()
+    configure(fmt="json", stream=out)
+    secret = "sas-5e4d3c2b1a09"
+    redactor.register(secret)
+    sdk = logging.getLogger("azure.servicebus.aio._async_utils")
+    try:
+        raise TimeoutError(f"link did not open ({secret})")
+    except TimeoutError:
+        sdk.warning("Handler cleanup did not complete; preserving the original error.", exc_info=True)
+    sdk.debug("frame received")  # below the SDK's level: not written
+
+    [line] = out.getvalue().splitlines()
+    event = json.loads(line)
+    assert event["event"] == "Handler cleanup did not complete; preserving the original error."
+    assert (event["level"], event["logger"]) == ("warning", "azure.servicebus.aio._async_utils")
+    assert event["error"] == "TimeoutError: link did not open (***)"
+    assert "Traceback" not in out.getvalue() and secret not in out.getvalue()
 
 
 def test_short_values_are_not_registered() -> None:
