@@ -64,8 +64,11 @@ class QueueReceiving:
     turn: the queued settlements and renewals first (``Settler``), then a receive for what ``take``
     asked for; never a settlement while a receive waits (see ``settling``)."""
 
+    # busy_wait_s: how long a receive waits while work is in flight (its settlements queue behind
+    # it). Against the test peer, 16 in flight at latency 0: 0.05 s gave about 300 events/s in 8
+    # runs of 11 (about 600 in the others), 0.005 s 580–603/s in 3 of 3 (0.01 s: either).
     def __init__(
-        self, open_receiver: ReceiverFactory, *, poll_s: float, reconnect_s: float, busy_wait_s: float = 0.05
+        self, open_receiver: ReceiverFactory, *, poll_s: float, reconnect_s: float, busy_wait_s: float = 0.005
     ) -> None:
         self._open_receiver = open_receiver
         self._receiver: ServiceBusReceiver | None = None
