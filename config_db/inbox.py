@@ -33,12 +33,13 @@ def finished_outcome(db: Connection, client_id: str, message_id: str) -> str | N
 
 def mark_finished(
     db: Connection, client_id: str, message_id: str, outcome: str, *, checked: bool = False
-) -> None:
-    """Record the envelope as finished, once: a second delivery of the same envelope finishing too
-    leaves the first outcome. ``checked``: the caller holds the record's lease and saw the
-    envelope unfinished in this transaction's snapshot, so the plain (faster) insert is safe."""
+) -> bool:
+    """Record the envelope as finished, once; True when this call did, False when another delivery
+    of the same envelope finished first (its outcome stands). ``checked``: the caller holds the
+    record's lease and saw the envelope unfinished in this transaction's snapshot, so the plain
+    (faster) insert is safe."""
     row = {"client_id": client_id, "message_id": message_id, "outcome": outcome, "finished_at": utcnow()}
     if checked:
         _MARK_FINISHED.execute(db, row)
-    else:
-        db.execute(mark_if_absent(db.dialect.name), row)
+        return True
+    return int(db.execute(mark_if_absent(db.dialect.name), row).rowcount) == 1

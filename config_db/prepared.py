@@ -92,6 +92,8 @@ def fixed(values: Iterable[str]) -> list[BindParameter[str]]:
 def insert_if_absent(table: Table, key: Sequence[str], dialect_name: str) -> Executable:
     """``INSERT`` of one row (every column a bind parameter named after it) that does nothing when a
     row with the same ``key`` exists: no IntegrityError, so a group commit is never rolled back.
+    Its ``rowcount`` says which (1: inserted, 0: the row was there; kept for the caller, since
+    psycopg's cursor reports -1 once SQLAlchemy has closed it).
 
     PostgreSQL and SQLite: ``ON CONFLICT DO NOTHING``. SQL Server: ``INSERT … SELECT … WHERE NOT
     EXISTS``, the existence test holding a key-range lock (UPDLOCK, HOLDLOCK) so that two inserts of
@@ -99,20 +101,22 @@ def insert_if_absent(table: Table, key: Sequence[str], dialect_name: str) -> Exe
     """
     bound = _bound_columns(table)
     values: dict[str, Any] = {c.name: bindparam(c.name) for c in table.columns if c.name in bound}
-    if dialect_name == "postgresql":
-        return postgresql.insert(table).values(values).on_conflict_do_nothing()
-    if dialect_name == "sqlite":
-        return sqlite.insert(table).values(values).on_conflict_do_nothing()
-    held = table.alias("held")
-    probe = (
-        select(literal(1))
-        .select_from(held)
-        .where(*(held.c[name] == bindparam(name) for name in key))
-        .with_hint(held, "WITH (UPDLOCK, HOLDLOCK)", dialect_name="mssql")
-    )
-    names = list(values)
-    source = select(*(values[n] for n in names)).where(~exists(probe))
-    return insert(table).from_select(names, source)
+    statement: Executable
+    if dialect_name in ("postgresql", "sqlite"):
+        upsert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+        statement = upsert(table).values(values).on_conflict_do_nothing()
+    else:
+        held = table.alias("held")
+        probe = (
+            select(literal(1))
+            .select_from(held)
+            .where(*(held.c[name] == bindparam(name) for name in key))
+            .with_hint(held, "WITH (UPDLOCK, HOLDLOCK)", dialect_name="mssql")
+        )
+        names = list(values)
+        source = select(*(values[n] for n in names)).where(~exists(probe))
+        statement = insert(table).from_select(names, source)
+    return statement.execution_options(preserve_rowcount=True)
 
 
 def _bound_columns(table: Table) -> set[str]:

@@ -111,8 +111,8 @@ def test_message_state_reads_the_inbox_the_last_intent_and_the_link_with_its_typ
 def test_inbox_records_once(engine: Engine) -> None:
     with engine.begin() as db:
         assert inbox.finished_outcome(db, "acme", "m1") is None
-        inbox.mark_finished(db, "acme", "m1", "created")
-        inbox.mark_finished(db, "acme", "m1", "updated")
+        assert inbox.mark_finished(db, "acme", "m1", "created") is True
+        assert inbox.mark_finished(db, "acme", "m1", "updated") is False  # the first outcome stands
         assert inbox.finished_outcome(db, "acme", "m1") == "created"
         assert inbox.finished_outcome(db, "globex", "m1") is None
 

@@ -20,7 +20,7 @@ from providers.base import CWReference
 from providers.errors import DependencyMissing
 from worker.db import Journal
 from worker.messaging.echo import Written
-from worker.messaging.journal import entry, lease_for, marks_of, now_ms, release_all
+from worker.messaging.journal import entry, finished_first, lease_for, marks_of, now_ms, release_all
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,14 +143,12 @@ def inbound_finished(env: Envelope, provider: str, start: InboundStart, result: 
     external = env.external
     assert external is not None
 
+    def duplicate(detail: str) -> sync_log.Entry:
+        return _inbound_entry(env, provider, "duplicate", result.cw_id, detail=detail)
+
     def journal(conn: Connection) -> None:
-        prior = inbox.finished_outcome(conn, env.client_id, env.id)
-        if prior is not None:
-            # Another delivery of this message took our leases over (ours ran out while we worked)
-            # and finished first: its outcome stands, ours is a duplicate.
-            row = _inbound_entry(env, provider, "duplicate", result.cw_id, detail=f"already {prior}")
-            sync_log.record(conn, row)
-            release_all(conn, start.held)
+        release_all(conn, start.held)
+        if not finished_first(conn, env, result.action, duplicate, checked=False):
             return
         link = result.link
         row = _inbound_entry(env, provider, result.action, result.cw_id, link=link, detail=result.detail)
@@ -162,8 +160,6 @@ def inbound_finished(env: Envelope, provider: str, start: InboundStart, result: 
                 marks.add(conn, ref, [Mark(marks.FINGERPRINT, result.cw_mark)])
         if result.applied:
             marks.add(conn, marks_of(env, provider, leases.ERP, external.external_id), result.applied)
-        inbox.mark_finished(conn, env.client_id, env.id, result.action)
-        release_all(conn, start.held)
 
     return journal
 

@@ -209,24 +209,31 @@ def _let_go(conn: Connection, start: OutboundStart) -> bool:
     return held and not start.contested
 
 
-def _finished_beside(conn: Connection, env: Envelope, provider: str, checked: bool) -> bool:
-    """Another delivery of this message ran beside ours (our lock ran out while we worked) and
-    finished first: its outcome stands, ours is journalled as a duplicate (True). ``checked``: the
-    inbox is as ``begin_outbound`` read it (unfinished), so there is nothing to look up."""
-    if checked:
-        return False
+def finished_first(
+    conn: Connection,
+    env: Envelope,
+    outcome: str,
+    duplicate: Callable[[str], sync_log.Entry],
+    *,
+    checked: bool,
+) -> bool:
+    """Mark the message finished with ``outcome``, first of all its journal's writes. False when
+    another delivery of it ran beside ours (our lock or lease ran out while we worked) and finished
+    first: its outcome stands, ours is journalled as ``duplicate(detail)`` and writes nothing else."""
+    if inbox.mark_finished(conn, env.client_id, env.id, outcome, checked=checked):
+        return True
     prior = inbox.finished_outcome(conn, env.client_id, env.id)
-    if prior is None:
-        return False
-    row = entry(env, provider, "outbound", "duplicate", cw_id=env.cw_id, detail=f"already {prior}")
-    sync_log.record(conn, row)
-    return True
+    sync_log.record(conn, duplicate(f"already {prior}"))
+    return False
+
+
+def _duplicate(env: Envelope, provider: str) -> Callable[[str], sync_log.Entry]:
+    return lambda detail: entry(env, provider, "outbound", "duplicate", cw_id=env.cw_id, detail=detail)
 
 
 def outbound_duplicate(env: Envelope, provider: str, start: OutboundStart) -> Journal:
     def journal(conn: Connection) -> None:
-        detail = f"already {start.finished}"
-        sync_log.record(conn, entry(env, provider, "outbound", "duplicate", cw_id=env.cw_id, detail=detail))
+        sync_log.record(conn, _duplicate(env, provider)(f"already {start.finished}"))
         release_all(conn, [start.lease] if start.lease else [])
 
     return journal
@@ -237,10 +244,9 @@ def outbound_skipped(env: Envelope, provider: str, start: OutboundStart) -> Jour
     assert start.skip is not None
 
     def journal(conn: Connection) -> None:
-        checked = _let_go(conn, start)
-        if _finished_beside(conn, env, provider, checked):
-            return
         action = start.skip or ""
+        if not finished_first(conn, env, action, _duplicate(env, provider), checked=_let_go(conn, start)):
+            return
         row = entry(env, provider, "outbound", action, cw_id=env.cw_id, detail=start.detail)
         sync_log.record(conn, row)
         if start.doubt is not None:
@@ -248,7 +254,6 @@ def outbound_skipped(env: Envelope, provider: str, start: OutboundStart) -> Jour
         if start.echo_mark is not None:
             marks.consume(conn, start.echo_mark)
             _clear_flag_if_done(conn, env, provider)
-        inbox.mark_finished(conn, env.client_id, env.id, action, checked=checked)
 
     return journal
 
@@ -265,7 +270,9 @@ def outbound_pushed(env: Envelope, provider: str, result: PushResult, start: Out
 
     def journal(conn: Connection) -> None:
         unchanged_since_begin = _let_go(conn, start)
-        if _finished_beside(conn, env, provider, unchanged_since_begin):
+        if not finished_first(
+            conn, env, result.outcome, _duplicate(env, provider), checked=unchanged_since_begin
+        ):
             return
         author = f"author {result.author}" if result.author else None
         sync_log.record(
@@ -297,7 +304,6 @@ def outbound_pushed(env: Envelope, provider: str, result: PushResult, start: Out
         if result.external_id is not None:
             ref = marks_of(env, provider, leases.ERP, result.external_id)
             marks.add(conn, ref, _written(result))
-        inbox.mark_finished(conn, env.client_id, env.id, result.outcome, checked=unchanged_since_begin)
 
     return journal
 
@@ -342,11 +348,10 @@ def outbound_unchanged(env: Envelope, provider: str, start: OutboundStart, detai
     """Nothing to push (a thin event whose record CW no longer has): journalled, finished."""
 
     def journal(conn: Connection) -> None:
-        checked = _let_go(conn, start)
-        if _finished_beside(conn, env, provider, checked):
-            return
-        sync_log.record(conn, entry(env, provider, "outbound", "unchanged", cw_id=env.cw_id, detail=detail))
-        inbox.mark_finished(conn, env.client_id, env.id, "unchanged", checked=checked)
+        if finished_first(conn, env, "unchanged", _duplicate(env, provider), checked=_let_go(conn, start)):
+            sync_log.record(
+                conn, entry(env, provider, "outbound", "unchanged", cw_id=env.cw_id, detail=detail)
+            )
 
     return journal
 
