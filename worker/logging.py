@@ -102,15 +102,11 @@ class _LibraryRecords(logging.Handler):
         get_logger().log(record.levelno, record.getMessage(), **fields)
 
 
-_LIBRARIES = ("azure",)
-
-
 def _route_library_logs() -> None:
-    for name in _LIBRARIES:
-        library = logging.getLogger(name)
-        library.handlers = [_LibraryRecords()]
-        library.setLevel(logging.WARNING)
-        library.propagate = False
+    sdk = logging.getLogger("azure")
+    sdk.handlers = [_LibraryRecords()]  # replaced, not added: configure() may run more than once
+    sdk.setLevel(logging.WARNING)
+    sdk.propagate = False
 
 
 def get_logger(**bound: Any) -> Any:
