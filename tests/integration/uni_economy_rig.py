@@ -23,9 +23,8 @@ from tests.fakes.uni_keys import certificate, pem, uni_connection, uni_key
 from tests.integration.provider_contract import FakeHarness
 
 CLIENT_ID = "cw-integration"
-ALL_REQUESTS: list[tuple[str, str]] = []
 ALL_VIOLATIONS: list[str] = []
-"""Every request these modules' fakes saw, and every spec violation among them (the last test checks)."""
+"""Every spec violation these modules' fakes saw (the spec test at the end checks)."""
 
 
 ADDRESS = Address(street="Storgata 1", postal_code="0155", city="Oslo", country="NO")
@@ -62,7 +61,7 @@ def key() -> rsa.RSAPrivateKey:
 
 @pytest.fixture(scope="session")
 def cert(key: rsa.RSAPrivateKey) -> x509.Certificate:
-    return certificate(key, "cw-integration")
+    return certificate(key, CLIENT_ID)
 
 
 @pytest.fixture
@@ -71,7 +70,6 @@ async def fake(key: rsa.RSAPrivateKey, cert: x509.Certificate) -> AsyncIterator[
     uni.register_client(CLIENT_ID, key.public_key(), cert)
     async with uni.serve():
         yield uni
-    ALL_REQUESTS.extend(uni.requests)
     ALL_VIOLATIONS.extend(uni.violations)
 
 
