@@ -63,12 +63,20 @@ def bench(
         int,
         typer.Option(min=1, help="Worker processes sharing the queue (more than one needs --database-url)"),
     ] = 1,
+    in_place: Annotated[
+        bool,
+        typer.Option(
+            help="Run on the database --database-url names, as it is and kept (its clients named afresh)"
+        ),
+    ] = False,
 ) -> None:
     """Benchmark the real pipeline over a bus; prints one JSON object."""
     from worker.dev.bench import run_bench
 
     if processes > 1 and not database_url:
         fail("several worker processes share one PostgreSQL database: give --database-url", 2)
+    if in_place and not database_url:
+        fail("--in-place runs on the database --database-url names: give --database-url", 2)
 
     result = run_bench(
         events=events,
@@ -78,5 +86,6 @@ def bench(
         bus=bus.value,
         database_url=database_url,
         processes=processes,
+        in_place=in_place,
     )
     print(json.dumps(result))

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -68,38 +68,40 @@ def sandbox_process(token: str, latency_ms: float) -> Iterator[str]:
                 stream.close()
 
 
-def messages_for(events: int, n_clients: int) -> list[OutgoingMessage]:
+def messages_for(events: int, n_clients: int, prefix: str = "bench") -> list[OutgoingMessage]:
     import random
 
     rng = random.Random(1)
     out = []
     for i in range(events):
-        client_id = f"bench{i % n_clients}"
+        client_id = f"{prefix}{i % n_clients}"
         env = fx.envelope(client_id, "customer.created", fx.customer(client_id, i, rng), seq=i)
         out.append(OutgoingMessage(body=json.dumps(env).encode(), message_id=env["id"], session_id=client_id))
     return out
 
 
-def _provisioning(settings: Settings, base_url: str, token: str, n_clients: int) -> Callable[[Any], None]:
-    credentials = SecretBox(settings.secret).encrypt({"token": token})
+async def _prepare(app: Any, base_url: str, token: str, events: int, n_clients: int, prefix: str) -> None:
+    """Provision ``n_clients`` clients named ``prefix0``… on the sandbox and publish the events."""
+    credentials = SecretBox(app.settings.secret).encrypt({"token": token})
 
     def provision(db: Any) -> None:
         for i in range(n_clients):
-            clients.add_client(db, f"bench{i}", f"Bench {i}")
+            client_id = f"{prefix}{i}"
+            clients.add_client(db, client_id, f"Bench {i}")
             clients.set_connection(
-                db, clients.StoredConnection(f"bench{i}", "generic_rest", base_url, {}, credentials, True)
+                db, clients.StoredConnection(client_id, "generic_rest", base_url, {}, credentials, True)
             )
 
-    return provision
+    await app.db.run(provision)
+    await app.bus.publish(messages_for(events, n_clients, prefix))
 
 
 async def _run(
-    settings: Settings, base_url: str, token: str, events: int, n_clients: int
+    settings: Settings, base_url: str, token: str, events: int, n_clients: int, prefix: str
 ) -> tuple[float, float]:
     """Seconds to the last settlement, and the CPU seconds this process spent meanwhile."""
     async with open_app(settings, http=True) as app:
-        await app.db.run(_provisioning(settings, base_url, token, n_clients))
-        await app.bus.publish(messages_for(events, n_clients))
+        await _prepare(app, base_url, token, events, n_clients, prefix)
         worker = app.worker()
         # Timed to the last settlement: a remote bus's idle probe at the end is not work.
         last_settled = started = time.perf_counter()
@@ -119,9 +121,13 @@ async def _run(
 
 
 @contextmanager
-def scratch_database(server_url: str | None, workdir: Path) -> Iterator[str]:
+def scratch_database(server_url: str | None, workdir: Path, *, in_place: bool = False) -> Iterator[str]:
     """A fresh, empty database for one run: SQLite in ``workdir``, or on the PostgreSQL server
-    ``server_url`` names a database of its own, dropped afterwards."""
+    ``server_url`` names a database of its own, dropped afterwards. ``in_place``: the database
+    ``server_url`` names, as it is, kept afterwards."""
+    if in_place and server_url:
+        yield server_url
+        return
     if server_url is None or server_url.startswith("sqlite"):
         yield f"sqlite:///{workdir / 'bench.db'}"
         return
@@ -166,7 +172,7 @@ def _child(settings: Settings, ready: Any, go: Any, results: Any) -> None:
 
 
 def _run_processes(
-    settings: Settings, base_url: str, token: str, events: int, n_clients: int, n: int
+    settings: Settings, base_url: str, token: str, events: int, n_clients: int, prefix: str, n: int
 ) -> dict[str, Any]:
     """Publish, then ``n`` worker processes on the same database (spawned: no state shared) work
     the queue down together; timed from the common start to the last settlement anywhere."""
@@ -174,8 +180,7 @@ def _run_processes(
 
     async def prepare() -> None:
         async with open_app(settings) as app:
-            await app.db.run(_provisioning(settings, base_url, token, n_clients))
-            await app.bus.publish(messages_for(events, n_clients))
+            await _prepare(app, base_url, token, events, n_clients, prefix)
 
     asyncio.run(prepare())
     ctx = multiprocessing.get_context("spawn")
@@ -208,14 +213,18 @@ def run_bench(
     bus: Literal["local", "azure"] = "local",
     database_url: str | None = None,
     processes: int = 1,
+    in_place: bool = False,
 ) -> dict[str, Any]:
     """``database_url``: a PostgreSQL server to run on (a scratch database is made there), else
-    SQLite; ``processes`` worker processes share the queue (more than one needs PostgreSQL)."""
+    SQLite; ``processes`` worker processes share the queue (more than one needs PostgreSQL).
+    ``in_place``: run on the database ``database_url`` names, as it is (e.g. ten million sync-log
+    rows from bench/synclog.py), with clients named afresh so that runs never meet."""
     workdir = Path(tempfile.mkdtemp(prefix="cwi-bench-"))
     n_clients = clients_n or max(64, concurrency * 2)
     configure(fmt="json", level="WARNING", stream=open(os.devnull, "w"))  # noqa: SIM115
     token = secrets.token_urlsafe(16)
-    with scratch_database(database_url, workdir) as url:
+    prefix = f"bench-{secrets.token_hex(3)}-" if in_place else "bench"
+    with scratch_database(database_url, workdir, in_place=in_place) as url:
         if processes > 1 and url.startswith("sqlite"):
             raise ValueError("several worker processes need PostgreSQL (--database-url)")
         settings = Settings(
@@ -224,10 +233,10 @@ def run_bench(
         upgrade_database(settings)
         with sandbox_process(token, latency_ms) as base_url:
             if processes > 1:
-                got = _run_processes(settings, base_url, token, events, n_clients, processes)
+                got = _run_processes(settings, base_url, token, events, n_clients, prefix, processes)
                 seconds, cpu, rss_mb = got["seconds"], got["cpu"], got["rss_mb"]
             else:
-                seconds, cpu = asyncio.run(_run(settings, base_url, token, events, n_clients))
+                seconds, cpu = asyncio.run(_run(settings, base_url, token, events, n_clients, prefix))
                 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "bus": bus,
