@@ -3,7 +3,7 @@ per-message lookups the worker makes, ``cwi synclog --client`` and the console's
 
     .venv/bin/python bench/synclog.py [--rows 10000000] [--clients 200] [--days 180] [--samples 3000]
                                       [--url postgresql+psycopg://postgres@127.0.0.1:5432/cwi_bench_synclog]
-                                      [--regenerate] [--explain] [--prune 90d]
+                                      [--regenerate] [--explain] [--prune 90d] [--throughput 5000]
 
 The database is created and migrated if absent, and the rows generated once (``--regenerate`` drops
 them and starts again): ``bench/synclog_data.py`` says what they are.
@@ -12,6 +12,8 @@ Each lookup is timed as the worker runs it (the same prepared statement, SQLAlch
 one connection): p50/p99 in milliseconds over ``--samples`` random keys, lookups interleaved.
 ``--prune 90d`` also times ``cwi synclog prune`` in-process (every batch: the longest a worker
 waits behind it) and the lookups again afterwards (it deletes rows: generate again after it).
+``--throughput EVENTS`` runs ``cwi bench --in-place`` on this database beside ``cwi bench`` on an
+empty one on the same server (``--rounds`` times, interleaved) and prints the ratio.
 """
 
 from __future__ import annotations
@@ -191,6 +193,25 @@ def operators(engine: Engine, url: str, repeat: int) -> dict[str, Any]:
     return found
 
 
+def throughput(url: str, events: int, rounds: int) -> dict[str, Any]:
+    """``cwi bench`` (latency 0, 16 in flight, one process) on this database as it is (``--in-place``)
+    and on an empty scratch database on the same server, interleaved ``rounds`` times."""
+    from sqlalchemy.engine import make_url
+
+    server = make_url(url).set(database="postgres").render_as_string(hide_password=False)
+    cwi = [str(ROOT / ".venv/bin/cwi"), "bench", "--events", str(events)]
+    runs: dict[str, list[float]] = {"empty": [], "ten million rows": []}
+    for _ in range(rounds):
+        for label, extra in (
+            ("empty", ["--database-url", server]),
+            ("ten million rows", ["--database-url", url, "--in-place"]),
+        ):
+            out = subprocess.run(cwi + extra, check=True, capture_output=True, text=True).stdout
+            runs[label].append(json.loads(out.strip().splitlines()[-1])["events_per_s"])
+    empty, full = statistics.median(runs["empty"]), statistics.median(runs["ten million rows"])
+    return {"command": " ".join(["cwi", *cwi[1:]]), "events_per_s": runs, "ratio": round(full / empty, 3)}
+
+
 def record_message(conn: Connection, record: Any) -> str:
     query = text("SELECT message_id FROM bench_messages WHERE cw_id = :c ORDER BY m DESC LIMIT 1")
     return str(conn.execute(query, {"c": record.cw_id}).scalar())
@@ -274,6 +295,14 @@ def main() -> None:
     parser.add_argument("--regenerate", action="store_true")
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--prune", default=None, help="also time `cwi synclog prune --older-than` this")
+    parser.add_argument(
+        "--throughput",
+        type=int,
+        default=0,
+        metavar="EVENTS",
+        help="also cwi bench here and on an empty database",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="of --throughput, interleaved")
     args = parser.parse_args()
     result: dict[str, Any] = {
         "benchmark": "synclog",
@@ -291,6 +320,8 @@ def main() -> None:
     result["operators"] = operators(engine, args.url, args.repeat)
     if args.explain:
         result["plans"] = explain(engine)
+    if args.throughput:
+        result["throughput"] = throughput(args.url, args.throughput, args.rounds)
     if args.prune:
         result["prune"] = prune(engine, args.prune, args.samples)
     result["machine"]["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
