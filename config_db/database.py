@@ -18,18 +18,34 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str, *, pool_size: int = 8) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, ``synchronous=NORMAL`` and a busy timeout."""
+def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA wal_autocheckpoint=0")
+    cur.close()
+
+
+def is_sqlite_file(url: str) -> bool:
+    """An SQLite database in a file (not in memory)."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+
+
+def make_engine(url: str, *, pool_size: int = 8, autocheckpoint: bool = True) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, ``synchronous=NORMAL`` and a busy timeout.
+
+    ``autocheckpoint=False`` (SQLite): commits never copy the write-ahead log into the database
+    themselves; whoever asks for it checkpoints (``worker.db``'s checkpointer thread)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        memory = parsed.database in (None, "", ":memory:")
         kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "isolation_level": None}}
-        if memory:
+        if not is_sqlite_file(url):
             kwargs["poolclass"] = StaticPool
         elif pool_size == 0:
             kwargs["poolclass"] = NullPool
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        if not autocheckpoint:
+            event.listen(engine, "connect", _no_autocheckpoint)
         # pysqlite's own transaction handling is off (isolation_level=None): emit BEGIN ourselves
         # so SQLAlchemy's transaction boundaries are SQLite's. BEGIN IMMEDIATE takes the write
         # lock up front, so two writers never deadlock on a lock upgrade.

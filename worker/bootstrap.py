@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from worker.db import Database
+from worker.db import CHECKPOINT_S, Database
 from worker.extras import extra_needed
 from worker.logging import get_logger
 from worker.settings import Settings
@@ -117,17 +117,26 @@ class App:
         )
 
 
-def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
+def make_engine(settings: Settings, *, pool_size: int | None = None, autocheckpoint: bool = True) -> Engine:
     """The configuration database's engine; a missing driver extra is a MissingExtraError."""
     from config_db.database import make_engine as engine_for
 
     size = max(4, min(settings.concurrency, 32)) if pool_size is None else pool_size
     with extra_needed(f"the database {settings.database_url.split(':', 1)[0]}"):
-        return engine_for(settings.database_url, pool_size=size)
+        return engine_for(settings.database_url, pool_size=size, autocheckpoint=autocheckpoint)
 
 
 def make_database(settings: Settings) -> Database:
-    return Database(make_engine(settings), outage_exit_s=settings.outage_exit_s)
+    """The worker's database. On an SQLite file its commits leave checkpoints to a thread of their
+    own (``worker.db.Checkpointer``)."""
+    from config_db.database import is_sqlite_file
+
+    background = is_sqlite_file(settings.database_url)
+    return Database(
+        make_engine(settings, autocheckpoint=not background),
+        outage_exit_s=settings.outage_exit_s,
+        checkpoint_s=CHECKPOINT_S if background else None,
+    )
 
 
 async def wait_for_database(db: Database, settings: Settings) -> None:

@@ -13,7 +13,9 @@ applied (inserts that must not double ignore a conflict; history rows may repeat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -21,7 +23,10 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, text
 
 from worker import tracing
+from worker.logging import get_logger
 from worker.outage import Outage, is_impatient, unreachable
+
+log = get_logger()
 
 T = TypeVar("T")
 Work = Callable[[Connection], T]
@@ -29,6 +34,8 @@ Journal = Callable[[Connection], None]
 """Database work that journals what happened, committed by whoever settles the message."""
 
 _MAX_BATCH = 256
+CHECKPOINT_S = 0.05
+"""How often the checkpointer copies SQLite's write-ahead log into the database file."""
 
 
 Pending = tuple[Work[Any], asyncio.Future[Any], bool]
@@ -37,8 +44,15 @@ Pending = tuple[Work[Any], asyncio.Future[Any], bool]
 
 class Database:
     def __init__(
-        self, engine: Engine, *, threads: int | None = None, outage_exit_s: float | None = None
+        self,
+        engine: Engine,
+        *,
+        threads: int | None = None,
+        outage_exit_s: float | None = None,
+        checkpoint_s: float | None = None,
     ) -> None:
+        """``checkpoint_s``: run a ``Checkpointer`` that often (an SQLite engine made with
+        ``autocheckpoint=False``, whose commits then never checkpoint)."""
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         if threads is None:
@@ -47,6 +61,7 @@ class Database:
         self._pending: list[Pending] = []
         self._flusher: asyncio.Task[None] | None = None
         self.outage = Outage(self.ping, exit_after_s=outage_exit_s)
+        self.checkpointer = Checkpointer(engine, checkpoint_s) if checkpoint_s is not None else None
 
     def run_sync(self, work: Work[T]) -> T:
         with self.engine.begin() as conn:
@@ -159,7 +174,61 @@ class Database:
         while self._flusher is not None and not self._flusher.done():
             await self._flusher
         self._executor.shutdown(wait=True)
+        if self.checkpointer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.stop)
         self.engine.dispose()
+
+
+class Checkpointer:
+    """SQLite's checkpoints (the write-ahead log copied into the database file, then synced) in a
+    thread and connection of their own, every ``period_s``.
+
+    SQLite's default, ``wal_autocheckpoint``, makes the commit that crosses 1,000 pages of log do
+    the copy while every caller of that group commit waits: about 40 % of the commits' time in
+    ``cwi bench``, and moving it here took the worker from about 780 to 890 events/s (same sitting).
+    SQLite releases the GIL while it copies, so this runs beside the writer. PASSIVE never waits
+    for the writer or a reader; what it could not copy is copied the next time. SQLite's own
+    checkpointing is all we use; this only chooses the thread.
+    """
+
+    def __init__(self, engine: Engine, period_s: float) -> None:
+        self._engine = engine
+        self._period_s = period_s
+        self._stopping = threading.Event()
+        self.runs = 0
+        self._thread = threading.Thread(target=self._loop, name="cwi-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        conn: Any = None
+        while True:
+            stopping = self._stopping.wait(self._period_s)
+            try:
+                conn = conn or self._engine.raw_connection()
+                cursor = conn.cursor()
+                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                cursor.fetchall()
+                cursor.close()
+                self.runs += 1
+            except Exception as exc:  # noqa: BLE001 - locked or gone for now: the next period
+                log.debug("checkpoint skipped", error=f"{exc.__class__.__name__}: {exc}")
+                _closed(conn)
+                conn = None
+            if stopping:
+                _closed(conn)
+                return
+
+    def stop(self) -> None:
+        """Checkpoint once more (what the last commits wrote) and end the thread."""
+        self._stopping.set()
+        self._thread.join()
+
+
+def _closed(conn: Any) -> None:
+    """Close ``conn`` (if any), whatever state it is in."""
+    if conn is not None:
+        with contextlib.suppress(Exception):  # a broken connection is let go either way
+            conn.close()
 
 
 def _select_one(conn: Connection) -> None:
