@@ -8,18 +8,25 @@ call only converts values and runs ``exec_driver_sql``. For INSERT/UPDATE/DELETE
 named parameters the caller supplies, or values the statement fixes itself (literals, NULL); and
 for a SELECT whose caller reads the driver's raw values (no result processors run: a datetime may
 come back as text on SQLite, a boolean as 0/1).
+
+On SQLite, inside a transaction, the statement goes straight to the driver's cursor: SQLAlchemy's
+execution context costs about 5 µs a statement more than the statement itself (6.3 against 1.3 µs
+for an insert), on the one thread that writes. Callers read ``rowcount`` and ``one()``, as from
+SQLAlchemy's result; the driver's errors are wrapped as SQLAlchemy wraps them. Elsewhere (and
+outside a transaction, where SQLAlchemy would begin one) it runs through ``exec_driver_sql``.
 """
 
 from __future__ import annotations
 
+import functools
+from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     BindParameter,
     Connection,
-    CursorResult,
     Delete,
     Dialect,
     Executable,
@@ -33,6 +40,7 @@ from sqlalchemy import (
     literal,
     select,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -44,6 +52,17 @@ class _Compiled:
     processors: Mapping[str, Callable[[Any], Any]]
     fixed: Mapping[str, Any]
     """Values the statement itself gives (``state = 'active'``, ``SET lock_token = NULL``)."""
+    direct: bool
+    """Run on the driver's cursor (SQLite)."""
+
+
+class Executed(Protocol):
+    """What callers read of a prepared statement's result."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def one(self) -> Any: ...
 
 
 class Prepared:
@@ -67,11 +86,11 @@ class Prepared:
             positional = bool(c.positional and c.positiontup is not None)
             names = list(c.positiontup) if positional and c.positiontup is not None else list(c.binds)
             fixed = {name: bind.effective_value for bind, name in c.bind_names.items() if not bind.required}
-            found = _Compiled(c.string, names, positional, processors, fixed)
+            found = _Compiled(c.string, names, positional, processors, fixed, dialect.name == "sqlite")
         self._by_dialect[dialect.name] = found
         return found
 
-    def execute(self, conn: Connection, params: Mapping[str, Any]) -> CursorResult[Any]:
+    def execute(self, conn: Connection, params: Mapping[str, Any]) -> Executed:
         c = self.compiled(conn.dialect)
         if c is None:
             return conn.execute(self.statement, params)
@@ -79,7 +98,41 @@ class Prepared:
         for name, process in c.processors.items():
             values[name] = process(values[name])
         args: Any = tuple(values[n] for n in c.names) if c.positional else values
+        if c.direct and conn.in_transaction():
+            return _direct(conn, c.sql, args)
         return conn.exec_driver_sql(c.sql, args)
+
+
+@dataclass(frozen=True, slots=True)
+class _Direct:
+    rowcount: int
+    names: tuple[str, ...]
+    rows: list[Any]
+
+    def one(self) -> Any:
+        if not self.rows:
+            raise sa_exc.NoResultFound("one row expected, none found")
+        if len(self.rows) > 1:
+            raise sa_exc.MultipleResultsFound(f"one row expected, {len(self.rows)} found")
+        return _row_type(self.names)(*self.rows[0])
+
+
+@functools.lru_cache(maxsize=64)
+def _row_type(names: tuple[str, ...]) -> Any:
+    return namedtuple("Row", names, rename=True)
+
+
+def _direct(conn: Connection, sql: str, args: Any) -> _Direct:
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # in a transaction: connected
+    try:
+        cursor.execute(sql, args)
+        names = tuple(d[0] for d in cursor.description) if cursor.description else ()
+        return _Direct(cursor.rowcount, names, list(cursor.fetchall()) if names else [])
+    except dbapi.Error as exc:
+        raise sa_exc.DBAPIError.instance(sql, args, exc, dbapi.Error, dialect=conn.dialect) from exc
+    finally:
+        cursor.close()
 
 
 def fixed(values: Iterable[str]) -> list[BindParameter[str]]:
