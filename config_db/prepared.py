@@ -64,6 +64,8 @@ class Executed(Protocol):
 
     def one(self) -> Any: ...
 
+    def all(self) -> Sequence[Any]: ...
+
 
 class Prepared:
     def __init__(
@@ -115,6 +117,10 @@ class _Direct:
         if len(self.rows) > 1:
             raise sa_exc.MultipleResultsFound(f"one row expected, {len(self.rows)} found")
         return _row_type(self.names)(*self.rows[0])
+
+    def all(self) -> list[Any]:
+        row = _row_type(self.names)
+        return [row(*values) for values in self.rows]
 
 
 @functools.lru_cache(maxsize=64)

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Delete, Row, Update
+from sqlalchemy import Connection, Delete, Row, Select, Update
 from sqlalchemy.exc import IntegrityError
 
 from config_db.prepared import Prepared
@@ -94,9 +95,16 @@ def _dead_letter(r: Row[Any]) -> DeadLetter:
 
 
 @functools.cache
-def _prepared(statement: Update | Delete) -> Prepared:
-    """A settlement's statement compiled once and run through the driver (one per message)."""
+def _prepared(statement: Update | Delete | Select[Any]) -> Prepared:
+    """A settlement's statement, or a receive's, compiled once and run through the driver."""
     return Prepared(statement)
+
+
+def _properties(raw: Any) -> dict[str, Any]:
+    """The properties column as the driver gives it to a prepared read: JSON text on SQLite."""
+    if isinstance(raw, str | bytes):
+        raw = json.loads(raw)
+    return dict(raw or {})
 
 
 def _seq_token(delivery: Delivery) -> tuple[int, str]:
@@ -226,7 +234,7 @@ class LocalBus:
     def _lock_batch(self, conn: Connection, max_count: int) -> tuple[list[Delivery], int]:
         now = self._now_ms()
         params = {"b_queue": self.queue, "b_now": now}
-        rows = conn.execute(self._select_ready(max_count), params).all()
+        rows = _prepared(self._select_ready(max_count)).execute(conn, params).all()
         spent = [r for r in rows if r.delivery_count >= self.max_delivery_count]
         fresh = [r for r in rows if r.delivery_count < self.max_delivery_count]
         if spent:
@@ -253,7 +261,7 @@ class LocalBus:
             delivery_count=row.delivery_count + 1,
             enqueued_at=_from_ms(row.enqueued_at),
             session_id=row.session_id,
-            properties=row.properties or {},
+            properties=_properties(row.properties),
             lock=(row.seq, token),
         )
 
