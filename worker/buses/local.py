@@ -243,7 +243,10 @@ class LocalBus:
             return [], len(spent)
         token = str(uuid.uuid4())
         seqs = [r.seq for r in fresh]
-        conn.execute(lock_messages(), {"b_seqs": seqs, "b_token": token, "b_until": now + self._lock_ms})
+        params = {f"b_seq{i}": seq for i, seq in enumerate(seqs)}
+        _prepared(lock_messages(len(seqs))).execute(
+            conn, {**params, "b_token": token, "b_until": now + self._lock_ms}
+        )
         return [self._delivery(r, token) for r in fresh], len(spent)
 
     def _spent_params(self, row: Row[Any], now: int) -> dict[str, Any]:

@@ -184,11 +184,13 @@ def ready_statement(dialect_name: str) -> Callable[[int], Select[Any]]:
     return select_ready_filtered if dialect_name == "mssql" else select_ready
 
 
-@functools.cache
-def lock_messages() -> Update:
+@functools.lru_cache(maxsize=512)
+def lock_messages(count: int) -> Update:
+    """Lock ``count`` messages, ``b_seq0`` to ``b_seq{count-1}``: a parameter each, so that the
+    statement is prepared once per count (an expanding ``IN`` is rendered anew at every execution)."""
     return (
         update(BUS)
-        .where(BUS.c.seq.in_(bindparam("b_seqs", expanding=True)))
+        .where(BUS.c.seq.in_([bindparam(f"b_seq{i}") for i in range(count)]))
         .values(
             lock_token=bindparam("b_token"),
             locked_until=bindparam("b_until"),
@@ -336,7 +338,7 @@ def select_dead_letter_by_id() -> Select[Any]:
 STATEMENTS: Mapping[str, Callable[[], Any]] = {
     "select_ready": lambda: select_ready(10),
     "select_ready_filtered": lambda: select_ready_filtered(10),
-    "lock_messages": lock_messages,
+    "lock_messages": lambda: lock_messages(3),
     "dead_letter_spent": dead_letter_spent,
     "delete_locked": delete_locked,
     "release_lock": release_lock,
