@@ -8,6 +8,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool, StaticPool
 
+from config_db.prepared import run_direct
+
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
@@ -48,8 +50,9 @@ def make_engine(url: str, *, pool_size: int = 8, autocheckpoint: bool = True) ->
             event.listen(engine, "connect", _no_autocheckpoint)
         # pysqlite's own transaction handling is off (isolation_level=None): emit BEGIN ourselves
         # so SQLAlchemy's transaction boundaries are SQLite's. BEGIN IMMEDIATE takes the write
-        # lock up front, so two writers never deadlock on a lock upgrade.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        # lock up front, so two writers never deadlock on a lock upgrade. On the driver's cursor
+        # (errors wrapped as SQLAlchemy wraps them), as config_db.prepared runs the message path.
+        event.listen(engine, "begin", lambda conn: run_direct(conn, "BEGIN IMMEDIATE", ()))
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         url = str(parsed.set(drivername="postgresql+psycopg"))

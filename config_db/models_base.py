@@ -26,6 +26,17 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
     def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         return None if value is None else value.replace(tzinfo=dt.UTC)
 
+    @staticmethod
+    def sqlite_text(value: dt.datetime | None) -> str | None:
+        """What binding ``value`` to SQLite gives (this type, then SQLAlchemy's DATETIME text:
+        ``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC) in one C call instead of two Python ones;
+        ``config_db.prepared`` uses it on the message path."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)

@@ -43,6 +43,8 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
+from config_db.models_base import UtcDateTime
+
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
@@ -85,6 +87,9 @@ class Prepared:
         if not (c.post_compile_params or c.literal_execute_params):
             # SQLAlchemy's per-parameter value converters (the same ones execute() applies).
             processors = {k: v for k, v in c._bind_processors.items() if callable(v)}
+            if dialect.name == "sqlite":
+                utc = (name for name, bind in c.binds.items() if isinstance(bind.type, UtcDateTime))
+                processors |= dict.fromkeys(utc, UtcDateTime.sqlite_text)
             positional = bool(c.positional and c.positiontup is not None)
             names = list(c.positiontup) if positional and c.positiontup is not None else list(c.binds)
             fixed = {name: bind.effective_value for bind, name in c.bind_names.items() if not bind.required}
@@ -101,7 +106,7 @@ class Prepared:
             values[name] = process(values[name])
         args: Any = tuple(values[n] for n in c.names) if c.positional else values
         if c.direct and conn.in_transaction():
-            return _direct(conn, c.sql, args)
+            return run_direct(conn, c.sql, args)
         return conn.exec_driver_sql(c.sql, args)
 
 
@@ -128,7 +133,8 @@ def _row_type(names: tuple[str, ...]) -> Any:
     return namedtuple("Row", names, rename=True)
 
 
-def _direct(conn: Connection, sql: str, args: Any) -> _Direct:
+def run_direct(conn: Connection, sql: str, args: Any) -> _Direct:
+    """``sql`` on the SQLite driver's cursor of ``conn`` (connected), its rows read at once."""
     dbapi = conn.dialect.loaded_dbapi
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # in a transaction: connected
     try:

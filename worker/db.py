@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.pool import StaticPool
 
 from worker import tracing
 from worker.logging import get_logger
@@ -62,14 +63,41 @@ class Database:
         self._flusher: asyncio.Task[None] | None = None
         self.outage = Outage(self.ping, exit_after_s=outage_exit_s)
         self.checkpointer = Checkpointer(engine, checkpoint_s) if checkpoint_s is not None else None
+        # On an SQLite file each of our threads keeps its connection between transactions: taking
+        # one from the pool and giving it back costs about 30 µs a transaction (49 against 16 µs
+        # for an empty one), more than a small group commit's own work. Elsewhere (a server's
+        # pool is shared with pre-ping and recycling; SQLite in memory is one static connection)
+        # every transaction takes its connection from the pool.
+        self._kept: threading.local | None = None
+        if self.is_sqlite and not isinstance(engine.pool, StaticPool):
+            self._kept = threading.local()
+        self._kept_all: list[Connection] = []
 
     def run_sync(self, work: Work[T]) -> T:
         with self.engine.begin() as conn:
             return work(conn)
 
+    def _in_thread(self, work: Work[T]) -> T:
+        """``work`` in a transaction of its own, on one of our threads (see ``_kept``)."""
+        if self._kept is None:
+            return self.run_sync(work)
+        conn: Connection | None = getattr(self._kept, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._kept.conn = self.engine.connect()
+            self._kept_all.append(conn)
+        try:
+            with conn.begin():
+                return work(conn)
+        except BaseException:
+            if conn.invalidated:  # the next transaction connects afresh
+                self._kept.conn = None
+                self._kept_all.remove(conn)
+                _closed(conn)
+            raise
+
     async def ping(self) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.run_sync, _select_one)
+        await loop.run_in_executor(self._executor, self._in_thread, _select_one)
 
     async def run(self, work: Work[T]) -> T:
         """Run ``work`` in its own transaction off the event loop; through an outage, once it is over."""
@@ -80,7 +108,7 @@ class Database:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                result = await loop.run_in_executor(self._executor, self.run_sync, work)
+                result = await loop.run_in_executor(self._executor, self._in_thread, work)
             except Exception as exc:
                 if not unreachable(exc):
                     raise
@@ -155,8 +183,7 @@ class Database:
 
     def _run_batch(self, batch: list[Pending]) -> list[tuple[bool, Any]]:
         try:
-            with self.engine.begin() as conn:
-                return [(True, work(conn)) for work, _, _ in batch]
+            return self._in_thread(lambda conn: [(True, work(conn)) for work, _, _ in batch])
         except Exception as exc:
             if len(batch) == 1 or unreachable(exc):
                 raise
@@ -165,7 +192,7 @@ class Database:
         results: list[tuple[bool, Any]] = []
         for work, _, _ in batch:
             try:
-                results.append((True, self.run_sync(work)))
+                results.append((True, self._in_thread(work)))
             except Exception as exc:  # noqa: BLE001
                 results.append((False, exc))
         return results
@@ -174,6 +201,9 @@ class Database:
         while self._flusher is not None and not self._flusher.done():
             await self._flusher
         self._executor.shutdown(wait=True)
+        for conn in self._kept_all:
+            _closed(conn)
+        self._kept_all.clear()
         if self.checkpointer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.stop)
         self.engine.dispose()

@@ -3,10 +3,13 @@ the same results and the same errors as through SQLAlchemy."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import (
     Column,
     CursorResult,
@@ -20,8 +23,10 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from config_db.database import make_engine
+from config_db.models_base import UtcDateTime
 from config_db.prepared import Prepared
 
 META = MetaData()
@@ -78,3 +83,32 @@ def test_outside_a_transaction_sqlalchemy_begins_one(engine: Engine) -> None:
         assert conn.in_transaction()
         conn.commit()
     assert _count(engine) == 1
+
+
+AT = Table("at", META, Column("id", Integer, primary_key=True), Column("at", UtcDateTime, nullable=True))
+AT_INSERT = Prepared(insert(AT), column_keys=["id", "at"])
+ZONES = st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=5.5)), dt.timezone(-dt.timedelta(hours=8))])
+SPAN = {"min_value": dt.datetime(1, 1, 2), "max_value": dt.datetime(9999, 12, 30)}
+
+
+@settings(max_examples=200, deadline=None)
+@given(when=st.datetimes(**SPAN, timezones=ZONES))
+def test_a_utc_timestamp_is_bound_as_sqlalchemy_binds_it(when: dt.datetime) -> None:
+    processors = UtcDateTime().dialect_impl(sqlite_dialect.dialect()).bind_processor(sqlite_dialect.dialect())
+    assert processors is not None
+    assert UtcDateTime.sqlite_text(when) == processors(when)
+
+
+def test_a_utc_timestamp_written_prepared_reads_back_as_written_through_sqlalchemy(engine: Engine) -> None:
+    when = dt.datetime(2026, 12, 5, 9, 30, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    with engine.begin() as conn:
+        AT_INSERT.execute(conn, {"id": 1, "at": when})
+        AT_INSERT.execute(conn, {"id": 2, "at": None})
+        conn.execute(insert(AT), {"id": 3, "at": when})
+    with engine.connect() as conn:
+        rows = dict(conn.execute(select(AT.c.id, AT.c.at)).all())
+        texts = dict(conn.exec_driver_sql("SELECT id, at FROM at").all())
+    assert rows == {1: when, 2: None, 3: when}
+    assert texts[1] == texts[3] == "2026-12-05 08:30:00.000000"
+    with pytest.raises(ValueError, match="naive"):
+        UtcDateTime.sqlite_text(dt.datetime(2026, 1, 1))
