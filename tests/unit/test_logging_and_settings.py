@@ -83,3 +83,19 @@ def test_bad_settings_name_the_variable(
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=message):
         load_settings()
+
+
+def test_structlog_loads_without_richs_tracebacks_and_rich_still_loads_for_the_cli() -> None:
+    """A fresh interpreter (the module table is the point): structlog, imported with the worker,
+    leaves rich's traceback module and pygments out; rich itself still imports for the CLI."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, worker.logging, structlog.dev\n"
+        "print('rich.traceback' in sys.modules, 'pygments' in sys.modules, structlog.dev.rich is None)\n"
+        "import rich.console, rich.table\n"
+        "print(rich.console.Console is not None)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False", "True", "True"]
