@@ -66,6 +66,7 @@ def start_long_running(s: Settings, *, worker: bool) -> None:
     configuration in force (secrets masked) as the first line."""
     from worker.bootstrap import ready_to_start, startup_summary
     from worker.logging import get_logger
+    from worker.runtime import tune_gc
 
     problems = run_async(ready_to_start(s, worker=worker))
     require_migrated(s)
@@ -78,6 +79,7 @@ def start_long_running(s: Settings, *, worker: bool) -> None:
             2,
         )
     get_logger().info("configuration", **startup_summary(s))
+    tune_gc()
 
 
 def cli_actor() -> Actor:

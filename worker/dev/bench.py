@@ -26,6 +26,7 @@ from worker.bootstrap import open_app
 from worker.buses.base import OutgoingMessage
 from worker.dev import fixtures as fx
 from worker.logging import configure
+from worker.runtime import tune_gc
 from worker.settings import Settings
 
 
@@ -125,6 +126,7 @@ async def _run(
     settings: Settings, base_url: str, token: str, events: int, n_clients: int, prefix: str
 ) -> tuple[float, float]:
     """Seconds to the last settlement, and the CPU seconds this process spent meanwhile."""
+    tune_gc()  # as `cwi run` does once started
     async with open_app(settings, http=True) as app:
         await _prepare(app, base_url, token, events, n_clients, prefix)
         worker = app.worker()
@@ -183,6 +185,7 @@ def _child(settings: Settings, ready: Any, go: Any, results: Any) -> None:
     configure(fmt="json", level="WARNING", stream=open(os.devnull, "w"))  # noqa: SIM115
 
     async def work() -> dict[str, Any]:
+        tune_gc()  # as `cwi run` does once started
         async with open_app(settings, http=True) as app:
             worker = app.worker()
             times = {"first": 0.0, "last": 0.0, "cpu0": 0.0, "cpu1": 0.0}
