@@ -19,6 +19,7 @@ outside a transaction, where SQLAlchemy would begin one) it runs through ``exec_
 from __future__ import annotations
 
 import functools
+import operator
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ class _Compiled:
     """Values the statement itself gives (``state = 'active'``, ``SET lock_token = NULL``)."""
     direct: bool
     """Run on the driver's cursor (SQLite)."""
+    ordered: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    """The values of ``names`` in order, in one call (positional parameters)."""
 
 
 class Executed(Protocol):
@@ -93,7 +96,8 @@ class Prepared:
             positional = bool(c.positional and c.positiontup is not None)
             names = list(c.positiontup) if positional and c.positiontup is not None else list(c.binds)
             fixed = {name: bind.effective_value for bind, name in c.bind_names.items() if not bind.required}
-            found = _Compiled(c.string, names, positional, processors, fixed, dialect.name == "sqlite")
+            direct = dialect.name == "sqlite"
+            found = _Compiled(c.string, names, positional, processors, fixed, direct, _ordered(names))
         self._by_dialect[dialect.name] = found
         return found
 
@@ -101,13 +105,24 @@ class Prepared:
         c = self.compiled(conn.dialect)
         if c is None:
             return conn.execute(self.statement, params)
-        values = {**c.fixed, **params} if c.fixed else dict(params)
-        for name, process in c.processors.items():
-            values[name] = process(values[name])
-        args: Any = tuple(values[n] for n in c.names) if c.positional else values
+        values: Mapping[str, Any] = params
+        if c.fixed or c.processors:
+            values = processed = {**c.fixed, **params}
+            for name, process in c.processors.items():
+                processed[name] = process(processed[name])
+        args: Any = c.ordered(values) if c.positional else dict(values)
         if c.direct and conn.in_transaction():
             return run_direct(conn, c.sql, args)
         return conn.exec_driver_sql(c.sql, args)
+
+
+def _ordered(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    if len(names) > 1:
+        return operator.itemgetter(*names)
+    if names:
+        name = names[0]
+        return lambda values: (values[name],)
+    return lambda _values: ()
 
 
 @dataclass(frozen=True, slots=True)
