@@ -148,10 +148,22 @@ class ProviderFactory(Protocol):
     def __call__(self, spec: ConnectionSpec, http: aiohttp.ClientSession) -> Provider: ...
 
 
+class CanonicalJson(bytes):
+    """A JSON body encoded once, keys sorted and without spaces: ``providers.http.send`` sends it
+    as it is, and its ``content_hash`` is the payload's (no second encoding of the same body)."""
+
+    @classmethod
+    def of(cls, payload: Any) -> CanonicalJson:
+        return cls(json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode())
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self).hexdigest()
+
+
 def content_hash(payload: Any) -> str:
     """Stable SHA-256 of a JSON-able payload (keys sorted), for echo suppression."""
-    encoded = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(encoded.encode()).hexdigest()
+    return CanonicalJson.of(payload).content_hash
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from providers import reporting, secrets
+from providers.base import CanonicalJson
 from providers.errors import AuthenticationFailed, ProviderRejected, TransientError
 from providers.settings import SettingsReader
 
@@ -68,14 +69,19 @@ async def send(
     params: Mapping[str, str] | None = None,
     timeout_s: float = 30.0,
 ) -> HttpResponse:
-    """One request; network failures and timeouts become TransientError."""
+    """One request; network failures and timeouts become TransientError. A ``CanonicalJson``
+    body goes as it is (aiohttp would encode it again)."""
+    body: Any = data
+    if isinstance(json_body, CanonicalJson):
+        headers = {**(headers or {}), "Content-Type": "application/json"}
+        body, json_body = bytes(json_body), None
     try:
         async with session.request(
             method,
             url,
             headers=headers,
             json=json_body,
-            data=data,
+            data=body,
             params=params,
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as resp:
@@ -173,6 +179,8 @@ class ConnectionThrottle:
 
     async def acquire(self) -> None:
         """Wait for the ERP's window and for our cap; then one request may go."""
+        if self.per_minute is None and not self._lock.locked() and self._closed_until <= time.monotonic():
+            return  # no cap, the window open, nobody waiting for it: nothing to wait for
         async with self._lock:
             wait = self.closed_for
             if wait > self.max_wait_s:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -139,14 +139,23 @@ def _recording() -> bool:
     return trace.get_current_span().is_recording()
 
 
-@contextmanager
-def step(name: str, **attributes: Any) -> Iterator[None]:
+_OFF: AbstractContextManager[None] = nullcontext()
+"""What the helpers below give while tracing is off: no generator made and stepped per call."""
+
+
+def step(name: str, **attributes: Any) -> AbstractContextManager[None]:
     """A span for one step of work already being traced (none outside a trace: a poll of an idle
     bus or the housekeeping never starts a trace of its own)."""
     if _state.tracer is None or not _recording():
-        yield
-        return
-    with _span(name, SpanKind.INTERNAL, None, attributes):
+        return _OFF
+    return _span_only(name, SpanKind.INTERNAL, None, attributes)
+
+
+@contextmanager
+def _span_only(
+    name: str, kind: SpanKind, parent: Context | None, attributes: Mapping[str, Any]
+) -> Iterator[None]:
+    with _span(name, kind, parent, attributes):
         yield
 
 
@@ -178,24 +187,24 @@ def message_properties(**attributes: Any) -> dict[str, str]:
     return carrier
 
 
-@contextmanager
-def entering(name: str, headers: Mapping[str, str], **attributes: Any) -> Iterator[None]:
+def entering(name: str, headers: Mapping[str, str], **attributes: Any) -> AbstractContextManager[None]:
     """The span of a call that brings events in (the listener's webhook call); a ``traceparent``
     header from the caller continues the caller's trace."""
     if _state.tracer is None:
-        yield
-        return
-    with _span(name, SpanKind.SERVER, carried_context(headers), attributes):
-        yield
+        return _OFF
+    return _span_only(name, SpanKind.SERVER, carried_context(headers), attributes)
 
 
-@contextmanager
-def consuming(properties: Mapping[str, Any], **attributes: Any) -> Iterator[None]:
+def consuming(properties: Mapping[str, Any], **attributes: Any) -> AbstractContextManager[None]:
     """The ``receive`` span of one delivery, in the trace its properties carry (a new one if none);
     when it ends it takes the message's identity as dispatch bound it (id, client, provider)."""
     if _state.tracer is None:
-        yield
-        return
+        return _OFF
+    return _consuming(properties, attributes)
+
+
+@contextmanager
+def _consuming(properties: Mapping[str, Any], attributes: Mapping[str, Any]) -> Iterator[None]:
     parent = carried_context(properties)
     with _span("receive", SpanKind.CONSUMER, parent, {"messaging.operation.type": "process", **attributes}):
         try:

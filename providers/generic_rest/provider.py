@@ -20,13 +20,13 @@ from pydantic import ValidationError
 from contracts import Action, CWRecord, Entity
 from contracts.envelope import describe_errors
 from providers.base import (
+    CanonicalJson,
     ConnectionSpec,
     CWDraft,
     ExternalRecord,
     OutboundChange,
     PreparedRequest,
     PushResult,
-    content_hash,
 )
 from providers.errors import AuthenticationFailed, MappingError, NotSupported, ProviderRejected
 from providers.generic_rest import listing
@@ -131,7 +131,7 @@ class GenericRestProvider:
         return [self._client.prepare("PUT", change.entity, change.cw_id, change.idempotency_key, body)]
 
     async def _put(self, change: OutboundChange) -> PushResult:
-        body = to_body(change.entity, self._record(change))
+        body = CanonicalJson.of(to_body(change.entity, self._record(change)))
         resp = await self._client.request("PUT", change.entity, change.cw_id, change.idempotency_key, body)
         if resp.status == 404:
             # The interface never answers 404 to a PUT (it creates): this is not the interface.
@@ -145,7 +145,7 @@ class GenericRestProvider:
             outcome="created" if resp.status == 201 else "updated",
             external_id=external_id,
             version=version,
-            content_hash=content_hash(body),
+            content_hash=body.content_hash,
         )
 
     async def _delete(self, change: OutboundChange) -> PushResult:

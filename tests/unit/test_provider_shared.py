@@ -174,3 +174,40 @@ def test_each_kind_validates_its_settings_when_they_are_set() -> None:
     assert kind("visma_net").setting_problems({"release_invoices": "maybe"}) == [
         "setting release_invoices: 'maybe' must be true or false"
     ]
+
+
+async def test_a_canonical_json_body_is_sent_as_encoded_and_hashed_as_the_payload() -> None:
+    """A real local server reads what ``send`` put on the wire."""
+    import json
+
+    import aiohttp
+    from aiohttp import web
+
+    from providers.base import CanonicalJson, content_hash
+    from providers.http import send
+
+    seen: dict[str, object] = {}
+
+    async def put(request: web.Request) -> web.Response:
+        seen["type"], seen["body"] = request.content_type, await request.read()
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_put("/x", put)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    payload = {"name": "Ærø AS", "b": [1, 2.5, None], "a": {"z": True, "y": "x"}}
+    body = CanonicalJson.of(payload)
+    try:
+        async with aiohttp.ClientSession() as session:
+            resp = await send(session, "PUT", f"http://127.0.0.1:{port}/x", json_body=body)
+    finally:
+        await runner.cleanup()
+    assert resp.status == 200
+    assert seen["type"] == "application/json"
+    assert seen["body"] == b'{"a":{"y":"x","z":true},"b":[1,2.5,null],"name":"\\u00c6r\\u00f8 AS"}'
+    assert json.loads(body) == payload
+    assert body.content_hash == content_hash(payload) == content_hash(json.loads(body))
