@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Connection
 
 from config_db.database import make_engine
@@ -31,7 +33,7 @@ from tests.integration.local_bus_rig import (
     receive_one,
 )
 from worker.buses.local import LocalBus
-from worker.buses.local_sql import select_ready, select_ready_filtered
+from worker.buses.local_sql import lock_messages, lock_size, ready_statement, select_ready_filtered
 from worker.db import Database
 
 WORKER_PROC = Path(__file__).with_name("_bus_worker_proc.py")
@@ -101,8 +103,8 @@ async def test_queues_are_separate(db: Database, clock: FakeClock) -> None:
 
 def _chosen_by_both_queries(conn: Connection, params: dict[str, Any]) -> list[list[str]]:
     return [
-        [row.message_id for row in conn.execute(build(10), params)]
-        for build in (select_ready, select_ready_filtered)
+        [row.message_id for row in conn.execute(build(10), {**params, "b_limit": 10})]
+        for build in (ready_statement("sqlite"), select_ready_filtered)
     ]
 
 
@@ -197,3 +199,28 @@ def test_competing_processes_handle_every_message_once_and_keep_session_order(
         assert all(r["earlier_active"] == 0 for r in session)
         for before, after in itertools.pairwise(session):
             assert before["completing_ns"] < after["received_ns"]
+
+
+# --- the receive statements ---------------------------------------------------------------------
+
+
+@given(count=st.integers(min_value=1, max_value=5000))
+def test_a_lock_statement_fits_the_count_and_is_one_of_a_few_sizes(count: int) -> None:
+    size = lock_size(count)
+    assert count <= size < 2 * count or size == count == 1
+    assert size & (size - 1) == 0  # a power of two: 13 sizes up to 4,096
+
+
+async def test_receives_of_any_count_lock_exactly_what_they_return_with_a_few_statements(
+    bus: LocalBus,
+) -> None:
+    await bus.publish([message(f"n{i}") for i in range(40)])
+    got: list[str] = []
+    for count in (3, 5, 6, 7, 1, 11, 2):  # 35 messages in receives of 7 different counts
+        deliveries = await bus.receive(count, 0)
+        assert len(deliveries) == count
+        got += [d.message_id for d in deliveries]
+        assert (await bus.stats()).locked == len(got)  # the repeated id filling a size locks nothing more
+    assert got == [f"n{i}" for i in range(35)]
+    assert lock_messages.cache_info().currsize <= 5  # sizes 1, 2, 4, 8, 16 at most
+    assert ready_statement(bus._db.engine.dialect.name)(3) is ready_statement(bus._db.engine.dialect.name)(11)

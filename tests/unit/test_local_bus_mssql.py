@@ -43,13 +43,13 @@ def test_sql_server_receives_with_readpast_on_the_queue_table_only() -> None:
 
 def test_sql_server_uses_the_filtering_receive_query() -> None:
     assert ready_statement("mssql") is select_ready_filtered
-    assert ready_statement("postgresql") is select_ready
-    assert ready_statement("sqlite") is select_ready
+    # Elsewhere one statement, its limit a parameter, whatever the count.
+    assert ready_statement("postgresql")(10) is ready_statement("sqlite")(500) is select_ready()
 
 
-@pytest.mark.parametrize("build", [select_ready, select_ready_filtered])
+@pytest.mark.parametrize("build", [lambda: select_ready(), lambda: select_ready_filtered(10)])
 def test_postgresql_receives_with_skip_locked(build: Any) -> None:
-    sql = render(build(10), POSTGRES)
+    sql = render(build(), POSTGRES)
 
     assert sql.rstrip().endswith("FOR UPDATE SKIP LOCKED")
     assert "READPAST" not in sql

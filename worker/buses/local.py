@@ -37,6 +37,7 @@ from worker.buses.local_sql import (
     extend_lock,
     insert_messages,
     lock_messages,
+    lock_size,
     ready_statement,
     release_lock,
     retry_in_place,
@@ -233,7 +234,7 @@ class LocalBus:
 
     def _lock_batch(self, conn: Connection, max_count: int) -> tuple[list[Delivery], int]:
         now = self._now_ms()
-        params = {"b_queue": self.queue, "b_now": now}
+        params = {"b_queue": self.queue, "b_now": now, "b_limit": max_count}
         rows = _prepared(self._select_ready(max_count)).execute(conn, params).all()
         spent = [r for r in rows if r.delivery_count >= self.max_delivery_count]
         fresh = [r for r in rows if r.delivery_count < self.max_delivery_count]
@@ -243,8 +244,9 @@ class LocalBus:
             return [], len(spent)
         token = str(uuid.uuid4())
         seqs = [r.seq for r in fresh]
-        params = {f"b_seq{i}": seq for i, seq in enumerate(seqs)}
-        _prepared(lock_messages(len(seqs))).execute(
+        size = lock_size(len(seqs))
+        params = {f"b_seq{i}": seqs[min(i, len(seqs) - 1)] for i in range(size)}
+        _prepared(lock_messages(size)).execute(
             conn, {**params, "b_token": token, "b_until": now + self._lock_ms}
         )
         return [self._delivery(r, token) for r in fresh], len(spent)

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     CTE,
+    BindParameter,
     ColumnElement,
     Delete,
     Exists,
@@ -66,7 +67,7 @@ def _session_locked() -> Exists:
     )
 
 
-def _lockable(candidates: Sequence[ColumnElement[bool]], limit: int) -> Select[Any]:
+def _lockable(candidates: Sequence[ColumnElement[bool]], limit: int | BindParameter[int]) -> Select[Any]:
     """The receive SELECT: the first ``limit`` rows meeting ``candidates`` in seq order, row-locked.
 
     The deliverability tests are repeated although the candidates already met them: PostgreSQL
@@ -117,9 +118,10 @@ def _session_ids() -> CTE:
     return sessions.union_all(select(first_after(sessions.c.id)).where(sessions.c.id.is_not(None)))
 
 
-@functools.lru_cache(maxsize=128)
-def select_ready(limit: int) -> Select[Any]:
-    """Deliverable messages (SQLite, PostgreSQL): each session's head, and messages without a session.
+@functools.cache
+def select_ready() -> Select[Any]:
+    """Deliverable messages (SQLite, PostgreSQL): each session's head, and messages without a session;
+    at most ``b_limit`` (a parameter: one statement, prepared once, whatever a receive asks for).
 
     Walking the sessions rather than the messages makes a receive cost O(sessions), not
     O(backlog): a long queue behind a busy session is never read. A session's head is its first
@@ -150,17 +152,17 @@ def select_ready(limit: int) -> Select[Any]:
             loose.c.session_id.is_(None),
             loose.c.state == ACTIVE,
             # "+ 0" keeps SQLite off ix_bus_ready (a range on visible_at, then a sort of the whole
-            # backlog): walking ix_bus_session in seq order stops after ``limit`` rows.
+            # backlog): walking ix_bus_session in seq order stops after ``b_limit`` rows.
             loose.c.visible_at + 0 <= bindparam("b_now"),
             _unlocked(loose),
         )
         .order_by(loose.c.seq)
-        .limit(limit)
+        .limit(bindparam("b_limit"))
         .subquery("sessionless")
     )
     candidates = union_all(select(head_seq).where(sessions.c.id.is_not(None)), select(sessionless.c.seq))
     # No queue test out here: with one, SQLite would scan ix_bus_ready instead of looking up seqs.
-    return _lockable([BUS.c.seq.in_(candidates)], limit)
+    return _lockable([BUS.c.seq.in_(candidates)], bindparam("b_limit"))
 
 
 @functools.lru_cache(maxsize=128)
@@ -168,6 +170,8 @@ def select_ready_filtered(limit: int) -> Select[Any]:
     """The same rows for SQL Server, whose recursive CTEs allow no subqueries: test every message.
 
     O(backlog) per receive. A test checks that it returns exactly what ``select_ready`` does.
+    ``limit`` is rendered (``TOP n``): with a parameter SQLAlchemy would wrap the query in a
+    ROW_NUMBER() subquery, and the lock hints with it.
     """
     earlier = BUS.alias("earlier")
     earlier_pending = exists().where(
@@ -181,13 +185,23 @@ def select_ready_filtered(limit: int) -> Select[Any]:
 
 
 def ready_statement(dialect_name: str) -> Callable[[int], Select[Any]]:
-    return select_ready_filtered if dialect_name == "mssql" else select_ready
+    """The receive query for ``limit`` messages (run with ``b_limit`` among its parameters)."""
+    if dialect_name == "mssql":
+        return select_ready_filtered
+    return lambda _limit: select_ready()
 
 
-@functools.lru_cache(maxsize=512)
+def lock_size(count: int) -> int:
+    """The ``lock_messages`` statement for ``count`` messages: the next power of two (the caller
+    repeats its last id to fill it), so that a process holds a handful of them, not one per count."""
+    return 1 << max(0, count - 1).bit_length()
+
+
+@functools.cache
 def lock_messages(count: int) -> Update:
     """Lock ``count`` messages, ``b_seq0`` to ``b_seq{count-1}``: a parameter each, so that the
-    statement is prepared once per count (an expanding ``IN`` is rendered anew at every execution)."""
+    statement is prepared once per size (an expanding ``IN`` is rendered anew at every execution).
+    ``count`` is a ``lock_size``."""
     return (
         update(BUS)
         .where(BUS.c.seq.in_([bindparam(f"b_seq{i}") for i in range(count)]))
@@ -336,9 +350,9 @@ def select_dead_letter_by_id() -> Select[Any]:
 
 
 STATEMENTS: Mapping[str, Callable[[], Any]] = {
-    "select_ready": lambda: select_ready(10),
+    "select_ready": select_ready,
     "select_ready_filtered": lambda: select_ready_filtered(10),
-    "lock_messages": lambda: lock_messages(3),
+    "lock_messages": lambda: lock_messages(4),
     "dead_letter_spent": dead_letter_spent,
     "delete_locked": delete_locked,
     "release_lock": release_lock,
