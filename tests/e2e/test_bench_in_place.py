@@ -40,3 +40,11 @@ def test_in_place_without_a_database_is_one_line(sqlite_url: str) -> None:
     assert proc.returncode == 2
     assert "--in-place runs on the database --database-url names" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_bad_setting_is_one_line_naming_it(sqlite_url: str) -> None:
+    proc = Cli(sqlite_url).run("bench", "--events", "5", check=False, CWI_PREFETCH="many")
+    assert proc.returncode != 0
+    assert "CWI_PREFETCH" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -27,7 +27,7 @@ from worker.buses.base import OutgoingMessage
 from worker.dev import fixtures as fx
 from worker.logging import configure
 from worker.runtime import tune_gc
-from worker.settings import Settings
+from worker.settings import Settings, load_settings
 
 
 @contextmanager
@@ -261,7 +261,7 @@ def run_bench(
     with scratch_database(database_url, workdir, in_place=in_place) as url:
         if processes > 1 and url.startswith("sqlite"):
             raise ValueError("several worker processes need PostgreSQL (--database-url)")
-        settings = Settings(
+        settings = load_settings(  # a bad CWI_* variable: one line naming it (SettingsError)
             database_url=url, secret_key=secrets.token_urlsafe(32), concurrency=concurrency, bus=bus
         )
         _migrate(settings)
