@@ -7,6 +7,8 @@ import json
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from worker.logging import SecretRedactor, configure, get_logger, redactor
 from worker.settings import SettingsError, load_settings
@@ -99,3 +101,49 @@ def test_structlog_loads_without_richs_tracebacks_and_rich_still_loads_for_the_c
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False", "True", "True"]
+
+
+def _masked_by_hand(values: list[str], text: str) -> str:
+    """Every stretch covered by an occurrence of a value (overlapping occurrences joined) masked."""
+    spans = sorted(
+        (i, i + len(v))
+        for v in {v for v in values if len(v) >= 4}
+        for i in range(len(text))
+        if text.startswith(v, i)
+    )
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    out, done = [], 0
+    for start, end in merged:
+        out += [text[done:start], "***"]
+        done = end
+    return "".join(out) + text[done:]
+
+
+@settings(max_examples=300)
+@given(
+    values=st.lists(st.text(alphabet="ab", min_size=3, max_size=6), max_size=5),
+    text=st.text(alphabet="abx", max_size=40),
+)
+def test_every_occurrence_of_a_registered_value_is_masked(values: list[str], text: str) -> None:
+    redactor_ = SecretRedactor()
+    redactor_.register(*values)
+    assert redactor_.scrub(text) == _masked_by_hand(values, text)
+
+
+def test_values_registered_after_a_scrub_are_masked_too() -> None:
+    redactor_ = SecretRedactor()
+    assert redactor_.scrub("nothing registered") == "nothing registered"
+    tokens = [f"tok-{i:04d}-secret" for i in range(500)]
+    for token in tokens:  # one at a time, as connections are first used
+        redactor_.register(token)
+    assert (
+        redactor_.scrub(f"401 for {tokens[7]}; retried with {tokens[499]}.")
+        == "401 for ***; retried with ***."
+    )
+    redactor_.register("late-credential")
+    assert redactor_.scrub("Bearer late-credential") == "Bearer ***"
