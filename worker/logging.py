@@ -45,19 +45,19 @@ class SecretRedactor:
                 self._values |= new
                 self._stale = True
 
-    def _automaton(self) -> Any:
-        if self._stale:
-            with self._lock:
-                if self._stale:
-                    finder = ahocorasick.Automaton()
-                    for value in self._values:
-                        finder.add_word(value, len(value))
-                    finder.make_automaton()
-                    self._finder, self._stale = finder, False
-        return self._finder
+    def _rebuild(self) -> None:
+        with self._lock:
+            if self._stale:
+                finder = ahocorasick.Automaton()
+                for value in self._values:
+                    finder.add_word(value, len(value))
+                finder.make_automaton()
+                self._finder, self._stale = finder, False
 
     def scrub(self, text: str) -> str:
-        finder = self._automaton()
+        if self._stale:
+            self._rebuild()
+        finder = self._finder
         if finder is None:
             return text
         hits = list(finder.iter(text))
