@@ -10,9 +10,24 @@ from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import ahocorasick
-import structlog
 
 from providers import secrets as provider_secrets
+
+# structlog is imported with rich hidden from it: its development renderer would import rich's
+# traceback module and pygments (about 2 MB of a worker's memory) for tracebacks we never print
+# (errors are one line); typer and our tables still load rich as usual. structlog has no option for
+# this; its fallback is the plain traceback. The worker's modules reach structlog's context through
+# this module (bind_contextvars, get_contextvars), so that this import comes first.
+_rich = sys.modules.pop("rich", None)
+sys.modules["rich"] = None  # type: ignore[assignment]  # an import of rich now fails
+try:
+    import structlog
+    from structlog.contextvars import bind_contextvars as bind_contextvars
+    from structlog.contextvars import get_contextvars as get_contextvars
+finally:
+    del sys.modules["rich"]
+    if _rich is not None:
+        sys.modules["rich"] = _rich
 
 _SECRET_KEYS = re.compile(
     r"(secret|token|password|passwd|credential|authorization|api_?key|private_key)", re.I

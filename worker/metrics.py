@@ -13,12 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from providers.registry import KINDS
 from providers.reporting import Connection, Limit
 from worker.buses.base import BusStats, Delivery
+from worker.logging import get_contextvars
 from worker.messaging.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
 from worker.messaging.runner import Handler
 
@@ -190,13 +190,13 @@ class Metrics:
 
     def message_labels(self) -> tuple[str, str]:
         """(provider, client) of the message being handled in this task, as dispatch bound them."""
-        bound = structlog.contextvars.get_contextvars()
+        bound = get_contextvars()
         return provider_label(bound.get("provider")), self.client(bound.get("client_id"))
 
     def settled(self, outcome: Outcome) -> None:
         """The worker's ``on_settled`` hook (called in the message's task)."""
         provider, client = self.message_labels()
-        bound = structlog.contextvars.get_contextvars()
+        bound = get_contextvars()
         direction = bound.get("direction") or NONE
         if bound.get("subscription_id") is not None:  # a delivery to a subscriber (worker/publisher)
             latency = bound.get("subscriber_latency_ms")

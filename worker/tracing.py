@@ -22,13 +22,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from worker.logging import redactor
+from worker.logging import get_contextvars, redactor
 
 if TYPE_CHECKING:
     import aiohttp
@@ -210,7 +209,7 @@ def _consuming(properties: Mapping[str, Any], attributes: Mapping[str, Any]) -> 
         try:
             yield
         finally:
-            bound = structlog.contextvars.get_contextvars()
+            bound = get_contextvars()
             annotate(**{name: bound.get(key) for key, name in _MESSAGE_ATTRIBUTES.items()})
 
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-import structlog
-
 from contracts import DeadLetterReason, InvalidEnvelopeError, parse_envelope
 from providers.errors import PermanentError
 from worker.buses.base import Delivery
 from worker.cw.port import CWApi
 from worker.db import Database
-from worker.logging import get_logger
+from worker.logging import bind_contextvars, get_logger
 from worker.messaging.connections import CredentialsUnreadable, ErpConnection
 from worker.messaging.inbound import InboundHandler
 from worker.messaging.journal import Begin
@@ -67,14 +65,12 @@ class Dispatcher:
     async def handle(self, delivery: Delivery) -> Outcome:
         # Every log line about this message, to its settlement, names it (the runner handles each
         # delivery in a task of its own, so these context variables are the message's).
-        structlog.contextvars.bind_contextvars(
-            transport_message_id=delivery.message_id, client_id=delivery.session_id
-        )
+        bind_contextvars(transport_message_id=delivery.message_id, client_id=delivery.session_id)
         try:
             env = parse_envelope(delivery.body)
         except InvalidEnvelopeError as exc:
             return DeadLetter(DeadLetterReason.InvalidEnvelope, str(exc))
-        structlog.contextvars.bind_contextvars(
+        bind_contextvars(
             message_id=env.id,
             client_id=env.client_id,
             type=env.type,
@@ -93,7 +89,7 @@ class Dispatcher:
                 error=str(exc),
             )
             return Retry(KEY_PROBLEM_DELAY_S, attempt_of(delivery), str(exc))
-        structlog.contextvars.bind_contextvars(provider=conn.kind)
+        bind_contextvars(provider=conn.kind)
         if env.inbound:
             assert self.inbound is not None
             return await self.inbound.handle(env, delivery, conn, self.begin)

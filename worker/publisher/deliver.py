@@ -14,8 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-import structlog
-
 from config_db import deliveries
 from config_db.deliveries import StoredDelivery
 from config_db.leases import Lease
@@ -25,7 +23,7 @@ from contracts import DeadLetterReason
 from worker import tracing
 from worker.buses.base import Delivery, OutgoingMessage
 from worker.db import Database
-from worker.logging import get_logger
+from worker.logging import bind_contextvars, get_logger
 from worker.messaging import retry
 from worker.messaging.journal import Begin
 from worker.messaging.outcomes import Complete, DeadLetter, Outcome
@@ -78,7 +76,7 @@ class Deliverer:
         except BadDeliveryMessage as exc:
             return DeadLetter(DeadLetterReason.InvalidEnvelope, str(exc))
         # Every log line about this delivery names it (the runner gives each message a task of its own).
-        structlog.contextvars.bind_contextvars(
+        bind_contextvars(
             transport_message_id=delivery.message_id,
             client_id=message.client_id,
             subscription_id=message.subscription_id,
@@ -112,7 +110,7 @@ class Deliverer:
         with tracing.step("deliver", **{"cwi.subscription": sub.id, "cwi.delivery_id": d.delivery_id}):
             attempt = await self.sender.send(sub.url, d.delivery_id, d.payload, secrets.signing(now))
             tracing.annotate(**{"http.response.status_code": attempt.status})
-        structlog.contextvars.bind_contextvars(subscriber_latency_ms=attempt.latency_ms)  # for the metrics
+        bind_contextvars(subscriber_latency_ms=attempt.latency_ms)  # for the metrics
         log.info(
             "webhook attempt",
             delivery_id=d.delivery_id,
