@@ -17,11 +17,7 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(dt.UTC).replace(tzinfo=None)
+        return _naive_utc(value)
 
     def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         return None if value is None else value.replace(tzinfo=dt.UTC)
@@ -29,13 +25,18 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
     @staticmethod
     def sqlite_text(value: dt.datetime | None) -> str | None:
         """What binding ``value`` to SQLite gives (this type, then SQLAlchemy's DATETIME text:
-        ``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC) in one C call instead of two Python ones;
-        ``config_db.prepared`` uses it on the message path."""
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        ``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC), written by ``datetime.isoformat`` instead of
+        SQLAlchemy's formatter; ``config_db.prepared`` uses it on the message path."""
+        naive = _naive_utc(value)
+        return None if naive is None else naive.isoformat(" ", "microseconds")
+
+
+def _naive_utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def utcnow() -> dt.datetime:

@@ -82,14 +82,13 @@ class SecretRedactor:
         parts: list[str] = []
         done = 0
         cover_start, cover_end = found[0]
-        for start, end in [*found[1:], (len(text) + 1, len(text) + 1)]:
+        for start, end in found[1:]:
             if start < cover_end:  # overlapping: one stretch
                 cover_end = max(cover_end, end)
                 continue
             parts += [text[done:cover_start], REDACTED]
-            done = cover_end
-            cover_start, cover_end = start, end
-        parts.append(text[done:])
+            done, cover_start, cover_end = cover_end, start, end
+        parts += [text[done:cover_start], REDACTED, text[cover_end:]]
         return "".join(parts)
 
     def redact(self, value: Any) -> Any:

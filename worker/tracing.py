@@ -112,12 +112,10 @@ def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def _span(
-    name: str, kind: SpanKind, parent: Context | None, attributes: Mapping[str, Any]
-) -> Iterator[trace.Span | None]:
+def _span(name: str, kind: SpanKind, parent: Context | None, attributes: Mapping[str, Any]) -> Iterator[None]:
     tracer = _state.tracer
     if tracer is None:
-        yield None
+        yield
         return
     with tracer.start_as_current_span(
         name,
@@ -128,7 +126,7 @@ def _span(
         set_status_on_exception=False,
     ) as span:
         try:
-            yield span
+            yield
         except BaseException as exc:
             span.set_status(Status(StatusCode.ERROR, exc.__class__.__name__))
             raise
@@ -147,15 +145,7 @@ def step(name: str, **attributes: Any) -> AbstractContextManager[None]:
     bus or the housekeeping never starts a trace of its own)."""
     if _state.tracer is None or not _recording():
         return _OFF
-    return _span_only(name, SpanKind.INTERNAL, None, attributes)
-
-
-@contextmanager
-def _span_only(
-    name: str, kind: SpanKind, parent: Context | None, attributes: Mapping[str, Any]
-) -> Iterator[None]:
-    with _span(name, kind, parent, attributes):
-        yield
+    return _span(name, SpanKind.INTERNAL, None, attributes)
 
 
 def annotate(**attributes: Any) -> None:
@@ -191,7 +181,7 @@ def entering(name: str, headers: Mapping[str, str], **attributes: Any) -> Abstra
     header from the caller continues the caller's trace."""
     if _state.tracer is None:
         return _OFF
-    return _span_only(name, SpanKind.SERVER, carried_context(headers), attributes)
+    return _span(name, SpanKind.SERVER, carried_context(headers), attributes)
 
 
 def consuming(properties: Mapping[str, Any], **attributes: Any) -> AbstractContextManager[None]:
