@@ -22,11 +22,10 @@ from sqlalchemy import (
     String,
     Text,
     UnicodeText,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from config_db.models_base import Base, UtcDateTime, table_of, utcnow
+from config_db.models_base import Base, UtcDateTime, partial_index, table_of, utcnow
 from config_db.models_bus import BusMessage
 from config_db.models_marks import EchoMark, RecordLease
 
@@ -79,16 +78,6 @@ class ProviderConnection(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-def _where(condition: str) -> dict[str, Any]:
-    """A partial index's condition, on every dialect."""
-    return {f"{dialect}_where": text(condition) for dialect in ("postgresql", "sqlite", "mssql")}
-
-
-def _where_set(column: str) -> dict[str, Any]:
-    """A partial index: only the rows where ``column`` is set."""
-    return _where(f"{column} IS NOT NULL")
-
-
 class SyncLogEntry(Base):
     """Append-only journal of everything the worker did, per message and per record."""
 
@@ -99,11 +88,11 @@ class SyncLogEntry(Base):
         # The console's record timeline and search (migration 0008): a record's rows by its CW id or
         # by its ERP id, without walking the client's rows. Partial: a pending outbound row has no
         # external id, a webhook of a record not linked yet no CW id.
-        Index("ix_sync_log_record", "client_id", "cw_id", **_where_set("cw_id")),
-        Index("ix_sync_log_external", "client_id", "external_id", **_where_set("external_id")),
+        partial_index("ix_sync_log_record", "client_id", "cw_id", where="cw_id IS NOT NULL"),
+        partial_index("ix_sync_log_external", "client_id", "external_id", where="external_id IS NOT NULL"),
         # The last failure of each connection (migration 0009) from the few failure rows.
-        Index(
-            "ix_sync_log_failures", "client_id", "provider", "id", **_where("action IN ('failed', 'retry')")
+        partial_index(
+            "ix_sync_log_failures", "client_id", "provider", "id", where="action IN ('failed', 'retry')"
         ),
     )
 

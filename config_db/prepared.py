@@ -19,6 +19,7 @@ outside a transaction, where SQLAlchemy would begin one) it runs through ``exec_
 from __future__ import annotations
 
 import functools
+import importlib
 import operator
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -42,7 +43,6 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 
 from config_db.models_base import UtcDateTime
 
@@ -183,8 +183,10 @@ def insert_if_absent(table: Table, key: Sequence[str], dialect_name: str) -> Exe
     values: dict[str, Any] = {c.name: bindparam(c.name) for c in table.columns if c.name in bound}
     statement: Executable
     if dialect_name in ("postgresql", "sqlite"):
-        upsert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-        statement = upsert(table).values(values).on_conflict_do_nothing()
+        # The dialect's own insert, imported when its dialect is in use: a worker on SQLite never
+        # loads PostgreSQL's (nor the reverse).
+        dialect = importlib.import_module(f"sqlalchemy.dialects.{dialect_name}")
+        statement = dialect.insert(table).values(values).on_conflict_do_nothing()
     else:
         held = table.alias("held")
         probe = (

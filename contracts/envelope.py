@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from contracts.records import (
+    CONTRACT,
     Customer,
     CWRecord,
     Identifier,
@@ -83,7 +84,7 @@ class ExternalChange(BaseModel):
     it); ``version`` and ``author`` feed echo suppression; ``event_id`` is the vendor's delivery id.
     """
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = CONTRACT
 
     provider: Annotated[str, Field(min_length=1, max_length=32)]
     external_id: Annotated[str, Field(min_length=1, max_length=255)]
@@ -109,7 +110,7 @@ class Envelope(BaseModel):
     same record (it is journalled ``superseded``); without ``sequence`` it compares ``occurred_at``.
     """
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = CONTRACT
 
     id: Annotated[EnvelopeId, AfterValidator(_no_surrounding_space)]
     client_id: ClientId
@@ -210,7 +211,8 @@ _ENVELOPE = TypeAdapter[Envelope](
         | Annotated[ProjectEnvelope, Tag("project")]
         | Annotated[InvoiceEnvelope, Tag("invoice")],
         Discriminator(_entity_tag, custom_error_type="invalid_type", custom_error_message=_TYPE_ERROR),
-    ]
+    ],
+    config=ConfigDict(cache_strings="keys"),  # the models' own (CONTRACT) do not reach the union's parser
 )
 
 

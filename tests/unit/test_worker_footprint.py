@@ -1,0 +1,85 @@
+"""What a worker holds: a provider kind's package and a database dialect only when it needs them,
+no parsed value kept after its message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from providers import registry
+from providers.errors import PermanentError
+
+
+def test_each_kind_is_the_package_of_its_name() -> None:
+    assert [registry.kind(name).name for name in registry.KINDS] == list(registry.KINDS)
+    assert dict(registry.PROVIDERS) == {name: registry.kind(name).factory for name in registry.KINDS}
+    assert set(registry.WEBHOOK_PARSERS) == set(registry.WEBHOOK_SECRETS) == set(registry.KINDS)
+
+
+def test_an_unknown_kind_is_named_with_the_known_ones() -> None:
+    with pytest.raises(PermanentError, match=r"'sap' is not available \(known: generic_rest, tripletex"):
+        registry.kind("sap")
+    assert registry.BY_NAME.get("sap") is None
+    assert "sap" not in registry.PROVIDERS
+    with pytest.raises(KeyError):
+        registry.WEBHOOK_PARSERS["sap"]
+
+
+def _run(code: str) -> str:
+    """What ``code`` prints, run in a fresh interpreter (what is loaded, and caches, are per process)."""
+    command = [sys.executable, "-c", textwrap.dedent(code)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_a_worker_whose_clients_use_one_kind_loads_only_that_kind() -> None:
+    out = _run("""
+        import sys
+        from providers import registry
+        loaded = lambda: sorted(k for k in registry.KINDS if f"providers.{k}" in sys.modules)
+        before = loaded()
+        registry.kind("generic_rest")
+        print(before, loaded(), "cryptography.x509" in sys.modules)
+    """)
+    assert out == "[] ['generic_rest'] False"
+
+
+def test_a_worker_on_sqlite_loads_no_other_database_dialect() -> None:
+    out = _run("""
+        import sys, sqlalchemy
+        import config_db.models, worker.bootstrap, worker.messaging.runner
+        from config_db import prepared, sync_log
+        engine = sqlalchemy.create_engine("sqlite://")
+        config_db.models.Base.metadata.create_all(engine)
+        prepared.insert_if_absent(sync_log.log, ("id",), "sqlite")
+        dialects = {n.split(".")[2] for n in sys.modules if n.startswith("sqlalchemy.dialects.")}
+        print(sorted(dialects - {"_typing"}))
+    """)
+    assert out == "['sqlite']"
+
+
+def test_parsing_messages_keeps_none_of_their_values() -> None:
+    """pydantic's JSON parser caches strings process-wide (16,384 of them, about 1 MB, by default
+    values too); contracts cache keys only."""
+    out = _run("""
+        import json, random, tracemalloc
+        from contracts.envelope import parse_envelope
+        from contracts.records import Customer
+        from worker.dev import fixtures as fx
+        rng = random.Random(1)
+        envs = [
+            fx.envelope(f"c{i}", "customer.created", fx.customer(f"c{i}", i, rng), seq=i)
+            for i in range(20000)
+        ]
+        bodies = [json.dumps(e).encode() for e in envs]
+        records = [json.dumps(e["data"]) for e in envs]
+        tracemalloc.start()
+        for body, record in zip(bodies, records):
+            parse_envelope(body)
+            Customer.model_validate_json(record)
+        print(tracemalloc.get_traced_memory()[0])
+    """)
+    assert int(out) < 100_000
