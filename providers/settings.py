@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-from croniter import croniter
-
 from providers.base import ConnectionSpec
 from providers.errors import AuthenticationFailed, MappingError
 
@@ -75,6 +73,10 @@ def _side(value: str) -> str:
 
 
 def _cron(value: str) -> str:
+    # Imported here: croniter (with dateutil, about 1 MB) is needed only where a cron setting is
+    # read, never on a worker's message path.
+    from croniter import croniter
+
     if not croniter.is_valid(value):
         raise SettingProblem(
             f"{value!r} is not a cron expression (minute hour day month weekday, e.g. 0 2 * * *)"

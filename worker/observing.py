@@ -84,15 +84,16 @@ async def observed(app: App, metrics: Metrics, worker: Worker | None = None) -> 
 @contextlib.asynccontextmanager
 async def serving_metrics(app: App, worker: Worker, sock: socket.socket | None) -> AsyncIterator[Metrics]:
     """`cwi run`'s observability: ``observed``, and /healthz, /readyz, /metrics served on ``sock``
-    (the one ``metrics_socket`` bound; None: metrics kept but not served)."""
-    from worker.ingress.health import metrics_app
-    from worker.ingress.server import base_url, make_server, wait_started
-
+    (the one ``metrics_socket`` bound; None: metrics kept but not served, and the web server's
+    modules, about 4 MB, never loaded)."""
     metrics = Metrics(max_clients=app.settings.metrics_max_clients)
     async with observed(app, metrics, worker):
         if sock is None:
             yield metrics
             return
+        from worker.ingress.health import metrics_app
+        from worker.ingress.server import base_url, make_server, wait_started
+
         server = make_server(metrics_app(app, metrics))
         task: asyncio.Task[object] = asyncio.create_task(server.serve(sockets=[sock]))
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,24 @@ def test_parsing_messages_keeps_none_of_their_values() -> None:
         print(tracemalloc.get_traced_memory()[0])
     """)
     assert int(out) < 100_000
+
+
+def test_croniter_and_the_web_server_load_only_where_they_are_used(tmp_path: Path) -> None:
+    out = _run(f"""
+        import asyncio, datetime as dt, sys
+        import providers.settings, worker.observing, worker.reconcile.schedule
+        from worker.bootstrap import open_app
+        from worker.settings import load_settings
+
+        async def main():
+            settings = load_settings(database_url="sqlite:///{tmp_path / "cwi.db"}", env_file="")
+            async with open_app(settings, http=True) as app:
+                async with worker.observing.serving_metrics(app, app.worker(), None):
+                    pass
+
+        asyncio.run(main())
+        print("croniter" in sys.modules, "uvicorn" in sys.modules, "starlette" in sys.modules)
+        worker.reconcile.schedule.due("0 2 * * *", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2))
+        print("croniter" in sys.modules)
+    """)
+    assert out.splitlines() == ["False False False", "True"]

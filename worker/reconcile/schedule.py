@@ -25,8 +25,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 
-from croniter import croniter
-
 from config_db import clients
 from config_db import reconcile as state
 from providers.errors import ProviderError
@@ -58,6 +56,8 @@ def due(cron: str, last: dt.datetime | None, now: dt.datetime) -> bool:
     """Has ``cron`` fired since ``last`` (never run: yes)?"""
     if last is None:
         return True
+    from croniter import croniter  # here: a worker without scheduled jobs never loads it (1 MB)
+
     fired: dt.datetime = croniter(cron, last).get_next(dt.datetime)
     return fired <= now
 
