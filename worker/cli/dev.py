@@ -69,12 +69,21 @@ def bench(
             help="Run on the database --database-url names, as it is and kept (its clients named afresh)"
         ),
     ] = False,
+    cli: Annotated[
+        bool,
+        typer.Option(
+            help="The worker is `cwi run` in a process of its own (metrics served): the peak RSS "
+            "operators see; its time includes the process's start"
+        ),
+    ] = False,
 ) -> None:
     """Benchmark the real pipeline over a bus; prints one JSON object."""
     from worker.dev.bench import run_bench
 
     if processes > 1 and not database_url:
         fail("several worker processes share one PostgreSQL database: give --database-url", 2)
+    if cli and (processes > 1 or bus is not BenchBus.local):
+        fail("--cli runs one `cwi run` on the local bus: leave out --processes and --bus", 2)
     if in_place and not database_url:
         fail("--in-place runs on the database --database-url names: give --database-url", 2)
 
@@ -87,5 +96,6 @@ def bench(
         database_url=database_url,
         processes=processes,
         in_place=in_place,
+        cli=cli,
     )
     print(json.dumps(result))
