@@ -23,7 +23,10 @@ record() {  # record <command shown in results.jsonl> <command to run...>
 }
 
 if [[ "$which" == all || "$which" == local ]]; then
-  for args in "--events 5000" "--events 5000 --concurrency 32" "--events 4000 --latency-ms 100 --concurrency 64"; do
+  # The last: the worker as `cwi run` in a process of its own (metrics served), for the peak RSS
+  # operators see; the others run the pipeline in the bench's process.
+  for args in "--events 5000" "--events 5000 --concurrency 32" "--events 4000 --latency-ms 100 --concurrency 64" \
+              "--events 6000 --latency-ms 100 --concurrency 256 --cli"; do
     # shellcheck disable=SC2086
     record "cwi bench $args" .venv/bin/cwi bench $args
   done

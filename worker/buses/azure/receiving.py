@@ -2,8 +2,9 @@
 
 The receiver's pump asks the service for at most as many messages as the caller could start when it
 asked (``max_count``), and ``take`` hands out what has arrived; between receives the pump settles
-(``settling``). Prefetch stays 0: the lock clock starts when the service sends a message, so a
-message may only be fetched once a slot is free.
+(``settling``). The receiver prefetches up to the worker's capacity (``AzureBus``): what arrives
+after a receive returned stays in the SDK's buffer, and ``take`` skips a buffered message whose lock
+is nearly spent (``MIN_LOCK_LEFT_S``).
 """
 
 from __future__ import annotations
