@@ -227,8 +227,12 @@ def http_session(settings: Settings) -> aiohttp.ClientSession:
     from worker import tracing
 
     connector = aiohttp.TCPConnector(limit=max(100, settings.concurrency * 2), ttl_dns_cache=300)
+    # No cookies kept: one session serves every client, and a cookie one client's ERP set would go
+    # with every other client's requests to the same host. Each request carries its own credentials.
     # While tracing is on, a span for every request (worker/tracing.py).
-    return aiohttp.ClientSession(connector=connector, trace_configs=tracing.trace_configs())
+    return aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trace_configs=tracing.trace_configs()
+    )
 
 
 @asynccontextmanager

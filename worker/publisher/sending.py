@@ -73,7 +73,13 @@ class Sender:
             connector = aiohttp.TCPConnector(resolver=resolver, limit=100, ttl_dns_cache=60)
             timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
             # trust_env off: a proxy from the environment would connect on our behalf, unchecked.
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
+            # No cookies kept: one subscriber's cookie would go to every subscription on its host.
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=timeout,
+                trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
         return self._session
 
     async def close(self) -> None:
