@@ -330,7 +330,7 @@ def run_bench(
         "bus": bus,
         "database": url.split(":", 1)[0].split("+", 1)[0],
         "processes": processes,
-        "worker": "cwi run" if cli else "in-process",
+        "worker": "cwi run" if cli else "spawned" if processes > 1 else "in-process",
         "events": events,
         "concurrency": concurrency,
         "latency_ms": latency_ms,
