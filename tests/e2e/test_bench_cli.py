@@ -19,7 +19,7 @@ def test_cli_worker_processes_every_event_and_reports_its_own_process(sqlite_url
     assert result["cpu_ms_per_event"] > 0
 
 
-def test_cli_with_several_processes_is_one_line(sqlite_url: str) -> None:
+def test_cli_on_another_bus_is_one_line(sqlite_url: str) -> None:
     proc = Cli(sqlite_url).run("bench", "--events", "5", "--cli", "--bus", "azure", check=False)
     assert proc.returncode == 2
     assert "--cli runs one `cwi run` on the local bus" in proc.stderr

@@ -119,13 +119,19 @@ async def _prepare_only(
         await _prepare(app, base_url, token, events, n_clients, prefix)
 
 
+def _cli_env(settings: Settings, **variables: str) -> dict[str, str]:
+    """The environment of a ``cwi`` child process: none of ours ``CWI_*``, no .env file, the run's
+    database and ``variables`` (``CWI_`` + their upper-cased names)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CWI_")}
+    env |= {"CWI_DATABASE_URL": settings.database_url, "CWI_ENV_FILE": ""}
+    return env | {f"CWI_{name.upper()}": value for name, value in variables.items()}
+
+
 def _migrate(settings: Settings) -> None:
     """``cwi db upgrade`` in a process of its own, as it runs before ``cwi run``: Alembic (8 MB)
     is never loaded in the process whose memory is measured."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CWI_")}
-    env |= {"CWI_DATABASE_URL": settings.database_url, "CWI_ENV_FILE": ""}
     cmd = [sys.executable, "-m", "worker.cli.main", "db", "upgrade"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # noqa: S603 - our own CLI
+    done = subprocess.run(cmd, env=_cli_env(settings), capture_output=True, text=True, check=False)  # noqa: S603 - our own CLI
     if done.returncode != 0:
         raise RuntimeError(f"cwi db upgrade failed: {done.stderr.strip()[-500:]}")
 
@@ -213,14 +219,11 @@ def _child(settings: Settings, ready: Any, go: Any, results: Any) -> None:
     results.put(asyncio.run(work()))
 
 
-def _run_processes(
-    settings: Settings, base_url: str, token: str, events: int, n_clients: int, prefix: str, n: int
-) -> dict[str, Any]:
-    """Publish, then ``n`` worker processes on the same database (spawned: no state shared) work
-    the queue down together; timed from the common start to the last settlement anywhere."""
+def _run_processes(settings: Settings, events: int, n: int) -> dict[str, Any]:
+    """``n`` worker processes on the same database (spawned: no state shared) work the queue
+    ``_prepare`` filled down together; timed from the common start to the last settlement anywhere."""
     import multiprocessing
 
-    asyncio.run(_prepare_only(settings, base_url, token, events, n_clients, prefix))
     ctx = multiprocessing.get_context("spawn")
     go, results = ctx.Event(), ctx.Queue()
     readies = [ctx.Event() for _ in range(n)]
@@ -246,15 +249,13 @@ def _cli_worker(settings: Settings, events: int) -> dict[str, Any]:
     """``cwi run`` as operators run it, in a process of its own (the CLI loaded, /metrics served on a
     free port), over the queue ``_prepare`` filled; stopped with SIGTERM once the queue is drained.
     Its peak RSS and CPU come from the kernel's accounting of that one process (``os.wait4``)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CWI_")}
-    env |= {
-        "CWI_DATABASE_URL": settings.database_url,
-        "CWI_SECRET_KEY": settings.secret or "",
-        "CWI_CONCURRENCY": str(settings.concurrency),
-        "CWI_METRICS_PORT": "0",
-        "CWI_LOG_LEVEL": "WARNING",
-        "CWI_ENV_FILE": "",
-    }
+    env = _cli_env(
+        settings,
+        secret_key=settings.secret or "",
+        concurrency=str(settings.concurrency),
+        metrics_port="0",
+        log_level="WARNING",
+    )
     cmd = [sys.executable, "-m", "worker.cli.main", "run", "--json"]
     started = time.perf_counter()
     with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty worker never blocks on it
@@ -268,17 +269,19 @@ def _cli_worker(settings: Settings, events: int) -> dict[str, Any]:
                         return
                     await asyncio.sleep(0.1)
 
+        def failed(how: str) -> RuntimeError:
+            errors.seek(0)
+            return RuntimeError(f"cwi run {how}: {errors.read().decode(errors='replace').strip()[-500:]}")
+
         asyncio.run(drained())
         seconds = time.perf_counter() - started
-        if child.poll() is not None:
-            errors.seek(0)
-            raise RuntimeError(f"cwi run stopped early: {errors.read().decode(errors='replace')[-500:]}")
+        if child.poll() is not None:  # reaped by poll: no accounting left to read
+            raise failed("stopped early")
         child.send_signal(signal.SIGTERM)
         _, status, usage = os.wait4(child.pid, 0)
         out = child.stdout.read().decode() if child.stdout else ""
-        errors.seek(0)
         if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError(f"cwi run failed: {errors.read().decode(errors='replace').strip()[-500:]}")
+            raise failed("failed")
     outcomes = json.loads(out)["outcomes"]
     if outcomes.get("created", 0) != events:
         raise RuntimeError(f"benchmark run was not clean: {outcomes}")
@@ -316,12 +319,9 @@ def run_bench(
         )
         _migrate(settings)
         with sandbox_process(token, latency_ms) as base_url:
-            if cli:
+            if cli or processes > 1:  # the worker(s) in processes of their own
                 asyncio.run(_prepare_only(settings, base_url, token, events, n_clients, prefix))
-                got = _cli_worker(settings, events)
-                seconds, cpu, rss_mb = got["seconds"], got["cpu"], got["rss_mb"]
-            elif processes > 1:
-                got = _run_processes(settings, base_url, token, events, n_clients, prefix, processes)
+                got = _cli_worker(settings, events) if cli else _run_processes(settings, events, processes)
                 seconds, cpu, rss_mb = got["seconds"], got["cpu"], got["rss_mb"]
             else:
                 seconds, cpu = asyncio.run(_run(settings, base_url, token, events, n_clients, prefix))
