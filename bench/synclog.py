@@ -346,6 +346,7 @@ def prune(engine: Engine, older_than: str, samples: int) -> dict[str, Any]:
         "older_than": older_than,
         "deleted": pruned.deleted,
         "kept": pruned.kept,
+        "values_deleted": pruned.values_deleted,
         "batches": pruned.batches,
         "seconds": round(time.perf_counter() - started, 1),
         "batch": _ms(batches) if batches else None,

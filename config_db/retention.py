@@ -1,14 +1,19 @@
-"""Sync-log retention: delete rows older than a window, in batches, keeping what the worker reads.
+"""Retention: delete sync-log rows and record values older than a window, in batches, keeping what
+is still read.
 
-The rule (docs/architecture.md, "Retention"): a row older than the window is deleted unless its
-message has not finished, that is, the row names a client and a message and the inbox has no row for
-them (in flight, waiting for a retry, dead-lettered, or purged without finishing). The worker reads
-the sync log only for such messages: ``message_state`` asks for the message's last intent row (an
-open ``pending`` means "look the record up before creating it", any intent means "attempted", which
-lets a replay of a write in doubt through the order check) only after the inbox said "not
-finished"; the dead-letter replay reads the message's ``replayed`` mark and what followed it. A
-finished message is recognised by its inbox row, which retention never deletes; echo suppression
-reads ``echo_marks`` and ``record_links`` (their own windows), never the sync log.
+The sync log's rule (docs/architecture.md, "Retention"): a row older than the window is deleted
+unless its message has not finished, that is, the row names a client and a message and the inbox has
+no row for them (in flight, waiting for a retry, dead-lettered, or purged without finishing). The
+worker reads the sync log only for such messages: ``message_state`` asks for the message's last
+intent row (an open ``pending`` means "look the record up before creating it", any intent means
+"attempted", which lets a replay of a write in doubt through the order check) only after the inbox
+said "not finished"; the dead-letter replay reads the message's ``replayed`` mark and what followed
+it. A finished message is recognised by its inbox row, which retention never deletes; echo
+suppression reads ``echo_marks`` and ``record_links`` (their own windows), never the sync log.
+
+Record values (``record_values``: what each write carried, for the console's life of a record and
+its search by number or name) are read by nothing on the message path: an old row goes unless it is
+the newest of its record, so the console still finds every record and shows its last values.
 
 Batches: the next ``batch`` ids in order (the primary key), rows older than the window among them
 deleted in one short transaction; the walk stops at the first batch with no row older than the
@@ -25,11 +30,25 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, delete, exists, func, not_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Delete,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    not_,
+    select,
+)
 
 from config_db.inbox import inbox
 from config_db.models import utcnow
 from config_db.sync_log import log
+from config_db.values import values
 
 DEFAULT_BATCH = 1000
 
@@ -46,11 +65,15 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
+    """The sync-log rows deleted (or that would be, ``dry_run``) and kept; the record values' too."""
+
     before: dt.datetime
     deleted: int
     kept: int
     batches: int
     dry_run: bool
+    values_deleted: int = 0
+    values_kept: int = 0
 
 
 def still_needed() -> ColumnElement[bool]:
@@ -59,38 +82,84 @@ def still_needed() -> ColumnElement[bool]:
     return and_(log.c.client_id.is_not(None), log.c.message_id.is_not(None), not_(finished))
 
 
-def _prunable() -> ColumnElement[bool]:
-    return and_(
-        log.c.id >= bindparam("lo"),
-        log.c.id <= bindparam("hi"),
-        log.c.at < bindparam("before"),
-        not_(still_needed()),
+_newer = values.alias("newer")
+
+
+def superseded_values() -> ColumnElement[bool]:
+    """True for record values that a newer row of the same record follows: only those may go (a
+    range of ``ix_record_values_record``); the newest of each record is kept whatever its age."""
+    v = values.c
+    return exists().where(
+        _newer.c.client_id == v.client_id,
+        _newer.c.entity == v.entity,
+        _newer.c.cw_id == v.cw_id,
+        _newer.c.id > v.id,
     )
 
 
-Q_BATCH = select(log.c.id, log.c.at).where(log.c.id > bindparam("after")).order_by(log.c.id)
-S_DELETE = delete(log).where(_prunable())
-Q_COUNT = select(func.count()).select_from(log).where(_prunable())
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One table's walk: its next batch of ids, the delete of a batch's prunable rows, their count."""
+
+    batch: Select[Any]
+    delete: Delete
+    count: Select[Any]
+
+
+def _kind(table: Table, may_go: ColumnElement[bool]) -> Kind:
+    """``table``'s walk: a row in the batch's id range goes when it is older than ``before`` and
+    ``may_go`` holds for it."""
+    c = table.c
+    prunable = and_(c.id >= bindparam("lo"), c.id <= bindparam("hi"), c.at < bindparam("before"), may_go)
+    return Kind(
+        batch=select(c.id, c.at).where(c.id > bindparam("after")).order_by(c.id),
+        delete=delete(table).where(prunable),
+        count=select(func.count()).select_from(table).where(prunable),
+    )
+
+
+SYNC_LOG = _kind(log, not_(still_needed()))
+RECORD_VALUES = _kind(values, superseded_values())
+KINDS = (SYNC_LOG, RECORD_VALUES)  # in this order: the sync log first, as before record values existed
 
 
 def prune_step(
-    conn: Connection, *, before: dt.datetime, after: int, batch: int = DEFAULT_BATCH, dry_run: bool = False
+    conn: Connection,
+    *,
+    before: dt.datetime,
+    after: int,
+    batch: int = DEFAULT_BATCH,
+    dry_run: bool = False,
+    kind: Kind = SYNC_LOG,
 ) -> Step:
-    """The next batch after id ``after``: delete (or count, ``dry_run``) its rows older than ``before``
-    that nothing needs any more."""
-    rows = conn.execute(Q_BATCH.limit(batch), {"after": after}).all()
+    """The next batch of ``kind``'s table after id ``after``: delete (or count, ``dry_run``) its rows
+    older than ``before`` that nothing needs any more."""
+    rows = conn.execute(kind.batch.limit(batch), {"after": after}).all()
     old = sum(1 for row in rows if row.at < before)
     if old == 0:
         return Step(after, 0, 0, done=True)
     params: dict[str, Any] = {"lo": rows[0].id, "hi": rows[-1].id, "before": before}
     if dry_run:
-        gone = int(conn.execute(Q_COUNT, params).scalar() or 0)
+        gone = int(conn.execute(kind.count, params).scalar() or 0)
     else:
-        gone = conn.execute(S_DELETE, params).rowcount
+        gone = conn.execute(kind.delete, params).rowcount
     return Step(rows[-1].id, gone, old - gone, done=False)
 
 
 Work = Callable[[Connection], Step]
+
+
+class _Totals:
+    """What the walks of ``KINDS`` added up to, one (deleted, kept) per kind, and their batches."""
+
+    def __init__(self, before: dt.datetime) -> None:
+        self.before = before
+        self.per_kind: list[tuple[int, int]] = []
+        self.batches = 0
+
+    def pruned(self, dry_run: bool) -> Pruned:
+        (deleted, kept), (values_deleted, values_kept) = self.per_kind
+        return Pruned(self.before, deleted, kept, self.batches, dry_run, values_deleted, values_kept)
 
 
 def prune(
@@ -102,18 +171,26 @@ def prune(
     now: dt.datetime | None = None,
     on_batch: Callable[[Step, float], object] | None = None,
 ) -> Pruned:
-    """Every batch, each in its own transaction (``run`` runs one: ``Database.run_sync``)."""
-    before = (now or utcnow()) - older_than
-    after, deleted, kept, batches = 0, 0, 0, 0
-    while True:
-        start = time.perf_counter()
-        step = run(partial(prune_step, before=before, after=after, batch=batch, dry_run=dry_run))
-        if step.done:
-            return Pruned(before, deleted, kept, batches, dry_run)
-        batches += 1
-        if on_batch is not None:
-            on_batch(step, time.perf_counter() - start)
-        after, deleted, kept = step.after, deleted + step.deleted, kept + step.kept
+    """Every batch of the sync log, then of the record values, each in its own transaction (``run``
+    runs one: ``Database.run_sync``)."""
+    totals = _Totals((now or utcnow()) - older_than)
+    for kind in KINDS:
+        after, deleted, kept = 0, 0, 0
+        while True:
+            start = time.perf_counter()
+            step = run(
+                partial(
+                    prune_step, before=totals.before, after=after, batch=batch, dry_run=dry_run, kind=kind
+                )
+            )
+            if step.done:
+                break
+            totals.batches += 1
+            if on_batch is not None:
+                on_batch(step, time.perf_counter() - start)
+            after, deleted, kept = step.after, deleted + step.deleted, kept + step.kept
+        totals.per_kind.append((deleted, kept))
+    return totals.pruned(dry_run)
 
 
 async def prune_async(
@@ -125,13 +202,16 @@ async def prune_async(
 ) -> Pruned:
     """``prune`` for the worker's housekeeping: ``run`` is ``Database.run``; ``pause`` between batches
     lets the worker's own transactions through."""
-    before = utcnow() - older_than
-    after, deleted, kept, batches = 0, 0, 0, 0
-    while True:
-        step = await run(partial(prune_step, before=before, after=after, batch=batch))
-        if step.done:
-            return Pruned(before, deleted, kept, batches, False)
-        batches += 1
-        after, deleted, kept = step.after, deleted + step.deleted, kept + step.kept
-        if pause is not None:
-            await pause()
+    totals = _Totals(utcnow() - older_than)
+    for kind in KINDS:
+        after, deleted, kept = 0, 0, 0
+        while True:
+            step = await run(partial(prune_step, before=totals.before, after=after, batch=batch, kind=kind))
+            if step.done:
+                break
+            totals.batches += 1
+            after, deleted, kept = step.after, deleted + step.deleted, kept + step.kept
+            if pause is not None:
+                await pause()
+        totals.per_kind.append((deleted, kept))
+    return totals.pruned(False)

@@ -24,10 +24,17 @@ PAUSE_S = 0.05
 async def prune_synclog(
     db: Database, older_than: dt.timedelta, *, batch: int = retention.DEFAULT_BATCH
 ) -> int:
-    """Delete the sync-log entries older than ``older_than`` that nothing needs; how many went."""
+    """Delete the sync-log entries and record values older than ``older_than`` that nothing needs;
+    how many sync-log entries went."""
     done = await retention.prune_async(db.run, older_than, batch=batch, pause=lambda: asyncio.sleep(PAUSE_S))
-    if done.deleted:
-        log.info("sync log pruned", deleted=done.deleted, kept=done.kept, before=done.before.isoformat())
+    if done.deleted or done.values_deleted:
+        log.info(
+            "sync log pruned",
+            deleted=done.deleted,
+            kept=done.kept,
+            values_deleted=done.values_deleted,
+            before=done.before.isoformat(),
+        )
     return done.deleted
 
 

@@ -65,8 +65,9 @@ class Settings(_CwiSettings):
     echo_window_s: Annotated[float, Field(gt=0)] = 86400.0
     """How long every version, hash and fingerprint we wrote is remembered to recognise its echo."""
     synclog_retention: dt.timedelta | None = None
-    """``90d``, ``12h``, ``30m``: `cwi run`'s housekeeping deletes older sync-log entries (what the worker
-    still needs is kept; ``cwi synclog prune``). Unset or ``off``: the sync log is kept for ever."""
+    """``90d``, ``12h``, ``30m``: `cwi run`'s housekeeping deletes older sync-log entries and record
+    values (what the worker and the console still need is kept; ``cwi synclog prune``). Unset or
+    ``off``: both are kept for ever."""
     record_lease_s: Annotated[float | None, Field(gt=0)] = None
     """How long a record stays leased by a worker that died holding it (default: twice the lock
     duration, at least 120 s); a redelivery of the same message takes the lease over at once."""

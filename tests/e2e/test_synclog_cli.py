@@ -22,7 +22,16 @@ def test_prune_deletes_old_finished_entries_and_keeps_the_dead_letters(
     cli.provision(sandbox_url, "acme")
     bad = envelope(9, data={"id": "acme-c9", "number": "9", "name": "Bad", "org_number": "123456789"})
     path = tmp_path / "events.jsonl"
+    renamed = envelope(  # a later write of acme-c0: its first values are superseded
+        3,
+        type="customer.updated",
+        occurred_at="2026-11-23T10:05:00Z",
+        data={"id": "acme-c0", "number": "1000", "name": "C0"},
+    )
     path.write_text(jsonl([*(envelope(n) for n in range(3)), bad]))
+    cli.run("send", str(path))
+    cli.run("run", "--until-idle")
+    path.write_text(jsonl([renamed]))
     cli.run("send", str(path))
     cli.run("run", "--until-idle")
     before = cli.synclog()
@@ -33,12 +42,16 @@ def test_prune_deletes_old_finished_entries_and_keeps_the_dead_letters(
     dry = json.loads(cli.run("synclog", "prune", "--older-than", "1s", "--dry-run", "--json").stdout)
     assert dry["dry_run"] and dry["deleted"] == 0
     assert (dry["would_delete"], dry["kept"]) == (len(before) - 2, 2)
+    assert dry["record_values"] == {"deleted": 0, "would_delete": 1, "kept": 3}
     assert len(cli.synclog()) == len(before)
     said = cli.run("synclog", "prune", "--older-than", "1s", "--dry-run").stdout
-    assert f"would delete {len(before) - 2} sync-log entries" in said
+    assert (
+        f"would delete {len(before) - 2} sync-log entries" in said and "would delete 1 record values" in said
+    )
 
     done = json.loads(cli.run("synclog", "prune", "--older-than", "1s", "--json", "--batch", "2").stdout)
     assert (done["deleted"], done["kept"], done["older_than"]) == (len(before) - 2, 2, "1s")
+    assert done["record_values"] == {"deleted": 1, "would_delete": None, "kept": 3}, "each record's newest"
     assert cli.synclog() == dead, "only the dead letter's entries are left: a replay reads them"
     assert "deleted 0 sync-log entries" in cli.run("synclog", "prune", "--older-than", "90d").stdout
 

@@ -15,7 +15,7 @@ from functools import partial
 import pytest
 from sqlalchemy import func, select
 
-from config_db import inbox, retention, sync_log
+from config_db import inbox, retention, sync_log, values
 from config_db.database import make_engine
 from config_db.durations import BadDuration, format_duration, parse_duration
 from config_db.sync_log import Entry
@@ -139,14 +139,69 @@ async def test_after_pruning_everything_old_the_worker_still_recognises_what_it_
     assert sides.erp_value() == {"number": "1001", "name": "cw4"}
 
 
-async def test_the_housekeeping_prune_deletes_old_rows_of_finished_messages(sides: Sides) -> None:
+async def test_the_housekeeping_prune_deletes_old_rows_of_finished_messages_and_superseded_values(
+    sides: Sides,
+) -> None:
     db = sides.db
     old = dt.datetime.now(dt.UTC) - dt.timedelta(days=10)
     _record(db, old, "pending", "gone")
     db.run_sync(partial(inbox.mark_finished, client_id="acme", message_id="gone", outcome="created"))
     assert await sides.handle(sides.cw_change("cw1")) == Complete("created")
+    _value(db, old, "gone", "cw1", "before")  # the record's values, superseded by a recent write's
+    _value(db, dt.datetime.now(dt.UTC), "recent", "cw1", "after")
     assert await prune_synclog(db, dt.timedelta(days=1), batch=1) == 1
     assert _count(db, message_id="gone") == 0 and _count(db) == 2
+    assert _values_left(db) == [("acme", "cw1", "recent")]
+
+
+def _value(db: Database, at: dt.datetime, message: str, cw_id: str, name: str, client: str = "acme") -> None:
+    row = {"client_id": client, "message_id": message, "entity": "customer", "cw_id": cw_id}
+    db.run_sync(
+        lambda conn: values.add(conn, **row, data=f'{{"name": "{name}"}}', number=None, name=name, at=at)
+    )
+
+
+def _values_left(db: Database) -> list[tuple[str, str, str]]:
+    query = select(values.values.c.client_id, values.values.c.cw_id, values.values.c.message_id)
+    return sorted(tuple(row) for row in db.run_sync(lambda conn: conn.execute(query).all()))
+
+
+def test_old_record_values_go_except_the_newest_of_each_record(db_url: str) -> None:
+    """The console's "values written": an old row goes once a newer one of the same record follows
+    it; the newest of a record stays whatever its age, so the record is still found by its name."""
+    db = Database(make_engine(db_url))
+    now = dt.datetime.now(dt.UTC)
+    old, new = now - dt.timedelta(days=100), now - dt.timedelta(days=1)
+    for n in range(3):  # three old writes of one record: the first two go
+        _value(db, old, f"a{n}", "c1", f"Alpha {n}")
+    _value(db, old, "b0", "c2", "Beta")  # the only write of its record, long ago: kept
+    _value(db, old, "g0", "c3", "Gamma old")  # an old write followed by a recent one: goes
+    _value(db, new, "g1", "c3", "Gamma")
+    _value(db, old, "o0", "c1", "Other's", client="other")  # another client's record of the same id
+    _value(db, new, "a3", "c9", "Recent")  # newer than the window: kept
+    ninety = parse_duration("90d")
+
+    dry = retention.prune(db.run_sync, ninety, batch=3, dry_run=True)
+    assert (dry.values_deleted, dry.values_kept) == (3, 3)
+    assert len(_values_left(db)) == 8, "a dry run deletes nothing"
+
+    done = retention.prune(db.run_sync, ninety, batch=3)
+    assert (done.values_deleted, done.values_kept, done.deleted) == (3, 3, 0)
+    assert _values_left(db) == [
+        ("acme", "c1", "a2"),
+        ("acme", "c2", "b0"),
+        ("acme", "c3", "g1"),
+        ("acme", "c9", "a3"),
+        ("other", "c1", "o0"),
+    ]
+    found = db.run_sync(lambda conn: values.find(conn, "acme", "Beta"))
+    assert found == [("customer", "c2", None, "Beta")], "a record written long ago is still found"
+    assert [
+        v.message_id for v in db.run_sync(lambda conn: values.of_record(conn, "acme", "customer", "c1"))
+    ] == ["a2"]
+    again = retention.prune(db.run_sync, ninety, batch=3)
+    assert (again.values_deleted, again.values_kept) == (0, 3)
+    db.engine.dispose()
 
 
 @pytest.mark.parametrize(

@@ -137,8 +137,9 @@ def test_inserts_if_absent_compile(dialect: object) -> None:
     "dialect", [mssql.dialect(), postgresql.dialect(), sqlite.dialect()], ids=lambda d: d.name
 )
 def test_retention_and_timeline_statements_compile(dialect: Any) -> None:
-    """The sync log's retention (one batch: its ids, the delete, the dry run's count) and the
-    record timeline's reads, whose indexes migration 0008 adds (partial on every dialect)."""
+    """Retention of the sync log and of record values (one batch: its ids, the delete, the dry run's
+    count) and the record timeline's reads, whose indexes migration 0008 adds (partial on every
+    dialect)."""
     from sqlalchemy import or_, select
 
     from config_db import retention
@@ -146,9 +147,12 @@ def test_retention_and_timeline_statements_compile(dialect: Any) -> None:
     c = sync_log.log.c
     own = (c.entity == "customer") & (c.cw_id == "c1")
     statements = {
-        "Q_BATCH": retention.Q_BATCH.limit(1000),
-        "S_DELETE": retention.S_DELETE,
-        "Q_COUNT": retention.Q_COUNT,
+        "sync log batch": retention.SYNC_LOG.batch.limit(1000),
+        "sync log delete": retention.SYNC_LOG.delete,
+        "sync log count": retention.SYNC_LOG.count,
+        "values batch": retention.RECORD_VALUES.batch.limit(1000),
+        "values delete": retention.RECORD_VALUES.delete,
+        "values count": retention.RECORD_VALUES.count,
         "record entries": select(sync_log.log).where(
             c.client_id == "acme", or_(own, c.external_id.in_(["X1"]), c.message_id.in_(["m1"]))
         ),
@@ -156,11 +160,13 @@ def test_retention_and_timeline_statements_compile(dialect: Any) -> None:
     for name, statement in statements.items():
         sql = str(statement.compile(dialect=dialect))
         assert sql.split()[0] in {"SELECT", "DELETE"}, name
-    delete_sql = str(retention.S_DELETE.compile(dialect=dialect))
+    delete_sql = str(retention.SYNC_LOG.delete.compile(dialect=dialect))
     assert "NOT (EXISTS (SELECT" in delete_sql and "FROM inbox" in delete_sql
     assert "FROM sync_log, inbox" not in delete_sql, "the inbox subquery is correlated, not a join"
+    values_sql = str(retention.RECORD_VALUES.delete.compile(dialect=dialect))
+    assert "FROM record_values AS newer" in values_sql and "newer.id > record_values.id" in values_sql
     if dialect.name == "mssql":
-        assert "TOP" in str(retention.Q_BATCH.limit(1000).compile(dialect=dialect))
+        assert "TOP" in str(retention.SYNC_LOG.batch.limit(1000).compile(dialect=dialect))
     indexes = {index.name: index for index in sync_log.log.indexes}
     for name in ("ix_sync_log_record", "ix_sync_log_external"):
         ddl = str(CreateIndex(indexes[name]).compile(dialect=dialect))

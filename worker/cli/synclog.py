@@ -64,10 +64,11 @@ def prune(
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="Entries per transaction")] = 1000,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
 ) -> None:
-    """Delete sync-log entries older than the given age, in batches (each a short transaction: a
-    running worker waits at most one batch). Entries of a message that has not finished (in flight,
-    waiting for a retry, dead-lettered) are kept whatever their age: the worker and a replay read
-    them. CWI_SYNCLOG_RETENTION makes `cwi run` do this periodically."""
+    """Delete sync-log entries and record values older than the given age, in batches (each a short
+    transaction: a running worker waits at most one batch). Entries of a message that has not
+    finished (in flight, waiting for a retry, dead-lettered) are kept whatever their age: the worker
+    and a replay read them. So are the newest values of each record: the console still finds it.
+    CWI_SYNCLOG_RETENTION makes `cwi run` do this periodically."""
     from config_db import retention
     from config_db.durations import BadDuration, format_duration, parse_duration
 
@@ -87,6 +88,11 @@ def prune(
         "would_delete": done.deleted if dry_run else None,
         "kept": done.kept,
         "batches": done.batches,
+        "record_values": {
+            "deleted": 0 if dry_run else done.values_deleted,
+            "would_delete": done.values_deleted if dry_run else None,
+            "kept": done.values_kept,
+        },
     }
     if json_out:
         print(json.dumps(result))
@@ -94,7 +100,8 @@ def prune(
     verb = "would delete" if dry_run else "deleted"
     console.print(
         f"{verb} {done.deleted} sync-log entries older than {done.before:%Y-%m-%d %H:%M:%S} UTC; "
-        f"kept {done.kept} older ones still needed (unfinished messages)",
+        f"kept {done.kept} older ones still needed (unfinished messages); {verb} {done.values_deleted} "
+        f"record values, kept the {done.values_kept} older ones that are the newest of their record",
         markup=False,
         highlight=False,
     )
