@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -100,3 +103,26 @@ def test_preview_without_the_secret_key_is_one_line(cli: Cli) -> None:
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert "CWI_SECRET_KEY" in line and result.returncode == 2
+
+
+@pytest.mark.parametrize("args", [("synclog", "prune", "--help"), ("synclog", "--json"), ("clients", "list")])
+def test_a_reader_that_leaves_early_stops_the_command_quietly(cli: Cli, args: tuple[str, ...]) -> None:
+    """``cwi … | head -1``: the pipe's reader is gone before the command writes (its read end closed
+    first), so every write fails with EPIPE; the command stops without an error line or a traceback."""
+    cli.run("clients", "add", "acme", check=False)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "worker.cli.main", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli.env(),
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == "", done.stderr
+    assert done.returncode == 1

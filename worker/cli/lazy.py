@@ -88,6 +88,8 @@ class LazyGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # the reader left (`cwi synclog --json | head -1`): typer's main
+            raise  # then stops quietly with exit 1, as it does for `cwi --help | head -1`
         except Exception as exc:
             if _is_click_exception(exc):
                 raise
