@@ -89,7 +89,12 @@ def peer() -> Iterator[ServiceBusPeer]:
 
 
 def azure_bus(
-    connection_string: str, queue: str, sessions: bool, lock_s: float, idle_probe_s: float = 3.0
+    connection_string: str,
+    queue: str,
+    sessions: bool,
+    lock_s: float,
+    idle_probe_s: float = 3.0,
+    poll_s: float = 0.5,
 ) -> AzureBus:
     settings = load_azure_settings(
         servicebus_queue=queue,
@@ -103,7 +108,7 @@ def azure_bus(
         lock_duration_s=lock_s,
         retry_total=1,
         retry_backoff_s=0.1,
-        poll_s=0.5,
+        poll_s=poll_s,
         accept_wait_s=3.0,
         idle_probe_s=idle_probe_s,
     )

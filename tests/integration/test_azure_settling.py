@@ -1,7 +1,8 @@
 """The Service Bus adapter's settler (worker/buses/azure/settling.py) through the real SDK against the
 test peer: settlements queued by many tasks while a receive waits are all applied, a batch's lost
 lock fails only its own message (whose redelivery comes back), mixed outcomes keep their meaning,
-and closing the bus finishes what was queued."""
+closing the bus finishes what was queued, and what a receive fetched after its caller gave up is
+settled without waiting out the idle poll."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.integration.buses import LOCK_S, QUEUE, azure_bus
+from tests.integration.buses import LOCK_S, QUEUE, azure_bus, peer_entities
 from tests.servicebus_peer import ServiceBusPeer
 from worker.buses.azure import AzureBus
 from worker.buses.base import Delivery, LockLostError
@@ -100,3 +101,27 @@ async def test_closing_the_bus_finishes_the_queued_settlements(peer: ServiceBusP
     await bus.close()
     await asyncio.gather(*completing)
     assert peer.messages(QUEUE) == []
+
+
+async def test_what_came_while_its_caller_gave_up_settles_without_waiting_out_the_idle_poll() -> None:
+    """A worker with nothing in flight asks with the idle poll's long wait (here 30 s) and gives up
+    before messages come; they arrive during that receive, are handed out from the buffer, and
+    their completions go at once, not after another 30-s receive started for the stale request
+    (locks of a minute here, so that no lock runs out and ends that receive early)."""
+    with ServiceBusPeer(entities=peer_entities(lock_s=60.0)) as peer:
+        bus = azure_bus(peer.connection_string, QUEUE, sessions=False, lock_s=60.0, poll_s=30.0)
+        await bus.open()
+        try:
+            assert await bus.receive(32, 0.01) == []  # the queue is empty: the caller gives up
+            _send(peer, 5)
+            await asyncio.sleep(1.0)  # the receive that caller started fetches them meanwhile
+            got: list[Delivery] = []
+            async with asyncio.timeout(10):
+                while len(got) < 5:
+                    got += await bus.receive(32 - len(got), 0.0)  # work in flight from here on
+                    await asyncio.sleep(0.02)
+            async with asyncio.timeout(10):  # a third of the idle poll: these never wait for it
+                await asyncio.gather(*(bus.complete(d) for d in got))
+            assert peer.active_count(QUEUE) == 0
+        finally:
+            await bus.close()

@@ -66,8 +66,9 @@ class QueueReceiving:
     asked for; never a settlement while a receive waits (see ``settling``)."""
 
     # busy_wait_s: how long a receive waits while work is in flight (its settlements queue behind
-    # it). Against the test peer, 16 in flight at latency 0: 0.05 s gave about 300 events/s in 8
-    # runs of 11 (about 600 in the others), 0.005 s 580–603/s in 3 of 3 (0.01 s: either).
+    # it). The runs at half speed once seen with every setting (about 300 against 600 events/s,
+    # 16 in flight at latency 0 against the test peer) were not this wait but the stall ``_pump``
+    # now avoids: a 5-s idle-poll receive in front of the settlements of what was buffered.
     def __init__(
         self, open_receiver: ReceiverFactory, *, poll_s: float, reconnect_s: float, busy_wait_s: float = 0.005
     ) -> None:
@@ -147,7 +148,12 @@ class QueueReceiving:
             if self._want > 0:
                 wanted, self._want = self._want, 0
                 self._wanted.clear()
-                await self._fetch_into_buffer(wanted)
+                # Only for an empty buffer: what is buffered goes out first, and its settlements
+                # must not queue behind a receive (a caller that gave up during the last receive
+                # left its wish, with the idle poll's long wait, while that receive filled the
+                # buffer: 5 s of stall at the end of a bench run in half the runs).
+                if not self._buffer:
+                    await self._fetch_into_buffer(wanted)
                 self._arrived.set()
                 continue
             self._wanted.clear()
