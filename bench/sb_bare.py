@@ -197,7 +197,10 @@ async def _sessions(client: Any, work: Work, events: int, lanes: int, per_task: 
 
 
 async def _child(args: argparse.Namespace) -> dict[str, Any]:
+    import ssl
+
     import aiohttp
+    import certifi
     from azure.servicebus.aio import ServiceBusClient
 
     db = sqlite3.connect(Path(tempfile.mkdtemp(prefix="cwi-sb-bare-")) / "bare.db", isolation_level=None)
@@ -211,7 +214,11 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
     async with (
         aiohttp.ClientSession(connector=connector) as session,
         ServiceBusClient.from_connection_string(
-            os.environ["SB_BARE_CONNECTION"], socket_timeout=args.socket_timeout
+            os.environ["SB_BARE_CONNECTION"],
+            socket_timeout=args.socket_timeout,
+            # One TLS context for every connection, as cwi's adapter has (worker/buses/azure/client.py):
+            # left to itself the SDK loads certifi's bundle into a new one for each connection.
+            ssl_context=ssl.create_default_context(cafile=certifi.where()),
         ) as client,
     ):
         work = Work(session, os.environ["SB_BARE_URL"], os.environ["SB_BARE_TOKEN"], db)

@@ -69,11 +69,13 @@ class StoredMessage:
     scheduled_time: float | None = None
     lock: MessageLock | None = None
     dead_letter_source: str | None = None
+    session_id: str | None = field(init=False)
+    """The message's group id, read once: every receive of a session entity compares it, and reading
+    it through proton each time was most of the peer's time with thousands of messages queued."""
 
-    @property
-    def session_id(self) -> str | None:
+    def __post_init__(self) -> None:
         group = self.message.group_id
-        return None if group is None else str(group)
+        self.session_id = None if group is None else str(group)
 
 
 @dataclass
@@ -94,6 +96,7 @@ class Queue:
     locks: dict[uuid.UUID, StoredMessage] = field(default_factory=dict)
     sessions: dict[str, SessionInfo] = field(default_factory=dict)
     dead_letter_queue: Queue | None = None
+    _in_order: bool = field(default=True, repr=False)  # ``messages`` is in sequence-number order
 
     def __post_init__(self) -> None:
         if not self.is_dead_letter and self.dead_letter_queue is None:
@@ -105,10 +108,15 @@ class Queue:
         return self.options.requires_session and not self.is_dead_letter
 
     def in_order(self) -> Iterator[StoredMessage]:
-        for seq in sorted(self.messages):
-            yield self.messages[seq]
+        """The messages by sequence number (a copy: callers may settle while they walk)."""
+        if not self._in_order:  # a dead letter came with an older sequence number: sort once
+            self.messages = dict(sorted(self.messages.items()))
+            self._in_order = True
+        return iter(list(self.messages.values()))
 
     def add(self, stored: StoredMessage) -> None:
+        if self.messages and stored.sequence_number < next(reversed(self.messages)):
+            self._in_order = False
         self.messages[stored.sequence_number] = stored
 
     # -- receiving -----------------------------------------------------------------------------

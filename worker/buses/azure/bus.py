@@ -22,15 +22,15 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ServiceRequestError
 from azure.servicebus import ServiceBusMessage
-from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
+from azure.servicebus.aio import ServiceBusReceiver, ServiceBusSender
 from azure.servicebus.aio.management import ServiceBusAdministrationClient
 from azure.servicebus.exceptions import ServiceBusError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
+from worker.buses.azure.client import make_client
 from worker.buses.azure.convert import (
     Message,
     lock_left_s,
@@ -92,7 +92,7 @@ class AzureBus:
         self.settings = settings
         self.sessions = settings.servicebus_sessions
         retry = {"retry_total": retry_total, "retry_backoff_factor": retry_backoff_s}
-        self._client, self._credential = _make_client(settings, retry)
+        self._client, self._credential = make_client(settings, retry)
         self._sender: ServiceBusSender | None = None
         self._sender_calls = asyncio.Lock()
         self._lock_checked = False
@@ -384,15 +384,3 @@ async def _abandon(receiver: ServiceBusReceiver, message: Message) -> None:
 
 def _count(value: int | None) -> int:
     return int(value or 0)
-
-
-def _make_client(
-    settings: AzureBusSettings, retry: Mapping[str, Any]
-) -> tuple[ServiceBusClient, AsyncTokenCredential | None]:
-    conn = settings.connection_string
-    if conn is not None:
-        return ServiceBusClient.from_connection_string(conn, **retry), None
-    from azure.identity.aio import DefaultAzureCredential  # only the namespace sign-in needs it
-
-    credential = DefaultAzureCredential()
-    return ServiceBusClient(str(settings.servicebus_namespace), credential, **retry), credential
