@@ -97,6 +97,7 @@ class Queue:
     sessions: dict[str, SessionInfo] = field(default_factory=dict)
     dead_letter_queue: Queue | None = None
     _in_order: bool = field(default=True, repr=False)  # ``messages`` is in sequence-number order
+    _by_session: dict[str, dict[int, StoredMessage]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.is_dead_letter and self.dead_letter_queue is None:
@@ -109,25 +110,32 @@ class Queue:
 
     def in_order(self) -> Iterator[StoredMessage]:
         """The messages by sequence number (a copy: callers may settle while they walk)."""
+        return iter(list(self._ordered().values()))
+
+    def _ordered(self) -> dict[int, StoredMessage]:
+        """``messages`` in sequence-number order, itself: for walks that change nothing."""
         if not self._in_order:  # a dead letter came with an older sequence number: sort once
             self.messages = dict(sorted(self.messages.items()))
             self._in_order = True
-        return iter(list(self.messages.values()))
+        return self.messages
 
     def add(self, stored: StoredMessage) -> None:
         if self.messages and stored.sequence_number < next(reversed(self.messages)):
             self._in_order = False
         self.messages[stored.sequence_number] = stored
+        if stored.session_id is not None:  # added in sequence order: only a dead-letter queue is not
+            self._by_session.setdefault(stored.session_id, {})[stored.sequence_number] = stored
 
     # -- receiving -----------------------------------------------------------------------------
 
     def next_available(self, session_id: str | None = None) -> StoredMessage | None:
-        for stored in self.in_order():
-            if stored.state is not MessageState.ACTIVE or stored.lock is not None:
-                continue
-            if self.requires_session and stored.session_id != session_id:
-                continue
-            return stored
+        if self.requires_session:  # the session's own messages, not a walk over every session's
+            candidates = self._by_session.get(session_id or "", {}).values()
+        else:
+            candidates = self._ordered().values()
+        for stored in candidates:
+            if stored.state is MessageState.ACTIVE and stored.lock is None:
+                return stored
         return None
 
     def lock(self, stored: StoredMessage, owner: object, now: float) -> MessageLock:
@@ -142,6 +150,11 @@ class Queue:
 
     def remove(self, stored: StoredMessage) -> None:
         self.messages.pop(stored.sequence_number, None)
+        group = self._by_session.get(stored.session_id or "")
+        if group is not None:
+            group.pop(stored.sequence_number, None)
+            if not group:
+                del self._by_session[stored.session_id or ""]
         if stored.lock is not None:
             self.locks.pop(stored.lock.token, None)
             stored.lock = None
@@ -260,7 +273,7 @@ class Queue:
         return info
 
     def next_available_session(self) -> str | None:
-        for stored in self.in_order():
+        for stored in self._ordered().values():
             session_id = stored.session_id
             if session_id is None or stored.state is not MessageState.ACTIVE or stored.lock is not None:
                 continue
