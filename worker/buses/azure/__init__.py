@@ -1,6 +1,6 @@
-"""Azure Service Bus behind the Bus protocol: ``bus`` (the adapter), ``receiving`` and ``sessions``
-(how messages come in), ``convert`` (SDK messages ↔ the protocol's), ``errors`` (the SDK's errors
-translated), ``dead_letters`` (the operators' side)."""
+"""Azure Service Bus behind the Bus protocol: ``bus`` (the adapter), ``client`` (the SDK's client and
+its TLS), ``receiving`` and ``sessions`` (how messages come in), ``convert`` (SDK messages ↔ the
+protocol's), ``errors`` (the SDK's errors translated), ``dead_letters`` (the operators' side)."""
 
 from worker.buses.azure.bus import RETRY_FOR_PROPERTY, AzureBus
 from worker.buses.azure.convert import (
