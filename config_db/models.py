@@ -201,14 +201,15 @@ class ProviderDefinition(Base):
 class RecordValue(Base):
     """The CW values a message carried, kept for the console's life of a record (secrets redacted).
 
-    Written with the message's journal; ``number`` and ``name`` make records findable by them.
+    Written with the message's journal; ``number`` and ``name`` make records findable by them
+    (the number by its index, the name by a scan of the client's rows: migration 0010).
     """
 
     __tablename__ = "record_values"
     __table_args__ = (
         Index("ix_record_values_record", "client_id", "entity", "cw_id", "id"),
         Index("ix_record_values_number", "client_id", "number"),
-        Index("ix_record_values_name", "client_id", "name"),
+        # No index on the name: the console searches a part of it (ILIKE '%…%'), which none serves.
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
