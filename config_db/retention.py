@@ -72,8 +72,8 @@ class Pruned:
     kept: int
     batches: int
     dry_run: bool
-    values_deleted: int = 0
-    values_kept: int = 0
+    values_deleted: int
+    values_kept: int
 
 
 def still_needed() -> ColumnElement[bool]:
@@ -149,17 +149,34 @@ def prune_step(
 Work = Callable[[Connection], Step]
 
 
-class _Totals:
-    """What the walks of ``KINDS`` added up to, one (deleted, kept) per kind, and their batches."""
+@dataclass(slots=True)
+class _Walk:
+    """One table's walk through its batches: where the next starts, and what it has added up to."""
 
-    def __init__(self, before: dt.datetime) -> None:
-        self.before = before
-        self.per_kind: list[tuple[int, int]] = []
-        self.batches = 0
+    kind: Kind
+    after: int = 0
+    deleted: int = 0
+    kept: int = 0
+    batches: int = 0
 
-    def pruned(self, dry_run: bool) -> Pruned:
-        (deleted, kept), (values_deleted, values_kept) = self.per_kind
-        return Pruned(self.before, deleted, kept, self.batches, dry_run, values_deleted, values_kept)
+    def work(self, before: dt.datetime, batch: int, dry_run: bool) -> Work:
+        return partial(
+            prune_step, before=before, after=self.after, batch=batch, dry_run=dry_run, kind=self.kind
+        )
+
+    def took(self, step: Step) -> bool:
+        """Add ``step`` up; False once the walk is done."""
+        if step.done:
+            return False
+        self.after, self.deleted, self.kept = step.after, self.deleted + step.deleted, self.kept + step.kept
+        self.batches += 1
+        return True
+
+
+def _pruned(before: dt.datetime, walks: list[_Walk], dry_run: bool) -> Pruned:
+    sync_log, values_ = walks
+    batches = sync_log.batches + values_.batches
+    return Pruned(before, sync_log.deleted, sync_log.kept, batches, dry_run, values_.deleted, values_.kept)
 
 
 def prune(
@@ -173,24 +190,15 @@ def prune(
 ) -> Pruned:
     """Every batch of the sync log, then of the record values, each in its own transaction (``run``
     runs one: ``Database.run_sync``)."""
-    totals = _Totals((now or utcnow()) - older_than)
-    for kind in KINDS:
-        after, deleted, kept = 0, 0, 0
-        while True:
-            start = time.perf_counter()
-            step = run(
-                partial(
-                    prune_step, before=totals.before, after=after, batch=batch, dry_run=dry_run, kind=kind
-                )
-            )
-            if step.done:
-                break
-            totals.batches += 1
+    before = (now or utcnow()) - older_than
+    walks = [_Walk(kind) for kind in KINDS]
+    for walk in walks:
+        start = time.perf_counter()
+        while walk.took(step := run(walk.work(before, batch, dry_run))):
             if on_batch is not None:
                 on_batch(step, time.perf_counter() - start)
-            after, deleted, kept = step.after, deleted + step.deleted, kept + step.kept
-        totals.per_kind.append((deleted, kept))
-    return totals.pruned(dry_run)
+            start = time.perf_counter()
+    return _pruned(before, walks, dry_run)
 
 
 async def prune_async(
@@ -202,16 +210,10 @@ async def prune_async(
 ) -> Pruned:
     """``prune`` for the worker's housekeeping: ``run`` is ``Database.run``; ``pause`` between batches
     lets the worker's own transactions through."""
-    totals = _Totals(utcnow() - older_than)
-    for kind in KINDS:
-        after, deleted, kept = 0, 0, 0
-        while True:
-            step = await run(partial(prune_step, before=totals.before, after=after, batch=batch, kind=kind))
-            if step.done:
-                break
-            totals.batches += 1
-            after, deleted, kept = step.after, deleted + step.deleted, kept + step.kept
+    before = utcnow() - older_than
+    walks = [_Walk(kind) for kind in KINDS]
+    for walk in walks:
+        while walk.took(await run(walk.work(before, batch, False))):
             if pause is not None:
                 await pause()
-        totals.per_kind.append((deleted, kept))
-    return totals.pruned(False)
+    return _pruned(before, walks, False)
