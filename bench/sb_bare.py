@@ -197,11 +197,10 @@ async def _sessions(client: Any, work: Work, events: int, lanes: int, per_task: 
 
 
 async def _child(args: argparse.Namespace) -> dict[str, Any]:
-    import ssl
-
     import aiohttp
-    import certifi
     from azure.servicebus.aio import ServiceBusClient
+
+    from worker.buses.azure.client import tls_context
 
     db = sqlite3.connect(Path(tempfile.mkdtemp(prefix="cwi-sb-bare-")) / "bare.db", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -216,9 +215,7 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
         ServiceBusClient.from_connection_string(
             os.environ["SB_BARE_CONNECTION"],
             socket_timeout=args.socket_timeout,
-            # One TLS context for every connection, as cwi's adapter has (worker/buses/azure/client.py):
-            # left to itself the SDK loads certifi's bundle into a new one for each connection.
-            ssl_context=ssl.create_default_context(cafile=certifi.where()),
+            ssl_context=tls_context(),  # one for every connection, as cwi's adapter has
         ) as client,
     ):
         work = Work(session, os.environ["SB_BARE_URL"], os.environ["SB_BARE_TOKEN"], db)

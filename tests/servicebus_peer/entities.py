@@ -150,11 +150,11 @@ class Queue:
 
     def remove(self, stored: StoredMessage) -> None:
         self.messages.pop(stored.sequence_number, None)
-        group = self._by_session.get(stored.session_id or "")
-        if group is not None:
+        session_id = stored.session_id
+        if session_id is not None and (group := self._by_session.get(session_id)) is not None:
             group.pop(stored.sequence_number, None)
             if not group:
-                del self._by_session[stored.session_id or ""]
+                del self._by_session[session_id]
         if stored.lock is not None:
             self.locks.pop(stored.lock.token, None)
             stored.lock = None
