@@ -120,6 +120,11 @@ class Bus(DeadLetterQueue, Protocol):
     """How long a receive must come back empty before the queue counts as idle (``--until-idle``)."""
     journals: bool
 
+    async def open(self) -> None:
+        """Connect now (the worker calls it at start): bad credentials or a missing entity show at
+        once, and the first message does not wait for a connection. Idempotent."""
+        ...
+
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None: ...
 
     async def receive(self, max_count: int, wait_s: float) -> list[Delivery]:

@@ -398,5 +398,8 @@ class LocalBus:
 
         return await self._db.run(work)
 
+    async def open(self) -> None:
+        """Nothing to connect: the bus is the worker's own database."""
+
     async def close(self) -> None:
         """Nothing to release: the Database belongs to whoever built it."""

@@ -94,6 +94,7 @@ class Worker:
             )
 
     async def _run(self, until_idle: bool) -> RunStats:
+        await self.bus.open()
         background = [asyncio.create_task(self._renew_locks())]
         if self._housekeeping is not None:
             background.append(asyncio.create_task(self._keep_house(self._housekeeping)))

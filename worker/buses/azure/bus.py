@@ -40,7 +40,13 @@ from worker.buses.azure.convert import (
     to_service_bus_message,
 )
 from worker.buses.azure.dead_letters import DeadLetters
-from worker.buses.azure.errors import SettlementUnconfirmedError, StatsUnavailableError, lock_errors
+from worker.buses.azure.errors import (
+    SettlementUnconfirmedError,
+    StatsUnavailableError,
+    handler_failures_as_connection_loss,
+    lock_errors,
+    reconnecting,
+)
 from worker.buses.azure.receiving import Lock, QueueReceiving, Receiving
 from worker.buses.azure.sessions import SessionReceiving
 from worker.buses.azure.settling import Action
@@ -139,8 +145,16 @@ class AzureBus:
 
     async def open(self) -> None:
         """Connect the sender and (without sessions) the receiver now, so that bad credentials or a
-        missing entity show at start-up and the first message does not wait for connections."""
-        await asyncio.gather(self.sender.__aenter__(), self._receiving.open())
+        missing entity show at start-up and the first message does not wait for connections (the
+        SDK takes about half a second to open a link: it polls for it every 50 ms). An unreachable
+        namespace is retried for CWI_SERVICEBUS_RECONNECT_S, as receiving does."""
+        await asyncio.gather(self._open_sender(), self._receiving.open())
+
+    async def _open_sender(self) -> None:
+        async for attempt in reconnecting(self.settings.servicebus_reconnect_s, "open sender"):
+            with attempt, handler_failures_as_connection_loss():
+                async with self._sender_calls:
+                    await self.sender.__aenter__()
 
     # --- publishing -----------------------------------------------------------------------------
 

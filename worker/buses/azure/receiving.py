@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from azure.servicebus.aio import ServiceBusReceiver
 from azure.servicebus.exceptions import ServiceBusConnectionError
@@ -28,8 +28,14 @@ if TYPE_CHECKING:
     from worker.buses.azure.sessions import Session
 
 log = get_logger()
+T = TypeVar("T")
 
 MIN_LOCK_LEFT_S = 1.0  # a buffered message with less lock left than this is not handed out
+# A wait this short is spent before the SDK would read the link: its receive then returns only
+# the messages it holds (the SDK refuses a wait of 0). Against the test peer, 3 % more events/s at
+# latency 0 with 16 in flight and 4 % more at 100 ms with 64 (three interleaved pairs each), and
+# the worker no longer runs dry between receives.
+_HELD_ONLY_S = 1e-6
 
 
 @dataclass(eq=False)
@@ -89,7 +95,7 @@ class QueueReceiving:
         self._closing = False
 
     async def open(self) -> None:
-        await self._opened()
+        await self._connected("open receiver", _connected_already)
 
     async def _opened(self) -> ServiceBusReceiver:
         """The receiver with its link up, (re)opened here rather than by receive_messages, whose
@@ -181,14 +187,25 @@ class QueueReceiving:
             self._buffer.extend((receiver, m) for m in task.result())
 
     async def _fetch(self, max_count: int) -> list[Message]:
-        async for attempt in reconnecting(self._reconnect_s, "receive"):
+        async def receive(receiver: ServiceBusReceiver) -> list[Message]:
+            if self._wait < self._poll_s:
+                # Work is in flight: first what the SDK already holds (its completions read the
+                # prefetched messages off the link), without a read of its own.
+                held = await receiver.receive_messages(max_count, max_wait_time=_HELD_ONLY_S)
+                if held:
+                    return held
+            return await receiver.receive_messages(max_count, max_wait_time=self._wait)
+
+        return await self._connected("receive", receive)
+
+    async def _connected(self, what: str, work: Callable[[ServiceBusReceiver], Awaitable[T]]) -> T:
+        """``work`` on the open receiver, reconnecting (from a fresh receiver) while the namespace
+        is unreachable."""
+        async for attempt in reconnecting(self._reconnect_s, what):
             with attempt:
                 try:
                     with handler_failures_as_connection_loss():
-                        receiver = await self._opened()
-                        return await receiver.receive_messages(
-                            max_message_count=max_count, max_wait_time=self._wait
-                        )
+                        return await work(await self._opened())
                 except ServiceBusConnectionError:
                     await self._forget_receiver()  # the next attempt starts from a fresh one
                     raise
@@ -231,6 +248,10 @@ class QueueReceiving:
             )
             self._buffer.clear()
             await close_quietly(self._receiver)
+
+
+async def _connected_already(_: ServiceBusReceiver) -> None:
+    """Nothing more to do once the receiver is open."""
 
 
 async def _renew(receiver: ServiceBusReceiver, message: Message) -> None:
