@@ -39,10 +39,12 @@ from worker.logging import get_logger
 log = get_logger()
 
 _MIN_ACCEPT_S = 0.25  # a "no session available" answer is not asked again sooner than this
-# Each accept opens a connection of its own (the SDK shares none between receivers): ramp up, do
-# not stampede. Against the test peer 4 left most of 64 lanes empty at 100 ms (102 events/s over
-# 128 sessions); 16 gave 168/s, 32 gave 198/s for 12 MB more per 16 receivers held.
-_MAX_PARALLEL_ACCEPTS = 16
+# Each accept opens a connection of its own (the SDK shares none between receivers) and takes about
+# half a second (the SDK polls for the link every 50 ms): ramp up, do not stampede. Against the
+# test peer, 64 in flight at 100 ms over 128 sessions: 4 left most lanes empty (102 events/s); with
+# one TLS context per client (0.7 MB less per receiver), 16 gave 378-387/s and 32 gave 416-425/s
+# for 1.3 MB more (three interleaved pairs, 2026-12-06); 64 made every accept and settlement slower.
+_MAX_PARALLEL_ACCEPTS = 32
 
 
 @dataclass(eq=False)
