@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.cli import Cli
+from tests.servicebus_peer import EntityOptions, ServiceBusPeer
 
 COMMANDS = [
     ("status",),
@@ -126,3 +127,20 @@ def test_a_reader_that_leaves_early_stops_the_command_quietly(cli: Cli, args: tu
         os.close(write_end)
     assert done.stderr == "", done.stderr
     assert done.returncode == 1
+
+
+def test_a_missing_service_bus_queue_stops_the_worker_at_start_in_one_line(cli: Cli) -> None:
+    with ServiceBusPeer(entities={"cwi": EntityOptions()}) as peer:
+        azure = {
+            "CWI_BUS": "azure",
+            "CWI_SERVICEBUS_QUEUE": "no-such-queue",
+            "CWI_SERVICEBUS_CONNECTION_STRING": peer.connection_string,
+            "CWI_METRICS_PORT": "off",
+        }
+        result = cli.run("run", check=False, **azure)  # without --until-idle: it would run on
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("error: Service Bus configuration:"), errors[0]
+    assert "no-such-queue" in errors[0]
+    assert result.returncode == 2

@@ -18,6 +18,15 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 USAGE, RUNTIME = 2, 1
+_SERVICE_BUS_SETUP = frozenset(
+    {
+        "MessagingEntityNotFoundError",
+        "MessagingEntityDisabledError",
+        "ServiceBusAuthenticationError",
+        "ServiceBusAuthorizationError",
+        "ClientAuthenticationError",
+    }
+)
 
 
 def explain(exc: BaseException) -> tuple[str, int]:
@@ -41,6 +50,10 @@ def explain(exc: BaseException) -> tuple[str, int]:
             return f"CWI_DATABASE_URL is not a database URL this installation can use: {first}", USAGE
         detail = str(getattr(exc, "orig", None) or first).strip().splitlines()
         return f"database error: {name}: {detail[0] if detail else ''}"[:400], RUNTIME
+    if module.startswith("azure."):  # by name: the azure extra may not be installed
+        if name in _SERVICE_BUS_SETUP:
+            return f"Service Bus configuration: {first} (check CWI_SERVICEBUS_*)", USAGE
+        return f"Service Bus error: {name}: {first}", RUNTIME
     if isinstance(exc, OSError):
         return f"{name}: {first or exc.strerror or ''}", RUNTIME
     return f"unexpected error: {name}: {first}", RUNTIME
