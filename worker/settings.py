@@ -30,6 +30,7 @@ ENV_FILE_VARIABLE = "CWI_ENV_FILE"
 # for about 1 MB (two interleaved pairs each, 2026-12-06).
 MIN_PREFETCH = 64
 
+
 class _CwiSettings(BaseSettings):
     """``CWI_*`` variables; the environment first, then the .env file."""
 
