@@ -48,7 +48,7 @@ def bench(
     concurrency: Annotated[int, typer.Option(min=1, help="Messages in flight")] = 16,
     latency_ms: Annotated[float, typer.Option(min=0, help="Sandbox ERP latency per request")] = 0.0,
     clients: Annotated[
-        int | None, typer.Option(min=1, help="Distinct clients (default 2 x concurrency)")
+        int | None, typer.Option(min=1, help="Distinct clients (default 2 x concurrency x processes)")
     ] = None,
     bus: Annotated[
         BenchBus, typer.Option(help="local, or azure: the entity CWI_SERVICEBUS_* names (see bench/azure.py)")
