@@ -86,3 +86,22 @@ async def test_opening_a_missing_entity_fails_at_once(peer: ServiceBusPeer) -> N
     failure: Any = raised.value
     assert "no-such-queue" in str(failure) or "not found" in str(failure).lower()
     assert loop.time() - started < 30, "not retried as if the namespace were unreachable"
+
+
+async def test_a_stop_while_the_namespace_is_unreachable_ends_the_worker_at_once(
+    sqlite_url: str, peer: ServiceBusPeer
+) -> None:
+    await asyncio.to_thread(peer.go_offline)
+    db = Database(make_engine(sqlite_url))
+    bus = azure_bus(peer.connection_string, QUEUE, sessions=False, lock_s=LOCK_S)
+    worker = Worker(bus, NoWork(db), concurrency=2)
+    try:
+        running = asyncio.create_task(worker.run())
+        await asyncio.sleep(1.0)
+        assert not running.done(), "an unreachable namespace is retried at start"
+        worker.stop()  # as SIGTERM does
+        stats = await asyncio.wait_for(running, 10)
+        assert stats.processed == 0
+    finally:
+        await bus.close()
+        await db.close()

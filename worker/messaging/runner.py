@@ -94,7 +94,7 @@ class Worker:
             )
 
     async def _run(self, until_idle: bool) -> RunStats:
-        await self.bus.open()
+        await self._open_bus()
         background = [asyncio.create_task(self._renew_locks())]
         if self._housekeeping is not None:
             background.append(asyncio.create_task(self._keep_house(self._housekeeping)))
@@ -106,6 +106,21 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
         return self.stats
+
+    async def _open_bus(self) -> None:
+        """Connect the bus before the first receive (bad settings show at once). A stop meanwhile
+        wins: SIGTERM while an unreachable namespace is being retried ends the worker at once."""
+        opening = asyncio.ensure_future(self.bus.open())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({opening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not opening.done():
+                opening.cancel()
+                await asyncio.gather(opening, return_exceptions=True)
+        if not opening.cancelled():
+            opening.result()
 
     async def _keep_house(self, chore: Callable[[], Awaitable[object]]) -> None:
         """Periodic upkeep (forgetting old echo marks) beside the work; a failure is logged, not fatal."""
