@@ -110,17 +110,21 @@ class Worker:
     async def _open_bus(self) -> None:
         """Connect the bus before the first receive (bad settings show at once). A stop meanwhile
         wins: SIGTERM while an unreachable namespace is being retried ends the worker at once."""
-        opening = asyncio.ensure_future(self.bus.open())
+        await self._unless_stopped(self.bus.open())
+
+    async def _unless_stopped(self, work: Awaitable[None]) -> None:
+        """``work``, given up (cancelled) if the worker is told to stop first; its error is raised."""
+        doing = asyncio.ensure_future(work)
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
-            await asyncio.wait({opening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({doing, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-            if not opening.done():
-                opening.cancel()
-                await asyncio.gather(opening, return_exceptions=True)
-        if not opening.cancelled():
-            opening.result()
+            if not doing.done():
+                doing.cancel()
+                await asyncio.gather(doing, return_exceptions=True)
+        if not doing.cancelled():
+            doing.result()
 
     async def _keep_house(self, chore: Callable[[], Awaitable[object]]) -> None:
         """Periodic upkeep (forgetting old echo marks) beside the work; a failure is logged, not fatal."""
@@ -160,16 +164,8 @@ class Worker:
     async def _wait_for_database(self) -> None:
         """While the database is down nothing could be journalled: take no new messages (those in
         flight keep their locks and finish once it answers), until it is back or we are stopped."""
-        back = asyncio.ensure_future(self.pipeline.db.outage.recovered())
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({back, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            if not back.done():
-                back.cancel()
-        if back.done() and not back.cancelled():
-            back.result()  # the outage outlasted CWI_OUTAGE_EXIT_S: stop the worker with its error
+        # An outage that outlasts CWI_OUTAGE_EXIT_S stops the worker with its error.
+        await self._unless_stopped(self.pipeline.db.outage.recovered())
 
     async def _others_hold_messages(self) -> bool:
         """Messages locked by another receiver (perhaps one that died): they come back when their
