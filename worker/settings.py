@@ -24,13 +24,6 @@ from config_db.durations import parse_duration
 ENV_FILE_VARIABLE = "CWI_ENV_FILE"
 
 
-# With few calls in flight, more messages ahead let each receive bring a bigger batch (and on
-# Service Bus, the settlements between receives too): at latency 0 with 16 in flight, 64 ahead
-# instead of 16 gave 8 % more events/s on Service Bus (test peer) and 2-8 % more on the local bus,
-# for about 1 MB (two interleaved pairs each, 2026-12-06).
-MIN_PREFETCH = 64
-
-
 class _CwiSettings(BaseSettings):
     """``CWI_*`` variables; the environment first, then the .env file."""
 
@@ -58,7 +51,7 @@ class Settings(_CwiSettings):
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
     prefetch: Annotated[int | None, Field(ge=0, le=1024)] = None
     """Messages locked ahead of the ERP calls, ready to start the moment a call finishes
-    (default: as many as ``concurrency``, at least ``MIN_PREFETCH``)."""
+    (default: as many as ``concurrency``)."""
     retry_delays: Annotated[tuple[float, ...], NoDecode] = (60.0, 300.0, 900.0)
     inprocess_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     max_delivery_count: Annotated[int, Field(ge=1)] = 10
@@ -135,7 +128,7 @@ class Settings(_CwiSettings):
 
     @property
     def effective_prefetch(self) -> int:
-        return max(self.concurrency, MIN_PREFETCH) if self.prefetch is None else self.prefetch
+        return self.concurrency if self.prefetch is None else self.prefetch
 
     @field_validator("metrics_port", mode="before")
     @classmethod
