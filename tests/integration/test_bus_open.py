@@ -6,7 +6,6 @@ receiving does, and gives up at once on what no retry mends."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from azure.servicebus.exceptions import ServiceBusError
@@ -57,16 +56,16 @@ async def test_the_worker_opens_its_bus_once_before_it_receives(sqlite_url: str)
 
 
 async def test_opening_waits_for_a_namespace_that_comes_up(peer: ServiceBusPeer) -> None:
-    private_peer = peer  # each test has a peer of its own: taking it offline disturbs no other
-    await asyncio.to_thread(private_peer.go_offline)
-    bus = azure_bus(private_peer.connection_string, QUEUE, sessions=False, lock_s=LOCK_S)
+    # Each test has a peer of its own (the ``peer`` fixture): taking it offline disturbs no other.
+    await asyncio.to_thread(peer.go_offline)
+    bus = azure_bus(peer.connection_string, QUEUE, sessions=False, lock_s=LOCK_S)
     try:
         opening = asyncio.create_task(bus.open())
         await asyncio.sleep(1.5)
         assert not opening.done(), "an unreachable namespace is retried, not a failed start"
-        await asyncio.to_thread(private_peer.come_back)
+        await asyncio.to_thread(peer.come_back)
         await asyncio.wait_for(opening, 60)
-        private_peer.send(QUEUE, '{"n": 1}', message_id="after-the-outage")
+        peer.send(QUEUE, '{"n": 1}', message_id="after-the-outage")
         got = await bus.receive(1, 10.0)
         assert [d.message_id for d in got] == ["after-the-outage"]
         await bus.complete(got[0])
@@ -83,8 +82,8 @@ async def test_opening_a_missing_entity_fails_at_once(peer: ServiceBusPeer) -> N
             await asyncio.wait_for(bus.open(), 60)
     finally:
         await bus.close()
-    failure: Any = raised.value
-    assert "no-such-queue" in str(failure) or "not found" in str(failure).lower()
+    failure = str(raised.value)
+    assert "no-such-queue" in failure or "not found" in failure.lower()
     assert loop.time() - started < 30, "not retried as if the namespace were unreachable"
 
 
