@@ -105,3 +105,18 @@ def test_croniter_and_the_web_server_load_only_where_they_are_used(tmp_path: Pat
         print("croniter" in sys.modules)
     """)
     assert out.splitlines() == ["False False False", "True"]
+
+
+def test_the_run_command_loads_neither_rich_nor_the_reconciler() -> None:
+    """``cwi run`` prints nothing through rich and reconciles only when a client schedules it: both
+    stay out of its memory until a command or a job needs them."""
+    out = _run("""
+        import sys
+        import worker.cli.main, worker.cli.messages, worker.observing, worker.reconcile.schedule
+        from worker.cli import common
+        loaded = lambda: ("rich" in sys.modules, "worker.reconcile.service" in sys.modules)
+        before = loaded()
+        common.err_console.width
+        print(before, loaded()[0])
+    """)
+    assert out == "(False, False) True"

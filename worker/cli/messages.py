@@ -11,15 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from config_db import sync_log
 from worker.bootstrap import database, open_app, open_provider
 from worker.buses.base import BusStats, BusStatsUnavailable, DeadLetterQueue
+from worker.cli import common
 from worker.cli.common import (
     connection_of,
-    console,
-    err_console,
     exit_with,
     fail,
     require_migrated,
@@ -31,6 +29,8 @@ from worker.jsontext import BadText, decode
 from worker.publishing import read_envelopes, to_message
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from contracts import Envelope
     from providers.base import PreparedRequest
     from worker.db import Database
@@ -53,7 +53,7 @@ def send(
     if json_out:
         print(json.dumps({"published": len(good), "ids": [env.id for env, _ in good]}))
         return
-    console.print(f"published {len(good)} message(s)")
+    common.console.print(f"published {len(good)} message(s)")
 
 
 def run(
@@ -97,7 +97,8 @@ def run(
                 )
                 return
             summary = ", ".join(f"{k}={v}" for k, v in sorted(stats.counts.items())) or "nothing"
-            err_console.print(f"worker stopped after {stats.processed} message(s): {summary}", markup=False)
+            # Plain print: rich, loaded here, would add to the worker's peak memory at its last line.
+            print(f"worker stopped after {stats.processed} message(s): {summary}", file=sys.stderr)
 
     run_async(main())
 
@@ -126,9 +127,9 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="One JSON objec
         print(json.dumps(data))
         return
     if "counts_unavailable" in data:
-        err_console.print(f"bus counts unavailable: {data['counts_unavailable']}", markup=False)
+        common.err_console.print(f"bus counts unavailable: {data['counts_unavailable']}", markup=False)
     else:
-        console.print(status_table(data))
+        common.console.print(status_table(data))
     _print_operator_status(data)
 
 
@@ -145,6 +146,8 @@ def status_data(bus: str, st: BusStats) -> dict[str, object]:
 
 
 def status_table(data: dict[str, object]) -> Table:
+    from rich.table import Table
+
     table = Table("", "count")
     for key in ("active", "scheduled", "locked", "dead_lettered"):
         table.add_row(key, "n/a" if data[key] is None else str(data[key]))
@@ -179,15 +182,19 @@ async def _operator_status(db: Database, bus: DeadLetterQueue) -> dict[str, obje
 
 
 def _print_operator_status(data: dict[str, object]) -> None:
+    from rich.table import Table
+
     if "dead_letters_unavailable" in data:
-        err_console.print(f"dead letters unavailable: {data['dead_letters_unavailable']}", markup=False)
+        common.err_console.print(
+            f"dead letters unavailable: {data['dead_letters_unavailable']}", markup=False
+        )
     groups = data["dead_letters_by_client"]
     assert isinstance(groups, list)
     if groups:
         dead = Table("client", "reason", "count", title="dead letters")
         for group in groups:
             dead.add_row(group["client_id"], group["reason"], str(group["count"]))
-        console.print(dead)
+        common.console.print(dead)
     outcomes = data["last_outcomes"]
     assert isinstance(outcomes, list)
     if outcomes:
@@ -200,7 +207,7 @@ def _print_operator_status(data: dict[str, object]) -> None:
                 row["last_success"] or "",
                 row["last_failure"] or "",
             )
-        console.print(last)
+        common.console.print(last)
 
 
 def preview(
@@ -248,8 +255,8 @@ def _valid_envelopes(file: str, consequence: str) -> list[tuple[Envelope, str]]:
     good, bad = read_envelopes(text)
     if bad:
         for record in bad:
-            err_console.print(f"invalid: {record}", markup=False, highlight=False)
-        err_console.print(f"{len(bad)} invalid record(s); {consequence}", markup=False)
+            common.err_console.print(f"invalid: {record}", markup=False, highlight=False)
+        common.err_console.print(f"{len(bad)} invalid record(s); {consequence}", markup=False)
         exit_with(2)
     if not good:
         fail("no envelopes found in the input")

@@ -33,8 +33,7 @@ from worker.bootstrap import App
 from worker.logging import get_logger
 from worker.metrics import Metrics
 from worker.operators.actors import Actor, audit
-from worker.reconcile.run import Options
-from worker.reconcile.service import ReconcileError, reconcile_client
+from worker.reconcile.errors import ReconcileError
 from worker.reconcile.validate import Validation, ValidationError, validate_client
 
 log = get_logger()
@@ -184,6 +183,10 @@ class Scheduler:
             problems = [p.message for p in found.problems]
             await audit(self.app.db, SCHEDULER, "mapping_checked", client_id=job.client_id, problems=problems)
             return report_validation(found, self.metrics)
+        # Here: a worker whose clients schedule no reconciliation never loads the reconciler.
+        from worker.reconcile.run import Options
+        from worker.reconcile.service import reconcile_client
+
         report = await reconcile_client(self.app, job.client_id, Options(repair=job.repair), shared=True)
         counts = {e.entity.value: e.counts() for e in report.entities}
         await audit(

@@ -15,17 +15,16 @@ from providers import registry
 from providers.errors import PermanentError
 from worker.bootstrap import App
 from worker.messaging.connections import require_enabled, spec_from_stored
+from worker.reconcile.errors import ReconcileError
 from worker.reconcile.run import Options, Reconciler, Report
 from worker.reconcile.sides import CWReader, Progress, ReconcilingProvider
+
+__all__ = ["NO_CW", "ReconcileError", "reconcile_client"]
 
 NO_CW = (
     "reconciliation reads CW through its Query API: set CWI_CW_GRAPHQL_URL, CWI_CW_WRITE_URL and "
     "CWI_CW_API_KEY"
 )
-
-
-class ReconcileError(Exception):
-    """Why a client cannot be reconciled, in one line."""
 
 
 def _ignore(side: str, read: int) -> None:
