@@ -29,7 +29,7 @@ class MetricsPortUnavailable(Exception):
 def metrics_socket(settings: Settings) -> socket.socket | None:
     """The bound socket of the worker's own port (None when CWI_METRICS_PORT is off). Bound before
     anything else starts, so that a port in use is one clear line at once."""
-    from worker.ingress.server import listen
+    from worker.sockets import listen
 
     if settings.metrics_port is None:
         return None
@@ -84,24 +84,14 @@ async def observed(app: App, metrics: Metrics, worker: Worker | None = None) -> 
 @contextlib.asynccontextmanager
 async def serving_metrics(app: App, worker: Worker, sock: socket.socket | None) -> AsyncIterator[Metrics]:
     """`cwi run`'s observability: ``observed``, and /healthz, /readyz, /metrics served on ``sock``
-    (the one ``metrics_socket`` bound; None: metrics kept but not served, and the web server's
-    modules, about 4 MB, never loaded)."""
+    (the one ``metrics_socket`` bound, closed at the end; None: metrics kept but not served)."""
     metrics = Metrics(max_clients=app.settings.metrics_max_clients)
     async with observed(app, metrics, worker):
         if sock is None:
             yield metrics
             return
-        from worker.ingress.health import metrics_app
-        from worker.ingress.server import base_url, make_server, wait_started
+        from worker.health_port import serving_health
 
-        server = make_server(metrics_app(app, metrics))
-        task: asyncio.Task[object] = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            if not await wait_started(server, task):
-                task.result()  # startup failed: raise why
-            log.info("metrics served", url=f"{base_url(sock)}/metrics")
+        async with serving_health(app, metrics, sock) as url:
+            log.info("metrics served", url=f"{url}/metrics")
             yield metrics
-        finally:
-            server.should_exit = True
-            await asyncio.gather(task, return_exceptions=True)
-            sock.close()

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from worker.ingress.server import base_url, listen
+from worker.sockets import base_url, listen
 
 CLIENT_ID = "cwi-console"
 USERS = {

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 import aiohttp
 import pytest
 from sqlalchemy import update
-from starlette.applications import Starlette
 
 from config_db import clients, webhooks
 from config_db.models import Base
@@ -16,11 +16,12 @@ from providers.tripletex.webhooks import signed_headers
 from tests.integration._ingress import CLIENTS, SECRET_KEY, Call, Listener, listener
 from worker.bootstrap import App, open_app
 from worker.buses.base import OutgoingMessage
+from worker.health_port import serving_health
 from worker.ingress.app import MAX_BODY, create_app
-from worker.ingress.health import metrics_app
 from worker.ingress.server import serving
 from worker.metrics import MeteredPipeline, Metrics
 from worker.settings import load_settings
+from worker.sockets import listen
 
 
 @pytest.fixture
@@ -220,12 +221,22 @@ async def test_the_admin_api_is_mounted_and_closed_without_a_key(ingress: Listen
     assert status in (401, 503) and "key" in body.lower()
 
 
-@pytest.mark.parametrize("asgi", [create_app, metrics_app], ids=["listener", "worker-port"])
-async def test_readyz_is_503_naming_what_is_down(asgi: Callable[[App, Metrics], Starlette]) -> None:
+def _listener_port(app: App, metrics: Metrics) -> AbstractAsyncContextManager[str]:
+    return serving(create_app(app, metrics))
+
+
+def _worker_port(app: App, metrics: Metrics) -> AbstractAsyncContextManager[str]:
+    return serving_health(app, metrics, listen("127.0.0.1", 0))
+
+
+@pytest.mark.parametrize("serve", [_listener_port, _worker_port], ids=["listener", "worker-port"])
+async def test_readyz_is_503_naming_what_is_down(
+    serve: Callable[[App, Metrics], AbstractAsyncContextManager[str]],
+) -> None:
     s = load_settings(database_url="postgresql+psycopg://postgres@127.0.0.1:9/none", secret_key=SECRET_KEY)
     async with (
         open_app(s) as app,
-        serving(asgi(app, Metrics())) as url,
+        serve(app, Metrics()) as url,
         aiohttp.ClientSession() as http,
     ):
         async with http.get(url + "/readyz") as resp:

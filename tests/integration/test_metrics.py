@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from providers import reporting
 from providers.base import ConnectionSpec
@@ -26,11 +27,11 @@ from tests.integration.provider_contract import change
 from tests.integration.tripletex_rig import CREDENTIALS, CUSTOMER, SETTINGS
 from worker.bootstrap import open_app
 from worker.buses.base import OutgoingMessage
-from worker.ingress.health import metrics_app
-from worker.ingress.server import serving
+from worker.health_port import serving_health
 from worker.metrics import Metrics
 from worker.observing import sample_bus
 from worker.settings import load_settings
+from worker.sockets import listen
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float:
@@ -47,17 +48,24 @@ async def test_the_worker_s_port_serves_health_readiness_and_metrics(sqlite_url:
     metrics = Metrics()
     async with (
         open_app(load_settings(database_url=sqlite_url)) as app,
-        serving(metrics_app(app, metrics)) as url,
+        serving_health(app, metrics, listen("127.0.0.1", 0)) as url,
         aiohttp.ClientSession() as http,
     ):
         answers = {}
         for path in ("/healthz", "/readyz", "/metrics", "/webhooks/generic_rest/x"):
             async with http.get(url + path) as resp:
-                answers[path] = (resp.status, await resp.text())
-    assert answers["/healthz"] == (200, '{"status":"ok"}')
-    assert answers["/readyz"] == (200, '{"status":"ready"}')
-    assert answers["/metrics"][0] == 200 and "cwi_worker_in_flight 0.0" in answers["/metrics"][1]
+                answers[path] = (resp.status, await resp.text(), resp.headers)
+        async with http.post(url + "/metrics") as posted:
+            pass
+    assert answers["/healthz"][:2] == (200, '{"status":"ok"}')
+    assert answers["/readyz"][:2] == (200, '{"status":"ready"}')
+    assert answers["/readyz"][2]["Content-Type"] == "application/json; charset=utf-8"
+    status, text, headers = answers["/metrics"]
+    assert status == 200 and "cwi_worker_in_flight 0.0" in text
+    assert headers["Content-Type"] == CONTENT_TYPE_LATEST, "what Prometheus negotiates on"
     assert answers["/webhooks/generic_rest/x"][0] == 404, "only health, readiness and metrics there"
+    assert posted.status == 405
+    assert {a[2]["Server"] for a in answers.values()} == {"cwi"}, "no server name and version given away"
 
 
 async def test_the_bus_depth_is_sampled_into_gauges(sqlite_url: str) -> None:
@@ -164,7 +172,7 @@ async def test_the_image_s_healthcheck_passes_against_the_worker_s_port_and_fail
         return await proc.wait()
 
     async with open_app(load_settings(database_url=sqlite_url)) as app:
-        async with serving(metrics_app(app, Metrics())) as url:
+        async with serving_health(app, Metrics(), listen("127.0.0.1", 0)) as url:
             port = int(url.rsplit(":", 1)[1])
             assert await check(port) == 0
         assert await check(port) != 0  # nothing listens there any more

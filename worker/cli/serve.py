@@ -22,7 +22,7 @@ def serve(
     """
     # Imported here: the HTTP stack is not needed by the other commands' start-up.
     from worker.ingress.run import run_listener
-    from worker.ingress.server import listen
+    from worker.sockets import listen
 
     s = settings()
     start_long_running(s, worker=worker)

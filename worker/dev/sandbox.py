@@ -12,7 +12,7 @@ import sys
 from aiohttp import web
 
 from providers.generic_rest.sandbox import create_app
-from worker.ingress.server import base_url, listen
+from worker.sockets import base_url, listen
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -18,8 +18,9 @@ from config_db.webhooks import hash_token
 from worker import tracing
 from worker.bootstrap import App
 from worker.console.app import console_app
+from worker.health import RETRY_LATER
 from worker.ingress.admin import admin_app
-from worker.ingress.health import RETRY_LATER, Health, starlette
+from worker.ingress.health import Health, starlette
 from worker.ingress.ratelimit import RateLimiter
 from worker.ingress.receiving import Accepted, Refused, lookup, parse, publish_new
 from worker.logging import get_logger

@@ -10,11 +10,12 @@ from collections.abc import Callable
 
 from worker.bootstrap import open_app
 from worker.ingress.app import create_app
-from worker.ingress.server import base_url, make_server, wait_started
+from worker.ingress.server import make_server, wait_started
 from worker.metrics import Metrics
 from worker.observing import observed
 from worker.reconcile.schedule import scheduled
 from worker.settings import Settings
+from worker.sockets import base_url
 
 
 async def run_listener(

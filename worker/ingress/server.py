@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Generator
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from worker.sockets import base_url, listen
 
 
 class Server(uvicorn.Server):
@@ -19,27 +20,9 @@ class Server(uvicorn.Server):
         yield
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A bound socket; OSError (port taken, bad host) surfaces here, before anything else starts."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 def make_server(asgi: ASGIApp) -> Server:
     config = uvicorn.Config(asgi, lifespan="off", log_config=None, access_log=False, server_header=False)
     return Server(config)
-
-
-def base_url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 async def wait_started(server: Server, task: asyncio.Task[object]) -> bool:
