@@ -20,7 +20,7 @@ from sqlalchemy.schema import CreateIndex
 
 from config_db.database import make_engine
 from config_db.migrate import upgrade
-from config_db.models import Base
+from config_db.models import metadata
 
 LOADED = ("sync_log", "inbox", "record_links", "echo_marks")
 ROWS_PER_MESSAGE = 2.11
@@ -125,7 +125,7 @@ def generate(engine: Engine, rows: int, clients: int, days: int) -> dict[str, An
         # Load without the indexes (rebuilt after, as a bulk load does), primary keys included.
         for table in LOADED:
             conn.exec_driver_sql(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {table}_pkey")
-            for index in Base.metadata.tables[table].indexes:
+            for index in metadata.tables[table].indexes:
                 conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{index.name}"')
     steps = [("messages", _MESSAGES), ("sync_log", _STEPS), ("inbox", _INBOX), ("links", _LINKS)]
     steps.append(("echo marks", _MARKS))
@@ -151,7 +151,7 @@ def build_indexes(engine: Engine) -> list[str]:
         conn.exec_driver_sql("SET maintenance_work_mem = '512MB'")
         present = set(conn.exec_driver_sql("SELECT indexname FROM pg_indexes").scalars())
         for name in LOADED:
-            table = Base.metadata.tables[name]
+            table = metadata.tables[name]
             if f"{name}_pkey" not in present:
                 _say(f"building {name}_pkey")
                 columns = ", ".join(c.name for c in table.primary_key.columns)

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Insert, Select, Update, insert, select, update
 
-from config_db.models import Client, ProviderConnection, table_of, utcnow
+from config_db.models import clients, provider_connections, utcnow
 from config_db.secrets import SecretBox
 
-clients = table_of(Client)
-connections = table_of(ProviderConnection)
+connections = provider_connections
 
 
 class ClientExistsError(Exception):

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from config_db.models import ProviderDefinition, table_of, utcnow
+from config_db.models import provider_definitions, utcnow
 
-definitions = table_of(ProviderDefinition)
+definitions = provider_definitions
 
 
 class DefinitionNotFoundError(Exception):

@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Executable, and_, exists, func, select, update
 
-from config_db.models import WebhookDelivery, table_of
+from config_db.models import webhook_deliveries
 from config_db.prepared import insert_if_absent as _insert_if_absent
 
-deliveries = table_of(WebhookDelivery)
+deliveries = webhook_deliveries
 
 QUEUED, RETRYING, PARKED = "queued", "retrying", "parked"
 DELIVERED, DEAD, SUPERSEDED, DROPPED = "delivered", "dead", "superseded", "dropped"

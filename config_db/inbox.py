@@ -7,10 +7,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Executable, Insert, Select, bindparam, insert, select
 
-from config_db.models import InboxEntry, table_of, utcnow
+from config_db.models import inbox, utcnow
 from config_db.prepared import Prepared, insert_if_absent
-
-inbox = table_of(InboxEntry)
 
 Q_FINISHED: Select[Any] = select(inbox.c.outcome).where(
     inbox.c.client_id == bindparam("client_id"), inbox.c.message_id == bindparam("message_id")

@@ -32,10 +32,10 @@ from sqlalchemy import (
     update,
 )
 
-from config_db.models import RecordLease, table_of
+from config_db.models import record_leases
 from config_db.prepared import Prepared, insert_if_absent
 
-leases = table_of(RecordLease)
+leases = record_leases
 
 CW = "cw"
 ERP = "erp"

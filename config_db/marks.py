@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Delete, Insert, Select, and_, bindparam, delete, insert, select
 
-from config_db.models import EchoMark, table_of, utcnow
+from config_db.models import echo_marks, utcnow
 from config_db.prepared import Prepared
 
-marks = table_of(EchoMark)
+marks = echo_marks
 
 VERSION = "version"
 HASH = "hash"

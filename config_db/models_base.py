@@ -1,14 +1,12 @@
-"""What every model module shares: the declarative base, the UTC timestamp type, ``table_of``,
-``partial_index``."""
+"""What every table module shares: the ``metadata``, the UTC timestamp type, ``partial_index``."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import DateTime, Index, Table
+from sqlalchemy import DateTime, Index, MetaData
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.schema import CreateIndex
 from sqlalchemy.types import TypeDecorator
 
@@ -46,13 +44,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class Base(DeclarativeBase):
-    pass
-
-
-def table_of(model: type[Base]) -> Table:
-    """The Core table of a model (``__table__`` is typed too loosely for insert/update)."""
-    return cast(Table, model.__table__)
+metadata = MetaData()
 
 
 def partial_index(name: str, *columns: str, where: str) -> Index:

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
-from config_db.models import ReconcileAnchor, ReconcileRun, RecordLink, table_of, utcnow
+from config_db.models import reconcile_anchors, reconcile_runs, record_links, utcnow
 from config_db.prepared import insert_if_absent
 from config_db.sync_log import Link
 
-anchors = table_of(ReconcileAnchor)
-runs = table_of(ReconcileRun)
-links = table_of(RecordLink)
+anchors = reconcile_anchors
+runs = reconcile_runs
+links = record_links
 
 
 Pending = tuple[tuple[str | None, str | None], ...]

@@ -45,8 +45,7 @@ from sqlalchemy import (
     select,
 )
 
-from config_db.inbox import inbox
-from config_db.models import utcnow
+from config_db.models import inbox, utcnow
 from config_db.sync_log import log
 from config_db.values import values
 

@@ -9,9 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from config_db.models import Subscription, table_of, utcnow
-
-subscriptions = table_of(Subscription)
+from config_db.models import subscriptions, utcnow
 
 ACTIVE = "active"
 PAUSED = "paused"

@@ -28,11 +28,11 @@ from sqlalchemy import (
 )
 
 from config_db.inbox import Q_FINISHED
-from config_db.models import ProviderConnection, RecordLink, SyncLogEntry, table_of, utcnow
+from config_db.models import provider_connections, record_links, sync_log, utcnow
 from config_db.prepared import Prepared, fixed, insert_if_absent
 
-log = table_of(SyncLogEntry)
-links = table_of(RecordLink)
+log = sync_log
+links = record_links
 
 #: sync-log actions that close a message's ``pending`` intent.
 OUTCOMES = frozenset({"created", "updated", "deleted", "unchanged", "failed", "echo_ignored", "inbound"})
@@ -361,7 +361,7 @@ def last_outcomes(db: Connection) -> list[dict[str, object]]:
     """Per connection (and per client and provider that failed): when the last success and the last
     failure were journalled. Failures from their partial index; each last success by walking the
     client's newest rows back (``ix_sync_log_client_at``) to the first success: never the whole log."""
-    connections = table_of(ProviderConnection)
+    connections = provider_connections
     pairs = {
         (str(r.client_id), str(r.kind))
         for r in db.execute(select(connections.c.client_id, connections.c.kind))

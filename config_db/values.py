@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Insert, insert, or_, select
 
-from config_db.models import RecordValue, table_of
+from config_db.models import record_values
 from config_db.prepared import Prepared
 
-values = table_of(RecordValue)
+values = record_values
 
 S_INSERT: Insert = insert(values)
 _COLUMNS = ["client_id", "message_id", "entity", "cw_id", "data", "number", "name", "at"]

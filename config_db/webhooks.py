@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import Connection, Delete, Insert, Select, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from config_db.models import WebhookEndpoint, WebhookReceipt, table_of, utcnow
+from config_db.models import utcnow, webhook_endpoints, webhook_receipts
 
-endpoints = table_of(WebhookEndpoint)
-receipts = table_of(WebhookReceipt)
+endpoints = webhook_endpoints
+receipts = webhook_receipts
 
 _MAX_KEY = 255  # the delivery_key column
 

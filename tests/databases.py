@@ -20,9 +20,9 @@ from sqlalchemy import Engine, text
 
 from config_db.database import make_engine
 from config_db.migrate import HEAD_REVISION, VERSION_TABLE, upgrade
-from config_db.models import Base
+from config_db.models import metadata
 
-TABLES = tuple(table.name for table in Base.metadata.sorted_tables)
+TABLES = tuple(table.name for table in metadata.sorted_tables)
 
 
 def sqlite_template(path: Path, *, migrated: bool) -> Path:
@@ -32,7 +32,7 @@ def sqlite_template(path: Path, *, migrated: bool) -> Path:
         if migrated:
             upgrade(engine)
         else:
-            Base.metadata.create_all(engine)
+            metadata.create_all(engine)
     finally:
         engine.dispose()  # the last connection closed checkpoints the WAL into the main file
     wal = path.with_name(path.name + "-wal")
@@ -58,7 +58,7 @@ def _schema_intact(engine: Engine) -> bool:
 
 def rebuild_postgres(engine: Engine) -> None:
     """Drop whatever schema is there and migrate from scratch."""
-    Base.metadata.drop_all(engine)
+    metadata.drop_all(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {VERSION_TABLE}")
     upgrade(engine)

@@ -28,7 +28,7 @@ from sqlalchemy import text
 from config_db import clients
 from config_db.database import make_engine
 from config_db.migrate import upgrade
-from config_db.models import Base
+from config_db.models import metadata
 from config_db.secrets import SecretBox
 from tests.chaos.erp import ChaosErp
 from tests.chaos.plan import Plan, Size, client_name, plan
@@ -245,7 +245,7 @@ def _waiting(chaos: Chaos, db_url: str, peer: Any) -> int:
 
 def _fresh_database(db_url: str) -> None:
     engine = make_engine(db_url)
-    Base.metadata.drop_all(engine)
+    metadata.drop_all(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
     upgrade(engine)

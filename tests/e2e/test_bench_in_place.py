@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from config_db.database import make_engine
-from config_db.models import Client, SyncLogEntry
+from config_db.models import clients, sync_log
 from tests.e2e.cli import Cli
 
 
@@ -24,9 +24,9 @@ def test_in_place_runs_on_the_named_database_and_keeps_it(migrated_db_url: str) 
     engine = make_engine(migrated_db_url)
     try:
         with engine.connect() as conn:
-            names = set(conn.execute(select(Client.id)).scalars())
+            names = set(conn.execute(select(clients.c.id)).scalars())
             outcomes = conn.execute(
-                select(func.count()).select_from(SyncLogEntry).where(SyncLogEntry.action == "created")
+                select(func.count()).select_from(sync_log).where(sync_log.c.action == "created")
             ).scalar()
     finally:
         engine.dispose()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from config_db.database import make_engine
-from config_db.models import Base
+from config_db.models import metadata
 from tests.integration.buses import (
     LOCK_S,
     MAX_DELIVERIES,
@@ -67,7 +67,7 @@ class Harness:
 
 async def _local(tmp_path: Path) -> AsyncIterator[Harness]:
     engine = make_engine(f"sqlite:///{tmp_path / 'bus.db'}")
-    Base.metadata.create_all(engine)
+    metadata.create_all(engine)
     db = Database(engine)
     clock = OffsetClock()
     bus = LocalBus(db, queue=QUEUE, lock_duration_s=LOCK_S, max_delivery_count=MAX_DELIVERIES, clock=clock)

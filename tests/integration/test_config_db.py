@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from config_db import clients, inbox, sync_log
 from config_db.database import make_engine
 from config_db.migrate import current_revision, head_revision, upgrade
-from config_db.models import Base, ProviderConnection
+from config_db.models import metadata, provider_connections
 from config_db.secrets import SecretBox, SecretKeyError
 
 
@@ -35,7 +35,7 @@ def test_clients_and_connections_round_trip(engine: Engine) -> None:
         assert got is not None and got.base_url == "http://erp2" and got.settings == {"a": "1"}
         assert box.decrypt(got.credentials) == {"token": "s3cret-token"}
         assert clients.list_clients(db) == [("acme", "Acme AS")]
-        raw = db.execute(select(ProviderConnection.credentials)).scalar_one()
+        raw = db.execute(select(provider_connections.c.credentials)).scalar_one()
         assert "s3cret-token" not in raw  # encrypted at rest
 
 
@@ -127,13 +127,13 @@ def test_migrations_build_exactly_the_models(
         url = request.getfixturevalue("postgres_server")
     engine = make_engine(url)
     try:
-        Base.metadata.drop_all(engine)
+        metadata.drop_all(engine)
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
         upgrade(engine)
         assert current_revision(engine) == head_revision()
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == [], f"models and migrations differ: {diff}"
         upgrade(engine)  # idempotent
     finally:

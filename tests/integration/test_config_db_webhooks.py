@@ -62,10 +62,10 @@ def test_receipts_are_per_client_and_provider_and_recording_twice_is_harmless(en
 @pytest.mark.postgres
 def test_a_receipt_recorded_concurrently_does_not_fail_the_other_writer(postgres_server: str) -> None:
     from config_db.database import make_engine
-    from config_db.models import Base
+    from config_db.models import metadata
 
     engine = make_engine(postgres_server)
-    Base.metadata.create_all(engine)
+    metadata.create_all(engine)
     try:
         with engine.begin() as db:
             db.execute(webhooks.receipts.delete())

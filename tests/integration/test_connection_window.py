@@ -17,7 +17,7 @@ from aiohttp import web
 
 from config_db import clients
 from config_db.database import make_engine
-from config_db.models import Base
+from config_db.models import metadata
 from config_db.secrets import SecretBox
 from providers.generic_rest.sandbox import SandboxServer
 from providers.generic_rest.sandbox.app import InjectedFailure
@@ -51,7 +51,7 @@ class Rig:
 @pytest.fixture
 async def rig(tmp_path: Any) -> AsyncIterator[Rig]:
     db = Database(make_engine(f"sqlite:///{tmp_path / 'cwi.db'}"))
-    Base.metadata.create_all(db.engine)
+    metadata.create_all(db.engine)
     async with SandboxServer(token=TOKEN) as sandbox, aiohttp.ClientSession() as http:
         credentials = SecretBox(KEY).encrypt({"token": TOKEN})
 

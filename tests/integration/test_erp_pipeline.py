@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 
 from config_db import clients, sync_log
 from config_db.database import make_engine
-from config_db.models import Base
+from config_db.models import metadata
 from contracts import parse_envelope
 from providers.base import OutboundChange
 from tests.fakes.serve import KINDS, ServedFake, serve_fake
@@ -187,7 +187,7 @@ async def served(request: pytest.FixtureRequest) -> AsyncIterator[ServedFake]:
 @pytest.fixture
 async def rig(served: ServedFake, tmp_path: Path) -> AsyncIterator[Rig]:
     engine = make_engine(f"sqlite:///{tmp_path / 'cwi.db'}")
-    Base.metadata.create_all(engine)
+    metadata.create_all(engine)
     db = Database(engine)
     stored = served.connection(CLIENT, KEY)
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from config_db import clients, webhooks
-from config_db.models import Base
+from config_db.models import metadata
 from providers.tripletex.webhooks import signed_headers
 from tests.integration._ingress import CLIENTS, SECRET_KEY, Call, Listener, listener
 from worker.bootstrap import App, open_app
@@ -281,7 +281,7 @@ async def test_metrics_count_webhooks_and_the_in_process_worker(ingress: Listene
 async def test_a_bus_that_cannot_take_the_envelopes_is_503_and_the_retry_is_published(
     ingress: Listener,
 ) -> None:
-    bus_table = next(t for t in Base.metadata.sorted_tables if t.name == "bus_messages")
+    bus_table = next(t for t in metadata.sorted_tables if t.name == "bus_messages")
     bus_table.drop(ingress.app.db.engine)
     call = ingress.call("globex", key="during-outage")
     answer = await ingress.deliver("globex", call)

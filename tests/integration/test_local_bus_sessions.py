@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection
 
 from config_db.database import make_engine
-from config_db.models import Base
+from config_db.models import metadata
 from tests.integration.local_bus_rig import (
     LOCK_S,
     FakeClock,
@@ -169,8 +169,8 @@ def test_competing_processes_handle_every_message_once_and_keep_session_order(
     postgres_server: str, tmp_path: Path
 ) -> None:
     engine = make_engine(postgres_server)
-    Base.metadata.drop_all(engine)
-    Base.metadata.create_all(engine)
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
     engine.dispose()
     asyncio.run(_publish_sessions(postgres_server, sessions=30, per_session=20))
     outs = [tmp_path / f"worker{n}.jsonl" for n in range(3)]

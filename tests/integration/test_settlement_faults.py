@@ -14,7 +14,7 @@ from typing import Any
 from azure.servicebus.exceptions import ServiceBusError
 
 from config_db.database import make_engine
-from config_db.models import Base
+from config_db.models import metadata
 from tests.dispatching import StaticConnections
 from tests.integration.buses import LOCK_S, QUEUE, azure_bus
 from tests.memory_sides import CLIENT, MemoryErp
@@ -69,7 +69,7 @@ async def test_a_failed_settlement_lets_the_message_go_and_it_comes_back(tmp_pat
     unhandled: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _, context: unhandled.append(context))
     db = Database(make_engine(f"sqlite:///{tmp_path / 'cwi.db'}"))
-    Base.metadata.create_all(db.engine)
+    metadata.create_all(db.engine)
     erp = MemoryErp()
     erp.faults.append("before")  # the first push fails: a delayed retry, whose settlement fails
     bus = SettlementFails(db, lock_duration_s=5)

@@ -89,11 +89,11 @@ def test_two_workers_compete_without_double_processing(
     request: pytest.FixtureRequest, slow_sandbox: str
 ) -> None:
     from config_db.migrate import upgrade
-    from config_db.models import Base
+    from config_db.models import metadata
 
     url = request.getfixturevalue("postgres_server")
     engine = make_engine(url)
-    Base.metadata.drop_all(engine)
+    metadata.drop_all(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
     upgrade(engine)

@@ -9,14 +9,14 @@ import pytest
 from sqlalchemy import Engine
 
 from config_db.database import make_engine
-from config_db.models import Base
+from config_db.models import metadata
 from worker.db import Database
 
 
 @pytest.fixture
 async def db() -> AsyncIterator[Database]:
     database = Database(make_engine("sqlite://"))
-    Base.metadata.create_all(database.engine)
+    metadata.create_all(database.engine)
     yield database
     await database.close()
 
@@ -24,5 +24,5 @@ async def db() -> AsyncIterator[Database]:
 @pytest.fixture
 def engine() -> Engine:
     engine = make_engine("sqlite://")
-    Base.metadata.create_all(engine)
+    metadata.create_all(engine)
     return engine

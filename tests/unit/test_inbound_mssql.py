@@ -8,7 +8,7 @@ from sqlalchemy.dialects import mssql, postgresql, sqlite
 from sqlalchemy.schema import CreateTable
 
 from config_db import sync_log
-from config_db.models import RecordLink, table_of
+from config_db.models import record_links
 
 STATEMENTS = {
     "Q_LINK_BY_EXTERNAL": sync_log.Q_LINK_BY_EXTERNAL,
@@ -34,7 +34,7 @@ def test_the_link_by_external_id_query_is_a_top_1_on_sql_server() -> None:
 
 
 def test_the_fingerprint_column_is_bounded_on_sql_server() -> None:
-    column = table_of(RecordLink).c.cw_fingerprint
+    column = record_links.c.cw_fingerprint
     assert column.type.compile(dialect=mssql.dialect()) == "VARCHAR(64)"
     # What migration 0003 adds, as SQL Server DDL.
     table = Table("record_links", MetaData(), Column("cw_fingerprint", String(64), nullable=True))

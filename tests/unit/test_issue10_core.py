@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import pytest
 
 from config_db.database import make_engine
-from config_db.models import Base
+from config_db.models import metadata
 from contracts import Entity
 from providers.base import CWDraft, CWReference, OutboundChange, PushResult
 from providers.errors import DependencyMissing
@@ -57,7 +57,7 @@ class UniLikeErp(MemoryErp):
 
 async def _sides(erp: MemoryErp) -> Sides:
     db = Database(make_engine("sqlite://"))
-    Base.metadata.create_all(db.engine)
+    metadata.create_all(db.engine)
     return Sides(db, erp)
 
 

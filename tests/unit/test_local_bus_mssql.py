@@ -9,7 +9,7 @@ from sqlalchemy.dialects import mssql, postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from config_db.models import BusMessage
+from config_db.models import bus_messages
 from worker.buses.local_sql import STATEMENTS, ready_statement, select_ready, select_ready_filtered
 
 # deprecate_large_types: what a connection to SQL Server 2012+ sets (TEXT becomes VARCHAR(max))
@@ -56,7 +56,7 @@ def test_postgresql_receives_with_skip_locked(build: Any) -> None:
 
 
 def test_bus_table_and_indexes_render_for_sql_server() -> None:
-    table = BusMessage.__table__
+    table = bus_messages
     ddl = render(CreateTable(table), MSSQL)  # type: ignore[arg-type]
     indexes = [render(CreateIndex(index), MSSQL) for index in table.indexes]  # type: ignore[attr-defined]
 

@@ -10,7 +10,7 @@ from sqlalchemy.dialects import mssql, postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from config_db import clients, inbox, leases, marks, sync_log
-from config_db.models import Base
+from config_db.models import metadata
 
 STATEMENTS = {
     "q_client": clients.q_client("acme"),
@@ -40,7 +40,7 @@ STATEMENTS = {
 }
 
 
-@pytest.mark.parametrize("table", Base.metadata.sorted_tables, ids=lambda t: t.name)
+@pytest.mark.parametrize("table", metadata.sorted_tables, ids=lambda t: t.name)
 def test_ddl_compiles_for_sql_server(table: object) -> None:
     ddl = str(CreateTable(table).compile(dialect=mssql.dialect()))  # type: ignore[arg-type]
     assert "CREATE TABLE" in ddl
@@ -50,7 +50,7 @@ def test_ddl_compiles_for_sql_server(table: object) -> None:
 
 def test_no_unbounded_string_is_indexed_on_sql_server() -> None:
     # NVARCHAR(max) / VARCHAR(max) cannot be a key column on SQL Server.
-    for table in Base.metadata.sorted_tables:
+    for table in metadata.sorted_tables:
         keyed = {c.name for c in table.primary_key.columns}
         for index in table.indexes:
             keyed |= {c.name for c in index.columns}

@@ -42,7 +42,7 @@ from hypothesis.stateful import (
 
 from config_db import sync_log
 from config_db.database import make_engine
-from config_db.models import Base
+from config_db.models import metadata
 from tests.dispatching import StaticConnections
 from tests.memory_sides import (
     CLIENT,
@@ -91,7 +91,7 @@ class RecordLifecycle(RuleBasedStateMachine):
         self.clock = ModelClock()
         _CLOCKS.append(self.clock)
         self.db = Database(make_engine("sqlite://"))
-        Base.metadata.create_all(self.db.engine)
+        metadata.create_all(self.db.engine)
         self.bus = LocalBus(
             self.db, lock_duration_s=LOCK_S, max_delivery_count=MAX_DELIVERIES, clock=self.clock
         )

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from config_db.database import make_engine
-from config_db.models import Base
+from config_db.models import metadata
 from contracts import DeadLetterReason
 from tests.dispatching import CommittingDispatcher, StaticConnections
 from tests.memory_sides import CLIENT, POLICY, RECORD, Sides, body, fields_of
@@ -25,7 +25,7 @@ from worker.messaging.outcomes import Complete, DeadLetter, Retry
 @pytest.fixture
 async def sides() -> AsyncIterator[Sides]:
     db = Database(make_engine("sqlite://"))
-    Base.metadata.create_all(db.engine)
+    metadata.create_all(db.engine)
     yield Sides(db)
     await db.close()
 

@@ -54,7 +54,7 @@ def test_a_worker_on_sqlite_loads_no_other_database_dialect() -> None:
         import config_db.models, worker.bootstrap, worker.messaging.runner
         from config_db import prepared, sync_log
         engine = sqlalchemy.create_engine("sqlite://")
-        config_db.models.Base.metadata.create_all(engine)
+        config_db.models.metadata.create_all(engine)
         prepared.insert_if_absent(sync_log.log, ("id",), "sqlite")
         dialects = {n.split(".")[2] for n in sys.modules if n.startswith("sqlalchemy.dialects.")}
         print(sorted(dialects - {"_typing"}))

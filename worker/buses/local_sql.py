@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     CTE,
@@ -19,7 +19,6 @@ from sqlalchemy import (
     Insert,
     ScalarSelect,
     Select,
-    Table,
     Update,
     and_,
     bindparam,
@@ -34,10 +33,10 @@ from sqlalchemy import (
     update,
 )
 
-from config_db.models import BusMessage
+from config_db.models import bus_messages
 from contracts.reasons import DeadLetterReason
 
-BUS = cast(Table, BusMessage.__table__)
+BUS = bus_messages
 ACTIVE = "active"
 DEADLETTERED = "deadlettered"
 

@@ -21,8 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select, update
 
-from config_db.inbox import inbox
-from config_db.models import utcnow
+from config_db.models import inbox, utcnow
 
 CLAIM_CLIENT = "~operators"
 DONE = frozenset({"replayed", "purged", "gone"})
