@@ -127,3 +127,32 @@ def test_the_run_command_loads_neither_rich_nor_the_reconciler() -> None:
         print(before, loaded()[0])
     """)
     assert out == "(False, False) True"
+
+
+def test_a_worker_loads_no_orm_no_rich_and_no_web_framework(tmp_path: Path) -> None:
+    """The tables are Core tables: ``cwi run`` never loads SQLAlchemy's ORM (5.6 MB), nor rich,
+    uvicorn or Starlette (the listener's)."""
+    env = f"sqlite:///{tmp_path / 'cwi.db'}"
+    _run(f"""
+        import os
+        os.environ["CWI_DATABASE_URL"] = {env!r}
+        from worker.cli.main import main
+        try:
+            main(["db", "upgrade"])
+        except SystemExit as exit:
+            assert not exit.code, exit.code
+    """)
+    out = _run(f"""
+        import contextlib, io, os, sys
+        os.environ["CWI_DATABASE_URL"] = {env!r}
+        os.environ["CWI_LOG_LEVEL"] = "WARNING"
+        from worker.cli.main import main
+        with contextlib.redirect_stderr(io.StringIO()):
+            try:
+                main(["run", "--until-idle"])
+            except SystemExit as exit:
+                assert not exit.code, exit.code
+        heavy = ("sqlalchemy.orm", "rich", "uvicorn", "starlette", "alembic")
+        print(sorted({{m for m in sys.modules if m.startswith(heavy)}}), "worker.messaging.runner" in sys.modules)
+    """)
+    assert out.splitlines()[-1] == "[] True"
