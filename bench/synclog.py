@@ -14,6 +14,11 @@ one connection): p50/p99 in milliseconds over ``--samples`` random keys, lookups
 waits behind it) and the lookups again afterwards (it deletes rows: generate again after it).
 ``--throughput EVENTS`` runs ``cwi bench --in-place`` on this database beside ``cwi bench`` on an
 empty one on the same server (``--rounds`` times, interleaved) and prints the ratio.
+
+``--cold`` starts each measurement (the lookups, the operators' queries, each throughput run) from
+cold caches: PostgreSQL restarted (its shared buffers empty) and the operating system's page cache
+dropped, by ``--cold-command`` (default: Debian's ``pg_ctlcluster`` and ``/proc/sys/vm/drop_caches``,
+which need root). Without it the database's files are as warm as the runs before left them.
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ from config_db import history, inbox, marks, sync_log
 from providers.registry import KINDS
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/cwi_bench_synclog"
+COLD_COMMAND = (
+    "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart"
+    " && sync && echo 3 > /proc/sys/vm/drop_caches"
+)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,6 +59,35 @@ def _ms(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     return {"p50_ms": round(statistics.median(ordered), 3), "p99_ms": round(p99, 3), "n": len(ordered)}
+
+
+class Cold:
+    """Empties PostgreSQL's and the operating system's caches before a measurement (``--cold``);
+    does nothing when ``command`` is None."""
+
+    def __init__(self, engine: Engine, command: str | None) -> None:
+        self.engine, self.command, self.times = engine, command, 0
+
+    def __call__(self) -> None:
+        if self.command is None:
+            return
+        self.engine.dispose()
+        done = subprocess.run(["sh", "-c", self.command], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+            raise SystemExit(f"--cold: {self.command!r} failed: {why} (it needs root; see --cold-command)")
+        deadline = time.monotonic() + 60
+        while True:  # the server takes a moment to accept connections again
+            try:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.engine.dispose()
+        self.times += 1
 
 
 def _keys(conn: Connection, samples: int) -> list[Any]:
@@ -193,9 +231,10 @@ def operators(engine: Engine, url: str, repeat: int) -> dict[str, Any]:
     return found
 
 
-def throughput(url: str, events: int, rounds: int) -> dict[str, Any]:
+def throughput(url: str, events: int, rounds: int, cold: Callable[[], None]) -> dict[str, Any]:
     """``cwi bench`` (latency 0, 16 in flight, one process) on this database as it is (``--in-place``)
-    and on an empty scratch database on the same server, interleaved ``rounds`` times."""
+    and on an empty scratch database on the same server, interleaved ``rounds`` times, each run after
+    ``cold()``."""
     from sqlalchemy.engine import make_url
 
     server = make_url(url).set(database="postgres").render_as_string(hide_password=False)
@@ -206,6 +245,7 @@ def throughput(url: str, events: int, rounds: int) -> dict[str, Any]:
             ("empty", ["--database-url", server]),
             ("ten million rows", ["--database-url", url, "--in-place"]),
         ):
+            cold()
             out = subprocess.run(cwi + extra, check=True, capture_output=True, text=True).stdout
             runs[label].append(json.loads(out.strip().splitlines()[-1])["events_per_s"])
     empty, full = statistics.median(runs["empty"]), statistics.median(runs["ten million rows"])
@@ -303,6 +343,8 @@ def main() -> None:
         help="also cwi bench here and on an empty database",
     )
     parser.add_argument("--rounds", type=int, default=2, help="of --throughput, interleaved")
+    parser.add_argument("--cold", action="store_true", help="each measurement from cold caches")
+    parser.add_argument("--cold-command", default=os.environ.get("CWI_BENCH_COLD_COMMAND", COLD_COMMAND))
     args = parser.parse_args()
     result: dict[str, Any] = {
         "benchmark": "synclog",
@@ -316,12 +358,16 @@ def main() -> None:
         result["generated"] = generate(engine, args.rows, args.clients, args.days)
     result["indexes_built"] = build_indexes(engine)
     result["rows"] = table_counts(engine)
+    cold = Cold(engine, args.cold_command if args.cold else None)
+    cold()
     result["lookups"] = lookups(engine, args.samples)
+    cold()
     result["operators"] = operators(engine, args.url, args.repeat)
     if args.explain:
         result["plans"] = explain(engine)
     if args.throughput:
-        result["throughput"] = throughput(args.url, args.throughput, args.rounds)
+        result["throughput"] = throughput(args.url, args.throughput, args.rounds, cold)
+    result["cold_starts"] = cold.times
     if args.prune:
         result["prune"] = prune(engine, args.prune, args.samples)
     result["machine"]["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
