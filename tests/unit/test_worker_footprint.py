@@ -153,6 +153,7 @@ def test_a_worker_loads_no_orm_no_rich_and_no_web_framework(tmp_path: Path) -> N
             except SystemExit as exit:
                 assert not exit.code, exit.code
         heavy = ("sqlalchemy.orm", "rich", "uvicorn", "starlette", "alembic")
-        print(sorted({{m for m in sys.modules if m.startswith(heavy)}}), "worker.messaging.runner" in sys.modules)
+        loaded = sorted({{m for m in sys.modules if m.startswith(heavy)}})
+        print(loaded, "worker.messaging.runner" in sys.modules)
     """)
     assert out.splitlines()[-1] == "[] True"

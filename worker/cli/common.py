@@ -26,16 +26,20 @@ T = TypeVar("T")
 _consoles: dict[str, Console] = {}
 
 
-def __getattr__(name: str) -> Console:
-    """``console`` and ``err_console``: rich's Consoles, made when a command first prints with one.
-    ``cwi run`` never does, and its process stays without rich (1.8 MB of its peak memory)."""
-    if name not in ("console", "err_console"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def _console(name: str) -> Console:
     if name not in _consoles:
         from rich.console import Console
 
         _consoles[name] = Console(stderr=name == "err_console", soft_wrap=True)
     return _consoles[name]
+
+
+def __getattr__(name: str) -> Console:
+    """``console`` and ``err_console``: rich's Consoles, made when a command first prints with one.
+    ``cwi run`` never does, and its process stays without rich (1.8 MB of its peak memory)."""
+    if name not in ("console", "err_console"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _console(name)
 
 
 # console and err_console come from __getattr__ above.
@@ -87,7 +91,7 @@ def start_long_running(s: Settings, *, worker: bool) -> None:
     require_migrated(s)
     if problems:
         for problem in problems:
-            __getattr__("err_console").print(f"  {problem}", markup=False, highlight=False)
+            _console("err_console").print(f"  {problem}", markup=False, highlight=False)
         fail(
             f"CWI_SECRET_KEY cannot read the credentials of {len(problems)} connection(s): "
             "set the key they were stored with (several may be given, newest first)",
