@@ -361,11 +361,8 @@ def last_outcomes(db: Connection) -> list[dict[str, object]]:
     """Per connection (and per client and provider that failed): when the last success and the last
     failure were journalled. Failures from their partial index; each last success by walking the
     client's newest rows back (``ix_sync_log_client_at``) to the first success: never the whole log."""
-    connections = provider_connections
-    pairs = {
-        (str(r.client_id), str(r.kind))
-        for r in db.execute(select(connections.c.client_id, connections.c.kind))
-    }
+    c = provider_connections.c
+    pairs = {(str(r.client_id), str(r.kind)) for r in db.execute(select(c.client_id, c.kind))}
     failures = {(str(r.client_id), str(r.provider or "")): r.id for r in db.execute(Q_LAST_FAILURES)}
     failed_ids = list(failures.values())
     failed_at = {r.id: r.at for r in db.execute(select(log.c.id, log.c.at).where(log.c.id.in_(failed_ids)))}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -23,15 +24,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-_consoles: dict[str, Console] = {}
-
-
+@functools.cache
 def _console(name: str) -> Console:
-    if name not in _consoles:
-        from rich.console import Console
+    from rich.console import Console
 
-        _consoles[name] = Console(stderr=name == "err_console", soft_wrap=True)
-    return _consoles[name]
+    return Console(stderr=name == "err_console", soft_wrap=True)
 
 
 def __getattr__(name: str) -> Console:

@@ -15,7 +15,7 @@ import typer
 from config_db import sync_log
 from worker.bootstrap import database, open_app, open_provider
 from worker.buses.base import BusStats, BusStatsUnavailable, DeadLetterQueue
-from worker.cli import common
+from worker.cli import common  # common.console, not the name: `cwi run` must not make (load) it
 from worker.cli.common import (
     connection_of,
     exit_with,
