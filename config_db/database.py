@@ -10,19 +10,29 @@ from sqlalchemy.pool import NullPool, StaticPool
 
 from config_db.prepared import run_direct
 
+BUSY_TIMEOUT_MS = 30_000
+"""How long an SQLite statement waits for another connection's lock before it fails."""
+
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+WAL_SIZE_LIMIT = 128 * 1024 * 1024
+"""Bytes of write-ahead log file kept once the log starts over: a log that grew past it (restarts
+held off by a long read) is cut back then; below it the file is reused, never shrunk (writing over
+a page is cheaper than appending one)."""
 
 
 def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA wal_autocheckpoint=0")
+    cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     cur.close()
 
 

@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine
@@ -106,3 +107,75 @@ def test_the_worker_database_checkpoints_in_the_background_on_an_sqlite_file(
         assert _autocheckpoint(db.engine) == (0 if background else 1000)
     finally:
         asyncio.run(db.close())
+
+
+def _insert_a_page(conn: Connection) -> None:
+    conn.exec_driver_sql("INSERT INTO t VALUES (randomblob(3000))")
+
+
+class _Load:
+    """The worker's own writes at full tilt: rounds of 16 group-committed inserts of about a page
+    each through ``Database.batched``, on an engine that never checkpoints by itself."""
+
+    def __init__(self, path: Path, **options: Any) -> None:
+        self.path, self.wal = path, Path(f"{path}-wal")
+        self.db = Database(make_engine(f"sqlite:///{path}", autocheckpoint=False), **options)
+        self.db.run_sync(lambda conn: conn.exec_driver_sql("CREATE TABLE t (x BLOB)"))
+        self.written = self.largest_log = 0
+
+    async def rounds(self, n: int) -> None:
+        for _ in range(n):
+            await asyncio.gather(*(self.db.batched(_insert_a_page) for _ in range(16)))
+            self.written += 16 * 3000
+            self.largest_log = max(self.largest_log, self.wal.stat().st_size)
+
+    def rows(self) -> int:
+        return int(self.db.run_sync(lambda conn: conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one()))
+
+
+def test_under_steady_writes_the_log_starts_over_instead_of_growing(tmp_path: Path) -> None:
+    """A passive checkpoint never catches up with a writer that keeps writing, so the log only
+    ever grew (750 MB in eight seconds of `cwi bench`); past ``restart_frames`` pages it restarts."""
+    load = _Load(tmp_path / "s.db", checkpoint_s=0.005, restart_frames=200)
+    try:
+        asyncio.run(load.rounds(500))  # 24 MB of rows
+    finally:
+        asyncio.run(load.db.close())
+    assert load.db.checkpointer is not None and load.db.checkpointer.restarts > 0
+    assert load.largest_log < load.written / 4
+    assert load.rows() == 8000
+
+
+def test_a_long_read_holds_the_restart_off_but_never_the_writer_for_long(tmp_path: Path) -> None:
+    """A reader of an older snapshot keeps the log from starting over: the restart waits for it at
+    most RESTART_WAIT_MS, then not again for ``restart_backoff_s``; every write goes through."""
+    load = _Load(tmp_path / "r.db", checkpoint_s=0.005, restart_frames=50)
+    checkpointer = load.db.checkpointer
+    assert checkpointer is not None
+    checkpointer._restart_backoff_s = 0.5
+    reader = sqlite3.connect(load.path, isolation_level=None)
+
+    async def run() -> tuple[int, float]:
+        await load.rounds(2)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM t").fetchone()  # holds this snapshot
+        held_since = time.monotonic()
+        while checkpointer.held_off < 2 and time.monotonic() - held_since < 20:
+            await load.rounds(5)
+        held_for = time.monotonic() - held_since
+        restarts = checkpointer.restarts
+        reader.execute("COMMIT")
+        deadline = time.monotonic() + 10
+        while checkpointer.restarts == restarts and time.monotonic() < deadline:
+            await load.rounds(5)
+        return restarts, held_for
+
+    try:
+        restarts, held_for = asyncio.run(run())
+    finally:
+        asyncio.run(load.db.close())
+        reader.close()
+    assert restarts == 0  # not while the reader held its snapshot
+    assert 2 <= checkpointer.held_off <= held_for / 0.5 + 2  # one wait per backoff, no more
+    assert checkpointer.restarts > 0  # the reader gone, the log starts over
+    assert load.rows() == load.written // 3000
