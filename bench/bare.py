@@ -90,9 +90,11 @@ def main() -> None:
     args = parser.parse_args()
     token = secrets.token_urlsafe(16)
     bodies = [m.body for m in messages_for(args.events, max(64, args.concurrency * 2))]
-    workdir = Path(tempfile.mkdtemp(prefix="cwi-bare-"))
-    with sandbox_process(token, args.latency_ms) as base_url:
-        seconds, cpu_s = asyncio.run(_run(base_url, token, bodies, args.concurrency, workdir / "bare.db"))
+    with (
+        tempfile.TemporaryDirectory(prefix="cwi-bare-") as workdir,
+        sandbox_process(token, args.latency_ms) as url,
+    ):
+        seconds, cpu_s = asyncio.run(_run(url, token, bodies, args.concurrency, Path(workdir) / "bare.db"))
     print(
         json.dumps(
             {

@@ -170,15 +170,16 @@ async def _run(
 
 
 @contextmanager
-def scratch_database(server_url: str | None, workdir: Path, *, in_place: bool = False) -> Iterator[str]:
-    """A fresh, empty database for one run: SQLite in ``workdir``, or on the PostgreSQL server
-    ``server_url`` names a database of its own, dropped afterwards. ``in_place``: the database
-    ``server_url`` names, as it is, kept afterwards."""
+def scratch_database(server_url: str | None, *, in_place: bool = False) -> Iterator[str]:
+    """A fresh, empty database for one run: SQLite in a temporary folder, or on the PostgreSQL
+    server ``server_url`` names a database of its own; either is gone afterwards. ``in_place``:
+    the database ``server_url`` names, as it is, kept afterwards."""
     if in_place and server_url:
         yield server_url
         return
     if server_url is None or server_url.startswith("sqlite"):
-        yield f"sqlite:///{workdir / 'bench.db'}"
+        with tempfile.TemporaryDirectory(prefix="cwi-bench-") as folder:
+            yield f"sqlite:///{Path(folder) / 'bench.db'}"
         return
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -309,7 +310,6 @@ def run_bench(
     rows from bench/synclog.py), with clients named afresh so that runs never meet. ``cli``: the
     worker is ``cwi run`` in a process of its own (``_cli_worker``): its peak RSS is the one operators
     see; its time includes the process's start (about a second), so its events/s are lower."""
-    workdir = Path(tempfile.mkdtemp(prefix="cwi-bench-"))
     # Twice the messages in flight, over every process: each client's messages go one at a time,
     # so fewer clients than that would bound the run (at 100 ms with 64 in flight, four processes
     # over 128 clients did 510/s, over 512 clients 698/s).
@@ -317,7 +317,7 @@ def run_bench(
     configure(fmt="json", level="WARNING", stream=open(os.devnull, "w"))  # noqa: SIM115
     token = secrets.token_urlsafe(16)
     prefix = f"bench-{secrets.token_hex(3)}-" if in_place else "bench"
-    with scratch_database(database_url, workdir, in_place=in_place) as url:
+    with scratch_database(database_url, in_place=in_place) as url:
         if processes > 1 and url.startswith("sqlite"):
             raise ValueError("several worker processes need PostgreSQL (--database-url)")
         # A generated key, as operators are told to make (`cwi secrets generate-key`): a passphrase
