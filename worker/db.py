@@ -100,7 +100,7 @@ class Database:
             conn = self._kept.conn = self.engine.connect()
             self._kept_all.append(conn)
         if self.checkpointer is not None and self.checkpointer.restart_due:
-            self.checkpointer.restart(conn.connection.dbapi_connection)
+            self.checkpointer.restart(conn)
         try:
             with conn.begin():
                 return work(conn)
@@ -296,21 +296,15 @@ class Checkpointer:
         if frames >= self._restart_frames and time.monotonic() >= self._restart_after:
             self.restart_due = True
 
-    def restart(self, dbapi_conn: Any) -> None:
-        """The RESTART checkpoint, on the writer's connection between two of its transactions."""
+    def restart(self, conn: Connection) -> None:
+        """The RESTART checkpoint, on the writer's connection between two of its transactions.
+        Never fails the writer: an error counts as held off (tried again ``restart_backoff_s`` on)."""
         self.restart_due = False
-        cursor = dbapi_conn.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
-            try:
-                busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-            finally:
-                cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        except Exception as exc:  # noqa: BLE001 - the writer's transaction goes on; tried again later
+            busy = _restart(conn.connection.dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - the writer's transaction goes on
             log.debug("log restart skipped", error=f"{exc.__class__.__name__}: {exc}")
             busy = True
-        finally:
-            cursor.close()
         if busy:
             self.held_off += 1
             self._restart_after = time.monotonic() + self._restart_backoff_s
@@ -321,6 +315,20 @@ class Checkpointer:
         """Checkpoint once more (what the last commits wrote) and end the thread."""
         self._stopping.set()
         self._thread.join()
+
+
+def _restart(dbapi_conn: Any) -> bool:
+    """SQLite's RESTART checkpoint waiting at most ``RESTART_WAIT_MS``; True when it was held off."""
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+        try:
+            busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+    return bool(busy)
 
 
 def _closed(conn: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine
 
+import worker.db
 from config_db.database import make_engine
 from worker.bootstrap import make_database
 from worker.db import Database
@@ -179,3 +180,30 @@ def test_a_long_read_holds_the_restart_off_but_never_the_writer_for_long(tmp_pat
     assert 2 <= checkpointer.held_off <= held_for / 0.5 + 2  # one wait per backoff, no more
     assert checkpointer.restarts > 0  # the reader gone, the log starts over
     assert load.rows() == load.written // 3000
+
+
+def test_a_restart_that_fails_never_fails_the_writers_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restart runs before one of the writer's transactions: its error is a restart held off
+    (tried again later), and the transaction goes on."""
+
+    def locked(_conn: object) -> bool:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(worker.db, "_restart", locked)
+    load = _Load(tmp_path / "f.db", checkpoint_s=30)
+    checkpointer = load.db.checkpointer
+    assert checkpointer is not None
+
+    async def run() -> None:
+        await load.rounds(1)
+        checkpointer.restart_due = True
+        await load.rounds(1)
+
+    try:
+        asyncio.run(run())
+    finally:
+        asyncio.run(load.db.close())
+    assert (checkpointer.held_off, checkpointer.restarts, checkpointer.restart_due) == (1, 0, False)
+    assert load.rows() == 32
