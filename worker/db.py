@@ -277,8 +277,11 @@ class Checkpointer:
             stopping = self._stopping.wait(self._period_s)
             try:
                 conn = conn or self._engine.raw_connection()
-                self._checkpoint(conn)
-                self.runs += 1
+                # While a restart is due, the writer is about to copy everything itself: two
+                # checkpoints at once would make its restart find ours in the way (held off).
+                if stopping or not self.restart_due:
+                    self._checkpoint(conn)
+                    self.runs += 1
             except Exception as exc:  # noqa: BLE001 - locked or gone for now: the next period
                 log.debug("checkpoint skipped", error=f"{exc.__class__.__name__}: {exc}")
                 _closed(conn)
