@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine
 
+import config_db.database
 import worker.db
 from config_db.database import make_engine
 from worker.bootstrap import make_database
@@ -147,38 +148,47 @@ def test_under_steady_writes_the_log_starts_over_instead_of_growing(tmp_path: Pa
     assert load.rows() == 8000
 
 
-def test_a_long_read_holds_the_restart_off_but_never_the_writer_for_long(tmp_path: Path) -> None:
+def test_a_long_read_holds_the_restart_off_but_never_the_writer_for_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A reader of an older snapshot keeps the log from starting over: the restart waits for it at
-    most RESTART_WAIT_MS, then not again for ``restart_backoff_s``; every write goes through."""
+    most RESTART_WAIT_MS, then not again for ``restart_backoff_s``; every write goes through. Once
+    the reader is gone the log starts over, and its file is cut back to WAL_SIZE_LIMIT."""
+    monkeypatch.setattr(config_db.database, "WAL_SIZE_LIMIT", 1_000_000)
     load = _Load(tmp_path / "r.db", checkpoint_s=0.005, restart_frames=50)
     checkpointer = load.db.checkpointer
     assert checkpointer is not None
     checkpointer._restart_backoff_s = 0.5
     reader = sqlite3.connect(load.path, isolation_level=None)
 
-    async def run() -> tuple[int, float]:
+    async def run() -> tuple[int, float, int]:
         await load.rounds(2)
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM t").fetchone()  # holds this snapshot
         held_since = time.monotonic()
-        while checkpointer.held_off < 2 and time.monotonic() - held_since < 20:
+        while (
+            checkpointer.held_off < 2 or load.largest_log < 3_000_000
+        ) and time.monotonic() - held_since < 20:
             await load.rounds(5)
+            await asyncio.sleep(0.02)  # a few MB of log while the reader holds it, not a hundred
         held_for = time.monotonic() - held_since
         restarts = checkpointer.restarts
         reader.execute("COMMIT")
         deadline = time.monotonic() + 10
         while checkpointer.restarts == restarts and time.monotonic() < deadline:
             await load.rounds(5)
-        return restarts, held_for
+            await asyncio.sleep(0.02)
+        return restarts, held_for, load.wal.stat().st_size
 
     try:
-        restarts, held_for = asyncio.run(run())
+        restarts, held_for, log_after = asyncio.run(run())
     finally:
         asyncio.run(load.db.close())
         reader.close()
     assert restarts == 0  # not while the reader held its snapshot
     assert 2 <= checkpointer.held_off <= held_for / 0.5 + 2  # one wait per backoff, no more
     assert checkpointer.restarts > 0  # the reader gone, the log starts over
+    assert load.largest_log >= 3_000_000 > 2_000_000 > log_after  # and its file is cut back
     assert load.rows() == load.written // 3000
 
 
