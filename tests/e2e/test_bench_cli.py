@@ -4,6 +4,10 @@ drained; the figures are that process's."""
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
+
+import pytest
 
 from tests.e2e.cli import Cli
 
@@ -24,3 +28,15 @@ def test_cli_on_another_bus_is_one_line(sqlite_url: str) -> None:
     assert proc.returncode == 2
     assert "--cli runs one `cwi run` on the local bus" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_bench_leaves_no_scratch_folder_behind(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its SQLite database (tens of MB at a few thousand events) goes with the run."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    proc = Cli(sqlite_url).run("bench", "--events", "20", "--concurrency", "4")
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["events"] == 20
+    assert list(scratch.iterdir()) == []
