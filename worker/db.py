@@ -86,8 +86,6 @@ class Database:
         if self.is_sqlite and not isinstance(engine.pool, StaticPool):
             self._kept = threading.local()
         self._kept_all: list[Connection] = []
-        self._loop_conn: Connection | None = None
-        """The event loop's own connection for group commits (``_run_inline``)."""
 
     def run_sync(self, work: Work[T]) -> T:
         with self.engine.begin() as conn:
@@ -158,9 +156,7 @@ class Database:
         while self._pending:
             batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
             try:
-                results = self._run_inline(batch)
-                if results is None:
-                    results = await loop.run_in_executor(self._executor, self._run_batch, batch)
+                results = await loop.run_in_executor(self._executor, self._run_batch, batch)
             except BaseException as exc:  # noqa: BLE001 - delivered to every waiter
                 if isinstance(exc, Exception) and unreachable(exc):
                     batch = await self._outlast(batch, exc)
@@ -201,39 +197,6 @@ class Database:
             return []
         return patient
 
-    def _run_inline(self, batch: list[Pending]) -> list[tuple[bool, Any]] | None:
-        """The worker's group commit on the event loop's own thread and connection (SQLite file,
-        ``Checkpointer`` running), when SQLite's write lock is free this instant; None otherwise,
-        and then the writer thread runs it (``_run_batch``, which waits for the lock).
-
-        Handing each batch to a thread cost more than the batch: the thread and the event loop
-        passed the GIL back and forth at every statement, and ``cwi bench`` did about a fifth more
-        with the batches run here (1,747 against 1,463 events/s, four interleaved pairs). A batch
-        holds the loop for its few milliseconds, never for a lock: this connection waits for none
-        (``busy_timeout`` 0). Anything unusual (the lock taken, a failing function, a broken
-        connection, a restart of the log due) leaves it to the writer thread, which runs the
-        batch again from the start: every function given here is safe to run twice."""
-        if self.checkpointer is None or self.checkpointer.restart_due:
-            return None
-        try:
-            conn = self._loop_conn
-            if conn is None or conn.closed:
-                conn = self._loop_conn = self.engine.connect()
-                conn.connection.dbapi_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
-            with conn.begin():
-                return [(True, work(conn)) for work, _, _ in batch]
-        except Exception:  # noqa: BLE001 - the writer thread runs it, and reports what fails
-            self._drop_loop_conn()
-            return None
-
-    def _drop_loop_conn(self) -> None:
-        """Close the loop's connection for good: never back to the pool with its busy timeout of 0."""
-        if self._loop_conn is not None:
-            with contextlib.suppress(Exception):
-                self._loop_conn.invalidate()
-            _closed(self._loop_conn)
-            self._loop_conn = None
-
     def _run_batch(self, batch: list[Pending]) -> list[tuple[bool, Any]]:
         try:
             return self._in_thread(lambda conn: [(True, work(conn)) for work, _, _ in batch])
@@ -257,7 +220,6 @@ class Database:
         for conn in self._kept_all:
             _closed(conn)
         self._kept_all.clear()
-        self._drop_loop_conn()
         if self.checkpointer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.stop)
         self.engine.dispose()
