@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from worker.db import CHECKPOINT_S, Database
+from worker.checkpoints import CHECKPOINT_S
+from worker.db import Database
 from worker.extras import extra_needed
 from worker.logging import get_logger
 from worker.settings import Settings
@@ -128,7 +129,7 @@ def make_engine(settings: Settings, *, pool_size: int | None = None, autocheckpo
 
 def make_database(settings: Settings) -> Database:
     """The worker's database. On an SQLite file its commits leave checkpoints to a thread of their
-    own (``worker.db.Checkpointer``)."""
+    own (``worker.checkpoints.Checkpointer``)."""
     from config_db.database import is_sqlite_file
 
     background = is_sqlite_file(settings.database_url)

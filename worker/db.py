@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import functools
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -26,6 +25,7 @@ from sqlalchemy.pool import StaticPool
 
 from config_db.database import BUSY_TIMEOUT_MS
 from worker import tracing
+from worker.checkpoints import RESTART_FRAMES, Checkpointer, close_quietly
 from worker.logging import get_logger
 from worker.outage import Outage, is_impatient, unreachable
 
@@ -37,18 +37,8 @@ Journal = Callable[[Connection], None]
 """Database work that journals what happened, committed by whoever settles the message."""
 
 _MAX_BATCH = 256
-CHECKPOINT_S = 0.05
-"""How often the checkpointer copies SQLite's write-ahead log into the database file."""
-RESTART_FRAMES = 16_000
-"""Pages in the write-ahead log (64 MB) past which the checkpointer makes it start over. Each
-restart holds the writer for the few pages left to copy (about 10 ms in ``cwi bench``); at 1,000
-pages (SQLite's own threshold) that came every period and cost more than the zeroing it saved."""
-RESTART_WAIT_MS = 200
-"""How long a restart waits for readers of an older snapshot (writers wait meanwhile)."""
-RESTART_BACKOFF_S = 10.0
-"""After a restart that a reader held off, how long before the next try (the log grows meanwhile)."""
-
-
+INLINE_MAX = 32
+"""Work items of a group commit that may run on the event loop's thread (``_run_inline``)."""
 Pending = tuple[Work[Any], asyncio.Future[Any], bool]
 """Queued work, its caller's future, and whether the caller can wait out an outage."""
 
@@ -86,6 +76,10 @@ class Database:
         if self.is_sqlite and not isinstance(engine.pool, StaticPool):
             self._kept = threading.local()
         self._kept_all: list[Connection] = []
+        self._lends = self.checkpointer is not None and self._kept is not None and threads == 1
+        """The worker's one SQLite writer thread lends its connection to the loop (``_run_inline``)."""
+        self._using = threading.Lock()
+        """Held while a kept connection is in use: by its thread, or by the loop borrowing it."""
 
     def run_sync(self, work: Work[T]) -> T:
         with self.engine.begin() as conn:
@@ -95,21 +89,22 @@ class Database:
         """``work`` in a transaction of its own, on one of our threads (see ``_kept``)."""
         if self._kept is None:
             return self.run_sync(work)
-        conn: Connection | None = getattr(self._kept, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._kept.conn = self.engine.connect()
-            self._kept_all.append(conn)
-        if self.checkpointer is not None and self.checkpointer.restart_due:
-            self.checkpointer.restart(conn)
-        try:
-            with conn.begin():
-                return work(conn)
-        except BaseException:
-            if conn.invalidated:  # the next transaction connects afresh
-                self._kept.conn = None
-                self._kept_all.remove(conn)
-                _closed(conn)
-            raise
+        with self._using:
+            conn: Connection | None = getattr(self._kept, "conn", None)
+            if conn is None or conn.closed:
+                conn = self._kept.conn = self.engine.connect()
+                self._kept_all.append(conn)
+            if self.checkpointer is not None and self.checkpointer.restart_due:
+                self.checkpointer.restart(conn)
+            try:
+                with conn.begin():
+                    return work(conn)
+            except BaseException:
+                if conn.invalidated:  # the next transaction connects afresh
+                    self._kept.conn = None
+                    self._kept_all.remove(conn)
+                    close_quietly(conn)
+                raise
 
     async def ping(self) -> None:
         loop = asyncio.get_running_loop()
@@ -156,7 +151,9 @@ class Database:
         while self._pending:
             batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
             try:
-                results = await loop.run_in_executor(self._executor, self._run_batch, batch)
+                results = self._run_inline(batch)
+                if results is None:
+                    results = await loop.run_in_executor(self._executor, self._run_batch, batch)
             except BaseException as exc:  # noqa: BLE001 - delivered to every waiter
                 if isinstance(exc, Exception) and unreachable(exc):
                     batch = await self._outlast(batch, exc)
@@ -197,6 +194,45 @@ class Database:
             return []
         return patient
 
+    def _run_inline(self, batch: list[Pending]) -> list[tuple[bool, Any]] | None:
+        """A small group commit of the worker on the event loop's thread, on the writer's own SQLite
+        connection when that is idle and SQLite's write lock is free this instant; None otherwise
+        (the writer thread then runs it, waiting for the lock, as it runs every large batch).
+
+        Handing a batch to the thread cost more than the batch: the thread and the event loop
+        passed the GIL to each other at every statement, so they mostly ran one after the other.
+        Large batches (many messages in flight, the loop busy) stay on the thread, whose SQLite
+        work then runs beside the loop. A batch here holds the loop for its milliseconds, never for
+        a lock (``busy_timeout`` 0 meanwhile). Anything unusual (the lock taken, a function failing,
+        the connection broken, a restart of the log due) leaves the batch to the thread, which runs
+        it again from the start: every function given here is safe to run twice."""
+        if (
+            not self._lends
+            or len(self._kept_all) != 1
+            or len(batch) > INLINE_MAX
+            or (self.checkpointer is not None and self.checkpointer.restart_due)
+            or not self._using.acquire(blocking=False)
+        ):
+            return None
+        conn = self._kept_all[0]
+        try:
+            if conn.closed or conn.invalidated:
+                return None
+            raw: Any = conn.connection.dbapi_connection
+            raw.execute("PRAGMA busy_timeout=0")
+            try:
+                with conn.begin():
+                    return [(True, work(conn)) for work, _, _ in batch]
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except Exception:  # noqa: BLE001 - the thread runs it again and reports what fails
+            with contextlib.suppress(Exception):
+                if conn.in_transaction():
+                    conn.rollback()
+            return None
+        finally:
+            self._using.release()
+
     def _run_batch(self, batch: list[Pending]) -> list[tuple[bool, Any]]:
         try:
             return self._in_thread(lambda conn: [(True, work(conn)) for work, _, _ in batch])
@@ -218,127 +254,11 @@ class Database:
             await self._flusher
         self._executor.shutdown(wait=True)
         for conn in self._kept_all:
-            _closed(conn)
+            close_quietly(conn)
         self._kept_all.clear()
         if self.checkpointer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.stop)
         self.engine.dispose()
-
-
-class Checkpointer:
-    """SQLite's checkpoints (the write-ahead log copied into the database file, then synced) in a
-    thread and connection of their own, every ``period_s``.
-
-    SQLite's default, ``wal_autocheckpoint``, makes the commit that crosses 1,000 pages of log do
-    the copy while every caller of that group commit waits: about 40 % of the commits' time in
-    ``cwi bench``, and moving it here took the worker from about 780 to 890 events/s (same sitting).
-    SQLite releases the GIL while it copies, so this runs beside the writer. PASSIVE never waits
-    for the writer or a reader; what it could not copy is copied the next time. SQLite's own
-    checkpointing is all we use; this only chooses the thread.
-
-    A passive checkpoint never lets the log start over while the writer keeps writing (the writer
-    appends before the copy catches up), so under steady load the log grew without end: 750 MB
-    in eight seconds of ``cwi bench``, each new page of it zeroed by the kernel (15 % of the
-    worker's CPU; the file is never shrunk, see ``config_db.database.WAL_SIZE_LIMIT``). Once the log
-    holds ``restart_frames`` pages, the next transaction of the worker's writer is preceded by a
-    RESTART checkpoint (``restart``), on the writer's own thread and connection, so that our own
-    writes can never starve it: it copies what the passive ones left (little) and the next commit
-    writes from the start of the log again. It waits at most ``RESTART_WAIT_MS`` for a reader of an
-    older snapshot (another process), and after such a wait is tried again ``restart_backoff_s``
-    later: a long read costs the worker's commits at most that wait every ``restart_backoff_s``.
-    """
-
-    def __init__(
-        self,
-        engine: Engine,
-        period_s: float,
-        *,
-        restart_frames: int = RESTART_FRAMES,
-        restart_backoff_s: float = RESTART_BACKOFF_S,
-    ) -> None:
-        self._engine = engine
-        self._period_s = period_s
-        self._restart_frames = restart_frames
-        self._restart_backoff_s = restart_backoff_s
-        self._restart_after = 0.0
-        self._stopping = threading.Event()
-        self.runs = 0
-        self.restart_due = False
-        """Set here when the log is long enough; ``restart`` (the writer's thread) clears it."""
-        self.restarts = 0
-        self.held_off = 0
-        """Restarts given up because a reader held an older snapshot for ``RESTART_WAIT_MS``."""
-        self._thread = threading.Thread(target=self._loop, name="cwi-checkpoint", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        conn: Any = None
-        while True:
-            stopping = self._stopping.wait(self._period_s)
-            try:
-                conn = conn or self._engine.raw_connection()
-                # While a restart is due, the writer is about to copy everything itself: two
-                # checkpoints at once would make its restart find ours in the way (held off).
-                if stopping or not self.restart_due:
-                    self._checkpoint(conn)
-                    self.runs += 1
-            except Exception as exc:  # noqa: BLE001 - locked or gone for now: the next period
-                log.debug("checkpoint skipped", error=f"{exc.__class__.__name__}: {exc}")
-                _closed(conn)
-                conn = None
-            if stopping:
-                _closed(conn)
-                return
-
-    def _checkpoint(self, conn: Any) -> None:
-        cursor = conn.cursor()
-        try:
-            _, frames, _ = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        finally:
-            cursor.close()
-        if frames >= self._restart_frames and time.monotonic() >= self._restart_after:
-            self.restart_due = True
-
-    def restart(self, conn: Connection) -> None:
-        """The RESTART checkpoint, on the writer's connection between two of its transactions.
-        Never fails the writer: an error counts as held off (tried again ``restart_backoff_s`` on)."""
-        self.restart_due = False
-        try:
-            busy = _restart(conn.connection.dbapi_connection)
-        except Exception as exc:  # noqa: BLE001 - the writer's transaction goes on
-            log.debug("log restart skipped", error=f"{exc.__class__.__name__}: {exc}")
-            busy = True
-        if busy:
-            self.held_off += 1
-            self._restart_after = time.monotonic() + self._restart_backoff_s
-        else:
-            self.restarts += 1
-
-    def stop(self) -> None:
-        """Checkpoint once more (what the last commits wrote) and end the thread."""
-        self._stopping.set()
-        self._thread.join()
-
-
-def _restart(dbapi_conn: Any) -> bool:
-    """SQLite's RESTART checkpoint waiting at most ``RESTART_WAIT_MS``; True when it was held off."""
-    cursor = dbapi_conn.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
-        try:
-            busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-        finally:
-            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    finally:
-        cursor.close()
-    return bool(busy)
-
-
-def _closed(conn: Any) -> None:
-    """Close ``conn`` (if any), whatever state it is in."""
-    if conn is not None:
-        with contextlib.suppress(Exception):  # a broken connection is let go either way
-            conn.close()
 
 
 def _select_one(conn: Connection) -> None:

@@ -1,4 +1,4 @@
-"""SQLite's checkpoints in a thread of their own (``worker.db.Checkpointer``): the worker's commits
+"""SQLite's checkpoints in a thread of their own (``worker.checkpoints.Checkpointer``): the worker's commits
 never copy the write-ahead log themselves, and what they wrote still reaches the database file."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Connection, Engine
 
 import config_db.database
-import worker.db
+import worker.checkpoints
 from config_db.database import make_engine
 from worker.bootstrap import make_database
 from worker.db import Database
@@ -201,7 +201,7 @@ def test_a_restart_that_fails_never_fails_the_writers_transaction(
     def locked(_conn: object) -> bool:
         raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(worker.db, "_restart", locked)
+    monkeypatch.setattr(worker.checkpoints, "_restart", locked)
     load = _Load(tmp_path / "f.db", checkpoint_s=30)
     checkpointer = load.db.checkpointer
     assert checkpointer is not None
