@@ -214,8 +214,9 @@ class Database:
             or not self._using.acquire(blocking=False)
         ):
             return None
-        conn = self._kept_all[0]
+        conn: Connection | None = None
         try:
+            conn = self._kept_all[0]  # replaced only under the lock we now hold; gone: IndexError
             if conn.closed or conn.invalidated:
                 return None
             raw: Any = conn.connection.dbapi_connection
@@ -227,7 +228,7 @@ class Database:
                 raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except Exception:  # noqa: BLE001 - the thread runs it again and reports what fails
             with contextlib.suppress(Exception):
-                if conn.in_transaction():
+                if conn is not None and conn.in_transaction():
                     conn.rollback()
             return None
         finally:
