@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -21,6 +23,24 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+@contextlib.contextmanager
+def lock_wait(dbapi_conn: Any, ms: int) -> Iterator[None]:
+    """Statements on ``dbapi_conn`` (an SQLite driver connection) wait at most ``ms`` for another
+    connection's lock meanwhile, then ``BUSY_TIMEOUT_MS`` again."""
+    dbapi_conn.execute(f"PRAGMA busy_timeout={ms}")
+    try:
+        yield
+    finally:
+        dbapi_conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def close_quietly(conn: Any) -> None:
+    """Close ``conn`` (if any: a driver's connection or SQLAlchemy's), whatever state it is in."""
+    if conn is not None:
+        with contextlib.suppress(Exception):  # a broken connection is let go either way
+            conn.close()
 
 
 WAL_SIZE_LIMIT = 128 * 1024 * 1024

@@ -3,14 +3,13 @@ from a thread of its own, and made to start over under steady load (``Checkpoint
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from config_db.database import BUSY_TIMEOUT_MS
+from config_db.database import close_quietly, lock_wait
 from worker.logging import get_logger
 
 log = get_logger()
@@ -124,20 +123,6 @@ class Checkpointer:
 
 def _restart(dbapi_conn: Any) -> bool:
     """SQLite's RESTART checkpoint waiting at most ``RESTART_WAIT_MS``; True when it was held off."""
-    cursor = dbapi_conn.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
-        try:
-            busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-        finally:
-            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    finally:
-        cursor.close()
+    with lock_wait(dbapi_conn, RESTART_WAIT_MS):
+        busy, _, _ = dbapi_conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
     return bool(busy)
-
-
-def close_quietly(conn: Any) -> None:
-    """Close ``conn`` (if any), whatever state it is in."""
-    if conn is not None:
-        with contextlib.suppress(Exception):  # a broken connection is let go either way
-            conn.close()

@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.pool import StaticPool
 
-from config_db.database import BUSY_TIMEOUT_MS
+from config_db.database import close_quietly, lock_wait
 from worker import tracing
-from worker.checkpoints import RESTART_FRAMES, Checkpointer, close_quietly
+from worker.checkpoints import RESTART_FRAMES, Checkpointer
 from worker.logging import get_logger
 from worker.outage import Outage, is_impatient, unreachable
 
@@ -219,13 +219,8 @@ class Database:
             conn = self._kept_all[0]  # replaced only under the lock we now hold; gone: IndexError
             if conn.closed or conn.invalidated:
                 return None
-            raw: Any = conn.connection.dbapi_connection
-            raw.execute("PRAGMA busy_timeout=0")
-            try:
-                with conn.begin():
-                    return [(True, work(conn)) for work, _, _ in batch]
-            finally:
-                raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            with lock_wait(conn.connection.dbapi_connection, 0), conn.begin():
+                return [(True, work(conn)) for work, _, _ in batch]
         except Exception:  # noqa: BLE001 - the thread runs it again and reports what fails
             with contextlib.suppress(Exception):
                 if conn is not None and conn.in_transaction():
