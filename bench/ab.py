@@ -73,13 +73,21 @@ def run_once(tree: Path, script: str | None, args: Sequence[str]) -> dict[str, f
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
-        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise Failed(f"{' '.join(command[1:])} in {tree} failed: {why}")
+        raise Failed(f"{' '.join(command[1:])} in {tree} failed: {_last_words(done.stderr)}")
     result = json.loads(lines[-1])
     return {
         "events_per_s": float(result["events_per_s"]),
         "cpu_ms_per_event": float(result["cpu_ms_per_event"]),
     }
+
+
+def _last_words(stderr: str) -> str:
+    """What a failed run said last, on one line: the text of a usage error's box, or its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if lines and lines[-1].startswith("╰"):
+        top = max((i for i, line in enumerate(lines) if line.startswith("╭")), default=-1)
+        return " ".join(" ".join(line.strip("│ ").split()) for line in lines[top + 1 : -1])
+    return lines[-1] if lines else "no output"
 
 
 def compare(

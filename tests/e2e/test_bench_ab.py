@@ -54,6 +54,14 @@ def test_each_side_runs_its_own_trees_code(tmp_path: Path) -> None:
     assert working == str(ROOT / "worker" / "__init__.py")
 
 
+def test_a_failing_run_is_one_line_naming_why() -> None:
+    proc = _ab("HEAD", "--pairs", "1", "--", "--events", "abc")
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: -m worker.cli.main bench --events abc in ")
+    assert "'--events'" in line
+
+
 def test_an_unknown_revision_is_one_line() -> None:
     proc = _ab("no-such-revision-of-cwi", "--pairs", "1")
     assert proc.returncode == 2
