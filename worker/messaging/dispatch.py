@@ -6,7 +6,6 @@ The Outcome carries its journal; the runner settles the message and commits the 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Protocol
 
 from contracts import DeadLetterReason, InvalidEnvelopeError, parse_envelope
@@ -21,6 +20,7 @@ from worker.messaging.journal import Begin
 from worker.messaging.outbound import NO_CW, OutboundHandler
 from worker.messaging.outcomes import DeadLetter, Outcome, Retry
 from worker.messaging.retry import RetryPolicy, attempt_of
+from worker.messaging.slots import CallSlots
 
 log = get_logger()
 
@@ -58,7 +58,7 @@ class Dispatcher:
         self.db = db
         self.connections = connections
         self.begin = Begin(db, lease_s=lease_s, wait_s=busy_wait_s)
-        calls = asyncio.Semaphore(max_calls) if max_calls else None
+        calls = CallSlots(max_calls) if max_calls else None
         self.outbound = OutboundHandler(policy, cw=cw, calls=calls, exclusive_sessions=exclusive_sessions)
         self.inbound = InboundHandler(db, cw, policy) if cw is not None else None
 

@@ -7,7 +7,6 @@ the record's new order key, echo marks, inbox, lease let go), committed with the
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import AbstractAsyncContextManager, nullcontext
 
 from config_db.leases import CW
@@ -24,6 +23,7 @@ from worker.messaging.connections import ErpConnection
 from worker.messaging.journal import Begin, OutboundStart
 from worker.messaging.outcomes import Changed, Complete, DeadLetter, Outcome
 from worker.messaging.retry import RetryPolicy
+from worker.messaging.slots import CallSlots
 
 log = get_logger()
 
@@ -39,7 +39,7 @@ class OutboundHandler:
         policy: RetryPolicy,
         *,
         cw: CWApi | None,
-        calls: asyncio.Semaphore | None,
+        calls: CallSlots | None,
         exclusive_sessions: bool = False,
     ) -> None:
         self.policy = policy
@@ -47,8 +47,8 @@ class OutboundHandler:
         self._calls = calls
         self._exclusive_sessions = exclusive_sessions
 
-    def _slot(self) -> AbstractAsyncContextManager[object]:
-        return self._calls if self._calls is not None else nullcontext()
+    def _slot(self, client: str) -> AbstractAsyncContextManager[object]:
+        return self._calls.slot(client) if self._calls is not None else nullcontext()
 
     async def handle(self, env: Envelope, delivery: Delivery, conn: ErpConnection, begin: Begin) -> Outcome:
         thin = env.data is None and env.action is not Action.deleted
@@ -100,7 +100,7 @@ class OutboundHandler:
             recovering=start.open_intent,
         )
         try:
-            async with self._slot():
+            async with self._slot(env.client_id):
                 with tracing.step("push", **{"cwi.provider": kind}):
                     result: PushResult = await self.policy.call(lambda: provider.push(change))
         except TransientError as exc:
