@@ -218,3 +218,38 @@ async def test_max_calls_bounds_the_erp_calls_in_flight_not_the_messages(db: Dat
     outcomes = await asyncio.gather(*(gated.handle(d) for d in deliveries))
     assert outcomes == [Complete("created")] * 8
     assert provider.most == 2 and len(provider.calls) == 8
+
+
+class GatedProvider(FakeProvider):
+    """Pushes wait until ``open`` is set, and record their client in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = asyncio.Event()
+        self.order: list[str] = []
+
+    async def push(self, change: OutboundChange) -> PushResult:
+        await self.open.wait()
+        self.order.append(change.cw_id)
+        return await super().push(change)
+
+
+async def test_a_free_call_slot_goes_to_the_client_with_the_fewest_calls(db: Database) -> None:
+    """``busy`` has had two calls; when the one slot frees up, ``fresh`` (none yet) goes before it,
+    though ``busy``'s message was waiting first (worker/messaging/slots.py)."""
+    provider = GatedProvider()
+    provider.open.set()
+    policy = RetryPolicy(delays=(60,), inprocess_attempts=1, base_wait_s=0.001)
+    gated = Pipeline(db, StaticConnections(provider), policy, max_calls=1)
+    for i in range(2):
+        await gated.handle(delivery(f"b{i}", client="busy", id=f"busy-{i}"))
+    provider.open.clear()
+    holder = asyncio.create_task(gated.handle(delivery("h", client="holder", id="holder")))
+    await asyncio.sleep(0.05)
+    waiting = [asyncio.create_task(gated.handle(delivery("b2", client="busy", id="busy-2")))]
+    await asyncio.sleep(0.05)
+    waiting.append(asyncio.create_task(gated.handle(delivery("f", client="fresh", id="fresh"))))
+    await asyncio.sleep(0.05)
+    provider.open.set()
+    assert await asyncio.gather(holder, *waiting) == [Complete("created")] * 3
+    assert provider.order[2:] == ["holder", "fresh", "busy-2"]
