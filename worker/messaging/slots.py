@@ -6,8 +6,8 @@ process (first come first served among equals), so that a client that has just a
 queued behind clients that have been busy for a while; on a session entity the sessions accepted
 last then catch up instead of finishing last (docs/performance.md, "Sessions: what bounds them").
 No waiter is passed over indefinitely: one that has seen ``max_bypass`` slots go to others since it
-arrived is served first. Each client's messages reach here one at a time (the bus's order), so the
-order between clients is all this decides.
+arrived is served first. The order of a record's changes is kept before this point (sessions, the
+record's lease and order key: docs/architecture.md), so this decides only who waits less.
 
 asyncio's Semaphore serves strictly in arrival order, and the standard library has no priority
 lock, hence this (a heap of waiters, the oldest one checked first).
