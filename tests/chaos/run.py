@@ -178,9 +178,12 @@ def _publish_and_kill(chaos: Chaos, the_plan: Plan, workers: Workers, db_url: st
     per_wave = [chaos.kills // len(waves) + (i < chaos.kills % len(waves)) for i in range(len(waves))]
     kills = 0
     for wave, wave_kills in zip(waves, per_wave, strict=True):
+        # Counted from before the wave: a small wave may be done by the time its publishing returns.
+        since: int | None = _intents(db_url)
         asyncio.run(_publish(chaos, db_url, peer, wave))
         for _ in range(wave_kills):
-            _until_working(db_url, workers)
+            _until_working(db_url, workers, since=since)
+            since = None
             time.sleep(rng.uniform(0.0, 0.5))
             slot = rng.randrange(chaos.processes)
             workers.kill(slot)
@@ -190,10 +193,13 @@ def _publish_and_kill(chaos: Chaos, the_plan: Plan, workers: Workers, db_url: st
     return kills
 
 
-def _until_working(db_url: str, workers: Workers, *, intents: int = 5, limit_s: float = 20.0) -> None:
-    """Until the workers journal ``intents`` more intents: a kill then hits work in flight (a
-    process still starting, or one whose locks have not come back yet, would prove nothing)."""
-    start, deadline = _intents(db_url), time.monotonic() + limit_s
+def _until_working(
+    db_url: str, workers: Workers, *, since: int | None = None, intents: int = 5, limit_s: float = 20.0
+) -> None:
+    """Until the workers journal ``intents`` more intents than ``since`` (default: now): a kill then
+    hits work in flight (a process still starting, or one whose locks have not come back yet, would
+    prove nothing)."""
+    start, deadline = (_intents(db_url) if since is None else since), time.monotonic() + limit_s
     while _intents(db_url) < start + intents and time.monotonic() < deadline:
         workers.check_alive()
         time.sleep(0.05)
