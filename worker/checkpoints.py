@@ -102,13 +102,17 @@ class Checkpointer:
 
     def restart(self, conn: Connection) -> None:
         """The RESTART checkpoint, on the writer's connection between two of its transactions.
-        Never fails the writer: an error counts as held off (tried again ``restart_backoff_s`` on)."""
-        self.restart_due = False
+        Never fails the writer: an error counts as held off (tried again ``restart_backoff_s`` on).
+        ``restart_due`` stays set until it is done, so that no passive checkpoint of ours starts
+        meanwhile: this one would wait for it (its sync of the file took over ``RESTART_WAIT_MS`` on
+        a loaded machine) and count as held off."""
         try:
             busy = _restart(conn.connection.dbapi_connection)
         except Exception as exc:  # noqa: BLE001 - the writer's transaction goes on
             log.debug("log restart skipped", error=f"{exc.__class__.__name__}: {exc}")
             busy = True
+        finally:
+            self.restart_due = False
         if busy:
             self.held_off += 1
             self._restart_after = time.monotonic() + self._restart_backoff_s

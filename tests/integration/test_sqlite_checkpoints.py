@@ -217,3 +217,33 @@ def test_a_restart_that_fails_never_fails_the_writers_transaction(
         asyncio.run(load.db.close())
     assert (checkpointer.held_off, checkpointer.restarts, checkpointer.restart_due) == (1, 0, False)
     assert load.rows() == 32
+
+
+def test_no_passive_checkpoint_of_ours_starts_while_the_restart_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``restart_due`` (the checkpointer's gate) stays set until the restart is done: a passive
+    checkpoint started in between would hold the restart up (its sync of the file took longer than
+    RESTART_WAIT_MS on a loaded machine) and the log would grow for ``restart_backoff_s``."""
+    gate_during_restart: list[bool] = []
+    load = _Load(tmp_path / "g.db", checkpoint_s=30)
+    checkpointer = load.db.checkpointer
+    assert checkpointer is not None
+
+    def restart(_conn: object) -> bool:
+        gate_during_restart.append(checkpointer.restart_due)
+        return False
+
+    monkeypatch.setattr(worker.checkpoints, "_restart", restart)
+
+    async def run() -> None:
+        await load.rounds(1)
+        checkpointer.restart_due = True
+        await load.rounds(1)
+
+    try:
+        asyncio.run(run())
+    finally:
+        asyncio.run(load.db.close())
+    assert gate_during_restart == [True]
+    assert (checkpointer.restarts, checkpointer.held_off, checkpointer.restart_due) == (1, 0, False)
