@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy import Engine, create_engine, text
 
 from config_db.database import make_engine
-from tests.databases import empty_postgres, sqlite_copy, sqlite_template
+from tests.databases import empty_postgres, sqlite_copy, sqlite_template, unmigrated
 from tests.servers import running_loop, serve_sandbox
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -90,6 +90,21 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng = make_engine(db_url)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def unmigrated_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """An engine on a database with no schema and no Alembic version: a migration test's start (the
+    session's PostgreSQL database is rebuilt for the next test, ``tests.databases.empty_postgres``)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('unmigrated') / 'u.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server")
+    engine = unmigrated(url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

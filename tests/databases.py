@@ -76,3 +76,13 @@ def empty_postgres(url: str) -> str:
     finally:
         engine.dispose()
     return url
+
+
+def unmigrated(url: str) -> Engine:
+    """An engine on ``url`` with no schema and no Alembic version (a migration test's start; the
+    session's PostgreSQL database is rebuilt for the next test, see ``empty_postgres``)."""
+    engine = make_engine(url)
+    metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {VERSION_TABLE}")
+    return engine

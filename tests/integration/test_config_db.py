@@ -13,7 +13,6 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, select
 
 from config_db import clients, inbox, sync_log
-from config_db.database import make_engine
 from config_db.migrate import current_revision, head_revision, upgrade
 from config_db.models import metadata, provider_connections
 from config_db.secrets import SecretBox, SecretKeyError
@@ -117,27 +116,14 @@ def test_inbox_records_once(engine: Engine) -> None:
         assert inbox.finished_outcome(db, "globex", "m1") is None
 
 
-@pytest.mark.parametrize("dialect_db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_migrations_build_exactly_the_models(
-    dialect_db: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> None:
-    if dialect_db == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('mig') / 'm.db'}"
-    else:
-        url = request.getfixturevalue("postgres_server")
-    engine = make_engine(url)
-    try:
-        metadata.drop_all(engine)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-        upgrade(engine)
-        assert current_revision(engine) == head_revision()
-        with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), metadata)
-        assert diff == [], f"models and migrations differ: {diff}"
-        upgrade(engine)  # idempotent
-    finally:
-        engine.dispose()
+def test_migrations_build_exactly_the_models(unmigrated_engine: Engine) -> None:
+    engine = unmigrated_engine
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == [], f"models and migrations differ: {diff}"
+    upgrade(engine)  # idempotent
 
 
 def test_credentials_rotate_to_the_newest_key_and_still_decrypt_meanwhile(engine: Engine) -> None:

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
-from config_db.database import make_engine
 from config_db.migrate import MIGRATIONS, VERSION_TABLE
-from config_db.models import metadata
 
 
 def _config(conn: Any = None) -> Config:
@@ -52,33 +49,20 @@ def _schema(engine: Engine) -> dict[str, Any]:
     return shape
 
 
-@pytest.mark.parametrize("dialect_db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_each_downgrade_gives_back_the_schema_below_it(
-    dialect_db: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> None:
-    if dialect_db == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('down') / 'd.db'}"
-    else:
-        url = request.getfixturevalue("postgres_server")  # rebuilt for the next test (tests/databases.py)
-    engine = make_engine(url)
-    try:
-        metadata.drop_all(engine)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {VERSION_TABLE}")
-        scripts = ScriptDirectory.from_config(_config())
-        revisions = [s.revision for s in reversed(list(scripts.walk_revisions()))]
-        assert len(revisions) >= 10
-        shapes = {"base": _schema(engine)}
-        assert shapes["base"] == {}
-        for revision in revisions:
-            _move(engine, "upgrade", revision)
-            shapes[revision] = _schema(engine)
-        assert shapes[revisions[-1]] != shapes[revisions[-2]]
-        below = ["base", *revisions[:-1]]
-        for revision, previous in zip(reversed(revisions), reversed(below), strict=True):
-            _move(engine, "downgrade", previous)
-            assert _schema(engine) == shapes[previous], f"downgrading {revision} to {previous}"
-        _move(engine, "upgrade", "head")
-        assert _schema(engine) == shapes[revisions[-1]]
-    finally:
-        engine.dispose()
+def test_each_downgrade_gives_back_the_schema_below_it(unmigrated_engine: Engine) -> None:
+    engine = unmigrated_engine
+    scripts = ScriptDirectory.from_config(_config())
+    revisions = [s.revision for s in reversed(list(scripts.walk_revisions()))]
+    assert len(revisions) >= 10
+    shapes = {"base": _schema(engine)}
+    assert shapes["base"] == {}
+    for revision in revisions:
+        _move(engine, "upgrade", revision)
+        shapes[revision] = _schema(engine)
+    assert shapes[revisions[-1]] != shapes[revisions[-2]]
+    below = ["base", *revisions[:-1]]
+    for revision, previous in zip(reversed(revisions), reversed(below), strict=True):
+        _move(engine, "downgrade", previous)
+        assert _schema(engine) == shapes[previous], f"downgrading {revision} to {previous}"
+    _move(engine, "upgrade", "head")
+    assert _schema(engine) == shapes[revisions[-1]]

@@ -131,6 +131,21 @@ class _Load:
             self.written += 16 * 3000
             self.largest_log = max(self.largest_log, self.wal.stat().st_size)
 
+    def a_restart_between_two_rounds(self) -> None:
+        """A round, a restart flagged due, another round (whose first transaction runs it); closed."""
+        assert self.db.checkpointer is not None
+        checkpointer = self.db.checkpointer
+
+        async def run() -> None:
+            await self.rounds(1)
+            checkpointer.restart_due = True
+            await self.rounds(1)
+
+        try:
+            asyncio.run(run())
+        finally:
+            asyncio.run(self.db.close())
+
     def rows(self) -> int:
         return int(self.db.run_sync(lambda conn: conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one()))
 
@@ -205,16 +220,7 @@ def test_a_restart_that_fails_never_fails_the_writers_transaction(
     load = _Load(tmp_path / "f.db", checkpoint_s=30)
     checkpointer = load.db.checkpointer
     assert checkpointer is not None
-
-    async def run() -> None:
-        await load.rounds(1)
-        checkpointer.restart_due = True
-        await load.rounds(1)
-
-    try:
-        asyncio.run(run())
-    finally:
-        asyncio.run(load.db.close())
+    load.a_restart_between_two_rounds()
     assert (checkpointer.held_off, checkpointer.restarts, checkpointer.restart_due) == (1, 0, False)
     assert load.rows() == 32
 
@@ -235,15 +241,6 @@ def test_no_passive_checkpoint_of_ours_starts_while_the_restart_runs(
         return False
 
     monkeypatch.setattr(worker.checkpoints, "_restart", restart)
-
-    async def run() -> None:
-        await load.rounds(1)
-        checkpointer.restart_due = True
-        await load.rounds(1)
-
-    try:
-        asyncio.run(run())
-    finally:
-        asyncio.run(load.db.close())
+    load.a_restart_between_two_rounds()
     assert gate_during_restart == [True]
     assert (checkpointer.restarts, checkpointer.held_off, checkpointer.restart_due) == (1, 0, False)
