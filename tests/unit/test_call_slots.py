@@ -13,8 +13,8 @@ from worker.messaging.slots import CallSlots
 
 
 async def _queue_behind(slots: CallSlots, clients: list[str], order: list[str]) -> list[asyncio.Task[None]]:
-    """One task per client, each waiting for a slot, that records when it gets one and then holds
-    it until its client's name is in ``release``."""
+    """One task per client, started in this order, each recording its client in ``order`` when it
+    gets a slot and holding it for one turn of the loop."""
 
     async def call(client: str) -> None:
         async with slots.slot(client):
