@@ -117,7 +117,7 @@ def compare(
 
 
 def main(argv: list[str]) -> int:
-    own, _, passed = _split(argv)
+    own, passed = _split(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("base", help="the revision to compare against (a commit, branch or tag)")
     parser.add_argument("--against", help="the other revision (default: this working tree)")
@@ -135,12 +135,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _split(argv: list[str]) -> tuple[list[str], str, list[str]]:
-    """Our own arguments, and the benchmark's after ``--``."""
-    if "--" not in argv:
-        return argv, "", []
-    at = argv.index("--")
-    return argv[:at], "--", argv[at + 1 :]
+def _split(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Our own arguments, and the benchmark's after ``--`` (argparse would take those for ours)."""
+    at = argv.index("--") if "--" in argv else len(argv)
+    return argv[:at], argv[at + 1 :]
 
 
 if __name__ == "__main__":

@@ -56,11 +56,16 @@ def _schema_intact(engine: Engine) -> bool:
         return conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == HEAD_REVISION
 
 
-def rebuild_postgres(engine: Engine) -> None:
-    """Drop whatever schema is there and migrate from scratch."""
+def _drop_schema(engine: Engine) -> None:
+    """Whatever schema is there, and Alembic's version, gone."""
     metadata.drop_all(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {VERSION_TABLE}")
+
+
+def rebuild_postgres(engine: Engine) -> None:
+    """Drop whatever schema is there and migrate from scratch."""
+    _drop_schema(engine)
     upgrade(engine)
 
 
@@ -82,7 +87,5 @@ def unmigrated(url: str) -> Engine:
     """An engine on ``url`` with no schema and no Alembic version (a migration test's start; the
     session's PostgreSQL database is rebuilt for the next test, see ``empty_postgres``)."""
     engine = make_engine(url)
-    metadata.drop_all(engine)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {VERSION_TABLE}")
+    _drop_schema(engine)
     return engine

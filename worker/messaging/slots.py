@@ -21,14 +21,14 @@ import heapq
 import itertools
 from collections import Counter, deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(eq=False)
 class _Waiter:
     future: asyncio.Future[None]
     granted_before: int  # slots granted when it arrived
-    served: bool = field(default=False)
+    served: bool = False
 
     @property
     def gone(self) -> bool:
