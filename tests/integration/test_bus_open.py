@@ -11,8 +11,9 @@ import pytest
 from azure.servicebus.exceptions import ServiceBusError
 
 from config_db.database import make_engine
-from tests.integration.buses import LOCK_S, QUEUE, azure_bus
+from tests.integration.buses import LOCK_S, QUEUE, SESSION_QUEUE, azure_bus
 from tests.servicebus_peer import ServiceBusPeer
+from worker.buses.azure.client import POLL_S, SDK_POLL_S
 from worker.buses.base import Delivery
 from worker.buses.local import LocalBus
 from worker.db import Database
@@ -104,3 +105,29 @@ async def test_a_stop_while_the_namespace_is_unreachable_ends_the_worker_at_once
     finally:
         await bus.close()
         await db.close()
+
+
+async def test_an_accepted_sessions_link_is_checked_every_millisecond_not_every_fifty(
+    peer: ServiceBusPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every accepted session opens a receiver of its own; the SDK naps 50 ms between the checks of
+    # its link (nine of them against this peer), which the client shortens (worker/buses/azure/client.py).
+    naps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recording(delay: float, result: object = None) -> object:
+        naps.append(delay)
+        return await real_sleep(delay, result)
+
+    monkeypatch.setattr(asyncio, "sleep", recording)
+    peer.send(SESSION_QUEUE, '{"n": 1}', message_id="in-a-session", session_id="acme")
+    bus = azure_bus(peer.connection_string, SESSION_QUEUE, sessions=True, lock_s=LOCK_S)
+    try:
+        await asyncio.wait_for(bus.open(), 30)
+        got = await bus.receive(1, 10.0)
+        assert [(d.message_id, d.session_id) for d in got] == [("in-a-session", "acme")]
+        await bus.complete(got[0])
+    finally:
+        await bus.close()
+    assert POLL_S in naps, "the link's checks did not go through the shortened nap"
+    assert SDK_POLL_S not in naps
