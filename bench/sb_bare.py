@@ -197,8 +197,9 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
     import aiohttp
     from azure.servicebus.aio import ServiceBusClient
 
-    from worker.buses.azure.client import tls_context
+    from worker.buses.azure.client import prompt_link_polls, tls_context
 
+    prompt_link_polls()  # links open without the SDK's 50-ms naps, as cwi's adapter's do
     db = sqlite3.connect(Path(tempfile.mkdtemp(prefix="cwi-sb-bare-")) / "bare.db", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")

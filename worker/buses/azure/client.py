@@ -42,9 +42,10 @@ class _PromptPolls:
     Why: each check already waits on the socket for the handshake's next frame (pyamqp's
     ``client_ready_async`` listens with the socket timeout), and takes one step of it; an accepted
     session needs nine checks, so 450 ms of an accept's 460 ms against the test peer were those
-    naps (docs/performance.md). With sessions every accepted session opens a receiver, and at
-    100 ms with 64 in flight over 128 sessions the worker did 8-27 % more events a second without
-    them (eight interleaved pairs). The SDK has no setting for the nap, and its ``_open`` is
+    naps (docs/performance.md); without them it takes about 19 ms. With sessions every accepted
+    session opens a receiver: at 100 ms with 64 in flight over 128 sessions the worker did 1-27 %
+    more events a second (median 13 %, ahead in twelve interleaved pairs of twelve), with less CPU
+    per event. The SDK has no setting for the nap, and its ``_open`` is
     private, so this replaces the one name it reads instead of copying the method; a test fails
     when the SDK's loop no longer looks like this (tests/unit/test_azure_client.py)."""
 
