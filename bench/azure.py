@@ -2,7 +2,8 @@
 
 The product never imports tests/, so this script does it: it starts the peer in this process,
 then runs ``cwi bench --bus azure [args]`` as a child process with ``CWI_BUS=azure`` and the peer's
-connection string. ``--sessions`` benches a session queue (``CWI_SERVICEBUS_SESSIONS=true``).
+connection string. ``--sessions`` benches a session queue (``CWI_SERVICEBUS_SESSIONS=true``);
+``--receivers N`` sets ``CWI_SERVICEBUS_RECEIVERS`` (default 1).
 Run from the repository root: ``.venv/bin/python bench/azure.py [--sessions] --events 2000``.
 Prints the bench's JSON object; bench/run.sh records it in bench/results.jsonl.
 """
@@ -25,6 +26,11 @@ QUEUE = "cwi-bench"
 def main(argv: list[str]) -> int:
     sessions = "--sessions" in argv
     args = [a for a in argv if a != "--sessions"]
+    receivers = "1"
+    if "--receivers" in args:  # CWI_SERVICEBUS_RECEIVERS for the worker (a queue without sessions)
+        at = args.index("--receivers")
+        receivers = args[at + 1]
+        del args[at : at + 2]
     entities = {QUEUE: EntityOptions(lock_duration_s=60, requires_session=sessions)}
     with ServiceBusPeer(entities=entities) as peer:
         env = {
@@ -33,6 +39,7 @@ def main(argv: list[str]) -> int:
             "CWI_SERVICEBUS_QUEUE": QUEUE,
             "CWI_SERVICEBUS_CONNECTION_STRING": peer.connection_string,
             "CWI_SERVICEBUS_SESSIONS": "true" if sessions else "false",
+            "CWI_SERVICEBUS_RECEIVERS": receivers,
         }
         command = [sys.executable, "-m", "worker.cli.main", "bench", "--bus", "azure", *args]
         return subprocess.run(command, env=env, cwd=ROOT, check=False).returncode

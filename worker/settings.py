@@ -232,6 +232,11 @@ class AzureBusSettings(_CwiSettings):
     servicebus_session_idle_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     # How long a failing connection is retried before receive gives up (the process then exits).
     servicebus_reconnect_s: Annotated[float, Field(gt=0)] = 300.0
+    # Receivers (links, each on a connection of its own) on an entity without sessions; each settles
+    # what it received, so that one settlement's round trip does not hold up the others'. More than
+    # one: faster with quick ERPs, but a process that dies may cost a message that many deliveries
+    # (worker/buses/azure/fan.py).
+    servicebus_receivers: Annotated[int, Field(ge=1, le=16)] = 1
 
     @field_validator(
         "servicebus_queue",

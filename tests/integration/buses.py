@@ -95,12 +95,15 @@ def azure_bus(
     lock_s: float,
     idle_probe_s: float = 3.0,
     poll_s: float = 0.5,
+    receivers: int = 1,
+    prefetch: int = 0,
 ) -> AzureBus:
     settings = load_azure_settings(
         servicebus_queue=queue,
         servicebus_connection_string=connection_string,
         servicebus_sessions=sessions,
         servicebus_session_idle_s=0.3,
+        servicebus_receivers=receivers,
     )
     # Few, quick SDK retries: a lost lock must surface at once, not after the SDK's ~10 s of retrying.
     return AzureBus(
@@ -111,6 +114,7 @@ def azure_bus(
         poll_s=poll_s,
         accept_wait_s=3.0,
         idle_probe_s=idle_probe_s,
+        prefetch=prefetch,
     )
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -47,7 +46,8 @@ from worker.buses.azure.errors import (
     lock_errors,
     reconnecting,
 )
-from worker.buses.azure.receiving import Lock, QueueReceiving, Receiving
+from worker.buses.azure.fan import receivers
+from worker.buses.azure.receiving import Lock, Receiving
 from worker.buses.azure.sessions import SessionReceiving
 from worker.buses.azure.settling import Action
 from worker.buses.base import BusStats, DeadLetter, Delivery, LockLostError, OutgoingMessage
@@ -115,11 +115,14 @@ class AzureBus:
             )
             self._receiving = self._held
         else:
-            # Without sessions the SDK prefetches up to the worker's capacity: messages arriving
-            # after a receive call returned stay buffered (with prefetch 0 the SDK releases them,
-            # and the service sends them again), and a receive finds a batch waiting.
-            self._receiving = QueueReceiving(
-                functools.partial(self._receiver, prefetch_count=prefetch),
+            # Without sessions the SDK prefetches up to the worker's capacity, split between the
+            # receivers (``fan``): messages arriving after a receive call returned stay buffered
+            # (with prefetch 0 the SDK releases them, and the service sends them again), and a
+            # receive finds a batch waiting.
+            self._receiving = receivers(
+                self._receiver,
+                count=settings.servicebus_receivers,
+                prefetch=prefetch,
                 poll_s=poll_s,
                 reconnect_s=settings.servicebus_reconnect_s,
             )

@@ -47,6 +47,8 @@ class Lock:
     session: Session | None = field(default=None, repr=False)
     properties: Mapping[str, Any] | None = None
     """Set when the message is handed out again after a retry held in place."""
+    via: QueueReceiving | None = field(default=None, repr=False)
+    """The receiving that handed it out, which settles it (``FannedReceiving`` routes by it)."""
 
 
 class Receiving(Protocol):
@@ -115,9 +117,9 @@ class QueueReceiving:
             if self._failure is not None:
                 failure, self._failure = self._failure, None
                 raise failure  # reconnecting gave up, or bad credentials
-            out = self._pop(max_count)
+            out = self.held(max_count)
             if out:
-                return [Lock(receiver, m) for receiver, m in out]
+                return out
             self._want = max_count
             self._wait = self._poll_s if wait_s > 0 else self._busy_wait_s
             self._arrived.clear()
@@ -133,15 +135,16 @@ class QueueReceiving:
         if self._pump_task is None and not self._closing:
             self._pump_task = asyncio.create_task(self._pump())
 
-    def _pop(self, max_count: int) -> list[tuple[ServiceBusReceiver, Message]]:
-        out: list[tuple[ServiceBusReceiver, Message]] = []
+    def held(self, max_count: int) -> list[Lock]:
+        """Up to ``max_count`` of what has arrived, without asking for more."""
+        out: list[Lock] = []
         while self._buffer and len(out) < max_count:
             receiver, message = self._buffer.popleft()
             left = lock_left_s(message)
             if left is not None and left < MIN_LOCK_LEFT_S:
                 log.warning("lock expired while buffered", transport_message_id=message.message_id)
                 continue
-            out.append((receiver, message))
+            out.append(Lock(receiver, message, via=self))
         return out
 
     async def _pump(self) -> None:
