@@ -33,18 +33,22 @@ if [[ "$which" == all || "$which" == local ]]; then
 fi
 # Azure Service Bus through the real SDK, against the AMQP test peer that bench/azure.py starts: each
 # configuration beside the bare SDK loops of bench/sb_bare.py (same peer, same work) in the same
-# sitting; prints cwi / best bare loop, and for 100 ms latency the share of Little's bound.
+# sitting; prints cwi / best bare loop, and for 100 ms latency the share of Little's bound. The queue
+# also with CWI_SERVICEBUS_RECEIVERS=4 (--receivers 4), against the same one-receiver bare loops.
 if [[ "$which" == all || "$which" == azure ]]; then
   for config in "--events 3000 --concurrency 16" \
+                "--receivers 4 --events 3000 --concurrency 16" \
                 "--events 3000 --latency-ms 100 --concurrency 64" \
+                "--receivers 4 --events 3000 --latency-ms 100 --concurrency 64" \
                 "--sessions --events 3000 --concurrency 16 --clients 32" \
                 "--sessions --events 3000 --latency-ms 100 --concurrency 64 --clients 128"; do
     # shellcheck disable=SC2086
     cwi=$(record "bench/azure.py $config" .venv/bin/python bench/azure.py $config | tail -1)
     best=0
+    bare_config=${config#--receivers 4 }  # the bare loops have one receiver
     for mode in between per-task; do
       # shellcheck disable=SC2086
-      bare=$(record "bench/sb_bare.py --mode $mode $config" .venv/bin/python bench/sb_bare.py --mode $mode $config | tail -1)
+      bare=$(record "bench/sb_bare.py --mode $mode $bare_config" .venv/bin/python bench/sb_bare.py --mode $mode $bare_config | tail -1)
       best=$(.venv/bin/python -c 'import json,sys; print(max(float(sys.argv[1]), json.loads(sys.argv[2])["events_per_s"]))' "$best" "$bare")
     done
     .venv/bin/python - "$config" "$cwi" "$best" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
