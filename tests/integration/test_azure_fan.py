@@ -97,8 +97,19 @@ def test_the_prefetch_is_split_between_at_most_as_many_receivers(
 
 
 class _Part:
-    def __init__(self) -> None:
+    def __init__(self, ready: list[str] | None = None) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.ready = ready or []
+
+    def held(self, max_count: int) -> list[Lock]:
+        return []
+
+    async def take(self, max_count: int, wait_s: float) -> list[Lock]:
+        out, self.ready = self.ready[:max_count], self.ready[max_count:]
+        return [Lock(receiver=object(), message=_Message(m), via=self) for m in out]  # type: ignore[arg-type]
+
+    def give_back(self, lock: Lock) -> None:
+        self.calls.append(("given back", lock.message.message_id))
 
     async def settle(self, lock: Lock, action: object) -> None:
         self.calls.append(("settle", lock.message.message_id))
@@ -128,3 +139,16 @@ async def test_a_message_settles_on_the_pump_of_the_receiver_that_handed_it_out(
     assert second.calls == [("settle", "b"), ("settled", "b")]
     with pytest.raises(TypeError, match="not received by a receiver of this fan"):
         await fan.settle(Lock(receiver=object(), message=_Message("c")), None)  # type: ignore[arg-type]
+
+
+async def test_no_more_than_asked_for_when_several_receivers_answer_at_once() -> None:
+    first, second = _Part(["a1", "a2"]), _Part(["b1", "b2"])
+    fan = FannedReceiving([first, second])  # type: ignore[list-item]
+    got = await fan.take(3, 1.0)
+    assert len(got) == 3
+    returned = [c for part in (first, second) for c in part.calls if c[0] == "given back"]
+    assert len(returned) == 1
+    [(_, message_id)] = returned
+    assert message_id not in {lock.message.message_id for lock in got}
+    owner = first if message_id.startswith("a") else second
+    assert ("given back", message_id) in owner.calls, "given back to another receiver than its own"

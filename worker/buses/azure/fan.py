@@ -86,6 +86,9 @@ class FannedReceiving:
         finally:
             for still in asking:
                 still.cancel()  # its pump goes on: what it receives waits in its buffer (``held``)
+        for extra in reversed(out[max_count:]):  # two answered at once: the caller has room for max_count
+            _via(extra).give_back(extra)
+        del out[max_count:]
         if out or self._failure is None:
             return out  # the failure, if any, is raised by the next take: these go out first
         failure, self._failure = self._failure, None

@@ -135,6 +135,10 @@ class QueueReceiving:
         if self._pump_task is None and not self._closing:
             self._pump_task = asyncio.create_task(self._pump())
 
+    def give_back(self, lock: Lock) -> None:
+        """Keep a message handed out by ``held`` but not taken after all: it goes out next."""
+        self._buffer.appendleft((lock.receiver, lock.message))
+
     def held(self, max_count: int) -> list[Lock]:
         """Up to ``max_count`` of what has arrived, without asking for more."""
         out: list[Lock] = []
