@@ -13,7 +13,7 @@ process whose connection is not yet known to be closed, and lose its lock again:
 counts as a delivery (seen with the test peer: one SIGKILL took a message from 0 to 2 deliveries and
 to the dead-letter queue with MaxDeliveryCount 2). With one receiver a crash costs one delivery.
 
-The worker's capacity is split between them: each prefetches its share (``AzureBus``), so that the
+The worker's capacity is split between them: each prefetches its share (``receivers``), so that the
 worker holds no more messages than with one receiver. ``take`` hands out what any of them holds,
 starting with a different one each time; when none holds anything, it asks each for its share and
 returns what the first to answer brought. A message settles through the receiver it came from
