@@ -234,8 +234,8 @@ class AzureBusSettings(_CwiSettings):
     servicebus_reconnect_s: Annotated[float, Field(gt=0)] = 300.0
     # Receivers (links, each on a connection of its own) on an entity without sessions; each settles
     # what it received, so that one settlement's round trip does not hold up the others'. More than
-    # one: faster with quick ERPs, but a process that dies may cost a message that many deliveries
-    # (worker/buses/azure/fan.py).
+    # one: faster with quick ERPs, but a process that dies (or loses its connections) may cost a
+    # message that many deliveries (worker/buses/azure/fan.py).
     servicebus_receivers: Annotated[int, Field(ge=1, le=16)] = 1
 
     @field_validator(
