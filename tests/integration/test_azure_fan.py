@@ -53,6 +53,54 @@ async def test_every_message_is_completed_once_through_the_receiver_that_handed_
     assert not peer.dead_letters(QUEUE)
 
 
+async def test_a_dropped_network_settles_nothing_twice_and_every_receiver_recovers(
+    peer: ServiceBusPeer,
+) -> None:
+    # The trade-off of several receivers (fan.py): the drop may hand a message to another receiver
+    # of ours that is going down too, so its delivery count can rise by more than one, up to the
+    # queue's MaxDeliveryCount (3 here). Each message still ends exactly once: completed once, or
+    # dead-lettered for its count.
+    everything = {f"m{n}" for n in range(6)}
+    for message_id in sorted(everything):
+        peer.send(QUEUE, "{}", message_id=message_id)
+    bus = azure_bus(peer.connection_string, QUEUE, sessions=False, lock_s=LOCK_S, receivers=3, prefetch=12)
+    completed: set[str] = set()
+
+    async def complete(delivery: Delivery) -> None:
+        try:
+            await bus.complete(delivery)
+        except LockLostError:
+            return  # its lock went with the connection: it comes again (or is dead-lettered)
+        assert delivery.message_id not in completed, f"{delivery.message_id} completed twice"
+        completed.add(delivery.message_id)
+
+    def dead() -> set[str]:
+        letters = peer.dead_letters(QUEUE)
+        assert {letter.dead_letter_reason for letter in letters} <= {"MaxDeliveryCountExceeded"}
+        return {letter.message_id for letter in letters}
+
+    try:
+        await asyncio.wait_for(bus.open(), 30)
+        got = await _drain(bus.receive, 6)
+        assert {d.message_id for d in got} == everything
+        await complete(got[0])
+        peer.drop_connections()
+        await asyncio.gather(*(complete(d) for d in got[1:]))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while everything - completed - dead() and loop.time() < deadline:
+            for delivery in await bus.receive(8, 1.0):
+                await complete(delivery)
+        assert not completed & dead()
+        assert completed | dead() == everything
+        peer.send(QUEUE, "{}", message_id="after")
+        [after] = await _drain(bus.receive, 1)
+        await bus.complete(after)
+    finally:
+        await bus.close()
+    assert peer.active_count(QUEUE) == 0
+
+
 async def test_an_idle_take_waits_for_the_next_message_on_any_receiver(peer: ServiceBusPeer) -> None:
     bus = azure_bus(peer.connection_string, QUEUE, sessions=False, lock_s=LOCK_S, receivers=3, prefetch=6)
     try:
