@@ -5,6 +5,7 @@ message, and the prefetch is split between them. Against the Service Bus test pe
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -15,12 +16,12 @@ from worker.buses.azure.receiving import Lock, QueueReceiving
 from worker.buses.base import Delivery, LockLostError
 
 
-async def _drain(bus_receive: object, want: int) -> list[Delivery]:
+async def _drain(bus_receive: Callable[[int, float], Awaitable[list[Delivery]]], want: int) -> list[Delivery]:
     got: list[Delivery] = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
     while len(got) < want and loop.time() < deadline:
-        got += await bus_receive(8, 1.0)  # type: ignore[operator]
+        got += await bus_receive(8, 1.0)
     return got
 
 

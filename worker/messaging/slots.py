@@ -66,10 +66,10 @@ class CallSlots:
             try:
                 await waiter.future
             except asyncio.CancelledError:
-                if waiter.served:  # given a slot just as it was cancelled: pass it on
+                # Cancelled while waiting, its future is cancelled too (``gone``: dropped from both
+                # queues lazily); given a slot just as it was cancelled, it passes the slot on.
+                if waiter.served:
                     self._release()
-                else:
-                    waiter.served = True  # never given one now; dropped from both queues lazily
                 raise
         self._calls[client] += 1
         self._granted += 1

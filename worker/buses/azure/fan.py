@@ -64,10 +64,14 @@ class FannedReceiving:
         self._turn = (self._turn + 1) % len(self._parts)
         return self._parts[self._turn :] + self._parts[: self._turn]
 
-    async def take(self, max_count: int, wait_s: float) -> list[Lock]:
+    def _raise_failure(self) -> None:
+        """Raise (once) what made a receiver give up reconnecting, if one did."""
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
+
+    async def take(self, max_count: int, wait_s: float) -> list[Lock]:
+        self._raise_failure()
         parts = self._in_turn()
         out: list[Lock] = []
         for part in parts:
@@ -91,10 +95,9 @@ class FannedReceiving:
         for extra in reversed(out[max_count:]):  # two answered at once: the caller has room for max_count
             _via(extra).give_back(extra)
         del out[max_count:]
-        if out or self._failure is None:
-            return out  # the failure, if any, is raised by the next take: these go out first
-        failure, self._failure = self._failure, None
-        raise failure
+        if not out:
+            self._raise_failure()  # otherwise the next take raises it: these go out first
+        return out
 
     async def renew(self, lock: Lock) -> None:
         await _via(lock).renew(lock)
