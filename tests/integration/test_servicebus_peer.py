@@ -10,6 +10,9 @@ dropped connection: ``test_servicebus_peer_locks.py``; what they share: ``servic
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import threading
+import time
 
 import pytest
 from azure.servicebus import ServiceBusClient as SyncServiceBusClient
@@ -225,3 +228,19 @@ def test_the_sync_client_sends_settles_and_reads_the_dead_letter_queue(peer: Ser
             assert (letter.message_id, letter.dead_letter_reason) == ("y1", "Rejected")
             dlq.complete_message(letter)
     assert peer.messages(QUEUE) == [] and peer.dead_letters(QUEUE) == []
+
+
+def test_a_burst_of_connections_waits_in_the_backlog_while_the_broker_is_busy(peer: ServiceBusPeer) -> None:
+    """A worker accepting 32 sessions opens 32 connections at once. A listen backlog of 10 (proton's)
+    dropped the rest, whose clients resent their SYN a second later, which Service Bus never does:
+    here every connection is made while the broker is too busy to accept any."""
+    stalled = threading.Thread(target=peer.stall, args=(1.5,))
+    stalled.start()
+    try:
+        time.sleep(0.1)  # the broker's loop is stalled now
+        sockets = [socket.create_connection(("127.0.0.1", peer.port), timeout=0.5) for _ in range(64)]
+    finally:
+        stalled.join()
+    assert len(sockets) == 64
+    for sock in sockets:
+        sock.close()

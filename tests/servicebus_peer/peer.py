@@ -18,6 +18,7 @@ from tests.servicebus_peer.entities import EntityOptions, MessageState, StoredMe
 from tests.servicebus_peer.handler import PeerHandler
 
 _log = logging.getLogger(__name__)
+LISTEN_BACKLOG = 1024
 
 
 class PeerFailed(RuntimeError):
@@ -81,13 +82,22 @@ class ServiceBusPeer:
 
     def start(self) -> ServiceBusPeer:
         self._handler.attach_to(self._container)
-        acceptor = self._container.listen(f"{self._host}:0")
+        acceptor = self._listen(0)
         self._handler.acceptor = acceptor
         # The acceptor's selectable delegates to its listening socket: the only way to learn port 0.
         self.port = int(acceptor._selectable.getsockname()[1])
         self._thread = threading.Thread(target=self._run, name="servicebus-peer", daemon=True)
         self._thread.start()
         return self
+
+    def _listen(self, port: int) -> Any:
+        """Listen on ``port`` with a backlog a namespace's clients cannot overflow. Proton listens with
+        a backlog of 10: 32 session receivers connecting at once (a worker accepting sessions) had
+        their surplus SYNs dropped and resent a second later, which Service Bus never does.
+        Listening again on the same socket only sets the backlog (the kernel caps it at somaxconn)."""
+        acceptor = self._container.listen(f"{self._host}:{port}")
+        acceptor._selectable.listen(LISTEN_BACKLOG)  # the selectable delegates to its socket
+        return acceptor
 
     def _run(self) -> None:
         try:
@@ -159,6 +169,10 @@ class ServiceBusPeer:
         """Close every client connection without an AMQP close; their locks are lost at once."""
         return int(self._call(self._handler.drop_connections))
 
+    def stall(self, seconds: float) -> None:
+        """The broker answers nothing for ``seconds`` (its loop busy): returns once it is over."""
+        self._call(lambda: time.sleep(seconds))
+
     def go_offline(self) -> int:
         """The broker becomes unreachable: stop listening (connections are refused) and drop every
         client connection (their locks go, as on Service Bus). Messages are kept. Returns how many
@@ -177,7 +191,7 @@ class ServiceBusPeer:
 
         def online() -> None:
             if self._handler.acceptor is None:
-                self._handler.acceptor = self._container.listen(f"{self._host}:{self.port}")
+                self._handler.acceptor = self._listen(self.port)
 
         self._call(online)
 

@@ -39,11 +39,12 @@ from worker.logging import get_logger
 log = get_logger()
 
 _MIN_ACCEPT_S = 0.25  # a "no session available" answer is not asked again sooner than this
-# Each accept opens a connection of its own (the SDK shares none between receivers) and takes about
-# half a second (the SDK polls for the link every 50 ms): ramp up, do not stampede. Against the
-# test peer, 64 in flight at 100 ms over 128 sessions: 4 left most lanes empty (102 events/s); with
-# one TLS context per client (0.7 MB less per receiver), 16 gave 378-387/s and 32 gave 416-425/s
-# for 1.3 MB more (three interleaved pairs, 2026-12-06); 64 made every accept and settlement slower.
+# Each accept opens a connection of its own (the SDK shares none between receivers): ramp up, do not
+# stampede. Against the test peer, 64 in flight at 100 ms over 128 sessions: 4 left most lanes empty
+# (102 events/s); 16 gave 378-387/s and 32 gave 416-425/s (2026-12-06), when an accept took half a
+# second (the SDK's 50-ms naps, gone since: client.py) and the peer dropped connects beyond 10 at once.
+# Without both, 32, 64 and 128 were level (546-561/s, 2026-12-07): 32 keeps the burst of connections
+# a namespace sees small.
 _MAX_PARALLEL_ACCEPTS = 32
 
 
