@@ -213,6 +213,9 @@ class LocalBus:
 
     # --- receiving ------------------------------------------------------------------------------
 
+    def on_arrival(self, wake: Callable[[], None]) -> None:
+        """Never called: what other processes publish is seen by the next receive, not before."""
+
     async def receive(self, max_count: int, wait_s: float) -> list[Delivery]:
         """Up to ``max_count`` locked deliveries, polling with a growing backoff for up to ``wait_s``."""
         if max_count <= 0:

@@ -64,7 +64,9 @@ class Worker:
         self._housekeeping_s = housekeeping_s
         self.stats = RunStats()
         self._stopping = asyncio.Event()
-        self._slot_freed = asyncio.Event()
+        self._wake = asyncio.Event()
+        """Set when a message finishes (its slot is free), the bus has new messages, or we stop."""
+        bus.on_arrival(self._wake.set)
         self._settling = 0
         self._inflight: dict[asyncio.Task[None], Delivery] = {}
         self._locked_at: dict[int, float] = {}
@@ -72,7 +74,7 @@ class Worker:
     def stop(self) -> None:
         """Stop receiving; in-flight work gets ``shutdown_grace_s`` to finish (signal handlers call this)."""
         self._stopping.set()
-        self._slot_freed.set()
+        self._wake.set()
 
     async def run(self, *, until_idle: bool = False) -> RunStats:
         log.info(
@@ -185,7 +187,7 @@ class Worker:
         delivery = self._inflight.pop(task, None)
         if delivery is not None:
             self._locked_at.pop(id(delivery), None)
-        self._slot_freed.set()
+        self._wake.set()
 
     async def _wait_for_slots(self) -> None:
         """Wait until a quarter of the slots are free (or a moment after the first frees up), so
@@ -200,19 +202,25 @@ class Worker:
             await self._wait_for_slot(left)
 
     async def _wait_for_slot(self, limit_s: float | None) -> None:
-        """Until a message finishes, the worker is told to stop, or ``limit_s`` passes.
+        """Until a message finishes, the bus has new messages, the worker is told to stop, or
+        ``limit_s`` passes.
 
-        One event set by every task's done-callback: waiting costs the same with 4 or 400 in flight.
+        One event set by every task's done-callback (and by the bus): waiting costs the same with 4
+        or 400 in flight.
         """
         if not self._inflight or self._stopping.is_set():
             return
-        self._slot_freed.clear()
+        self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._slot_freed.wait(), limit_s)
+            await asyncio.wait_for(self._wake.wait(), limit_s)
 
     async def _sleep(self, seconds: float) -> None:
+        """Idle: until the bus has new messages, the worker is told to stop, or ``seconds`` pass."""
+        if self._stopping.is_set():
+            return
+        self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _process(self, delivery: Delivery) -> None:
         attributes = {
@@ -233,7 +241,7 @@ class Worker:
             outcome = Abandon(f"{exc.__class__.__name__}: {exc}")
         # Settling only waits for the bus: the slot can take the next message meanwhile.
         self._settling += 1
-        self._slot_freed.set()
+        self._wake.set()
         try:
             await self._settle(delivery, outcome)
         finally:

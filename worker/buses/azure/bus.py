@@ -175,6 +175,9 @@ class AzureBus:
 
     # --- receiving ------------------------------------------------------------------------------
 
+    def on_arrival(self, wake: Callable[[], None]) -> None:
+        self._receiving.on_arrival(wake)
+
     async def receive(self, max_count: int, wait_s: float) -> list[Delivery]:
         if max_count <= 0:
             return []

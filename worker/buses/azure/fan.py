@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from worker.buses.azure.receiving import Lock, QueueReceiving, ReceiverFactory, Receiving
 from worker.buses.azure.settling import Action
@@ -59,6 +59,10 @@ class FannedReceiving:
 
     async def open(self) -> None:
         await asyncio.gather(*(part.open() for part in self._parts))
+
+    def on_arrival(self, wake: Callable[[], None]) -> None:
+        for part in self._parts:
+            part.on_arrival(wake)
 
     def _in_turn(self) -> list[QueueReceiving]:
         self._turn = (self._turn + 1) % len(self._parts)

@@ -62,6 +62,8 @@ class Receiving(Protocol):
 
     def settled(self, lock: Lock, *, lost: bool) -> None: ...
 
+    def on_arrival(self, wake: Callable[[], None]) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -95,6 +97,11 @@ class QueueReceiving:
         self._pump_task: asyncio.Task[None] | None = None
         self._fetching: asyncio.Task[list[Message]] | None = None
         self._closing = False
+        self._wake: Callable[[], None] = _nothing
+
+    def on_arrival(self, wake: Callable[[], None]) -> None:
+        """``wake`` is called when a receive the caller no longer waits for brings messages."""
+        self._wake = wake
 
     async def open(self) -> None:
         await self._connected("open receiver", _connected_already)
@@ -190,8 +197,9 @@ class QueueReceiving:
             self._failure = error
             return
         receiver = self._receiver
-        if receiver is not None:
-            self._buffer.extend((receiver, m) for m in task.result())
+        if receiver is not None and (messages := task.result()):
+            self._buffer.extend((receiver, m) for m in messages)
+            self._wake()
 
     async def _fetch(self, max_count: int) -> list[Message]:
         async def receive(receiver: ServiceBusReceiver) -> list[Message]:
@@ -255,6 +263,10 @@ class QueueReceiving:
             )
             self._buffer.clear()
             await close_quietly(self._receiver)
+
+
+def _nothing() -> None:
+    pass
 
 
 async def _connected_already(_: ServiceBusReceiver) -> None:

@@ -82,6 +82,15 @@ class SessionReceiving:
         self._accepts: set[asyncio.Task[Session | None]] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._found_none = False  # the last accept found no session: look with one receiver only
+        self._wake: Callable[[], None] | None = None
+
+    def on_arrival(self, wake: Callable[[], None]) -> None:
+        """``wake`` is called when an accept, a session's next message or a held retry is done."""
+        self._wake = wake
+
+    def _woken(self, _: asyncio.Future[Any]) -> None:
+        if self._wake is not None:
+            self._wake()
 
     async def open(self) -> None:
         """Nothing to open ahead: a session receiver exists only once a session is accepted."""
@@ -121,6 +130,7 @@ class SessionReceiving:
         wanted = min(budget - waiting, parallel - len(self._accepts))
         for _ in range(max(wanted, 0)):
             task = asyncio.create_task(self._accept())
+            task.add_done_callback(self._woken)
             self._accepts.add(task)
 
     def _harvest(self) -> None:
@@ -216,6 +226,7 @@ class SessionReceiving:
             raise ValueError(f"message {lock.message.message_id} has no session held by this receiver")
         session.held = lock.message
         session.hold = asyncio.create_task(self._wait_out(session, delay_s, properties))
+        session.hold.add_done_callback(self._woken)
 
     async def _wait_out(self, session: Session, delay_s: float, properties: Mapping[str, Any]) -> None:
         loop = asyncio.get_running_loop()
@@ -237,6 +248,7 @@ class SessionReceiving:
             self._drop(session, None)
         else:
             session.fetch = asyncio.create_task(self._next(session))
+            session.fetch.add_done_callback(self._woken)
 
     def _drop(self, session: Session, error: BaseException | None) -> None:
         """Forget the session (idle, lock or connection lost); its receiver closes in the background
