@@ -67,3 +67,21 @@ def test_the_head_revision_constant_is_alembics_head() -> None:
 
 def test_the_connections_help_names_every_provider_kind() -> None:
     assert all(kind in KINDS_HELP for kind in KINDS)
+
+
+def _every_command(command: object, path: str) -> list[tuple[str, str]]:
+    found = [(path, getattr(command, "help", None) or "")]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += _every_command(sub, f"{path} {name}")
+    return found
+
+
+def test_every_help_paragraph_is_one_line_for_the_terminal_to_wrap() -> None:
+    # Typer prints a paragraph's line breaks as they are in the docstring (all but the first
+    # paragraph's, and in a group's list of commands): mid-sentence breaks in a narrow terminal.
+    helps = [h for name, entry in COMMANDS.items() for h in _every_command(entry.load(name), name)]
+    assert len(helps) > len(COMMANDS)  # the groups' subcommands are there too
+    broken = [path for path, text in helps if any("\n" in p for p in text.split("\n\n"))]
+    assert broken == [], f"help paragraphs with line breaks: {broken}"
+    prune = dict(helps)["synclog prune"]
+    assert prune.count("\n\n") == 1 and "CWI_SYNCLOG_RETENTION" in prune

@@ -9,6 +9,7 @@ that each registered help is the command's own.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 import traceback
@@ -41,13 +42,26 @@ class Lazy:
             holder.add_typer(obj, name=name, rich_help_panel=self.panel)
             group = typer.main.get_command(holder)
             assert isinstance(group, TyperGroup)
-            return group.commands[name]
+            return reflowed(group.commands[name])
         holder.command(name, rich_help_panel=self.panel)(obj)
-        return typer.main.get_command(holder)
+        return reflowed(typer.main.get_command(holder))
 
     def listed(self, name: str) -> click.Command:
         """What the group's help shows, without importing the command."""
         return TyperCommand(name, help=self.help, short_help=self.help, rich_help_panel=self.panel)
+
+
+def reflowed(command: click.Command) -> click.Command:
+    """``command`` (and its subcommands) with each paragraph of its help on one line. Typer shows
+    the line breaks of a docstring's paragraphs (all but the first) and of a command's summary in
+    its group's list as they are in the source: joined, the terminal's width wraps them."""
+    if command.help:
+        shown, cut, hidden = command.help.partition("\f")  # click hides what follows a form feed
+        paragraphs = inspect.cleandoc(shown).split("\n\n")
+        command.help = "\n\n".join(" ".join(p.split()) for p in paragraphs) + cut + hidden
+    for sub in getattr(command, "commands", {}).values():
+        reflowed(sub)
+    return command
 
 
 class LazyGroup(TyperGroup):

@@ -64,11 +64,12 @@ def prune(
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="Entries per transaction")] = 1000,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
 ) -> None:
-    """Delete sync-log entries and record values older than the given age, in batches (each a short
-    transaction: a running worker waits at most one batch). Entries of a message that has not
-    finished (in flight, waiting for a retry, dead-lettered) are kept whatever their age: the worker
-    and a replay read them. So are the newest values of each record: the console still finds it.
-    CWI_SYNCLOG_RETENTION makes `cwi run` do this periodically."""
+    """Delete sync-log entries and record values older than the given age, in short batches.
+
+    Each batch is a transaction of its own: a running worker waits at most one batch. Entries of a
+    message that has not finished (in flight, waiting for a retry, dead-lettered) are kept whatever
+    their age: the worker and a replay read them. So are the newest values of each record: the
+    console still finds it. CWI_SYNCLOG_RETENTION makes `cwi run` do this periodically."""
     from config_db import retention
     from config_db.durations import BadDuration, format_duration, parse_duration
 
