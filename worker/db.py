@@ -36,9 +36,8 @@ Work = Callable[[Connection], T]
 Journal = Callable[[Connection], None]
 """Database work that journals what happened, committed by whoever settles the message."""
 
-_MAX_BATCH = 256
-INLINE_MAX = 32
-"""Work items of a group commit that may run on the event loop's thread (``_run_inline``)."""
+MAX_BATCH = 256
+"""Work items of one group commit at most."""
 Pending = tuple[Work[Any], asyncio.Future[Any], bool]
 """Queued work, its caller's future, and whether the caller can wait out an outage."""
 
@@ -149,7 +148,7 @@ class Database:
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
-            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
                 results = self._run_inline(batch)
                 if results is None:
@@ -195,21 +194,22 @@ class Database:
         return patient
 
     def _run_inline(self, batch: list[Pending]) -> list[tuple[bool, Any]] | None:
-        """A small group commit of the worker on the event loop's thread, on the writer's own SQLite
+        """A group commit of the worker on the event loop's thread, on the writer's own SQLite
         connection when that is idle and SQLite's write lock is free this instant; None otherwise
-        (the writer thread then runs it, waiting for the lock, as it runs every large batch).
+        (the writer thread then runs it, waiting for the lock).
 
-        Handing a batch to the thread cost more than the batch: the thread and the event loop
-        passed the GIL to each other at every statement, so they mostly ran one after the other.
-        Large batches (many messages in flight, the loop busy) stay on the thread, whose SQLite
-        work then runs beside the loop. A batch here holds the loop for its milliseconds, never for
-        a lock (``busy_timeout`` 0 meanwhile). Anything unusual (the lock taken, a function failing,
-        the connection broken, a restart of the log due) leaves the batch to the thread, which runs
-        it again from the start: every function given here is safe to run twice."""
+        Handing a batch to the thread cost more than the batch, whatever its size: the thread and
+        the event loop pass the GIL to each other at every statement, so the thread's statements
+        wait for a busy loop. With 256 messages in flight its batches of about 130 items took 31
+        ms (0.23 ms an item, against 0.1 here) and each message waited for two of them
+        (docs/performance.md). A batch here holds the loop for its milliseconds (up to about 25
+        for the largest), never for a lock (``busy_timeout`` 0 meanwhile). Anything unusual (the
+        lock taken, a function failing, the connection broken, a restart of the log due) leaves the
+        batch to the thread, which runs it again from the start: every function given here is safe
+        to run twice."""
         if (
             not self._lends
             or len(self._kept_all) != 1
-            or len(batch) > INLINE_MAX
             or (self.checkpointer is not None and self.checkpointer.restart_due)
             or not self._using.acquire(blocking=False)
         ):
