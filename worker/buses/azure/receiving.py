@@ -97,7 +97,7 @@ class QueueReceiving:
         self._pump_task: asyncio.Task[None] | None = None
         self._fetching: asyncio.Task[list[Message]] | None = None
         self._closing = False
-        self._wake: Callable[[], None] = _nothing
+        self._wake: Callable[[], None] = nothing
 
     def on_arrival(self, wake: Callable[[], None]) -> None:
         """``wake`` is called when a receive the caller no longer waits for brings messages."""
@@ -265,8 +265,8 @@ class QueueReceiving:
             await close_quietly(self._receiver)
 
 
-def _nothing() -> None:
-    pass
+def nothing() -> None:
+    """What a receiving calls when messages arrive, until the worker gives it its wake."""
 
 
 async def _connected_already(_: ServiceBusReceiver) -> None:

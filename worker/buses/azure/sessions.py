@@ -32,7 +32,7 @@ from worker.buses.azure.errors import (
     handler_failures_as_connection_loss,
     reconnecting,
 )
-from worker.buses.azure.receiving import Lock, ReceiverFactory
+from worker.buses.azure.receiving import Lock, ReceiverFactory, nothing
 from worker.buses.azure.settling import Action
 from worker.logging import get_logger
 
@@ -82,15 +82,14 @@ class SessionReceiving:
         self._accepts: set[asyncio.Task[Session | None]] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._found_none = False  # the last accept found no session: look with one receiver only
-        self._wake: Callable[[], None] | None = None
+        self._wake: Callable[[], None] = nothing
 
     def on_arrival(self, wake: Callable[[], None]) -> None:
         """``wake`` is called when an accept, a session's next message or a held retry is done."""
         self._wake = wake
 
     def _woken(self, _: asyncio.Future[Any]) -> None:
-        if self._wake is not None:
-            self._wake()
+        self._wake()
 
     async def open(self) -> None:
         """Nothing to open ahead: a session receiver exists only once a session is accepted."""
