@@ -42,9 +42,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--db-url", help="the configuration database (default: SQLite, or a new PostgreSQL one)"
     )
+    parser.add_argument(
+        "--receivers", type=int, default=1, help="CWI_SERVICEBUS_RECEIVERS of each worker (--bus azure, 1-16)"
+    )
     args = parser.parse_args(argv)
-    chaos = Chaos(args.bus, Size(args.clients, args.records), args.kills, args.seed, args.fail_rate)
-    chaos = Chaos(**{**chaos.__dict__, "waves": max(4, args.kills // 4), "drain_timeout_s": 900.0})
+    if not 1 <= args.receivers <= 16 or (args.receivers > 1 and args.bus != "azure"):
+        parser.error("--receivers takes 1 to 16, and more than 1 only with --bus azure")
+    chaos = Chaos(
+        args.bus,
+        Size(args.clients, args.records),
+        args.kills,
+        args.seed,
+        args.fail_rate,
+        waves=max(4, args.kills // 4),
+        drain_timeout_s=900.0,
+        receivers=args.receivers,
+    )
     with tempfile.TemporaryDirectory(prefix="cwi-chaos-") as tmp:
         db_url, dropped = args.db_url, None
         if db_url is None and args.bus == "local-postgres":

@@ -59,6 +59,7 @@ class Chaos:
     waves: int = 4
     concurrency: int = 8
     drain_timeout_s: float = 300.0
+    receivers: int = 1  # CWI_SERVICEBUS_RECEIVERS of each worker (a Service Bus queue without sessions)
 
     @property
     def processes(self) -> int:
@@ -308,6 +309,7 @@ def _worker_env(chaos: Chaos, db_url: str, peer: ServiceBusPeer | None) -> dict[
             CWI_SERVICEBUS_CONNECTION_STRING=peer.connection_string,
             CWI_SERVICEBUS_SESSIONS="true" if chaos.bus == "azure-sessions" else "false",
             CWI_SERVICEBUS_SESSION_IDLE_S="0.5",
+            CWI_SERVICEBUS_RECEIVERS=str(chaos.receivers),
             CWI_SERVICEBUS_RECONNECT_S="60",
         )
     return env
