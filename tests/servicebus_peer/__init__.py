@@ -7,7 +7,8 @@ Entities: queues; topics (``EntityOptions(subscriptions=[...])``), received from
 ``<topic>/Subscriptions/<name>``; every entity's ``<entity>/$DeadLetterQueue``.
 Faults: ``drop_connections()`` (locks go with the connection, per Microsoft's docs),
 ``go_offline()`` / ``come_back()`` (an outage: connections refused, messages kept, the same port
-after) and ``expire_lock(entity, message_id=None)``. Inspection: ``messages``, ``dead_letters`` and the
+after), ``stall(seconds)`` (a broker too busy to answer, even to accept a connection) and
+``expire_lock(entity, message_id=None)``. Inspection: ``messages``, ``dead_letters`` and the
 ``*_count`` methods; ``send`` seeds a message without an SDK sender. What the SDK does on the
 wire: docs/servicebus-wire.md.
 """
