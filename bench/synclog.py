@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,7 @@ def lookups(engine: Engine, samples: int, server_samples: int = 300) -> dict[str
         for k in cold:
             for name, stmt, params in runs:
                 sql = stmt.params(**params(k)).compile(engine, compile_kwargs={"literal_binds": True})
-                plan = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}").scalar()
+                plan: Any = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}").scalar_one()
                 server[name].append(float(plan[0]["Execution Time"]))  # planning apart: psycopg
                 # prepares a statement run five times, as the worker's are
         conn.rollback()
@@ -209,7 +210,7 @@ def operators(engine: Engine, url: str, repeat: int) -> dict[str, Any]:
         ).one()
         for label, client in (("biggest client", big), ("median client", middle)):
             found[f"synclog --client ({label}) query"] = _time(
-                lambda c=client: sync_log.entries(conn, client_id=c, limit=50), repeat
+                partial(sync_log.entries, conn, client_id=client, limit=50), repeat
             )
         message = record_message(conn, record)
         found["synclog --message query"] = _time(

@@ -89,7 +89,12 @@ def console(
         lines: queue.Queue[str] = queue.Queue()
         assert proc.stderr is not None
         stderr = proc.stderr
-        threading.Thread(target=lambda: [lines.put(line) for line in stderr], daemon=True).start()
+
+        def pump() -> None:
+            for line in stderr:
+                lines.put(line)
+
+        threading.Thread(target=pump, daemon=True).start()
         try:
             while True:
                 line = lines.get(timeout=60)

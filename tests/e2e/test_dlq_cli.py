@@ -183,7 +183,7 @@ def test_a_replay_on_service_bus_sigkilled_after_the_resend_is_not_resent_again(
     # Between the copy's acknowledgement and the dead letter's removal: both exist for a moment.
     assert (peer.dead_letter_count("cwi"), peer.active_count("cwi")) == (3, 2)
 
-    rerun = as_json(cli.run("dlq", "replay", "--all", "--yes", "--json", **azure).stdout)
+    rerun = as_json(cli.run("dlq", "replay", "--all", "--yes", "--json", check=True, **azure).stdout)
 
     assert rerun["summary"] == {"replayed": 3, "skipped": 0, "failed": 0}
     assert peer.dead_letter_count("cwi") == 0
@@ -216,8 +216,8 @@ def test_status_on_service_bus_without_counts_says_why_and_shows_the_rest(
         "CWI_SERVICEBUS_QUEUE": "cwi",
         "CWI_SERVICEBUS_CONNECTION_STRING": peer.connection_string,
     }
-    data = json.loads(cli.run("status", "--json", **azure).stdout)
+    data = json.loads(cli.run("status", "--json", check=True, **azure).stdout)
     assert "management endpoint cannot be reached" in data["counts_unavailable"], "says which, not 'rights'"
     assert sum(g["count"] for g in data["dead_letters_by_client"]) == 2, "dead letters still shown"
-    shown = cli.run("status", **azure)
+    shown = cli.run("status", check=True, **azure)
     assert "bus counts unavailable" in shown.stderr and "dead letters" in shown.stdout

@@ -45,9 +45,9 @@ def test_reconcile_reports_repairs_and_then_finds_nothing(sqlite_url: str, sandb
         [customers] = [e for e in report["entities"] if e["entity"] == "customer"]
         assert [(f["kind"], f["cw_id"]) for f in customers["findings"]] == [("missing_in_erp", "c-1")]
 
-        repaired = json.loads(cli.run("reconcile", "acme", "--repair", "--json", **env).stdout)
+        repaired = json.loads(cli.run("reconcile", "acme", "--repair", "--json", check=True, **env).stdout)
         assert repaired["published"] == 1
-        cli.run("run", "--until-idle", **env)
+        cli.run("run", "--until-idle", check=True, **env)
         assert cw.cw.stats.listings >= 8, "CW read twice, each entity paged"
         # (that a second run then finds nothing is tests/integration/test_reconcile.py's to show)
 

@@ -52,7 +52,7 @@ def test_subscriptions_commands(sqlite_url: str) -> None:
     added = json.loads(
         cli.run(
             "subscriptions", "add", "acme", "http://127.0.0.1:9/hooks", "-e", "customer.*,invoice.created",
-            "-f", "name", "--json", **OPEN,
+            "-f", "name", "--json", check=True, **OPEN,
         ).stdout
     )  # fmt: skip
     sub_id, secret = added["id"], added["secret"]
@@ -88,7 +88,9 @@ def test_sigkill_during_a_delivery_then_restart_loses_nothing(sqlite_url: str, s
             events.append(e)
     with threaded(Receiver(behave=always("slow"), slow_s=0.2)) as receiver:
         added = json.loads(
-            cli.run("subscriptions", "add", "acme", receiver.url, "-e", "*", "--json", **OPEN).stdout
+            cli.run(
+                "subscriptions", "add", "acme", receiver.url, "-e", "*", "--json", check=True, **OPEN
+            ).stdout
         )
         receiver.secrets.append(added["secret"])
         cli.run("send", "-", input=jsonl(events))
@@ -108,7 +110,7 @@ def test_sigkill_during_a_delivery_then_restart_loses_nothing(sqlite_url: str, s
         before = deliveries(sqlite_url).get("delivered", 0)
         assert before < len(events), "killed mid-way"
 
-        cli.run("run", "--until-idle", **env)
+        cli.run("run", "--until-idle", check=True, **env)
         calls = list(receiver.calls)
 
     shown = cli.run("subscriptions", "deliveries", added["id"], "--json").stdout

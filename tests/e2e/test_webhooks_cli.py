@@ -60,14 +60,16 @@ def _tripletex_client(cli: Cli, client: str = "acme") -> None:
 def test_webhooks_url_shows_the_token_once_and_rotates_it(cli: Cli) -> None:
     _tripletex_client(cli)
     public = {"CWI_PUBLIC_URL": "https://hooks.example.com/"}
-    url, secret = _issued(cli.run("webhooks", "url", "acme", **public).stdout)
+    url, secret = _issued(cli.run("webhooks", "url", "acme", check=True, **public).stdout)
     assert url.startswith("https://hooks.example.com/webhooks/tripletex/")
 
     again = cli.run("webhooks", "url", "acme", check=False, **public)
     assert again.returncode == 1
     assert "cannot be shown again" in again.stderr and "--rotate" in again.stderr
 
-    new_url, same_secret = _issued(cli.run("webhooks", "url", "acme", "--rotate", **public).stdout)
+    new_url, same_secret = _issued(
+        cli.run("webhooks", "url", "acme", "--rotate", check=True, **public).stdout
+    )
     assert new_url != url and same_secret == secret
     engine = make_engine(cli.db_url)
     with engine.begin() as db:
@@ -90,7 +92,13 @@ def serving(cli: Cli, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]
     proc = cli.start("serve", "--port", "0", *args)
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stderr is not None
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()  # type: ignore[union-attr]
+    stderr = proc.stderr
+
+    def pump() -> None:
+        for line in stderr:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     try:
         while True:
             line = lines.get(timeout=30)

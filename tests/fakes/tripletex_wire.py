@@ -34,7 +34,7 @@ VAT_TYPES = (3, 5, 6, 31)
 DEPARTMENTS = (1, 2)
 EMPLOYEES = (7, 11, 99)
 CURRENCIES = ("NOK", "EUR", "SEK")
-CATALOGUES = {
+CATALOGUES: dict[str, list[dict[str, int | str]]] = {
     "ledger/vatType": [{"id": i} for i in VAT_TYPES],
     "department": [{"id": i} for i in DEPARTMENTS],
     "employee": [{"id": i} for i in EMPLOYEES],

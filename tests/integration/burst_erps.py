@@ -8,7 +8,8 @@ Customers only: ``number`` and ``name``, the name carrying who made the change.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -153,7 +154,7 @@ class GenericSide:
         return []
 
 
-class VendorSide:
+class VendorSide(ABC):
     """A vendor fake (tests/fakes), changed through its ``/_control`` endpoints."""
 
     cw_deletes = True
@@ -187,13 +188,25 @@ class VendorSide:
     def _id(self, key: str) -> Any:
         return int(key)
 
+    @abstractmethod
+    async def create(self, http: aiohttp.ClientSession, number: str, name: str) -> bool: ...
+
+    @abstractmethod
+    async def update(self, http: aiohttp.ClientSession, key: str, name: str) -> bool: ...
+
+    @abstractmethod
+    def records(self) -> list[tuple[str, str]]: ...
+
+    @abstractmethod
+    def our_writes(self) -> list[OurWrite]: ...
+
     async def mapped_back(self, conn: ErpConnection) -> dict[str, dict[str, Any]]:
         reader = conn.inbound()
         out = {}
         for number, key in self.records():
             record = await reader.fetch(Entity.customer, key)
             assert record is not None, f"{self.kind} customer {key} could not be read"
-            out[number] = cw_fields(Entity.customer, reader.to_cw(Entity.customer, record.value).fields)
+            out[number] = cw_fields(Entity.customer, dict(reader.to_cw(Entity.customer, record.value).fields))
         return _unique(out, len(self.records()))
 
     async def drain(self) -> None:
@@ -299,7 +312,11 @@ class UniSide(VendorSide):
         )
 
 
-_VENDORS = {"tripletex": TripletexSide, "visma_net": VismaSide, "uni_economy": UniSide}
+_VENDORS: dict[str, Callable[[ServedFake], VendorSide]] = {
+    "tripletex": TripletexSide,
+    "visma_net": VismaSide,
+    "uni_economy": UniSide,
+}
 KINDS = ("generic_rest", *_VENDORS)
 
 

@@ -27,7 +27,7 @@ READY_LINE = "Emulator Service is Successfully Up!"
 def docker_answers() -> bool:
     """A Docker engine is reachable (the docker package is a testcontainers dependency)."""
     try:
-        import docker
+        import docker  # type: ignore[import-untyped]
 
         client = docker.from_env(timeout=3)
         try:

@@ -146,9 +146,10 @@ class Harness(ABC):
 
     def read(self, provider: Provider) -> Awaitable[Any]:
         """A read of this connection that is not a push (``fetch`` where the ERP offers it)."""
-        if self.reads_records:
-            return provider.fetch(Entity.customer, "1")
-        return provider.check()
+        read: Awaitable[Any] = (
+            provider.fetch(Entity.customer, "1") if self.reads_records else provider.check()
+        )
+        return read
 
 
 class FakeHarness(Harness):

@@ -115,7 +115,7 @@ class Rig:
         self.app.db.run_sync(change)
 
     async def purge_dead_letters(self) -> int:
-        operations = DeadLetterOperations(self.app.db, self.app.bus)  # type: ignore[arg-type]
+        operations = DeadLetterOperations(self.app.db, self.app.bus)
         letters = await operations.select(Selection())
         for letter in letters:
             await operations.purge(letter)

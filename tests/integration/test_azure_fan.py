@@ -147,7 +147,7 @@ def test_the_prefetch_is_split_between_at_most_as_many_receivers(
 
 class _Part:
     def __init__(self, ready: list[str] | None = None) -> None:
-        self.calls: list[tuple[str, str]] = []
+        self.calls: list[tuple[str, str | None]] = []
         self.ready = ready or []
 
     def held(self, max_count: int) -> list[Lock]:
@@ -198,6 +198,7 @@ async def test_no_more_than_asked_for_when_several_receivers_answer_at_once() ->
     returned = [c for part in (first, second) for c in part.calls if c[0] == "given back"]
     assert len(returned) == 1
     [(_, message_id)] = returned
+    assert message_id is not None
     assert message_id not in {lock.message.message_id for lock in got}
     owner = first if message_id.startswith("a") else second
     assert ("given back", message_id) in owner.calls, "given back to another receiver than its own"

@@ -131,9 +131,16 @@ async def _rig(db_url: str, kind: str) -> AsyncIterator[Rig]:
             aiohttp.ClientSession() as http,
         ):
             cw.cw.on_event = partial(publish_cw_event, app)
-            connection = {"kind": erp.kind, "base_url": erp.base_url, "settings": erp.settings}
             await app.db.run(
-                partial(provision, client=CLIENT, credentials=erp.credentials, secret_key=KEY, **connection)
+                partial(
+                    provision,
+                    client=CLIENT,
+                    credentials=erp.credentials,
+                    secret_key=KEY,
+                    kind=erp.kind,
+                    base_url=erp.base_url,
+                    settings=erp.settings,
+                )
             )
             endpoint = await listener.endpoint(CLIENT)
             erp.set_webhook(endpoint.url, endpoint.secret)

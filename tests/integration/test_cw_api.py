@@ -20,7 +20,7 @@ from graphql.language import (
     SelectionSetNode,
 )
 
-from contracts import Customer, Entity, Invoice, Project, Supplier
+from contracts import Customer, Entity, Invoice, Project, Record, Supplier
 from providers.errors import PermanentError, TransientError
 from tests.openapi import load_spec
 from worker.cw.http import LIST_OPERATIONS, OPERATIONS, QUERY_DOCUMENT, HttpCW
@@ -60,7 +60,7 @@ SCHEMA = build_schema(
                  invoiceChanges(changedSince: DateTime, cursor: String, first: Int!): InvoicePage! }
     """
 )
-MODELS = {
+MODELS: dict[Entity, type[Record]] = {
     Entity.customer: Customer,
     Entity.supplier: Supplier,
     Entity.project: Project,
@@ -220,7 +220,8 @@ async def test_the_listing_pages_in_change_order_with_deletions_and_a_resumable_
     await cw.delete("acme", Entity.customer, ids[1], key="d")
 
     async def read(since: Any, cursor: str | None) -> tuple[list[Any], str]:
-        items, has_more = [], True
+        items: list[Any] = []
+        has_more = True
         while has_more:
             page = await cw.list_changes(
                 "acme", Entity.customer, changed_since=since, cursor=cursor, first=2, key="l"

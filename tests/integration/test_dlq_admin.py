@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -130,7 +130,9 @@ async def test_list_show_replay_purge_with_the_key(db: Database, bus: LocalBus) 
     assert [x.message_id for x in await bus.dead_letters()] == ["t-acme-e2"]
     log = db.run_sync(lambda c: sync_log.entries(c))
     operator = [
-        (r["action"], json.loads(r["detail"])["operator"]) for r in log if r["direction"] == "operator"
+        (r["action"], json.loads(cast(str, r["detail"]))["operator"])
+        for r in log
+        if r["direction"] == "operator"
     ]
     assert sorted(operator) == [("purged", "admin-api"), ("replayed", "erin")]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -66,7 +66,7 @@ class Rig:
 
     def actions(self, envelope_id: str) -> list[str]:
         rows = self.db.run_sync(lambda c: sync_log.entries(c, message_id=envelope_id))
-        return [r["action"] for r in reversed(rows)]
+        return [cast(str, r["action"]) for r in reversed(rows)]
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from config_db import clients, sync_log
 from config_db.secrets import SecretBox
 from contracts import Entity
 from providers.generic_rest.sandbox import SandboxServer
-from providers.generic_rest.sandbox.app import ERP_CREATED
+from providers.generic_rest.sandbox.wire import ERP_CREATED
 from tests.integration.cw_rig import publish_cw_event, settings_with_cw
 from worker.bootstrap import App, open_app
 from worker.buses.base import OutgoingMessage

@@ -17,12 +17,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from config_db import sync_log
 from contracts import Entity
+from tests.fakes.control import Controllable
 from tests.fakes.serve import KINDS, ServedFake, serve_fake
 from tests.integration.cw_rig import provision, publish_cw_event, settings_with_cw
 from tests.integration.test_visma_net_inbound import CUSTOMER, INVOICE
@@ -58,7 +59,7 @@ class Rig:
 
     def actions(self, direction: str) -> Counter[str]:
         rows = self.app.db.run_sync(lambda db: sync_log.entries(db, client_id=CLIENT, limit=10_000))
-        return Counter(r["action"] for r in rows if r["direction"] == direction)
+        return Counter(cast(str, r["action"]) for r in rows if r["direction"] == direction)
 
     def external_id(self, entity: Entity, cw_id: str) -> str:
         link = self.app.db.run_sync(
@@ -78,14 +79,15 @@ async def _rig(db_url: str, kind: str, **extra_settings: str) -> AsyncIterator[R
             serve_fake(kind) as erp,
         ):
             cw.cw.on_event = partial(publish_cw_event, app)
-            connection = {"kind": erp.kind, "base_url": erp.base_url, "credentials": erp.credentials}
             await app.db.run(
                 partial(
                     provision,
                     client=CLIENT,
                     settings={**erp.settings, **extra_settings},
                     secret_key=KEY,
-                    **connection,
+                    kind=erp.kind,
+                    base_url=erp.base_url,
+                    credentials=erp.credentials,
                 )
             )
             endpoint = await listener.endpoint(CLIENT)
@@ -115,8 +117,9 @@ async def test_echoes_are_ignored_and_a_users_change_reaches_cw_once(migrated_db
 
         # A user edits the record in the ERP: CW is written once, its CW event ignored.
         collection, edit, field, value = USER_EDITS[kind]
-        key: Any = rig.external_id(Entity.customer, CUSTOMER.id)
-        rig.erp.fake.user_update(collection, int(key) if kind != "visma_net" else key, **edit)
+        key = rig.external_id(Entity.customer, CUSTOMER.id)
+        user: Controllable = rig.erp.fake  # its id: an int, but Visma.net's the number
+        user.user_update(collection, int(key) if kind != "visma_net" else key, **edit)
         await rig.quiet()
 
         assert (rig.cw.cw.stats.updates, rig.cw.cw.stats.creates) == (1, 0)
@@ -128,7 +131,7 @@ async def test_echoes_are_ignored_and_a_users_change_reaches_cw_once(migrated_db
         assert _writes(outbound) == _writes(pushed) == {"created": 1}, "nothing pushed to the ERP again"
 
         # A user deletes it in the ERP: deleted in CW once, and CW's delete event is not pushed back.
-        rig.erp.fake.user_delete(collection, int(key) if kind != "visma_net" else key)
+        user.user_delete(collection, int(key) if kind != "visma_net" else key)
         await rig.quiet()
 
         assert rig.cw.cw.stats.deletes == 1

@@ -113,9 +113,12 @@ async def test_erp_latency_429s_and_rate_waits_are_reported_per_connection(repor
     fake = FakeTripletex()
     async with serve_app(fake.app()) as url, aiohttp.ClientSession() as http:
         fake.base_url = f"{url}/v2"
-        make = lambda client: TripletexProvider(  # noqa: E731
-            ConnectionSpec(client, "tripletex", fake.base_url, SETTINGS, CREDENTIALS), http
-        )
+
+        def make(client: str) -> TripletexProvider:
+            return TripletexProvider(
+                ConnectionSpec(client, "tripletex", fake.base_url, SETTINGS, CREDENTIALS), http
+            )
+
         acme, globex = make("acme"), make("globex")
         fake.fail_next(1, 429, reset=1)
         with pytest.raises(TransientError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -90,7 +90,7 @@ async def writes(sandbox: SandboxServer) -> dict[str, int]:
 
 async def run_through(
     app: App, sandbox: SandboxServer, fault: Any, settled: Any = lambda: True
-) -> tuple[RunStats, list[dict[str, Any]]]:
+) -> tuple[RunStats, list[MutableMapping[str, Any]]]:
     """Run the worker; once it has made some progress, ``fault()`` (in a thread); then until done
     (every record written, and ``settled()``: the bus holds nothing more)."""
     worker = app.worker()

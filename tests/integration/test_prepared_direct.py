@@ -88,11 +88,11 @@ def test_outside_a_transaction_sqlalchemy_begins_one(engine: Engine) -> None:
 AT = Table("at", META, Column("id", Integer, primary_key=True), Column("at", UtcDateTime, nullable=True))
 AT_INSERT = Prepared(insert(AT), column_keys=["id", "at"])
 ZONES = st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=5.5)), dt.timezone(-dt.timedelta(hours=8))])
-SPAN = {"min_value": dt.datetime(1, 1, 2), "max_value": dt.datetime(9999, 12, 30)}
+SPAN = (dt.datetime(1, 1, 2), dt.datetime(9999, 12, 30))  # min_value, max_value
 
 
 @settings(max_examples=200, deadline=None)
-@given(when=st.datetimes(**SPAN, timezones=ZONES))
+@given(when=st.datetimes(*SPAN, timezones=ZONES))
 def test_a_utc_timestamp_is_bound_as_sqlalchemy_binds_it(when: dt.datetime) -> None:
     processors = UtcDateTime().dialect_impl(sqlite_dialect.dialect()).bind_processor(sqlite_dialect.dialect())
     assert processors is not None
@@ -107,7 +107,7 @@ def test_a_utc_timestamp_written_prepared_reads_back_as_written_through_sqlalche
         conn.execute(insert(AT), {"id": 3, "at": when})
     with engine.connect() as conn:
         rows = dict(conn.execute(select(AT.c.id, AT.c.at)).all())
-        texts = dict(conn.exec_driver_sql("SELECT id, at FROM at").all())
+        texts: dict[int, str] = dict(conn.exec_driver_sql("SELECT id, at FROM at").all())
     assert rows == {1: when, 2: None, 3: when}
     assert texts[1] == texts[3] == "2026-12-05 08:30:00.000000"
     with pytest.raises(ValueError, match="naive"):

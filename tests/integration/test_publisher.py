@@ -50,7 +50,8 @@ def troublesome(receiver: Receiver, webhook_id: str, n: int) -> Any:
     """Deliveries in turn (by first arrival): fail once, throttle once, time out once, fail twice,
     succeed at once, succeed at once."""
     first_seen = list(dict.fromkeys([c.webhook_id for c in receiver.calls] + [webhook_id]))
-    script = [[500], [429], ["slow"], [503, 500], [], []][first_seen.index(webhook_id) % 6]
+    scripts: list[list[int | str]] = [[500], [429], ["slow"], [503, 500], [], []]
+    script = scripts[first_seen.index(webhook_id) % 6]
     return script[n - 1] if n <= len(script) else 200
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +41,12 @@ def _writes(db: Database, rows: int) -> None:
     def create(conn: Connection) -> None:
         conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
 
+    def insert(i: int) -> Callable[[Connection], object]:
+        return lambda conn: conn.exec_driver_sql(f"INSERT INTO t VALUES ({i})")
+
     async def write() -> None:
         await db.run(create)
-        await asyncio.gather(
-            *(
-                db.batched(lambda conn, i=i: conn.exec_driver_sql(f"INSERT INTO t VALUES ({i})"))
-                for i in range(rows)
-            )
-        )
+        await asyncio.gather(*(db.batched(insert(i)) for i in range(rows)))
 
     asyncio.run(write())
 

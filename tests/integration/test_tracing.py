@@ -89,11 +89,11 @@ def _frontend_publisher(rig: Rig, provider: TracerProvider) -> Any:
 
 
 def _trace(spans: list[ReadableSpan], member: ReadableSpan) -> list[ReadableSpan]:
-    return [s for s in spans if s.context.trace_id == member.context.trace_id]  # type: ignore[union-attr]
+    return [s for s in spans if s.context.trace_id == member.context.trace_id]
 
 
 def _children(trace: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:
-    span_id = parent.context.span_id  # type: ignore[union-attr]
+    span_id = parent.context.span_id
     return [s for s in trace if s.parent is not None and s.parent.span_id == span_id]
 
 
@@ -246,7 +246,7 @@ async def test_the_trace_context_crosses_each_bus_in_the_message_s_properties(
     context = tracing.carried_context(delivery.properties)
     assert context is not None
     carried = trace.get_current_span(context).get_span_context()
-    assert (carried.trace_id, carried.span_id) == (publish.context.trace_id, publish.context.span_id)  # type: ignore[union-attr]
+    assert (carried.trace_id, carried.span_id) == (publish.context.trace_id, publish.context.span_id)
 
 
 def test_a_subscriber_s_delivery_message_continues_the_trace_of_the_change_it_delivers(
@@ -269,5 +269,5 @@ def test_a_subscriber_s_delivery_message_continues_the_trace_of_the_change_it_de
     assert context is not None
     carried = trace.get_current_span(context).get_span_context()
     [publish] = [s for s in spans.get_finished_spans() if s.name == "publish"]
-    assert carried.span_id == publish.context.span_id  # type: ignore[union-attr]
+    assert carried.span_id == publish.context.span_id
     assert carried.trace_id == receiving.get_span_context().trace_id

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from providers.errors import AuthenticationFailed, MappingError, ProviderRejected, TransientError
 from providers.uni_economy import UniEconomyProvider
 from tests.fakes.uni_economy import FakeUni
+from tests.fakes.uni_keys import pem
 from tests.integration.provider_contract import change, http
 from tests.integration.uni_economy_rig import (
     CLIENT_ID,
@@ -24,7 +25,6 @@ from tests.integration.uni_economy_rig import (
     fake,
     key,
     make,
-    pem,
     provider,
 )
 

@@ -204,7 +204,7 @@ async def test_injected_422_is_rejected_with_its_message(
 
 
 async def test_vat_rates_compare_as_numbers(fake: FakeVismaNet) -> None:
-    settings = SettingsReader.of(connection(fake, **{"vat_code.25.00": "3"}))
+    settings = SettingsReader.of(connection(fake, credentials=None, **{"vat_code.25.00": "3"}))
     assert settings.vat_code(Decimal("25")) == "3"
     assert settings.vat_code(Decimal("0.0")) == "5"
 

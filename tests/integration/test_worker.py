@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from config_db import sync_log
+from providers.generic_rest.sandbox.store import Reply
 from tests.integration.worker_rig import Rig, env, failure
 from worker.buses.azure import AzureBus
 from worker.buses.local import LocalBus
@@ -110,8 +111,8 @@ async def test_crash_after_the_erp_wrote_is_redelivered_without_a_second_write(r
     sandbox = rig.sandbox.sandbox
     write = sandbox._put
 
-    def write_then_die(*args: Any) -> Any:
-        reply = write(*args)
+    def write_then_die(entity: str, cw_id: str, body: Any) -> Reply:
+        reply = write(entity, cw_id, body)
         handling.cancel()
         return reply
 

@@ -73,7 +73,7 @@ def test_sigkill_mid_batch_then_restart(migrated_db_url: str, slow_sandbox: str)
     done_before = outcomes(migrated_db_url).get("created", 0)
     assert 0 < done_before < len(expected), "killed mid-batch"
 
-    cli.run("run", "--until-idle", **env)
+    cli.run("run", "--until-idle", check=True, **env)
 
     assert_each_written_once(slow_sandbox, expected)
     final = outcomes(migrated_db_url)

@@ -69,6 +69,7 @@ class TripletexHarness(FakeHarness):
     kind = "tripletex"
     required_credential = "employee_token"
     customer, supplier, invoice = CUSTOMER, SUPPLIER, INVOICE
+    fake: FakeTripletex
 
     def __init__(self, fake: FakeTripletex, http: aiohttp.ClientSession) -> None:
         self.fake, self.http = fake, http

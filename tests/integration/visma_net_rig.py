@@ -58,7 +58,7 @@ def connection(
 
 
 def provider(erp: FakeVismaNet, http: aiohttp.ClientSession, **settings: str) -> VismaNetProvider:
-    return VismaNetProvider(connection(erp, **settings), http)
+    return VismaNetProvider(connection(erp, credentials=None, **settings), http)
 
 
 def customer(number: str = "10001", name: str = "Acme AS") -> Customer:

@@ -10,7 +10,7 @@ from contracts import DeadLetterReason
 from providers.generic_rest.webhooks import decode_secret
 from providers.registry import KINDS, WEBHOOK_PARSERS, WEBHOOK_SECRETS
 from worker.ingress.ratelimit import RateLimiter
-from worker.messaging.outcomes import Abandon, Complete, DeadLetter, Retry
+from worker.messaging.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
 from worker.metrics import Metrics
 
 
@@ -44,7 +44,7 @@ def test_every_provider_kind_has_a_webhook_parser_and_a_secret_of_its_scheme() -
 
 def test_outcomes_feed_the_worker_counters_labelled_by_provider_and_client() -> None:
     m = Metrics()
-    seen = []
+    seen: list[Outcome] = []
     hook = m.chain_settled(seen.append)
     # dispatch binds the message's identity for its task; the hook reads it there
     structlog.contextvars.bind_contextvars(client_id="acme", provider="tripletex", direction="inbound")

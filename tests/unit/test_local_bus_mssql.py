@@ -57,8 +57,8 @@ def test_postgresql_receives_with_skip_locked(build: Any) -> None:
 
 def test_bus_table_and_indexes_render_for_sql_server() -> None:
     table = bus_messages
-    ddl = render(CreateTable(table), MSSQL)  # type: ignore[arg-type]
-    indexes = [render(CreateIndex(index), MSSQL) for index in table.indexes]  # type: ignore[attr-defined]
+    ddl = render(CreateTable(table), MSSQL)
+    indexes = [render(CreateIndex(index), MSSQL) for index in table.indexes]
 
     assert "seq BIGINT NOT NULL IDENTITY" in ddl
     assert "message_id VARCHAR(128) NOT NULL" in ddl

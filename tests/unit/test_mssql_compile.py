@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
+from sqlalchemy import Index, Table
 from sqlalchemy.dialects import mssql, postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.sql import ClauseElement
 
 from config_db import clients, inbox, leases, marks, sync_log
 from config_db.models import metadata
 
+# The dialects' constructors are untyped in SQLAlchemy.
+MSSQL: Dialect = mssql.dialect()  # type: ignore[no-untyped-call]
+POSTGRESQL: Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+DIALECTS = [MSSQL, POSTGRESQL, sqlite.dialect()]
 STATEMENTS = {
     "q_client": clients.q_client("acme"),
     "q_clients": clients.q_clients(),
@@ -41,11 +47,11 @@ STATEMENTS = {
 
 
 @pytest.mark.parametrize("table", metadata.sorted_tables, ids=lambda t: t.name)
-def test_ddl_compiles_for_sql_server(table: object) -> None:
-    ddl = str(CreateTable(table).compile(dialect=mssql.dialect()))  # type: ignore[arg-type]
+def test_ddl_compiles_for_sql_server(table: Table) -> None:
+    ddl = str(CreateTable(table).compile(dialect=MSSQL))
     assert "CREATE TABLE" in ddl
-    for index in table.indexes:  # type: ignore[attr-defined]
-        assert "CREATE INDEX" in str(CreateIndex(index).compile(dialect=mssql.dialect()))
+    for index in table.indexes:
+        assert "CREATE INDEX" in str(CreateIndex(index).compile(dialect=MSSQL))
 
 
 def test_no_unbounded_string_is_indexed_on_sql_server() -> None:
@@ -55,32 +61,28 @@ def test_no_unbounded_string_is_indexed_on_sql_server() -> None:
         for index in table.indexes:
             keyed |= {c.name for c in index.columns}
         for name in keyed:
-            compiled = table.c[name].type.compile(dialect=mssql.dialect())
+            compiled = table.c[name].type.compile(dialect=MSSQL)
             assert "max" not in compiled.lower(), f"{table.name}.{name} is {compiled}"
 
 
 @pytest.mark.parametrize("name", sorted(STATEMENTS))
-@pytest.mark.parametrize(
-    "dialect", [mssql.dialect(), postgresql.dialect(), sqlite.dialect()], ids=lambda d: d.name
-)
-def test_queries_compile(name: str, dialect: object) -> None:
-    sql = str(STATEMENTS[name].compile(dialect=dialect))  # type: ignore[attr-defined]
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_queries_compile(name: str, dialect: Dialect) -> None:
+    sql = str(STATEMENTS[name].compile(dialect=dialect))
     assert sql.split()[0] in {"SELECT", "INSERT", "UPDATE", "DELETE"}
 
 
 def test_limit_becomes_top_on_sql_server() -> None:
-    assert "TOP" in str(sync_log.Q_LAST_ACTION.compile(dialect=mssql.dialect()))
+    assert "TOP" in str(sync_log.Q_LAST_ACTION.compile(dialect=MSSQL))
 
 
-@pytest.mark.parametrize(
-    "dialect", [mssql.dialect(), postgresql.dialect(), sqlite.dialect()], ids=lambda d: d.name
-)
-def test_prepared_writes_compile(dialect: object) -> None:
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_prepared_writes_compile(dialect: Dialect) -> None:
     from config_db.inbox import _MARK_FINISHED
     from config_db.sync_log import _INSERT_LINK, _RECORD, _UPDATE_LINK
 
     for prepared in (_RECORD, _INSERT_LINK, _UPDATE_LINK, _MARK_FINISHED):
-        compiled = prepared.compiled(dialect)  # type: ignore[arg-type]
+        compiled = prepared.compiled(dialect)
         assert compiled is not None
         assert compiled.sql.split()[0] in {"INSERT", "UPDATE"}
         assert set(compiled.names) >= {"client_id"} or "k_client_id" in compiled.names
@@ -89,17 +91,15 @@ def test_prepared_writes_compile(dialect: object) -> None:
 def test_the_message_state_read_is_prepared_except_where_sql_server_renders_top_per_execution() -> None:
     from config_db.sync_log import _MESSAGE_STATE
 
-    for dialect in (postgresql.dialect(), sqlite.dialect()):
+    for dialect in (POSTGRESQL, sqlite.dialect()):
         compiled = _MESSAGE_STATE.compiled(dialect)
         assert compiled is not None and "POSTCOMPILE" not in compiled.sql
         assert {"client_id", "message_id", "k_cw_id"} <= set(compiled.names)
-    assert _MESSAGE_STATE.compiled(mssql.dialect()) is None  # runs through execute(), TOP 1 rendered there
+    assert _MESSAGE_STATE.compiled(MSSQL) is None  # runs through execute(), TOP 1 rendered there
 
 
-@pytest.mark.parametrize(
-    "dialect", [mssql.dialect(), postgresql.dialect(), sqlite.dialect()], ids=lambda d: d.name
-)
-def test_lease_marks_and_inbox_statements_compile(dialect: Any) -> None:
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_lease_marks_and_inbox_statements_compile(dialect: Dialect) -> None:
     statements = {
         **leases.statements(dialect),
         "mark_if_absent": inbox.mark_if_absent(dialect.name),
@@ -109,34 +109,35 @@ def test_lease_marks_and_inbox_statements_compile(dialect: Any) -> None:
         "S_DELETE_IDS": marks.S_DELETE_IDS,
     }
     for name, statement in statements.items():
+        assert isinstance(statement, ClauseElement)
         sql = str(statement.compile(dialect=dialect))
         assert sql.split()[0] in {"SELECT", "INSERT", "UPDATE", "DELETE"}, name
-    insert_sql = str(leases.insert_lease(dialect.name).compile(dialect=dialect))
+    insert_lease = leases.insert_lease(dialect.name)
+    assert isinstance(insert_lease, ClauseElement)
+    insert_sql = str(insert_lease.compile(dialect=dialect))
     if dialect.name == "mssql":
         assert "WITH (UPDLOCK, HOLDLOCK)" in insert_sql and "NOT (EXISTS" in insert_sql
         assert "TOP" in str(marks.q_expired(10).compile(dialect=dialect))
     else:
         assert "ON CONFLICT DO NOTHING" in insert_sql
     prepared = marks._INSERT.compiled(dialect)
+    assert prepared is not None
     assert prepared.sql.startswith("INSERT")
 
 
-@pytest.mark.parametrize(
-    "dialect", [mssql.dialect(), postgresql.dialect(), sqlite.dialect()], ids=lambda d: d.name
-)
-def test_inserts_if_absent_compile(dialect: object) -> None:
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_inserts_if_absent_compile(dialect: Dialect) -> None:
     """The inserts that a concurrent writer of the same key must not make fail."""
-    name = dialect.name  # type: ignore[attr-defined]
+    name = dialect.name
     for statement in (sync_log.insert_link_if_absent(name), inbox.mark_if_absent(name)):
-        sql = str(statement.compile(dialect=dialect))  # type: ignore[attr-defined]
+        assert isinstance(statement, ClauseElement)
+        sql = str(statement.compile(dialect=dialect))
         assert sql.split()[0] == "INSERT"
         assert ("NOT (EXISTS" if name == "mssql" else "ON CONFLICT") in sql
 
 
-@pytest.mark.parametrize(
-    "dialect", [mssql.dialect(), postgresql.dialect(), sqlite.dialect()], ids=lambda d: d.name
-)
-def test_retention_and_timeline_statements_compile(dialect: Any) -> None:
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_retention_and_timeline_statements_compile(dialect: Dialect) -> None:
     """Retention of the sync log and of record values (one batch: its ids, the delete, the dry run's
     count) and the record timeline's reads, whose indexes migration 0008 adds (partial on every
     dialect)."""
@@ -167,7 +168,7 @@ def test_retention_and_timeline_statements_compile(dialect: Any) -> None:
     assert "FROM record_values AS newer" in values_sql and "newer.id > record_values.id" in values_sql
     if dialect.name == "mssql":
         assert "TOP" in str(retention.SYNC_LOG.batch.limit(1000).compile(dialect=dialect))
-    indexes = {index.name: index for index in sync_log.log.indexes}
+    indexes: dict[str | None, Index] = {index.name: index for index in sync_log.log.indexes}
     for name in ("ix_sync_log_record", "ix_sync_log_external"):
         ddl = str(CreateIndex(indexes[name]).compile(dialect=dialect))
         assert "WHERE" in ddl and "IS NOT NULL" in ddl, ddl
