@@ -10,6 +10,7 @@ Prints the bench's JSON object; bench/run.sh records it in bench/results.jsonl.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -24,13 +25,12 @@ QUEUE = "cwi-bench"
 
 
 def main(argv: list[str]) -> int:
-    sessions = "--sessions" in argv
-    args = [a for a in argv if a != "--sessions"]
-    receivers = "1"
-    if "--receivers" in args:  # CWI_SERVICEBUS_RECEIVERS for the worker (a queue without sessions)
-        at = args.index("--receivers")
-        receivers = args[at + 1]
-        del args[at : at + 2]
+    # Our two options; everything else goes to `cwi bench`, which checks it.
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--sessions", action="store_true")
+    parser.add_argument("--receivers", type=int, default=1, help="CWI_SERVICEBUS_RECEIVERS of the worker")
+    own, args = parser.parse_known_args(argv)
+    sessions, receivers = own.sessions, str(own.receivers)
     entities = {QUEUE: EntityOptions(lock_duration_s=60, requires_session=sessions)}
     with ServiceBusPeer(entities=entities) as peer:
         env = {
