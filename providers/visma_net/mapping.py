@@ -200,6 +200,27 @@ def invoice_plan(settings: SettingsReader) -> InvoicePlan:
     return InvoicePlan(release, send)
 
 
+def still_holds(body: Mapping[str, Any], found: Mapping[str, Any]) -> bool:
+    """Whether ``found`` (a read DTO) still holds what the write ``body`` sent, on every field the two
+    name alike: wrapped (``{"value": …}``) in the body, plain in the DTO. Fields named or shaped
+    differently (``countryId`` against ``country.id``, lists) cannot be compared and are passed over."""
+    for name, sent in body.items():
+        if name not in found:
+            continue
+        value = sent["value"] if isinstance(sent, dict) and sent.keys() == {"value"} else sent
+        got = found[name]
+        if isinstance(value, dict) and isinstance(got, dict):
+            if not still_holds(value, got):
+                return False
+        elif _plain(value) and _plain(got) and value != got and str(value) != str(got):
+            return False
+    return True
+
+
+def _plain(value: Any) -> bool:
+    return not isinstance(value, dict | list)
+
+
 # -- Visma.net → CW (the inbound path): read DTOs (CustomerDto …), values not wrapped ----------------
 
 

@@ -185,12 +185,23 @@ class VismaNetProvider(VendorProvider):
         send = partial(self.client.request, method, path, body=body, allow_404=allow_404)
         return await plan.write(self.client.prepare(method, path, body), send, answer)
 
-    async def _stamp(self, plan: Plan, collection: str, key: str) -> str | None:
-        """The record's lastModifiedDateTime as Visma now holds it: the version echoes compare."""
+    async def _stamp(
+        self, plan: Plan, collection: str, key: str, body: Mapping[str, Any] | None = None
+    ) -> str | None:
+        """The record's lastModifiedDateTime as Visma now holds it: the version echoes compare.
+
+        Visma answers a write without the record, so this is a second request, and a user's edit
+        may land between the two: the version read is then the user's, and claiming it as ours
+        would make the user's webhook an echo (the change lost for CW). So with the ``body`` written,
+        a record that no longer holds it gives no version: echoes of this write are then told by the
+        inbound path's own checks, and the user's change reaches CW (at worst one CW write too many,
+        which CW's echo marks stop)."""
 
         async def read() -> str | None:
             found = await self.client.get_json(item_path(collection, key))
-            stamp = found.get("lastModifiedDateTime") if isinstance(found, dict) else None
+            if not isinstance(found, dict) or (body is not None and not mapping.still_holds(body, found)):
+                return None
+            stamp = found.get("lastModifiedDateTime")
             return str(stamp) if stamp else None
 
         return await plan.existing(read)
@@ -215,14 +226,14 @@ class VismaNetProvider(VendorProvider):
         if known is not None:
             resp = await self._write(plan, "PUT", item_path(collection, known), body, allow_404=True)
             if resp.status != 404:
-                return PushResult("updated", known, await self._stamp(plan, collection, known), digest)
+                return PushResult("updated", known, await self._stamp(plan, collection, known, body), digest)
         key = record.number
         if known != key and await plan.existing(partial(self.client.get_json, item_path(collection, key))):
             await self._write(plan, "PUT", item_path(collection, key), body)
-            return PushResult("updated", key, await self._stamp(plan, collection, key), digest)
+            return PushResult("updated", key, await self._stamp(plan, collection, key, body), digest)
         await self._write(plan, "POST", collection, {**body, **resource.create_extras}, answer=CREATED)
         # Our number is the key (overrideNumberSeries keeps it); Location could name an internal id.
-        return PushResult("created", key, await self._stamp(plan, collection, key), digest)
+        return PushResult("created", key, await self._stamp(plan, collection, key, body), digest)
 
     async def _customer(self, number: str, plan: Plan) -> None:
         await plan.reference(f"customer {number}", partial(self._require_customer, number))

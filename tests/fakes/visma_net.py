@@ -103,6 +103,9 @@ class FakeVismaNet(VismaInvoices):
         self.callbacks = CallbackSender()
         self.api_writes = WriteLog()  # every write made through the API, as stored after it
         self.webhook: tuple[str, str, str] | None = None
+        self.after_api_write: Callable[[str, str], object] | None = None
+        """Called with (kind, key) after each API write of a customer, supplier or project, before
+        its answer: what a user does in Visma.net at that moment lands before any later read."""
 
     # test controls
 
@@ -294,6 +297,8 @@ class FakeVismaNet(VismaInvoices):
         store.records[key] = self._stamp({"status": "Active", **data})
         self.api_writes.add(name, key, "created", store.records[key])
         self._emit(name, "Created", key, store.records[key])
+        if self.after_api_write is not None:
+            self.after_api_write(name, key)
         return self._written(store, key, 201, location=True)
 
     async def _update(self, request: web.Request, name: str) -> web.Response:
@@ -304,6 +309,8 @@ class FakeVismaNet(VismaInvoices):
         store.records[key] = self._stamp({**store.records[key], **unwrap(await request.json())})
         self.api_writes.add(name, key, "updated", store.records[key])
         self._emit(name, "Updated", key, store.records[key])
+        if self.after_api_write is not None:
+            self.after_api_write(name, key)
         return self._written(store, key, 204)
 
     async def _get(self, request: web.Request, name: str) -> web.Response:

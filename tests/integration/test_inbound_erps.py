@@ -25,6 +25,7 @@ from config_db import sync_log
 from contracts import Entity
 from tests.fakes.control import Controllable
 from tests.fakes.serve import KINDS, ServedFake, serve_fake
+from tests.fakes.visma_net import FakeVismaNet
 from tests.integration.cw_rig import provision, publish_cw_event, settings_with_cw
 from tests.integration.test_visma_net_inbound import CUSTOMER, INVOICE
 from worker.bootstrap import App, open_app
@@ -154,3 +155,26 @@ async def test_a_visma_invoice_written_twice_is_one_echo_per_webhook(migrated_db
         assert len(invoice_hooks) >= 2, "create and release each fired a webhook"
         assert rig.actions("inbound")["inbound"] == 0 and rig.cw.cw.stats.writes == 0
         assert rig.actions("inbound")["echo_ignored"] == len(rig.erp.fake.callbacks.deliveries)
+
+
+async def test_a_visma_users_edit_right_after_our_write_reaches_cw(migrated_db_url: str) -> None:
+    """Visma answers a write without the record: the worker reads its version back. A user's edit
+    landing between the two must not pass for our own write, or its webhook is an echo and CW
+    never gets the edit (seen once in the burst test, test_burst_echo.py)."""
+    async with _rig(migrated_db_url, "visma_net") as rig:
+        fake = cast(FakeVismaNet, rig.erp.fake)
+
+        def edit_once(kind: str, key: str) -> None:
+            fake.after_api_write = None
+            fake.user_update(kind, key, name="Renamed by a user")
+
+        fake.after_api_write = edit_once
+        await rig.cw.cw.user_change(CLIENT, Entity.customer, CUSTOMER.model_dump(mode="json"))
+        await rig.quiet()
+
+        key = rig.external_id(Entity.customer, CUSTOMER.id)
+        assert fake.customers[key]["name"] == "Renamed by a user"
+        stored = rig.cw.cw.get(CLIENT, Entity.customer, CUSTOMER.id)
+        assert stored is not None and stored["name"] == "Renamed by a user", "the user's edit is lost for CW"
+        assert rig.actions("inbound")["inbound"] == 1
+        assert _writes(rig.actions("outbound")) == {"created": 1}, "nothing pushed to the ERP again"

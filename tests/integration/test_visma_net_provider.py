@@ -83,6 +83,24 @@ async def test_supplier_version_is_its_last_modified_time(
     assert fake.stores["supplier"].records["20001"]["mainContact"]["email"] == "post@betong.no"
 
 
+async def test_a_users_edit_between_our_write_and_its_read_back_is_not_claimed_as_ours(
+    fake: FakeVismaNet, http: aiohttp.ClientSession
+) -> None:
+    """Visma answers a write without the record, so the provider reads its version back. A user's
+    edit in between makes that version the user's: claimed as ours, the user's webhook would be
+    taken for our echo and the edit never reach CW."""
+    erp = provider(fake, http)
+    created = await erp.push(change(customer()))
+    assert created.version == fake.customers["10001"]["lastModifiedDateTime"]  # nobody in between
+
+    fake.after_api_write = lambda kind, key: fake.user_update(kind, key, name="Edited in Visma")
+    updated = await erp.push(change(customer(name="Acme Holding AS"), Action.updated, known="10001"))
+
+    assert fake.customers["10001"]["name"] == "Edited in Visma"
+    assert (updated.outcome, updated.external_id) == ("updated", "10001")
+    assert updated.version is None, "the user's version was claimed as the one we wrote"
+
+
 async def test_project_created_and_updated(fake: FakeVismaNet, http: aiohttp.ClientSession) -> None:
     project = Project(
         id="p-1", number="PRJ-9", name="New school", customer_id="cw-10001", start_date=dt.date(2024, 3, 1)
