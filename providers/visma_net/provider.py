@@ -195,7 +195,9 @@ class VismaNetProvider(VendorProvider):
         would make the user's webhook an echo (the change lost for CW). So with the ``body`` written,
         a record that no longer holds it gives no version: echoes of this write are then told by the
         inbound path's own checks, and the user's change reaches CW (at worst one CW write too many,
-        which CW's echo marks stop)."""
+        which CW's echo marks stop). An invoice's release or sending after the write changes only
+        what we did not write (its status), so the claim survives them; its lines (sent as
+        operations, read as lines) are passed over."""
 
         async def read() -> str | None:
             found = await self.client.get_json(item_path(collection, key))
@@ -280,7 +282,8 @@ class VismaNetProvider(VendorProvider):
         update = mapping.invoice_update_body(invoice, self.settings, lines)
         await self._write(plan, "PUT", item_path(INVOICES, number), update)
         await self._finish(number, steps, plan)
-        return PushResult("updated", number, await self._stamp(plan, INVOICES, number), content_hash(body))
+        stamp = await self._stamp(plan, INVOICES, number, update)
+        return PushResult("updated", number, stamp, content_hash(body))
 
     async def _create_invoice(
         self, invoice: Invoice, body: mapping.JsonObject, steps: mapping.InvoicePlan, plan: Plan
@@ -298,7 +301,8 @@ class VismaNetProvider(VendorProvider):
                 )
             number = str(found["referenceNumber"])
         await self._finish(number, steps, plan)
-        return PushResult("created", number, await self._stamp(plan, INVOICES, number), content_hash(body))
+        stamp = await self._stamp(plan, INVOICES, number, body)
+        return PushResult("created", number, stamp, content_hash(body))
 
     async def _line_numbers(self, number: str, doc: dict[str, Any]) -> list[int]:
         if "invoiceLines" not in doc:  # list results may leave the lines out

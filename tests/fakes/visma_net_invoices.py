@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.visma_net_wire import DRAFTS, Store, dto, modified, page, unwrap, visma_error
+from tests.fakes.visma_net_wire import DRAFTS, USER_NAME, Store, dto, modified, page, unwrap, visma_error
 
 
 class VismaInvoices:
@@ -24,7 +24,8 @@ class VismaInvoices:
     stores: dict[str, Store]
     invoices: dict[str, dict[str, Any]]
     _stamp: Callable[[dict[str, Any]], dict[str, Any]]
-    _emit: Callable[[str, str, str, dict[str, Any]], None]
+    _emit: Callable[..., None]
+    after_api_write: Callable[[str, str], object] | None
 
     @property
     def customers(self) -> dict[str, dict[str, Any]]:
@@ -67,7 +68,19 @@ class VismaInvoices:
         self.invoices[number] = self._stamp(invoice)
         self.writes["invoice"] += 1
         self._emit("invoice", "Created", number, invoice)
+        self._after_write(number)
         return web.Response(status=201, headers={"Location": f"{self.base_url}/v1/customerinvoice/{number}"})
+
+    def _after_write(self, number: str) -> None:
+        if self.after_api_write is not None:
+            self.after_api_write("invoice", number)
+
+    def user_update_invoice(self, number: str, /, **fields: Any) -> dict[str, Any]:
+        """A user edits a draft invoice in Visma.net (flat fields, as stored)."""
+        invoice = self._stamp(self.invoices[number] | fields)
+        self.invoices[number] = invoice
+        self._emit("invoice", "Updated", number, invoice, USER_NAME)
+        return invoice
 
     def _invoice(self, request: web.Request) -> dict[str, Any] | None:
         return self.invoices.get(request.match_info["invoiceNumber"])
@@ -101,6 +114,7 @@ class VismaInvoices:
         self._stamp(invoice)
         self.writes["invoice"] += 1
         self._emit("invoice", "Updated", invoice["referenceNumber"], invoice)
+        self._after_write(invoice["referenceNumber"])
         return web.Response(status=204)
 
     async def _delete_invoice(self, request: web.Request) -> web.Response:
@@ -128,6 +142,7 @@ class VismaInvoices:
         self._stamp(invoice)
         self.writes["invoice"] += 1
         self._emit("invoice", "Updated", invoice["referenceNumber"], invoice)
+        self._after_write(invoice["referenceNumber"])
         return web.json_response({"actionId": str(uuid.uuid4()), "actionResult": "Done"})
 
     async def _send(self, request: web.Request) -> web.Response:

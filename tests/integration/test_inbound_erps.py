@@ -178,3 +178,28 @@ async def test_a_visma_users_edit_right_after_our_write_reaches_cw(migrated_db_u
         assert stored is not None and stored["name"] == "Renamed by a user", "the user's edit is lost for CW"
         assert rig.actions("inbound")["inbound"] == 1
         assert _writes(rig.actions("outbound")) == {"created": 1}, "nothing pushed to the ERP again"
+
+
+async def test_a_visma_users_edit_of_a_draft_invoice_right_after_our_write_reaches_cw(
+    migrated_db_url: str,
+) -> None:
+    """The same race for an invoice: its version is read back after the write too."""
+    async with _rig(migrated_db_url, "visma_net") as rig:
+        fake = cast(FakeVismaNet, rig.erp.fake)
+        await rig.cw.cw.user_change(CLIENT, Entity.customer, CUSTOMER.model_dump(mode="json"))
+        await rig.quiet()
+
+        def edit_once(kind: str, key: str) -> None:
+            fake.after_api_write = None
+            fake.user_update_invoice(key, customerRefNumber="Changed by a user")
+
+        fake.after_api_write = edit_once
+        await rig.cw.cw.user_change(CLIENT, Entity.invoice, INVOICE.model_dump(mode="json"))
+        await rig.quiet()
+
+        key = rig.external_id(Entity.invoice, INVOICE.id)
+        assert fake.invoices[key]["customerRefNumber"] == "Changed by a user"
+        stored = rig.cw.cw.get(CLIENT, Entity.invoice, INVOICE.id)
+        assert stored is not None and stored["reference"] == "Changed by a user", "the edit is lost for CW"
+        assert rig.actions("inbound")["inbound"] == 1
+        assert _writes(rig.actions("outbound")) == {"created": 2}, "nothing pushed to the ERP again"

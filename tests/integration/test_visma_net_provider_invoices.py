@@ -104,6 +104,34 @@ async def test_draft_invoice_update_replaces_lines(fake: FakeVismaNet, http: aio
     ]
 
 
+@pytest.mark.parametrize("release", ["false", "true"])
+async def test_a_users_edit_of_a_draft_before_the_read_back_is_not_claimed_as_ours(
+    fake: FakeVismaNet, http: aiohttp.ClientSession, release: str
+) -> None:
+    """As with customers: Visma answers an invoice's write (and its release) without the invoice, so
+    its version is read back; a user's edit in between must not be claimed as our write. A release
+    (status only) between our write and the read-back is ours and keeps the claim."""
+    fake.seed_customer("10001")
+    erp = provider(fake, http, release_invoices=release)
+    created = await erp.push(change(invoice()))
+    number = created.external_id or ""
+    assert created.version == fake.invoices[number]["lastModifiedDateTime"]  # nobody in between
+
+    fresh = await erp.push(change(invoice("inv-2")))
+
+    def edit_once(kind: str, key: str) -> None:
+        fake.after_api_write = None
+        fake.user_update_invoice(key, customerRefNumber="User's ref")
+
+    fake.after_api_write = edit_once
+    edited = await erp.push(change(invoice("inv-3")))
+
+    assert fresh.version == fake.invoices[fresh.external_id or ""]["lastModifiedDateTime"]
+    assert fake.invoices[edited.external_id or ""]["customerRefNumber"] == "User's ref"
+    assert edited.outcome == "created"
+    assert edited.version is None, "the user's version was claimed as the one we wrote"
+
+
 async def test_released_invoice_cannot_be_updated(fake: FakeVismaNet, http: aiohttp.ClientSession) -> None:
     fake.seed_customer("10001")
     erp = provider(fake, http, release_invoices="true")
