@@ -8,7 +8,9 @@ customer envelope (pydantic), PUT it with aiohttp, one SQLite sync-log-like row 
 
 ``--mode between``: one task receives and, between receives, completes what has finished (prefetch
 sized to the concurrency); ``between-gather`` completes them side by side (``asyncio.gather``), still
-between receives: slower than one after the other, as each completion reads the connection itself.
+between receives: slower than one after the other, as each completion reads the connection itself;
+``between-pipelined`` sends them together and awaits their echoes together, as cwi's queue pump does
+(``worker/buses/azure/pipelined.py``, below the SDK's public API; queue only).
 ``--mode per-task``: each message is completed by its own task while the
 receive loop goes on. ``--sessions``: a session queue (session = client), one lane per message in
 flight, each lane one session at a time and one message at a time in it (per-client order); in
@@ -84,7 +86,7 @@ def _body_of(message: Any) -> bytes:
     return b"".join(message.body)
 
 
-async def _queue_between(receiver: Any, work: Work, events: int, concurrency: int, gather: bool) -> None:
+async def _queue_between(receiver: Any, work: Work, events: int, concurrency: int, settle: str) -> None:
     """One task: receive a batch, start its work, and between receives complete what finished."""
     finished: list[Any] = []
     wake = asyncio.Event()
@@ -99,8 +101,14 @@ async def _queue_between(receiver: Any, work: Work, events: int, concurrency: in
     while settled < events:
         while finished:
             batch, finished[:] = list(finished), []
-            if gather:  # the batch's completions side by side, still between receives
+            if settle == "gather":  # the batch's completions side by side, still between receives
                 await asyncio.gather(*(receiver.complete_message(m) for m in batch))
+            elif settle == "pipelined":  # sent together, echoes awaited together (cwi's way)
+                from worker.buses.azure.pipelined import complete_all
+
+                failed = [o for o in await complete_all(receiver, batch) if o is not None]
+                if failed:
+                    raise RuntimeError(f"{len(failed)} completions failed: {failed[0]}")
             else:
                 for message in batch:
                     await receiver.complete_message(message)
@@ -225,9 +233,9 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
             # Timed from a connected receiver, as `cwi bench` times a connected worker.
             async with client.get_queue_receiver(QUEUE, prefetch_count=args.concurrency) as receiver:
                 cpu0, started = os.times(), time.perf_counter()
-                if args.mode in ("between", "between-gather"):
-                    gather = args.mode == "between-gather"
-                    await _queue_between(receiver, work, args.events, args.concurrency, gather)
+                if args.mode.startswith("between"):
+                    settle = args.mode.partition("-")[2] or "one by one"
+                    await _queue_between(receiver, work, args.events, args.concurrency, settle)
                 else:
                     await _queue_per_task(receiver, work, args.events, args.concurrency)
                 seconds, cpu1 = time.perf_counter() - started, os.times()
@@ -248,7 +256,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--mode", choices=["between", "between-gather", "per-task"], default="between")
+    parser.add_argument(
+        "--mode", choices=["between", "between-gather", "between-pipelined", "per-task"], default="between"
+    )
     parser.add_argument("--sessions", action="store_true")
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -259,6 +269,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--socket-timeout", type=float, default=None, help="the SDK client's (default 0.2 s)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.sessions and args.mode not in ("between", "per-task"):
+        parser.error(f"--mode {args.mode} is for a queue without sessions")
     if args.child:
         print(json.dumps(asyncio.run(_child(args))))
         return 0

@@ -8,7 +8,9 @@ timeout), and are settled about twenty times slower than the same settlements ma
 between receives (bench/sb_bare.py). So the runner's tasks only queue their settlement and await
 its result; the receiver's pump (``QueueReceiving``) drains the queue between receives.
 
-Every settlement goes through the SDK's public API, which keeps the per-message error mapping.
+A batch's completions go out together and their echoes are awaited together (``pipelined``, below
+the SDK's public API, with the SDK's own per-message error mapping); every other settlement goes
+through the public API.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 
 from azure.servicebus.aio import ServiceBusReceiver
 
+from worker.buses.azure import pipelined
 from worker.buses.azure.convert import Message
 
 Action = Callable[[ServiceBusReceiver, Message], Awaitable[None]]
@@ -81,12 +84,17 @@ async def _run(item: Settlement, action: Action) -> None:
             item.done.set_result(None)
 
 
-async def _complete_one(receiver: ServiceBusReceiver, message: Message) -> None:
-    await receiver.complete_message(message)
-
-
 async def _complete_all(items: list[Settlement]) -> None:
-    # One by one through the public API. Pipelining a batch's dispositions below it (one round trip
-    # for the batch) was tried: a lost lock in the batch then held the batch for a minute.
+    """Each receiver's completions sent together, their echoes awaited together (``pipelined``)."""
+    by_receiver: dict[ServiceBusReceiver, list[Settlement]] = {}
     for item in items:
-        await _run(item, _complete_one)
+        by_receiver.setdefault(item.receiver, []).append(item)
+    for receiver, batch in by_receiver.items():
+        outcomes = await pipelined.complete_all(receiver, [item.message for item in batch])
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if item.done.done():
+                continue
+            if outcome is None:
+                item.done.set_result(None)
+            else:
+                item.done.set_exception(outcome)
