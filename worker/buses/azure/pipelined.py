@@ -12,12 +12,14 @@ module fills that table for the whole batch, sends the batch, and reads until ea
 
 What it relies on (azure-servicebus 7.15, pyamqp transport), checked before each use: the
 receiver's ``_handler._link`` with ``_pending_dispositions`` and ``send_disposition``, the
-connection's ``listen``, and each message's ``_delivery_id`` and ``_delivery_tag``. Anything else (an
-SDK without them, a link not attached, a deferred, settled or expired message, a batch of one)
-goes through ``complete_message``, one by one, as before. Outcomes are the SDK's own: its check of
-the echo and its exception mapping (``MessageLockLostError`` for a lost lock); an echo that does not
-come (the link detached, the SDK's operation timeout) is a ``ServiceBusError``, which the bus
-reports as unconfirmed (redelivered unless it applied: harmless, the redelivery is recognised).
+connection's ``listen``, and each message's ``_delivery_id`` and ``_delivery_tag``. Anything else
+(an SDK without them, a link not attached, a deferred, settled or expired message, a batch of one)
+goes through ``complete_message``, one by one, as before; an SDK upgrade that takes these away
+fails ``tests/integration/test_azure_pipelined.py``, not the worker. Outcomes are the SDK's own:
+its check of the echo and its exception mapping (``MessageLockLostError`` for a lost lock); an
+echo that does not come (the link detached, the SDK's operation timeout) is a ``ServiceBusError``,
+which the bus reports as unconfirmed (redelivered unless it applied: harmless, the redelivery is
+recognised).
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ async def _await_echoes(receiver: ServiceBusReceiver, link: Any, ids: set[int]) 
     pending = link._pending_dispositions
     timeout = getattr(getattr(receiver, "_config", None), "timeout", None) or _TIMEOUT_S
     deadline = time.monotonic() + timeout
-    while any(not pending[i]["settled"] for i in ids):
+    while any(not pending.get(i, {}).get("settled", True) for i in ids):  # a missing one: unconfirmed
         if time.monotonic() >= deadline or link.state.name in ("DETACHED", "ERROR"):
             return
         try:
@@ -140,10 +142,10 @@ async def _outcome(
     receiver: ServiceBusReceiver, link: Any, delivery_id: int, message: Message, check: Callable[..., None]
 ) -> Outcome:
     entry = link._pending_dispositions.pop(delivery_id, None)
-    if entry is None or not entry["settled"]:
+    if not isinstance(entry, dict) or not entry.get("settled"):
         return ServiceBusError(f"the completion of delivery {delivery_id} was sent but not confirmed")
     try:
-        check(delivery_id, entry["outcome"])
+        check(delivery_id, entry.get("outcome"))
     except Exception as exc:  # noqa: BLE001 - the service refused it (a lost lock)
         return await _mapped(receiver, exc)
     message._settled = True
