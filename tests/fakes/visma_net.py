@@ -149,7 +149,9 @@ class FakeVismaNet(VismaInvoices):
         return made
 
     def user_update(self, kind: str, key: str, /, **fields: Any) -> dict[str, Any]:
-        """A user edits a record in Visma.net (flat fields, as stored)."""
+        """A user edits a record in Visma.net (flat fields, as stored); an invoice only as a draft."""
+        if kind == "invoice":
+            return self.user_update_invoice(key, **fields)
         record = self._stamp(self.stores[kind].records[key] | fields)
         self.stores[kind].records[key] = record
         self._emit(kind, "Updated", key, record, USER_NAME)

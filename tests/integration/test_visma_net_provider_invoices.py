@@ -121,7 +121,7 @@ async def test_a_users_edit_of_a_draft_before_the_read_back_is_not_claimed_as_ou
 
     def edit_once(kind: str, key: str) -> None:
         fake.after_api_write = None
-        fake.user_update_invoice(key, customerRefNumber="User's ref")
+        fake.user_update(kind, key, customerRefNumber="User's ref")
 
     fake.after_api_write = edit_once
     edited = await erp.push(change(invoice("inv-3")))

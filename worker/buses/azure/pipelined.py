@@ -19,7 +19,7 @@ fails ``tests/integration/test_azure_pipelined.py``, not the worker. Outcomes ar
 its check of the echo and its exception mapping (``MessageLockLostError`` for a lost lock); an
 echo that does not come (the link detached, the SDK's operation timeout) is a ``ServiceBusError``,
 which the bus reports as unconfirmed (redelivered unless it applied: harmless, the redelivery is
-recognised).
+recognised); so is a refusal the SDK would have retried (the service busy), not retried here.
 """
 
 from __future__ import annotations
