@@ -267,6 +267,9 @@ def main(argv: list[str]) -> int:
         "--clients", type=int, default=None, help="distinct clients (default 2 x concurrency)"
     )
     parser.add_argument("--socket-timeout", type=float, default=None, help="the SDK client's (default 0.2 s)")
+    parser.add_argument(
+        "--rtt-ms", type=float, default=0.0, help="round trip added to the peer's (bench/rtt.py)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.sessions and args.mode not in ("between", "per-task"):
@@ -275,16 +278,21 @@ def main(argv: list[str]) -> int:
         print(json.dumps(asyncio.run(_child(args))))
         return 0
 
+    from bench.rtt import delayed
     from tests.servicebus_peer import EntityOptions, ServiceBusPeer
     from worker.dev.bench import sandbox_process
 
     n_clients = args.clients or max(64, args.concurrency * 2)
     token = secrets.token_urlsafe(16)
     entities = {QUEUE: EntityOptions(lock_duration_s=60, requires_session=args.sessions)}
-    with ServiceBusPeer(entities=entities) as peer, sandbox_process(token, args.latency_ms) as base_url:
+    with (
+        ServiceBusPeer(entities=entities) as peer,
+        sandbox_process(token, args.latency_ms) as base_url,
+        delayed(peer.connection_string, rtt_ms=args.rtt_ms) as url,
+    ):
         for message_id, client_id, body in _bodies(args.events, n_clients):
             peer.send(QUEUE, body, message_id=message_id, session_id=client_id if args.sessions else None)
-        env = {**os.environ, "SB_BARE_CONNECTION": peer.connection_string, "SB_BARE_URL": base_url,
+        env = {**os.environ, "SB_BARE_CONNECTION": url, "SB_BARE_URL": base_url,
                "SB_BARE_TOKEN": token}  # fmt: skip
         child = subprocess.run(
             [sys.executable, __file__, "--child", *argv], env=env, cwd=ROOT, capture_output=True, text=True
