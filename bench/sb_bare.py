@@ -88,6 +88,8 @@ def _body_of(message: Any) -> bytes:
 
 async def _queue_between(receiver: Any, work: Work, events: int, concurrency: int, settle: str) -> None:
     """One task: receive a batch, start its work, and between receives complete what finished."""
+    from worker.buses.azure.pipelined import complete_all
+
     finished: list[Any] = []
     wake = asyncio.Event()
     inflight: set[asyncio.Task[None]] = set()
@@ -104,8 +106,6 @@ async def _queue_between(receiver: Any, work: Work, events: int, concurrency: in
             if settle == "gather":  # the batch's completions side by side, still between receives
                 await asyncio.gather(*(receiver.complete_message(m) for m in batch))
             elif settle == "pipelined":  # sent together, echoes awaited together (cwi's way)
-                from worker.buses.azure.pipelined import complete_all
-
                 failed = [o for o in await complete_all(receiver, batch) if o is not None]
                 if failed:
                     raise RuntimeError(f"{len(failed)} completions failed: {failed[0]}")
