@@ -24,6 +24,7 @@ recognised); so is a refusal the SDK would have retried (the service busy), not 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -42,8 +43,9 @@ Outcome = BaseException | None
 _TIMEOUT_S = 60.0  # the SDK's default operation timeout, when its config does not say
 
 
+@functools.cache
 def _sdk() -> tuple[Any, Callable[..., None]] | None:
-    """The SDK's own outcome type and echo check (absent in other SDK versions)."""
+    """The SDK's own outcome and echo check (absent in other SDK versions); looked up once."""
     try:
         from azure.servicebus._pyamqp.outcomes import Accepted
         from azure.servicebus._pyamqp.receiver import check_disposition_outcome

@@ -69,19 +69,26 @@ class Settler:
         items, self._queue = self._queue, []
         self.queued.clear()
         for item in items:
-            if not item.done.done():
-                item.done.set_exception(error)
+            _resolve(item, error)
+
+
+def _resolve(item: Settlement, outcome: BaseException | None) -> None:
+    """Hand the settlement's outcome (None: done) to its waiting caller, unless it has one."""
+    if item.done.done():
+        return
+    if outcome is None:
+        item.done.set_result(None)
+    else:
+        item.done.set_exception(outcome)
 
 
 async def _run(item: Settlement, action: Action) -> None:
     try:
         await action(item.receiver, item.message)
     except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
-        if not item.done.done():
-            item.done.set_exception(exc)
+        _resolve(item, exc)
     else:
-        if not item.done.done():
-            item.done.set_result(None)
+        _resolve(item, None)
 
 
 async def _complete_all(items: list[Settlement]) -> None:
@@ -92,9 +99,4 @@ async def _complete_all(items: list[Settlement]) -> None:
     for receiver, batch in by_receiver.items():
         outcomes = await pipelined.complete_all(receiver, [item.message for item in batch])
         for item, outcome in zip(batch, outcomes, strict=True):
-            if item.done.done():
-                continue
-            if outcome is None:
-                item.done.set_result(None)
-            else:
-                item.done.set_exception(outcome)
+            _resolve(item, outcome)
