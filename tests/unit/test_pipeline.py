@@ -234,6 +234,16 @@ class GatedProvider(FakeProvider):
         return await super().push(change)
 
 
+async def _until_waiting(gated: Pipeline, n: int) -> None:
+    """Until the one call slot is taken and ``n`` messages wait for it (fixed sleeps raced a loaded
+    machine: a message still journalling its intent had not joined the queue when the slot freed)."""
+    slots = gated.outbound._calls
+    assert slots is not None
+    async with asyncio.timeout(10):
+        while slots._free > 0 or len(slots._by_age) < n:
+            await asyncio.sleep(0.005)
+
+
 async def test_a_free_call_slot_goes_to_the_client_with_the_fewest_calls(db: Database) -> None:
     """``busy`` has had two calls; when the one slot frees up, ``fresh`` (none yet) goes before it,
     though ``busy``'s message was waiting first (worker/messaging/slots.py)."""
@@ -245,11 +255,11 @@ async def test_a_free_call_slot_goes_to_the_client_with_the_fewest_calls(db: Dat
         await gated.handle(delivery(f"b{i}", client="busy", id=f"busy-{i}"))
     provider.open.clear()
     holder = asyncio.create_task(gated.handle(delivery("h", client="holder", id="holder")))
-    await asyncio.sleep(0.05)
+    await _until_waiting(gated, 0)  # the holder has the slot
     waiting = [asyncio.create_task(gated.handle(delivery("b2", client="busy", id="busy-2")))]
-    await asyncio.sleep(0.05)
+    await _until_waiting(gated, 1)
     waiting.append(asyncio.create_task(gated.handle(delivery("f", client="fresh", id="fresh"))))
-    await asyncio.sleep(0.05)
+    await _until_waiting(gated, 2)
     provider.open.set()
     assert await asyncio.gather(holder, *waiting) == [Complete("created")] * 3
     assert provider.order[2:] == ["holder", "fresh", "busy-2"]
