@@ -124,3 +124,36 @@ async def test_without_what_pipelining_needs_each_goes_through_the_public_call(
     async with asyncio.timeout(5):  # settled without an echo: the peer applies it a moment later
         while peer.messages(QUEUE):
             await asyncio.sleep(0.02)
+
+
+async def test_a_receive_between_sending_and_confirming_reads_the_echoes(
+    peer: ServiceBusPeer, client: ServiceBusClient, receiver: ServiceBusReceiver
+) -> None:
+    """What the pump relies on (worker/buses/azure/receiving.py): its next receive files the echoes
+    of the completions it sent, so confirming them reads nothing more."""
+    got = await _batch(client, receiver, 6)
+    sent = await pipelined.send_all(receiver, got)
+    handler: Any = receiver._handler
+    pending = handler._link._pending_dispositions
+    assert len(sent.sent) == 6
+    assert not any(pending[m._delivery_id]["settled"] for m in got)  # nothing has read an echo yet
+
+    await send(client, QUEUE, [ServiceBusMessage('{"n": 6}', message_id="m6")])
+    async with asyncio.timeout(10):
+        more = await receiver.receive_messages(max_message_count=1, max_wait_time=5)
+    assert [m.message_id for m in more] == ["m6"]
+    assert all(pending[m._delivery_id]["settled"] for m in got), "the receive did not read the echoes"
+    reads = 0
+    listen = handler._link._session._connection.listen
+
+    async def counted_listen(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await listen(*args, **kwargs)
+
+    handler._link._session._connection.listen = counted_listen
+
+    assert await sent.confirm() == [None] * 6
+    assert reads == 0
+    assert pending == {}
+    assert [m.message_id for m in peer.messages(QUEUE)] == ["m6"]

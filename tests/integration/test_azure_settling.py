@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from tests.integration.buses import LOCK_S, QUEUE, azure_bus, peer_entities
 from tests.servicebus_peer import ServiceBusPeer
-from worker.buses.azure import AzureBus
+from worker.buses.azure import AzureBus, pipelined
+from worker.buses.azure.receiving import QueueReceiving
 from worker.buses.base import Delivery, LockLostError
 
 
@@ -125,3 +127,45 @@ async def test_what_came_while_its_caller_gave_up_settles_without_waiting_out_th
             assert peer.active_count(QUEUE) == 0
         finally:
             await bus.close()
+
+
+@pytest.mark.parametrize(
+    ("wait_s", "expected"),
+    [(0.0, ["send", "receive", "confirm"]), (2.0, ["send", "confirm", "receive"])],
+    ids=["short receive", "idle poll"],
+)
+async def test_a_pumps_completions_are_confirmed_after_a_short_receive_it_was_asked_for(
+    peer: ServiceBusPeer, bus: AzureBus, monkeypatch: pytest.MonkeyPatch, wait_s: float, expected: list[str]
+) -> None:
+    """Completions queued while a short receive is wanted (work in flight) go out first, that
+    receive follows at once (it reads their echoes), and they are confirmed after it: one round
+    trip a cycle, not two. Before an idle poll's long wait they are confirmed first."""
+    _send(peer, 8)
+    got = await _receive(bus, 4)
+    order: list[str] = []
+    send_all, confirm, fetch = pipelined.send_all, pipelined.Sent.confirm, QueueReceiving._fetch
+
+    async def sending(*args: Any) -> pipelined.Sent:
+        order.append("send")
+        return await send_all(*args)
+
+    async def confirming(self: pipelined.Sent) -> list[pipelined.Outcome]:
+        order.append("confirm")
+        return await confirm(self)
+
+    async def fetching(self: QueueReceiving, max_count: int) -> Any:
+        order.append("receive")
+        return await fetch(self, max_count)
+
+    monkeypatch.setattr(pipelined, "send_all", sending)
+    monkeypatch.setattr(pipelined.Sent, "confirm", confirming)
+    monkeypatch.setattr(QueueReceiving, "_fetch", fetching)
+    completing = [asyncio.create_task(bus.complete(d)) for d in got]
+    asking = asyncio.create_task(bus.receive(4, wait_s))  # 0: work in flight, a short receive
+
+    await asyncio.gather(*completing)
+    more = await asking + await _receive(bus, 4 - len(await asking))
+
+    assert order[:3] == expected
+    assert len(more) == 4
+    assert peer.active_count(QUEUE) == 4  # the four completed are gone, the next four are out

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from azure.servicebus.aio import ServiceBusReceiver
@@ -80,18 +81,49 @@ def _eligible(message: Message) -> bool:
         return False
 
 
+@dataclass(eq=False)
+class Sent:
+    """A batch whose dispositions are on the wire: ``confirm`` reads what is left of the echoes
+    (a receive between the two has usually read them all) and gives each message's outcome."""
+
+    receiver: ServiceBusReceiver
+    messages: Sequence[Message]
+    outcomes: list[Outcome]  # filled already for what went one by one or failed to send
+    link: Any = None
+    sent: dict[int, int] = field(default_factory=dict)  # delivery id → index
+
+    async def confirm(self) -> list[Outcome]:
+        """Each message's outcome, in order; the SDK's table of dispositions left as it was."""
+        sdk = _sdk()
+        if not self.sent or sdk is None:
+            return self.outcomes
+        await _await_echoes(self.receiver, self.link, set(self.sent))
+        for delivery_id, index in self.sent.items():
+            message = self.messages[index]
+            self.outcomes[index] = await _outcome(self.receiver, self.link, delivery_id, message, sdk[1])
+        self.sent = {}
+        return self.outcomes
+
+
 async def complete_all(receiver: ServiceBusReceiver, messages: Sequence[Message]) -> list[Outcome]:
     """Complete ``messages`` (all received by ``receiver``); one outcome each, in order."""
+    return await (await send_all(receiver, messages)).confirm()
+
+
+async def send_all(receiver: ServiceBusReceiver, messages: Sequence[Message]) -> Sent:
+    """Send the completions of ``messages`` (all received by ``receiver``) without waiting for the
+    service's echoes; ``Sent.confirm`` awaits them. Whatever cannot be pipelined is completed here,
+    one by one, through the public call."""
     link = _link(receiver) if len(messages) > 1 else None
     sdk = _sdk() if link is not None else None
+    batch = Sent(receiver, messages, [None] * len(messages), link)
     if link is None or sdk is None:
-        return [await _one(receiver, m) for m in messages]
-    accepted, check = sdk
-    outcomes: list[Outcome] = [None] * len(messages)
-    sent: dict[int, int] = {}  # delivery id → index
+        batch.outcomes = [await _one(receiver, m) for m in messages]
+        return batch
+    accepted = sdk[0]
     for index, message in enumerate(messages):
-        if not _eligible(message) or message._delivery_id in sent:
-            outcomes[index] = await _one(receiver, message)
+        if not _eligible(message) or message._delivery_id in batch.sent:
+            batch.outcomes[index] = await _one(receiver, message)
             continue
         delivery_id = message._delivery_id
         link._pending_dispositions[delivery_id] = {"settled": False, "outcome": None}
@@ -106,14 +138,10 @@ async def complete_all(receiver: ServiceBusReceiver, messages: Sequence[Message]
             )
         except Exception as exc:  # noqa: BLE001 - this message's outcome
             link._pending_dispositions.pop(delivery_id, None)
-            outcomes[index] = await _mapped(receiver, exc)
+            batch.outcomes[index] = await _mapped(receiver, exc)
             continue
-        sent[delivery_id] = index
-    if sent:
-        await _await_echoes(receiver, link, set(sent))
-    for delivery_id, index in sent.items():
-        outcomes[index] = await _outcome(receiver, link, delivery_id, messages[index], check)
-    return outcomes
+        batch.sent[delivery_id] = index
+    return batch
 
 
 async def _one(receiver: ServiceBusReceiver, message: Message) -> Outcome:

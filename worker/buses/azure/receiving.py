@@ -161,20 +161,29 @@ class QueueReceiving:
     async def _pump(self) -> None:
         while True:
             if len(self._settler):
-                await self._settler.drain()
+                # The completions are sent, and confirmed after the receive the caller asked for, if
+                # a short one: it reads their echoes along with its messages (one round trip a cycle
+                # instead of two; an idle poll's long wait would hold the outcomes back).
+                land = await self._settler.send()
+                try:
+                    if (
+                        self._want > 0
+                        and self._wait < self._poll_s
+                        and not self._buffer
+                        and not self._closing
+                    ):
+                        await self._receive()
+                finally:
+                    await land()
                 continue
             if self._closing:
                 return
             if self._want > 0:
-                wanted, self._want = self._want, 0
-                self._wanted.clear()
                 # Only for an empty buffer: what is buffered goes out first, and its settlements
                 # must not queue behind a receive (a caller that gave up during the last receive
                 # left its wish, with the idle poll's long wait, while that receive filled the
                 # buffer: 5 s of stall at the end of a bench run in half the runs).
-                if not self._buffer:
-                    await self._fetch_into_buffer(wanted)
-                self._arrived.set()
+                await self._receive()
                 continue
             self._wanted.clear()
             waits = [asyncio.ensure_future(e.wait()) for e in (self._wanted, self._settler.queued)]
@@ -183,6 +192,14 @@ class QueueReceiving:
             finally:
                 for waiting in waits:
                     waiting.cancel()
+
+    async def _receive(self) -> None:
+        """The receive the caller asked for (``take``), unless the buffer still holds messages."""
+        wanted, self._want = self._want, 0
+        self._wanted.clear()
+        if not self._buffer:
+            await self._fetch_into_buffer(wanted)
+        self._arrived.set()
 
     async def _fetch_into_buffer(self, max_count: int) -> None:
         """One receive as a task of its own, so that close() can cancel it (and only it)."""

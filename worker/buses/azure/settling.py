@@ -9,8 +9,8 @@ between receives (bench/sb_bare.py). So the runner's tasks only queue their sett
 its result; the receiver's pump (``QueueReceiving``) drains the queue between receives.
 
 A batch's completions go out together and their echoes are awaited together (``pipelined``, below
-the SDK's public API, with the SDK's own per-message error mapping); every other settlement goes
-through the public API.
+the SDK's public API, with the SDK's own per-message error mapping), after the pump's next receive
+when it has one to make; every other settlement goes through the public API.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from worker.buses.azure import pipelined
 from worker.buses.azure.convert import Message
 
 Action = Callable[[ServiceBusReceiver, Message], Awaitable[None]]
+Landing = Callable[[], Awaitable[int]]
 
 
 @dataclass(eq=False)
@@ -54,16 +55,29 @@ class Settler:
 
     async def drain(self) -> int:
         """Run every queued settlement; returns how many. Never raises: results go to the futures."""
+        return await (await self.send())()
+
+    async def send(self) -> Landing:
+        """Run every queued settlement, the completions only sent: the returned call awaits their
+        echoes, hands out every outcome and returns how many settlements there were. A receive
+        between the two reads the echoes along with its messages (one round trip a pump cycle
+        instead of two). Never raises: results go to the futures."""
         items, self._queue = self._queue, []
         self.queued.clear()
         completes = [i for i in items if i.action is None]
         others = [i for i in items if i.action is not None]
-        if completes:
-            await _complete_all(completes)
+        flights = await _send_completions(completes) if completes else []
         for item in others:
             assert item.action is not None
             await _run(item, item.action)
-        return len(items)
+
+        async def land() -> int:
+            for batch, sent in flights:
+                for item, outcome in zip(batch, await sent.confirm(), strict=True):
+                    _resolve(item, outcome)
+            return len(items)
+
+        return land
 
     def fail_all(self, error: BaseException) -> None:
         items, self._queue = self._queue, []
@@ -91,12 +105,12 @@ async def _run(item: Settlement, action: Action) -> None:
         _resolve(item, None)
 
 
-async def _complete_all(items: list[Settlement]) -> None:
-    """Each receiver's completions sent together, their echoes awaited together (``pipelined``)."""
+async def _send_completions(items: list[Settlement]) -> list[tuple[list[Settlement], pipelined.Sent]]:
+    """Each receiver's completions sent together (``pipelined``); their echoes are awaited later."""
     by_receiver: dict[ServiceBusReceiver, list[Settlement]] = {}
     for item in items:
         by_receiver.setdefault(item.receiver, []).append(item)
-    for receiver, batch in by_receiver.items():
-        outcomes = await pipelined.complete_all(receiver, [item.message for item in batch])
-        for item, outcome in zip(batch, outcomes, strict=True):
-            _resolve(item, outcome)
+    return [
+        (batch, await pipelined.send_all(receiver, [item.message for item in batch]))
+        for receiver, batch in by_receiver.items()
+    ]
