@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from azure.servicebus.aio import ServiceBusReceiver
 
 from tests.integration.buses import LOCK_S, QUEUE, azure_bus, peer_entities
 from tests.servicebus_peer import ServiceBusPeer
@@ -153,9 +154,9 @@ async def test_a_pumps_completions_are_confirmed_after_a_short_receive_it_was_as
         order.append("confirm")
         return await confirm(self)
 
-    async def fetching(self: QueueReceiving, max_count: int) -> Any:
+    async def fetching(self: QueueReceiving, max_count: int, wait: float) -> Any:
         order.append("receive")
-        return await fetch(self, max_count)
+        return await fetch(self, max_count, wait)
 
     monkeypatch.setattr(pipelined, "send_all", sending)
     monkeypatch.setattr(pipelined.Sent, "confirm", confirming)
@@ -169,3 +170,35 @@ async def test_a_pumps_completions_are_confirmed_after_a_short_receive_it_was_as
     assert order[:3] == expected
     assert len(more) == 4
     assert peer.active_count(QUEUE) == 4  # the four completed are gone, the next four are out
+
+
+async def test_a_short_receive_stays_short_when_a_poll_is_asked_for_as_it_starts(
+    peer: ServiceBusPeer, bus: AzureBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pump decides on a short receive (work in flight), sends the batch's completions, and a
+    caller's idle poll is asked for just as that receive starts: the receive keeps the short wait,
+    so the batch's outcomes are not held for a poll."""
+    _send(peer, 8)
+    got = await _receive(bus, 4)
+    waits: list[float] = []
+    fetch_into_buffer = QueueReceiving._fetch_into_buffer
+    receive_messages = ServiceBusReceiver.receive_messages
+
+    async def asked_for_a_poll_meanwhile(self: QueueReceiving, max_count: int, wait: float) -> None:
+        self._wait = self._poll_s  # what take(wait_s > 0) sets, arriving as the fetch starts
+        await fetch_into_buffer(self, max_count, wait)
+
+    async def recording(self: ServiceBusReceiver, *args: Any, **kwargs: Any) -> Any:
+        waits.append(kwargs["max_wait_time"])
+        return await receive_messages(self, *args, **kwargs)
+
+    monkeypatch.setattr(QueueReceiving, "_fetch_into_buffer", asked_for_a_poll_meanwhile)
+    monkeypatch.setattr(ServiceBusReceiver, "receive_messages", recording)
+    completing = [asyncio.create_task(bus.complete(d)) for d in got]
+    asking = asyncio.create_task(bus.receive(4, 0.0))  # work in flight: a short receive
+
+    async with asyncio.timeout(1.0):  # a poll's wait would hold the completions for seconds
+        await asyncio.gather(*completing)
+    await asking
+    assert waits and max(waits) < 0.1
+    assert peer.active_count(QUEUE) <= 4  # the four completed are gone

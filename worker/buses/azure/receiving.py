@@ -194,16 +194,19 @@ class QueueReceiving:
                     waiting.cancel()
 
     async def _receive(self) -> None:
-        """The receive the caller asked for (``take``), unless the buffer still holds messages."""
+        """The receive the caller asked for (``take``), unless the buffer still holds messages.
+        Its wait is the one asked for when the pump decided on it: a ``take`` that comes while the
+        fetch starts does not turn a short receive, with a batch's echoes to read, into a poll."""
         wanted, self._want = self._want, 0
+        wait = self._wait
         self._wanted.clear()
         if not self._buffer:
-            await self._fetch_into_buffer(wanted)
+            await self._fetch_into_buffer(wanted, wait)
         self._arrived.set()
 
-    async def _fetch_into_buffer(self, max_count: int) -> None:
+    async def _fetch_into_buffer(self, max_count: int, wait: float) -> None:
         """One receive as a task of its own, so that close() can cancel it (and only it)."""
-        self._fetching = asyncio.create_task(self._fetch(max_count))
+        self._fetching = asyncio.create_task(self._fetch(max_count, wait))
         try:
             await asyncio.wait({self._fetching})
         finally:
@@ -218,15 +221,15 @@ class QueueReceiving:
             self._buffer.extend((receiver, m) for m in messages)
             self._wake()
 
-    async def _fetch(self, max_count: int) -> list[Message]:
+    async def _fetch(self, max_count: int, wait: float) -> list[Message]:
         async def receive(receiver: ServiceBusReceiver) -> list[Message]:
-            if self._wait < self._poll_s:
+            if wait < self._poll_s:
                 # Work is in flight: first what the SDK already holds (its completions read the
                 # prefetched messages off the link), without a read of its own.
                 held = await receiver.receive_messages(max_count, max_wait_time=_HELD_ONLY_S)
                 if held:
                     return held
-            return await receiver.receive_messages(max_count, max_wait_time=self._wait)
+            return await receiver.receive_messages(max_count, max_wait_time=wait)
 
         return await self._connected("receive", receive)
 
