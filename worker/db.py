@@ -162,14 +162,25 @@ class Database:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            self.outage.back()
-            for (_, future, _), (ok, value) in zip(batch, results, strict=True):
+            # Run on their own after one of the batch failed, some may have met the database gone:
+            # those wait out the outage and run again, like a batch that met it.
+            lost: list[Pending] = []
+            cause: Exception | None = None
+            for item, (ok, value) in zip(batch, results, strict=True):
+                future = item[1]
                 if future.done():
                     continue
                 if ok:
                     future.set_result(value)
+                elif isinstance(value, Exception) and unreachable(value):
+                    lost.append(item)
+                    cause = value
                 else:
                     future.set_exception(value)
+            if cause is None:
+                self.outage.back()
+            else:
+                self._pending[:0] = await self._outlast(lost, cause)
 
     async def _outlast(self, batch: list[Pending], exc: Exception) -> list[Pending]:
         """Fail the callers that cannot wait; wait for the database for the others (which are
