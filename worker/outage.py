@@ -38,6 +38,8 @@ _UNREACHABLE_TEXTS = (
     "the database system is shutting down",
     "the database system is in recovery mode",
     "consuming input failed",
+    "connection socket closed",  # psycopg 3, a socket gone while waiting
+    "the connection is lost",  # psycopg 3, a connection without a socket
     "ssl connection has been closed",
     "no route to host",
     "network is unreachable",
