@@ -9,6 +9,9 @@ so two schedulers in two processes can never both hold a client.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
@@ -84,6 +87,11 @@ def links_of(db: Connection, client_id: str, provider: str, entity: str) -> dict
 
 
 # -- the scheduler's lease ----------------------------------------------------------------------
+
+
+def holder_name() -> str:
+    """Who holds a run: this host and process, and a token of this holder within it."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def acquire_run(db: Connection, client_id: str, job: str, holder: str, *, now_ms: int, lease_ms: int) -> bool:

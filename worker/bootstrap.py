@@ -47,7 +47,8 @@ class App:
     _sender: Sender | None = field(default=None, repr=False)
 
     def worker(self, *, concurrency: int | None = None) -> Worker:
-        from worker.housekeeping import keep_house
+        from config_db.reconcile import holder_name
+        from worker.housekeeping import PERIOD_S, keep_house
         from worker.messaging.dispatch import Dispatcher
         from worker.messaging.retry import RetryPolicy
         from worker.messaging.runner import Handler, Worker
@@ -63,6 +64,7 @@ class App:
         calls = concurrency or self.settings.concurrency
         prefetch = self.settings.effective_prefetch if concurrency is None else concurrency
         window = dt.timedelta(seconds=self.settings.echo_window_s)
+        holder = holder_name()  # this worker's name in the database's housekeeping turn
         handler: Handler = Dispatcher(
             self.db,
             connections,
@@ -87,7 +89,8 @@ class App:
         return Worker(
             self.bus,
             handler,
-            housekeeping=lambda: keep_house(self.db, window, self.settings.synclog_retention),
+            housekeeping=lambda: keep_house(self.db, window, self.settings.synclog_retention, holder=holder),
+            housekeeping_s=PERIOD_S,
             concurrency=calls,
             prefetch=prefetch,
             shutdown_grace_s=self.settings.shutdown_grace_s,

@@ -3,6 +3,11 @@ older than their window, and, with ``CWI_SYNCLOG_RETENTION``, delete old sync-lo
 
 Both delete in small batches, each its own transaction, with a pause between sync-log batches so the
 worker's own statements are never held up for more than one batch.
+
+One worker a period does it, whatever the number of workers on the database: each takes the
+database's housekeeping turn first (the scheduler's lease, ``config_db.reconcile.acquire_run``, on
+the row of ``HOUSE``), and skips the period when another holds it or ran it less than a period ago.
+A holder that dies frees the turn when its lease runs out.
 """
 
 from __future__ import annotations
@@ -10,7 +15,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+from sqlalchemy import Connection
+
+from config_db import reconcile as runs
 from config_db import retention
+from config_db.models import utcnow
 from worker.db import Database
 from worker.logging import get_logger
 from worker.messaging.journal import prune_echo_marks
@@ -19,6 +28,17 @@ log = get_logger()
 
 PAUSE_S = 0.05
 """Between two sync-log batches: the worker's group commits go first."""
+
+PERIOD_S = 300.0
+"""How often the workers on one database keep house (one of them each time)."""
+
+HOUSE = "*"
+"""The housekeeping turn's row among the scheduler's leases (``reconcile_runs``): no client's id."""
+JOB = "housekeeping"
+LEASE_S = 3 * PERIOD_S
+"""How long a turn holds: a holder that died frees it then (a longer run is only done twice)."""
+_EARLY = 0.9
+"""A period's share after which the next turn may come (the workers' clocks tick apart)."""
 
 
 async def prune_synclog(
@@ -38,7 +58,36 @@ async def prune_synclog(
     return done.deleted
 
 
-async def keep_house(db: Database, echo_window: dt.timedelta, synclog_retention: dt.timedelta | None) -> None:
-    await prune_echo_marks(db, echo_window)
-    if synclog_retention is not None:
-        await prune_synclog(db, synclog_retention)
+def take_turn(conn: Connection, holder: str, *, period_s: float = PERIOD_S) -> bool:
+    """Hold the database's housekeeping turn, unless another worker holds it or ran it lately."""
+    now = utcnow()
+    lease_ms = int(max(LEASE_S, 3 * period_s) * 1000)
+    if not runs.acquire_run(conn, HOUSE, JOB, holder, now_ms=int(now.timestamp() * 1000), lease_ms=lease_ms):
+        return False
+    last = runs.last_run(conn, HOUSE, JOB)
+    if last is not None and (now - last).total_seconds() < period_s * _EARLY:
+        runs.release_run(conn, HOUSE, JOB, holder, ran_at=None, outcome=None)
+        return False
+    return True
+
+
+async def keep_house(
+    db: Database,
+    echo_window: dt.timedelta,
+    synclog_retention: dt.timedelta | None,
+    *,
+    holder: str,
+    period_s: float = PERIOD_S,
+) -> bool:
+    """This period's upkeep, when it is this worker's turn; False when it was not."""
+    if not await db.run(lambda conn: take_turn(conn, holder, period_s=period_s)):
+        return False
+    outcome = "failed"
+    try:
+        marks = await prune_echo_marks(db, echo_window)
+        entries = await prune_synclog(db, synclog_retention) if synclog_retention is not None else 0
+        outcome = f"{marks} echo marks, {entries} sync-log entries deleted"
+    finally:
+        done = utcnow()
+        await db.run(lambda conn: runs.release_run(conn, HOUSE, JOB, holder, ran_at=done, outcome=outcome))
+    return True

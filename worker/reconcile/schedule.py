@@ -16,10 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import os
-import socket
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -45,10 +42,6 @@ DEFAULT_VALIDATE = "0 6 * * *"
 TICK_S = 30.0
 LEASE_S = 600.0
 """How long a job's lease holds without being extended (a holder that died frees it then)."""
-
-
-def holder_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def due(cron: str, last: dt.datetime | None, now: dt.datetime) -> bool:
@@ -85,7 +78,7 @@ class Scheduler:
     ) -> None:
         self.app = app
         self.metrics = metrics
-        self.holder = holder or holder_name()
+        self.holder = holder or state.holder_name()
         self.lease_ms = int(lease_s * 1000)
         self.run_job = run_job or self._run
         self.now = now

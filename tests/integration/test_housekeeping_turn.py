@@ -1,0 +1,100 @@
+"""One worker a period keeps house, whatever the number of workers on the database.
+
+The workers of a scale-out share one database; each used to prune the same echo marks and sync-log
+rows every period. Now each takes the database's housekeeping turn first (``worker.housekeeping``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import Connection, func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from config_db import marks
+from config_db import reconcile as runs
+from config_db.database import make_engine
+from config_db.marks import Mark, RecordRef
+from config_db.models import echo_marks, reconcile_runs
+from worker.db import Database
+from worker.housekeeping import HOUSE, JOB, keep_house, take_turn
+
+WINDOW = dt.timedelta(hours=1)
+REF = RecordRef("acme", "sandbox", "customer", "erp", "e1")
+
+
+@pytest.fixture
+async def two(db_url: str) -> AsyncIterator[tuple[Database, Database]]:
+    """Two workers' databases (engines of their own) on one database."""
+    first, second = Database(make_engine(db_url)), Database(make_engine(db_url))
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+def _old_marks(db: Database, n: int) -> None:
+    old = dt.datetime.now(dt.UTC) - 2 * WINDOW
+
+    def add(conn: Connection) -> None:
+        marks.add(conn, REF, [Mark(marks.VERSION, f"v{i}") for i in range(n)])
+        conn.execute(echo_marks.update().values(at=old))
+
+    db.run_sync(add)
+
+
+def _marks_left(db: Database) -> int:
+    return int(db.run_sync(lambda conn: conn.execute(select(func.count()).select_from(echo_marks)).scalar_one()))
+
+
+async def test_two_workers_at_once_keep_house_once_and_the_turn_is_let_go(
+    two: tuple[Database, Database],
+) -> None:
+    first, second = two
+    _old_marks(first, 3)
+    ran = await asyncio.gather(
+        keep_house(first, WINDOW, None, holder="w1"), keep_house(second, WINDOW, None, holder="w2")
+    )
+    assert sorted(ran) == [False, True]
+    assert _marks_left(first) == 0
+    row = first.run_sync(
+        lambda conn: conn.execute(select(reconcile_runs).where(reconcile_runs.c.job == JOB)).one()
+    )
+    assert row.client_id == HOUSE and row.holder is None and row.last_run_at is not None
+    assert row.last_outcome == "3 echo marks, 0 sync-log entries deleted"
+    # Within the period nobody keeps house again, the one who did included.
+    _old_marks(first, 2)
+    assert not await keep_house(second, WINDOW, None, holder="w2")
+    assert not await keep_house(first, WINDOW, None, holder="w1")
+    assert _marks_left(first) == 2
+    # A period later the next worker to come does.
+    assert await keep_house(second, WINDOW, None, holder="w2", period_s=0.0)
+    assert _marks_left(first) == 0
+
+
+async def test_a_turn_held_by_a_worker_that_died_is_taken_once_its_lease_ran_out(
+    two: tuple[Database, Database],
+) -> None:
+    db = two[0]
+    assert db.run_sync(lambda conn: take_turn(conn, "died"))  # and never let go
+    assert not db.run_sync(lambda conn: take_turn(conn, "alive", period_s=0.0))
+    expired = reconcile_runs.update().where(reconcile_runs.c.job == JOB).values(until=0)
+    db.run_sync(lambda conn: conn.execute(expired))
+    assert db.run_sync(lambda conn: take_turn(conn, "alive", period_s=0.0))
+    assert db.run_sync(lambda conn: runs.last_run(conn, HOUSE, JOB)) is None  # the dead one never ran
+
+
+async def test_a_failed_upkeep_lets_the_turn_go_and_counts_as_the_periods_run(
+    two: tuple[Database, Database],
+) -> None:
+    first, second = two
+    first.run_sync(lambda conn: conn.execute(text("DROP TABLE echo_marks")))
+    with pytest.raises(DBAPIError):
+        await keep_house(first, WINDOW, None, holder="w1")
+    row = first.run_sync(
+        lambda conn: conn.execute(select(reconcile_runs).where(reconcile_runs.c.job == JOB)).one()
+    )
+    assert row.holder is None and row.last_outcome == "failed" and row.last_run_at is not None
+    assert not await keep_house(second, WINDOW, None, holder="w2")  # the period's run, failed, was had
