@@ -13,8 +13,9 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Insert, Select, Update, and_, delete, insert, or_, select, update
 
 from config_db.models import reconcile_anchors, reconcile_runs, record_links, utcnow
 from config_db.prepared import insert_if_absent
@@ -94,19 +95,43 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+def s_insert_run(dialect_name: str) -> Insert:
+    """The run's row, held, unless it exists (no error either way)."""
+    return cast(
+        Insert, insert_if_absent(runs, ("client_id", "job"), dialect_name)
+    )  # an Insert on every dialect
+
+
+def s_take_run(client_id: str, job: str, holder: str, *, now_ms: int, until: int) -> Update:
+    """Hold an existing run's row when it is free, ran out, or is already ``holder``'s."""
+    free = or_(runs.c.holder.is_(None), runs.c.until < now_ms, runs.c.holder == holder)
+    return (
+        update(runs)
+        .where(runs.c.client_id == client_id, runs.c.job == job, free)
+        .values(holder=holder, until=until)
+    )
+
+
+def s_release_run(client_id: str, job: str, holder: str, values: dict[str, object]) -> Update:
+    return (
+        update(runs)
+        .where(runs.c.client_id == client_id, runs.c.job == job, runs.c.holder == holder)
+        .values(**values)
+    )
+
+
+def q_last_run(client_id: str, job: str) -> Select[Any]:
+    return select(runs.c.last_run_at).where(runs.c.client_id == client_id, runs.c.job == job)
+
+
 def acquire_run(db: Connection, client_id: str, job: str, holder: str, *, now_ms: int, lease_ms: int) -> bool:
     """Hold the client's ``job`` until ``now_ms + lease_ms`` unless another holder has it now."""
     until = now_ms + lease_ms
     row = {"client_id": client_id, "job": job, "holder": holder, "until": until, "last_run_at": None}
     row["last_outcome"] = None
-    if db.execute(insert_if_absent(runs, ("client_id", "job"), db.dialect.name), row).rowcount == 1:
+    if db.execute(s_insert_run(db.dialect.name), row).rowcount == 1:
         return True
-    free = or_(runs.c.holder.is_(None), runs.c.until < now_ms, runs.c.holder == holder)
-    taken = db.execute(
-        update(runs)
-        .where(runs.c.client_id == client_id, runs.c.job == job, free)
-        .values(holder=holder, until=until)
-    )
+    taken = db.execute(s_take_run(client_id, job, holder, now_ms=now_ms, until=until))
     return int(taken.rowcount) == 1
 
 
@@ -117,15 +142,9 @@ def release_run(
     values: dict[str, object] = {"holder": None, "until": None}
     if ran_at is not None:
         values |= {"last_run_at": ran_at, "last_outcome": outcome}
-    db.execute(
-        update(runs)
-        .where(runs.c.client_id == client_id, runs.c.job == job, runs.c.holder == holder)
-        .values(**values)
-    )
+    db.execute(s_release_run(client_id, job, holder, values))
 
 
 def last_run(db: Connection, client_id: str, job: str) -> dt.datetime | None:
-    found: dt.datetime | None = db.execute(
-        select(runs.c.last_run_at).where(runs.c.client_id == client_id, runs.c.job == job)
-    ).scalar()
+    found: dt.datetime | None = db.execute(q_last_run(client_id, job)).scalar()
     return found

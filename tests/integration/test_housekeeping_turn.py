@@ -46,7 +46,9 @@ def _old_marks(db: Database, n: int) -> None:
 
 
 def _marks_left(db: Database) -> int:
-    return int(db.run_sync(lambda conn: conn.execute(select(func.count()).select_from(echo_marks)).scalar_one()))
+    return int(
+        db.run_sync(lambda conn: conn.execute(select(func.count()).select_from(echo_marks)).scalar_one())
+    )
 
 
 async def test_two_workers_at_once_keep_house_once_and_the_turn_is_let_go(

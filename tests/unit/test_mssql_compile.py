@@ -11,7 +11,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.sql import ClauseElement
 
-from config_db import clients, inbox, leases, marks, sync_log
+from config_db import clients, inbox, leases, marks, reconcile, sync_log
 from config_db.models import metadata
 
 # The dialects' constructors are untyped in SQLAlchemy.
@@ -172,3 +172,19 @@ def test_retention_and_timeline_statements_compile(dialect: Dialect) -> None:
     for name in ("ix_sync_log_record", "ix_sync_log_external"):
         ddl = str(CreateIndex(indexes[name]).compile(dialect=dialect))
         assert "WHERE" in ddl and "IS NOT NULL" in ddl, ddl
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_the_scheduler_and_housekeeping_turns_compile(dialect: Dialect) -> None:
+    """``config_db.reconcile``'s run lease: the scheduler's per client, the housekeeping's per database."""
+    statements: dict[str, ClauseElement] = {
+        "insert": reconcile.s_insert_run(dialect.name),
+        "take": reconcile.s_take_run("*", "housekeeping", "h", now_ms=1, until=2),
+        "release": reconcile.s_release_run("*", "housekeeping", "h", {"holder": None, "last_outcome": "ok"}),
+        "last": reconcile.q_last_run("*", "housekeeping"),
+    }
+    for name, statement in statements.items():
+        sql = str(statement.compile(dialect=dialect))
+        assert "reconcile_runs" in sql, name
+    if dialect is MSSQL:  # no ON CONFLICT there: NOT EXISTS under a key-range lock
+        assert "UPDLOCK, HOLDLOCK" in str(statements["insert"].compile(dialect=dialect))
