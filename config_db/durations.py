@@ -7,25 +7,28 @@ import datetime as dt
 import re
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([wdhms])\s*$", re.IGNORECASE)
-_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+LONGEST = dt.timedelta(days=36500)
+"""A hundred years: a longer duration is a typing slip (and its start would be before year 1)."""
 
 
 class BadDuration(ValueError):
     pass
 
 
-def parse_duration(text: str) -> dt.timedelta:
-    """``90d`` → 90 days; a number with one unit (w, d, h, m, s), more than zero."""
+def parse_duration(text: str, *, zero: bool = False) -> dt.timedelta:
+    """``90d`` → 90 days; a number with one unit (w, d, h, m, s), more than zero unless ``zero``,
+    at most ``LONGEST``."""
     found = _DURATION.match(text)
-    if found is None or int(found.group(1)) == 0:
+    if found is None or (int(found.group(1)) == 0 and not zero):
+        number = "a number" if zero else "a number above 0"
         raise BadDuration(
-            f"must be a duration like 90d, 12h or 30m (a number above 0 and w, d, h, m or s), not {text!r}"
+            f"must be a duration like 90d, 12h or 30m ({number} and w, d, h, m or s), not {text!r}"
         )
-    amount, unit = int(found.group(1)), found.group(2).lower()
-    try:
-        return dt.timedelta(**{_UNITS[unit]: amount})
-    except OverflowError:
-        raise BadDuration(f"{text!r} is too long a duration") from None
+    seconds = int(found.group(1)) * _SECONDS[found.group(2).lower()]
+    if seconds > LONGEST.total_seconds():
+        raise BadDuration(f"must be at most {LONGEST.days}d (a hundred years), not {text!r}")
+    return dt.timedelta(seconds=seconds)
 
 
 def format_duration(value: dt.timedelta) -> str:

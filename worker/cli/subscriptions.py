@@ -129,9 +129,9 @@ def rotate_secret(
 ) -> None:
     """A new signing secret; both are sent during the grace period."""
     try:
-        grace_s = None if grace is None else parse_duration(grace).total_seconds()
+        grace_s = None if grace is None else parse_duration(grace, "--grace").total_seconds()
     except SelectionError as exc:
-        fail(f"--grace: {exc}")
+        fail(str(exc))
     issued = _run(lambda subs, actor: subs.rotate_secret(actor, subscription_id, grace_s))
     _print_issued(issued, json_out, "Rotated.")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -13,26 +12,22 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from config_db import durations
 from contracts.reasons import DeadLetterReason
 from worker.buses.base import DeadLetter
 from worker.jsontext import MAX_DEPTH, nesting_depth
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class SelectionError(ValueError):
     """A filter value that makes no sense; the message names the filter."""
 
 
-def parse_duration(text: str) -> dt.timedelta:
-    """``7d``, ``12h``, ``30m``, ``45s``, ``2w``."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise SelectionError(
-            f"duration must be a number and a unit (s, m, h, d, w) like 7d or 30m, not {text!r}"
-        )
-    return dt.timedelta(seconds=int(match.group(1)) * _UNIT_S[match.group(2)])
+def parse_duration(text: str, what: str = "the duration") -> dt.timedelta:
+    """``7d``, ``12h``, ``30m``, ``45s``, ``2w`` (``0s``: no time at all); ``what`` names it in the error."""
+    try:
+        return durations.parse_duration(text, zero=True)
+    except durations.BadDuration as exc:
+        raise SelectionError(f"{what} {exc}") from None
 
 
 def parse_since(text: str) -> dt.datetime:
@@ -187,7 +182,7 @@ class SelectionRequest(BaseModel):
             reason=None if self.reason is None else self.reason.value,
             type=self.type,
             since=None if self.since is None else parse_since(self.since),
-            older_than=None if self.older_than is None else parse_duration(self.older_than),
+            older_than=None if self.older_than is None else parse_duration(self.older_than, "older_than"),
             limit=self.limit,
         )
 
