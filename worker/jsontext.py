@@ -4,6 +4,8 @@ and positions reported as the user sees them (line and column of the original te
 from __future__ import annotations
 
 import codecs
+import json
+from typing import Any
 
 MAX_DEPTH = 64  # an envelope nests about 5 deep; json.loads recurses once per level
 
@@ -53,3 +55,11 @@ def decode(data: bytes) -> str:
         raise BadText(
             f"the input is not UTF-8 text: byte 0x{data[exc.start]:02x} at {position(data, exc.start)}"
         ) from None
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` of text from outside, its nesting bounded first (no RecursionError): BadText
+    (a ValueError, as json's own errors are) when it nests deeper than ``MAX_DEPTH``."""
+    if nesting_depth(text) > MAX_DEPTH:
+        raise BadText(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return json.loads(text)

@@ -93,3 +93,28 @@ def test_credentials_need_the_key(cli: Cli, tmp_path: Path) -> None:
     refused = cli.run("clients", "import", str(path), check=False, CWI_SECRET_KEY="")
     assert refused.returncode == 2 and "CWI_SECRET_KEY is not set" in refused.stderr
     assert "tok-1-secret" not in refused.stderr + refused.stdout
+
+
+def test_a_file_that_is_not_utf8_text_or_nests_without_end_is_named_in_one_line(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Bytes that are not UTF-8, and a line nested deeper than JSON tools should follow: the same
+    one-line answers as `cwi send` (worker/jsontext.py), no traceback, nothing imported; the mapping
+    file of `cwi connections import` is read the same way."""
+    binary, deep, folder = tmp_path / "latin1.jsonl", tmp_path / "deep.jsonl", tmp_path / "folder"
+    binary.write_bytes(_line(1).replace("Client 1", "Café").encode("latin-1"))
+    deep.write_text(_line(1) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    folder.mkdir()
+    expected = {
+        binary: f"{binary}: the input is not UTF-8 text: byte 0xe9 at line 1 column",
+        deep: "line 2: JSON nested deeper than 64 levels",
+        folder: f"cannot read {folder}: Is a directory",
+    }
+    for path, said in expected.items():
+        refused = cli.run("clients", "import", str(path), check=False)
+        assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr and "unexpected error" not in refused.stderr
+        mapping = cli.run("connections", "import", "c1", str(path), check=False)
+        assert mapping.returncode == 2 and "unexpected error" not in mapping.stderr, mapping.stderr
+        assert len(mapping.stderr.strip().splitlines()) == 1, mapping.stderr
+    assert cli.run("clients", "list", "--json").stdout.strip() == "", "nothing was written"

@@ -10,7 +10,16 @@ from rich.table import Table
 
 from config_db import clients as clients_repo
 from worker.bootstrap import database, open_app
-from worker.cli.common import cli_actor, console, err_console, fail, require_migrated, run_async, settings
+from worker.cli.common import (
+    cli_actor,
+    console,
+    err_console,
+    fail,
+    read_input,
+    require_migrated,
+    run_async,
+    settings,
+)
 
 app = typer.Typer(help="CW clients (tenants).", no_args_is_help=True)
 
@@ -66,21 +75,13 @@ def import_(
     Each line: {"client_id", "name"?, "provider", "base_url"?, "settings"?, "credentials"?, "unset"?,
     "enabled"?}; the rules of `cwi clients add` and `cwi connections set` (settings and credentials
     merge into what is stored). Every line is checked first: one bad line and nothing is imported."""
-    import sys
 
     from worker.operators.bulk import import_connections, read_lines
     from worker.operators.provisioning import Provisioning, ProvisioningError
 
     s = settings()
     require_migrated(s)
-    try:
-        if path == "-":
-            text = sys.stdin.read()
-        else:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror or exc}", 2)
+    text = read_input(path)
 
     async def load() -> dict[str, int]:
         entries = read_lines(text.splitlines())

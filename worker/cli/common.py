@@ -43,6 +43,28 @@ def __getattr__(name: str) -> Console:
 __all__ = ["CliError", "fail"]
 
 
+def read_input(path: str) -> str:
+    """The text of file ``path`` (``-``: stdin) as a command reads it: UTF-8 (a byte-order mark
+    dropped); a file that cannot be read, or bytes that are not UTF-8, end the command in one line."""
+    from pathlib import Path
+
+    from worker.jsontext import BadText, decode
+
+    if path == "-":
+        data = sys.stdin.buffer.read()
+    elif not Path(path).exists():
+        fail(f"no such file: {path}", 2)
+    else:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:  # a folder, no permission
+            fail(f"cannot read {path}: {exc.strerror or exc}", 2)
+    try:
+        return decode(data)
+    except BadText as exc:
+        fail(f"{'standard input' if path == '-' else path}: {exc}", 2)
+
+
 def settings() -> Settings:
     """The settings from the environment (and .env) as they are now, logging (and tracing) configured
     by them."""

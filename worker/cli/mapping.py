@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from worker.cli.common import console, err_console, exit_with, fail, require_migrated, run_async, settings
+from worker.cli.common import (
+    console,
+    err_console,
+    exit_with,
+    fail,
+    read_input,
+    require_migrated,
+    run_async,
+    settings,
+)
 
 if TYPE_CHECKING:
     from worker.reconcile.validate import Validation
@@ -122,9 +131,7 @@ def import_mapping(
     from worker.reconcile.mapping_file import MappingFileError, changes, merged, parse
 
     try:
-        mapping = parse(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        fail(f"cannot read {file}: {exc.strerror or exc}", 2)
+        mapping = parse(read_input(str(file)))
     except MappingFileError as exc:
         fail(f"{file}: {exc}", 2)
     s = settings()

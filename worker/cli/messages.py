@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import signal
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -25,7 +24,6 @@ from worker.cli.common import (
     settings,
     start_long_running,
 )
-from worker.jsontext import BadText, decode
 from worker.publishing import read_envelopes, to_message
 
 if TYPE_CHECKING:
@@ -247,11 +245,7 @@ def preview(
 
 def _valid_envelopes(file: str, consequence: str) -> list[tuple[Envelope, str]]:
     """Every envelope in FILE (or stdin) with its raw JSON; exit 2 listing each bad record."""
-    data = sys.stdin.buffer.read() if file == "-" else _read_file(file)
-    try:
-        text = decode(data)
-    except BadText as exc:
-        fail(str(exc), 2)
+    text = common.read_input(file)
     good, bad = read_envelopes(text)
     if bad:
         for record in bad:
@@ -261,10 +255,3 @@ def _valid_envelopes(file: str, consequence: str) -> list[tuple[Envelope, str]]:
     if not good:
         fail("no envelopes found in the input")
     return good
-
-
-def _read_file(file: str) -> bytes:
-    path = Path(file)
-    if not path.is_file():
-        fail(f"no such file: {file}", 2)
-    return path.read_bytes()

@@ -12,7 +12,6 @@ with its line. ``cwi connections import FILE`` reads JSON lines::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from sqlalchemy import Connection
 from config_db import clients as repo
 from config_db import definitions, sync_log
 from contracts.envelope import ClientId
+from worker import jsontext
 from worker.operators.actors import Actor, audit_entry
 from worker.operators.provisioning import (
     DEFINITION_SETTING,
@@ -118,7 +118,7 @@ def read_lines(lines: Iterable[str]) -> list[Entry]:
         if not text.strip():
             continue
         try:
-            entry = parse_entry(number, json.loads(text))
+            entry = parse_entry(number, jsontext.loads(text))
         except ValueError as exc:  # json.JSONDecodeError included
             problems.append(f"line {number}: {exc}")
             continue

@@ -8,7 +8,6 @@ settings stay; ``changes`` lists what would change, setting by setting, before a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from config_db.clients import StoredConnection
 from providers import registry
 from providers.errors import PermanentError
+from worker import jsontext
 
 FORMAT = "cwi-mapping/1"
 
@@ -52,7 +52,7 @@ class MappingFile:
 def parse(text: str) -> MappingFile:
     """The file, checked: its format, a known provider kind, settings that kind knows and can read."""
     try:
-        raw = json.loads(text)
+        raw = jsontext.loads(text)
     except ValueError as exc:
         raise MappingFileError(f"not JSON: {exc}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
