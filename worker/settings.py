@@ -43,13 +43,19 @@ class _CwiSettings(BaseSettings):
         return init_settings, env_settings, dotenv, file_secret_settings
 
 
+MAX_CONCURRENCY = 1024
+"""Messages in flight in one worker, at most (``CWI_CONCURRENCY``, ``--concurrency``)."""
+MAX_LISTED = 100_000
+"""Entries one listing shows at most (``--limit``: the sync log's, the dead letters')."""
+
+
 class Settings(_CwiSettings):
     database_url: str = "sqlite:///cwi.db"
     bus: Literal["local", "azure"] = "local"
     queue: str = "cwi"
     secret_key: SecretStr | None = None
-    concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
-    prefetch: Annotated[int | None, Field(ge=0, le=1024)] = None
+    concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] = 16
+    prefetch: Annotated[int | None, Field(ge=0, le=MAX_CONCURRENCY)] = None
     """Messages locked ahead of the ERP calls, ready to start the moment a call finishes
     (default: as many as ``concurrency``)."""
     retry_delays: Annotated[tuple[float, ...], NoDecode] = (60.0, 300.0, 900.0)

@@ -144,3 +144,28 @@ def test_a_missing_service_bus_queue_stops_the_worker_at_start_in_one_line(cli: 
     assert errors[0].startswith("error: Service Bus configuration:"), errors[0]
     assert "no-such-queue" in errors[0]
     assert result.returncode == 2
+
+
+HUGE = "99999999999999999999"  # past every integer column and C int
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "limit"),
+    [
+        (("synclog", "--limit", HUGE), "--limit", "100000"),
+        (("dlq", "list", "--limit", HUGE), "--limit", "100000"),
+        (("run", "--until-idle", "--concurrency", HUGE), "--concurrency", "1024"),
+        (("bench", "--events", HUGE), "--events", "10000000"),
+        (("bench", "--clients", HUGE), "--clients", "100000"),
+        (("sandbox", "--latency-ms", HUGE), "--latency-ms", "60000"),
+    ],
+    ids=lambda value: " ".join(value[:2]) if isinstance(value, tuple) else None,
+)
+def test_a_number_past_what_a_command_can_take_is_refused_before_it_starts(
+    cli: Cli, command: tuple[str, ...], option: str, limit: str
+) -> None:
+    """Not an OverflowError from the database mid-run, nor an hour spent making a billion events."""
+    result = cli.run(*command, check=False)
+    said = " ".join(result.stderr.replace("│", " ").split())
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"Invalid value for '{option}'" in said and f"less than or equal to {limit}" in said, said

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from worker.cli.common import console, fail, run_async
+from worker.settings import MAX_CONCURRENCY
 
 
 class BenchBus(StrEnum):
@@ -22,7 +23,7 @@ def sandbox(
     token: Annotated[
         str, typer.Option(help="Bearer token clients must send", envvar="CWI_SANDBOX_TOKEN")
     ] = "sandbox",  # noqa: S107 - the sandbox's well-known default
-    latency_ms: Annotated[float, typer.Option(min=0, help="Delay before each answer")] = 0.0,
+    latency_ms: Annotated[float, typer.Option(min=0, max=60_000, help="Delay before each answer")] = 0.0,
     fail_rate: Annotated[float, typer.Option(min=0, max=1, help="Fraction of requests answered 503")] = 0.0,
     db: Annotated[str | None, typer.Option(help="SQLite file to keep records in (default: memory)")] = None,
 ) -> None:
@@ -44,11 +45,14 @@ def demo() -> None:
 
 
 def bench(
-    events: Annotated[int, typer.Option(min=1, help="Events to process")] = 5000,
-    concurrency: Annotated[int, typer.Option(min=1, help="Messages in flight")] = 16,
-    latency_ms: Annotated[float, typer.Option(min=0, help="Sandbox ERP latency per request")] = 0.0,
+    events: Annotated[int, typer.Option(min=1, max=10_000_000, help="Events to process")] = 5000,
+    concurrency: Annotated[int, typer.Option(min=1, max=MAX_CONCURRENCY, help="Messages in flight")] = 16,
+    latency_ms: Annotated[
+        float, typer.Option(min=0, max=60_000, help="Sandbox ERP latency per request")
+    ] = 0.0,
     clients: Annotated[
-        int | None, typer.Option(min=1, help="Distinct clients (default 2 x concurrency x processes)")
+        int | None,
+        typer.Option(min=1, max=100_000, help="Distinct clients (default 2 x concurrency x processes)"),
     ] = None,
     bus: Annotated[
         BenchBus, typer.Option(help="local, or azure: the entity CWI_SERVICEBUS_* names (see bench/azure.py)")
@@ -61,7 +65,9 @@ def bench(
     ] = None,
     processes: Annotated[
         int,
-        typer.Option(min=1, help="Worker processes sharing the queue (more than one needs --database-url)"),
+        typer.Option(
+            min=1, max=64, help="Worker processes sharing the queue (more than one needs --database-url)"
+        ),
     ] = 1,
     in_place: Annotated[
         bool,

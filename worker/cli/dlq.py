@@ -28,6 +28,7 @@ from worker.operators.letters import (
     describe_invalid,
     grouped,
 )
+from worker.settings import MAX_LISTED
 
 app = typer.Typer(help="Dead-lettered messages: list, show, replay, purge.", no_args_is_help=True)
 
@@ -100,7 +101,9 @@ def list_(
     reason: ReasonOpt = None,
     type_: TypeOpt = None,
     since: SinceOpt = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most N messages")] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=MAX_LISTED, help="Show at most N messages")
+    ] = 100,
     json_out: JsonOpt = False,
 ) -> None:
     """Dead-lettered messages, oldest first, and a summary by client and reason."""

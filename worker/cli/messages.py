@@ -25,6 +25,7 @@ from worker.cli.common import (
     start_long_running,
 )
 from worker.publishing import read_envelopes, to_message
+from worker.settings import MAX_CONCURRENCY
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -59,7 +60,7 @@ def run(
         bool, typer.Option(help="Exit when no message is ready and none is in flight")
     ] = False,
     concurrency: Annotated[
-        int | None, typer.Option(min=1, help="Messages in flight (CWI_CONCURRENCY)")
+        int | None, typer.Option(min=1, max=MAX_CONCURRENCY, help="Messages in flight (CWI_CONCURRENCY)")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="The summary at stop as one JSON object")] = False,
 ) -> None:

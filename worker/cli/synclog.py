@@ -13,6 +13,7 @@ from rich.table import Table
 from config_db import sync_log
 from worker.bootstrap import database
 from worker.cli.common import console, fail, require_migrated, settings
+from worker.settings import MAX_LISTED
 
 app = typer.Typer(
     help="The synchronization log, oldest first among the newest LIMIT entries.",
@@ -25,7 +26,7 @@ def synclog(
     ctx: typer.Context,
     client: Annotated[str | None, typer.Option(help="Only this client")] = None,
     message: Annotated[str | None, typer.Option(help="Only this envelope id")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Newest N entries")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_LISTED, help="Newest N entries")] = 50,
     json_out: Annotated[bool, typer.Option("--json", help="JSON lines, one entry each")] = False,
 ) -> None:
     """The synchronization log, oldest first among the newest LIMIT entries.
