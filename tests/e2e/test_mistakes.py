@@ -158,6 +158,7 @@ HUGE = "99999999999999999999"  # past every integer column and C int
         (("bench", "--events", HUGE), "--events", "10000000"),
         (("bench", "--clients", HUGE), "--clients", "100000"),
         (("sandbox", "--latency-ms", HUGE), "--latency-ms", "60000"),
+        (("conformance", "http://127.0.0.1:1", "--token", "t", "--examples", HUGE), "--examples", "1000"),
     ],
     ids=lambda value: " ".join(value[:2]) if isinstance(value, tuple) else None,
 )
@@ -169,3 +170,18 @@ def test_a_number_past_what_a_command_can_take_is_refused_before_it_starts(
     said = " ".join(result.stderr.replace("│", " ").split())
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"Invalid value for '{option}'" in said and f"less than or equal to {limit}" in said, said
+
+
+def test_the_conformance_kits_generated_cases_are_bounded_in_every_door() -> None:
+    """The CLI's option, the admin API and the console's form go through ``examples_of`` and ``Options``."""
+    from worker.conformance.kit import MAX_EXAMPLES, Options
+    from worker.operators.definitions import DefinitionError, Definitions
+
+    assert Definitions.examples_of(" 20 ") == 20 and Definitions.examples_of(MAX_EXAMPLES) == MAX_EXAMPLES
+    for bad in (MAX_EXAMPLES + 1, -1, True, 2.5, "9999999", "ten", None):
+        with pytest.raises(
+            DefinitionError, match=f"examples must be a whole number from 0 to {MAX_EXAMPLES}"
+        ):
+            Definitions.examples_of(bad)
+    with pytest.raises(ValueError, match="examples"):
+        Options(url="http://x", token="t", examples=MAX_EXAMPLES + 1)

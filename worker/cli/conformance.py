@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import typer
 
 from worker.cli.common import exit_with, fail
+from worker.conformance.kit import MAX_EXAMPLES
 from worker.extras import MissingExtraError, extra_needed
 
 
@@ -23,7 +24,10 @@ def conformance(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
     examples: Annotated[
-        int, typer.Option(min=0, help="Generated cases per operation and phase (0: no schema-driven part)")
+        int,
+        typer.Option(
+            min=0, max=MAX_EXAMPLES, help="Generated cases per operation and phase (0: no schema-driven part)"
+        ),
     ] = 20,
     seed: Annotated[int | None, typer.Option(help="Seed of the generated cases, to repeat a run")] = None,
     webhook_listen: Annotated[

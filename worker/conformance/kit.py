@@ -15,6 +15,9 @@ from contracts.interface import ENTITIES, load_document
 from worker.conformance.client import Document, KitClient
 from worker.conformance.report import Exchange
 
+MAX_EXAMPLES = 1000
+"""Generated cases per operation and phase, at most: a thousand already takes the better part of an hour."""
+
 
 @dataclass(frozen=True, slots=True)
 class Options:
@@ -31,6 +34,10 @@ class Options:
     #: called with the listener's URL once it listens (tests subscribe the sandbox with it).
     on_webhook_url: Callable[[str], Awaitable[None]] | None = None
     burst: int = 30
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.examples <= MAX_EXAMPLES:
+            raise ValueError(f"examples must be a whole number from 0 to {MAX_EXAMPLES}, not {self.examples}")
 
 
 @dataclass(slots=True)

@@ -192,7 +192,7 @@ async def provider_validate(
             p: str(form.get(f"placeholder.{p}") or "") for p in defs.placeholders(found.base_url_template)
         }
         url = defs.fill(found.base_url_template, values)
-        examples = int(str(form.get("examples") or "0"))
+        examples = console.definitions.examples_of(str(form.get("examples") or "0"))
         await console.definitions.validate_endpoint(
             actor, name, url, str(form.get("token") or ""), examples=examples
         )

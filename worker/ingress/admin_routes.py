@@ -22,7 +22,7 @@ from worker.db import Database
 from worker.operators import definitions as defs
 from worker.operators import mapping
 from worker.operators.actors import Actor
-from worker.operators.definitions import DefinitionError, Definitions
+from worker.operators.definitions import Definitions
 from worker.operators.dlq import DeadLetterOperations
 from worker.operators.edits import EditError, edit_and_retry
 from worker.operators.failures import Failures
@@ -223,9 +223,7 @@ def console_routes(db: Database, bus: Bus, settings: Settings) -> list[BaseRoute
         url = body.get("base_url") or defs.fill(
             found.base_url_template, _strings(body.get("placeholders"), "placeholders")
         )
-        examples = body.get("examples", 0)
-        if not isinstance(examples, int) or examples < 0:
-            raise DefinitionError("examples must be a whole number ≥ 0")
+        examples = definitions.examples_of(body.get("examples", 0))
         report = await definitions.validate_endpoint(
             _actor(request), name, str(url), str(body.get("token") or ""), examples=examples
         )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from worker.conformance.kit import MAX_EXAMPLES
+
 OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 ERROR = {
     "type": "object",
@@ -251,7 +253,7 @@ def openapi_document() -> dict[str, Any]:
                     base_url={"type": "string"},
                     placeholders=STRINGS,
                     token={"type": "string"},
-                    examples={"type": "integer", "minimum": 0},
+                    examples={"type": "integer", "minimum": 0, "maximum": MAX_EXAMPLES},
                 ),
             )
         },

@@ -119,6 +119,17 @@ class Definitions:
             await audit(self.db, actor, "provider_deleted", name=name)
         return gone
 
+    @staticmethod
+    def examples_of(value: object) -> int:
+        """The generated cases asked for (a JSON number, or a form's text) as the kit takes them."""
+        from worker.conformance.kit import MAX_EXAMPLES
+
+        if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 6:
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EXAMPLES:
+            raise DefinitionError(f"examples must be a whole number from 0 to {MAX_EXAMPLES}, not {value!r}")
+        return value
+
     async def validate_endpoint(
         self, actor: Actor, name: str, base_url: str, token: str, *, examples: int = 0
     ) -> dict[str, Any]:
