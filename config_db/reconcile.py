@@ -96,10 +96,8 @@ def holder_name() -> str:
 
 
 def s_insert_run(dialect_name: str) -> Insert:
-    """The run's row, held, unless it exists (no error either way)."""
-    return cast(
-        Insert, insert_if_absent(runs, ("client_id", "job"), dialect_name)
-    )  # an Insert on every dialect
+    """The run's row, held, unless it exists (no error either way); an Insert on every dialect."""
+    return cast(Insert, insert_if_absent(runs, ("client_id", "job"), dialect_name))
 
 
 def s_take_run(client_id: str, job: str, holder: str, *, now_ms: int, until: int) -> Update:

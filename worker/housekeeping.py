@@ -80,14 +80,28 @@ async def keep_house(
     period_s: float = PERIOD_S,
 ) -> bool:
     """This period's upkeep, when it is this worker's turn; False when it was not."""
-    if not await db.run(lambda conn: take_turn(conn, holder, period_s=period_s)):
-        return False
+    taking = asyncio.ensure_future(db.run(lambda conn: take_turn(conn, holder, period_s=period_s)))
+    try:
+        if not await asyncio.shield(taking):
+            return False
+    except asyncio.CancelledError:  # the worker stops: a turn taken meanwhile is let go, not held 15 min
+        if await taking:
+            await _release(db, holder, None, None)
+        raise
+    ran: dt.datetime | None = None  # stays None when the worker stops meanwhile: the turn is free at once
     outcome = "failed"
     try:
         marks = await prune_echo_marks(db, echo_window)
         entries = await prune_synclog(db, synclog_retention) if synclog_retention is not None else 0
         outcome = f"{marks} echo marks, {entries} sync-log entries deleted"
+        ran = utcnow()
+    except Exception:
+        ran = utcnow()  # a failure is the period's run: the next one comes a period later
+        raise
     finally:
-        done = utcnow()
-        await db.run(lambda conn: runs.release_run(conn, HOUSE, JOB, holder, ran_at=done, outcome=outcome))
+        await _release(db, holder, ran, outcome if ran else None)
     return True
+
+
+async def _release(db: Database, holder: str, ran: dt.datetime | None, outcome: str | None) -> None:
+    await db.run(lambda conn: runs.release_run(conn, HOUSE, JOB, holder, ran_at=ran, outcome=outcome))

@@ -100,3 +100,19 @@ async def test_a_failed_upkeep_lets_the_turn_go_and_counts_as_the_periods_run(
     )
     assert row.holder is None and row.last_outcome == "failed" and row.last_run_at is not None
     assert not await keep_house(second, WINDOW, None, holder="w2")  # the period's run, failed, was had
+
+
+async def test_a_worker_stopped_as_it_takes_the_turn_lets_it_go(two: tuple[Database, Database]) -> None:
+    """The runner cancels its housekeeping when the worker stops; a turn taken at that moment must
+    not stay held for the lease's 15 minutes (nor count as the period's run)."""
+    first, second = two
+    stopping = asyncio.create_task(keep_house(first, WINDOW, None, holder="w1"))
+    await asyncio.sleep(0)  # it now waits for its turn to be taken
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    rows = first.run_sync(
+        lambda conn: conn.execute(select(reconcile_runs.c.holder, reconcile_runs.c.last_run_at)).all()
+    )
+    assert all(tuple(row) == (None, None) for row in rows), rows
+    assert await keep_house(second, WINDOW, None, holder="w2"), "the next worker need not wait"

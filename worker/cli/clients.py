@@ -75,7 +75,6 @@ def import_(
     Each line: {"client_id", "name"?, "provider", "base_url"?, "settings"?, "credentials"?, "unset"?,
     "enabled"?}; the rules of `cwi clients add` and `cwi connections set` (settings and credentials
     merge into what is stored). Every line is checked first: one bad line and nothing is imported."""
-
     from worker.operators.bulk import import_connections, read_lines
     from worker.operators.provisioning import Provisioning, ProvisioningError
 
