@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -247,12 +248,39 @@ def describe_errors(exc: ValidationError) -> list[str]:
     return problems
 
 
+def _nul_paths(value: Any, path: str = "") -> list[str]:
+    """Where a string (or a key) of parsed JSON holds a NUL character."""
+    if isinstance(value, str):
+        return [path or "body"] if "\x00" in value else []
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            found += [inner] if "\x00" in str(key) else _nul_paths(item, inner)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += _nul_paths(item, f"{path}[{i}]")
+    return found
+
+
 def parse_envelope(body: bytes | str) -> Envelope:
-    """Parse and validate one JSON envelope; raise InvalidEnvelopeError naming each bad field."""
+    """Parse and validate one JSON envelope; raise InvalidEnvelopeError naming each bad field.
+
+    No string may hold a NUL character (JSON's ``\\u0000``): PostgreSQL's text cannot store one, so
+    the journal of such an envelope could never be written. Looked for only when the escape is in the
+    body (one substring search on the hot path)."""
     try:
-        return _ENVELOPE.validate_json(body)
+        env = _ENVELOPE.validate_json(body)
     except ValidationError as exc:
         raise InvalidEnvelopeError(describe_errors(exc)) from None
+    escaped = b"\\u0000" in body if isinstance(body, bytes) else "\\u0000" in body
+    if escaped:
+        where = _nul_paths(json.loads(body))
+        if where:
+            raise InvalidEnvelopeError(
+                [f"{path}: a NUL character (\\u0000) is not allowed" for path in where]
+            )
+    return env
 
 
 def envelope_json_schema() -> dict[str, Any]:

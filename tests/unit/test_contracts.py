@@ -142,6 +142,25 @@ def test_an_operator_event_may_carry_an_erp_change_for_the_inbound_path() -> Non
     )
 
 
+def test_no_string_may_hold_a_nul_character_which_no_journal_could_store() -> None:
+    """PostgreSQL's text refuses NUL: an id with one made the journal fail on every delivery (a
+    traceback each, then MaxDeliveryCountExceeded); now it is an invalid envelope, named."""
+    external = {"provider": "tripletex", "external_id": "7\x007", "value": {"na\x00me": "A"}}
+    problems = _problems(_env(id="e\x001", data={**_env()["data"], "number": "10\x0001"}))
+    assert problems == [
+        "id: a NUL character (\\u0000) is not allowed",
+        "data.number: a NUL character (\\u0000) is not allowed",
+    ]
+    inbound = _problems(_env(type="customer.updated", source="webhook", data=None, external=external))
+    assert inbound == [
+        "external.external_id: a NUL character (\\u0000) is not allowed",
+        "external.value.na\x00me: a NUL character (\\u0000) is not allowed",
+    ]
+    # The escape written as text (a backslash, then u0000) is no NUL: accepted as before.
+    assert parse_envelope(json.dumps(_env(id="e\\u0000"))).id == "e\\u0000"
+    assert parse_envelope(json.dumps(_env()).encode()).id == "e1"
+
+
 def test_not_json_is_reported() -> None:
     with pytest.raises(InvalidEnvelopeError, match="Invalid JSON"):
         parse_envelope(b"{nope")
