@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DataError
 from sqlalchemy.pool import StaticPool
 
 from config_db.database import close_quietly, lock_wait
@@ -278,3 +279,10 @@ def _span_name(work: Callable[..., Any]) -> str:
         work = work.func
     name = getattr(work, "__name__", "")
     return f"db {name}" if name and name != "<lambda>" else "db"
+
+
+def refused_value(exc: DataError) -> str:
+    """One line for a value the database refused to store or compare (PostgreSQL: a NUL character
+    in text, a number out of its column's range), without the statement or its parameters."""
+    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"the database refused a value of the request: {first[0] if first else exc.__class__.__name__}"

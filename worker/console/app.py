@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+from sqlalchemy.exc import DataError
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
 from starlette.middleware import Middleware
@@ -28,7 +29,7 @@ from starlette.templating import Jinja2Templates
 from worker.buses.base import Bus
 from worker.console import auth
 from worker.console.auth import CSRF_FIELD, CsrfError
-from worker.db import Database
+from worker.db import Database, refused_value
 from worker.operators.actors import Actor, Forbidden, Role
 from worker.operators.definitions import Definitions
 from worker.operators.dlq import DeadLetterOperations
@@ -152,6 +153,8 @@ def page(console: Console, role: Role, handler: Handler) -> Callable[[Request], 
             return await handler(console, request, actor, form)
         except Forbidden as exc:
             return console.render(request, "error.html", 403, message=str(exc))
+        except DataError as exc:  # a NUL character in a search on PostgreSQL
+            return console.render(request, "error.html", 400, message=refused_value(exc))
 
     return endpoint
 

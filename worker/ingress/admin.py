@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
+from sqlalchemy.exc import DataError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -30,7 +31,7 @@ from starlette.routing import Route
 
 from worker.buses.base import Bus
 from worker.console.auth import key_label, role_of_key
-from worker.db import Database
+from worker.db import Database, refused_value
 from worker.ingress.admin_routes import console_routes
 from worker.ingress.admin_subscriptions import subscription_routes
 from worker.ingress.openapi import openapi_document
@@ -99,6 +100,12 @@ def actor(request: Request) -> Actor:
 def _key_settings(api_key: SecretStr | str | None) -> Settings:
     key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
     return Settings(admin_api_key=key, operator_api_key=None, viewer_api_key=None)
+
+
+async def refused(_request: Request, exc: Exception) -> Response:
+    """A value the database cannot take (a NUL character in a query on PostgreSQL): 400, one line."""
+    assert isinstance(exc, DataError)
+    return _error(400, refused_value(exc))
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -233,6 +240,7 @@ def admin_app(
         ],
         middleware=[Middleware(_RequireKey, settings=settings)],
         exception_handlers={
+            DataError: refused,
             BadRequest: bad_request,
             Invalid: invalid,
             Forbidden: forbidden,
