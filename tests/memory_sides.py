@@ -85,6 +85,8 @@ class MemoryErp:
             raise TransientError("HTTP 503: before applying")
         if fault == "429":
             raise TransientError("HTTP 429: slow down", retry_after=1.0)
+        if fault == "nul":  # an ERP's error text with a NUL character in it
+            raise TransientError("HTTP 503: upstream said \x00 and stopped")
         answer = self._answers.get(change.idempotency_key)
         if answer is None:
             answer = self._apply(change)

@@ -7,17 +7,21 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from config_db.database import make_engine
+from config_db.models import sync_log
 from tests.integration.test_console_api import VIEWER, settings
 from tests.integration.test_dlq_admin import served
 from tests.integration.test_subscriptions_console import log_in
+from tests.memory_sides import Sides
 from worker.buses.local import LocalBus
 from worker.console.app import console_app
 from worker.db import Database
 from worker.ingress.admin import admin_app
+from worker.messaging.outcomes import Complete, Retry
 
 NUL = "a\x00b"
 
@@ -57,3 +61,16 @@ async def test_a_nul_character_in_a_search_or_a_record_is_one_line(database: Dat
         assert r.status == (400 if postgres else 200), page[:300]
         if postgres:
             assert "the database refused a value of the request" in page and "NUL" in page
+
+
+async def test_an_erps_error_text_with_a_nul_character_is_journalled(database: Database) -> None:
+    """The ERP's own words go into the sync log's detail: a NUL there must not fail the journal
+    (on PostgreSQL it failed the retry's settlement on every delivery)."""
+    sides = Sides(database)
+    sides.erp.faults.append("nul")
+    outcome = await sides.handle(sides.cw_change("Acme"))
+    assert isinstance(outcome, Retry), outcome
+    retries = select(sync_log.c.detail).where(sync_log.c.action == "retry")
+    details = database.run_sync(lambda conn: conn.execute(retries).scalars().all())
+    assert details == ["retry in 1 s: HTTP 503: upstream said \\u0000 and stopped"], details
+    assert await sides.handle_retry(sides.cw_change("Acme")) == Complete("created")

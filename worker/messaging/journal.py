@@ -87,9 +87,10 @@ def marks_of(env: Envelope, provider: str, side: str, record_key: str) -> Record
 
 
 def entry(env: Envelope, provider: str, direction: str, action: str, **fields: Any) -> sync_log.Entry:
-    """A sync-log row; its detail (often an ERP's own error text) with every known secret masked."""
+    """A sync-log row; its detail (often an ERP's own error text) with every known secret masked, and
+    a NUL character written as ``\\u0000`` (PostgreSQL's text cannot hold one: the row would fail)."""
     if isinstance(fields.get("detail"), str):
-        fields["detail"] = redactor.scrub(fields["detail"])
+        fields["detail"] = redactor.scrub(fields["detail"]).replace("\x00", "\\u0000")
     return sync_log.Entry(
         direction=direction,
         action=action,
