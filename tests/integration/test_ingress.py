@@ -181,6 +181,18 @@ async def test_malformed_body_is_400_with_the_reason(ingress: Listener) -> None:
     assert await ingress.published() == []
 
 
+async def test_a_change_with_a_nul_character_is_refused_before_anything_is_stored(
+    ingress_any_db: Listener,
+) -> None:
+    """A vendor's event id (the delivery's receipt key) or value with a NUL, which PostgreSQL's text
+    cannot hold: the change cannot be an envelope, so nothing is published nor any receipt written."""
+    client = next(name for name, kind in CLIENTS.items() if kind == "visma_net")
+    answer = await ingress_any_db.deliver(client, ingress_any_db.call(client, event_id="evt\x00-1"))
+    assert answer.status == 400 and answer.body["error"] == "malformed", answer.body
+    assert "external.event_id: a NUL character" in answer.body["message"]
+    assert await ingress_any_db.published() == []
+
+
 async def test_body_over_1_mib_is_413(ingress: Listener) -> None:
     answer = await ingress.deliver("globex", Call(b"x" * (MAX_BODY + 1), {}))
     assert answer.status == 413

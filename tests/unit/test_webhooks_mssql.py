@@ -31,7 +31,5 @@ def test_queries_compile(name: str, dialect: Dialect) -> None:
 
 def test_receipt_keys_fit_the_column() -> None:
     assert webhooks.receipt_key("evt-1") == "evt-1"
-    nul = webhooks.receipt_key("evt\x001")
-    assert "\x00" not in nul and nul == webhooks.receipt_key("evt\x001") != webhooks.receipt_key("evt\x002")
     long = webhooks.receipt_key("x" * 1000)
     assert len(long) <= 255 and long == webhooks.receipt_key("x" * 1000) != webhooks.receipt_key("y" * 1000)
