@@ -35,8 +35,6 @@ PERIOD_S = 300.0
 HOUSE = "*"
 """The housekeeping turn's row among the scheduler's leases (``reconcile_runs``): no client's id."""
 JOB = "housekeeping"
-LEASE_S = 3 * PERIOD_S
-"""How long a turn holds: a holder that died frees it then (a longer run is only done twice)."""
 _EARLY = 0.9
 """A period's share after which the next turn may come (the workers' clocks tick apart)."""
 
@@ -61,7 +59,8 @@ async def prune_synclog(
 def take_turn(conn: Connection, holder: str, *, period_s: float = PERIOD_S) -> bool:
     """Hold the database's housekeeping turn, unless another worker holds it or ran it lately."""
     now = utcnow()
-    lease_ms = int(max(LEASE_S, 3 * period_s) * 1000)
+    # Three periods: a holder that died frees the turn then (a longer run is only done twice).
+    lease_ms = int(3 * max(period_s, PERIOD_S) * 1000)
     if not runs.acquire_run(conn, HOUSE, JOB, holder, now_ms=int(now.timestamp() * 1000), lease_ms=lease_ms):
         return False
     last = runs.last_run(conn, HOUSE, JOB)

@@ -192,9 +192,8 @@ async def provider_validate(
             p: str(form.get(f"placeholder.{p}") or "") for p in defs.placeholders(found.base_url_template)
         }
         url = defs.fill(found.base_url_template, values)
-        examples = console.definitions.examples_of(str(form.get("examples") or "0"))
         await console.definitions.validate_endpoint(
-            actor, name, url, str(form.get("token") or ""), examples=examples
+            actor, name, url, str(form.get("token") or ""), examples=str(form.get("examples") or "0")
         )
     except (DefinitionError, ValueError) as exc:
         problems = [str(exc), *getattr(exc, "problems", [])]

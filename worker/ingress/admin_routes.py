@@ -223,9 +223,8 @@ def console_routes(db: Database, bus: Bus, settings: Settings) -> list[BaseRoute
         url = body.get("base_url") or defs.fill(
             found.base_url_template, _strings(body.get("placeholders"), "placeholders")
         )
-        examples = definitions.examples_of(body.get("examples", 0))
         report = await definitions.validate_endpoint(
-            _actor(request), name, str(url), str(body.get("token") or ""), examples=examples
+            _actor(request), name, str(url), str(body.get("token") or ""), examples=body.get("examples", 0)
         )
         return JSONResponse(report)
 

@@ -131,7 +131,7 @@ class Definitions:
         return value
 
     async def validate_endpoint(
-        self, actor: Actor, name: str, base_url: str, token: str, *, examples: int = 0
+        self, actor: Actor, name: str, base_url: str, token: str, *, examples: object = 0
     ) -> dict[str, Any]:
         """Run the conformance kit against the integrator's endpoint; the report is stored and returned."""
         actor.require("admin", "provider administration")
@@ -141,13 +141,19 @@ class Definitions:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or not token:
             raise DefinitionError("give the endpoint's http(s) base URL and a token it issued for CW")
+        cases = self.examples_of(examples)  # a JSON number, or a form's text
         try:
             from worker.conformance.run import Options, run_conformance
         except ModuleNotFoundError as exc:
             if exc.name and exc.name.split(".")[0] in ("schemathesis", "hypothesis"):
                 raise DefinitionError("the conformance run needs: pip install 'cwi[conformance]'") from None
             raise
-        options = Options(url=base_url, token=token, entities=tuple(definition.entities), examples=examples)
+        options = Options(
+            url=base_url,
+            token=token,
+            entities=tuple(definition.entities),
+            examples=cases,
+        )
         report = await run_conformance(options)
         data = report.as_json()
         passed = report.exit_code == 0
