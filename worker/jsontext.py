@@ -57,7 +57,7 @@ def decode(data: bytes) -> str:
         ) from None
 
 
-def loads(text: str) -> Any:
+def loads(text: str | bytes) -> Any:
     """``json.loads`` of text from outside, its nesting bounded first (no RecursionError): BadText
     (a ValueError, as json's own errors are) when it nests deeper than ``MAX_DEPTH``."""
     if nesting_depth(text) > MAX_DEPTH:

@@ -4,7 +4,6 @@ and the selection (filters) that ``cwi dlq`` and the admin API share."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from config_db import durations
 from contracts.reasons import DeadLetterReason
+from worker import jsontext
 from worker.buses.base import DeadLetter
-from worker.jsontext import MAX_DEPTH, nesting_depth
 
 
 class SelectionError(ValueError):
@@ -47,11 +46,11 @@ MAX_BODY = 1024 * 1024  # an envelope is a few kB; what is larger is shown raw, 
 def _envelope(body: bytes) -> dict[str, Any] | None:
     """The body as a JSON object, or None for anything else: not JSON, too large, nested too deep
     (any body a bus can hold must leave the operator tools working; it is then shown raw)."""
-    if len(body) > MAX_BODY or nesting_depth(body) > MAX_DEPTH:
+    if len(body) > MAX_BODY:
         return None
     try:
-        parsed = json.loads(body)
-    except (ValueError, RecursionError):
+        parsed = jsontext.loads(body)
+    except ValueError:  # not JSON, or nested too deep (jsontext.BadText)
         return None
     return parsed if isinstance(parsed, dict) else None
 
