@@ -19,6 +19,10 @@ from worker.operators.actors import Actor
 from worker.operators.definitions import DefinitionError
 from worker.operators.provisioning import DEFINITION_SETTING, ConnectionRequest, ProvisioningError
 
+CONSOLE_MAX_EXAMPLES = 50
+"""Generated cases per operation a console run may ask for: the run holds the page's request, and 50
+already take minutes (the CLI and the admin API take up to the kit's 1,000)."""
+
 
 def _pairs(form: FormData, prefix: str) -> dict[str, str]:
     """``prefix.name`` fields, and the ``prefix_new_name``/``prefix_new_value`` pair to add one."""
@@ -176,7 +180,9 @@ async def provider_page(console: Console, request: Request, actor: Actor, form: 
     if found is None:
         notice(request, f"no provider definition {request.path_params['name']!r}", "error")
         return back("/providers")
-    return console.render(request, "provider.html", d=defs.as_dict(found), problems=[])
+    return console.render(
+        request, "provider.html", d=defs.as_dict(found), problems=[], max_examples=CONSOLE_MAX_EXAMPLES
+    )
 
 
 async def provider_validate(
@@ -193,11 +199,23 @@ async def provider_validate(
         }
         url = defs.fill(found.base_url_template, values)
         await console.definitions.validate_endpoint(
-            actor, name, url, str(form.get("token") or ""), examples=str(form.get("examples") or "0")
+            actor,
+            name,
+            url,
+            str(form.get("token") or ""),
+            examples=str(form.get("examples") or "0"),
+            most_examples=CONSOLE_MAX_EXAMPLES,
         )
     except (DefinitionError, ValueError) as exc:
         problems = [str(exc), *getattr(exc, "problems", [])]
-        return console.render(request, "provider.html", 422, d=defs.as_dict(found), problems=problems)
+        return console.render(
+            request,
+            "provider.html",
+            422,
+            d=defs.as_dict(found),
+            problems=problems,
+            max_examples=CONSOLE_MAX_EXAMPLES,
+        )
     notice(request, f"conformance run of {name} finished: see its report")
     return back(f"/providers/{name}")
 

@@ -120,18 +120,27 @@ class Definitions:
         return gone
 
     @staticmethod
-    def examples_of(value: object) -> int:
-        """The generated cases asked for (a JSON number, or a form's text) as the kit takes them."""
+    def examples_of(value: object, most: int | None = None) -> int:
+        """The generated cases asked for (a JSON number, or a form's text) as the kit takes them, at
+        most `most` (default: the kit's own bound)."""
         from worker.conformance.kit import MAX_EXAMPLES
 
+        most = MAX_EXAMPLES if most is None else min(most, MAX_EXAMPLES)
         if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 6:
             value = int(value.strip())
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EXAMPLES:
-            raise DefinitionError(f"examples must be a whole number from 0 to {MAX_EXAMPLES}, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+            raise DefinitionError(f"examples must be a whole number from 0 to {most}, not {value!r}")
         return value
 
     async def validate_endpoint(
-        self, actor: Actor, name: str, base_url: str, token: str, *, examples: object = 0
+        self,
+        actor: Actor,
+        name: str,
+        base_url: str,
+        token: str,
+        *,
+        examples: object = 0,
+        most_examples: int | None = None,
     ) -> dict[str, Any]:
         """Run the conformance kit against the integrator's endpoint; the report is stored and returned."""
         actor.require("admin", "provider administration")
@@ -141,7 +150,7 @@ class Definitions:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or not token:
             raise DefinitionError("give the endpoint's http(s) base URL and a token it issued for CW")
-        cases = self.examples_of(examples)  # a JSON number, or a form's text
+        cases = self.examples_of(examples, most_examples)  # a JSON number, or a form's text
         try:
             from worker.conformance.run import Options, run_conformance
         except ModuleNotFoundError as exc:
