@@ -9,8 +9,16 @@
 # with 1, 2 and 4 worker processes beside SQLite's one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m), Python $(.venv/bin/python -c 'import platform; print(platform.python_version())')"
 which="${1:-all}"
+case "$which" in
+  all | local | azure | reconcile | peers | scale) ;;
+  *) echo "bench/run.sh: no set named '$which' (one of: all, local, azure, reconcile, peers, scale)" >&2; exit 2 ;;
+esac
+if [[ ! -x .venv/bin/cwi ]]; then
+  echo "bench/run.sh: no .venv here: run 'make test' (or 'make demo') first" >&2
+  exit 2
+fi
+machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m), Python $(.venv/bin/python -c 'import platform; print(platform.python_version())')"
 
 record() {  # record <command shown in results.jsonl> <command to run...>
   local shown="$1"
