@@ -24,6 +24,7 @@ from worker.settings import Settings
 
 if TYPE_CHECKING:
     import aiohttp
+    from pydantic_settings import BaseSettings
     from sqlalchemy import Engine
 
     from config_db.clients import StoredConnection
@@ -294,15 +295,25 @@ async def ready_to_start(settings: Settings, *, worker: bool) -> list[str]:
     return unreadable_credentials(stored, settings.secret)
 
 
-def startup_summary(settings: Settings) -> dict[str, object]:
-    """The configuration a worker runs with, for its start-up log line: secrets masked, the
-    database URL's password masked."""
-    from sqlalchemy.engine import make_url
-
-    shown = settings.model_dump(mode="json")
+def _masked(settings: BaseSettings) -> dict[str, object]:
+    shown: dict[str, object] = settings.model_dump(mode="json")
     for name, value in list(shown.items()):
         if isinstance(getattr(settings, name), SecretStr) or (name.endswith("_key") and value):
             shown[name] = "***" if value else None
+    return shown
+
+
+def startup_summary(settings: Settings) -> dict[str, object]:
+    """The configuration a worker runs with, for its start-up log line (with CWI_BUS=azure the
+    Service Bus's too, so that a mistake there stops it before it starts): secrets masked, the
+    database URL's password masked."""
+    from sqlalchemy.engine import make_url
+
+    shown = _masked(settings)
+    if settings.bus == "azure":  # read (and checked) here, before anything starts
+        from worker.settings import load_azure_settings
+
+        shown.update(_masked(load_azure_settings()))
     try:
         shown["database_url"] = repr(make_url(settings.database_url))
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as unparsable, never raw

@@ -195,6 +195,16 @@ def test_run_logs_its_configuration_first_with_secrets_masked(cli: Cli) -> None:
     assert first["admin_api_key"] == "***" and "admin-key-123" not in result.stdout + result.stderr
 
 
+def test_a_bad_service_bus_setting_stops_run_before_it_logs_or_waits_for_anything(cli: Cli) -> None:
+    """The Service Bus's settings were read only when the bus was made: after the database wait and
+    the configuration line, which said nothing of them."""
+    result = cli.run("run", "--until-idle", check=False, CWI_BUS="azure", CWI_SERVICEBUS_RECEIVERS="0")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stdout == "" and result.stderr.strip() == (
+        "error: configuration error: CWI_SERVICEBUS_RECEIVERS: Input should be greater than or equal to 1"
+    )
+
+
 def test_listings_have_json_and_dead_letter_ids_are_shown_whole(cli: Cli) -> None:
     cli.run("clients", "add", "acme")
     assert json.loads(cli.run("clients", "list", "--json").stdout) == {"id": "acme", "name": "acme"}

@@ -87,6 +87,22 @@ def test_bad_settings_name_the_variable(
         load_settings()
 
 
+def test_the_start_up_line_shows_the_service_bus_settings_with_the_connection_string_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker.bootstrap import startup_summary
+
+    assert "servicebus_receivers" not in startup_summary(load_settings()), "the local bus: none"
+    monkeypatch.setenv("CWI_BUS", "azure")
+    monkeypatch.setenv("CWI_SERVICEBUS_QUEUE", "orders")
+    monkeypatch.setenv("CWI_SERVICEBUS_RECEIVERS", "4")
+    secret = "Endpoint=sb://ns.example/;SharedAccessKeyName=k;SharedAccessKey=c2VjcmV0LXZhbHVl"
+    monkeypatch.setenv("CWI_SERVICEBUS_CONNECTION_STRING", secret)
+    shown = startup_summary(load_settings())
+    assert (shown["servicebus_queue"], shown["servicebus_receivers"]) == ("orders", 4)
+    assert shown["servicebus_connection_string"] == "***" and "c2VjcmV0" not in json.dumps(shown)
+
+
 def test_structlog_loads_without_richs_tracebacks_and_rich_still_loads_for_the_cli() -> None:
     """A fresh interpreter (the module table is the point): structlog, imported with the worker,
     leaves rich's traceback module and pygments out; rich itself still imports for the CLI."""

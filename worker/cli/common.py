@@ -106,6 +106,7 @@ def start_long_running(s: Settings, *, worker: bool) -> None:
     from worker.logging import get_logger
     from worker.runtime import tune_gc
 
+    summary = startup_summary(s)  # checks the settings read only now (the Service Bus's)
     problems = run_async(ready_to_start(s, worker=worker))
     require_migrated(s)
     if problems:
@@ -116,7 +117,7 @@ def start_long_running(s: Settings, *, worker: bool) -> None:
             "set the key they were stored with (several may be given, newest first)",
             2,
         )
-    get_logger().info("configuration", **startup_summary(s))
+    get_logger().info("configuration", **summary)
     tune_gc()
 
 
