@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.engine import make_url as _make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool, StaticPool
 
 from config_db.prepared import run_direct
@@ -60,6 +62,15 @@ def is_sqlite_file(url: str) -> bool:
     """An SQLite database in a file (not in memory)."""
     parsed = make_url(url)
     return parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+
+
+def make_url(url: str) -> URL:
+    """``url`` parsed; ArgumentError (a URL this installation cannot use) also for a port that is
+    not a number, which SQLAlchemy lets through as int()'s ValueError."""
+    try:
+        return _make_url(url)
+    except ValueError:
+        raise ArgumentError("its port is not a number") from None
 
 
 def make_engine(url: str, *, pool_size: int = 8, autocheckpoint: bool = True) -> Engine:

@@ -307,7 +307,7 @@ def startup_summary(settings: Settings) -> dict[str, object]:
     """The configuration a worker runs with, for its start-up log line (with CWI_BUS=azure the
     Service Bus's too, so that a mistake there stops it before it starts): secrets masked, the
     database URL's password masked."""
-    from sqlalchemy.engine import make_url
+    from config_db.database import make_url
 
     shown = _masked(settings)
     if settings.bus == "azure":  # read (and checked) here, before anything starts

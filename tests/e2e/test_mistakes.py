@@ -35,6 +35,11 @@ ENVELOPE = (
 
 MISTAKES = {
     "garbage database URL": ({"CWI_DATABASE_URL": "garbage"}, 2, "CWI_DATABASE_URL"),
+    "database URL whose port is no number": (
+        {"CWI_DATABASE_URL": "postgresql+psycopg://u:hunter2@db.example:fivefour/x"},
+        2,
+        "CWI_DATABASE_URL is not a database URL this installation can use: its port is not a number",
+    ),
     "unreachable database": (
         {"CWI_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/x", "CWI_STARTUP_WAIT_S": "0"},
         1,
@@ -66,6 +71,7 @@ def test_a_mistake_gets_one_line_and_the_right_exit_code(
     result = cli.run(*command, input=ENVELOPE, check=False, **env)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert "Traceback" not in result.stderr + result.stdout
+    assert "hunter2" not in result.stderr + result.stdout, "a URL's password is never shown"
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 1, result.stderr
     assert words in errors[0], errors[0]
@@ -170,6 +176,20 @@ def test_a_number_past_what_a_command_can_take_is_refused_before_it_starts(
     said = " ".join(result.stderr.replace("│", " ").split())
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"Invalid value for '{option}'" in said and f"less than or equal to {limit}" in said, said
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("notaurl", "--database-url is not a database URL (like postgresql+psycopg://"),
+        ("postgresql+psycopg://u:hunter2@db.example:fivefour/x", "--database-url is not a database URL"),
+        ("mssql+pyodbc://u:hunter2@db.example/x", "the benchmark runs on PostgreSQL or SQLite, not mssql"),
+    ],
+)
+def test_the_benchmarks_database_url_is_checked_before_it_starts(cli: Cli, url: str, said: str) -> None:
+    result = cli.run("bench", "--events", "10", "--database-url", url, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert said in result.stderr and "hunter2" not in result.stderr + result.stdout, result.stderr
 
 
 def test_the_conformance_kits_generated_cases_are_bounded_in_every_door() -> None:

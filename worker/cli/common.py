@@ -82,8 +82,7 @@ def settings() -> Settings:
 
 def require_migrated(s: Settings) -> None:
     """Stop unless the database is at the schema this version of cwi was built for."""
-    from sqlalchemy.engine import make_url
-
+    from config_db.database import make_url
     from config_db.migrate import HEAD_REVISION
     from worker.bootstrap import database_revision
 

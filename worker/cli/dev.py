@@ -92,6 +92,8 @@ def bench(
         fail("--cli runs one `cwi run` on the local bus: leave out --processes and --bus", 2)
     if in_place and not database_url:
         fail("--in-place runs on the database --database-url names: give --database-url", 2)
+    if database_url:
+        _bench_database(database_url)
 
     result = run_bench(
         events=events,
@@ -105,3 +107,18 @@ def bench(
         cli=cli,
     )
     print(json.dumps(result))
+
+
+def _bench_database(url: str) -> None:
+    """A --database-url the benchmark can use, or stop naming the option (never echoing the URL: it
+    may hold a password)."""
+    from sqlalchemy.exc import ArgumentError
+
+    from config_db.database import make_url
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        fail("--database-url is not a database URL (like postgresql+psycopg://user@host:5432/postgres)", 2)
+    if backend not in ("postgresql", "sqlite"):
+        fail(f"--database-url: the benchmark runs on PostgreSQL or SQLite, not {backend}", 2)
