@@ -148,10 +148,10 @@ def test_retention_and_timeline_statements_compile(dialect: Dialect) -> None:
     c = sync_log.log.c
     own = (c.entity == "customer") & (c.cw_id == "c1")
     statements = {
-        "sync log batch": retention.SYNC_LOG.batch.limit(1000),
+        "sync log batch": retention.SYNC_LOG.span(1000),
         "sync log delete": retention.SYNC_LOG.delete,
         "sync log count": retention.SYNC_LOG.count,
-        "values batch": retention.RECORD_VALUES.batch.limit(1000),
+        "values batch": retention.RECORD_VALUES.span(1000),
         "values delete": retention.RECORD_VALUES.delete,
         "values count": retention.RECORD_VALUES.count,
         "record entries": select(sync_log.log).where(
@@ -167,7 +167,8 @@ def test_retention_and_timeline_statements_compile(dialect: Dialect) -> None:
     values_sql = str(retention.RECORD_VALUES.delete.compile(dialect=dialect))
     assert "FROM record_values AS newer" in values_sql and "newer.id > record_values.id" in values_sql
     if dialect.name == "mssql":
-        assert "TOP" in str(retention.SYNC_LOG.batch.limit(1000).compile(dialect=dialect))
+        span = str(retention.SYNC_LOG.span(1000).compile(dialect=dialect))
+        assert "TOP" in span and "ORDER BY" in span, span
     indexes: dict[str | None, Index] = {index.name: index for index in sync_log.log.indexes}
     for name in ("ix_sync_log_record", "ix_sync_log_external"):
         ddl = str(CreateIndex(indexes[name]).compile(dialect=dialect))
