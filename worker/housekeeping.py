@@ -7,13 +7,16 @@ worker's own statements are never held up for more than one batch.
 One worker a period does it, whatever the number of workers on the database: each takes the
 database's housekeeping turn first (the scheduler's lease, ``config_db.reconcile.acquire_run``, on
 the row of ``HOUSE``), and skips the period when another holds it or ran it less than a period ago.
-A holder that dies frees the turn when its lease runs out.
+A holder that dies frees the turn when its lease runs out; a living one renews it each period while
+it prunes, so a long prune (a first retention over a big sync log) is never started again beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import Connection
 
@@ -40,11 +43,21 @@ _EARLY = 0.9
 
 
 async def prune_synclog(
-    db: Database, older_than: dt.timedelta, *, batch: int = retention.DEFAULT_BATCH
+    db: Database,
+    older_than: dt.timedelta,
+    *,
+    batch: int = retention.DEFAULT_BATCH,
+    between: Callable[[], Awaitable[object]] | None = None,
 ) -> int:
     """Delete the sync-log entries and record values older than ``older_than`` that nothing needs;
-    how many sync-log entries went."""
-    done = await retention.prune_async(db.run, older_than, batch=batch, pause=lambda: asyncio.sleep(PAUSE_S))
+    how many sync-log entries went. ``between`` runs in each pause between two batches."""
+
+    async def pause() -> None:
+        await asyncio.sleep(PAUSE_S)
+        if between is not None:
+            await between()
+
+    done = await retention.prune_async(db.run, older_than, batch=batch, pause=pause)
     if done.deleted or done.values_deleted:
         log.info(
             "sync log pruned",
@@ -56,18 +69,33 @@ async def prune_synclog(
     return done.deleted
 
 
+class TurnLost(RuntimeError):
+    """The turn's lease ran out while this worker kept house (stalled past it): another may hold it."""
+
+
+def _lease_ms(period_s: float) -> int:
+    """Three periods: a holder that died frees the turn then; a living one renews it each period."""
+    return int(3 * max(period_s, PERIOD_S) * 1000)
+
+
 def take_turn(conn: Connection, holder: str, *, period_s: float = PERIOD_S) -> bool:
     """Hold the database's housekeeping turn, unless another worker holds it or ran it lately."""
     now = utcnow()
-    # Three periods: a holder that died frees the turn then (a longer run is only done twice).
-    lease_ms = int(3 * max(period_s, PERIOD_S) * 1000)
-    if not runs.acquire_run(conn, HOUSE, JOB, holder, now_ms=int(now.timestamp() * 1000), lease_ms=lease_ms):
+    now_ms = int(now.timestamp() * 1000)
+    if not runs.acquire_run(conn, HOUSE, JOB, holder, now_ms=now_ms, lease_ms=_lease_ms(period_s)):
         return False
     last = runs.last_run(conn, HOUSE, JOB)
     if last is not None and (now - last).total_seconds() < period_s * _EARLY:
         runs.release_run(conn, HOUSE, JOB, holder, ran_at=None, outcome=None)
         return False
     return True
+
+
+def renew_turn(conn: Connection, holder: str, *, period_s: float = PERIOD_S) -> bool:
+    """Extend ``holder``'s lease on the turn (a long prune outlasting it would be done twice);
+    False when it had run out and another worker took it."""
+    now_ms = int(utcnow().timestamp() * 1000)
+    return runs.acquire_run(conn, HOUSE, JOB, holder, now_ms=now_ms, lease_ms=_lease_ms(period_s))
 
 
 async def keep_house(
@@ -91,7 +119,18 @@ async def keep_house(
     outcome = "failed"
     try:
         marks = await prune_echo_marks(db, echo_window)
-        entries = await prune_synclog(db, synclog_retention) if synclog_retention is not None else 0
+        entries = 0
+        if synclog_retention is not None:
+            renewed = time.monotonic()
+
+            async def renew() -> None:  # each period while the prune goes on
+                nonlocal renewed
+                if time.monotonic() - renewed >= period_s:
+                    renewed = time.monotonic()
+                    if not await db.run(lambda conn: renew_turn(conn, holder, period_s=period_s)):
+                        raise TurnLost("the housekeeping turn ran out while pruning: another worker goes on")
+
+            entries = await prune_synclog(db, synclog_retention, between=renew)
         outcome = f"{marks} echo marks, {entries} sync-log entries deleted"
         ran = utcnow()
     except Exception:

@@ -14,13 +14,14 @@ import pytest
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from config_db import marks
+from config_db import marks, sync_log
 from config_db import reconcile as runs
 from config_db.database import make_engine
 from config_db.marks import Mark, RecordRef
 from config_db.models import echo_marks, reconcile_runs
+from config_db.sync_log import Entry
 from worker.db import Database
-from worker.housekeeping import HOUSE, JOB, keep_house, take_turn
+from worker.housekeeping import HOUSE, JOB, TurnLost, keep_house, renew_turn, take_turn
 
 WINDOW = dt.timedelta(hours=1)
 REF = RecordRef("acme", "sandbox", "customer", "erp", "e1")
@@ -116,3 +117,80 @@ async def test_a_worker_stopped_as_it_takes_the_turn_lets_it_go(two: tuple[Datab
     )
     assert all(tuple(row) == (None, None) for row in rows), rows
     assert await keep_house(second, WINDOW, None, holder="w2"), "the next worker need not wait"
+
+
+def _old_entries(db: Database, n: int) -> None:
+    """``n`` sync-log entries no message needs, older than a day's retention."""
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    entry = Entry(direction="outbound", action="pending", message_id=None, client_id=None, at=old)
+
+    def add(conn: Connection) -> None:
+        for _ in range(n):
+            sync_log.record(conn, entry)
+
+    db.run_sync(add)
+
+
+def _lease(db: Database) -> tuple[str | None, int | None]:
+    """Who holds the turn and until when (nobody before the first turn is taken)."""
+    row = db.run_sync(
+        lambda conn: conn.execute(
+            select(reconcile_runs.c.holder, reconcile_runs.c.until).where(reconcile_runs.c.job == JOB)
+        ).first()
+    )
+    return (None, None) if row is None else (row.holder, row.until)
+
+
+async def test_a_long_prune_renews_the_turn_so_no_other_worker_starts_it_again(
+    two: tuple[Database, Database],
+) -> None:
+    """The lease is three periods: a prune outlasting it (a first retention over a big sync log) was
+    taken up by the next worker and done twice. Its holder now renews it between batches."""
+    first, _ = two
+    _old_entries(first, 3_500)  # four batches of a thousand: three pauses between them
+    seen: set[int] = set()
+
+    async def watch() -> None:
+        while True:
+            holder, until = _lease(first)
+            if holder == "w1" and until is not None:
+                seen.add(until)
+            await asyncio.sleep(0.01)
+
+    watching = asyncio.create_task(watch())
+    try:
+        assert await keep_house(first, WINDOW, dt.timedelta(days=1), holder="w1", period_s=0.0)
+    finally:
+        watching.cancel()
+    assert len(seen) >= 2 and max(seen) > min(seen), "the lease was extended while the prune ran"
+    row = first.run_sync(
+        lambda conn: conn.execute(select(reconcile_runs).where(reconcile_runs.c.job == JOB)).one()
+    )
+    assert row.holder is None and row.last_outcome == "0 echo marks, 3500 sync-log entries deleted"
+
+
+async def test_a_holder_whose_lease_ran_out_and_was_taken_stops_pruning(
+    two: tuple[Database, Database],
+) -> None:
+    """Stalled past its lease (a paused VM), the holder finds the turn taken at its next renewal and
+    leaves the rest of the prune to the new holder instead of pruning beside it."""
+    first, second = two
+    _old_entries(first, 3_500)
+    expired = reconcile_runs.update().where(reconcile_runs.c.job == JOB).values(until=0)
+
+    async def take_over() -> None:
+        while _lease(first)[0] != "w1":
+            await asyncio.sleep(0.005)
+        second.run_sync(lambda conn: conn.execute(expired))
+        assert second.run_sync(lambda conn: take_turn(conn, "w2", period_s=0.0))
+
+    taking = asyncio.create_task(take_over())
+    with pytest.raises(TurnLost, match="ran out while pruning"):
+        await keep_house(first, WINDOW, dt.timedelta(days=1), holder="w1", period_s=0.0)
+    await taking
+    assert _lease(first)[0] == "w2", "w1 let go of nothing it no longer held"
+    assert not first.run_sync(lambda conn: renew_turn(conn, "w1"))
+    left = first.run_sync(
+        lambda conn: conn.execute(select(func.count()).select_from(sync_log.log)).scalar_one()
+    )
+    assert 0 < left < 3_500, "w1 stopped between two batches"
