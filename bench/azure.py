@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.options import number, whole  # noqa: E402 - after the path
 from bench.rtt import delayed  # noqa: E402 - after the path
 from tests.servicebus_peer import EntityOptions, ServiceBusPeer  # noqa: E402 - after the path
 
@@ -30,8 +31,12 @@ def main(argv: list[str]) -> int:
     # Our two options; everything else goes to `cwi bench`, which checks it.
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--sessions", action="store_true")
-    parser.add_argument("--receivers", type=int, default=1, help="CWI_SERVICEBUS_RECEIVERS of the worker")
-    parser.add_argument("--rtt-ms", type=float, default=0.0, help="round trip added to the peer's")
+    parser.add_argument(
+        "--receivers", type=whole(1, 16), default=1, help="CWI_SERVICEBUS_RECEIVERS of the worker"
+    )
+    parser.add_argument(
+        "--rtt-ms", type=number(0.0, 10_000.0), default=0.0, help="round trip added to the peer's"
+    )
     own, args = parser.parse_known_args(argv)
     sessions, receivers = own.sessions, str(own.receivers)
     entities = {QUEUE: EntityOptions(lock_duration_s=60, requires_session=sessions)}

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 
+from bench.options import load_options
 from contracts import parse_envelope
 from providers.generic_rest.mapping import to_body
 from worker.dev.bench import messages_for, sandbox_process
@@ -84,9 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--latency-ms", type=float, default=0.0)
+    load_options(parser, events=5000)
     args = parser.parse_args()
     token = secrets.token_urlsafe(16)
     bodies = [m.body for m in messages_for(args.events, max(64, args.concurrency * 2))]

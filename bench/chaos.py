@@ -24,6 +24,7 @@ sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != R
 
 from sqlalchemy import create_engine, text  # noqa: E402 - after the path
 
+from bench.options import number, whole  # noqa: E402
 from tests.chaos.check import assert_clean, report  # noqa: E402
 from tests.chaos.plan import Size  # noqa: E402
 from tests.chaos.run import BUSES, Chaos, run  # noqa: E402
@@ -34,11 +35,11 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bus", choices=BUSES, required=True)
-    parser.add_argument("--clients", type=int, default=40)
-    parser.add_argument("--records", type=int, default=25, help="per client")
-    parser.add_argument("--kills", type=int, default=25)
+    parser.add_argument("--clients", type=whole(1, 10_000), default=40)
+    parser.add_argument("--records", type=whole(1, 100_000), default=25, help="per client")
+    parser.add_argument("--kills", type=whole(0, 1_000), default=25)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--fail-rate", type=float, default=0.2)
+    parser.add_argument("--fail-rate", type=number(0.0, 1.0), default=0.2)
     parser.add_argument(
         "--db-url", help="the configuration database (default: SQLite, or a new PostgreSQL one)"
     )

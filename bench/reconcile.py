@@ -173,13 +173,17 @@ async def _reconcile(db_url: str, erp_kind: str, erp_url: str, cw_url: str) -> d
 
 
 def main() -> None:
+    from bench.options import whole
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("role", nargs="?", default="bench", choices=["bench", "serve-cw", "serve-erp"])
-    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--records", type=whole(1, 1_000_000), default=10_000)
     parser.add_argument("--erp", default="generic_rest", choices=["generic_rest", "tripletex"])
-    parser.add_argument("--drift", type=int, default=100)
-    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--drift", type=whole(0, 1_000_000), default=100)
+    parser.add_argument("--port", type=whole(0, 65_535), default=0)
     args = parser.parse_args()
+    if args.drift > args.records:
+        parser.error(f"--drift: at most --records ({args.records}), not {args.drift}")
     if args.role == "serve-cw":
         asyncio.run(_serve_cw(args.port, args.records))
         return

@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # bench/azure.py would shadow the azure package: import from the repository root, not from bench/.
 sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
 
+from bench.options import load_options, number, whole  # noqa: E402 - after the path
+
 QUEUE = "sb-bare"
 
 
@@ -260,15 +262,18 @@ def main(argv: list[str]) -> int:
         "--mode", choices=["between", "between-gather", "between-pipelined", "per-task"], default="between"
     )
     parser.add_argument("--sessions", action="store_true")
-    parser.add_argument("--events", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--latency-ms", type=float, default=0.0)
+    load_options(parser, events=3000)
     parser.add_argument(
-        "--clients", type=int, default=None, help="distinct clients (default 2 x concurrency)"
+        "--clients", type=whole(1, 100_000), default=None, help="distinct clients (default 2 x concurrency)"
     )
-    parser.add_argument("--socket-timeout", type=float, default=None, help="the SDK client's (default 0.2 s)")
     parser.add_argument(
-        "--rtt-ms", type=float, default=0.0, help="round trip added to the peer's (bench/rtt.py)"
+        "--socket-timeout", type=number(0.001, 60.0), default=None, help="the SDK client's (default 0.2 s)"
+    )
+    parser.add_argument(
+        "--rtt-ms",
+        type=number(0.0, 10_000.0),
+        default=0.0,
+        help="round trip added to the peer's (bench/rtt.py)",
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -43,7 +43,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import ArgumentError, OperationalError
 
+from bench.options import MAX_EVENTS, duration, whole
 from bench.synclog_data import build_indexes, ensure_database, generate, table_counts
 from config_db import history, inbox, marks, sync_log
 from providers.registry import KINDS
@@ -328,22 +330,24 @@ def machine() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=os.environ.get("CWI_BENCH_SYNCLOG_URL", DEFAULT_URL))
-    parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--days", type=int, default=180)
-    parser.add_argument("--samples", type=int, default=3000)
-    parser.add_argument("--repeat", type=int, default=30, help="runs of each operator query")
+    parser.add_argument("--rows", type=whole(1_000, 1_000_000_000), default=10_000_000)
+    parser.add_argument("--clients", type=whole(1, 100_000), default=200)
+    parser.add_argument("--days", type=whole(1, 36_500), default=180)
+    parser.add_argument("--samples", type=whole(1, 1_000_000), default=3000)
+    parser.add_argument("--repeat", type=whole(1, 10_000), default=30, help="runs of each operator query")
     parser.add_argument("--regenerate", action="store_true")
     parser.add_argument("--explain", action="store_true")
-    parser.add_argument("--prune", default=None, help="also time `cwi synclog prune --older-than` this")
+    parser.add_argument(
+        "--prune", type=duration, default=None, help="also time `cwi synclog prune --older-than` this"
+    )
     parser.add_argument(
         "--throughput",
-        type=int,
+        type=whole(0, MAX_EVENTS),
         default=0,
         metavar="EVENTS",
         help="also cwi bench here and on an empty database",
     )
-    parser.add_argument("--rounds", type=int, default=2, help="of --throughput, interleaved")
+    parser.add_argument("--rounds", type=whole(1, 100), default=2, help="of --throughput, interleaved")
     parser.add_argument("--cold", action="store_true", help="each measurement from cold caches")
     parser.add_argument("--cold-command", default=os.environ.get("CWI_BENCH_COLD_COMMAND", COLD_COMMAND))
     args = parser.parse_args()
@@ -353,7 +357,14 @@ def main() -> None:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
     }
-    engine = ensure_database(args.url)
+    try:
+        engine = ensure_database(args.url)
+    except (ArgumentError, ValueError):  # never the URL itself: it may hold a password
+        parser.error("--url is not a PostgreSQL URL (like postgresql+psycopg://postgres@127.0.0.1:5432/db)")
+    except OperationalError as exc:
+        first = (str(exc.orig or exc).strip().splitlines() or [""])[0]
+        print(f"synclog.py: error: cannot reach the database --url names: {first}", file=sys.stderr)
+        raise SystemExit(1) from None
     counts = table_counts(engine)
     if args.regenerate or counts["sync_log"] < args.rows * 0.95:
         result["generated"] = generate(engine, args.rows, args.clients, args.days)

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 import aiohttp
 
+from bench.options import load_options
 from contracts import parse_envelope
 from providers.generic_rest.mapping import to_body
 
@@ -124,9 +125,7 @@ class Work:
 
 def arguments(doc: str | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--latency-ms", type=float, default=0.0)
+    load_options(parser, events=5000)
     return parser.parse_args()
 
 
