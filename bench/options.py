@@ -7,9 +7,12 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import TypeVar
 
 from config_db.durations import parse_duration
 from worker.settings import MAX_CONCURRENCY
+
+N = TypeVar("N", int, float)
 
 MAX_EVENTS = 10_000_000
 """As ``cwi bench --events``."""
@@ -19,32 +22,29 @@ MAX_LATENCY_MS = 60_000.0
 
 def whole(low: int, high: int) -> Callable[[str], int]:
     """An argparse ``type``: a whole number from ``low`` to ``high``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"from {low} to {high}, not {value}")
-        return value
-
-    return parse
+    return _ranged(int, "a whole number", low, high)
 
 
 def number(low: float, high: float) -> Callable[[str], float]:
     """An argparse ``type``: a finite number from ``low`` to ``high``."""
+    return _ranged(float, "a number", low, high)
 
-    def parse(text: str) -> float:
+
+def _ranged(kind: Callable[[str], N], what: str, low: N, high: N) -> Callable[[str], N]:
+    def parse(text: str) -> N:
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not math.isfinite(value) or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"from {low:g} to {high:g}, not {text}")
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"from {_shown(low)} to {_shown(high)}, not {text}")
         return value
 
     return parse
+
+
+def _shown(bound: float) -> str:
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def duration(text: str) -> str:
