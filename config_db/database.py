@@ -69,8 +69,11 @@ def make_url(url: str) -> URL:
     not a number, which SQLAlchemy lets through as int()'s ValueError."""
     try:
         return _make_url(url)
-    except ValueError:
-        raise ArgumentError("its port is not a number") from None
+    except ValueError as exc:  # never the URL in the message: it may hold a password
+        said = (
+            "its port is not a number" if "invalid literal for int()" in str(exc) else "it cannot be parsed"
+        )
+        raise ArgumentError(said) from None
 
 
 def make_engine(url: str, *, pool_size: int = 8, autocheckpoint: bool = True) -> Engine:
