@@ -6,7 +6,8 @@
 # loop (bench/bare.py) and taskiq and dramatiq on RabbitMQ (bench/peers/) interleaved, ROUNDS times
 # (default 3), in three scenarios, and prints them side by side. `bench/run.sh scale` runs cwi bench
 # on PostgreSQL (CWI_BENCH_POSTGRES, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres)
-# with 1, 2 and 4 worker processes beside SQLite's one.
+# with 1, 2 and 4 worker processes beside SQLite's one, then bench/azure.py with 1, 2 and 4 over one
+# Service Bus entity (a queue, and sessions over 128 and 32 clients) sharing such a database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-all}"
@@ -104,7 +105,8 @@ if [[ "$which" == peers ]]; then
   .venv/bin/python bench/peers/table.py < "$sitting"
   rm -f "$sitting"
 fi
-# Scale out on PostgreSQL: 1, 2 and 4 worker processes on one database, beside SQLite's one process.
+# Scale out on PostgreSQL: 1, 2 and 4 worker processes on one database, beside SQLite's one process;
+# then 1, 2 and 4 over one Service Bus entity (the test peer), sharing such a database.
 if [[ "$which" == scale ]]; then
   pg="${CWI_BENCH_POSTGRES:-postgresql+psycopg://postgres@127.0.0.1:5432/postgres}"
   echo "load before: $(uptime)" >&2
@@ -114,6 +116,14 @@ if [[ "$which" == scale ]]; then
     for n in 1 2 4; do
       # shellcheck disable=SC2086
       record "cwi bench $scenario --database-url POSTGRES --processes $n" .venv/bin/cwi bench $scenario --database-url "$pg" --processes "$n"
+    done
+  done
+  # The same over one Service Bus entity (the test peer): a queue, then sessions over 128 and 32 clients.
+  for entity in "" "--sessions --clients 128" "--sessions --clients 32"; do
+    for n in 1 2 4; do
+      # shellcheck disable=SC2086
+      record "bench/azure.py $entity --events 3000 --concurrency 16 --database-url POSTGRES --processes $n" \
+        .venv/bin/python bench/azure.py $entity --events 3000 --concurrency 16 --database-url "$pg" --processes "$n"
     done
   done
   echo "load after: $(uptime)" >&2
