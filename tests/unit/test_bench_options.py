@@ -5,17 +5,15 @@ run of nonsense such as a reconciliation of -1 records)."""
 from __future__ import annotations
 
 import argparse
-import subprocess
+import importlib
+import inspect
 import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.options import duration, number, whole
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @given(st.integers(-(10**400), 10**400))
@@ -44,34 +42,37 @@ def test_duration_is_the_cli_s_own() -> None:
 @pytest.mark.parametrize(
     ("command", "said"),
     [
-        (["bench/bare.py", "--events", "0"], "argument --events: from 1 to 10000000, not 0"),
-        (["bench/sb_bare.py", "--concurrency", "99999"], "argument --concurrency: from 1 to 1024, not 99999"),
-        (["bench/azure.py", "--receivers", "0"], "argument --receivers: from 1 to 16, not 0"),
+        (["bare", "--events", "0"], "argument --events: from 1 to 10000000, not 0"),
+        (["sb_bare", "--concurrency", "99999"], "argument --concurrency: from 1 to 1024, not 99999"),
+        (["azure", "--receivers", "0"], "argument --receivers: from 1 to 16, not 0"),
+        (["reconcile", "--records", "10", "--drift", "100"], "--drift: at most --records (10), not 100"),
+        (["chaos", "--bus", "local-sqlite", "--fail-rate", "2"], "argument --fail-rate: from 0 to 1, not 2"),
+        (["synclog", "--prune", "soon"], "argument --prune: must be a duration like 90d"),
         (
-            ["bench/reconcile.py", "--records", "10", "--drift", "100"],
-            "--drift: at most --records (10), not 100",
-        ),
-        (
-            ["bench/chaos.py", "--bus", "local-sqlite", "--fail-rate", "2"],
-            "argument --fail-rate: from 0 to 1, not 2",
-        ),
-        (["bench/synclog.py", "--prune", "soon"], "argument --prune: must be a duration like 90d"),
-        (
-            ["bench/synclog.py", "--url", "postgresql+psycopg://u:hunter2@db.example:port/x"],
+            ["synclog", "--url", "postgresql+psycopg://u:hunter2@db.example:port/x"],
             "--url is not a PostgreSQL URL",
         ),
         (
-            ["bench/synclog.py", "--url", "postgresql+psycopg://u:hunter2@127.0.0.1:1/x"],
+            ["synclog", "--url", "postgresql+psycopg://u:hunter2@127.0.0.1:1/x"],
             "cannot reach the database --url names:",
         ),
     ],
     ids=lambda value: " ".join(value[:3]) if isinstance(value, list) else None,
 )
-def test_a_bad_option_is_one_line_before_anything_runs(command: list[str], said: str) -> None:
-    result = subprocess.run(
-        [sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
-    )
-    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
-    assert result.returncode in (1, 2) and "Traceback" not in result.stderr, result.stderr
-    assert len(errors) == 1 and said in errors[0], result.stderr
-    assert result.stdout == "" and "hunter2" not in result.stderr
+def test_a_bad_option_is_one_line_before_anything_runs(
+    command: list[str], said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In this process (each script's ``main``, its arguments as ``sys.argv``): argparse's exit is
+    the same here as in a process of its own."""
+    script = importlib.import_module(f"bench.{command[0]}")
+    monkeypatch.setattr(sys, "argv", [f"{command[0]}.py", *command[1:]])
+    with pytest.raises(SystemExit) as stopped:
+        if "argv" in inspect.signature(script.main).parameters:
+            script.main(command[1:])
+        else:
+            script.main()
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert stopped.value.code in (1, 2) and "Traceback" not in err, err
+    assert len(errors) == 1 and said in errors[0], err
+    assert out == "" and "hunter2" not in err
