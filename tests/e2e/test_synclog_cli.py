@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from tests.e2e.cli import Cli, envelope, jsonl
 
@@ -76,3 +78,35 @@ def test_a_purge_of_dead_letters_older_than_a_slip_of_the_keyboard_is_one_line(c
         lines = result.stderr.strip().splitlines()
         assert result.returncode != 0 and len(lines) == 1, result.stderr
         assert said in lines[0] and args[-1] in lines[0], lines
+
+
+def test_a_prune_interrupted_says_what_it_deleted_so_far(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in a long prune used to end it without a word (exit 130): each batch is committed, so
+    what went stays gone, and the operator is told how much and that running it again goes on."""
+    from config_db import retention, sync_log
+    from config_db.database import make_engine
+    from config_db.sync_log import Entry
+
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=200)
+    engine = make_engine(cli.db_url)
+    with engine.begin() as conn:
+        for _ in range(50):
+            sync_log.record(conn, Entry(direction="outbound", action="pending", message_id=None, at=old))
+    step, calls = retention.prune_step, []
+
+    def pressed_on_the_third(*args: object, **kwargs: object) -> retention.Step:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return step(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(retention, "prune_step", pressed_on_the_third)
+    result = cli.run("synclog", "prune", "--older-than", "90d", "--batch", "10", check=False)
+    assert result.returncode == 130 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "interrupted after 2 batches: 20 entries deleted (each batch committed); "
+        "run the command again to go on"
+    )
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(sync_log.log)).scalar_one() == 30
+    engine.dispose()

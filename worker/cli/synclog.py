@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from functools import partial
 from typing import Annotated
 
@@ -80,8 +81,23 @@ def prune(
         fail(f"--older-than {exc}", 2)
     s = settings()
     require_migrated(s)
+    so_far = [0, 0]  # batches, entries (each batch committed as it goes)
+
+    def tally(step: retention.Step, _: float) -> None:
+        so_far[0] += 1
+        so_far[1] += step.deleted
+
     with database(s) as db:
-        done = retention.prune(db.run_sync, window, batch=batch, dry_run=dry_run)
+        try:
+            done = retention.prune(db.run_sync, window, batch=batch, dry_run=dry_run, on_batch=tally)
+        except KeyboardInterrupt:
+            verb = "would have deleted" if dry_run else "deleted (each batch committed)"
+            print(
+                f"interrupted after {so_far[0]} batches: {so_far[1]} entries {verb}; "
+                "run the command again to go on",
+                file=sys.stderr,
+            )
+            raise typer.Exit(130) from None
     result = {
         "older_than": format_duration(window),
         "before": done.before.isoformat(),
