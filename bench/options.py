@@ -10,14 +10,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from config_db.durations import parse_duration
+from worker.dev import MAX_CLIENTS, MAX_EVENTS, MAX_LATENCY_MS
 from worker.settings import MAX_CONCURRENCY
 
 N = TypeVar("N", int, float)
 
-MAX_EVENTS = 10_000_000
-"""As ``cwi bench --events``."""
-MAX_LATENCY_MS = 60_000.0
-"""As ``cwi sandbox --latency-ms``."""
+__all__ = ["MAX_CLIENTS", "MAX_EVENTS", "duration", "load_options", "number", "whole"]
 
 
 def whole(low: int, high: int) -> Callable[[str], int]:

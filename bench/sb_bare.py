@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # bench/azure.py would shadow the azure package: import from the repository root, not from bench/.
 sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
 
-from bench.options import load_options, number, whole  # noqa: E402 - after the path
+from bench.options import MAX_CLIENTS, load_options, number, whole  # noqa: E402 - after the path
 
 QUEUE = "sb-bare"
 
@@ -264,7 +264,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sessions", action="store_true")
     load_options(parser, events=3000)
     parser.add_argument(
-        "--clients", type=whole(1, 100_000), default=None, help="distinct clients (default 2 x concurrency)"
+        "--clients",
+        type=whole(1, MAX_CLIENTS),
+        default=None,
+        help="distinct clients (default 2 x concurrency)",
     )
     parser.add_argument(
         "--socket-timeout", type=number(0.001, 60.0), default=None, help="the SDK client's (default 0.2 s)"

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from worker.cli.common import console, fail, run_async
+from worker.dev import MAX_CLIENTS, MAX_EVENTS, MAX_LATENCY_MS
 from worker.settings import MAX_CONCURRENCY
 
 
@@ -23,7 +24,9 @@ def sandbox(
     token: Annotated[
         str, typer.Option(help="Bearer token clients must send", envvar="CWI_SANDBOX_TOKEN")
     ] = "sandbox",  # noqa: S107 - the sandbox's well-known default
-    latency_ms: Annotated[float, typer.Option(min=0, max=60_000, help="Delay before each answer")] = 0.0,
+    latency_ms: Annotated[
+        float, typer.Option(min=0, max=MAX_LATENCY_MS, help="Delay before each answer")
+    ] = 0.0,
     fail_rate: Annotated[float, typer.Option(min=0, max=1, help="Fraction of requests answered 503")] = 0.0,
     db: Annotated[str | None, typer.Option(help="SQLite file to keep records in (default: memory)")] = None,
 ) -> None:
@@ -45,14 +48,14 @@ def demo() -> None:
 
 
 def bench(
-    events: Annotated[int, typer.Option(min=1, max=10_000_000, help="Events to process")] = 5000,
+    events: Annotated[int, typer.Option(min=1, max=MAX_EVENTS, help="Events to process")] = 5000,
     concurrency: Annotated[int, typer.Option(min=1, max=MAX_CONCURRENCY, help="Messages in flight")] = 16,
     latency_ms: Annotated[
-        float, typer.Option(min=0, max=60_000, help="Sandbox ERP latency per request")
+        float, typer.Option(min=0, max=MAX_LATENCY_MS, help="Sandbox ERP latency per request")
     ] = 0.0,
     clients: Annotated[
         int | None,
-        typer.Option(min=1, max=100_000, help="Distinct clients (default 2 x concurrency x processes)"),
+        typer.Option(min=1, max=MAX_CLIENTS, help="Distinct clients (default 2 x concurrency x processes)"),
     ] = None,
     bus: Annotated[
         BenchBus, typer.Option(help="local, or azure: the entity CWI_SERVICEBUS_* names (see bench/azure.py)")
