@@ -121,16 +121,7 @@ async def keep_house(
         marks = await prune_echo_marks(db, echo_window)
         entries = 0
         if synclog_retention is not None:
-            renewed = time.monotonic()
-
-            async def renew() -> None:  # each period while the prune goes on
-                nonlocal renewed
-                if time.monotonic() - renewed >= period_s:
-                    renewed = time.monotonic()
-                    if not await db.run(lambda conn: renew_turn(conn, holder, period_s=period_s)):
-                        raise TurnLost("the housekeeping turn ran out while pruning: another worker goes on")
-
-            entries = await prune_synclog(db, synclog_retention, between=renew)
+            entries = await prune_synclog(db, synclog_retention, between=_renewer(db, holder, period_s))
         outcome = f"{marks} echo marks, {entries} sync-log entries deleted"
         ran = utcnow()
     except Exception:
@@ -139,6 +130,22 @@ async def keep_house(
     finally:
         await _release(db, holder, ran, outcome if ran else None)
     return True
+
+
+def _renewer(db: Database, holder: str, period_s: float) -> Callable[[], Awaitable[None]]:
+    """Between two batches of a prune: renew the turn once a period has passed since the last time;
+    TurnLost when it ran out and another worker took it."""
+    renewed = time.monotonic()
+
+    async def renew() -> None:
+        nonlocal renewed
+        if time.monotonic() - renewed < period_s:
+            return
+        renewed = time.monotonic()
+        if not await db.run(lambda conn: renew_turn(conn, holder, period_s=period_s)):
+            raise TurnLost("the housekeeping turn ran out while pruning: another worker goes on")
+
+    return renew
 
 
 async def _release(db: Database, holder: str, ran: dt.datetime | None, outcome: str | None) -> None:
