@@ -32,6 +32,9 @@ class Delivery:
     session_id: str | None
     properties: Mapping[str, Any]
     lock: Any = field(repr=False)
+    lock_expires: float | None = None
+    """When its lock runs out (``time.monotonic()``), where the bus says so: a Service Bus message
+    may have waited in the SDK's prefetch buffer, its lock running since it arrived."""
 
 
 #: what Service Bus adds to a dead-lettered message's application properties (a resent copy drops them).

@@ -14,6 +14,7 @@ from worker import tracing
 from worker.buses.base import Bus, Delivery, LockLostError
 from worker.db import Database, Journal
 from worker.logging import get_logger, redactor
+from worker.messaging.locks import LockKeeper
 from worker.messaging.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
 from worker.messaging.retry import ATTEMPT_PROPERTY
 
@@ -69,7 +70,7 @@ class Worker:
         bus.on_arrival(self._wake.set)
         self._settling = 0
         self._inflight: dict[asyncio.Task[None], Delivery] = {}
-        self._locked_at: dict[int, float] = {}
+        self.locks = LockKeeper(bus)
 
     def stop(self) -> None:
         """Stop receiving; in-flight work gets ``shutdown_grace_s`` to finish (signal handlers call this)."""
@@ -97,7 +98,7 @@ class Worker:
 
     async def _run(self, until_idle: bool) -> RunStats:
         await self._open_bus()
-        background = [asyncio.create_task(self._renew_locks())]
+        background = [asyncio.create_task(self.locks.run())]
         if self._housekeeping is not None:
             background.append(asyncio.create_task(self._keep_house(self._housekeeping)))
         try:
@@ -180,13 +181,13 @@ class Worker:
     def _start(self, delivery: Delivery) -> None:
         task = asyncio.create_task(self._process(delivery))
         self._inflight[task] = delivery
-        self._locked_at[id(delivery)] = time.monotonic()
+        self.locks.hold(delivery)
         task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         delivery = self._inflight.pop(task, None)
         if delivery is not None:
-            self._locked_at.pop(id(delivery), None)
+            self.locks.release(delivery)
         self._wake.set()
 
     async def _wait_for_slots(self) -> None:
@@ -331,19 +332,6 @@ class Worker:
             await self.bus.abandon(delivery)
         except Exception as exc:  # noqa: BLE001 - its lock then runs out, and it comes back anyway
             log.warning("abandon failed", transport_message_id=delivery.message_id, error=str(exc))
-
-    async def _renew_locks(self) -> None:
-        period = max(self.bus.lock_duration_s / 3, 0.05)
-        while True:
-            await asyncio.sleep(period)
-            now = time.monotonic()
-            for delivery in list(self._inflight.values()):
-                if now - self._locked_at.get(id(delivery), now) >= self.bus.lock_duration_s / 2:
-                    try:
-                        await self.bus.renew_lock(delivery)
-                        self._locked_at[id(delivery)] = now
-                    except LockLostError:
-                        log.warning("lock lost during processing", transport_message_id=delivery.message_id)
 
     async def _drain(self) -> None:
         if not self._inflight:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -91,7 +92,16 @@ def to_delivery(
         session_id=message.session_id,
         properties=incoming_properties(message.application_properties) if properties is None else properties,
         lock=lock,
+        lock_expires=_lock_expires(message),
     )
+
+
+def _lock_expires(message: ServiceBusReceivedMessage) -> float | None:
+    """The message's lock end on our monotonic clock (None with sessions: the session's lock holds
+    it). Read against our wall clock: a clock ahead of the service's only renews sooner, and one
+    behind it changes nothing (the runner takes the sooner of this and a full lock from hand-out)."""
+    left = lock_left_s(message)
+    return None if left is None else time.monotonic() + left
 
 
 # Service Bus keeps the dead-letter reason and description among the application properties.

@@ -1,0 +1,86 @@
+"""The locks of the messages in flight (worker.messaging.locks.LockKeeper), on the local bus: a push
+longer than the lock settles under renewed locks, whatever a renewal meets on the way."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+from config_db.database import make_engine
+from worker.buses.base import Delivery, OutgoingMessage
+from worker.buses.local import LocalBus
+from worker.db import Database
+from worker.messaging.outcomes import Complete, Outcome
+from worker.messaging.runner import Worker
+
+LOCK_S = 1.0
+
+
+class SlowPush:
+    """A handler whose every message takes ``seconds`` (a slow ERP)."""
+
+    def __init__(self, db: Database, seconds: float) -> None:
+        self.db, self.seconds = db, seconds
+
+    async def handle(self, delivery: Delivery) -> Outcome:
+        await asyncio.sleep(self.seconds)
+        return Complete("created")
+
+
+class FlakyRenewals(LocalBus):
+    """Its first renewal fails as a database blip would; it records when each one is asked for."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db, lock_duration_s=LOCK_S)
+        self.renewals: list[float] = []
+
+    async def renew_lock(self, delivery: Delivery) -> None:
+        self.renewals.append(time.monotonic())
+        if len(self.renewals) == 1:
+            raise ConnectionResetError("the database went away for a moment")
+        await super().renew_lock(delivery)
+
+
+class AgedInABuffer(FlakyRenewals):
+    """Hands each message out as if it had waited in a prefetch buffer: a fifth of its lock left."""
+
+    async def receive(self, max_count: int, wait_s: float) -> list[Delivery]:
+        got = await super().receive(max_count, wait_s)
+        self.handed_out = time.monotonic()
+        return [dataclasses.replace(d, lock_expires=self.handed_out + LOCK_S / 5) for d in got]
+
+    async def renew_lock(self, delivery: Delivery) -> None:
+        self.renewals.append(time.monotonic())
+        await LocalBus.renew_lock(self, delivery)
+
+
+async def _one_slow_message(bus: LocalBus, db: Database, seconds: float) -> dict[str, int]:
+    await bus.publish([OutgoingMessage(b"{}", "m1", "acme")])
+    worker = Worker(bus, SlowPush(db, seconds), concurrency=1)
+    stats = await worker.run(until_idle=True)
+    return dict(stats.counts)
+
+
+async def test_a_failed_renewal_is_tried_again_and_the_renewing_goes_on(sqlite_url: str) -> None:
+    """It ended the renewing for the worker's life: the push lost its lock and came back."""
+    db = Database(make_engine(sqlite_url))
+    bus = FlakyRenewals(db)
+    try:
+        counts = await _one_slow_message(bus, db, seconds=LOCK_S * 2.5)
+    finally:
+        await db.close()
+    assert counts == {"created": 1}, "settled under a renewed lock"
+    assert len(bus.renewals) >= 3, "renewed again after the failure, and on"
+
+
+async def test_a_message_handed_out_with_little_lock_left_is_renewed_at_once(sqlite_url: str) -> None:
+    db = Database(make_engine(sqlite_url))
+    bus = AgedInABuffer(db)
+    try:
+        counts = await _one_slow_message(bus, db, seconds=LOCK_S)
+    finally:
+        await db.close()
+    assert counts == {"created": 1}
+    assert bus.renewals, "renewed"
+    assert bus.renewals[0] - bus.handed_out < LOCK_S / 5, "before the little that was left ran out"
