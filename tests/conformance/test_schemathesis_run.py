@@ -1,5 +1,8 @@
-"""schemathesis's own run (every phase, stateful included) against the sandbox ERP must find nothing:
-the document and its reference agree. The configuration is the kit's (worker/conformance/fuzz.py)."""
+"""schemathesis's own command, with the kit's hooks, against the sandbox ERP must find nothing: the
+document's examples and its links (the stateful phase) work for a user who runs schemathesis
+themselves. The configuration is the kit's (worker/conformance/fuzz.py); its coverage and fuzzing
+phases, the same configuration through the library, run in test_kit.py (the kit runs every phase):
+here they doubled the suite's longest test (1,550 coverage requests, about 12 s)."""
 
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ def test_schemathesis_run_with_stateful_testing_finds_no_issue(sandbox_url: str,
             "-H",
             f"Authorization: Bearer {TOKEN}",
             "--phases",
-            "examples,coverage,fuzzing,stateful",
+            "examples,stateful",
             "--max-examples",
             "10",
             "--seed",
