@@ -9,13 +9,45 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import aiohttp
 
 from contracts import Action, CWRecord, Entity
+from providers.errors import ProviderRejected
+
+EXTERNAL_ID_MAX = 255
+"""The longest ERP id (and CW id) the sync log and the record links keep (``config_db.models``)."""
+VERSION_MAX = 64
+"""The longest record version they keep."""
+
+
+def unstorable(name: str, value: str | None, most: int) -> str | None:
+    """Why ``value``, an id or version an ERP gave, cannot be kept; None when it can.
+
+    Checked where a provider hands it over: an ERP breaking its own contract (the generic REST
+    interface says 255 characters at most) failed the journal's insert on PostgreSQL at every
+    delivery, a statement-long error each time, until the message was dead-lettered as
+    MaxDeliveryCountExceeded; SQLite kept the value. Now it is one clear line at once.
+    """
+    if value is None:
+        return None
+    if len(value) > most:
+        return f"{name} of {len(value)} characters (at most {most}): {value[:40]!r}…"
+    if any(ch < " " or ch == "\x7f" for ch in value):
+        return f"{name} {value[:60]!r} (a control character in it)"
+    return None
+
+
+def refuse_unstorable(
+    error: Callable[[str], Exception], said: str, *checks: tuple[str, str | None, int]
+) -> None:
+    """Raise ``error`` naming the first of ``checks`` (name, value, most) that cannot be kept."""
+    for name, value, most in checks:
+        if problem := unstorable(name, value, most):
+            raise error(f"{said} an unusable {problem}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +96,14 @@ class PushResult:
     content_hash: str | None = None
     author: str | None = None
 
+    def __post_init__(self) -> None:
+        refuse_unstorable(
+            ProviderRejected,
+            "the ERP answered with",
+            ("external id", self.external_id, EXTERNAL_ID_MAX),
+            ("version", self.version, VERSION_MAX),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
@@ -104,6 +144,14 @@ class ExternalRecord:
     value: Mapping[str, Any]
     version: str | None = None
     author: str | None = None
+
+    def __post_init__(self) -> None:
+        refuse_unstorable(
+            ProviderRejected,
+            "the ERP answered with",
+            ("external id", self.external_id, EXTERNAL_ID_MAX),
+            ("version", self.version, VERSION_MAX),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +226,15 @@ class InboundChange:
     value: Mapping[str, Any] | None = None
     event_id: str | None = None
     cw_id: str | None = None
+
+    def __post_init__(self) -> None:
+        refuse_unstorable(
+            lambda text: WebhookRejected("malformed", text),
+            "the webhook names",
+            ("external id", self.external_id, EXTERNAL_ID_MAX),
+            ("version", self.version, VERSION_MAX),
+            ("CW id", self.cw_id, EXTERNAL_ID_MAX),
+        )
 
 
 class WebhookRejected(Exception):

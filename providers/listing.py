@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from contracts import Entity
+from providers.base import EXTERNAL_ID_MAX, VERSION_MAX, refuse_unstorable
+from providers.errors import ProviderRejected
 
 DEFAULT_PAGE_SIZE = 100
 
@@ -31,6 +33,15 @@ class Listed:
     changed_at: dt.datetime | None = None
     cw_id: str | None = None
     """CW's id where the ERP keeps it (the generic REST interface)."""
+
+    def __post_init__(self) -> None:
+        refuse_unstorable(
+            ProviderRejected,
+            "the ERP listed",
+            ("external id", self.external_id, EXTERNAL_ID_MAX),
+            ("version", self.version, VERSION_MAX),
+            ("CW id", self.cw_id, EXTERNAL_ID_MAX),
+        )
 
     @property
     def deleted(self) -> bool:
