@@ -234,6 +234,7 @@ class InboundChange:
             ("external id", self.external_id, EXTERNAL_ID_MAX),
             ("version", self.version, VERSION_MAX),
             ("CW id", self.cw_id, EXTERNAL_ID_MAX),
+            ("event id", self.event_id, EXTERNAL_ID_MAX),  # the listener's receipt keeps it
         )
 
 

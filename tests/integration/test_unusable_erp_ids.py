@@ -114,12 +114,14 @@ async def test_an_unusable_id_is_one_clear_dead_letter(
 
 
 @pytest.mark.parametrize(
-    ("external_id", "version"),
-    [("1" * 256, None), ("1", "v" * 65), ("1\n2", None)],
-    ids=["long-id", "long-version", "newline"],
+    ("external_id", "version", "event_id"),
+    [("1" * 256, None, None), ("1", "v" * 65, None), ("1\n2", None, None), ("1", None, "e" * 256)],
+    ids=["long-id", "long-version", "newline", "long-event-id"],
 )
-def test_a_webhook_naming_an_unusable_id_is_malformed(external_id: str, version: str | None) -> None:
+def test_a_webhook_naming_an_unusable_id_is_malformed(
+    external_id: str, version: str | None, event_id: str | None
+) -> None:
     with pytest.raises(WebhookRejected) as caught:
-        InboundChange(Entity.customer, Action.updated, external_id, version)
+        InboundChange(Entity.customer, Action.updated, external_id, version, event_id=event_id)
     assert caught.value.reason == "malformed"
     assert str(caught.value).startswith("the webhook names an unusable ")
