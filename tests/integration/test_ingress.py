@@ -189,7 +189,7 @@ async def test_a_change_with_a_nul_character_is_refused_before_anything_is_store
     client = next(name for name, kind in CLIENTS.items() if kind == "visma_net")
     answer = await ingress_any_db.deliver(client, ingress_any_db.call(client, event_id="evt\x00-1"))
     assert answer.status == 400 and answer.body["error"] == "malformed", answer.body
-    assert "external.event_id: a NUL character" in answer.body["message"]
+    assert "unusable event id 'evt\\x00-1' (a control character in it)" in answer.body["message"]
     assert await ingress_any_db.published() == []
 
 
