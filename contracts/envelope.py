@@ -89,9 +89,9 @@ class ExternalChange(BaseModel):
 
     provider: Annotated[str, Field(min_length=1, max_length=32)]
     external_id: Annotated[str, Field(min_length=1, max_length=255)]
-    version: str | None = None
+    version: Annotated[str, Field(max_length=64)] | None = None  # the sync log keeps 64
     author: str | None = None
-    event_id: str | None = None
+    event_id: Annotated[str, Field(max_length=255)] | None = None  # the listener's receipt keeps 255
     value: dict[str, Any] | None = None
 
 

@@ -132,6 +132,19 @@ def test_webhook_events_carry_the_external_change() -> None:
     assert any("only allowed on webhook" in p for p in _problems(_env(external=external)))
 
 
+@pytest.mark.parametrize(("field", "most"), [("external_id", 255), ("version", 64), ("event_id", 255)])
+def test_an_external_change_names_nothing_longer_than_the_sync_log_keeps(field: str, most: int) -> None:
+    """A longer version or event id failed the journal's (or the receipt's) insert on PostgreSQL."""
+    external = {"provider": "tripletex", "external_id": "77", field: "v" * (most + 1)}
+    change = _env(type="customer.updated", source="webhook", data=None, external=external)
+    assert any(p.startswith(f"external.{field}: ") and str(most) in p for p in _problems(change))
+    external[field] = "v" * most
+    env = parse_envelope(
+        json.dumps(_env(type="customer.updated", source="webhook", data=None, external=external))
+    )
+    assert env.external is not None and getattr(env.external, field) == "v" * most
+
+
 def test_an_operator_event_may_carry_an_erp_change_for_the_inbound_path() -> None:
     external = {"provider": "tripletex", "external_id": "77", "version": "3", "value": {"name": "A"}}
     raw = _env(type="customer.updated", source="operator", data=None, record_id="cus-9", external=external)
