@@ -83,6 +83,16 @@ class OutboundChange:
     recovering: bool = False
 
 
+def _check_answer(external_id: str | None, version: str | None) -> None:
+    """A write's answer or a read: what the sync log keeps of it must fit."""
+    refuse_unstorable(
+        ProviderRejected,
+        "the ERP answered with",
+        ("external id", external_id, EXTERNAL_ID_MAX),
+        ("version", version, VERSION_MAX),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class PushResult:
     """What the ERP now holds, for the sync log and echo suppression.
@@ -97,12 +107,7 @@ class PushResult:
     author: str | None = None
 
     def __post_init__(self) -> None:
-        refuse_unstorable(
-            ProviderRejected,
-            "the ERP answered with",
-            ("external id", self.external_id, EXTERNAL_ID_MAX),
-            ("version", self.version, VERSION_MAX),
-        )
+        _check_answer(self.external_id, self.version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +151,7 @@ class ExternalRecord:
     author: str | None = None
 
     def __post_init__(self) -> None:
-        refuse_unstorable(
-            ProviderRejected,
-            "the ERP answered with",
-            ("external id", self.external_id, EXTERNAL_ID_MAX),
-            ("version", self.version, VERSION_MAX),
-        )
+        _check_answer(self.external_id, self.version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ error each time) until MaxDeliveryCountExceeded said nothing of the cause."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -17,7 +16,7 @@ from config_db.database import make_engine
 from config_db.secrets import SecretBox
 from contracts import Action, Entity
 from providers.base import InboundChange, WebhookRejected
-from worker.buses.base import OutgoingMessage
+from tests.integration.worker_rig import publish_one_customer
 from worker.buses.local import LocalBus
 from worker.db import Database
 from worker.messaging.connections import ConnectionDirectory
@@ -88,20 +87,12 @@ async def test_an_unusable_id_is_one_clear_dead_letter(
             clients.set_connection(conn, stored)  # type: ignore[arg-type]
 
         await db.run(provision)
-        body = {
-            "id": "acme-e1",
-            "client_id": "acme",
-            "type": "customer.created",
-            "source": "operator",
-            "occurred_at": "2026-12-07T10:00:00Z",
-            "data": {"id": "acme-c1", "number": "1001", "name": "Customer 1"},
-        }
-        await bus.publish([OutgoingMessage(json.dumps(body).encode(), "t-1", "acme")])
+        await publish_one_customer(bus)
         policy = RetryPolicy(delays=(0.1,), inprocess_attempts=1, base_wait_s=0.01)
         worker = Worker(bus, Dispatcher(db, ConnectionDirectory(db, http, KEY), policy), concurrency=2)
         stats = await worker.run(until_idle=True)
         [letter] = await bus.dead_letters()
-        log = await db.run(lambda conn: sync_log.entries(conn, message_id="acme-e1"))
+        log = await db.run(lambda conn: sync_log.entries(conn, message_id="e1"))
     finally:
         await bus.close()
         await db.close()
