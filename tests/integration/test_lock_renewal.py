@@ -7,6 +7,8 @@ import asyncio
 import dataclasses
 import time
 
+from structlog.testing import capture_logs
+
 from config_db.database import make_engine
 from worker.buses.base import Delivery, OutgoingMessage
 from worker.buses.local import LocalBus
@@ -29,15 +31,17 @@ class SlowPush:
 
 
 class FlakyRenewals(LocalBus):
-    """Its first renewal fails as a database blip would; it records when each one is asked for."""
+    """Its first ``failures`` renewals fail as a database blip would; it records when each one is
+    asked for."""
 
-    def __init__(self, db: Database) -> None:
-        super().__init__(db, lock_duration_s=LOCK_S)
+    def __init__(self, db: Database, failures: int = 1, lock_s: float = LOCK_S) -> None:
+        super().__init__(db, lock_duration_s=lock_s)
         self.renewals: list[float] = []
+        self.failures = failures
 
     async def renew_lock(self, delivery: Delivery) -> None:
         self.renewals.append(time.monotonic())
-        if len(self.renewals) == 1:
+        if len(self.renewals) <= self.failures:
             raise ConnectionResetError("the database went away for a moment")
         await super().renew_lock(delivery)
 
@@ -55,9 +59,9 @@ class AgedInABuffer(FlakyRenewals):
         await LocalBus.renew_lock(self, delivery)
 
 
-async def _one_slow_message(bus: LocalBus, db: Database, seconds: float) -> dict[str, int]:
-    await bus.publish([OutgoingMessage(b"{}", "m1", "acme")])
-    worker = Worker(bus, SlowPush(db, seconds), concurrency=1)
+async def _slow_messages(bus: LocalBus, db: Database, seconds: float, count: int = 1) -> dict[str, int]:
+    await bus.publish([OutgoingMessage(b"{}", f"m{n}", f"client{n}") for n in range(count)])
+    worker = Worker(bus, SlowPush(db, seconds), concurrency=count)
     stats = await worker.run(until_idle=True)
     return dict(stats.counts)
 
@@ -67,7 +71,7 @@ async def test_a_failed_renewal_is_tried_again_and_the_renewing_goes_on(sqlite_u
     db = Database(make_engine(sqlite_url))
     bus = FlakyRenewals(db)
     try:
-        counts = await _one_slow_message(bus, db, seconds=LOCK_S * 2.5)
+        counts = await _slow_messages(bus, db, seconds=LOCK_S * 2.5)
     finally:
         await db.close()
     assert counts == {"created": 1}, "settled under a renewed lock"
@@ -78,9 +82,23 @@ async def test_a_message_handed_out_with_little_lock_left_is_renewed_at_once(sql
     db = Database(make_engine(sqlite_url))
     bus = AgedInABuffer(db)
     try:
-        counts = await _one_slow_message(bus, db, seconds=LOCK_S)
+        counts = await _slow_messages(bus, db, seconds=LOCK_S)
     finally:
         await db.close()
     assert counts == {"created": 1}
     assert bus.renewals, "renewed"
     assert bus.renewals[0] - bus.handed_out < LOCK_S / 5, "before the little that was left ran out"
+
+
+async def test_renewals_failing_for_a_while_are_told_once_and_their_end_once(sqlite_url: str) -> None:
+    """Every held message at every retry was a warning of its own: a flood during an outage."""
+    db = Database(make_engine(sqlite_url))
+    bus = FlakyRenewals(db, failures=6, lock_s=2.0)  # two rounds of three, a quarter-lock left
+    try:
+        with capture_logs() as logs:
+            counts = await _slow_messages(bus, db, seconds=3.0, count=3)
+    finally:
+        await db.close()
+    assert counts == {"created": 3}
+    told = [e["event"] for e in logs if e["log_level"] in ("warning", "info") and "renewals" in e["event"]]
+    assert told == ["lock renewals failing; retrying", "lock renewals work again"]

@@ -37,6 +37,7 @@ class LockKeeper:
         self._bus = bus
         self._ends: dict[int, tuple[Delivery, float]] = {}
         self._due = asyncio.Event()
+        self._failing = False
         self.renewals = 0
 
     def hold(self, delivery: Delivery) -> None:
@@ -60,9 +61,21 @@ class LockKeeper:
             await self._until_due()
             now = time.monotonic()
             due = [delivery for delivery, ends in list(self._ends.values()) if ends - now <= self._half()]
-            failed = await asyncio.gather(*(self._renew(delivery) for delivery in due))
-            if any(failed):
+            errors = [error for error in await asyncio.gather(*map(self._renew, due)) if error]
+            self._tell(errors, len(due))
+            if errors:
                 await asyncio.sleep(min(RETRY_S, self._half() / 4))
+
+    def _tell(self, errors: list[str], tried: int) -> None:
+        """One warning when renewals start failing and one line when they work again: a database
+        or broker outage would otherwise log every held message at every retry."""
+        if errors and not self._failing:
+            log.warning("lock renewals failing; retrying", failed=len(errors), tried=tried, error=errors[0])
+        elif errors:
+            log.debug("lock renewals still failing", failed=len(errors), error=errors[0])
+        elif self._failing and tried:
+            log.info("lock renewals work again", renewed=tried)
+        self._failing = bool(errors) or (self._failing and not tried)
 
     async def _until_due(self) -> None:
         """Until the soonest lock is half gone, or a message arrives whose lock already is. At most
@@ -73,23 +86,18 @@ class LockKeeper:
             await asyncio.wait_for(self._due.wait(), wait)
         self._due.clear()
 
-    async def _renew(self, delivery: Delivery) -> bool:
-        """Renew ``delivery``'s lock; True when it failed for a reason that may pass."""
+    async def _renew(self, delivery: Delivery) -> str | None:
+        """Renew ``delivery``'s lock; the error when it failed for a reason that may pass."""
         started = time.monotonic()
         try:
             await self._bus.renew_lock(delivery)
         except LockLostError:
             log.warning("lock lost during processing", transport_message_id=delivery.message_id)
             self.release(delivery)  # nothing left to renew: its settlement will say lost too
-            return False
+            return None
         except Exception as exc:  # noqa: BLE001 - the lock may still be ours: try again
-            log.warning(
-                "lock renewal failed",
-                transport_message_id=delivery.message_id,
-                error=f"{exc.__class__.__name__}: {exc}",
-            )
-            return True
+            return f"{exc.__class__.__name__}: {exc}"
         if id(delivery) in self._ends:  # not settled meanwhile
             self._ends[id(delivery)] = (delivery, started + self._bus.lock_duration_s)
         self.renewals += 1
-        return False
+        return None
