@@ -13,6 +13,7 @@ from config_db.database import make_engine
 from worker.buses.base import Delivery, OutgoingMessage
 from worker.buses.local import LocalBus
 from worker.db import Database
+from worker.messaging.locks import MIN_WAIT_S, LockKeeper
 from worker.messaging.outcomes import Complete, Outcome
 from worker.messaging.runner import Worker
 
@@ -102,3 +103,17 @@ async def test_renewals_failing_for_a_while_are_told_once_and_their_end_once(sql
     assert counts == {"created": 3}
     told = [e["event"] for e in logs if e["log_level"] in ("warning", "info") and "renewals" in e["event"]]
     assert told == ["lock renewals failing; retrying", "lock renewals work again"]
+
+
+async def test_a_lock_of_a_few_milliseconds_does_not_make_renewing_a_busy_loop(sqlite_url: str) -> None:
+    """The wait was capped at half a lock after its floor: 0.5 ms turns with CWI_LOCK_DURATION_S=0.001."""
+    db = Database(make_engine(sqlite_url))
+    keeper = LockKeeper(LocalBus(db, lock_duration_s=0.001))
+    task = asyncio.create_task(keeper.run())
+    try:
+        await asyncio.sleep(0.5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await db.close()
+    assert 0 < keeper.rounds <= 0.5 / MIN_WAIT_S + 2

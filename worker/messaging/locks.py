@@ -39,6 +39,8 @@ class LockKeeper:
         self._due = asyncio.Event()
         self._failing = False
         self.renewals = 0
+        self.rounds = 0
+        """Waits for the next renewal (``run``'s turns)."""
 
     def hold(self, delivery: Delivery) -> None:
         now = time.monotonic()
@@ -64,7 +66,7 @@ class LockKeeper:
             errors = [error for error in await asyncio.gather(*map(self._renew, due)) if error]
             self._tell(errors, len(due))
             if errors:
-                await asyncio.sleep(min(RETRY_S, self._half() / 4))
+                await asyncio.sleep(max(min(RETRY_S, self._half() / 4), MIN_WAIT_S))
 
     def _tell(self, errors: list[str], tried: int) -> None:
         """One warning when renewals start failing and one line when they work again: a database
@@ -81,7 +83,10 @@ class LockKeeper:
         """Until the soonest lock is half gone, or a message arrives whose lock already is. At most
         half a lock: the bus may learn that the entity's locks are shorter than it was told."""
         soonest = min((ends for _, ends in self._ends.values()), default=math.inf)
-        wait = min(max(soonest - self._half() - time.monotonic(), MIN_WAIT_S), self._half())
+        # The floor last: a lock of a few milliseconds (CWI_LOCK_DURATION_S only has to be positive)
+        # must not make this a busy loop.
+        wait = max(min(soonest - self._half() - time.monotonic(), self._half()), MIN_WAIT_S)
+        self.rounds += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._due.wait(), wait)
         self._due.clear()
