@@ -7,6 +7,7 @@ The environment wins over the file. The file is ``.env`` in the working director
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 from typing import Annotated, Literal, Self
 
@@ -27,7 +28,11 @@ ENV_FILE_VARIABLE = "CWI_ENV_FILE"
 class _CwiSettings(BaseSettings):
     """``CWI_*`` variables; the environment first, then the .env file."""
 
-    model_config = SettingsConfigDict(env_prefix="CWI_", extra="ignore", env_file_encoding="utf-8")
+    # No infinities nor NaN in any setting: CWI_LOCK_DURATION_S=inf passed ``gt=0`` and ended the
+    # worker with "OverflowError: cannot convert float infinity to integer".
+    model_config = SettingsConfigDict(
+        env_prefix="CWI_", extra="ignore", env_file_encoding="utf-8", allow_inf_nan=False
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -61,7 +66,9 @@ class Settings(_CwiSettings):
     retry_delays: Annotated[tuple[float, ...], NoDecode] = (60.0, 300.0, 900.0)
     inprocess_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     max_delivery_count: Annotated[int, Field(ge=1)] = 10
-    lock_duration_s: Annotated[float, Field(gt=0)] = 60.0
+    # At most Service Bus's own maximum: locks are renewed while a message is worked on, so a longer
+    # one only keeps a crashed worker's messages waiting (60000, meant as ms, was 17 hours of it).
+    lock_duration_s: Annotated[float, Field(gt=0, le=300)] = 60.0
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 30.0
     connection_cache_s: Annotated[float, Field(ge=0)] = 30.0
     startup_wait_s: Annotated[float, Field(ge=0)] = 60.0
@@ -191,6 +198,8 @@ class Settings(_CwiSettings):
                 delays = tuple(float(p) for p in parts)
             except ValueError:
                 raise ValueError(f"must be comma-separated seconds like 60,300,900, not {value!r}") from None
+            if not all(math.isfinite(d) for d in delays):
+                raise ValueError(f"delays must be finite seconds like 60,300,900, not {value!r}")
             if any(d < 0 for d in delays):
                 raise ValueError("delays cannot be negative")
             return delays

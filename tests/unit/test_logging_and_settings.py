@@ -77,6 +77,11 @@ def test_settings_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ("CWI_RETRY_DELAYS", "1,soon", "CWI_RETRY_DELAYS: must be comma-separated seconds"),
         ("CWI_CONCURRENCY", "0", "CWI_CONCURRENCY: "),
         ("CWI_BUS", "kafka", "CWI_BUS: "),
+        # inf passed gt=0 and ended the worker with an OverflowError; nan delays were taken.
+        ("CWI_LOCK_DURATION_S", "inf", "CWI_LOCK_DURATION_S: Input should be a finite number"),
+        ("CWI_SHUTDOWN_GRACE_S", "Infinity", "CWI_SHUTDOWN_GRACE_S: Input should be a finite number"),
+        ("CWI_RETRY_DELAYS", "60,nan", "CWI_RETRY_DELAYS: delays must be finite seconds"),
+        ("CWI_LOCK_DURATION_S", "60000", "CWI_LOCK_DURATION_S: Input should be less than or equal to 300"),
     ],
 )
 def test_bad_settings_name_the_variable(
