@@ -23,6 +23,10 @@ from pydantic_settings import (
 from config_db.durations import parse_duration
 
 ENV_FILE_VARIABLE = "CWI_ENV_FILE"
+# Bounds of the durations: 1e300 seconds passed every check and ended the worker in an OverflowError
+# (a timedelta, a timestamp in milliseconds); no one means more than these.
+DAY_S = 86_400
+YEAR_S = 365 * DAY_S
 
 
 class _CwiSettings(BaseSettings):
@@ -65,23 +69,23 @@ class Settings(_CwiSettings):
     (default: as many as ``concurrency``)."""
     retry_delays: Annotated[tuple[float, ...], NoDecode] = (60.0, 300.0, 900.0)
     inprocess_attempts: Annotated[int, Field(ge=1, le=10)] = 3
-    max_delivery_count: Annotated[int, Field(ge=1)] = 10
+    max_delivery_count: Annotated[int, Field(ge=1, le=2000)] = 10  # Service Bus's own maximum
     # At most Service Bus's own maximum: locks are renewed while a message is worked on, so a longer
     # one only keeps a crashed worker's messages waiting (60000, meant as ms, was 17 hours of it).
     lock_duration_s: Annotated[float, Field(gt=0, le=300)] = 60.0
-    shutdown_grace_s: Annotated[float, Field(ge=0)] = 30.0
-    connection_cache_s: Annotated[float, Field(ge=0)] = 30.0
-    startup_wait_s: Annotated[float, Field(ge=0)] = 60.0
+    shutdown_grace_s: Annotated[float, Field(ge=0, le=DAY_S)] = 30.0
+    connection_cache_s: Annotated[float, Field(ge=0, le=DAY_S)] = 30.0
+    startup_wait_s: Annotated[float, Field(ge=0, le=DAY_S)] = 60.0
     """At start, how long to wait for the database before giving up (an orchestrator may start both)."""
-    outage_exit_s: Annotated[float | None, Field(gt=0)] = None
+    outage_exit_s: Annotated[float | None, Field(gt=0, le=YEAR_S)] = None
     """How long a running worker waits out a database outage before it exits (unset: for ever)."""
-    echo_window_s: Annotated[float, Field(gt=0)] = 86400.0
+    echo_window_s: Annotated[float, Field(gt=0, le=YEAR_S)] = 86400.0
     """How long every version, hash and fingerprint we wrote is remembered to recognise its echo."""
     synclog_retention: dt.timedelta | None = None
     """``90d``, ``12h``, ``30m``: `cwi run`'s housekeeping deletes older sync-log entries and record
     values (what the worker and the console still need is kept; ``cwi synclog prune``). Unset or
     ``off``: both are kept for ever."""
-    record_lease_s: Annotated[float | None, Field(gt=0)] = None
+    record_lease_s: Annotated[float | None, Field(gt=0, le=DAY_S)] = None
     """How long a record stays leased by a worker that died holding it (default: twice the lock
     duration, at least 120 s); a redelivery of the same message takes the lease over at once."""
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -91,7 +95,7 @@ class Settings(_CwiSettings):
     # METRICS_MAX_CLIENTS client ids a process meets are metric labels, the rest are `other`.
     metrics_port: Annotated[int | None, Field(ge=0, le=65535)] = 9464
     metrics_host: str = "127.0.0.1"
-    metrics_sample_s: Annotated[float, Field(gt=0)] = 15.0
+    metrics_sample_s: Annotated[float, Field(gt=0, le=DAY_S)] = 15.0
     metrics_max_clients: Annotated[int, Field(ge=0)] = 100
     tracing: Literal["off", "otlp", "console"] | None = None
     """Traces: ``otlp`` (to OTEL_EXPORTER_OTLP_ENDPOINT), ``console`` (stderr) or ``off``; unset,
@@ -198,8 +202,8 @@ class Settings(_CwiSettings):
                 delays = tuple(float(p) for p in parts)
             except ValueError:
                 raise ValueError(f"must be comma-separated seconds like 60,300,900, not {value!r}") from None
-            if not all(math.isfinite(d) for d in delays):
-                raise ValueError(f"delays must be finite seconds like 60,300,900, not {value!r}")
+            if not all(math.isfinite(d) and d <= YEAR_S for d in delays):
+                raise ValueError(f"delays must be seconds up to a year, like 60,300,900, not {value!r}")
             if any(d < 0 for d in delays):
                 raise ValueError("delays cannot be negative")
             return delays
@@ -246,7 +250,7 @@ class AzureBusSettings(_CwiSettings):
     # How long a session receiver waits for its session's next message before letting the session go.
     servicebus_session_idle_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     # How long a failing connection is retried before receive gives up (the process then exits).
-    servicebus_reconnect_s: Annotated[float, Field(gt=0)] = 300.0
+    servicebus_reconnect_s: Annotated[float, Field(gt=0, le=DAY_S)] = 300.0
     # Receivers (links, each on a connection of its own) on an entity without sessions; each settles
     # what it received, so that one settlement's round trip does not hold up the others'. More than
     # one: faster with quick ERPs, but a process that dies (or loses its connections) may cost a

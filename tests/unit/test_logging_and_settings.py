@@ -80,8 +80,13 @@ def test_settings_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
         # inf passed gt=0 and ended the worker with an OverflowError; nan delays were taken.
         ("CWI_LOCK_DURATION_S", "inf", "CWI_LOCK_DURATION_S: Input should be a finite number"),
         ("CWI_SHUTDOWN_GRACE_S", "Infinity", "CWI_SHUTDOWN_GRACE_S: Input should be a finite number"),
-        ("CWI_RETRY_DELAYS", "60,nan", "CWI_RETRY_DELAYS: delays must be finite seconds"),
+        ("CWI_RETRY_DELAYS", "60,nan", "CWI_RETRY_DELAYS: delays must be seconds up to a year"),
         ("CWI_LOCK_DURATION_S", "60000", "CWI_LOCK_DURATION_S: Input should be less than or equal to 300"),
+        # 1e300 s was an OverflowError at start (a timedelta) or at the first message (a timestamp).
+        ("CWI_ECHO_WINDOW_S", "1e300", "CWI_ECHO_WINDOW_S: Input should be less than or equal to"),
+        ("CWI_RECORD_LEASE_S", "1e300", "CWI_RECORD_LEASE_S: Input should be less than or equal to"),
+        ("CWI_RETRY_DELAYS", "60,1e300", "CWI_RETRY_DELAYS: delays must be seconds up to a year"),
+        ("CWI_MAX_DELIVERY_COUNT", "10" * 20, "CWI_MAX_DELIVERY_COUNT: Input should be less than or equal"),
     ],
 )
 def test_bad_settings_name_the_variable(
