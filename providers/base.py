@@ -24,7 +24,7 @@ VERSION_MAX = 64
 """The longest record version they keep."""
 
 
-def unstorable(name: str, value: str | None, most: int) -> str | None:
+def _unstorable(name: str, value: str | None, most: int) -> str | None:
     """Why ``value``, an id or version an ERP gave, cannot be kept; None when it can.
 
     Checked where a provider hands it over: an ERP breaking its own contract (the generic REST
@@ -46,7 +46,7 @@ def refuse_unstorable(
 ) -> None:
     """Raise ``error`` naming the first of ``checks`` (name, value, most) that cannot be kept."""
     for name, value, most in checks:
-        if problem := unstorable(name, value, most):
+        if problem := _unstorable(name, value, most):
             raise error(f"{said} an unusable {problem}")
 
 

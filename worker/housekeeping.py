@@ -73,16 +73,18 @@ class TurnLost(RuntimeError):
     """The turn's lease ran out while this worker kept house (stalled past it): another may hold it."""
 
 
-def _lease_ms(period_s: float) -> int:
-    """Three periods: a holder that died frees the turn then; a living one renews it each period."""
-    return int(3 * max(period_s, PERIOD_S) * 1000)
+def _lease(conn: Connection, holder: str, now: dt.datetime, period_s: float) -> bool:
+    """The turn's lease for ``holder`` from ``now``, for three periods: a holder that died frees the
+    turn then; a living one renews it each period."""
+    lease_ms = int(3 * max(period_s, PERIOD_S) * 1000)
+    now_ms = int(now.timestamp() * 1000)
+    return runs.acquire_run(conn, HOUSE, JOB, holder, now_ms=now_ms, lease_ms=lease_ms)
 
 
 def take_turn(conn: Connection, holder: str, *, period_s: float = PERIOD_S) -> bool:
     """Hold the database's housekeeping turn, unless another worker holds it or ran it lately."""
     now = utcnow()
-    now_ms = int(now.timestamp() * 1000)
-    if not runs.acquire_run(conn, HOUSE, JOB, holder, now_ms=now_ms, lease_ms=_lease_ms(period_s)):
+    if not _lease(conn, holder, now, period_s):
         return False
     last = runs.last_run(conn, HOUSE, JOB)
     if last is not None and (now - last).total_seconds() < period_s * _EARLY:
@@ -94,8 +96,7 @@ def take_turn(conn: Connection, holder: str, *, period_s: float = PERIOD_S) -> b
 def renew_turn(conn: Connection, holder: str, *, period_s: float = PERIOD_S) -> bool:
     """Extend ``holder``'s lease on the turn (a long prune outlasting it would be done twice);
     False when it had run out and another worker took it."""
-    now_ms = int(utcnow().timestamp() * 1000)
-    return runs.acquire_run(conn, HOUSE, JOB, holder, now_ms=now_ms, lease_ms=_lease_ms(period_s))
+    return _lease(conn, holder, utcnow(), period_s)
 
 
 async def keep_house(

@@ -38,7 +38,6 @@ class LockKeeper:
         self._ends: dict[int, tuple[Delivery, float]] = {}
         self._due = asyncio.Event()
         self._failing = False
-        self.renewals = 0
         self.rounds = 0
         """Waits for the next renewal (``run``'s turns)."""
 
@@ -71,13 +70,17 @@ class LockKeeper:
     def _tell(self, errors: list[str], tried: int) -> None:
         """One warning when renewals start failing and one line when they work again: a database
         or broker outage would otherwise log every held message at every retry."""
-        if errors and not self._failing:
-            log.warning("lock renewals failing; retrying", failed=len(errors), tried=tried, error=errors[0])
-        elif errors:
-            log.debug("lock renewals still failing", failed=len(errors), error=errors[0])
-        elif self._failing and tried:
+        if errors:
+            if self._failing:
+                log.debug("lock renewals still failing", failed=len(errors), error=errors[0])
+            else:
+                log.warning(
+                    "lock renewals failing; retrying", failed=len(errors), tried=tried, error=errors[0]
+                )
+            self._failing = True
+        elif tried and self._failing:
             log.info("lock renewals work again", renewed=tried)
-        self._failing = bool(errors) or (self._failing and not tried)
+            self._failing = False
 
     async def _until_due(self) -> None:
         """Until the soonest lock is half gone, or a message arrives whose lock already is. At most
@@ -104,5 +107,4 @@ class LockKeeper:
             return f"{exc.__class__.__name__}: {exc}"
         if id(delivery) in self._ends:  # not settled meanwhile
             self._ends[id(delivery)] = (delivery, started + self._bus.lock_duration_s)
-        self.renewals += 1
         return None
