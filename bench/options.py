@@ -10,12 +10,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from config_db.durations import parse_duration
-from worker.dev import MAX_CLIENTS, MAX_EVENTS, MAX_LATENCY_MS
+from worker.dev import MAX_EVENTS, MAX_LATENCY_MS
 from worker.settings import MAX_CONCURRENCY
 
 N = TypeVar("N", int, float)
 
-__all__ = ["MAX_CLIENTS", "MAX_EVENTS", "duration", "load_options", "number", "whole"]
+__all__ = ["duration", "load_options", "number", "whole"]
 
 
 def whole(low: int, high: int) -> Callable[[str], int]:

@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # bench/azure.py would shadow the azure package: import from the repository root, not from bench/.
 sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
 
-from bench.options import MAX_CLIENTS, load_options, number, whole  # noqa: E402 - after the path
+from bench.options import load_options, number, whole  # noqa: E402 - after the path
+from worker.dev import MAX_CLIENTS  # noqa: E402 - after the path
 
 QUEUE = "sb-bare"
 

@@ -45,10 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from bench.options import MAX_EVENTS, duration, whole
+from bench.options import duration, whole
 from bench.synclog_data import build_indexes, ensure_database, generate, table_counts
 from config_db import history, inbox, marks, sync_log
 from providers.registry import KINDS
+from worker.dev import MAX_EVENTS
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/cwi_bench_synclog"
 COLD_COMMAND = (
