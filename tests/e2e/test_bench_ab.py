@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,16 +17,19 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
 
 
-def _ab(*args: str) -> subprocess.CompletedProcess[str]:
+def _ab(*args: str, scratch: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``bench/ab.py ARGS``; its worktree under ``scratch`` when given (TMPDIR)."""
+    env = {**os.environ, "TMPDIR": str(scratch)} if scratch is not None else None
     return subprocess.run(
-        [sys.executable, "bench/ab.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=180
+        [sys.executable, "bench/ab.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=180, env=env
     )
 
 
 @pytest.mark.slow
-def test_a_pair_runs_each_side_once_and_leaves_no_worktree() -> None:
-    before = _git("worktree", "list", "--porcelain")
-    proc = _ab("HEAD", "--pairs", "1", "--", "--events", "20", "--concurrency", "4")
+def test_a_pair_runs_each_side_once_and_leaves_no_worktree(tmp_path: Path) -> None:
+    # This run's worktree only: the other tests here run ab.py too, perhaps at the same time
+    # (xdist), and the repository's worktree list shows theirs while they run.
+    proc = _ab("HEAD", "--pairs", "1", "--", "--events", "20", "--concurrency", "4", scratch=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert [line.split(":")[0] for line in lines[:2]] == ["pair 1 HEAD", "pair 1 working tree"]
@@ -35,7 +39,8 @@ def test_a_pair_runs_each_side_once_and_leaves_no_worktree() -> None:
     assert summary["working tree"]["median_cpu_ms_per_event"] > 0
     assert len(summary["ratios"]) == 1
     assert summary["rev_ahead_in"] in ("0 of 1 pairs", "1 of 1 pairs")
-    assert _git("worktree", "list", "--porcelain") == before
+    assert str(tmp_path) not in _git("worktree", "list", "--porcelain")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_each_side_runs_its_own_trees_code(tmp_path: Path) -> None:
