@@ -34,7 +34,8 @@ class Delivery:
     lock: Any = field(repr=False)
     lock_expires: float | None = None
     """When its lock runs out (``time.monotonic()``), where the bus says so: a Service Bus message
-    may have waited in the SDK's prefetch buffer, its lock running since it arrived."""
+    may have waited in the SDK's prefetch buffer, its lock running since it arrived; the local
+    bus's receive may reach a busy loop well after its statement locked the message."""
 
 
 #: what Service Bus adds to a dead-lettered message's application properties (a resent copy drops them).

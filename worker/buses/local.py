@@ -237,6 +237,10 @@ class LocalBus:
 
     def _lock_batch(self, conn: Connection, max_count: int) -> tuple[list[Delivery], int]:
         now = self._now_ms()
+        # When the locks end, on the clock the worker's lock keeper reads: the group commit's
+        # answer may reach a busy loop a good part of a lock later, and a renewal reckoned from
+        # then would come too late.
+        lock_expires = time.monotonic() + self._lock_ms / 1000
         params = {"b_queue": self.queue, "b_now": now, "b_limit": max_count}
         rows = _prepared(self._select_ready(max_count)).execute(conn, params).all()
         spent = [r for r in rows if r.delivery_count >= self.max_delivery_count]
@@ -252,7 +256,7 @@ class LocalBus:
         _prepared(lock_messages(size)).execute(
             conn, {**params, "b_token": token, "b_until": now + self._lock_ms}
         )
-        return [self._delivery(r, token) for r in fresh], len(spent)
+        return [self._delivery(r, token, lock_expires) for r in fresh], len(spent)
 
     def _spent_params(self, row: Row[Any], now: int) -> dict[str, Any]:
         description = (
@@ -262,7 +266,7 @@ class LocalBus:
         return {"b_seq": row.seq, "b_description": description, "b_now": now}
 
     @staticmethod
-    def _delivery(row: Row[Any], token: str) -> Delivery:
+    def _delivery(row: Row[Any], token: str, lock_expires: float) -> Delivery:
         return Delivery(
             body=row.body.encode("utf-8"),
             message_id=row.message_id,
@@ -271,6 +275,7 @@ class LocalBus:
             session_id=row.session_id,
             properties=_properties(row.properties),
             lock=(row.seq, token),
+            lock_expires=lock_expires,
         )
 
     # --- settling -------------------------------------------------------------------------------
