@@ -29,6 +29,10 @@ DAY_S = 86_400
 YEAR_S = 365 * DAY_S
 
 
+class SettingsError(Exception):
+    """Bad ``CWI_*`` configuration; the message names each variable at fault."""
+
+
 class _CwiSettings(BaseSettings):
     """``CWI_*`` variables; the environment first, then the .env file."""
 
@@ -47,9 +51,23 @@ class _CwiSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        env_file = os.environ.get(ENV_FILE_VARIABLE, ".env") or None
-        dotenv = DotEnvSettingsSource(settings_cls, env_file=env_file)
-        return init_settings, env_settings, dotenv, file_secret_settings
+        return init_settings, env_settings, _dotenv(settings_cls), file_secret_settings
+
+
+def _dotenv(settings_cls: type[BaseSettings]) -> DotEnvSettingsSource:
+    """The .env file's settings. A file named by ``CWI_ENV_FILE`` must exist (a typo ran the worker
+    on the defaults: a new SQLite database beside the real one); any file must be readable UTF-8
+    (a binary one was "unexpected error: UnicodeDecodeError")."""
+    named = os.environ.get(ENV_FILE_VARIABLE)
+    env_file = ".env" if named is None else named or None
+    if named and not os.path.isfile(named):
+        raise SettingsError(f"{ENV_FILE_VARIABLE}: {named} is not a file (empty: no .env file)")
+    try:
+        return DotEnvSettingsSource(settings_cls, env_file=env_file)
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{env_file}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise SettingsError(f"{env_file}: cannot be read ({exc.strerror})") from None
 
 
 MAX_CONCURRENCY = 1024
@@ -216,10 +234,6 @@ class Settings(_CwiSettings):
     @property
     def secret(self) -> str | None:
         return None if self.secret_key is None else self.secret_key.get_secret_value()
-
-
-class SettingsError(Exception):
-    """Bad ``CWI_*`` configuration; the message names each variable at fault."""
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -40,6 +40,35 @@ def test_the_default_env_file_is_dot_env_in_the_working_directory(
     assert load_settings().concurrency == 16
 
 
+def test_a_named_env_file_that_is_not_there_is_a_configuration_error_not_the_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typo in CWI_ENV_FILE ran the worker on sqlite:///cwi.db, a new database beside the real one."""
+    monkeypatch.chdir(tmp_path)
+    for named in (str(tmp_path / "prod.env"), str(tmp_path)):
+        monkeypatch.setenv(ENV_FILE_VARIABLE, named)
+        result = CliRunner().invoke(app, ["clients", "list"])
+        assert result.exit_code == 2
+        assert result.output == (
+            f"error: configuration error: CWI_ENV_FILE: {named} is not a file (empty: no .env file)\n"
+        )
+    assert not (tmp_path / "cwi.db").exists(), "no database made on the defaults"
+    monkeypatch.delenv(ENV_FILE_VARIABLE)
+    (tmp_path / ".env").mkdir()  # the default file's absence (or a folder by its name) is no error
+    assert load_settings().concurrency == 16
+
+
+def test_an_env_file_that_is_not_utf8_text_is_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_bytes(b"CWI_QUEUE=\xff\xfe\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ENV_FILE_VARIABLE, raising=False)
+    result = CliRunner().invoke(app, ["status"])
+    assert result.exit_code == 2
+    assert result.output == "error: configuration error: .env: not UTF-8 text (byte 10)\n"
+
+
 @pytest.mark.parametrize(
     ("url", "module", "extra"),
     [
