@@ -71,6 +71,7 @@ def test_one_bad_line_imports_nothing_and_every_problem_is_named(cli: Cli, tmp_p
         _line(4, settings={"timeout_s": "soon"}),
         _line(1),
         json.dumps({"client_id": "bad id!", "provider": "generic_rest"}),
+        json.dumps({"client_id": "c9", "name": "N" * 256, "provider": "generic_rest"}),
     ]
     path = tmp_path / "clients.jsonl"
     path.write_text("\n".join(lines))
@@ -78,6 +79,7 @@ def test_one_bad_line_imports_nothing_and_every_problem_is_named(cli: Cli, tmp_p
     assert parsed.returncode == 2
     assert "line 3:" in parsed.stderr and "line 6: client 'c1' is already on line 1" in parsed.stderr
     assert "line 7:" in parsed.stderr and "nothing was imported" in parsed.stderr
+    assert "line 8: client name must be at most 255 characters" in parsed.stderr
     path.write_text("\n".join(lines[:2] + lines[3:5]))
     checked = cli.run("clients", "import", str(path), check=False)
     assert checked.returncode == 2

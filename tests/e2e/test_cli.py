@@ -139,6 +139,8 @@ def test_contracts_schema_is_json_schema(tmp_path: Path) -> None:
         (["clients", "add", ""], "client id '' must be"),
         (["clients", "add", "ac me"], "client id 'ac me' must be"),
         (["clients", "add", "Acme AS!"], "client id 'Acme AS!' must be"),
+        (["clients", "add", "globex", "--name", "G" * 256], "client name must be at most 255 characters"),
+        (["clients", "add", "globex", "--name", "G\x1b[31m"], "without control characters"),
         (["connections", "set", "acme", "generic_rest", "--base-url", "http://"], "it names no host"),
         (
             ["connections", "set", "acme", "generic_rest", "--base-url", "http://erp example.com/"],
@@ -163,6 +165,8 @@ def test_contracts_schema_is_json_schema(tmp_path: Path) -> None:
         "empty id",
         "id with a space",
         "id with punctuation",
+        "name too long (PostgreSQL's column refused it, SQLite kept it)",
+        "name with a control character",
         "no host",
         "space in host",
         "bad ipv6",

@@ -70,6 +70,9 @@ async def test_roles_provisioning_groups_and_timeline(db: Database) -> None:
 
         async with http.post(f"{url}/clients", json={"id": "acme"}, headers=as_(OPERATOR)) as r:
             assert r.status == 403 and "admin role" in (await r.json())["error"]
+        for bad in ({"id": 5}, {"id": "acme", "name": ["Acme"]}, {"id": "acme", "name": "Acme\u0000"}):
+            async with http.post(f"{url}/clients", json=bad, headers=as_(ADMIN)) as r:
+                assert r.status == 400, bad
         async with http.post(f"{url}/clients", json={"id": "acme", "name": "Acme"}, headers=as_(ADMIN)) as r:
             assert r.status == 201
         body: dict[str, Any] = {"kind": "generic_rest", "base_url": "http://127.0.0.1:9"}

@@ -141,8 +141,11 @@ def console_routes(db: Database, bus: Bus, settings: Settings) -> list[BaseRoute
 
     async def add_client(request: Request) -> Response:
         body = await _json(request)
-        await provisioning.add_client(_actor(request), str(body.get("id") or ""), body.get("name"))
-        return JSONResponse(await provisioning.client(str(body["id"])), status_code=201)
+        client_id, name = body.get("id"), body.get("name")
+        if not isinstance(client_id, str) or not (name is None or isinstance(name, str)):
+            raise BadInput('give "id" as a string (and "name", if any, as a string)')
+        await provisioning.add_client(_actor(request), client_id, name)
+        return JSONResponse(await provisioning.client(client_id), status_code=201)
 
     async def set_enabled(request: Request) -> Response:
         body = await _json(request)

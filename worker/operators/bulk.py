@@ -16,12 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection
 
 from config_db import clients as repo
 from config_db import definitions, sync_log
-from contracts.envelope import ClientId
 from worker import jsontext
 from worker.operators.actors import Actor, audit_entry
 from worker.operators.provisioning import (
@@ -29,10 +27,10 @@ from worker.operators.provisioning import (
     ConnectionRequest,
     Provisioning,
     ProvisioningError,
+    client_problem,
     merge_connection,
 )
 
-_CLIENT_ID: TypeAdapter[str] = TypeAdapter(ClientId)
 _FIELDS = {"client_id", "name", "provider", "base_url", "settings", "credentials", "unset", "enabled"}
 
 
@@ -76,22 +74,15 @@ def parse_entry(line: int, obj: Any) -> Entry:
     client_id, provider = obj.get("client_id"), obj.get("provider")
     if not isinstance(client_id, str):
         raise ValueError("client_id (a string) is required")
-    try:
-        _CLIENT_ID.validate_python(client_id)
-    except ValidationError:
-        raise ValueError(
-            f"client id {client_id!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
-        ) from None
-    if not isinstance(provider, str):
-        raise ValueError("provider (a string) is required")
-    name, base_url, enabled, unset = (
-        obj.get("name"),
-        obj.get("base_url"),
-        obj.get("enabled", True),
-        obj.get("unset", []),
-    )
+    name = obj.get("name")
     if name is not None and not isinstance(name, str):
         raise ValueError("name must be a string")
+    problem = client_problem(client_id, name)
+    if problem:
+        raise ValueError(problem)
+    if not isinstance(provider, str):
+        raise ValueError("provider (a string) is required")
+    base_url, enabled, unset = obj.get("base_url"), obj.get("enabled", True), obj.get("unset", [])
     if base_url is not None and not isinstance(base_url, str):
         raise ValueError("base_url must be a string")
     if not isinstance(enabled, bool):

@@ -9,6 +9,7 @@ Credentials are write-only: views say which are set, never their values. Every c
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,6 +30,28 @@ from worker.settings import Settings
 from worker.webhook_endpoints import NoConnectionError, issue
 
 DEFINITION_SETTING = "definition"
+
+
+MAX_CLIENT_NAME = 255
+"""The clients table's name column (PostgreSQL and SQL Server refuse more; SQLite kept it)."""
+
+
+def client_problem(client_id: str, name: str | None) -> str | None:
+    """What is wrong with a client to add (the command, the admin API, the console, a bulk file),
+    in one line; None when nothing is."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from contracts.envelope import ClientId  # the envelope's rule for client ids
+
+    try:
+        TypeAdapter(ClientId).validate_python(client_id)
+    except ValidationError:
+        return f"client id {client_id!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
+    if name is not None and (
+        len(name) > MAX_CLIENT_NAME or any(unicodedata.category(c) == "Cc" for c in name)
+    ):
+        return f"client name must be at most {MAX_CLIENT_NAME} characters, without control characters"
+    return None
 
 
 class ProvisioningError(Exception):
@@ -207,16 +230,9 @@ class Provisioning:
 
     async def add_client(self, actor: Actor, client_id: str, name: str | None = None) -> None:
         actor.require("admin", "adding a client")
-        from pydantic import TypeAdapter, ValidationError
-
-        from contracts.envelope import ClientId  # the envelope's rule for client ids
-
-        try:
-            TypeAdapter(ClientId).validate_python(client_id)
-        except ValidationError:
-            raise ProvisioningError(
-                f"client id {client_id!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
-            ) from None
+        problem = client_problem(client_id, name)
+        if problem:
+            raise ProvisioningError(problem)
         try:
             await self.db.run(partial(repo.add_client, client_id=client_id, name=name or client_id))
         except repo.ClientExistsError as exc:
