@@ -54,11 +54,18 @@ __all__ = [
 ]
 
 
+# What operators type that has a column of bounded length: checked where it is set (worker/operators),
+# since PostgreSQL and SQL Server refuse a longer value with a DataError and SQLite keeps it.
+CLIENT_NAME_LENGTH = 255
+BASE_URL_LENGTH = 1024
+SUBSCRIPTION_DESCRIPTION_LENGTH = 255
+SUBSCRIPTION_URL_LENGTH = 2048
+
 clients = Table(
     "clients",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("name", String(255), nullable=False),
+    Column("name", String(CLIENT_NAME_LENGTH), nullable=False),
     Column("created_at", UtcDateTime, default=utcnow, nullable=False),
 )
 
@@ -69,7 +76,7 @@ provider_connections = Table(
     metadata,
     Column("client_id", String(64), ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True),
     Column("kind", String(32), nullable=False),
-    Column("base_url", String(1024), nullable=False),
+    Column("base_url", String(BASE_URL_LENGTH), nullable=False),
     Column("settings", JSON, default=dict, nullable=False),
     Column("credentials", Text, default="", nullable=False),
     Column("enabled", Boolean, default=True, nullable=False),
@@ -182,7 +189,7 @@ provider_definitions = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("description", UnicodeText, default="", nullable=False),
-    Column("base_url_template", String(1024), nullable=False),
+    Column("base_url_template", String(BASE_URL_LENGTH), nullable=False),
     Column("auth_scheme", String(32), nullable=False),
     Column("entities", JSON, default=list, nullable=False),
     Column("actions", JSON, default=list, nullable=False),
@@ -263,10 +270,10 @@ subscriptions = Table(
     metadata,
     Column("id", String(32), primary_key=True),
     Column("client_id", String(64), ForeignKey("clients.id", ondelete="CASCADE"), nullable=False),
-    Column("url", String(2048), nullable=False),
+    Column("url", String(SUBSCRIPTION_URL_LENGTH), nullable=False),
     Column("events", JSON, default=list, nullable=False),
     Column("fields", JSON, default=list, nullable=False),
-    Column("description", String(255), default="", nullable=False),
+    Column("description", String(SUBSCRIPTION_DESCRIPTION_LENGTH), default="", nullable=False),
     Column("secrets", Text, nullable=False),
     Column("status", String(16), default="active", nullable=False),
     Column("paused_reason", UnicodeText),

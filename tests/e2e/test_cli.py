@@ -148,6 +148,10 @@ def test_contracts_schema_is_json_schema(tmp_path: Path) -> None:
         ),
         (["connections", "set", "acme", "generic_rest", "--base-url", "http://[::1/x"], "IPv6"),
         (
+            ["connections", "set", "acme", "generic_rest", "--base-url", "http://x/" + "a" * 1100],
+            "longer than 1024 characters",
+        ),
+        (
             [
                 "connections",
                 "set",
@@ -170,6 +174,7 @@ def test_contracts_schema_is_json_schema(tmp_path: Path) -> None:
         "no host",
         "space in host",
         "bad ipv6",
+        "base url longer than its column",
         "bad setting",
     ],
 )

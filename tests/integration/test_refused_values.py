@@ -13,7 +13,7 @@ from starlette.routing import Mount
 
 from config_db.database import make_engine
 from config_db.models import sync_log
-from tests.integration.test_console_api import VIEWER, settings
+from tests.integration.test_console_api import ADMIN, VIEWER, settings
 from tests.integration.test_dlq_admin import served
 from tests.integration.test_subscriptions_console import log_in
 from tests.memory_sides import Sides
@@ -74,3 +74,42 @@ async def test_an_erps_error_text_with_a_nul_character_is_journalled(database: D
     details = database.run_sync(lambda conn: conn.execute(retries).scalars().all())
     assert details == ["retry in 1 s: HTTP 503: upstream said \\u0000 and stopped"], details
     assert await sides.handle_retry(sides.cw_change("Acme")) == Complete("created")
+
+
+async def test_values_longer_than_their_columns_are_refused_with_the_bound_on_every_database(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL refused each with "database error: DataError: value too long" (SQLite kept it):
+    a client's name, a connection's base URL, a definition's URL template, a subscription's
+    description."""
+    monkeypatch.setenv("CWI_PUBLISHER_ALLOW_PRIVATE", "true")
+    monkeypatch.setenv("CWI_PUBLISHER_ALLOW_HTTP", "true")
+    long_url = "http://127.0.0.1:9/" + "a" * 1100
+    async with (
+        served(admin_app(database, LocalBus(database), settings())) as url,
+        aiohttp.ClientSession() as http,
+    ):
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+
+        async def said(method: str, path: str, body: dict[str, object]) -> tuple[int, str]:
+            async with http.request(method, f"{url}{path}", json=body, headers=admin) as r:
+                return r.status, str((await r.json()).get("error", "")) + str(
+                    (await r.json()).get("problems", "")
+                )
+
+        assert await said("POST", "/clients", {"id": "acme", "name": "A" * 256}) == (
+            400,
+            "client name must be at most 255 characters, without control characters",
+        )
+        assert (await said("POST", "/clients", {"id": "acme"}))[0] == 201
+        status, error = await said(
+            "PUT", "/clients/acme/connection", {"kind": "generic_rest", "base_url": long_url}
+        )
+        assert status == 400 and "longer than 1024 characters" in error, error
+        definition = {"base_url_template": long_url, "entities": ["customer"], "actions": ["created"]}
+        status, error = await said("PUT", "/providers/acme-erp", definition)
+        assert status == 400 and "base_url_template: at most 1024 characters" in error, error
+        subscription = {"client_id": "acme", "url": "http://127.0.0.1:9/hooks", "events": ["*"]}
+        status, error = await said("POST", "/subscriptions", {**subscription, "description": "d" * 256})
+        assert status == 400 and "description is longer than 255 characters" in error, error
+        assert (await said("POST", "/subscriptions", {**subscription, "description": "d" * 255}))[0] == 201

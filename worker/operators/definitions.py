@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from config_db import definitions as repo
 from config_db.definitions import Definition
+from config_db.models import BASE_URL_LENGTH
 from contracts.interface import ENTITIES
 from worker.db import Database
 from worker.operators.actors import Actor, audit
@@ -51,6 +52,8 @@ def validate(raw: Mapping[str, Any]) -> Definition:
     parts = urlsplit(_PLACEHOLDER.sub("x", template))
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         problems.append("base_url_template: an http(s) URL (everything before /v1), {placeholders} allowed")
+    elif len(template) > BASE_URL_LENGTH:
+        problems.append(f"base_url_template: at most {BASE_URL_LENGTH} characters")
     auth = str(raw.get("auth_scheme") or "bearer")
     if auth not in AUTH_SCHEMES:
         problems.append(

@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 
 from config_db import clients as repo
 from config_db import definitions, webhooks
+from config_db.models import BASE_URL_LENGTH, CLIENT_NAME_LENGTH
 from config_db.secrets import SecretBox, SecretKeyError
 from providers import registry
 from providers.errors import ProviderError
@@ -30,10 +31,6 @@ from worker.settings import Settings
 from worker.webhook_endpoints import NoConnectionError, issue
 
 DEFINITION_SETTING = "definition"
-
-
-MAX_CLIENT_NAME = 255
-"""The clients table's name column (PostgreSQL and SQL Server refuse more; SQLite kept it)."""
 
 
 def client_problem(client_id: str, name: str | None) -> str | None:
@@ -48,9 +45,9 @@ def client_problem(client_id: str, name: str | None) -> str | None:
     except ValidationError:
         return f"client id {client_id!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
     if name is not None and (
-        len(name) > MAX_CLIENT_NAME or any(unicodedata.category(c) == "Cc" for c in name)
+        len(name) > CLIENT_NAME_LENGTH or any(unicodedata.category(c) == "Cc" for c in name)
     ):
-        return f"client name must be at most {MAX_CLIENT_NAME} characters, without control characters"
+        return f"client name must be at most {CLIENT_NAME_LENGTH} characters, without control characters"
     return None
 
 
@@ -96,6 +93,8 @@ def checked_base_url(url: str) -> str:
             problem = "it must start with http:// or https://"
         elif not host:
             problem = "it names no host"
+        elif len(url) > BASE_URL_LENGTH:
+            problem = f"it is longer than {BASE_URL_LENGTH} characters"
         elif any(c.isspace() or ord(c) < 0x20 for c in url):
             problem = "it contains white space or control characters"
         elif parts.query or parts.fragment:

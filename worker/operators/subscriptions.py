@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config_db import clients, deliveries, subscriptions
+from config_db.models import SUBSCRIPTION_DESCRIPTION_LENGTH, SUBSCRIPTION_URL_LENGTH
 from config_db.secrets import SecretBox, SecretKeyError
 from config_db.subscriptions import StoredSubscription
 from worker.buses.base import Bus
@@ -120,9 +121,13 @@ class Subscriptions:
             patterns = check_patterns(events)
         except PatternError as exc:
             raise SubscriptionError(str(exc)) from None
+        if len(description.strip()) > SUBSCRIPTION_DESCRIPTION_LENGTH:
+            raise SubscriptionError(
+                f"the description is longer than {SUBSCRIPTION_DESCRIPTION_LENGTH} characters"
+            )
         checked_url = await self.check_url(url.strip())
-        if len(checked_url) > 2048:
-            raise SubscriptionError("the endpoint URL is longer than 2048 characters")
+        if len(checked_url) > SUBSCRIPTION_URL_LENGTH:
+            raise SubscriptionError(f"the endpoint URL is longer than {SUBSCRIPTION_URL_LENGTH} characters")
         wanted = [f.strip() for f in fields if f.strip()]
         box = self._box()
         secrets = new_secrets()
