@@ -47,13 +47,13 @@ async def test_connection_dropped_mid_batch_loses_nothing_and_writes_nothing_twi
         worker.stop()
         stats = await asyncio.wait_for(task, 15)
     writes = await rig.writes()
-    assert set(writes) == expected, "no message lost"
-    assert {k: v for k, v in writes.items() if v != 1} == {}, "none written twice"
+    assert set(writes) == expected, f"no message lost ({stats.counts})"
+    assert {k: v for k, v in writes.items() if v != 1} == {}, f"none written twice ({stats.counts})"
     # A message whose completion the drop cut off (lock_lost) comes back at most once and meets the
     # inbox (duplicate) or, if its first attempt had not journalled yet, the ERP's idempotency key.
-    assert stats.counts["duplicate"] <= stats.counts["lock_lost"]
+    assert stats.counts["duplicate"] <= stats.counts["lock_lost"], stats.counts
     assert set(stats.counts) <= {"created", "unchanged", "lock_lost", "duplicate"}, stats.counts
-    assert rig.peer.dead_letter_count(rig.entity) == 0
+    assert rig.peer.dead_letter_count(rig.entity) == 0, stats.counts
 
 
 @pytest.fixture
