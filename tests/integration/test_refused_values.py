@@ -3,7 +3,7 @@ admin API and in the console, never a 500 with a traceback in the log."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 import pytest
@@ -91,7 +91,7 @@ async def test_values_longer_than_their_columns_are_refused_with_the_bound_on_ev
     ):
         admin = {"Authorization": f"Bearer {ADMIN}"}
 
-        async def said(method: str, path: str, body: dict[str, object]) -> tuple[int, str]:
+        async def said(method: str, path: str, body: Mapping[str, object]) -> tuple[int, str]:
             async with http.request(method, f"{url}{path}", json=body, headers=admin) as r:
                 return r.status, str((await r.json()).get("error", "")) + str(
                     (await r.json()).get("problems", "")
