@@ -184,7 +184,14 @@ class AzureBus:
         locks = await self._receiving.take(max_count, wait_s)
         if locks and not self._lock_checked:
             self._check_lock_duration(locks[0].message)
-        return [to_delivery(lock.message, lock, lock.properties) for lock in locks]
+        return [
+            to_delivery(lock.message, lock, lock.properties, self._session_lock_ends(lock)) for lock in locks
+        ]
+
+    def _session_lock_ends(self, lock: Lock) -> float | None:
+        """A session's messages are held by the session's lock, which runs from its last renewal: a
+        message that waited to be handed out (the worker's slots full) has less of it left."""
+        return None if lock.session is None else lock.session.renewed_at + self.lock_duration_s
 
     def _check_lock_duration(self, message: Message) -> None:
         """Renewals are paced by ``lock_duration_s``; if the entity's lock is shorter, follow it."""

@@ -78,12 +78,16 @@ def _enqueued_at(message: ServiceBusReceivedMessage) -> dt.datetime:
 
 
 def to_delivery(
-    message: ServiceBusReceivedMessage, lock: Any, properties: Mapping[str, Any] | None = None
+    message: ServiceBusReceivedMessage,
+    lock: Any,
+    properties: Mapping[str, Any] | None = None,
+    lock_expires: float | None = None,
 ) -> Delivery:
     """A Delivery; its count includes this delivery (the AMQP header counts earlier ones), as locally.
 
     ``properties`` replace the message's own for a message handed out again after a retry held in
-    place (Service Bus cannot change a locked message's properties)."""
+    place (Service Bus cannot change a locked message's properties); ``lock_expires`` is the
+    session's lock end for a session's message (the message itself carries none)."""
     return Delivery(
         body=body_bytes(message),
         message_id=message_id_of(message),
@@ -92,7 +96,7 @@ def to_delivery(
         session_id=message.session_id,
         properties=incoming_properties(message.application_properties) if properties is None else properties,
         lock=lock,
-        lock_expires=_lock_expires(message),
+        lock_expires=_lock_expires(message) if lock_expires is None else lock_expires,
     )
 
 

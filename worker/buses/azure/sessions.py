@@ -182,6 +182,8 @@ class SessionReceiving:
             await close_quietly(receiver)
             return None
         session_id = str(receiver.session.session_id)
+        # Granted when the link attached, which the service delays until a session is available:
+        # moments before its first message arrived.
         return Session(receiver, session_id, renewed_at=time.monotonic(), ready=messages[0])
 
     async def _next(self, session: Session) -> Message | None:
@@ -204,8 +206,9 @@ class SessionReceiving:
         return messages[0]
 
     async def _renew_session(self, session: Session) -> None:
+        asked = time.monotonic()  # the new lock runs from no earlier than the request
         await session.receiver.session.renew_lock()
-        session.renewed_at = time.monotonic()
+        session.renewed_at = asked
 
     async def renew(self, lock: Lock) -> None:
         assert lock.session is not None
