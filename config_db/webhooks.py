@@ -132,17 +132,39 @@ def withdraw_endpoint(db: Connection, token: str) -> None:
     db.execute(delete(endpoints).where(endpoints.c.token_hash == hash_token(token)))
 
 
+_KEYS_PER_QUERY = 500
+"""Keys asked for in one statement: SQL Server takes at most 2,100 parameters, and a webhook call
+of a megabyte may report ten thousand changes, each with its own event id."""
+
+
 def received_keys(db: Connection, client_id: str, provider: str, keys: Collection[str]) -> set[str]:
     """Which of these delivery keys (as stored, see ``receipt_key``) were received before."""
-    if not keys:
-        return set()
-    return set(db.execute(q_receipts(client_id, provider, keys)).scalars())
+    distinct = sorted(set(keys))
+    found: set[str] = set()
+    for start in range(0, len(distinct), _KEYS_PER_QUERY):
+        chunk = distinct[start : start + _KEYS_PER_QUERY]
+        found.update(db.execute(q_receipts(client_id, provider, chunk)).scalars())
+    return found
 
 
 def record_receipts(db: Connection, client_id: str, provider: str, keys: Collection[str]) -> None:
-    """Remember these deliveries as published. A key recorded meanwhile by a concurrent copy of the
-    same delivery is fine: each insert runs in a savepoint, so that one conflict aborts nothing else."""
-    for key in set(keys) - received_keys(db, client_id, provider, keys):
+    """Remember these deliveries as published, in one statement. A key recorded meanwhile by a
+    concurrent copy of the same delivery is fine: then each insert runs in a savepoint of its own,
+    so that one conflict aborts nothing else."""
+    new = sorted(set(keys) - received_keys(db, client_id, provider, keys))
+    if not new:
+        return
+    rows = [
+        {"client_id": client_id, "provider": provider, "delivery_key": k, "received_at": utcnow()}
+        for k in new
+    ]
+    try:
+        with db.begin_nested():
+            db.execute(insert(receipts), rows)
+        return
+    except IntegrityError:
+        pass
+    for key in set(new) - received_keys(db, client_id, provider, new):
         try:
             with db.begin_nested():
                 db.execute(s_insert_receipt(client_id, provider, key))

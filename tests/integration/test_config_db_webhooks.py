@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Sized
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from config_db import clients, webhooks
 
@@ -93,3 +94,33 @@ def test_a_receipt_recorded_concurrently_does_not_fail_the_other_writer(postgres
             assert webhooks.received_keys(db, "acme", "tripletex", ["k5", "k6"]) == {"k5", "k6"}
     finally:
         engine.dispose()
+
+
+def test_a_call_of_thousands_of_deliveries_is_recorded_and_found_in_bounded_statements(
+    engine: Engine,
+) -> None:
+    """Ten thousand event ids in one call were one statement of ten thousand parameters (SQL Server
+    takes 2,100) and ten thousand savepoints."""
+    _client(engine)
+    keys = [f"evt-{n}" for n in range(1200)]
+    with engine.begin() as db:
+        webhooks.record_receipts(db, "acme", "visma_net", keys[:7])  # some were received before
+    statements: list[str] = []
+    lookup_params: list[int] = []
+
+    def count(conn: object, cursor: object, statement: str, params: Sized, *args: object) -> None:
+        if "webhook_receipts" in statement:
+            statements.append(statement)
+            if statement.lstrip().upper().startswith("SELECT"):
+                lookup_params.append(len(params))
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with engine.begin() as db:
+            webhooks.record_receipts(db, "acme", "visma_net", keys + keys[:3])
+            found = webhooks.received_keys(db, "acme", "visma_net", [*keys, "evt-new"])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert found == set(keys)
+    assert len(statements) <= 12, f"{len(statements)} statements: one insert, the lookups in chunks"
+    assert max(lookup_params) <= 500 + 2, "each lookup: a chunk of keys, the client and the provider"

@@ -15,9 +15,11 @@ from contracts import Envelope, ExternalChange, Source, parse_envelope
 from providers.base import InboundChange
 
 
-def delivery_key(change: InboundChange, body: bytes) -> str:
-    """The vendor's event id when it sends one, else a digest of the call's body."""
-    return change.event_id or "sha256:" + hashlib.sha256(body).hexdigest()
+def delivery_keys(changes: Sequence[InboundChange], body: bytes) -> list[str]:
+    """Each change's delivery key: the vendor's event id when it sends one, else a digest of the
+    call's body, computed once (once per change made a 1-MiB call of 11,000 changes take 20 s)."""
+    digest = "sha256:" + hashlib.sha256(body).hexdigest() if any(not c.event_id for c in changes) else ""
+    return [change.event_id or digest for change in changes]
 
 
 def envelope_id(client_id: str, provider: str, key: str, index: int) -> str:
@@ -35,6 +37,7 @@ def webhook_envelopes(
 ) -> list[Envelope]:
     """One ``source: "webhook"`` envelope per change the ERP reported in one call."""
     envelopes = []
+    keys = delivery_keys(changes, body)
     for index, change in enumerate(changes):
         external = ExternalChange(
             provider=provider,
@@ -45,7 +48,7 @@ def webhook_envelopes(
             value=dict(change.value) if change.value is not None else None,
         )
         raw = {
-            "id": envelope_id(client_id, provider, delivery_key(change, body), index),
+            "id": envelope_id(client_id, provider, keys[index], index),
             "client_id": client_id,
             "type": f"{change.entity.value}.{change.action.value}",
             "source": Source.webhook.value,

@@ -22,7 +22,7 @@ from providers.errors import ProviderError
 from providers.registry import WEBHOOK_PARSERS
 from worker.buses.base import Bus
 from worker.db import Database
-from worker.ingress.envelopes import delivery_key, webhook_envelopes
+from worker.ingress.envelopes import delivery_keys, webhook_envelopes
 from worker.messaging.connections import CredentialsUnreadable, spec_from_stored
 from worker.publishing import to_message
 
@@ -107,7 +107,7 @@ async def publish_new(
 ) -> Accepted:
     """Publish the changes whose delivery was not received before; then record their receipts."""
     envelopes = envelopes_of(spec, changes, body)
-    keys = [webhooks.receipt_key(delivery_key(change, body)) for change in changes]
+    keys = [webhooks.receipt_key(key) for key in delivery_keys(changes, body)]
     seen = await db.run(
         partial(webhooks.received_keys, client_id=spec.client_id, provider=spec.kind, keys=keys)
     )
