@@ -357,6 +357,9 @@ Q_LAST_SUCCESS: Select[Any] = (
 )
 
 
+_IDS_PER_QUERY = 1000
+
+
 def last_outcomes(db: Connection) -> list[dict[str, object]]:
     """Per connection (and per client and provider that failed): when the last success and the last
     failure were journalled. Failures from their partial index; each last success by walking the
@@ -364,8 +367,13 @@ def last_outcomes(db: Connection) -> list[dict[str, object]]:
     c = provider_connections.c
     pairs = {(str(r.client_id), str(r.kind)) for r in db.execute(select(c.client_id, c.kind))}
     failures = {(str(r.client_id), str(r.provider or "")): r.id for r in db.execute(Q_LAST_FAILURES)}
-    failed_ids = list(failures.values())
-    failed_at = {r.id: r.at for r in db.execute(select(log.c.id, log.c.at).where(log.c.id.in_(failed_ids)))}
+    failed_ids = sorted(failures.values())
+    failed_at = {}
+    for start in range(0, len(failed_ids), _IDS_PER_QUERY):  # SQL Server: at most 2,100 parameters
+        chunk = failed_ids[start : start + _IDS_PER_QUERY]
+        failed_at.update(
+            {r.id: r.at for r in db.execute(select(log.c.id, log.c.at).where(log.c.id.in_(chunk)))}
+        )
     out = []
     for client_id, provider in sorted(pairs | failures.keys()):
         success = db.execute(Q_LAST_SUCCESS, {"client_id": client_id, "provider": provider}).scalar()
