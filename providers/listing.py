@@ -11,7 +11,7 @@ vendor's change token). Anchors are opaque text to the caller.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -98,3 +98,40 @@ def parse_time_or_none(value: Any) -> dt.datetime | None:
         return parse_time(value)
     except ValueError:
         return None
+
+
+MAX_PAGES = 100_000
+"""Pages one listing reads at most: millions of records at any vendor's page size."""
+
+
+class Paging:
+    """Guards a vendor's pagination against an ERP that never ends it, which would read (and hold)
+    pages for ever: a page that repeats the one before (an offset or page number the ERP ignores), a
+    cursor it gave before, or more than ``MAX_PAGES`` pages. ProviderRejected naming the request."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._pages = 0
+        self._last: tuple[str, ...] = ()
+        self._cursors: set[str] = set()
+
+    def read(self, keys: Iterable[object], cursor: str | None = None) -> None:
+        """One more page, with its records' keys and, for cursor paging, the cursor it gave next."""
+        self._pages += 1
+        page = tuple(map(str, keys))
+        if page and page == self._last:
+            raise ProviderRejected(
+                f"{self._what}: page {self._pages} repeats page {self._pages - 1}; the ERP ignores "
+                "the paging parameters, so the listing would never end"
+            )
+        if cursor is not None and cursor in self._cursors:
+            raise ProviderRejected(
+                f"{self._what}: the ERP gave the cursor {cursor[:64]!r} a second time; its paging loops"
+            )
+        if self._pages >= MAX_PAGES:
+            raise ProviderRejected(
+                f"{self._what}: more than {MAX_PAGES:,} pages; the ERP's paging does not end"
+            )
+        self._last = page
+        if cursor is not None:
+            self._cursors.add(cursor)

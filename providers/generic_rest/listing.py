@@ -14,7 +14,7 @@ from typing import Any
 from contracts import Entity
 from providers.errors import ProviderRejected
 from providers.generic_rest.client import GenericRestClient
-from providers.listing import Listed, ListedPage, parse_time_or_none
+from providers.listing import Listed, ListedPage, Paging, parse_time_or_none
 
 MAX_LIMIT = 500
 CURSOR, TIME = "c:", "t:"
@@ -51,6 +51,7 @@ async def list_records(
     client: GenericRestClient, entity: Entity, since: str | None, page_size: int
 ) -> AsyncIterator[ListedPage]:
     params = _params(since, page_size)
+    paging = Paging(f"generic_rest GET /v1/{entity.value}")
     while True:
         resp = await client.list_page(entity, params)
         body = resp.json()
@@ -62,6 +63,7 @@ async def list_records(
         yield ListedPage(items, anchor)
         if body.get("has_more") is not True or anchor == since:
             return
+        paging.read((i.external_id for i in items), str(next_cursor))
         params = {"limit": params["limit"], "cursor": str(next_cursor)}
         since = anchor
 

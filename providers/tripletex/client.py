@@ -21,6 +21,7 @@ from providers.http import (
     raise_for_status,
     throttled_send,
 )
+from providers.listing import Paging
 from providers.settings import SettingsReader
 
 SESSION_DAYS = 2
@@ -106,10 +107,12 @@ class TripletexClient:
         """Every ``values`` of a list search, page by page (``from``/``count``)."""
         found: list[dict[str, Any]] = []
         start = 0
+        paging = Paging(f"Tripletex GET {path}")
         while True:
             page_params = {**params, "from": str(start), "count": str(PAGE_SIZE)}
             resp = await self.call("GET", path, params=page_params)
             page = unwrap(resp, "values", f"GET {path}")
+            paging.read(v.get("id") for v in page if isinstance(v, dict))
             found.extend(v for v in page if isinstance(v, dict))
             start += len(page)
             if len(page) < PAGE_SIZE:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from contracts import Entity
-from providers.listing import Listed, ListedPage, latest, parse_time, parse_time_or_none
+from providers.listing import Listed, ListedPage, Paging, latest, parse_time, parse_time_or_none
 from providers.tripletex import mapping
 from providers.tripletex.client import TripletexClient, unwrap
 
@@ -63,10 +63,12 @@ async def list_records(
     params = _params(entity, since, client.today())
     cutoff = parse_time(since) if since and entity not in CHANGED_SINCE else None
     anchor, start = since, 0
+    paging = Paging(f"Tripletex GET {path}")
     while True:
         page_params = {**params, "from": str(start), "count": str(page_size)}
         resp = await client.call("GET", path, params=page_params)
         page = [v for v in unwrap(resp, "values", f"GET {path}") if isinstance(v, dict)]
+        paging.read(v.get("id") for v in page)
         start += len(page)
         items = tuple(listed(v) for v in page)
         if cutoff is not None:

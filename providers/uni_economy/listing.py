@@ -11,7 +11,7 @@ from typing import Any
 
 from contracts import Entity
 from providers.errors import MappingError
-from providers.listing import Listed, ListedPage, latest, parse_time, parse_time_or_none
+from providers.listing import Listed, ListedPage, Paging, latest, parse_time, parse_time_or_none
 from providers.uni_economy import inbound
 from providers.uni_economy.client import UniClient
 from providers.uni_economy.mapping import KINDS, invoice_marker, key_filter, odata_literal, whole_number
@@ -52,10 +52,12 @@ async def list_records(
     if since:
         params["filter"] = changed_after(since)
     anchor, skip = since, 0
+    paging = Paging(f"Uni Economy GET {KINDS[entity].collection}")
     while True:
         page = await _page(client, KINDS[entity].collection, {**params, "skip": str(skip)})
         skip += len(page)
         items = tuple(listed(v) for v in page)
+        paging.read(i.external_id for i in items)
         anchor = latest(anchor, *(i.changed_at for i in items))
         yield ListedPage(items, anchor)
         if len(page) < page_size:
@@ -88,9 +90,11 @@ async def catalogue(client: UniClient, name: str) -> frozenset[str]:
     collection, key = CATALOGUES[name]
     keys: set[str] = set()
     skip = 0
+    paging = Paging(f"Uni Economy GET {collection}")
     while True:
         page = await _page(client, collection, {"top": "100", "skip": str(skip)})
         keys.update(str(v[key]) for v in page if v.get(key) is not None)
+        paging.read(v.get(key) for v in page)
         skip += len(page)
         if len(page) < 100:
             return frozenset(keys)

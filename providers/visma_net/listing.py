@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from contracts import Entity
-from providers.listing import Listed, ListedPage, latest, parse_time, parse_time_or_none
+from providers.listing import Listed, ListedPage, Paging, latest, parse_time, parse_time_or_none
 from providers.visma_net.client import VismaNetClient, item_path
 
 COLLECTIONS = {
@@ -62,12 +62,14 @@ async def list_records(
     if since:
         params |= {"lastModifiedDateTime": visma_time(since), "lastModifiedDateTimeCondition": ">"}
     anchor, number = since, 1
+    paging = Paging(f"Visma.net GET {COLLECTIONS[entity]}")
     while True:
         found = await client.get_json(COLLECTIONS[entity], params={**params, "pageNumber": str(number)})
         page = [v for v in found if isinstance(v, dict)] if isinstance(found, list) else []
         if entity is Entity.invoice:
             page = [await _with_lines(client, v) for v in page]
         items = tuple(listed(entity, v) for v in page)
+        paging.read(i.external_id for i in items)
         anchor = latest(anchor, *(i.changed_at for i in items))
         yield ListedPage(items, anchor)
         if len(page) < page_size:
@@ -79,11 +81,13 @@ async def list_keys(client: VismaNetClient, path: str, key: str, params: Mapping
     """The ``key`` of every record a list endpoint returns (paged when ``params`` ask for pages)."""
     keys: set[str] = set()
     number = 1
+    paging = Paging(f"Visma.net GET {path}")
     while True:
         paged = {**params, "pageNumber": str(number)} if "pageSize" in params else dict(params)
         found = await client.get_json(path, params=paged or None)
         page = [v for v in found if isinstance(v, dict)] if isinstance(found, list) else []
         keys.update(str(v[key]) for v in page if v.get(key) is not None)
+        paging.read(v.get(key) for v in page)
         if "pageSize" not in params or len(page) < int(params["pageSize"]):
             return frozenset(keys)
         number += 1
