@@ -98,6 +98,8 @@ class FakeTripletex(TripletexWebhooks):
     _revoked: bool = False
     _failures: list[Failure] = field(default_factory=list)
     _conflicts: int = 0
+    ignore_paging: bool = False
+    """Answer every list call with its first page, whatever ``from`` says (a listing never ends)."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
     subscriptions: dict[int, dict[str, Any]] = field(default_factory=dict)
     callbacks: CallbackSender = field(default_factory=CallbackSender)
@@ -267,7 +269,7 @@ class FakeTripletex(TripletexWebhooks):
                 for o in self.objects(kind)
                 if matches(kind, o, request.query) and changed_since(o, request.query.get("changedSince"))
             ]
-        start = int(request.query.get("from", "0"))
+        start = 0 if self.ignore_paging else int(request.query.get("from", "0"))
         page = values[start : start + int(request.query.get("count", "1000"))]
         if kind != "country":
             page = [self.render(kind, o) for o in page]

@@ -10,7 +10,7 @@ import pytest
 
 from contracts import Entity
 from providers.base import InboundChange
-from providers.errors import MappingError
+from providers.errors import MappingError, ProviderRejected
 from providers.tripletex import TripletexProvider
 from providers.tripletex.provider import WEBHOOK_EVENTS
 from providers.tripletex.webhooks import parse_webhook
@@ -121,3 +121,15 @@ async def test_webhooks_are_delivered_in_the_background(
 
     assert pushed.outcome == "created"
     assert [d.status for d in fake.callbacks.deliveries] == [None]
+
+
+async def test_a_listing_that_tripletex_never_ends_stops_with_the_reason(
+    fake: FakeTripletex, provider: TripletexProvider
+) -> None:
+    """``from`` ignored: every page was the first, read for ever (providers.listing.Paging)."""
+    for number in (7, 8):
+        fake.add("customer", {"name": f"C{number}", "customerNumber": number})
+    fake.ignore_paging = True
+    with pytest.raises(ProviderRejected, match=r"Tripletex GET /customer: page 2 repeats page 1"):
+        async for _page in provider.list_records(Entity.customer, None, page_size=1):
+            pass
