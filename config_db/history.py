@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
 
+from config_db.chunks import in_chunks
 from config_db.sync_log import links, log
 
 #: actions of the worker's own steps that end a message (for the overview's counts).
@@ -126,9 +127,7 @@ def timings(db: Connection, since: dt.datetime, limit: int = 20_000) -> list[dic
 def replayed_envelopes(db: Connection, envelope_ids: Collection[str]) -> set[str]:
     """The envelope ids an operator replayed (or edited and sent again) before."""
     found: set[str] = set()
-    ids = sorted(envelope_ids)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    for chunk in in_chunks(sorted(envelope_ids)):
         query = select(log.c.message_id).where(
             log.c.direction == "operator",
             log.c.action.in_(("replayed", "edited")),

@@ -27,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 
+from config_db.chunks import in_chunks
 from config_db.inbox import Q_FINISHED
 from config_db.models import provider_connections, record_links, sync_log, utcnow
 from config_db.prepared import Prepared, fixed, insert_if_absent
@@ -357,9 +358,6 @@ Q_LAST_SUCCESS: Select[Any] = (
 )
 
 
-_IDS_PER_QUERY = 1000
-
-
 def last_outcomes(db: Connection) -> list[dict[str, object]]:
     """Per connection (and per client and provider that failed): when the last success and the last
     failure were journalled. Failures from their partial index; each last success by walking the
@@ -367,10 +365,8 @@ def last_outcomes(db: Connection) -> list[dict[str, object]]:
     c = provider_connections.c
     pairs = {(str(r.client_id), str(r.kind)) for r in db.execute(select(c.client_id, c.kind))}
     failures = {(str(r.client_id), str(r.provider or "")): r.id for r in db.execute(Q_LAST_FAILURES)}
-    failed_ids = sorted(failures.values())
     failed_at = {}
-    for start in range(0, len(failed_ids), _IDS_PER_QUERY):  # SQL Server: at most 2,100 parameters
-        chunk = failed_ids[start : start + _IDS_PER_QUERY]
+    for chunk in in_chunks(sorted(failures.values())):
         failed_at.update(
             {r.id: r.at for r in db.execute(select(log.c.id, log.c.at).where(log.c.id.in_(chunk)))}
         )

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Delete, Insert, Select, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from config_db.chunks import in_chunks
 from config_db.models import utcnow, webhook_endpoints, webhook_receipts
 
 endpoints = webhook_endpoints
@@ -132,17 +133,10 @@ def withdraw_endpoint(db: Connection, token: str) -> None:
     db.execute(delete(endpoints).where(endpoints.c.token_hash == hash_token(token)))
 
 
-_KEYS_PER_QUERY = 500
-"""Keys asked for in one statement: SQL Server takes at most 2,100 parameters, and a webhook call
-of a megabyte may report ten thousand changes, each with its own event id."""
-
-
 def received_keys(db: Connection, client_id: str, provider: str, keys: Collection[str]) -> set[str]:
     """Which of these delivery keys (as stored, see ``receipt_key``) were received before."""
-    distinct = sorted(set(keys))
     found: set[str] = set()
-    for start in range(0, len(distinct), _KEYS_PER_QUERY):
-        chunk = distinct[start : start + _KEYS_PER_QUERY]
+    for chunk in in_chunks(sorted(set(keys))):  # a call may report ten thousand event ids
         found.update(db.execute(q_receipts(client_id, provider, chunk)).scalars())
     return found
 

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Delete, Row, Select, Update
 from sqlalchemy.exc import IntegrityError
 
+from config_db.chunks import in_chunks
 from config_db.prepared import Prepared
 from worker.buses.base import BusStats, DeadLetter, Delivery, LockLostError, OutgoingMessage
 from worker.buses.local_sql import (
@@ -51,7 +52,6 @@ from worker.db import Database, Journal
 
 _FIRST_POLL_S = 0.02
 _MAX_POLL_S = 0.25
-_IN_CHUNK = 500  # ids per IN (...) list: far below every dialect's bind parameter limit
 _PUBLISH_ATTEMPTS = 3
 # --- conversions --------------------------------------------------------------------------------
 
@@ -195,8 +195,7 @@ class LocalBus:
     def _insert_new(self, conn: Connection, encoded: Sequence[tuple[OutgoingMessage, str, int]]) -> None:
         ids = list(dict.fromkeys(m.message_id for m, _, _ in encoded))
         seen: set[str] = set()
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start : start + _IN_CHUNK]
+        for chunk in in_chunks(ids):
             seen.update(conn.execute(select_existing_ids(), {"b_ids": chunk}).scalars())
         now = self._now_ms()
         rows = []
