@@ -58,6 +58,34 @@ def retry_after_seconds(headers: Mapping[str, str], *fallback_headers: str) -> f
     return None
 
 
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+"""How much of an answer is read at most (after decompression). An ERP's page of a thousand records is
+a few megabytes; a server streaming for the whole timeout (or a compressed bomb) would otherwise be
+held in memory whole, and a worker killed by the kernel redelivers everything it held."""
+
+
+class AnswerTooLarge(TransientError):
+    """The answer was bigger than ``MAX_ANSWER_BYTES``: not read further. Transient, as a lost answer
+    is: a write may have been made, and the next attempt looks before it writes again."""
+
+
+async def read_bounded(resp: aiohttp.ClientResponse, what: str) -> bytes:
+    """The answer's body, at most ``MAX_ANSWER_BYTES`` of it; AnswerTooLarge beyond."""
+    too_large = AnswerTooLarge(
+        f"{what}: the answer is over {MAX_ANSWER_BYTES // 2**20} MiB; not read further"
+    )
+    if resp.content_length is not None and resp.content_length > MAX_ANSWER_BYTES:
+        raise too_large
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise too_large
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 async def send(
     session: aiohttp.ClientSession,
     method: str,
@@ -85,7 +113,7 @@ async def send(
             params=params,
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as resp:
-            body = await resp.read()
+            body = await read_bounded(resp, f"{method} {url}")
             return HttpResponse(resp.status, resp.headers, body)
     except TimeoutError:
         raise TransientError(f"{method} {url} timed out after {timeout_s:g} s") from None

@@ -20,7 +20,7 @@ from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from providers.http import retry_after_seconds
+from providers.http import AnswerTooLarge, read_bounded, retry_after_seconds
 from worker.conformance.report import Exchange, Finding
 
 _URI = "urn:cwi:interface"
@@ -177,11 +177,11 @@ class KitClient:
             async with self._session.request(
                 method, url, headers=headers, data=data, params=query, timeout=aiohttp.ClientTimeout(total=30)
             ) as resp:
-                text = (await resp.read()).decode("utf-8", "replace")
+                text = (await read_bounded(resp, f"{method} {url}")).decode("utf-8", "replace")
                 shown = {k: v for k, v in resp.headers.items() if k.lower() in _SHOWN_HEADERS}
                 full_url = str(resp.url)
                 return Exchange(method, full_url, shown_request, request_text, resp.status, shown, text)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError, AnswerTooLarge) as exc:
             text = f"{exc.__class__.__name__}: {exc}"
             return Exchange(method, url, shown_request, request_text, None, {}, text)
 
