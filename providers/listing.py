@@ -121,17 +121,15 @@ class Paging:
         page = tuple(map(str, keys))
         if page and page == self._last:
             raise ProviderRejected(
-                f"{self._what}: page {self._pages} repeats page {self._pages - 1}; the ERP ignores "
-                "the paging parameters, so the listing would never end"
+                f"{self._what}: page {self._pages} repeats page {self._pages - 1}; the paging "
+                "parameters are ignored, so the listing would never end"
             )
         if cursor is not None and cursor in self._cursors:
             raise ProviderRejected(
-                f"{self._what}: the ERP gave the cursor {cursor[:64]!r} a second time; its paging loops"
+                f"{self._what}: the cursor {cursor[:64]!r} came a second time; the paging loops"
             )
         if self._pages >= MAX_PAGES:
-            raise ProviderRejected(
-                f"{self._what}: more than {MAX_PAGES:,} pages; the ERP's paging does not end"
-            )
+            raise ProviderRejected(f"{self._what}: more than {MAX_PAGES:,} pages; the paging does not end")
         self._last = page
         if cursor is not None:
             self._cursors.add(cursor)

@@ -17,6 +17,8 @@ from providers.base import ConnectionSpec
 from providers.errors import ProviderRejected
 from providers.generic_rest.provider import GenericRestProvider
 from providers.listing import MAX_PAGES, Paging
+from worker.cw.port import CWChange, CWPage
+from worker.reconcile.sides import read_cw
 
 Page = Callable[[str | None], dict[str, Any]]
 
@@ -63,7 +65,7 @@ async def endless_erp(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str
 
 @pytest.mark.parametrize(
     ("endless_erp", "said"),
-    [(cycling_cursors, "gave the cursor 'a' a second time"), (ignored_cursor, "page 2 repeats page 1")],
+    [(cycling_cursors, "the cursor 'a' came a second time"), (ignored_cursor, "page 2 repeats page 1")],
     indirect=["endless_erp"],
     ids=["cursor loop", "cursor ignored"],
 )
@@ -93,3 +95,23 @@ def test_paging_allows_pages_that_differ_and_a_last_empty_one_and_stops_at_the_c
     with pytest.raises(ProviderRejected, match=f"more than {MAX_PAGES:,} pages"):
         for n in range(MAX_PAGES + 1):
             capped.read([str(n)])
+
+
+class LoopingCW:
+    """CW's Query API answering "more" without a next cursor: the same cursor again, for ever."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def list_changes(self, client_id: str, entity: Entity, **_: Any) -> CWPage:
+        self.asked += 1
+        return CWPage((CWChange(f"c{self.asked}", self.asked, None, {"n": 1}),), "cur-1", True)
+
+
+async def test_cws_own_listing_that_never_ends_stops_too() -> None:
+    cw = LoopingCW()
+    with pytest.raises(
+        ProviderRejected, match=r"CW's Query API \(customer changes\): the cursor 'cur-1' came a second time"
+    ):
+        await read_cw(cw, "acme", Entity.customer, cursor=None, since=None, progress=lambda *_: None)  # type: ignore[arg-type]
+    assert cw.asked == 2

@@ -16,7 +16,7 @@ from contracts import Entity
 from providers.base import CWDraft
 from providers.errors import PermanentError
 from providers.http import ConnectionThrottle
-from providers.listing import Listed, ListedPage, ListingProvider
+from providers.listing import Listed, ListedPage, ListingProvider, Paging
 from worker.cw.port import CWApi, CWLister
 from worker.reconcile.compare import CWState
 
@@ -131,6 +131,7 @@ async def read_cw(
     """Every CW record the listing returns (deleted ones with ``record`` None), and its last cursor."""
     found: dict[str, CWState] = {}
     has_more = True
+    paging = Paging(f"CW's Query API ({entity.value} changes)")
     while has_more:
         page = await cw.list_changes(
             client_id, entity, changed_since=since, cursor=cursor, first=CW_PAGE, key=KEY_PREFIX
@@ -138,6 +139,7 @@ async def read_cw(
         for item in page.items:
             found[item.cw_id] = CWState(item.cw_id, item.sequence, item.record)
         cursor, has_more = page.next_cursor or cursor, page.has_more
+        paging.read((item.cw_id for item in page.items), cursor if has_more else None)
         progress("cw", len(page.items))
     return found, cursor
 

@@ -24,6 +24,7 @@ from providers import registry
 from providers.base import ConnectionSpec
 from providers.catalogues import CatalogueProvider, MappingProblem, mapping_problems, unmapped_rates
 from providers.errors import ProviderError
+from providers.listing import Paging
 from providers.settings import SettingsReader, rate_text
 from worker.bootstrap import App
 from worker.cw.port import CWLister
@@ -67,6 +68,7 @@ async def recent_rates(cw: CWLister, client_id: str, *, days: int = RECENT_DAYS)
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
     rates: Counter[str] = Counter()
     cursor, has_more = None, True
+    paging = Paging("CW's Query API (invoice changes)")
     while has_more:
         page = await cw.list_changes(
             client_id, Entity.invoice, changed_since=since, cursor=cursor, first=500, key=KEY
@@ -81,6 +83,7 @@ async def recent_rates(cw: CWLister, client_id: str, *, days: int = RECENT_DAYS)
                     continue
             rates.update(found)
         cursor, has_more = page.next_cursor, page.has_more
+        paging.read((item.cw_id for item in page.items), cursor if has_more else None)
     return rates
 
 
