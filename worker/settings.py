@@ -62,12 +62,26 @@ def _dotenv(settings_cls: type[BaseSettings]) -> DotEnvSettingsSource:
     env_file = ".env" if named is None else named or None
     if named and not os.path.isfile(named):
         raise SettingsError(f"{ENV_FILE_VARIABLE}: {named} is not a file (empty: no .env file)")
+    if env_file is not None and os.path.isfile(env_file):
+        _check_lines(env_file)
+    return DotEnvSettingsSource(settings_cls, env_file=env_file)
+
+
+def _check_lines(env_file: str) -> None:
+    """Every line of the file is NAME=value, a comment or blank: python-dotenv skips any other with
+    a warning of its own that names no file, and the setting on it is silently not set."""
+    from dotenv.parser import parse_stream
+
     try:
-        return DotEnvSettingsSource(settings_cls, env_file=env_file)
+        with open(env_file, encoding="utf-8") as stream:
+            bad = [binding.original.line for binding in parse_stream(stream) if binding.error]
     except UnicodeDecodeError as exc:
         raise SettingsError(f"{env_file}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise SettingsError(f"{env_file}: cannot be read ({exc.strerror})") from None
+    if bad:
+        lines = ", ".join(map(str, bad[:5])) + (" …" if len(bad) > 5 else "")
+        raise SettingsError(f"{env_file}: line {lines} is not NAME=value (nor a comment)")
 
 
 MAX_CONCURRENCY = 1024

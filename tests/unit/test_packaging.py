@@ -69,6 +69,20 @@ def test_an_env_file_that_is_not_utf8_text_is_one_line_naming_it(
     assert result.output == "error: configuration error: .env: not UTF-8 text (byte 10)\n"
 
 
+def test_an_env_file_line_that_is_not_a_setting_is_named_not_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """python-dotenv skipped it with a warning naming no file: the setting on it was silently unset."""
+    (tmp_path / ".env").write_text("# the queue\n\nexport CWI_QUEUE=q\nCWI_DATABASE_URL sqlite:///x.db\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ENV_FILE_VARIABLE, raising=False)
+    result = CliRunner().invoke(app, ["status"])
+    assert result.exit_code == 2
+    assert result.output == "error: configuration error: .env: line 4 is not NAME=value (nor a comment)\n"
+    (tmp_path / ".env").write_text("# the queue\n\nexport CWI_QUEUE=q\nCWI_CONCURRENCY='7' # seven\n")
+    assert (load_settings().queue, load_settings().concurrency) == ("q", 7), "comments, export, quotes"
+
+
 @pytest.mark.parametrize(
     ("url", "module", "extra"),
     [
