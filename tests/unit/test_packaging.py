@@ -32,10 +32,12 @@ def test_settings_read_the_env_file_and_the_environment_wins(
 def test_the_default_env_file_is_dot_env_in_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / ".env").write_text("CWI_CONCURRENCY=9\n")
+    (tmp_path / ".env").write_text(
+        "# comments, export and quotes too\n\nexport CWI_QUEUE=q\nCWI_CONCURRENCY='9' # 9\n"
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(ENV_FILE_VARIABLE, raising=False)
-    assert load_settings().concurrency == 9
+    assert (load_settings().concurrency, load_settings().queue) == (9, "q")
     monkeypatch.setenv(ENV_FILE_VARIABLE, "")  # empty: no file at all
     assert load_settings().concurrency == 16
 
@@ -58,29 +60,26 @@ def test_a_named_env_file_that_is_not_there_is_a_configuration_error_not_the_def
     assert load_settings().concurrency == 16
 
 
-def test_an_env_file_that_is_not_utf8_text_is_one_line_naming_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"CWI_QUEUE=\xff\xfe\n", ".env: not UTF-8 text (byte 10)"),
+        # python-dotenv skipped such a line with a warning naming no file: its setting silently unset
+        (
+            b"# the queue\n\nexport CWI_QUEUE=q\nCWI_DATABASE_URL sqlite:///x.db\n",
+            ".env: line 4 is not NAME=value (nor a comment)",
+        ),
+    ],
+    ids=["not utf-8 (was: unexpected error: UnicodeDecodeError)", "a line that is not a setting"],
+)
+def test_an_env_file_that_cannot_be_read_as_settings_is_one_line_naming_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, said: str
 ) -> None:
-    (tmp_path / ".env").write_bytes(b"CWI_QUEUE=\xff\xfe\n")
+    (tmp_path / ".env").write_bytes(content)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(ENV_FILE_VARIABLE, raising=False)
     result = CliRunner().invoke(app, ["status"])
-    assert result.exit_code == 2
-    assert result.output == "error: configuration error: .env: not UTF-8 text (byte 10)\n"
-
-
-def test_an_env_file_line_that_is_not_a_setting_is_named_not_skipped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """python-dotenv skipped it with a warning naming no file: the setting on it was silently unset."""
-    (tmp_path / ".env").write_text("# the queue\n\nexport CWI_QUEUE=q\nCWI_DATABASE_URL sqlite:///x.db\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(ENV_FILE_VARIABLE, raising=False)
-    result = CliRunner().invoke(app, ["status"])
-    assert result.exit_code == 2
-    assert result.output == "error: configuration error: .env: line 4 is not NAME=value (nor a comment)\n"
-    (tmp_path / ".env").write_text("# the queue\n\nexport CWI_QUEUE=q\nCWI_CONCURRENCY='7' # seven\n")
-    assert (load_settings().queue, load_settings().concurrency) == ("q", 7), "comments, export, quotes"
+    assert (result.exit_code, result.output) == (2, f"error: configuration error: {said}\n")
 
 
 @pytest.mark.parametrize(
