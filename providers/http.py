@@ -32,7 +32,9 @@ class HttpResponse:
             return None
         try:
             return json.loads(self.body)
-        except ValueError:
+        # Not JSON, or nested past the interpreter's recursion limit. Caught, not scanned for first
+        # (jsontext.loads): every answer of the message path passes here.
+        except (ValueError, RecursionError):
             return None
 
     def text(self, limit: int = 500) -> str:

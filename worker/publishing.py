@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from contracts import Envelope, InvalidEnvelopeError, parse_envelope
+from contracts.jsontext import MAX_DEPTH, nesting_depth, position
 from worker import tracing
 from worker.buses.base import OutgoingMessage
-from worker.jsontext import MAX_DEPTH, nesting_depth, position
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 
-from contracts import Action, Entity
+from contracts import Action, Entity, jsontext
 from providers.base import InboundChange, WebhookRejected
 from providers.tripletex.mapping import last_author
 
@@ -85,9 +84,9 @@ def parse_webhook(
     """
     event_id = verify(headers, body, secret)
     try:
-        payload = json.loads(body)
-    except ValueError:
-        raise WebhookRejected("malformed", "body is not JSON") from None
+        payload = jsontext.loads(body)
+    except ValueError as exc:  # jsontext.BadText too: nested deeper than a webhook ever is
+        raise WebhookRejected("malformed", f"body is not JSON: {exc}") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
         raise WebhookRejected("malformed", "body has no event")
     if not isinstance(payload.get("id"), int) or isinstance(payload["id"], bool):

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from contracts import Action, Entity
+from contracts import Action, Entity, jsontext
 from providers.base import InboundChange, WebhookRejected
 from providers.errors import MappingError
 from providers.uni_economy.inbound import stamp
@@ -145,8 +144,8 @@ def parse_webhook(
         now=time.time() if now is None else now,
     )
     try:
-        payload = json.loads(body)
-    except ValueError:
-        raise WebhookRejected("malformed", "body is not JSON") from None
+        payload = jsontext.loads(body)
+    except ValueError as exc:  # jsontext.BadText too: nested deeper than a webhook ever is
+        raise WebhookRejected("malformed", f"body is not JSON: {exc}") from None
     events = payload if isinstance(payload, list) else [payload]
     return [change for change in map(_change, events) if change is not None]

@@ -26,13 +26,12 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import json
 import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from contracts import Action, Entity
+from contracts import Action, Entity, jsontext
 from providers.base import InboundChange, WebhookRejected
 
 DEFAULT_SIGNATURE_HEADER = "X-Visma-Signature"
@@ -98,9 +97,9 @@ def parse_webhook(
     """Verify a Visma.net callback and read its changes; WebhookRejected with the reason otherwise."""
     verify(headers, body, secret=secret, settings=settings)
     try:
-        payload = json.loads(body)
-    except ValueError:
-        raise WebhookRejected("malformed", "webhook body is not JSON") from None
+        payload = jsontext.loads(body)
+    except ValueError as exc:  # jsontext.BadText too: nested deeper than a webhook ever is
+        raise WebhookRejected("malformed", f"webhook body is not JSON: {exc}") from None
     items = payload if isinstance(payload, list) else [payload]
     if not items or not all(isinstance(item, dict) for item in items):
         raise WebhookRejected("malformed", "webhook body is not a JSON object or a list of objects")

@@ -101,7 +101,7 @@ def test_a_file_that_is_not_utf8_text_or_nests_without_end_is_named_in_one_line(
     cli: Cli, tmp_path: Path
 ) -> None:
     """Bytes that are not UTF-8, and a line nested deeper than JSON tools should follow: the same
-    one-line answers as `cwi send` (worker/jsontext.py), no traceback, nothing imported; the mapping
+    one-line answers as `cwi send` (contracts/jsontext.py), no traceback, nothing imported; the mapping
     file of `cwi connections import` is read the same way."""
     binary, deep, folder = tmp_path / "latin1.jsonl", tmp_path / "deep.jsonl", tmp_path / "folder"
     binary.write_bytes(_line(1).replace("Client 1", "Café").encode("latin-1"))

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from providers.errors import TransientError
-from providers.http import MAX_ANSWER_BYTES, AnswerTooLarge, send
+from providers.http import MAX_ANSWER_BYTES, AnswerTooLarge, HttpResponse, send
 
 CHUNK = b"x" * 65536
 
@@ -59,3 +59,9 @@ async def test_an_answer_over_the_bound_is_not_read_further_and_is_transient(erp
         assert isinstance(refused.value, TransientError), "a write may have been made: the retry looks first"
         ok = await send(http, "GET", erp + "/small")
     assert ok.status == 200 and ok.json() == {"values": ["ok"]}
+
+
+def test_an_answer_nested_past_the_interpreters_limit_is_no_json_not_a_recursion_error() -> None:
+    deep = HttpResponse(200, {}, b"[" * 100_000 + b"]" * 100_000)
+    assert deep.json() is None, "read as no JSON: the caller says what it expected"
+    assert HttpResponse(200, {}, b'{"a": [[1]]}').json() == {"a": [[1]]}

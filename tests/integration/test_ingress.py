@@ -303,3 +303,34 @@ async def test_a_bus_that_cannot_take_the_envelopes_is_503_and_the_retry_is_publ
     retry = await ingress.deliver("globex", call)  # no receipt was written: the retry is not a duplicate
     assert retry.status == 202 and len(retry.body["published"]) == 1
     assert len(await ingress.published()) == 1
+
+
+def _signed(lst: Listener, client: str, body: bytes) -> Call:
+    """``body`` signed as the client's ERP signs its calls."""
+    from providers.generic_rest import webhooks as generic_rest
+    from providers.tripletex import webhooks as tripletex
+    from providers.uni_economy import webhooks as uni
+    from providers.visma_net import webhooks as visma
+
+    secret, kind = lst.secrets[client], CLIENTS[client]
+    if kind == "tripletex":
+        return Call(body, tripletex.signed_headers(body, secret, idempotency_key="deep-1"))
+    if kind == "visma_net":
+        return Call(body, visma.signed_headers(body, secret))
+    if kind == "uni_economy":
+        return Call(body, {"Content-Type": "application/json", **uni.sign(body, secret)})
+    stamp = int(time.time())
+    return Call(body, {"webhook-id": "msg_deep", "webhook-timestamp": str(stamp),
+                       "webhook-signature": generic_rest.sign(secret, "msg_deep", stamp, body)})  # fmt: skip
+
+
+@pytest.mark.parametrize("client", ["acme", "globex", "initech", "umbrella"])
+async def test_a_signed_body_nested_past_any_webhook_is_malformed_not_a_retry(
+    ingress: Listener, client: str
+) -> None:
+    """json.loads's RecursionError was "503 cannot take webhooks right now: retry", a traceback in
+    the log, and the ERP retrying for ever."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    answer = await ingress.deliver(client, _signed(ingress, client, deep))
+    assert answer.status == 400 and answer.body["error"] == "malformed", answer
+    assert "nested" in answer.body["message"] or "recursion" in answer.body["message"], answer

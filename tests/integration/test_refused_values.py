@@ -17,6 +17,7 @@ from tests.integration.test_console_api import ADMIN, VIEWER, settings
 from tests.integration.test_dlq_admin import served
 from tests.integration.test_subscriptions_console import log_in
 from tests.memory_sides import Sides
+from worker.buses.base import OutgoingMessage
 from worker.buses.local import LocalBus
 from worker.console.app import console_app
 from worker.db import Database
@@ -102,6 +103,9 @@ async def test_values_longer_than_their_columns_are_refused_with_the_bound_on_ev
             "client name must be at most 255 characters, without control characters",
         )
         assert (await said("POST", "/clients", {"id": "acme"}))[0] == 201
+        deep = b"[" * 100_000 + b"]" * 100_000  # json.loads's RecursionError: a 500 before
+        async with http.post(f"{url}/clients", data=deep, headers=admin) as r:
+            assert r.status == 400 and "JSON object" in (await r.json())["error"]
         status, error = await said(
             "PUT", "/clients/acme/connection", {"kind": "generic_rest", "base_url": long_url}
         )
@@ -113,3 +117,19 @@ async def test_values_longer_than_their_columns_are_refused_with_the_bound_on_ev
         status, error = await said("POST", "/subscriptions", {**subscription, "description": "d" * 256})
         assert status == 400 and "description is longer than 255 characters" in error, error
         assert (await said("POST", "/subscriptions", {**subscription, "description": "d" * 255}))[0] == 201
+
+
+async def test_a_dead_letter_nested_past_recursion_is_shown_as_text(database: Database) -> None:
+    """The letter page pretty-printed its body with json.loads: a RecursionError, the page a 500."""
+    bus = LocalBus(database)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    await bus.publish([OutgoingMessage(deep, "t-deep", "acme")])
+    [delivery] = await bus.receive(1, 0)
+    await bus.dead_letter(delivery, "InvalidEnvelope", "the message is not JSON: nested too deep")
+    console = served(Starlette(routes=[Mount("/console", console_app(database, bus, settings()))]))
+    async with console as site, aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        await log_in(http, site, VIEWER)
+        async with http.get(f"{site}/console/letters/t-deep") as r:
+            page = await r.text()
+    assert r.status == 200, page[:300]
+    assert "[[[[" in page and "InvalidEnvelope" in page

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.jsontext import BadText, decode
+from contracts.jsontext import BadText, decode
 from worker.publishing import read_envelopes
 
 

@@ -48,7 +48,7 @@ def read_input(path: str) -> str:
     dropped); a file that cannot be read, or bytes that are not UTF-8, end the command in one line."""
     from pathlib import Path
 
-    from worker.jsontext import BadText, decode
+    from contracts.jsontext import BadText, decode
 
     if path == "-":
         data = sys.stdin.buffer.read()

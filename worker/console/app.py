@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from contracts import jsontext
 from worker.buses.base import Bus
 from worker.console import auth
 from worker.console.auth import CSRF_FIELD, CsrfError
@@ -57,7 +58,7 @@ def _when(value: Any) -> str:
 def _pretty(value: Any) -> str:
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = jsontext.loads(value)  # a dead letter's body may nest past recursion
         except ValueError:
             return str(value)
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)

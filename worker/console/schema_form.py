@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts import envelope_json_schema
+from contracts import envelope_json_schema, jsontext
 
 _INDEX = re.compile(r"^(.*)\[(\d+)\]$")
 
@@ -151,7 +151,7 @@ def _convert(f: FormField, raw: str, original: Any) -> Any:
     if raw == "" and (f.nullable or not f.required):
         return None
     if f.kind == "json":
-        return json.loads(raw)
+        return jsontext.loads(raw)  # an operator's text: nesting bounded, a ValueError past it
     if f.kind == "integer":
         return int(raw)
     if f.kind == "number":

@@ -16,7 +16,6 @@ third parties (``admin_subscriptions.py``); the document: ``openapi.py``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -29,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from contracts import jsontext
 from worker.buses.base import Bus
 from worker.console.auth import key_label, role_of_key
 from worker.db import Database, refused_value
@@ -129,7 +129,7 @@ def _selection(values: Mapping[str, Any], ids: list[str] | None = None) -> Selec
 
 async def _body(request: Request) -> dict[str, Any]:
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = jsontext.loads(await request.body() or b"{}")
     except ValueError:
         raise BadRequest("the request body must be a JSON object") from None
     if not isinstance(body, dict):

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from config_db import history
+from contracts import jsontext
 from worker.buses.base import Bus
 from worker.db import Database
 from worker.operators import definitions as defs
@@ -44,7 +45,7 @@ def _actor(request: Request) -> Actor:
 
 async def _json(request: Request) -> dict[str, Any]:
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = jsontext.loads(await request.body() or b"{}")
     except ValueError:
         raise BadInput("the request body must be a JSON object") from None
     if not isinstance(body, dict):

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 
 from config_db import clients as repo
 from config_db import definitions, sync_log
-from worker import jsontext
+from contracts import jsontext
 from worker.operators.actors import Actor, audit_entry
 from worker.operators.provisioning import (
     DEFINITION_SETTING,

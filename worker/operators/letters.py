@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from config_db import durations
+from contracts import jsontext
 from contracts.reasons import DeadLetterReason
-from worker import jsontext
 from worker.buses.base import DeadLetter
 
 

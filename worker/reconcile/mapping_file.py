@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from config_db.clients import StoredConnection
+from contracts import jsontext
 from providers import registry
 from providers.errors import PermanentError
-from worker import jsontext
 
 FORMAT = "cwi-mapping/1"
 
