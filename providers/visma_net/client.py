@@ -77,7 +77,7 @@ def token_subject(token: str) -> str | None:
         return None
     try:
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except ValueError:
+    except (ValueError, RecursionError):  # not base64 JSON, or nested past recursion
         return None
     subject = claims.get("sub") if isinstance(claims, dict) else None
     return str(subject) if subject else None

@@ -3,6 +3,7 @@ announcing gigabytes) was held in memory whole, and a worker the kernel kills re
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -11,6 +12,7 @@ from aiohttp import web
 
 from providers.errors import TransientError
 from providers.http import MAX_ANSWER_BYTES, AnswerTooLarge, HttpResponse, send
+from providers.visma_net.client import token_subject
 
 CHUNK = b"x" * 65536
 
@@ -65,3 +67,11 @@ def test_an_answer_nested_past_the_interpreters_limit_is_no_json_not_a_recursion
     deep = HttpResponse(200, {}, b"[" * 100_000 + b"]" * 100_000)
     assert deep.json() is None, "read as no JSON: the caller says what it expected"
     assert HttpResponse(200, {}, b'{"a": [[1]]}').json() == {"a": [[1]]}
+
+
+def test_a_visma_token_whose_claims_nest_past_recursion_has_no_subject() -> None:
+    def token(claims: bytes) -> str:
+        return "h." + base64.urlsafe_b64encode(claims).decode().rstrip("=") + ".s"
+
+    assert token_subject(token(b"[" * 100_000 + b"]" * 100_000)) is None
+    assert token_subject(token(b'{"sub": "api-client-7"}')) == "api-client-7"
