@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from contracts import jsontext
 from providers.base import WebhookRejected
 from providers.generic_rest.webhooks import decode_secret, verify
 from worker.conformance.kit import Kit
@@ -111,9 +111,9 @@ def _check_call(
         result.fail(f"webhook refused ({exc.reason}): {exc}", R_SIGNED, exchange)
         return None
     try:
-        event = json.loads(body)
-    except ValueError:
-        result.fail("webhook body is not JSON", R_EVENT, exchange)
+        event = jsontext.loads(body)
+    except ValueError as exc:  # jsontext.BadText too: nested deeper than any event
+        result.fail(f"webhook body is not JSON: {exc}", R_EVENT, exchange)
         return None
     errors = list(kit.document.validator("#/components/schemas/WebhookEvent").iter_errors(event))
     if errors:
