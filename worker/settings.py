@@ -81,7 +81,7 @@ def _check_lines(env_file: str) -> None:
         raise SettingsError(f"{env_file}: cannot be read ({exc.strerror})") from None
     if bad:
         lines = ", ".join(map(str, bad[:5])) + (" …" if len(bad) > 5 else "")
-        raise SettingsError(f"{env_file}: line {lines} is not NAME=value (nor a comment)")
+        raise SettingsError(f"{env_file}, line {lines}: not NAME=value (nor a comment)")
 
 
 MAX_CONCURRENCY = 1024

@@ -67,7 +67,7 @@ def test_a_named_env_file_that_is_not_there_is_a_configuration_error_not_the_def
         # python-dotenv skipped such a line with a warning naming no file: its setting silently unset
         (
             b"# the queue\n\nexport CWI_QUEUE=q\nCWI_DATABASE_URL sqlite:///x.db\n",
-            ".env: line 4 is not NAME=value (nor a comment)",
+            ".env, line 4: not NAME=value (nor a comment)",
         ),
     ],
     ids=["not utf-8 (was: unexpected error: UnicodeDecodeError)", "a line that is not a setting"],
