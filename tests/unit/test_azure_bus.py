@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import pytest
 from azure.identity.aio import DefaultAzureCredential
@@ -23,6 +24,7 @@ from worker.buses.azure import (
     SettlementUnconfirmedError,
     incoming_properties,
     lock_errors,
+    outgoing_properties,
     send_in_batches,
     to_dead_letter,
     to_delivery,
@@ -174,13 +176,26 @@ def test_received_message_maps_to_a_delivery() -> None:
     assert delivery.delivery_count == 1  # no earlier deliveries in the header
 
 
-def test_received_strings_are_text_but_binary_stays_bytes() -> None:
-    # Received string keys and values arrive as bytes from the SDK; only valid UTF-8 becomes str.
-    assert incoming_properties({b"type": b"invoice.created", b"raw": b"\xff\xfe", "n": 1}) == {
-        "type": "invoice.created",
-        "raw": b"\xff\xfe",
+def test_received_properties_are_values_service_bus_can_carry_again() -> None:
+    # Received string keys and values arrive as bytes from the SDK: valid UTF-8 becomes str. Another
+    # publisher's binary, map or list value becomes text: a retry's copy (or a replay) carries the
+    # message's properties, and the SDK sends only simple values (it failed every retry).
+    received: dict[str | bytes, Any] = {
+        b"type": b"invoice.created",
+        b"raw": b"\xff\xfe",
         "n": 1,
+        "map": {b"a": 1},
+        "list": [1, 2],
     }
+    properties = incoming_properties(received)
+    assert properties == {
+        "type": "invoice.created",
+        "raw": "fffe",
+        "n": 1,
+        "map": "{b'a': 1}",
+        "list": "[1, 2]",
+    }
+    assert outgoing_properties(properties) == properties, "sendable again"
     assert incoming_properties(None) == {}
 
 

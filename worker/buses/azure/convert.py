@@ -65,8 +65,18 @@ def _text(value: Any) -> Any:
     return value
 
 
+def _sendable(value: Any) -> Any:
+    """A received property value as one Service Bus can carry again (a retry's copy keeps the
+    message's properties): another publisher's map, list or binary value becomes its text, which
+    ``outgoing_properties`` refused, failing every retry of that message."""
+    value = _text(value)
+    if value is None or isinstance(value, _PROPERTY_TYPES):
+        return value
+    return value.hex() if isinstance(value, bytes) else str(value)
+
+
 def incoming_properties(properties: Mapping[str | bytes, Any] | None) -> dict[str, Any]:
-    return {str(_text(k)): _text(v) for k, v in (properties or {}).items()}
+    return {str(_text(k)): _sendable(v) for k, v in (properties or {}).items()}
 
 
 def message_id_of(message: ServiceBusReceivedMessage) -> str:
