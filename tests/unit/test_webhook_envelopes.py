@@ -11,7 +11,7 @@ import pytest
 from contracts import Action, Entity
 from providers.base import InboundChange
 from worker.ingress import envelopes
-from worker.ingress.envelopes import webhook_envelopes
+from worker.ingress.envelopes import delivery_keys, webhook_envelopes
 
 NOW = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
 
@@ -21,8 +21,12 @@ def test_one_envelope_per_change_with_stable_ids() -> None:
         InboundChange(Entity.customer, Action.updated, "77", version="3", event_id="ev-1"),
         InboundChange(Entity.invoice, Action.created, "9", value={"id": 9}, cw_id="inv-1"),
     ]
-    first = webhook_envelopes("acme", "tripletex", changes, body=b"{}", received_at=NOW)
-    again = webhook_envelopes("acme", "tripletex", changes, body=b"{}", received_at=NOW)
+    first = webhook_envelopes(
+        "acme", "tripletex", changes, keys=delivery_keys(changes, b"{}"), received_at=NOW
+    )
+    again = webhook_envelopes(
+        "acme", "tripletex", changes, keys=delivery_keys(changes, b"{}"), received_at=NOW
+    )
     assert [e.id for e in first] == [e.id for e in again]
     assert len({e.id for e in first}) == 2
     assert first[0].type == "customer.updated" and first[0].inbound
@@ -34,9 +38,15 @@ def test_one_envelope_per_change_with_stable_ids() -> None:
 
 def test_ids_differ_per_client_and_per_call_without_event_id() -> None:
     change = [InboundChange(Entity.customer, Action.updated, "77")]
-    a = webhook_envelopes("acme", "tripletex", change, body=b"one", received_at=NOW)[0].id
-    b = webhook_envelopes("beta", "tripletex", change, body=b"one", received_at=NOW)[0].id
-    c = webhook_envelopes("acme", "tripletex", change, body=b"two", received_at=NOW)[0].id
+    a = webhook_envelopes("acme", "tripletex", change, keys=delivery_keys(change, b"one"), received_at=NOW)[
+        0
+    ].id
+    b = webhook_envelopes("beta", "tripletex", change, keys=delivery_keys(change, b"one"), received_at=NOW)[
+        0
+    ].id
+    c = webhook_envelopes("acme", "tripletex", change, keys=delivery_keys(change, b"two"), received_at=NOW)[
+        0
+    ].id
     assert len({a, b, c}) == 3
 
 

@@ -32,12 +32,12 @@ def webhook_envelopes(
     provider: str,
     changes: Sequence[InboundChange],
     *,
-    body: bytes,
+    keys: Sequence[str],
     received_at: dt.datetime,
 ) -> list[Envelope]:
-    """One ``source: "webhook"`` envelope per change the ERP reported in one call."""
+    """One ``source: "webhook"`` envelope per change the ERP reported in one call; ``keys``: their
+    ``delivery_keys``."""
     envelopes = []
-    keys = delivery_keys(changes, body)
     for index, change in enumerate(changes):
         external = ExternalChange(
             provider=provider,

@@ -93,10 +93,12 @@ def parse(spec: ConnectionSpec, headers: Mapping[str, str], body: bytes) -> list
         raise Refused(500, "misconfigured", f"the connection's webhook settings: {exc}") from None
 
 
-def envelopes_of(spec: ConnectionSpec, changes: Sequence[InboundChange], body: bytes) -> list[Envelope]:
+def envelopes_of(
+    spec: ConnectionSpec, changes: Sequence[InboundChange], keys: Sequence[str]
+) -> list[Envelope]:
     try:
         return webhook_envelopes(
-            spec.client_id, spec.kind, changes, body=body, received_at=dt.datetime.now(dt.UTC)
+            spec.client_id, spec.kind, changes, keys=keys, received_at=dt.datetime.now(dt.UTC)
         )
     except InvalidEnvelopeError as exc:
         raise Refused(400, "malformed", f"webhook change cannot be an envelope: {exc}") from None
@@ -106,8 +108,9 @@ async def publish_new(
     db: Database, bus: Bus, spec: ConnectionSpec, changes: Sequence[InboundChange], body: bytes
 ) -> Accepted:
     """Publish the changes whose delivery was not received before; then record their receipts."""
-    envelopes = envelopes_of(spec, changes, body)
-    keys = [webhooks.receipt_key(key) for key in delivery_keys(changes, body)]
+    delivery = delivery_keys(changes, body)  # the body hashed once for both
+    envelopes = envelopes_of(spec, changes, delivery)
+    keys = [webhooks.receipt_key(key) for key in delivery]
     seen = await db.run(
         partial(webhooks.received_keys, client_id=spec.client_id, provider=spec.kind, keys=keys)
     )
