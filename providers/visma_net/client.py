@@ -7,13 +7,13 @@ Tokens come from Visma Connect (``token_url``) with ``grant_type=client_credenti
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 
+from contracts import jsontext
 from providers.base import ConnectionSpec, PreparedRequest
 from providers.errors import AuthenticationFailed, TransientError
 from providers.http import (
@@ -76,8 +76,8 @@ def token_subject(token: str) -> str | None:
     if len(parts) != 3:
         return None
     try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, RecursionError):  # not base64 JSON, or nested past recursion
+        claims = jsontext.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:  # not base64 JSON, or nested deeper than claims are (jsontext.BadText)
         return None
     subject = claims.get("sub") if isinstance(claims, dict) else None
     return str(subject) if subject else None
