@@ -15,6 +15,7 @@ from tests.servicebus_peer import EntityOptions, ServiceBusPeer
 
 QUEUE = "cwi"
 SLOW_LOCKS = "cwi-slow-locks"
+LONG_LOCKS = "cwi-long-locks"  # a lock that outlasts any reconnect
 SESSIONS = "cwi-sessions"
 SHORT_SESSIONS = "cwi-short-sessions"
 TOPIC = "events"
@@ -26,6 +27,7 @@ HANDLER: dict[str, Any] = {"keep_alive": 0}
 ENTITIES = {
     QUEUE: EntityOptions(max_delivery_count=3, lock_duration_s=LOCK_S),
     SLOW_LOCKS: EntityOptions(lock_duration_s=2.0),
+    LONG_LOCKS: EntityOptions(lock_duration_s=60.0),
     SESSIONS: EntityOptions(lock_duration_s=5.0, requires_session=True),
     SHORT_SESSIONS: EntityOptions(lock_duration_s=LOCK_S, requires_session=True),
     TOPIC: EntityOptions(lock_duration_s=LOCK_S, subscriptions=["erp", "audit"]),

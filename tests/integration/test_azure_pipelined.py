@@ -6,6 +6,7 @@ reported as unconfirmed, and the public call wherever the SDK lacks what pipelin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +15,7 @@ from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 from azure.servicebus.exceptions import MessageLockLostError, ServiceBusError
 
-from tests.integration.servicebus_peer_rig import HANDLER, QUEUE, client, peer, send
+from tests.integration.servicebus_peer_rig import HANDLER, LONG_LOCKS, QUEUE, client, peer, send
 from tests.servicebus_peer import ServiceBusPeer
 from worker.buses.azure import pipelined
 
@@ -157,3 +158,35 @@ async def test_a_receive_between_sending_and_confirming_reads_the_echoes(
     assert reads == 0
     assert pending == {}
     assert [m.message_id for m in peer.messages(QUEUE)] == ["m6"]
+
+
+async def test_messages_from_before_a_reconnect_fail_alone_and_the_new_link_stays_up(
+    peer: ServiceBusPeer, client: ServiceBusClient
+) -> None:
+    """The receiver reconnected (the connection dropped) while it held messages: their link is gone,
+    and the new one refuses their delivery tags. The SDK's own call then settles through
+    $management; so must a batch. Found as a worker test that dead-lettered processed messages: the
+    refusal shut the new link down, every message received on it failed the same way, and so on
+    until each had used up its deliveries."""
+    await send(client, LONG_LOCKS, [ServiceBusMessage(f"m{i}", message_id=f"m{i}") for i in range(4)])
+    async with client.get_queue_receiver(LONG_LOCKS, **HANDLER) as receiver:
+        old = await _receive(receiver, 4)
+        assert peer.drop_connections() > 0
+        new = await _receive(receiver, 4)  # the same messages again: the drop cost their locks
+        assert sorted(str(m.message_id) for m in new) == ["m0", "m1", "m2", "m3"]
+
+        stale = await pipelined.complete_all(receiver, old)
+
+        assert all(isinstance(o, MessageLockLostError) for o in stale), stale
+        assert await pipelined.complete_all(receiver, new) == [None] * 4
+        assert peer.messages(LONG_LOCKS) == []
+
+
+async def _receive(receiver: ServiceBusReceiver, n: int) -> list[ServiceBusReceivedMessage]:
+    """``n`` messages, through the reconnect a dropped connection costs (no retries in ``client``)."""
+    got: list[ServiceBusReceivedMessage] = []
+    async with asyncio.timeout(15):
+        while len(got) < n:
+            with contextlib.suppress(ServiceBusError):
+                got += await receiver.receive_messages(max_message_count=n - len(got), max_wait_time=1)
+    return got

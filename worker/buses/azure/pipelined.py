@@ -11,12 +11,14 @@ module fills that table for the whole batch, sends the batch, and reads until ea
 (A single ranged disposition for the batch was tried before: one lost lock held the batch.)
 
 What it relies on (azure-servicebus 7.15, pyamqp transport), checked before each use: the
-receiver's ``_handler._link`` with ``_pending_dispositions`` and ``send_disposition``, the
-connection's ``listen``, and each message's ``_delivery_id`` and ``_delivery_tag``. Anything else
-(an SDK without them, a link not attached, a deferred, settled or expired message, a batch of one)
-goes through ``complete_message``, one by one, as before; an SDK upgrade that takes these away
-fails ``tests/integration/test_azure_pipelined.py``, not the worker. Outcomes are the SDK's own:
-its check of the echo and its exception mapping (``MessageLockLostError`` for a lost lock); an
+receiver's ``_handler._link`` with ``_pending_dispositions``, ``_received_delivery_tags`` and
+``send_disposition``, the connection's ``listen``, and each message's ``_delivery_id`` and
+``_delivery_tag``. Anything else (an SDK without them, a link not attached, a deferred, settled or
+expired message, one the link did not deliver, a batch of one, a disposition that cannot be sent)
+goes through ``complete_message``, one by one, as before: a message from before a reconnect is then
+settled through $management, as the SDK settles it. An SDK upgrade that takes these away fails
+``tests/integration/test_azure_pipelined.py``, not the worker. Outcomes are the SDK's own: its
+check of the echo and its exception mapping (``MessageLockLostError`` for a lost lock); an
 echo that does not come (the link detached, the SDK's operation timeout) is a ``ServiceBusError``,
 which the bus reports as unconfirmed (redelivered unless it applied: harmless, the redelivery is
 recognised); so is a refusal the SDK would have retried (the service busy), not retried here.
@@ -122,7 +124,7 @@ async def send_all(receiver: ServiceBusReceiver, messages: Sequence[Message]) ->
         return batch
     accepted = sdk[0]
     for index, message in enumerate(messages):
-        if not _eligible(message) or message._delivery_id in batch.sent:
+        if not _eligible(message) or message._delivery_id in batch.sent or not _came_on(link, message):
             batch.outcomes[index] = await _one(receiver, message)
             continue
         delivery_id = message._delivery_id
@@ -136,12 +138,20 @@ async def send_all(receiver: ServiceBusReceiver, messages: Sequence[Message]) ->
                 delivery_state=accepted,
                 await_outcome=False,
             )
-        except Exception as exc:  # noqa: BLE001 - this message's outcome
+        except Exception:  # noqa: BLE001 - settled as the SDK's own call settles it
             link._pending_dispositions.pop(delivery_id, None)
-            batch.outcomes[index] = await _mapped(receiver, exc)
+            batch.outcomes[index] = await _one(receiver, message)
             continue
         batch.sent[delivery_id] = index
     return batch
+
+
+def _came_on(link: Any, message: Message) -> bool:
+    """Whether ``link`` delivered ``message``. One received before the receiver reconnected came on
+    a link that is gone: its delivery id may name another message on this one, and the link refuses
+    its tag, an error that, mapped as a failure of the link, would shut this one down too."""
+    tags = getattr(link, "_received_delivery_tags", None)
+    return tags is None or message._delivery_tag in tags
 
 
 async def _one(receiver: ServiceBusReceiver, message: Message) -> Outcome:
