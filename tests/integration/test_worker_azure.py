@@ -19,8 +19,9 @@ from config_db.database import make_engine
 from config_db.migrate import upgrade
 from tests.e2e.cli import Cli, envelope
 from tests.integration.buses import LOCK_S, QUEUE
+from tests.integration.test_worker import run_until
 from tests.integration.test_worker_processes import sandbox_stats
-from tests.integration.worker_rig import Rig, env
+from tests.integration.worker_rig import Rig, env, failure
 from tests.servers import serve_sandbox
 from tests.servicebus_peer import EntityOptions, ServiceBusPeer
 
@@ -54,6 +55,25 @@ async def test_connection_dropped_mid_batch_loses_nothing_and_writes_nothing_twi
     assert stats.counts["duplicate"] <= stats.counts["lock_lost"], stats.counts
     assert set(stats.counts) <= {"created", "unchanged", "lock_lost", "duplicate"}, stats.counts
     assert rig.peer.dead_letter_count(rig.entity) == 0, stats.counts
+
+
+@pytest.mark.parametrize("rig", ["azure", "azure-sessions"], indirect=True)
+async def test_another_publishers_binary_map_and_list_properties_survive_a_retry(rig: Rig) -> None:
+    """Values the SDK receives but will not send (a retry's copy carries the message's properties)."""
+    assert rig.peer is not None
+    rig.sandbox.sandbox.failures.append(failure(503, 2))  # both in-process attempts fail: a retry
+    foreign = {"blob": b"\xff\x00", "meta": {"a": 1}, "tags": ["x", "y"]}
+    rig.peer.send(
+        rig.entity,
+        json.dumps(env(1)),
+        message_id="t-foreign",
+        session_id="acme",
+        application_properties=foreign,
+    )
+    stats = await run_until(rig.worker(delays=(0.5,)), lambda s: s.processed == 2)
+    assert stats.counts == {"retry": 1, "created": 1}
+    assert await rig.writes() == {"customer/acme-c1": 1}
+    assert rig.peer.dead_letter_count(rig.entity) == 0
 
 
 @pytest.fixture
