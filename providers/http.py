@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -41,22 +42,36 @@ class HttpResponse:
         return self.body[:limit].decode("utf-8", "replace")
 
 
+MAX_WAIT_HINT_S = 86_400.0
+"""The longest wait an answer's header is taken at (a day: no vendor's rate window is longer). A
+larger one (``Retry-After: 1e12``, a date in the year 9999) is a broken header; taken as it is, the
+retry would be scheduled beyond what a date can hold, fail, and cost the message its deliveries."""
+
+
+def _wait_hint(seconds: float) -> float | None:
+    """A header's wait, within 0 and ``MAX_WAIT_HINT_S``; None for one that is not a number (nan)."""
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_WAIT_HINT_S)
+
+
 def retry_after_seconds(headers: Mapping[str, str], *fallback_headers: str) -> float | None:
-    """Seconds to wait from ``Retry-After`` (delta or HTTP date) or a vendor reset header."""
+    """Seconds to wait from ``Retry-After`` (delta or HTTP date) or a vendor reset header, at most
+    ``MAX_WAIT_HINT_S``."""
     for name in ("Retry-After", *fallback_headers):
         raw = headers.get(name)
         if raw is None:
             continue
         raw = raw.strip()
         try:
-            return max(0.0, float(raw))
+            seconds = float(raw)
         except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            continue
-        return max(0.0, when.timestamp() - time.time())
+            try:
+                seconds = email.utils.parsedate_to_datetime(raw).timestamp() - time.time()
+            except (TypeError, ValueError, OverflowError):
+                continue
+        if (wait := _wait_hint(seconds)) is not None:
+            return wait
     return None
 
 
@@ -163,7 +178,7 @@ def reset_seconds(headers: Mapping[str, str], name: str) -> float | None:
         return None
     if value > 1e9:
         value -= time.time()
-    return max(0.0, value)
+    return _wait_hint(value)
 
 
 class ConnectionThrottle:

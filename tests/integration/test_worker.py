@@ -85,6 +85,20 @@ async def test_transient_failure_is_retried_later_and_succeeds(rig: Rig) -> None
     assert await rig.writes() == {"customer/acme-c1": 1}
 
 
+@pytest.mark.parametrize("retry_after", [float("inf"), 1e12])
+async def test_an_erp_asking_to_wait_for_ever_is_retried_within_a_day(rig: Rig, retry_after: float) -> None:
+    """Taken as it was, the wait overflowed the retry's due time: its settlement failed on every
+    delivery until the message was dead-lettered (Service Bus), or it was due in 31,000 years."""
+    rig.sandbox.sandbox.failures.append(failure(503, 2, retry_after=retry_after))
+    await rig.publish(env(1))
+    stats = await run_until(rig.worker(delays=(1.0,)), lambda s: s.processed == 1)
+    assert stats.counts == {"retry": 1}
+    assert journal(rig, "acme-e1")[-1]["detail"] == (
+        "retry in 86400 s: generic_rest PUT customer/acme-c1: HTTP 503: sandbox: injected HTTP 503"
+    )
+    assert await rig.dead_letters() == []
+
+
 async def test_retries_exhausted_dead_letters(rig: Rig) -> None:
     rig.sandbox.sandbox.failures.append(failure(503, 100))
     await rig.publish(env(1))

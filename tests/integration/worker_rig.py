@@ -221,7 +221,7 @@ async def publish_one_customer(bus: LocalBus | AzureBus) -> None:
     await bus.publish([OutgoingMessage(json.dumps(envelope).encode(), "t-e1", "acme")])
 
 
-def failure(status: int, count: int) -> Any:
+def failure(status: int, count: int, retry_after: float | None = None) -> Any:
     from providers.generic_rest.sandbox.app import InjectedFailure
 
-    return InjectedFailure(status=status, remaining=count)
+    return InjectedFailure(status=status, remaining=count, retry_after=retry_after)

@@ -9,7 +9,16 @@ from decimal import Decimal
 import pytest
 
 from providers.errors import AuthenticationFailed, MappingError, TransientError
-from providers.http import ConnectionThrottle, HttpResponse, RateHeaders, Token, TokenCache
+from providers.http import (
+    MAX_WAIT_HINT_S,
+    ConnectionThrottle,
+    HttpResponse,
+    RateHeaders,
+    Token,
+    TokenCache,
+    reset_seconds,
+    retry_after_seconds,
+)
 from providers.registry import KINDS, kind
 from providers.settings import SettingsReader
 from providers.versions import compare_versions
@@ -71,6 +80,31 @@ def test_a_429_closes_the_window_by_retry_after_then_reset_then_default() -> Non
     )
     assert throttle.note(response(429)) == 5.0
     assert 18 < throttle.closed_for <= 20  # the latest reopening wins
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("30", 30.0),
+        ("-5", 0.0),
+        ("inf", MAX_WAIT_HINT_S),
+        ("1e12", MAX_WAIT_HINT_S),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", MAX_WAIT_HINT_S),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),
+        ("nan", None),
+        ("soon", None),
+    ],
+)
+def test_a_wait_header_is_taken_at_most_at_a_day(value: str, expected: float | None) -> None:
+    assert retry_after_seconds({"Retry-After": value}) == expected
+    if not value.startswith(("Fri", "Thu")):
+        assert reset_seconds({"X-RateLimit-Reset": value}, "X-RateLimit-Reset") == expected
+
+
+def test_a_429_asking_for_ever_closes_the_window_for_a_day() -> None:
+    throttle = ConnectionThrottle(None)
+    assert throttle.note(response(429, **{"Retry-After": "1e300"})) == MAX_WAIT_HINT_S
+    assert MAX_WAIT_HINT_S - 5 < throttle.closed_for <= MAX_WAIT_HINT_S
 
 
 async def test_a_long_closed_window_is_handed_to_the_retry_without_waiting() -> None:
