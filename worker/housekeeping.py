@@ -14,6 +14,7 @@ it prunes, so a long prune (a first retention over a big sync log) is never star
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
@@ -113,8 +114,10 @@ async def keep_house(
         if not await asyncio.shield(taking):
             return False
     except asyncio.CancelledError:  # the worker stops: a turn taken meanwhile is let go, not held 15 min
-        if await taking:
-            await _release(db, holder, None, None)
+        # Best effort: a failure here (the database refusing) must not take the stop's place.
+        with contextlib.suppress(Exception):
+            if await taking:
+                await _release(db, holder, None, None)
         raise
     ran: dt.datetime | None = None  # stays None when the worker stops meanwhile: the turn is free at once
     outcome = "failed"

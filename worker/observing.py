@@ -18,6 +18,7 @@ from worker.messaging.runner import Worker
 from worker.metrics import MeteredPipeline, Metrics
 from worker.outage import impatient
 from worker.settings import Settings
+from worker.stopping import stop_if_cancelled
 
 log = get_logger()
 
@@ -58,6 +59,7 @@ async def sample_bus(bus: Bus, metrics: Metrics, interval_s: float) -> None:
             if not failing:
                 log.warning("bus depth not sampled", error=f"{exc.__class__.__name__}: {exc}"[:300])
             failing = True
+            stop_if_cancelled()
         else:
             failing = False
             metrics.bus_sampled_now(stats)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import Connection, func, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from config_db import marks, sync_log
 from config_db import reconcile as runs
@@ -20,6 +21,7 @@ from config_db.database import make_engine
 from config_db.marks import Mark, RecordRef
 from config_db.models import echo_marks, reconcile_runs
 from config_db.sync_log import Entry
+from worker import housekeeping
 from worker.db import Database
 from worker.housekeeping import HOUSE, JOB, TurnLost, keep_house, renew_turn, take_turn
 
@@ -117,6 +119,25 @@ async def test_a_worker_stopped_as_it_takes_the_turn_lets_it_go(two: tuple[Datab
     )
     assert all(tuple(row) == (None, None) for row in rows), rows
     assert await keep_house(second, WINDOW, None, holder="w2"), "the next worker need not wait"
+
+
+async def test_a_worker_stopped_while_the_database_refuses_the_turn_stops(
+    two: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found on a full disk: the refusal took the stop's place, so the runner logged it as a failed
+    upkeep and kept house again, and the worker waited for it for ever."""
+    first, _ = two
+
+    def refused(conn: Connection, holder: str, *, period_s: float) -> bool:
+        time.sleep(0.2)  # the statement is under way when the stop comes
+        raise OperationalError("UPDATE reconcile_runs", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(housekeeping, "take_turn", refused)
+    stopping = asyncio.create_task(keep_house(first, WINDOW, None, holder="w1"))
+    await asyncio.sleep(0.05)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
 
 
 def _old_entries(db: Database, n: int) -> None:

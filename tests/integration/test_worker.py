@@ -99,6 +99,22 @@ async def test_an_erp_asking_to_wait_for_ever_is_retried_within_a_day(rig: Rig, 
     assert await rig.dead_letters() == []
 
 
+@pytest.mark.parametrize("rig", ["local-sqlite"], indirect=True)
+async def test_a_worker_stops_though_its_upkeep_fails_on_the_way_out(rig: Rig) -> None:
+    """The upkeep's cancellation turned into the database's error (a full disk): caught as a failed
+    upkeep, it kept the upkeep going, and the worker it belonged to never ended (nor heeded SIGTERM)."""
+
+    async def upkeep() -> None:
+        try:
+            await asyncio.Event().wait()  # a statement under way
+        except asyncio.CancelledError:
+            raise RuntimeError("database or disk is full") from None
+
+    worker = Worker(rig.bus, rig.pipeline((0.2,)), concurrency=2, housekeeping=upkeep, housekeeping_s=300)
+    stats = await asyncio.wait_for(worker.run(until_idle=True), 10)
+    assert stats.processed == 0
+
+
 async def test_retries_exhausted_dead_letters(rig: Rig) -> None:
     rig.sandbox.sandbox.failures.append(failure(503, 100))
     await rig.publish(env(1))

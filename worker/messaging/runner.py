@@ -17,6 +17,7 @@ from worker.logging import get_logger, redactor
 from worker.messaging.locks import LockKeeper
 from worker.messaging.outcomes import Abandon, Complete, DeadLetter, Outcome, Retry
 from worker.messaging.retry import ATTEMPT_PROPERTY
+from worker.stopping import stop_if_cancelled
 
 log = get_logger()
 
@@ -136,6 +137,7 @@ class Worker:
                 await chore()
             except Exception as exc:  # noqa: BLE001 - retried at the next period
                 log.warning("housekeeping failed", error=f"{exc.__class__.__name__}: {exc}")
+                stop_if_cancelled()
             await asyncio.sleep(self._housekeeping_s)
 
     async def _receive_loop(self, until_idle: bool) -> None:

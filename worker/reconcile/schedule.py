@@ -32,6 +32,7 @@ from worker.metrics import Metrics
 from worker.operators.actors import Actor, audit
 from worker.reconcile.errors import ReconcileError
 from worker.reconcile.validate import Validation, ValidationError, validate_client
+from worker.stopping import stop_if_cancelled
 
 log = get_logger()
 
@@ -208,6 +209,7 @@ class Scheduler:
                 await self.tick()
             except Exception as exc:  # noqa: BLE001 - the scheduler outlives one bad tick (logged)
                 log.warning("scheduler tick failed", error=f"{exc.__class__.__name__}: {exc}")
+                stop_if_cancelled()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), tick_s)
 
