@@ -121,7 +121,8 @@ def set_connection(db: Connection, conn: StoredConnection) -> None:
 def rotate_credentials(db: Connection, client_id: str, box: SecretBox) -> bool:
     """Re-encrypt one connection's credentials with the newest key; False when they already were
     (or it has none). One connection per transaction: a rotation can stop and run again."""
-    stored = get_connection(db, client_id)
+    row = db.execute(q_connection(client_id).with_for_update()).first()  # a set meanwhile is not undone
+    stored = None if row is None else _stored(row)
     if stored is None or box.is_current(stored.credentials):
         return False
     rotated = box.rotate(stored.credentials, owner=f"client {client_id!r}")

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from config_db.models import subscriptions, utcnow
+from config_db.secrets import SecretBox
 
 ACTIVE = "active"
 PAUSED = "paused"
@@ -99,6 +100,18 @@ def _set(db: Connection, subscription_id: str, **values: Any) -> bool:
 
 def set_secrets(db: Connection, subscription_id: str, secrets: str) -> bool:
     return _set(db, subscription_id, secrets=secrets)
+
+
+def rotate_key(db: Connection, subscription_id: str, box: SecretBox) -> bool:
+    """Re-encrypt one subscription's signing secrets with the newest key (``cwi secrets rotate``);
+    False when they already were. Its row held meanwhile: a secret rotated at the same moment is not
+    written over with the old one."""
+    stored = get_locked(db, subscription_id)
+    if stored is None or box.is_current(stored.secrets):
+        return False
+    return set_secrets(
+        db, subscription_id, box.rotate(stored.secrets, owner=f"subscription {subscription_id}")
+    )
 
 
 def pause(db: Connection, subscription_id: str, reason: str, *, now: dt.datetime) -> bool:

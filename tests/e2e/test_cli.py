@@ -9,6 +9,8 @@ import pytest
 
 from tests.e2e.cli import SECRET_KEY, TOKEN, Cli, envelope, jsonl
 
+OPEN_ENDPOINTS = {"CWI_PUBLISHER_ALLOW_PRIVATE": "true", "CWI_PUBLISHER_ALLOW_HTTP": "true"}
+
 
 @pytest.fixture
 def cli(migrated_db_url: str) -> Cli:
@@ -228,16 +230,22 @@ def test_listings_have_json_and_dead_letter_ids_are_shown_whole(cli: Cli) -> Non
     assert bad.returncode == 2 and "not a dead-letter reason" in bad.stderr
 
 
-def test_secrets_generate_a_key_and_rotate_every_connection_to_it(cli: Cli) -> None:
+def test_secrets_generate_a_key_and_rotate_every_connection_and_subscription_to_it(cli: Cli) -> None:
     cli.provision_directly("http://127.0.0.1:9", "acme", "globex")
+    subscribe = ("subscriptions", "add", "acme", "http://127.0.0.1:9/hooks", "-e", "customer.*", "--json")
+    sub_id = json.loads(cli.run(*subscribe, **OPEN_ENDPOINTS).stdout)["id"]
     new = cli.run("secrets", "generate-key").stdout.strip()
     assert len(new) == 44
     both = f"{new},{SECRET_KEY}"
     out = cli.run("secrets", "rotate", CWI_SECRET_KEY=both).stdout
     assert "2 connection(s) re-encrypted, 0 already current, 0 unreadable" in out
+    assert "1 subscription secret(s) re-encrypted, 0 already current, 0 unreadable" in out
     again = cli.run("secrets", "rotate", CWI_SECRET_KEY=both).stdout
     assert "0 connection(s) re-encrypted, 2 already current" in again, "resumable, idempotent"
+    assert "0 subscription secret(s) re-encrypted, 1 already current" in again
     listed = cli.run("connections", "list", "--json", CWI_SECRET_KEY=new).stdout.splitlines()
     assert [json.loads(line)["credentials"] for line in listed] == [["token"], ["token"]], "the new key alone"
+    # The subscription's secret reads with the new key alone too (its deliveries are signed with it).
+    cli.run("subscriptions", "rotate-secret", sub_id, CWI_SECRET_KEY=new)
     old_only = cli.run("connections", "list", "--json").stdout
     assert "cannot decrypt" in old_only

@@ -23,6 +23,7 @@ STATEMENTS = {
     "q_clients": clients.q_clients(),
     "q_connection": clients.q_connection("acme"),
     "q_connections": clients.q_connections(),
+    "q_connection_locked": clients.q_connection("acme").with_for_update(),  # cwi secrets rotate
     "s_insert_client": clients.s_insert_client("acme", "Acme"),
     "s_insert_connection": clients.s_insert_connection(
         clients.StoredConnection("acme", "generic_rest", "http://x", {"a": "b"}, "c", True)

@@ -175,7 +175,7 @@ class Subscriptions:
         now = dt.datetime.now(dt.UTC)
 
         def work(conn: Any) -> tuple[StoredSubscription, Secrets] | None:
-            sub = subscriptions.get(conn, subscription_id)
+            sub = subscriptions.get_locked(conn, subscription_id)  # not crossed by `cwi secrets rotate`
             if sub is None:
                 return None
             rotated = Secrets.decrypt(box, sub.secrets, owner=f"subscription {sub.id}").rotated(now, grace)
