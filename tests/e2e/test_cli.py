@@ -233,7 +233,7 @@ def test_listings_have_json_and_dead_letter_ids_are_shown_whole(cli: Cli) -> Non
 def test_secrets_generate_a_key_and_rotate_every_connection_and_subscription_to_it(cli: Cli) -> None:
     cli.provision_directly("http://127.0.0.1:9", "acme", "globex")
     subscribe = ("subscriptions", "add", "acme", "http://127.0.0.1:9/hooks", "-e", "customer.*", "--json")
-    sub_id = json.loads(cli.run(*subscribe, **OPEN_ENDPOINTS).stdout)["id"]
+    sub_id = json.loads(cli.run(*subscribe, check=True, **OPEN_ENDPOINTS).stdout)["id"]
     new = cli.run("secrets", "generate-key").stdout.strip()
     assert len(new) == 44
     both = f"{new},{SECRET_KEY}"
