@@ -24,7 +24,9 @@ COMMANDS: Mapping[str, Lazy] = {
     ),
     "contracts": Lazy("worker.cli.contracts:app", "The data contracts.", SETUP),
     "secrets": Lazy(
-        "worker.cli.secrets:app", "The keys that encrypt connection credentials (CWI_SECRET_KEY).", SETUP
+        "worker.cli.secrets:app",
+        "The keys that encrypt connection credentials and subscription secrets (CWI_SECRET_KEY).",
+        SETUP,
     ),
     "send": Lazy(
         "worker.cli.messages:send",

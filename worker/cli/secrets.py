@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from config_db.secrets import SecretBox
     from worker.db import Database
 
-app = typer.Typer(help="The keys that encrypt connection credentials (CWI_SECRET_KEY).", no_args_is_help=True)
+app = typer.Typer(
+    help="The keys that encrypt connection credentials and subscription secrets (CWI_SECRET_KEY).",
+    no_args_is_help=True,
+)
 
 
 @app.command("generate-key")
