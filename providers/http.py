@@ -291,6 +291,18 @@ class Token:
     fresh: Callable[[], bool]
 
 
+def token_lifetime(answered: object, default_s: float) -> float:
+    """A token answer's ``expires_in`` in seconds, or ``default_s`` when it is absent or not a
+    positive finite number (``"soon"``, ``-5``, ``NaN``). Taken as it came, such a value raised
+    ValueError (every push of the connection failed) or left the token never fresh (a token request
+    before every call)."""
+    try:
+        seconds = float(answered)  # type: ignore[arg-type]  # whatever the JSON held
+    except (TypeError, ValueError):
+        return default_s
+    return seconds if math.isfinite(seconds) and seconds > 0 else default_s
+
+
 def fresh_until(lifetime_s: float, margin_s: float) -> Callable[[], bool]:
     """Fresh for ``lifetime_s`` less ``margin_s`` from now (monotonic clock)."""
     deadline = time.monotonic() + lifetime_s - margin_s

@@ -33,6 +33,7 @@ from providers.http import (
     raise_for_status,
     send,
     throttled_send,
+    token_lifetime,
 )
 from providers.settings import SettingsReader
 
@@ -225,7 +226,7 @@ class UniClient:
         body = resp.json()
         if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
             raise TransientError(f"Uni login at {self.token_url} answered without an access_token")
-        lifetime = float(body.get("expires_in", 300))
+        lifetime = token_lifetime(body.get("expires_in"), 300.0)
         # Refresh early, but never so early that a short-lived token is refreshed on every call.
         return Token(body["access_token"], fresh_until(lifetime, min(REFRESH_MARGIN_S, lifetime / 5)))
 

@@ -26,6 +26,7 @@ from providers.http import (
     redact_headers,
     send,
     throttled_send,
+    token_lifetime,
 )
 from providers.plan import is_placeholder
 from providers.settings import SettingsReader
@@ -132,10 +133,7 @@ class VismaNetClient:
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise TransientError(f"{self._spec.kind} token response without access_token: {resp.text(200)}")
-        try:
-            lifetime = float(body.get("expires_in") or 3600)
-        except (TypeError, ValueError):
-            lifetime = 3600.0  # Connect's documented default lifetime is an hour
+        lifetime = token_lifetime(body.get("expires_in"), 3600.0)  # Connect's documented default: an hour
         return Token(token, fresh_until(lifetime, min(REFRESH_MARGIN_S, lifetime / 2)))
 
     def headers(self, token: str, *, with_body: bool) -> dict[str, str]:

@@ -78,6 +78,7 @@ __all__ = [  # the fake's public names, wherever they are defined
 class FakeUni(UniLogin):
     company_key: str = "company-key-1"
     token_lifetime_s: int = 3600
+    expires_in_answer: object = None
     base_url: str = ""
     violations: list[str] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)

@@ -36,6 +36,7 @@ class UniLogin:
 
     company_key: str
     token_lifetime_s: int
+    expires_in_answer: object  # what the token answer says, when not None (not the lifetime)
     base_url: str
     token_requests: int
     assertion_headers: list[dict[str, Any]]
@@ -74,7 +75,7 @@ class UniLogin:
         self._tokens[token] = (str(form["client_id"]), time.time() + self.token_lifetime_s)
         body = {
             "access_token": token,
-            "expires_in": self.token_lifetime_s,
+            "expires_in": self.token_lifetime_s if self.expires_in_answer is None else self.expires_in_answer,
             "token_type": "Bearer",
             "scope": "AppFramework",
         }

@@ -78,6 +78,7 @@ class FakeVismaNet(VismaInvoices):
     def __init__(self, *, token_lifetime: int = 3600) -> None:
         self.client_id, self.client_secret, self.tenant_id = "cw-integration", "s3cret-value", "tenant-42"
         self.token_lifetime = token_lifetime
+        self.expires_in_answer: object = None  # what the token answer says, when not the lifetime
         self.base_url = ""  # set by the test once the app is served
         self.vat_codes = {"1", "3", "5", "6"}
         self.accounts = {"3000", "3100"}
@@ -264,7 +265,8 @@ class FakeVismaNet(VismaInvoices):
             return web.json_response({"error": "invalid_scope"}, status=400)
         token = jwt({"sub": API_SUBJECT, "client_id": self.client_id, "tenant_id": self.tenant_id})
         self.tokens[token] = time.time() + self.token_lifetime
-        body = {"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"}
+        expires_in = self.token_lifetime if self.expires_in_answer is None else self.expires_in_answer
+        body = {"access_token": token, "expires_in": expires_in, "token_type": "Bearer"}
         return web.json_response(body)
 
     # customers, suppliers, projects

@@ -151,6 +151,18 @@ async def test_preview_names_what_push_would_look_up(make: MakeProvider, fake: F
     assert fake.requests == [] and fake.token_requests == 0
 
 
+@pytest.mark.parametrize("expires_in", ["soon", "NaN", -5])
+async def test_a_token_answer_without_a_usable_lifetime_is_kept_for_the_default(
+    provider: UniEconomyProvider, fake: FakeUni, expires_in: object
+) -> None:
+    """Taken as it came: "soon" failed every push with ValueError, -5 and NaN fetched a token before
+    every call."""
+    fake.expires_in_answer = expires_in
+    await provider.push(change(CUSTOMER))
+    await provider.push(change(SUPPLIER))
+    assert fake.token_requests == 1
+
+
 def test_describe_error_reads_every_known_shape() -> None:
     body = b'{"Message": "Validation failed", "Messages": [{"PropertyName": "Name", "Message": "required"}],'
     body += b' "ModelState": {"Customer.OrgNumber": ["invalid"]}}'

@@ -156,7 +156,10 @@ async def test_503_is_transient(fake: FakeVismaNet, http: aiohttp.ClientSession)
         await provider(fake, http).push(change(customer()))
 
 
-async def test_token_is_cached(fake: FakeVismaNet, http: aiohttp.ClientSession) -> None:
+@pytest.mark.parametrize("expires_in", [None, "soon", "NaN", -5, 0])
+async def test_token_is_cached(fake: FakeVismaNet, http: aiohttp.ClientSession, expires_in: object) -> None:
+    """Also when the answer's expires_in is no lifetime: taken at the documented hour."""
+    fake.expires_in_answer = expires_in
     erp = provider(fake, http)
     await erp.push(change(customer("10001")))
     await erp.push(change(customer("10002")))

@@ -18,6 +18,7 @@ from providers.http import (
     TokenCache,
     reset_seconds,
     retry_after_seconds,
+    token_lifetime,
 )
 from providers.registry import KINDS, kind
 from providers.settings import SettingsReader
@@ -105,6 +106,15 @@ def test_a_429_asking_for_ever_closes_the_window_for_a_day() -> None:
     throttle = ConnectionThrottle(None)
     assert throttle.note(response(429, **{"Retry-After": "1e300"})) == MAX_WAIT_HINT_S
     assert MAX_WAIT_HINT_S - 5 < throttle.closed_for <= MAX_WAIT_HINT_S
+
+
+@pytest.mark.parametrize(
+    ("answered", "expected"),
+    [(3600, 3600.0), ("120", 120.0), (None, 300.0), ("soon", 300.0), ("NaN", 300.0), (-5, 300.0),
+     (0, 300.0), (float("inf"), 300.0), ([1], 300.0)],
+)  # fmt: skip
+def test_a_token_lifetime_that_is_no_lifetime_is_the_default(answered: object, expected: float) -> None:
+    assert token_lifetime(answered, 300.0) == expected
 
 
 async def test_a_long_closed_window_is_handed_to_the_retry_without_waiting() -> None:
