@@ -115,7 +115,12 @@ async def send(
     timeout_s: float = 30.0,
 ) -> HttpResponse:
     """One request; network failures and timeouts become TransientError. A ``CanonicalJson``
-    body goes as it is (aiohttp would encode it again)."""
+    body goes as it is (aiohttp would encode it again).
+
+    Redirects are not followed, and are a TransientError naming where they lead: followed, a
+    redirect to another host took the vendor's key headers with it (aiohttp drops only
+    Authorization), and a POST redirected with 302 came back as the answer of a GET, a create
+    reported as made. An API behind a redirect is a base URL to correct (``http`` for ``https``)."""
     body: Any = data
     if isinstance(json_body, CanonicalJson):
         headers = {**(headers or {}), "Content-Type": "application/json"}
@@ -129,7 +134,14 @@ async def send(
             data=body,
             params=params,
             timeout=aiohttp.ClientTimeout(total=timeout_s),
+            allow_redirects=False,
         ) as resp:
+            if 300 <= resp.status < 400:
+                where = resp.headers.get("Location", "nowhere said")[:300]
+                raise TransientError(
+                    f"{method} {url}: HTTP {resp.status}, a redirect to {where}, not followed "
+                    "(is the base URL right?)"
+                )
             body = await read_bounded(resp, f"{method} {url}")
             return HttpResponse(resp.status, resp.headers, body)
     except TimeoutError:

@@ -174,8 +174,16 @@ class KitClient:
         shown_request = {k: ("Bearer ***" if k == "Authorization" else v) for k, v in headers.items()}
         request_text = None if data is None else data.decode("utf-8", "replace")
         try:
+            # Redirects not followed: the candidate's own answer is what is checked, and the key
+            # goes nowhere else.
             async with self._session.request(
-                method, url, headers=headers, data=data, params=query, timeout=aiohttp.ClientTimeout(total=30)
+                method,
+                url,
+                headers=headers,
+                data=data,
+                params=query,
+                timeout=aiohttp.ClientTimeout(total=30),
+                allow_redirects=False,
             ) as resp:
                 text = (await read_bounded(resp, f"{method} {url}")).decode("utf-8", "replace")
                 shown = {k: v for k, v in resp.headers.items() if k.lower() in _SHOWN_HEADERS}
