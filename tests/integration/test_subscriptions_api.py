@@ -74,6 +74,9 @@ async def test_subscriptions_through_the_admin_api(db: Database, monkeypatch: py
         ):
             status, answer = await call("POST", "/subscriptions", ADMIN, body)
             assert status == 400 and problem in answer["error"], answer
+        for grace in (1e12, float("nan"), -1):  # a date beyond what one holds: once a 500
+            status, answer = await call("POST", f"{path}/rotate-secret", ADMIN, {"grace_s": grace})
+            assert status == 400 and "grace period" in answer["error"], answer
         status, answer = await call("GET", f"{path}/deliveries?status=lost", VIEWER)
         assert status == 400 and "status must be one of" in answer["error"]
 

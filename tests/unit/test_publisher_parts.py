@@ -17,9 +17,25 @@ from worker.publisher import PublisherSettings
 from worker.publisher.events import PatternError, check_patterns, matches, payload
 from worker.publisher.guard import address_kind
 from worker.publisher.schedule import backoff_s, next_attempt
+from worker.publisher.settings import load_publisher_settings
 from worker.publisher.signing import Secrets, headers, new_secrets
+from worker.settings import SettingsError
 
 T0 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["retry_first_s", "retry_max_s", "retry_for_s", "pause_after_s", "rotation_grace_s", "directory_s"],
+)
+@pytest.mark.parametrize("value", ["inf", "1e12", "nan"])
+def test_a_publisher_duration_beyond_what_a_date_holds_is_refused_by_name(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Accepted, it overflowed the dates made from it: every delivery retried, or rotation, failed."""
+    monkeypatch.setenv(f"CWI_PUBLISHER_{name.upper()}", value)
+    with pytest.raises(SettingsError, match=f"CWI_PUBLISHER_{name.upper()}"):
+        load_publisher_settings()
 
 
 def test_patterns_are_checked_and_matched() -> None:

@@ -31,7 +31,7 @@ from worker.publisher.guard import EndpointRefused
 from worker.publisher.outbox import Outbox
 from worker.publisher.settings import PublisherSettings, load_publisher_settings
 from worker.publisher.signing import Secrets, new_secrets
-from worker.settings import Settings
+from worker.settings import YEAR_S, Settings
 
 MAX_LOG = 1000
 
@@ -172,6 +172,10 @@ class Subscriptions:
         grace = self.publisher.rotation_grace_s if grace_s is None else grace_s
         if grace < 0:
             raise SubscriptionError("the grace period cannot be negative")
+        if not grace <= YEAR_S:  # NaN too: the old secret's end must be a date
+            raise SubscriptionError(
+                f"the grace period must be at most 365 days ({YEAR_S} s), not {grace:g} s"
+            )
         now = dt.datetime.now(dt.UTC)
 
         def work(conn: Any) -> tuple[StoredSubscription, Secrets] | None:
