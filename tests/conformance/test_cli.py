@@ -69,3 +69,13 @@ def test_without_the_extra_it_names_the_pip_line(
     assert cwi(monkeypatch, "http://erp", "--token", "t") == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: cwi conformance needs the conformance extra: pip install 'cwi[conformance]'"
+
+
+@pytest.mark.parametrize("wait", ["inf", "601"])
+def test_a_webhook_wait_past_ten_minutes_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], wait: str
+) -> None:
+    """``inf`` waited for ever for webhooks an ERP without them never sends."""
+    assert cwi(monkeypatch, "http://erp", "--token", "t", "--webhook-wait", wait) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--webhook-wait" in err and "less than or equal to 600" in err

@@ -39,7 +39,9 @@ def conformance(
             help="whsec_… secret the ERP signs its webhooks with", envvar="CWI_CONFORMANCE_WEBHOOK_SECRET"
         ),
     ] = None,
-    webhook_wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the webhooks")] = 5.0,
+    webhook_wait: Annotated[
+        float, typer.Option(min=0, max=600, help="Seconds to wait for the webhooks (at most 600)")
+    ] = 5.0,
 ) -> None:
     """Check an ERP endpoint against the generic REST interface (docs/interface.md).
 
