@@ -75,12 +75,18 @@ def _side(value: str) -> str:
 def _cron(value: str) -> str:
     # Imported here: croniter (with dateutil, about 1 MB) is needed only where a cron setting is
     # read, never on a worker's message path.
-    from croniter import croniter
+    from croniter import CroniterBadDateError, croniter
 
     if not croniter.is_valid(value):
         raise SettingProblem(
             f"{value!r} is not a cron expression (minute hour day month weekday, e.g. 0 2 * * *)"
         )
+    try:
+        croniter(value).get_next()
+    except CroniterBadDateError:
+        raise SettingProblem(
+            f"{value!r} never fires (a day no month has, like 31 2 for February 31)"
+        ) from None
     return value
 
 

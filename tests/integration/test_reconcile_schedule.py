@@ -14,7 +14,9 @@ from pathlib import Path
 from config_db import clients
 from config_db import reconcile as state
 from config_db.database import make_engine
-from worker.reconcile.schedule import due
+from worker.bootstrap import open_app
+from worker.reconcile.schedule import Job, Scheduler, due
+from worker.settings import Settings
 
 YEARLY = "0 0 1 1 *"
 T0 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
@@ -24,6 +26,25 @@ def test_a_job_is_due_when_its_schedule_fired_since_its_last_run() -> None:
     assert due("0 2 * * *", None, T0), "never run: at once"
     assert not due("0 2 * * *", T0, T0 + dt.timedelta(hours=15))
     assert due("0 2 * * *", T0, T0 + dt.timedelta(hours=16, minutes=1))
+    assert not due("0 0 31 2 *", T0, T0 + dt.timedelta(days=400)), "never fires: never due (it raised)"
+
+
+async def test_one_clients_failing_job_does_not_hold_up_the_others(migrated_db_url: str) -> None:
+    """A job's unexpected error left the tick, so every client after it in the list never had its
+    jobs run (a schedule stored unchecked that never fires did the same: ``due`` raised)."""
+    _provision(migrated_db_url, "acme", "globex")
+    ran: list[tuple[str, str]] = []
+
+    async def run_job(job: Job) -> str:
+        if job.client_id == "acme":
+            raise RuntimeError("an ERP answer nobody expected")
+        ran.append((job.client_id, job.name))
+        return "ran"
+
+    async with open_app(Settings(database_url=migrated_db_url)) as app:
+        done = await Scheduler(app, run_job=run_job).tick()
+    assert sorted(ran) == [("globex", "reconcile"), ("globex", "validate")]
+    assert [(j.client_id, j.name) for j in done] == sorted(ran)
 
 
 def test_the_lease_is_one_holders_until_released_or_run_out(db_url: str) -> None:

@@ -193,6 +193,7 @@ def test_vat_codes_by_rate_and_back_name_the_fix() -> None:
         ("release_invoices", "yes", lambda s: s.flag("release_invoices")),
         ("department_id", "four", lambda s: s.integer("department_id")),
         ("timeout_s", "-1", lambda s: s.positive_number("timeout_s", 30.0)),
+        ("reconcile_schedule", "0 0 31 2 *", lambda s: s.cron("reconcile_schedule")),  # never fires
     ],
 )
 def test_every_setting_error_names_the_command_that_fixes_it(name: str, value: str, read: object) -> None:

@@ -46,12 +46,16 @@ LEASE_S = 600.0
 
 
 def due(cron: str, last: dt.datetime | None, now: dt.datetime) -> bool:
-    """Has ``cron`` fired since ``last`` (never run: yes)?"""
+    """Has ``cron`` fired since ``last`` (never run: yes)? A schedule that never fires again
+    (``0 0 31 2 *``: no 31st of February) is never due."""
     if last is None:
         return True
-    from croniter import croniter  # here: a worker without scheduled jobs never loads it (1 MB)
+    from croniter import CroniterBadDateError, croniter  # here: a worker without jobs never loads it
 
-    fired: dt.datetime = croniter(cron, last).get_next(dt.datetime)
+    try:
+        fired: dt.datetime = croniter(cron, last).get_next(dt.datetime)
+    except CroniterBadDateError:
+        return False
     return fired <= now
 
 
@@ -108,8 +112,16 @@ class Scheduler:
             if not connection.enabled:
                 continue
             for job in self.jobs(connection):
-                if await self._run_if_due(job):
-                    ran.append(job)
+                try:
+                    if await self._run_if_due(job):
+                        ran.append(job)
+                except Exception as exc:  # noqa: BLE001 - one client's job never holds up the others'
+                    log.warning(
+                        f"scheduled {job.name} failed",
+                        client_id=job.client_id,
+                        error=f"{exc.__class__.__name__}: {exc}",
+                    )
+                    stop_if_cancelled()
         return ran
 
     async def _run_if_due(self, job: Job) -> bool:
