@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cli import SECRET_KEY, TOKEN, Cli, envelope, jsonl
+from worker.cli import common
 
 OPEN_ENDPOINTS = {"CWI_PUBLISHER_ALLOW_PRIVATE": "true", "CWI_PUBLISHER_ALLOW_HTTP": "true"}
 
@@ -123,6 +124,25 @@ def test_errors_are_one_clear_line(cli: Cli, args: list[str], message: str) -> N
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "big.jsonl", "-"])
+def test_an_input_larger_than_the_bound_is_one_line_and_publishes_nothing(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    """Read whole, /dev/zero (or a log file given by mistake) took the machine's memory."""
+    monkeypatch.setattr(common, "MAX_INPUT_BYTES", 2**20)
+    cli.run("clients", "add", "acme")
+    big = jsonl([envelope(n) for n in range(5)]) + " " * 2**20  # valid, but past the bound
+    (tmp_path / "big.jsonl").write_text(big)
+    path = source if source != "big.jsonl" else str(tmp_path / source)
+    result = cli.run("send", path, input=big, check=False)
+    name = "standard input" if source == "-" else path
+    assert (result.returncode, result.stderr.strip()) == (
+        2,
+        f"error: {name} is larger than 1 MiB: split it into smaller files",
+    )
+    assert cli.status()["active"] == 0
 
 
 def test_unmigrated_database_says_what_to_do(tmp_path: Path) -> None:

@@ -43,26 +43,36 @@ def __getattr__(name: str) -> Console:
 __all__ = ["CliError", "fail"]
 
 
+MAX_INPUT_BYTES = 256 * 1024 * 1024
+"""The most a command reads from its input file: every record is held, validated, before any is
+used. Read whole, ``/dev/zero`` or a log file given by mistake took the machine's memory."""
+
+
 def read_input(path: str) -> str:
     """The text of file ``path`` (``-``: stdin) as a command reads it: UTF-8 (a byte-order mark
-    dropped); a file that cannot be read, or bytes that are not UTF-8, end the command in one line."""
+    dropped), at most ``MAX_INPUT_BYTES``; a file that cannot be read, is larger, or holds bytes that
+    are not UTF-8 ends the command in one line."""
     from pathlib import Path
 
     from contracts.jsontext import BadText, decode
 
+    name = "standard input" if path == "-" else path
     if path == "-":
-        data = sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
     elif not Path(path).exists():
         fail(f"no such file: {path}", 2)
     else:
         try:
-            data = Path(path).read_bytes()
+            with Path(path).open("rb") as file:
+                data = file.read(MAX_INPUT_BYTES + 1)
         except OSError as exc:  # a folder, no permission
             fail(f"cannot read {path}: {exc.strerror or exc}", 2)
+    if len(data) > MAX_INPUT_BYTES:
+        fail(f"{name} is larger than {MAX_INPUT_BYTES // 2**20} MiB: split it into smaller files", 2)
     try:
         return decode(data)
     except BadText as exc:
-        fail(f"{'standard input' if path == '-' else path}: {exc}", 2)
+        fail(f"{name}: {exc}", 2)
 
 
 def settings() -> Settings:
