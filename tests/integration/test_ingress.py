@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,6 +18,7 @@ from tests.integration._ingress import CLIENTS, SECRET_KEY, Call, Listener, list
 from worker.bootstrap import App, open_app
 from worker.buses.base import OutgoingMessage
 from worker.health_port import serving_health
+from worker.ingress.admin_routes import MAX_REQUEST_BYTES
 from worker.ingress.app import MAX_BODY, create_app
 from worker.ingress.server import serving
 from worker.metrics import MeteredPipeline, Metrics
@@ -231,6 +233,35 @@ async def test_healthz_and_readyz_answer_when_all_is_up(ingress: Listener) -> No
 async def test_the_admin_api_is_mounted_and_closed_without_a_key(ingress: Listener) -> None:
     status, body = await ingress.get("/admin/dlq")
     assert status in (401, 503) and "key" in body.lower()
+
+
+@pytest.mark.parametrize("path", ["/admin/dlq/replay", "/admin/clients"])
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_an_admin_body_over_the_bound_is_413_and_not_held(
+    sqlite_url: str, path: str, declared: bool
+) -> None:
+    """An admin API body was read whole, however big, for any key (a viewer's too)."""
+    size = MAX_REQUEST_BYTES + 1
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, size, 2**20):
+            yield b"x" * min(2**20, size - start)
+
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": "Bearer admin-key"}
+    async with listener(sqlite_url, admin_api_key="admin-key") as lst:
+        body: Any = b"x" * size if declared else chunks()
+        async with lst.http.post(lst.url + path, data=body, headers=headers) as resp:
+            assert (resp.status, await resp.json()) == (
+                413,
+                {"error": f"the request body is over {size - 1} bytes"},
+            )
+        async with lst.http.post(lst.url + path, data=b"x" * 1000, headers=headers) as resp:
+            assert resp.status == 400, "a small one reaches the app (and is not JSON)"
+        body = b"x" * size if declared else chunks()
+        async with lst.http.post(lst.url + "/console/login", data=body, headers=headers) as resp:
+            assert resp.status in (400, 413), (
+                "the console's forms are bounded too"
+            )  # 400: one field over 1 MiB
 
 
 def _listener_port(app: App, metrics: Metrics) -> AbstractAsyncContextManager[str]:

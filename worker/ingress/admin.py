@@ -28,11 +28,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from contracts import jsontext
 from worker.buses.base import Bus
 from worker.console.auth import key_label, role_of_key
 from worker.db import Database, refused_value
-from worker.ingress.admin_routes import console_routes
+from worker.ingress.admin_routes import BodyTooLarge, console_routes
+from worker.ingress.admin_routes import _json as _body
 from worker.ingress.admin_subscriptions import subscription_routes
 from worker.ingress.openapi import openapi_document
 from worker.logging import get_logger
@@ -102,6 +102,10 @@ def _key_settings(api_key: SecretStr | str | None) -> Settings:
     return Settings(admin_api_key=key, operator_api_key=None, viewer_api_key=None)
 
 
+async def too_large(_request: Request, exc: Exception) -> Response:
+    return _error(413, str(exc))
+
+
 async def refused(_request: Request, exc: Exception) -> Response:
     """A value the database cannot take (a NUL character in a query on PostgreSQL): 400, one line."""
     assert isinstance(exc, DataError)
@@ -125,16 +129,6 @@ def _selection(values: Mapping[str, Any], ids: list[str] | None = None) -> Selec
         raise Invalid(describe_invalid(exc)) from None
     except SelectionError as exc:
         raise Invalid(str(exc)) from None
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = jsontext.loads(await request.body() or b"{}")
-    except ValueError:
-        raise BadRequest("the request body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    return body
 
 
 def _ids(body: Mapping[str, Any]) -> list[str] | None:
@@ -240,6 +234,7 @@ def admin_app(
         ],
         middleware=[Middleware(_RequireKey, settings=settings)],
         exception_handlers={
+            BodyTooLarge: too_large,
             DataError: refused,
             BadRequest: bad_request,
             Invalid: invalid,

@@ -20,6 +20,7 @@ from worker.bootstrap import App
 from worker.console.app import console_app
 from worker.health import RETRY_LATER
 from worker.ingress.admin import admin_app
+from worker.ingress.admin_routes import MAX_REQUEST_BYTES
 from worker.ingress.health import Health, starlette
 from worker.ingress.ratelimit import RateLimiter
 from worker.ingress.receiving import Accepted, Refused, lookup, parse, publish_new
@@ -126,8 +127,9 @@ def create_app(app: App, metrics: Metrics, *, limiter: RateLimiter | None = None
             Route(WEBHOOK_ROUTE, ingress.webhook, methods=["POST"]),
             *Health(app, metrics).routes(),  # /healthz, /readyz, /metrics
             # The operator API (dead letters): 401 without CWI_ADMIN_API_KEY's key, 503 when it is unset.
-            Mount("/admin", app=admin_app(app.db, app.bus, s)),
+            Mount("/admin", app=admin_app(app.db, app.bus, s)),  # bounded as it reads (admin_routes)
             # The operator console: pages on the same services as the admin API (worker/console).
-            Mount("/console", app=console_app(app.db, app.bus, s)),
+            # Its forms' bodies at most MAX_REQUEST_BYTES, as the admin API's (413 beyond).
+            Mount("/console", app=console_app(app.db, app.bus, s), max_body_size=MAX_REQUEST_BYTES),
         ]
     )
