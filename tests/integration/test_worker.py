@@ -115,6 +115,27 @@ async def test_a_worker_stops_though_its_upkeep_fails_on_the_way_out(rig: Rig) -
     assert stats.processed == 0
 
 
+@pytest.mark.parametrize("rig", ["local-sqlite"], indirect=True)
+async def test_a_cw_event_dated_years_ahead_is_refused_and_holds_nothing_back(rig: Rig) -> None:
+    """Taken as its record's order key, 9999-12-31 made every later change of the record
+    ``superseded``: the ERP kept the bogus event's value for good."""
+    ahead = env(1, name="From the future")
+    ahead["occurred_at"] = "9999-12-31T23:59:59Z"
+    later = env(2, name="Customer 2")  # the same record (acme-c1 is env(1)'s, c2 env(2)'s): use one
+    later["data"]["id"], later["data"]["number"] = ahead["data"]["id"], ahead["data"]["number"]
+    later["type"], later["occurred_at"] = "customer.updated", "2026-11-24T10:00:00Z"
+    await rig.publish(ahead)
+    stats = await run_until(rig.worker(), lambda s: s.processed == 1)
+    assert stats.counts == {"dead:InvalidEnvelope": 1}
+    [dead] = await rig.dead_letters()
+    assert dead.description.startswith("occurred_at 9999-12-31T23:59:59+00:00 is ")
+    assert "days ahead of this worker's clock (at most one)" in dead.description
+    await rig.publish(later)
+    stats = await run_until(rig.worker(), lambda s: s.processed == 1)
+    assert stats.counts == {"created": 1}, "the later change goes through"
+    assert await rig.writes() == {"customer/acme-c1": 1}
+
+
 async def test_retries_exhausted_dead_letters(rig: Rig) -> None:
     rig.sandbox.sandbox.failures.append(failure(503, 100))
     await rig.publish(env(1))

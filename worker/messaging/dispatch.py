@@ -6,6 +6,7 @@ The Outcome carries its journal; the runner settles the message and commits the 
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Protocol
 
 from contracts import DeadLetterReason, InvalidEnvelopeError, parse_envelope
@@ -14,6 +15,7 @@ from worker.buses.base import Delivery
 from worker.cw.port import CWApi
 from worker.db import Database
 from worker.logging import bind_contextvars, get_logger
+from worker.messaging import order
 from worker.messaging.connections import CredentialsUnreadable, ErpConnection
 from worker.messaging.inbound import InboundHandler
 from worker.messaging.journal import Begin
@@ -78,6 +80,8 @@ class Dispatcher:
         )
         if env.inbound and self.inbound is None:
             return DeadLetter(DeadLetterReason.NotSupported, f"webhook events: {NO_CW}")
+        if (wrong_time := order.too_far_ahead(env, dt.datetime.now(dt.UTC))) is not None:
+            return DeadLetter(DeadLetterReason.InvalidEnvelope, wrong_time)
         try:
             conn = await self.connections.connection_for(env.client_id)
         except PermanentError as exc:

@@ -43,6 +43,22 @@ def _compare(event: OrderKey, held: OrderKey) -> int | None:
     return None
 
 
+MAX_AHEAD = dt.timedelta(days=1)
+"""How far a CW event's ``occurred_at`` may be ahead of this worker's clock. A day tolerates any
+clock skew or zone mislabelling; beyond, the time is wrong (a year typed 2062, 9999-12-31)."""
+
+
+def too_far_ahead(env: Envelope, now: dt.datetime) -> str | None:
+    """Why this CW event's time cannot be right, or None. Taken as its order key, such a time held
+    every later change of the record back (each ``superseded``) until it came round."""
+    if env.inbound or env.occurred_at - now <= MAX_AHEAD:
+        return None
+    return (
+        f"occurred_at {env.occurred_at.isoformat()} is {(env.occurred_at - now).days} days ahead of "
+        "this worker's clock (at most one): it would hold back every later change of its record"
+    )
+
+
 def superseded(env: Envelope, link: Link | None, *, attempted: bool = False) -> str | None:
     """Why this CW event must not be pushed (the ERP holds its record's newer state), or None.
 
