@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Iterable
@@ -11,6 +12,7 @@ from contracts import Envelope, InvalidEnvelopeError, parse_envelope
 from contracts.jsontext import MAX_DEPTH, nesting_depth, position
 from worker import tracing
 from worker.buses.base import OutgoingMessage
+from worker.messaging.order import too_far_ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +61,20 @@ def read_envelopes(text: str) -> tuple[list[tuple[Envelope, str]], list[BadRecor
     """Every valid envelope with its raw JSON, and every bad record with where it is and why."""
     good: list[tuple[Envelope, str]] = []
     bad: list[BadRecord] = []
+    now = dt.datetime.now(dt.UTC)
     for where, raw in _items(text):
         if isinstance(raw, BadRecord):
             bad.append(raw)
             continue
         try:
-            good.append((parse_envelope(raw), raw))
+            env = parse_envelope(raw)
         except InvalidEnvelopeError as exc:
             bad.append(BadRecord(where, exc.problems))
+            continue
+        if (wrong_time := too_far_ahead(env, now)) is not None:  # the worker would refuse it
+            bad.append(BadRecord(where, [wrong_time]))
+            continue
+        good.append((env, raw))
     return good, bad
 
 

@@ -145,6 +145,16 @@ def test_an_input_larger_than_the_bound_is_one_line_and_publishes_nothing(
     assert cli.status()["active"] == 0
 
 
+def test_send_refuses_an_event_dated_years_ahead_and_publishes_nothing(cli: Cli) -> None:
+    cli.run("clients", "add", "acme")
+    ahead = envelope(2, occurred_at="2062-11-23T10:00:00Z")  # a year mistyped
+    result = cli.run("send", "-", input=jsonl([envelope(1), ahead]), check=False)
+    assert result.returncode == 2
+    assert "line 2: occurred_at 2062-11-23T10:00:00+00:00 is " in result.stderr
+    assert "days ahead of this worker's clock (at most one)" in result.stderr
+    assert cli.status()["active"] == 0
+
+
 def test_unmigrated_database_says_what_to_do(tmp_path: Path) -> None:
     result = Cli(f"sqlite:///{tmp_path / 'fresh.db'}").run("status", check=False)
     assert result.returncode == 1 and "cwi db upgrade" in result.stderr
