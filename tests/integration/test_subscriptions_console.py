@@ -86,3 +86,14 @@ async def test_subscriptions_pages(db: Database, monkeypatch: pytest.MonkeyPatch
             assert status == 200 and 'id="rotate"' not in viewed and 'id="toggle"' not in viewed
             async with http.post(detail, data={"csrf_token": csrf, "action": "resume"}) as r:
                 assert r.status == 403 and "operator role" in await r.text()
+
+
+async def test_console_pages_may_not_be_framed_nor_sniffed(db: Database) -> None:
+    """Framed by another site under a decoy, a signed-in operator's click could replay or purge."""
+    app = Starlette(routes=[Mount("/console", console_app(db, LocalBus(db), settings()))])
+    async with served(app) as url, aiohttp.ClientSession() as http:
+        for path in ("/console/login", "/console/failures", "/console/static/console.css"):
+            async with http.get(url + path, allow_redirects=False) as r:
+                assert r.headers.get("X-Frame-Options") == "DENY", path
+                assert r.headers.get("Content-Security-Policy") == "frame-ancestors 'none'", path
+                assert r.headers.get("X-Content-Type-Options") == "nosniff", path

@@ -30,6 +30,7 @@ from contracts import jsontext
 from worker.buses.base import Bus
 from worker.console import auth
 from worker.console.auth import CSRF_FIELD, CsrfError
+from worker.console.headers import NoFraming
 from worker.db import Database, refused_value
 from worker.operators.actors import Actor, Forbidden, Role
 from worker.operators.definitions import Definitions
@@ -188,6 +189,7 @@ def console_app(db: Database, bus: Bus, settings: Settings) -> Starlette:
             max_age=auth.SESSION_MAX_AGE_S,
             same_site="lax",
             https_only=https,
-        )
+        ),
+        Middleware(NoFraming),
     ]
     return Starlette(routes=routes, middleware=middleware)
