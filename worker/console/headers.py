@@ -1,9 +1,9 @@
 """The console's pages may not be framed by another site, nor their types guessed.
 
-Without it another site could show a console page under a decoy in a frame and have a signed-in
-operator click its Replay or Purge button (clickjacking; the session cookie is ``SameSite=Lax``,
-which some browsers still send to a frame of a top-level navigation's site). Starlette has no
-middleware for response headers, so these few lines add them to every console response.
+Without it a page could show the console under a decoy in a frame and have a signed-in operator
+click its Replay or Purge button (clickjacking). The session cookie's ``SameSite=Lax`` keeps it
+from other sites' frames, but not from a page of the same site (another subdomain's). Starlette has
+no middleware for response headers, so these few lines add them to every console response.
 """
 
 from __future__ import annotations
