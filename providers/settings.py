@@ -133,6 +133,11 @@ COMMON_SETTINGS = (
     Setting("reconcile_repair", "flag", "scheduled reconciliation repairs what it finds (default false)"),
     Setting("reconcile_full_after_days", "positive_number", "a run reads everything again after this (7)"),
     Setting("reconcile_share", "share", "share of max_requests_per_minute reconciliation may use (0.25)"),
+    Setting(
+        "reconcile_max_deletes",
+        "positive_integer",
+        "deletes a repair run may make for one entity; more wait (10)",
+    ),
     *(
         Setting(f"reconcile_winner.{entity}", "side", f"cw or erp: whose {entity} a repair keeps (cw)")
         for entity in ("customer", "supplier", "project", "invoice")

@@ -102,6 +102,31 @@ async def test_when_the_erp_wins_its_records_are_written_to_cw_once(sqlite_url: 
         assert found(await rig.reconcile(entities=(Entity.customer,), full=True)) == set()
 
 
+@pytest.mark.parametrize("winner", ["erp", "cw"])
+async def test_more_deletes_than_the_setting_allows_are_held_back(sqlite_url: str, winner: str) -> None:
+    """One side's listing empty (a connection pointed at another company, an API answering nothing)
+    looks like every record deleted there; repaired, every record was deleted on the other side."""
+    settings = {"reconcile_winner.customer": winner, "reconcile_max_deletes": "2"}
+    async with reconcile_rig(sqlite_url, "generic_rest", **settings) as rig:
+        await _steady(rig, 1, 2, 3)
+        with rig.webhooks_dropped():
+            for n in (1, 2, 3):
+                if winner == "erp":
+                    rig.erp_delete(customer(n))  # gone from the ERP
+                else:
+                    rig.cw.cw.records.pop((CLIENT, "customer", f"c-{n}"))  # CW's listing lost them
+        writes = rig.erp_writes()
+        report = await rig.reconcile(entities=(Entity.customer,), repair=True, full=True)
+        assert len(report.entities[0].findings) == 3 and report.published == 0
+        assert all("held back: 3 deletes" in r.note for r in report.entities[0].repairs)
+        await rig.quiet()
+        kept = [rig.cw.cw.get(CLIENT, Entity.customer, f"c-{n}") is not None for n in (1, 2, 3)]
+        assert kept == [winner == "erp"] * 3, "nothing deleted in CW"
+        assert rig.erp_writes() == writes, "nothing deleted in the ERP"
+        rig.set_connection(reconcile_max_deletes="3")
+        assert (await rig.reconcile(entities=(Entity.customer,), repair=True, full=True)).published == 3
+
+
 async def test_a_record_only_the_erp_has_needs_a_decision_when_cw_wins(sqlite_url: str) -> None:
     async with reconcile_rig(sqlite_url, "generic_rest") as rig:
         assert rig.sandbox is not None

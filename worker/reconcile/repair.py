@@ -15,6 +15,7 @@ while a later drift of the same record is a new repair.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -29,6 +30,9 @@ from worker.reconcile.compare import Finding, Kind
 Winner = Literal["cw", "erp"]
 WINNER_SETTING = "reconcile_winner."
 DEFAULT_WINNER: Winner = "cw"
+MAX_DELETES_SETTING = "reconcile_max_deletes"
+DEFAULT_MAX_DELETES = 10
+"""Deletes one run may publish for one entity; more are held back (``held_back``)."""
 
 
 def winner(settings: SettingsReader, entity: Entity) -> Winner:
@@ -122,6 +126,23 @@ def plan(client_id: str, provider: str, finding: Finding, side: Winner) -> Repai
     return Repair(
         finding, side, _inbound(client_id, finding, provider, action), "the ERP's record written to CW"
     )
+
+
+def held_back(repairs: list[Repair], limit: int) -> list[Repair]:
+    """``repairs``, their deletes held back (no event, a note why) when there are more than
+    ``limit`` of them. A side whose listing came back empty (a connection pointed at another
+    company, an API answering nothing during an outage) looks exactly like every record deleted
+    there: repaired, it deleted them all on the other side too."""
+    deletes = {
+        id(r) for r in repairs if r.envelope is not None and str(r.envelope["type"]).endswith(".deleted")
+    }
+    if len(deletes) <= limit:
+        return repairs
+    note = (
+        f"held back: {len(deletes)} deletes in one run are more than {MAX_DELETES_SETTING}={limit} "
+        "(a listing that came back empty looks the same): check both sides, then raise the setting"
+    )
+    return [dataclasses.replace(r, envelope=None, note=note) if id(r) in deletes else r for r in repairs]
 
 
 def message(repair: Repair) -> OutgoingMessage:

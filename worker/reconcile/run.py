@@ -140,13 +140,15 @@ class Reconciler:
         started = time.monotonic()
         report = Report(self.spec.client_id, self.spec.kind)
         winners = {e: repair.winner(self.settings, e) for e in options.entities}  # bad setting: fail first
+        max_deletes = self.settings.positive_integer(repair.MAX_DELETES_SETTING) or repair.DEFAULT_MAX_DELETES
         for entity in options.entities:
             entity_report = await self._entity(entity, options)
             if options.repair:
-                entity_report.repairs = [
+                planned = [
                     repair.plan(self.spec.client_id, self.spec.kind, f, winners[entity])
                     for f in entity_report.findings
                 ]
+                entity_report.repairs = repair.held_back(planned, max_deletes)
                 report.published += await self._publish(entity_report.repairs)
             report.entities.append(entity_report)
         report.erp_requests = self.budget.used
