@@ -155,6 +155,19 @@ def test_send_refuses_an_event_dated_years_ahead_and_publishes_nothing(cli: Cli)
     assert cli.status()["active"] == 0
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("status",)])
+def test_an_sqlite_database_in_memory_is_refused_with_what_to_do(url: str, command: tuple[str, ...]) -> None:
+    """Each command had a new, empty one: `db upgrade` said it migrated it, `status` then said to
+    run `db upgrade`."""
+    result = Cli(url).run(*command, check=False)
+    assert (result.returncode, result.stderr.strip()) == (
+        2,
+        f"error: {url} is an SQLite database in memory, gone when the command ends: "
+        "name a file (CWI_DATABASE_URL=sqlite:///cwi.db)",
+    )
+
+
 def test_unmigrated_database_says_what_to_do(tmp_path: Path) -> None:
     result = Cli(f"sqlite:///{tmp_path / 'fresh.db'}").run("status", check=False)
     assert result.returncode == 1 and "cwi db upgrade" in result.stderr

@@ -104,7 +104,21 @@ def require_migrated(s: Settings) -> None:
     except Exception as exc:  # noqa: BLE001 - any driver error means the same to the user
         fail(f"cannot open the database {shown}: {exc.__class__.__name__}: {exc}".splitlines()[0])
     if current != HEAD_REVISION:
+        refuse_in_memory(s)  # `cwi db upgrade` would migrate a database gone when it ends
         fail(f"the database {shown} is not migrated (at {current}): run `cwi db upgrade`")
+
+
+def refuse_in_memory(s: Settings) -> None:
+    """Stop when the database is SQLite in memory: each command would have a new, empty one."""
+    from config_db.database import make_url
+
+    url = make_url(s.database_url)
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        fail(
+            f"{s.database_url} is an SQLite database in memory, gone when the command ends: "
+            "name a file (CWI_DATABASE_URL=sqlite:///cwi.db)",
+            2,
+        )
 
 
 def start_long_running(s: Settings, *, worker: bool) -> None:
