@@ -99,8 +99,10 @@ def _stored(row: object) -> StoredConnection:
     return StoredConnection(*row)  # type: ignore[misc]
 
 
-def get_connection(db: Connection, client_id: str) -> StoredConnection | None:
-    row = db.execute(q_connection(client_id)).first()
+def get_connection(db: Connection, client_id: str, *, locked: bool = False) -> StoredConnection | None:
+    """``locked``: its row held until the transaction ends where the database can (PostgreSQL)."""
+    query = q_connection(client_id)
+    row = db.execute(query.with_for_update() if locked else query).first()
     return None if row is None else _stored(row)
 
 
@@ -121,8 +123,7 @@ def set_connection(db: Connection, conn: StoredConnection) -> None:
 def rotate_credentials(db: Connection, client_id: str, box: SecretBox) -> bool:
     """Re-encrypt one connection's credentials with the newest key; False when they already were
     (or it has none). One connection per transaction: a rotation can stop and run again."""
-    row = db.execute(q_connection(client_id).with_for_update()).first()  # a set meanwhile is not undone
-    stored = None if row is None else _stored(row)
+    stored = get_connection(db, client_id, locked=True)  # a set meanwhile is not undone
     if stored is None or box.is_current(stored.credentials):
         return False
     rotated = box.rotate(stored.credentials, owner=f"client {client_id!r}")

@@ -31,9 +31,10 @@ from starlette.routing import Route
 from worker.buses.base import Bus
 from worker.console.auth import key_label, role_of_key
 from worker.db import Database, refused_value
-from worker.ingress.admin_routes import BodyTooLarge, console_routes
 from worker.ingress.admin_routes import _json as _body
+from worker.ingress.admin_routes import console_routes
 from worker.ingress.admin_subscriptions import subscription_routes
+from worker.ingress.bodies import BodyTooLarge
 from worker.ingress.openapi import openapi_document
 from worker.logging import get_logger
 from worker.operators.actors import Actor, Forbidden

@@ -20,6 +20,7 @@ from config_db import history
 from contracts import jsontext
 from worker.buses.base import Bus
 from worker.db import Database
+from worker.ingress.bodies import read_body
 from worker.operators import definitions as defs
 from worker.operators import mapping
 from worker.operators.actors import Actor
@@ -48,29 +49,9 @@ MAX_REQUEST_BYTES = 8 * 1024 * 1024
 whole before, however big, for any key (a viewer's too)."""
 
 
-class BodyTooLarge(Exception):
-    """The request body is over ``MAX_REQUEST_BYTES``: 413."""
-
-
-async def _bounded_body(request: Request) -> bytes:
-    """The body, read no further than ``MAX_REQUEST_BYTES`` (a lying or absent Content-Length too).
-    Not Starlette's ``max_body_size``: under the key check's BaseHTTPMiddleware its refusal of a
-    chunked body ends in a 500."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-        raise BodyTooLarge(f"the request body is over {MAX_REQUEST_BYTES} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_REQUEST_BYTES:
-            raise BodyTooLarge(f"the request body is over {MAX_REQUEST_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _json(request: Request) -> dict[str, Any]:
     try:
-        body = jsontext.loads(await _bounded_body(request) or b"{}")
+        body = jsontext.loads(await read_body(request, MAX_REQUEST_BYTES) or b"{}")
     except ValueError:
         raise BadInput("the request body must be a JSON object") from None
     if not isinstance(body, dict):

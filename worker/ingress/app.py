@@ -21,6 +21,7 @@ from worker.console.app import console_app
 from worker.health import RETRY_LATER
 from worker.ingress.admin import admin_app
 from worker.ingress.admin_routes import MAX_REQUEST_BYTES
+from worker.ingress.bodies import BodyTooLarge, read_body
 from worker.ingress.health import Health, starlette
 from worker.ingress.ratelimit import RateLimiter
 from worker.ingress.receiving import Accepted, Refused, lookup, parse, publish_new
@@ -97,7 +98,10 @@ class Ingress:
                 f"too many calls on this webhook URL: retry in {math.ceil(wait)} s",
                 headers={"Retry-After": str(math.ceil(wait))},
             )
-        body = await read_body(request, MAX_BODY)
+        try:
+            body = await read_body(request, MAX_BODY)
+        except BodyTooLarge as exc:
+            raise _too_large(exc.size) from None
         changes = parse(spec, request.headers, body)
         return await publish_new(self.app.db, self.app.bus, spec, changes, body)
 
@@ -105,18 +109,6 @@ class Ingress:
 def _too_large(size: int | None) -> Refused:
     got = f"{size} bytes" if size is not None else "more"
     return Refused(413, "too_large", f"webhook body is {got}; the limit is {MAX_BODY} bytes")
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, read no further than ``limit`` bytes (a lying or absent Content-Length included)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(None)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create_app(app: App, metrics: Metrics, *, limiter: RateLimiter | None = None) -> Starlette:
